@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs the real components the e2e tests run against (DESIGN §10):
+# etcd, kube-apiserver, kube-controller-manager, kubectl (from the pinned
+# k8s.io/kubernetes Go module) and helm (from its pinned Go module).
+#
+# Binaries land in $KOP_E2E_CACHE/bin (default: <repo>/.cache/e2e/bin, git-ignored).
+# A binary is rebuilt only when the go.mod/go.sum that pins it changes, so a
+# second run takes seconds.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cache=${KOP_E2E_CACHE:-$repo/.cache/e2e}
+bin=$cache/bin
+mkdir -p "$bin" "$cache/stamps"
+
+log() { printf '[e2e-deps %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+command -v go >/dev/null || { log "ERROR: 'go' is not on PATH; install Go >= 1.24"; exit 1; }
+
+# build <tools-dir> <output-name> <package>
+build() {
+  local dir=$repo/e2e/tools/$1 out=$2 pkg=$3
+  local stamp=$cache/stamps/$out
+  local want
+  want=$(cat "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -d' ' -f1)
+  if [[ -x $bin/$out && -f $stamp && $(cat "$stamp") == "$want" ]]; then
+    log "$out: cached ($bin/$out)"
+    return
+  fi
+  log "$out: building $pkg (this takes a few minutes on a cold machine)"
+  local start=$SECONDS
+  (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$bin/$out.tmp" "$pkg")
+  mv "$bin/$out.tmp" "$bin/$out"
+  echo "$want" >"$stamp"
+  log "$out: built in $((SECONDS - start)) s"
+}
+
+log "downloading Go modules"
+(cd "$repo/e2e/tools/k8s" && go mod download)
+build k8s etcd ./cmd/etcd
+build k8s kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+build k8s kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
+build k8s kubectl k8s.io/kubernetes/cmd/kubectl
+(cd "$repo/e2e/tools/helm" && go mod download)
+build helm helm helm.sh/helm/v3/cmd/helm
+log "all tools ready in $bin"

@@ -1,0 +1,6 @@
+//! Koperator in Rust: the API types, admission rules, defaults and rendering shared by the
+//! webhook and the operator. Everything here that decides is pure (no I/O).
+
+pub mod api;
+pub mod crd;
+pub mod rules;
