@@ -15,6 +15,10 @@ use std::fmt;
 use std::ops::RangeInclusive;
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::api::{CruiseControlOperation, KafkaCluster, KafkaTopic, KafkaUser, Kind};
 
 /// Kind of field error, as in `k8s.io/apimachinery/pkg/util/validation/field`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -194,4 +198,42 @@ impl Default for RuleConfig {
 pub(crate) fn go_list<T: fmt::Display>(items: &[T]) -> String {
     let inner: Vec<String> = items.iter().map(ToString::to_string).collect();
     format!("[{}]", inner.join(" "))
+}
+
+/// Validates an object of `kind` given as JSON (with the stored `old` object on UPDATE): every
+/// rule that needs neither the API server nor Kafka. Fails only when the JSON does not decode
+/// into the kind's type.
+pub fn validate_value(kind: Kind, obj: &Value, old: Option<&Value>, cfg: &RuleConfig) -> Result<Verdict, serde_json::Error> {
+    fn decode<T: DeserializeOwned>(v: &Value) -> Result<T, serde_json::Error> {
+        T::deserialize(v)
+    }
+    let mut verdict = Verdict::default();
+    match kind {
+        Kind::KafkaCluster => {
+            let new: KafkaCluster = decode(obj)?;
+            verdict = match old.map(decode::<KafkaCluster>).transpose()? {
+                Some(old) => kafkacluster::validate_update(&old.spec, &new.spec, cfg),
+                None => kafkacluster::validate(&new.spec, cfg),
+            };
+        }
+        Kind::KafkaTopic => {
+            let new: KafkaTopic = decode(obj)?;
+            verdict.errors = match old.map(decode::<KafkaTopic>).transpose()? {
+                Some(old) => kafkatopic::validate_update(&old, &new),
+                None => kafkatopic::validate(&new),
+            };
+        }
+        Kind::KafkaUser => {
+            let new: KafkaUser = decode(obj)?;
+            verdict.errors = match old.map(decode::<KafkaUser>).transpose()? {
+                Some(old) => kafkauser::validate_update(&old, &new),
+                None => kafkauser::validate(&new),
+            };
+        }
+        Kind::CruiseControlOperation => {
+            let new: CruiseControlOperation = decode(obj)?;
+            verdict.errors = cruisecontroloperation::validate(&new);
+        }
+    }
+    Ok(verdict)
 }

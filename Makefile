@@ -1,0 +1,52 @@
+# Koperator in Rust. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+CARGO ?= cargo
+E2E_CACHE ?= $(CURDIR)/.cache/e2e
+export KOP_E2E_CACHE := $(E2E_CACHE)
+
+.PHONY: all build crds fmt fmt-check clippy lint unit e2e-deps e2e test cluster-up cluster-down clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+## crds: regenerate config/crd/bases from the Rust types
+crds:
+	$(CARGO) run -q -p koperator-shared --bin crdgen -- config/crd/bases
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+lint: fmt-check clippy
+
+## unit: pure tests (rules, defaults, CRD drift, samples)
+unit:
+	$(CARGO) test --workspace --exclude koperator-e2e
+
+## e2e-deps: build etcd, kube-apiserver, kube-controller-manager, kubectl, helm (cached)
+e2e-deps:
+	e2e/scripts/install-deps.sh
+
+## e2e: end-to-end tests on a real control plane started by the tests
+e2e: e2e-deps
+	$(CARGO) test -p koperator-e2e -- --test-threads=4
+
+## test: everything CI runs
+test: lint unit e2e
+
+## cluster-up / cluster-down: a control plane for people (prints the KUBECONFIG to use)
+cluster-up: e2e-deps
+	$(CARGO) run -q -p koperator-e2e --bin e2e-cluster -- up --dir $(E2E_CACHE)/cluster
+
+cluster-down:
+	$(CARGO) run -q -p koperator-e2e --bin e2e-cluster -- down --dir $(E2E_CACHE)/cluster
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,30 @@
+//! The checked-in CRDs are exactly what the Rust types generate.
+
+use std::path::PathBuf;
+
+#[test]
+fn checked_in_crds_match_the_types() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/crd/bases");
+    let mut expected: Vec<String> = Vec::new();
+    for (name, content) in koperator_shared::crd::files() {
+        let on_disk = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+        assert!(on_disk == content, "config/crd/bases/{name} differs from the Rust types: run `make crds` and commit");
+        expected.push(name);
+    }
+    let mut present: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    present.sort();
+    expected.sort();
+    assert_eq!(present, expected, "config/crd/bases holds files the types do not generate");
+}
+
+#[test]
+fn crds_are_namespaced_with_status_short_names_and_koperator_group() {
+    for crd in koperator_shared::crd::all() {
+        assert_eq!(crd.spec.group, "kafka.banzaicloud.io");
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert!(crd.spec.names.short_names.as_ref().is_some_and(|s| s.len() == 1));
+        let v = &crd.spec.versions[0];
+        assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "{} has a status subresource", crd.spec.names.kind);
+    }
+}
