@@ -1,1 +1,14 @@
-pub fn placeholder() {}
+//! Real-component test environment (DESIGN §10): etcd, kube-apiserver and
+//! kube-controller-manager built by `e2e/scripts/install-deps.sh`, started on free 127.0.0.1
+//! ports with RBAC, a service-account key and an admin kubeconfig.
+//!
+//! Tests share one control plane per test binary ([`shared`]) and work in their own namespace
+//! ([`ControlPlane::namespace`]). Every process is killed when the test binary exits, even
+//! when a test fails or the binary is killed.
+
+pub mod controlplane;
+pub mod pki;
+pub mod process;
+pub mod tools;
+
+pub use controlplane::{ControlPlane, Namespace, Options, shared};

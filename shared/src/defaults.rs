@@ -12,7 +12,8 @@ use serde_json::{Map, Value, json};
 use crate::api::Kind;
 use crate::api::kafkacluster::{
     DEFAULT_ANY_CAST_PORT, DEFAULT_CC_TASK_RETRY_MINUTES, DEFAULT_CLUSTER_DOMAIN, DEFAULT_ENVOY_ADMIN_PORT,
-    DEFAULT_ENVOY_HEALTH_CHECK_PORT, DEFAULT_INGRESS_CONTROLLER, DEFAULT_INGRESS_CONTROLLER_TARGET_PORT, DEFAULT_ZK_PATH,
+    DEFAULT_ENVOY_HEALTH_CHECK_PORT, DEFAULT_INGRESS_CONTROLLER, DEFAULT_INGRESS_CONTROLLER_TARGET_PORT,
+    DEFAULT_ZK_PATH,
 };
 
 /// The JSON Patch that fills in the defaults of `obj` (a whole object of kind `kind`, living in
@@ -42,7 +43,9 @@ pub fn apply(kind: Kind, obj: &mut Value, namespace: &str) {
 }
 
 /// A typed object with its defaults applied (the operator's in-memory path).
-pub fn defaulted<K: Serialize + DeserializeOwned + kube::Resource<DynamicType = ()>>(obj: &K) -> Result<K, serde_json::Error> {
+pub fn defaulted<K: Serialize + DeserializeOwned + kube::Resource<DynamicType = ()>>(
+    obj: &K,
+) -> Result<K, serde_json::Error> {
     let kind = Kind::from_kind(&K::kind(&())).expect("only called for the project's own kinds");
     let namespace = obj.meta().namespace.clone().unwrap_or_default();
     let mut value = serde_json::to_value(obj)?;
@@ -151,7 +154,9 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|o| (o["op"].as_str().unwrap().to_string(), o["path"].as_str().unwrap().to_string(), o["value"].clone()))
+            .map(|o| {
+                (o["op"].as_str().unwrap().to_string(), o["path"].as_str().unwrap().to_string(), o["value"].clone())
+            })
             .collect()
     }
 
@@ -201,8 +206,14 @@ mod tests {
     fn second_pass_is_empty() {
         for (kind, obj) in [
             (Kind::KafkaCluster, cluster()),
-            (Kind::KafkaTopic, json!({"spec": {"name": "t", "partitions": 1, "replicationFactor": 1, "clusterRef": {"name": "kafka"}}})),
-            (Kind::KafkaUser, json!({"spec": {"secretName": "s", "clusterRef": {"name": "kafka"}, "topicGrants": [{"topicName": "t", "accessType": "read"}]}})),
+            (
+                Kind::KafkaTopic,
+                json!({"spec": {"name": "t", "partitions": 1, "replicationFactor": 1, "clusterRef": {"name": "kafka"}}}),
+            ),
+            (
+                Kind::KafkaUser,
+                json!({"spec": {"secretName": "s", "clusterRef": {"name": "kafka"}, "topicGrants": [{"topicName": "t", "accessType": "read"}]}}),
+            ),
             (Kind::CruiseControlOperation, json!({"spec": {}})),
         ] {
             let mut once = obj.clone();
@@ -224,7 +235,10 @@ mod tests {
         let mut out = obj.clone();
         apply(Kind::KafkaCluster, &mut out, "team-a");
         assert_eq!(out["spec"]["kubernetesClusterDomain"], "corp.local");
-        assert_eq!(out["spec"]["rollingUpgradeConfig"], json!({"failureThreshold": 3, "concurrentBrokerRestartCountPerRack": 1}));
+        assert_eq!(
+            out["spec"]["rollingUpgradeConfig"],
+            json!({"failureThreshold": 3, "concurrentBrokerRestartCountPerRack": 1})
+        );
         assert_eq!(out["spec"]["ingressController"], "contour");
         assert_eq!(out["spec"].get("envoyConfig"), None, "no envoy defaults with contour");
         let ext = &out["spec"]["listenersConfig"]["externalListeners"][0];
@@ -245,9 +259,15 @@ mod tests {
     #[test]
     fn topic_user_and_operation_defaults() {
         let topic = json!({"spec": {"clusterRef": {"name": "kafka"}}});
-        assert_eq!(ops(Kind::KafkaTopic, &topic), vec![("add".into(), "/spec/clusterRef/namespace".into(), json!("team-a"))]);
+        assert_eq!(
+            ops(Kind::KafkaTopic, &topic),
+            vec![("add".into(), "/spec/clusterRef/namespace".into(), json!("team-a"))]
+        );
         let user = json!({"spec": {"clusterRef": {"name": "kafka", "namespace": "kafka"}, "topicGrants": [{"topicName": "t"}]}});
-        assert_eq!(ops(Kind::KafkaUser, &user), vec![("add".into(), "/spec/topicGrants/0/patternType".into(), json!("literal"))]);
+        assert_eq!(
+            ops(Kind::KafkaUser, &user),
+            vec![("add".into(), "/spec/topicGrants/0/patternType".into(), json!("literal"))]
+        );
         assert_eq!(
             ops(Kind::CruiseControlOperation, &json!({"spec": {}})),
             vec![("add".into(), "/spec/errorPolicy".into(), json!("retry"))]

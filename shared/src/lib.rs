@@ -3,5 +3,5 @@
 
 pub mod api;
 pub mod crd;
-pub mod rules;
 pub mod defaults;
+pub mod rules;

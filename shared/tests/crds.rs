@@ -25,6 +25,10 @@ fn crds_are_namespaced_with_status_short_names_and_koperator_group() {
         assert_eq!(crd.spec.scope, "Namespaced");
         assert!(crd.spec.names.short_names.as_ref().is_some_and(|s| s.len() == 1));
         let v = &crd.spec.versions[0];
-        assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "{} has a status subresource", crd.spec.names.kind);
+        assert!(
+            v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
+            "{} has a status subresource",
+            crd.spec.names.kind
+        );
     }
 }

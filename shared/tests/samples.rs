@@ -49,9 +49,15 @@ fn samples_round_trip_through_the_types_without_losing_fields() {
     for (path, obj) in samples() {
         let kind = Kind::from_kind(obj["kind"].as_str().unwrap()).unwrap();
         let typed: Value = match kind {
-            Kind::KafkaCluster => serde_json::to_value(serde_json::from_value::<koperator_shared::api::KafkaCluster>(obj.clone()).unwrap()),
-            Kind::KafkaTopic => serde_json::to_value(serde_json::from_value::<koperator_shared::api::KafkaTopic>(obj.clone()).unwrap()),
-            Kind::KafkaUser => serde_json::to_value(serde_json::from_value::<koperator_shared::api::KafkaUser>(obj.clone()).unwrap()),
+            Kind::KafkaCluster => serde_json::to_value(
+                serde_json::from_value::<koperator_shared::api::KafkaCluster>(obj.clone()).unwrap(),
+            ),
+            Kind::KafkaTopic => {
+                serde_json::to_value(serde_json::from_value::<koperator_shared::api::KafkaTopic>(obj.clone()).unwrap())
+            }
+            Kind::KafkaUser => {
+                serde_json::to_value(serde_json::from_value::<koperator_shared::api::KafkaUser>(obj.clone()).unwrap())
+            }
             Kind::CruiseControlOperation => serde_json::to_value(
                 serde_json::from_value::<koperator_shared::api::CruiseControlOperation>(obj.clone()).unwrap(),
             ),

@@ -49,14 +49,14 @@ pub fn validate(op: &CruiseControlOperation) -> Vec<FieldError> {
             "label the operation with kafka_cr: <name of the KafkaCluster> it runs against",
         ));
     }
-    if let Some(ttl) = op.spec.ttl_seconds_after_finished {
-        if ttl < 0 {
-            errs.push(FieldError::invalid(
-                &Path::root("spec").child("ttlSecondsAfterFinished"),
-                ttl,
-                "must be 0 (delete at once) or more seconds",
-            ));
-        }
+    if let Some(ttl) = op.spec.ttl_seconds_after_finished
+        && ttl < 0
+    {
+        errs.push(FieldError::invalid(
+            &Path::root("spec").child("ttlSecondsAfterFinished"),
+            ttl,
+            "must be 0 (delete at once) or more seconds",
+        ));
     }
     if let Some(task) = op.status.as_ref().and_then(|s| s.current_task.as_ref()) {
         errs.extend(task_parameters(task, &Path::root("status").child("currentTask")));
@@ -72,13 +72,13 @@ fn task_parameters(task: &CruiseControlTask, path: &Path) -> Vec<FieldError> {
         Operation::RemoveDisks => Some("brokerid_and_logdirs"),
         _ => None,
     };
-    if let Some(req) = required {
-        if !params.contains_key(req) {
-            errs.push(FieldError::required(
-                &path.child("parameters").key(req),
-                format!("{} needs the {req} parameter", task.operation.as_str()),
-            ));
-        }
+    if let Some(req) = required
+        && !params.contains_key(req)
+    {
+        errs.push(FieldError::required(
+            &path.child("parameters").key(req),
+            format!("{} needs the {req} parameter", task.operation.as_str()),
+        ));
     }
     for (name, value) in &params {
         let p = path.child("parameters").key(name);

@@ -45,27 +45,28 @@ pub fn validate(user: &KafkaUser) -> Vec<FieldError> {
             ));
         }
     }
-    if let Some(exp) = s.expiration_seconds {
-        if exp < MIN_EXPIRATION_SECONDS {
-            errs.push(FieldError::invalid(
-                &spec().child("expirationSeconds"),
-                exp,
-                format!("certificates must live at least {MIN_EXPIRATION_SECONDS} seconds (1 hour)"),
-            ));
-        }
+    if let Some(exp) = s.expiration_seconds
+        && exp < MIN_EXPIRATION_SECONDS
+    {
+        errs.push(FieldError::invalid(
+            &spec().child("expirationSeconds"),
+            exp,
+            format!("certificates must live at least {MIN_EXPIRATION_SECONDS} seconds (1 hour)"),
+        ));
     }
     for (i, dns) in s.dns_names.iter().flatten().enumerate() {
         if !names::is_wildcard_dns_subdomain(dns) {
             errs.push(FieldError::invalid(&spec().child("dnsNames").index(i), dns, "not a valid lowercase DNS name"));
         }
     }
-    if let Some(pki) = &s.pki_backend_spec {
-        if pki.pki_backend == UserPkiBackend::K8sCsr && pki.signer_name.as_deref().unwrap_or_default().is_empty() {
-            errs.push(FieldError::required(
-                &spec().child("pkiBackendSpec").child("signerName"),
-                "the k8s-csr backend needs the signerName of the CertificateSigningRequest signer",
-            ));
-        }
+    if let Some(pki) = &s.pki_backend_spec
+        && pki.pki_backend == UserPkiBackend::K8sCsr
+        && pki.signer_name.as_deref().unwrap_or_default().is_empty()
+    {
+        errs.push(FieldError::required(
+            &spec().child("pkiBackendSpec").child("signerName"),
+            "the k8s-csr backend needs the signerName of the CertificateSigningRequest signer",
+        ));
     }
     errs
 }

@@ -203,7 +203,12 @@ pub(crate) fn go_list<T: fmt::Display>(items: &[T]) -> String {
 /// Validates an object of `kind` given as JSON (with the stored `old` object on UPDATE): every
 /// rule that needs neither the API server nor Kafka. Fails only when the JSON does not decode
 /// into the kind's type.
-pub fn validate_value(kind: Kind, obj: &Value, old: Option<&Value>, cfg: &RuleConfig) -> Result<Verdict, serde_json::Error> {
+pub fn validate_value(
+    kind: Kind,
+    obj: &Value,
+    old: Option<&Value>,
+    cfg: &RuleConfig,
+) -> Result<Verdict, serde_json::Error> {
     fn decode<T: DeserializeOwned>(v: &Value) -> Result<T, serde_json::Error> {
         T::deserialize(v)
     }

@@ -39,18 +39,16 @@ pub fn groups_and_storage(spec: &KafkaClusterSpec) -> Vec<FieldError> {
     }
     for (i, b) in spec.brokers.iter().enumerate() {
         let path = broker_path(i);
-        if let Some(group) = b.broker_config_group.as_deref().filter(|g| !g.is_empty()) {
-            if spec.group_of(b).is_none() {
-                let known: Vec<&str> = spec.broker_config_groups.iter().flatten().map(|(k, _)| k.as_str()).collect();
-                errs.push(FieldError::not_found(
-                    &path.child("brokerConfigGroup"),
-                    group,
-                    format!(
-                        "no such entry in spec.brokerConfigGroups (defined: {known:?}); add the group or fix the name"
-                    ),
-                ));
-                continue;
-            }
+        if let Some(group) = b.broker_config_group.as_deref().filter(|g| !g.is_empty())
+            && spec.group_of(b).is_none()
+        {
+            let known: Vec<&str> = spec.broker_config_groups.iter().flatten().map(|(k, _)| k.as_str()).collect();
+            errs.push(FieldError::not_found(
+                &path.child("brokerConfigGroup"),
+                group,
+                format!("no such entry in spec.brokerConfigGroups (defined: {known:?}); add the group or fix the name"),
+            ));
+            continue;
         }
         if let Some(own) = &b.broker_config {
             errs.extend(storage_configs(own, &path.child("brokerConfig")));
@@ -125,14 +123,14 @@ fn storage_config(sc: &StorageConfig, path: &Path) -> Vec<FieldError> {
             }
         }
         (None, Some(ed)) => {
-            if let Some(limit) = &ed.size_limit {
-                if quantity::parse(&limit.0).is_none() {
-                    errs.push(FieldError::invalid(
-                        &path.child("emptyDir").child("sizeLimit"),
-                        &limit.0,
-                        "not a quantity; use a size such as 1Gi",
-                    ));
-                }
+            if let Some(limit) = &ed.size_limit
+                && quantity::parse(&limit.0).is_none()
+            {
+                errs.push(FieldError::invalid(
+                    &path.child("emptyDir").child("sizeLimit"),
+                    &limit.0,
+                    "not a quantity; use a size such as 1Gi",
+                ));
             }
         }
     }

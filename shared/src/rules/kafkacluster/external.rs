@@ -119,15 +119,15 @@ pub fn target_port_collisions_for_envoy(spec: &KafkaClusterSpec) -> Vec<FieldErr
 pub fn access(spec: &KafkaClusterSpec, cfg: &RuleConfig) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let controller = spec.ingress_controller_or_default();
-    if let Some(ic) = spec.ingress_controller.as_deref().filter(|s| !s.is_empty()) {
-        if !SUPPORTED_INGRESS_CONTROLLERS.contains(&ic) {
-            let mut e =
-                FieldError::not_supported(&spec_path().child("ingressController"), ic, SUPPORTED_INGRESS_CONTROLLERS);
-            if ic.starts_with("istio") {
-                e.message.push_str("; Istio ingress is not supported by this operator, use envoy or contour");
-            }
-            errs.push(e);
+    if let Some(ic) = spec.ingress_controller.as_deref().filter(|s| !s.is_empty())
+        && !SUPPORTED_INGRESS_CONTROLLERS.contains(&ic)
+    {
+        let mut e =
+            FieldError::not_supported(&spec_path().child("ingressController"), ic, SUPPORTED_INGRESS_CONTROLLERS);
+        if ic.starts_with("istio") {
+            e.message.push_str("; Istio ingress is not supported by this operator, use envoy or contour");
         }
+        errs.push(e);
     }
     if spec.istio_ingress_config.is_some() {
         errs.push(FieldError::forbidden(
@@ -226,10 +226,10 @@ pub fn access(spec: &KafkaClusterSpec, cfg: &RuleConfig) -> Vec<FieldError> {
             }
         }
     }
-    if let Some(envoy) = &spec.envoy_config {
-        if let Some(t) = envoy.broker_hostname_template.as_deref().filter(|t| !t.is_empty()) {
-            errs.extend(template(t, &spec_path().child("envoyConfig").child("brokerHostnameTemplate")));
-        }
+    if let Some(envoy) = &spec.envoy_config
+        && let Some(t) = envoy.broker_hostname_template.as_deref().filter(|t| !t.is_empty())
+    {
+        errs.extend(template(t, &spec_path().child("envoyConfig").child("brokerHostnameTemplate")));
     }
     for (i, b) in spec.brokers.iter().enumerate() {
         for (j, name) in b.effective_ingress_mapping(spec).into_iter().enumerate() {

@@ -68,7 +68,7 @@ fn kraft(spec: &KafkaClusterSpec, v: &mut Verdict) {
             "a KRaft cluster needs at least one node with the broker role to serve clients",
         ));
     }
-    if controllers > 0 && controllers % 2 == 0 {
+    if controllers > 0 && controllers.is_multiple_of(2) {
         v.warnings.push(format!(
             "spec.brokers: {controllers} controllers tolerate no more failures than {}; use an odd number of controllers",
             controllers - 1

@@ -20,17 +20,20 @@ pub fn check(spec: &KafkaClusterSpec) -> Vec<FieldError> {
     for (path, l) in listeners {
         errs.extend(listener(l, &path, operator_pki));
     }
-    if let Some(s) = &lc.ssl_secrets {
-        if s.tls_secret_name.is_empty() {
-            errs.push(FieldError::required(
+    if let Some(s) = &lc.ssl_secrets
+        && s.tls_secret_name.is_empty()
+    {
+        errs.push(FieldError::required(
                 &listeners_path().child("sslSecrets").child("tlsSecretName"),
                 "name the Secret that holds (or will hold, with create: true) the CA the operator issues broker certificates from",
             ));
-        }
     }
-    if let Some(admin) = admin_listener(spec) {
-        if admin.listener_type.is_ssl() && !operator_pki && spec.client_ssl_cert_secret.is_none() {
-            errs.push(FieldError::required(
+    if let Some(admin) = admin_listener(spec)
+        && admin.listener_type.is_ssl()
+        && !operator_pki
+        && spec.client_ssl_cert_secret.is_none()
+    {
+        errs.push(FieldError::required(
                 &spec_path().child("clientSSLCertSecret"),
                 format!(
                     "the operator and Cruise Control reach Kafka on the SSL listener '{}': set clientSSLCertSecret to a Secret \
@@ -38,7 +41,6 @@ pub fn check(spec: &KafkaClusterSpec) -> Vec<FieldError> {
                     admin.name
                 ),
             ));
-        }
     }
     errs
 }

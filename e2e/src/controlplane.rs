@@ -1,0 +1,391 @@
+//! etcd + kube-apiserver + kube-controller-manager on free 127.0.0.1 ports.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::pki;
+use crate::process::{Component, free_port, tail};
+use crate::tools::{cache_dir, tool};
+
+/// How long the API server may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// Run directories of earlier test runs kept for their logs.
+const KEPT_RUNS: usize = 5;
+
+/// How to start a control plane.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Directory for data, certificates, kubeconfig and logs.
+    pub dir: PathBuf,
+    /// Survive the calling process (for `make cluster-up`).
+    pub detached: bool,
+}
+
+impl Options {
+    /// A fresh run directory under `<cache>/runs/`, pruning old ones.
+    pub fn for_tests() -> Result<Options> {
+        let runs = cache_dir().join("runs");
+        std::fs::create_dir_all(&runs)?;
+        prune_runs(&runs);
+        let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
+        let dir = runs.join(format!("{stamp}-{}", std::process::id()));
+        Ok(Options { dir, detached: false })
+    }
+}
+
+fn prune_runs(runs: &Path) {
+    let Ok(entries) = std::fs::read_dir(runs) else { return };
+    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort();
+    let excess = dirs.len().saturating_sub(KEPT_RUNS - 1);
+    for old in dirs.into_iter().take(excess) {
+        let _ = std::fs::remove_dir_all(old);
+    }
+}
+
+/// A running control plane.
+pub struct ControlPlane {
+    /// Run directory (logs under `logs/`).
+    pub dir: PathBuf,
+    /// Admin kubeconfig (token user in `system:masters`).
+    pub kubeconfig: PathBuf,
+    /// `https://127.0.0.1:<port>`.
+    pub server: String,
+    /// CA certificate (PEM) the API server's serving certificate chains to.
+    pub ca_pem: String,
+    /// Time from start to `/readyz` ok.
+    pub ready_after: Duration,
+    components: Vec<Component>,
+}
+
+impl ControlPlane {
+    /// Starts etcd, kube-apiserver and kube-controller-manager and waits for `/readyz`.
+    /// Retries once with new ports when a port was taken in between.
+    pub fn start(opts: &Options) -> Result<ControlPlane> {
+        match Self::start_once(opts) {
+            Err(e) if format!("{e:#}").contains("address already in use") => {
+                eprintln!("e2e: a port was taken while starting ({e:#}); retrying with new ports");
+                Self::start_once(opts)
+            }
+            other => other,
+        }
+    }
+
+    fn start_once(opts: &Options) -> Result<ControlPlane> {
+        let started = Instant::now();
+        let etcd_bin = tool("etcd")?;
+        let apiserver_bin = tool("kube-apiserver")?;
+        let kcm_bin = tool("kube-controller-manager")?;
+        tool("kubectl")?;
+
+        let dir = opts.dir.clone();
+        let logs = dir.join("logs");
+        let certs = dir.join("certs");
+        for d in [&logs, &certs] {
+            std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+        }
+        let pki = pki::generate()?;
+        let write = |name: &str, content: &str| -> Result<PathBuf> {
+            let p = certs.join(name);
+            std::fs::write(&p, content).with_context(|| format!("write {}", p.display()))?;
+            Ok(p)
+        };
+        let ca = write("ca.crt", &pki.ca_cert)?;
+        let serving_cert = write("apiserver.crt", &pki.serving_cert)?;
+        let serving_key = write("apiserver.key", &pki.serving_key)?;
+        let sa_key = write("sa.key", &pki.service_account_key)?;
+        let sa_pub = write("sa.pub", &pki.service_account_pub)?;
+        let token = pki::random_token()?;
+        let tokens = write("tokens.csv", &format!("{token},admin,admin,system:masters\n"))?;
+
+        let (etcd_client, etcd_peer, api_port, kcm_port) = (free_port()?, free_port()?, free_port()?, free_port()?);
+        let server = format!("https://127.0.0.1:{api_port}");
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, kubeconfig_yaml(&server, &pki.ca_cert, &token))?;
+
+        let mut cp = ControlPlane {
+            dir: dir.clone(),
+            kubeconfig: kubeconfig.clone(),
+            server: server.clone(),
+            ca_pem: pki.ca_cert.clone(),
+            ready_after: Duration::ZERO,
+            components: Vec::new(),
+        };
+        let s = |p: &Path| p.display().to_string();
+
+        let etcd_args = vec![
+            "--name=e2e".into(),
+            format!("--data-dir={}", s(&dir.join("etcd"))),
+            format!("--listen-client-urls=http://127.0.0.1:{etcd_client}"),
+            format!("--advertise-client-urls=http://127.0.0.1:{etcd_client}"),
+            format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"),
+            format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"),
+            format!("--initial-cluster=e2e=http://127.0.0.1:{etcd_peer}"),
+            "--unsafe-no-fsync=true".into(),
+            "--quota-backend-bytes=4294967296".into(),
+            "--log-level=warn".into(),
+        ];
+        cp.components.push(Component::start("etcd", &etcd_bin, &etcd_args, logs.join("etcd.log"), opts.detached)?);
+        cp.wait_tcp(etcd_client, "etcd", Duration::from_secs(20))?;
+
+        let api_args = vec![
+            format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={api_port}"),
+            format!("--tls-cert-file={}", s(&serving_cert)),
+            format!("--tls-private-key-file={}", s(&serving_key)),
+            format!("--client-ca-file={}", s(&ca)),
+            format!("--token-auth-file={}", s(&tokens)),
+            "--authorization-mode=RBAC".into(),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", s(&sa_pub)),
+            format!("--service-account-signing-key-file={}", s(&sa_key)),
+            "--service-cluster-ip-range=10.96.0.0/16".into(),
+            format!("--cert-dir={}", s(&certs)),
+            "--profiling=false".into(),
+            "--v=1".into(),
+        ];
+        cp.components.push(Component::start(
+            "kube-apiserver",
+            &apiserver_bin,
+            &api_args,
+            logs.join("kube-apiserver.log"),
+            opts.detached,
+        )?);
+        cp.wait_ready(READY_TIMEOUT)?;
+        cp.ready_after = started.elapsed();
+
+        let kcm_args = vec![
+            format!("--kubeconfig={}", s(&kubeconfig)),
+            format!("--authentication-kubeconfig={}", s(&kubeconfig)),
+            format!("--authorization-kubeconfig={}", s(&kubeconfig)),
+            "--controllers=*".into(),
+            "--leader-elect=false".into(),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={kcm_port}"),
+            format!("--service-account-private-key-file={}", s(&sa_key)),
+            format!("--root-ca-file={}", s(&ca)),
+            "--use-service-account-credentials=false".into(),
+            "--concurrent-gc-syncs=5".into(),
+            "--v=1".into(),
+        ];
+        cp.components.push(Component::start(
+            "kube-controller-manager",
+            &kcm_bin,
+            &kcm_args,
+            logs.join("kube-controller-manager.log"),
+            opts.detached,
+        )?);
+        std::thread::sleep(Duration::from_millis(300));
+        cp.check_alive()?;
+        Ok(cp)
+    }
+
+    /// Errors when a component has exited, with its log tail and log path.
+    pub fn check_alive(&self) -> Result<()> {
+        for c in &self.components {
+            if let Some(status) = c.exited() {
+                bail!("{} exited ({status}); log: {}\n--- last lines ---\n{}", c.name, c.log.display(), c.log_tail(15));
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_tcp(&self, port: u16, what: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check_alive()?;
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{what} did not listen on 127.0.0.1:{port} within {timeout:?}; logs in {}",
+                    self.dir.join("logs").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check_alive()?;
+            let out = self.kubectl_output(&["get", "--raw=/readyz"], None)?;
+            if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok" {
+                return Ok(());
+            }
+            let last = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            if Instant::now() > deadline {
+                let log = self.dir.join("logs/kube-apiserver.log");
+                bail!(
+                    "kube-apiserver at {} not ready within {timeout:?}; last /readyz answer: {}\nlog: {}\n--- last lines ---\n{}",
+                    self.server,
+                    last.trim(),
+                    log.display(),
+                    tail(&log, 15)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Runs kubectl against this control plane; `stdin` is fed to it when given.
+    pub fn kubectl_output(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        let mut cmd = Command::new(tool("kubectl")?);
+        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display())).args(args);
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("run kubectl")?;
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().expect("piped stdin").write_all(input.as_bytes())?;
+        }
+        Ok(child.wait_with_output()?)
+    }
+
+    /// Runs kubectl and returns its stdout, or an error with its stderr.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String> {
+        self.kubectl_stdin(args, None)
+    }
+
+    /// Like [`ControlPlane::kubectl`] with `stdin`.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
+        let out = self.kubectl_output(args, stdin)?;
+        if !out.status.success() {
+            return Err(anyhow!(
+                "kubectl {} failed ({}):\n{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Creates a namespace named `<prefix>-<random>` that is deleted when the guard drops.
+    pub fn namespace(&self, prefix: &str) -> Result<Namespace<'_>> {
+        let name = format!("{prefix}-{}", &pki::random_token()?[..6]);
+        self.kubectl(&["create", "namespace", &name])?;
+        Ok(Namespace { cp: self, name })
+    }
+
+    /// A kube client for this control plane (call inside a tokio runtime).
+    pub async fn client(&self) -> Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// Process ids of the components.
+    pub fn pids(&self) -> Vec<u32> {
+        self.components.iter().map(Component::pid).collect()
+    }
+
+    /// Stops every component (controller-manager, API server, etcd) and removes the data,
+    /// keeping the logs.
+    pub fn stop(&self) {
+        for c in self.components.iter().rev() {
+            c.stop(Duration::from_secs(5));
+        }
+        let _ = std::fs::remove_dir_all(self.dir.join("etcd"));
+        let _ = std::fs::remove_dir_all(self.dir.join("certs"));
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A namespace that is deleted (without waiting) when dropped.
+pub struct Namespace<'a> {
+    cp: &'a ControlPlane,
+    /// The namespace name.
+    pub name: String,
+}
+
+impl Drop for Namespace<'_> {
+    fn drop(&mut self) {
+        let _ = self.cp.kubectl(&["delete", "namespace", &self.name, "--wait=false"]);
+    }
+}
+
+fn kubeconfig_yaml(server: &str, ca_pem: &str, token: &str) -> String {
+    use std::fmt::Write;
+    let ca_b64 = base64(ca_pem.as_bytes());
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca_b64}\n\
+         users:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: e2e\n  context:\n    cluster: e2e\n    user: admin\n\
+         current-context: e2e\n"
+    );
+    s
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The control plane shared by the tests of one test binary, started on first use and stopped
+/// when the binary exits.
+pub fn shared() -> &'static ControlPlane {
+    static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+    let cp = SHARED.get_or_init(|| {
+        let started = Instant::now();
+        let result = Options::for_tests().and_then(|o| ControlPlane::start(&o)).map_err(|e| format!("{e:#}"));
+        if let Ok(cp) = &result {
+            eprintln!(
+                "e2e: control plane at {} ready after {:.1}s (run dir {})",
+                cp.server,
+                started.elapsed().as_secs_f64(),
+                cp.dir.display()
+            );
+            extern "C" fn stop_shared() {
+                if let Some(Ok(cp)) = SHARED.get() {
+                    cp.stop();
+                }
+            }
+            // SAFETY: registering a plain extern "C" function with atexit.
+            unsafe { libc::atexit(stop_shared) };
+        }
+        result
+    });
+    match cp {
+        Ok(cp) => cp,
+        Err(e) => panic!("could not start the e2e control plane: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
+}
