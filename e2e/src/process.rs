@@ -47,9 +47,21 @@ impl Component {
     /// Starts `program` with `args`, output to `log`. With `detached`, the process survives the
     /// caller (for `make cluster-up`); otherwise it dies with the test binary.
     pub fn start(name: &str, program: &Path, args: &[String], log: PathBuf, detached: bool) -> Result<Component> {
+        Self::start_with_env(name, program, args, &[], log, detached)
+    }
+
+    /// Like [`Component::start`] with extra environment variables.
+    pub fn start_with_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        log: PathBuf,
+        detached: bool,
+    ) -> Result<Component> {
         let out = File::create(&log).with_context(|| format!("create {}", log.display()))?;
         let mut cmd = Command::new(program);
-        cmd.args(args).stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
+        cmd.args(args).envs(env.iter().cloned()).stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
         let child = if detached {
             // SAFETY: setsid is async-signal-safe and touches no Rust state.
             unsafe {

@@ -1,8 +1,21 @@
 //! `koperator-webhook`: the admission webhook (validating and mutating) for Koperator's custom
-//! resources. This build exposes the command line and the rules it will serve; the HTTPS
-//! server, certificate management and metrics land with the webhook issue.
+//! resources, serving HTTPS with a self-managed, rotating certificate.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
 use clap::Parser;
+use koperator_shared::rules::RuleConfig;
+use koperator_webhook::admission::{Admission, NoKafkaChecks};
+use koperator_webhook::certs::{CertLoop, CertStatus, FileSource, OwnedConfigs, SecretSource, Source};
+use koperator_webhook::lookups::CachedLookups;
+use koperator_webhook::metrics::Metrics;
+use koperator_webhook::pki::PkiConfig;
+use koperator_webhook::server;
+use tracing::info;
 
 /// Admission webhook for kafka.banzaicloud.io resources.
 #[derive(Parser, Debug)]
@@ -10,14 +23,139 @@ use clap::Parser;
 struct Args {
     /// Address to serve HTTPS on.
     #[arg(long, env = "WEBHOOK_LISTEN", default_value = "0.0.0.0:9443")]
-    listen: String,
+    listen: SocketAddr,
+    /// Namespace of the webhook (holds the certificate Secret).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "koperator")]
+    namespace: String,
+    /// Secret holding the self-managed CA and serving certificate.
+    #[arg(long, default_value = "koperator-webhook-certs")]
+    secret_name: String,
+    /// Service name in front of the webhook; its DNS names go into the certificate.
+    #[arg(long, default_value = "koperator-webhook")]
+    service_name: String,
+    /// Extra DNS names or IP addresses for the serving certificate (repeatable).
+    #[arg(long = "extra-san")]
+    extra_sans: Vec<String>,
+    /// ValidatingWebhookConfigurations whose caBundle this webhook maintains (repeatable; empty
+    /// string for none).
+    #[arg(long = "validating-config", default_value = "koperator-validating-webhook")]
+    validating_configs: Vec<String>,
+    /// MutatingWebhookConfigurations whose caBundle this webhook maintains (repeatable).
+    #[arg(long = "mutating-config", default_value = "koperator-mutating-webhook")]
+    mutating_configs: Vec<String>,
+    /// Lifetime of the self-managed CA.
+    #[arg(long, default_value = "8760h", value_parser = humantime::parse_duration)]
+    ca_validity: Duration,
+    /// Lifetime of the serving certificate (renewed at 2/3).
+    #[arg(long, default_value = "720h", value_parser = humantime::parse_duration)]
+    leaf_validity: Duration,
+    /// How long a new CA sits in the bundle before it signs, so the API server trusts it first.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    ca_propagation: Duration,
+    /// Interval of the certificate check (watch events trigger it earlier).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    cert_check_interval: Duration,
+    /// Serve this certificate file instead of the self-managed PKI (cert-manager); reloaded when it changes.
+    #[arg(long, requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// Key of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
+    /// With --tls-cert-file: a CA bundle file to inject into the owned configurations.
+    #[arg(long, requires = "tls_cert_file")]
+    ca_file: Option<PathBuf>,
+    /// Service node-port range of the cluster, for the NodePort rules.
+    #[arg(long, default_value = "30000-32767")]
+    node_port_range: String,
+    /// Log as JSON lines (default) or text.
+    #[arg(long, default_value = "json", value_parser = ["json", "text"])]
+    log_format: String,
 }
 
-fn main() {
+fn node_port_range(s: &str) -> Result<std::ops::RangeInclusive<i32>> {
+    let (a, b) = s.split_once('-').context("--node-port-range is <first>-<last>")?;
+    let (a, b): (i32, i32) = (a.trim().parse()?, b.trim().parse()?);
+    if a > b {
+        bail!("--node-port-range: {a} is above {b}");
+    }
+    Ok(a..=b)
+}
+
+fn sans(args: &Args) -> Vec<String> {
+    let (s, ns) = (&args.service_name, &args.namespace);
+    let mut v = vec![format!("{s}.{ns}.svc"), format!("{s}.{ns}.svc.cluster.local"), format!("{s}.{ns}"), s.clone()];
+    v.extend(args.extra_sans.iter().cloned());
+    v
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
     let args = Args::parse();
-    eprintln!(
-        "koperator-webhook: the HTTPS admission server is not built yet (see the webhook issue); would listen on {}",
-        args.listen
-    );
-    std::process::exit(2);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if args.log_format == "json" {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let rules = RuleConfig { node_port_range: node_port_range(&args.node_port_range)? };
+    let client =
+        kube::Client::try_default().await.context("connect to the Kubernetes API (in-cluster or KUBECONFIG)")?;
+    let metrics = Arc::new(Metrics::new());
+    let status = CertStatus::new();
+    let configs = OwnedConfigs {
+        validating: args.validating_configs.iter().filter(|s| !s.is_empty()).cloned().collect(),
+        mutating: args.mutating_configs.iter().filter(|s| !s.is_empty()).cloned().collect(),
+    };
+    let (source, inject) = match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let inject = args.ca_file.is_some();
+            (Source::Files(FileSource { cert: cert.clone(), key: key.clone(), ca: args.ca_file.clone() }), inject)
+        }
+        _ => (
+            Source::Secret(SecretSource {
+                client: client.clone(),
+                namespace: args.namespace.clone(),
+                name: args.secret_name.clone(),
+                pki: PkiConfig {
+                    ca_validity: args.ca_validity,
+                    leaf_validity: args.leaf_validity,
+                    propagation: args.ca_propagation,
+                    sans: sans(&args),
+                },
+            }),
+            true,
+        ),
+    };
+    CertLoop {
+        source,
+        client: inject.then(|| client.clone()),
+        configs,
+        interval: args.cert_check_interval,
+        status: status.clone(),
+        metrics: metrics.clone(),
+    }
+    .start()
+    .await?;
+
+    let admission = Arc::new(Admission {
+        lookups: Arc::new(CachedLookups::start(client.clone())),
+        kafka: Arc::new(NoKafkaChecks),
+        rules,
+    });
+    let app = server::router(server::AppState { admission, metrics, certs: status.clone() });
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
+    info!(listen = %listener.local_addr()?, "serving admission webhook");
+    server::serve(listener, server::tls_config(&status), app, shutdown_signal()).await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -1,0 +1,67 @@
+//! Cached reads of KafkaClusters and KafkaTopics (kube-runtime reflectors), answering the
+//! validating rules that need the API server without a request per admission.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use koperator_shared::api::{KafkaCluster, KafkaTopic};
+use koperator_shared::rules::kafkatopic::ClusterLookup;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+
+use crate::admission::Lookups;
+
+/// Reflector-backed [`Lookups`].
+pub struct CachedLookups {
+    clusters: Store<KafkaCluster>,
+    topics: Store<KafkaTopic>,
+    clusters_ready: Arc<AtomicBool>,
+    topics_ready: Arc<AtomicBool>,
+}
+
+fn reflect<K>(api: Api<K>) -> (Store<K>, Arc<AtomicBool>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let ready = Arc::new(AtomicBool::new(false));
+    let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer).applied_objects();
+    tokio::spawn(stream.for_each(|_| futures::future::ready(())));
+    let (r, flag) = (reader.clone(), ready.clone());
+    tokio::spawn(async move {
+        if r.wait_until_ready().await.is_ok() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    (reader, ready)
+}
+
+impl CachedLookups {
+    /// Starts watching every namespace.
+    pub fn start(client: Client) -> CachedLookups {
+        let (clusters, clusters_ready) = reflect(Api::<KafkaCluster>::all(client.clone()));
+        let (topics, topics_ready) = reflect(Api::<KafkaTopic>::all(client));
+        CachedLookups { clusters, topics, clusters_ready, topics_ready }
+    }
+}
+
+impl Lookups for CachedLookups {
+    fn cluster(&self, namespace: &str, name: &str) -> Result<ClusterLookup, String> {
+        if !self.clusters_ready.load(Ordering::SeqCst) {
+            return Err("failed to connect to Kubernetes API server: the KafkaCluster cache is not synced yet".into());
+        }
+        Ok(match self.clusters.get(&ObjectRef::new(name).within(namespace)) {
+            None => ClusterLookup::NotFound,
+            Some(c) => ClusterLookup::Found { deleting: c.metadata.deletion_timestamp.is_some() },
+        })
+    }
+
+    fn topics_named(&self, topic: &str) -> Result<Vec<KafkaTopic>, String> {
+        if !self.topics_ready.load(Ordering::SeqCst) {
+            return Err("failed to connect to Kubernetes API server: the KafkaTopic cache is not synced yet".into());
+        }
+        Ok(self.topics.state().iter().filter(|t| t.spec.name == topic).map(|t| (**t).clone()).collect())
+    }
+}

@@ -1,0 +1,87 @@
+//! Prometheus metrics of the webhook.
+
+use std::sync::atomic::AtomicI64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `validate` or `mutate`.
+    pub mode: &'static str,
+    /// Kind of the object.
+    pub kind: &'static str,
+    /// CREATE, UPDATE...
+    pub operation: String,
+    /// allowed, patched, denied, error, bad_request.
+    pub result: &'static str,
+}
+
+/// Labels of the latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabels {
+    /// `validate` or `mutate`.
+    pub mode: &'static str,
+}
+
+/// All metrics, registered once.
+pub struct Metrics {
+    /// Admission requests by mode, kind, operation and result.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Handling latency in seconds.
+    pub latency: Family<ModeLabels, Histogram>,
+    /// Requests being handled.
+    pub in_flight: Gauge,
+    /// Seconds until the served certificate expires.
+    pub cert_expiry_seconds: Gauge<i64, AtomicI64>,
+    /// Times a new serving certificate was loaded.
+    pub cert_reloads: Counter,
+    /// Writes of `caBundle` into webhook configurations (first injection and repairs).
+    pub ca_bundle_writes: Counter,
+    /// The registry to encode.
+    pub registry: Registry,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("koperator_webhook");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<ModeLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+        });
+        let in_flight = Gauge::default();
+        let cert_expiry_seconds = Gauge::<i64, AtomicI64>::default();
+        let cert_reloads = Counter::default();
+        let ca_bundle_writes = Counter::default();
+        registry.register("requests", "Admission requests", requests.clone());
+        registry.register("request_duration_seconds", "Time to answer an admission request", latency.clone());
+        registry.register("requests_in_flight", "Admission requests being handled", in_flight.clone());
+        registry.register(
+            "certificate_expiry_seconds",
+            "Seconds until the served certificate expires",
+            cert_expiry_seconds.clone(),
+        );
+        registry.register("certificate_reloads", "Serving certificates loaded", cert_reloads.clone());
+        registry.register("ca_bundle_writes", "caBundle writes into webhook configurations", ca_bundle_writes.clone());
+        Metrics { requests, latency, in_flight, cert_expiry_seconds, cert_reloads, ca_bundle_writes, registry }
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

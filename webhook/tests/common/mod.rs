@@ -1,0 +1,132 @@
+//! Runs the real webhook binary against the shared control plane, registered through the
+//! project's own manifests (config/webhook) with `url:` instead of a Service, and with the
+//! project's own RBAC (config/rbac) through a ServiceAccount token.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use koperator_e2e::process::{Component, free_port};
+use koperator_e2e::{ControlPlane, tools::repo_root};
+use serde_json::Value;
+
+pub const NAMESPACE: &str = "koperator";
+
+pub struct WebhookUnderTest {
+    pub component: Component,
+    pub port: u16,
+}
+
+/// Applies CRDs, the webhook's namespace and RBAC.
+pub fn install_base(cp: &ControlPlane) {
+    let root = repo_root();
+    cp.kubectl(&["apply", "--server-side", "-k", root.join("config/crd/bases").to_str().unwrap()]).unwrap();
+    let names: Vec<String> =
+        koperator_shared::crd::all().iter().map(|c| format!("crd/{}", c.metadata.name.as_deref().unwrap())).collect();
+    let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+    args.extend(names.iter().map(String::as_str));
+    cp.kubectl(&args).unwrap();
+    let _ = cp.kubectl(&["create", "namespace", NAMESPACE]);
+    cp.kubectl(&["apply", "-k", root.join("config/rbac").to_str().unwrap()]).unwrap();
+}
+
+/// Registers config/webhook/{validating,mutating}.yaml with `url: https://127.0.0.1:<port>`.
+pub fn register(cp: &ControlPlane, port: u16) {
+    for file in ["validating.yaml", "mutating.yaml"] {
+        let text = std::fs::read_to_string(repo_root().join("config/webhook").join(file)).unwrap();
+        let mut obj: Value = serde_saphyr::from_str(&text).unwrap();
+        for w in obj["webhooks"].as_array_mut().unwrap() {
+            let path = w["clientConfig"]["service"]["path"].as_str().unwrap().to_string();
+            w["clientConfig"] = serde_json::json!({"url": format!("https://127.0.0.1:{port}{path}")});
+        }
+        cp.kubectl_stdin(&["apply", "-f", "-"], Some(&obj.to_string())).unwrap();
+    }
+}
+
+/// A kubeconfig for the webhook's ServiceAccount (so the process has exactly config/rbac).
+fn service_account_kubeconfig(cp: &ControlPlane) -> PathBuf {
+    let token = cp.kubectl(&["create", "token", "koperator-webhook", "-n", NAMESPACE, "--duration=2h"]).unwrap();
+    let admin = std::fs::read_to_string(&cp.kubeconfig).unwrap();
+    let start = admin.find("token: ").unwrap() + "token: ".len();
+    let end = admin[start..].find('\n').unwrap() + start;
+    let sa = format!("{}{}{}", &admin[..start], token.trim(), &admin[end..]);
+    let path = cp.dir.join("webhook-sa.kubeconfig");
+    std::fs::write(&path, sa).unwrap();
+    path
+}
+
+impl WebhookUnderTest {
+    /// Starts the webhook with `extra` flags and waits until the API server reaches it.
+    pub fn start(cp: &ControlPlane, extra: &[&str]) -> WebhookUnderTest {
+        install_base(cp);
+        let port = free_port().unwrap();
+        register(cp, port);
+        let mut args: Vec<String> = vec![
+            format!("--listen=127.0.0.1:{port}"),
+            format!("--namespace={NAMESPACE}"),
+            "--extra-san=127.0.0.1".into(),
+            "--cert-check-interval=1s".into(),
+            "--log-format=text".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let env = vec![
+            ("KUBECONFIG".to_string(), service_account_kubeconfig(cp).display().to_string()),
+            ("RUST_LOG".to_string(), "info".to_string()),
+        ];
+        let log = cp.dir.join("logs").join(format!("webhook-{port}.log"));
+        let component = Component::start_with_env(
+            "koperator-webhook",
+            env!("CARGO_BIN_EXE_koperator-webhook").as_ref(),
+            &args,
+            &env,
+            log,
+            false,
+        )
+        .unwrap();
+        let w = WebhookUnderTest { component, port };
+        w.wait_serving(cp);
+        w
+    }
+
+    /// Waits until a KafkaTopic without cluster is denied by the webhook (so TLS and caBundle work).
+    fn wait_serving(&self, cp: &ControlPlane) {
+        let probe = r#"{"apiVersion":"kafka.banzaicloud.io/v1alpha1","kind":"KafkaTopic","metadata":{"name":"probe","namespace":"default"},
+            "spec":{"name":"probe","partitions":0,"replicationFactor":1,"clusterRef":{"name":"none"}}}"#;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.component.exited() {
+                panic!("webhook exited ({status}):\n{}", self.component.log_tail(30));
+            }
+            let out = cp.kubectl_output(&["apply", "--dry-run=server", "-f", "-"], Some(probe)).unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            // Only the webhook knows whether a cluster exists.
+            if stderr.contains("kafkaCluster 'none'") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "webhook not reachable through the API server: {stderr}\n{}",
+                self.component.log_tail(30)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.component.log).unwrap_or_default()
+    }
+}
+
+/// The caBundle of every webhook of the validating configuration.
+pub fn injected_bundles(cp: &ControlPlane) -> Vec<String> {
+    let out =
+        cp.kubectl(&["get", "validatingwebhookconfiguration", "koperator-validating-webhook", "-o", "json"]).unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["clientConfig"]["caBundle"].as_str().unwrap_or("").to_string())
+        .collect()
+}
