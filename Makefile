@@ -26,9 +26,11 @@ clippy:
 
 lint: fmt-check clippy
 
-## unit: pure tests (rules, defaults, CRD drift, samples)
+## unit: tests without a control plane (rules, defaults, CRD drift, samples, HTTP contract)
 unit:
-	$(CARGO) test --workspace --exclude koperator-e2e
+	$(CARGO) test -p koperator-shared
+	$(CARGO) test -p koperator-webhook --lib --bins --test http_contract
+	$(CARGO) test -p koperator-operator -p koperator-e2e --lib --bins
 
 ## e2e-deps: build etcd, kube-apiserver, kube-controller-manager, kubectl, helm (cached)
 e2e-deps:
@@ -36,7 +38,8 @@ e2e-deps:
 
 ## e2e: end-to-end tests on a real control plane started by the tests
 e2e: e2e-deps
-	$(CARGO) test -p koperator-e2e -- --test-threads=4
+	$(CARGO) test -p koperator-e2e --test controlplane
+	$(CARGO) test -p koperator-webhook --test admission_e2e --test rotation_e2e
 
 ## test: everything CI runs
 test: lint unit e2e

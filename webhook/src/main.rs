@@ -95,7 +95,8 @@ async fn main() -> Result<()> {
     if args.log_format == "json" {
         tracing_subscriber::fmt().json().with_env_filter(filter).init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        tracing_subscriber::fmt().with_ansi(ansi).with_env_filter(filter).init();
     }
     let rules = RuleConfig { node_port_range: node_port_range(&args.node_port_range)? };
     let client =

@@ -271,3 +271,34 @@ fn wiped_ca_bundle_is_repaired_within_seconds() {
     let repaired = started.elapsed();
     eprintln!("FIGURE: wiped caBundle repaired after {} ms", repaired.as_millis());
 }
+
+#[tokio::test]
+async fn serves_http11_over_tls_trusted_by_the_injected_bundle() {
+    let (cp, w) = tokio::task::spawn_blocking(webhook).await.unwrap();
+    use base64::Engine;
+    let bundle = base64::engine::general_purpose::STANDARD.decode(&injected_bundles(cp)[0]).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut bundle.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", w.port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut resp = String::new();
+    tls.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+
+    let status = std::fs::read_to_string(format!("/proc/{}/status", w.component.pid())).unwrap();
+    let rss = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default();
+    eprintln!("FIGURE: webhook {rss}");
+}

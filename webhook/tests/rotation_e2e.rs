@@ -1,0 +1,114 @@
+//! Zero-downtime certificate rotation: 20+ serving-certificate rotations and a CA rollover
+//! while a client keeps sending objects through the real API server; no request may fail.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::WebhookUnderTest;
+use koperator_e2e::shared;
+use koperator_shared::api::{ClusterReference, KafkaTopic, KafkaTopicSpec};
+use kube::Api;
+use kube::api::PostParams;
+
+fn count_rotations(log: &str) -> (usize, usize) {
+    let loads = log.lines().filter(|l| l.contains("serving a new certificate")).count();
+    let mut cas: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("certificate state written"))
+        .filter_map(|l| l.split("ca_not_after=").nth(1)?.split_whitespace().next())
+        .collect();
+    cas.dedup();
+    (loads.saturating_sub(1), cas.len().saturating_sub(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotations_under_load_fail_no_request() {
+    let cp = shared();
+    let w = tokio::task::spawn_blocking(move || {
+        WebhookUnderTest::start(cp, &["--leaf-validity=3s", "--ca-validity=40s", "--ca-propagation=3s"])
+    })
+    .await
+    .unwrap();
+    let ns = cp.namespace("rotation").unwrap();
+    let cluster = std::fs::read_to_string(
+        koperator_e2e::tools::repo_root().join("config/samples/kafkacluster_kraft_combined.yaml"),
+    )
+    .unwrap();
+    cp.kubectl_stdin(
+        &["apply", "-n", &ns.name, "-f", "-"],
+        Some(&cluster.replace("name: kafka-combined", "name: kafka")),
+    )
+    .unwrap();
+
+    let client = cp.client().await.unwrap();
+    let api: Api<KafkaTopic> = Api::namespaced(client, &ns.name);
+    let (ok, denied, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for worker in 0..2 {
+        let (api, ok, denied, failed, failures, stop) =
+            (api.clone(), ok.clone(), denied.clone(), failed.clone(), failures.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let invalid = i.is_multiple_of(2);
+                let mut t = KafkaTopic::new(
+                    &format!("t-{worker}-{i}"),
+                    KafkaTopicSpec {
+                        name: format!("topic-{worker}-{i}"),
+                        partitions: if invalid { 0 } else { 3 },
+                        replication_factor: 1,
+                        config: None,
+                        cluster_ref: ClusterReference { name: "kafka".into(), namespace: None },
+                    },
+                );
+                t.metadata.namespace = None;
+                // Every 10th request is stored for real; the rest are server-side dry runs.
+                let pp = PostParams { dry_run: !i.is_multiple_of(10), ..Default::default() };
+                match (api.create(&pp, &t).await, invalid) {
+                    (Ok(_), false) => ok.fetch_add(1, Ordering::SeqCst),
+                    (Err(kube::Error::Api(e)), true) if e.code == 422 && e.message.contains("spec.partitions") => {
+                        denied.fetch_add(1, Ordering::SeqCst)
+                    }
+                    (other, _) => {
+                        failures.lock().unwrap().push(format!("{other:?}"));
+                        failed.fetch_add(1, Ordering::SeqCst)
+                    }
+                };
+            }
+        }));
+    }
+
+    let started = Instant::now();
+    let (mut rotations, mut rollovers) = (0, 0);
+    while started.elapsed() < Duration::from_secs(150) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        (rotations, rollovers) = count_rotations(&w.log());
+        if rotations >= 20 && rollovers >= 1 {
+            break;
+        }
+    }
+    // Keep the load on a little after the last rotation.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (ok, denied, failed) =
+        (ok.load(Ordering::SeqCst), denied.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
+    eprintln!(
+        "FIGURE: {} requests in {:.0}s ({ok} admitted, {denied} rejected as invalid, {failed} failed) across {rotations} \
+         certificate rotations and {rollovers} CA rollover(s)",
+        ok + denied + failed,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(rotations >= 20, "only {rotations} rotations happened");
+    assert!(rollovers >= 1, "no CA rollover happened");
+    assert!(ok > 100 && denied > 100, "too little load: {ok} ok, {denied} denied");
+    assert_eq!(failed, 0, "failed requests: {:#?}", &failures.lock().unwrap()[..failures.lock().unwrap().len().min(5)]);
+}
