@@ -39,7 +39,7 @@ e2e-deps:
 ## e2e: end-to-end tests on a real control plane started by the tests
 e2e: e2e-deps
 	$(CARGO) test -p koperator-e2e --test controlplane
-	$(CARGO) test -p koperator-webhook --test admission_e2e --test rotation_e2e
+	$(CARGO) test -p koperator-webhook --test admission_e2e --test rotation_e2e --test file_certs_e2e
 
 ## test: everything CI runs
 test: lint unit e2e

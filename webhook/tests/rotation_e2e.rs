@@ -27,11 +27,10 @@ fn count_rotations(log: &str) -> (usize, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotations_under_load_fail_no_request() {
     let cp = shared();
-    let w = tokio::task::spawn_blocking(move || {
-        WebhookUnderTest::start(cp, &["--leaf-validity=3s", "--ca-validity=40s", "--ca-propagation=3s"])
-    })
-    .await
-    .unwrap();
+    const FLAGS: [&str; 3] = ["--leaf-validity=3s", "--ca-validity=40s", "--ca-propagation=3s"];
+    let w = tokio::task::spawn_blocking(move || WebhookUnderTest::start(cp, &FLAGS)).await.unwrap();
+    // A second replica shares the Secret: both must converge on the same certificate.
+    let replica = WebhookUnderTest::start_replica(cp, &FLAGS);
     let ns = cp.namespace("rotation").unwrap();
     let cluster = std::fs::read_to_string(
         koperator_e2e::tools::repo_root().join("config/samples/kafkacluster_kraft_combined.yaml"),
@@ -111,4 +110,18 @@ async fn rotations_under_load_fail_no_request() {
     assert!(rollovers >= 1, "no CA rollover happened");
     assert!(ok > 100 && denied > 100, "too little load: {ok} ok, {denied} denied");
     assert_eq!(failed, 0, "failed requests: {:#?}", &failures.lock().unwrap()[..failures.lock().unwrap().len().min(5)]);
+
+    // Replicas cooperate: they serve the same certificate (retry across a rotation boundary).
+    let mut same = false;
+    for _ in 0..20 {
+        if w.served_certificate().await == replica.served_certificate().await {
+            same = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(same, "the two replicas serve different certificates\n{}", replica.component.log_tail(20));
+    assert!(replica.component.exited().is_none(), "the replica died:\n{}", replica.component.log_tail(20));
+    let (replica_loads, _) = count_rotations(&replica.log());
+    assert!(replica_loads >= 10, "the replica followed only {replica_loads} rotations");
 }

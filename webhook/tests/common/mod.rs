@@ -57,11 +57,24 @@ fn service_account_kubeconfig(cp: &ControlPlane) -> PathBuf {
 }
 
 impl WebhookUnderTest {
-    /// Starts the webhook with `extra` flags and waits until the API server reaches it.
+    /// Starts the webhook with `extra` flags, registers it and waits until the API server
+    /// reaches it.
     pub fn start(cp: &ControlPlane, extra: &[&str]) -> WebhookUnderTest {
         install_base(cp);
         let port = free_port().unwrap();
         register(cp, port);
+        let w = Self::spawn(cp, port, extra);
+        w.wait_serving(cp);
+        w
+    }
+
+    /// Starts another replica sharing the Secret (not registered: the API server calls the
+    /// first one).
+    pub fn start_replica(cp: &ControlPlane, extra: &[&str]) -> WebhookUnderTest {
+        Self::spawn(cp, free_port().unwrap(), extra)
+    }
+
+    fn spawn(cp: &ControlPlane, port: u16, extra: &[&str]) -> WebhookUnderTest {
         let mut args: Vec<String> = vec![
             format!("--listen=127.0.0.1:{port}"),
             format!("--namespace={NAMESPACE}"),
@@ -84,9 +97,22 @@ impl WebhookUnderTest {
             false,
         )
         .unwrap();
-        let w = WebhookUnderTest { component, port };
-        w.wait_serving(cp);
-        w
+        WebhookUnderTest { component, port }
+    }
+
+    /// The certificate (DER) the webhook presents now.
+    pub async fn served_certificate(&self) -> Vec<u8> {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny))
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect(name, tcp).await.unwrap();
+        tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
     }
 
     /// Waits until a KafkaTopic without cluster is denied by the webhook (so TLS and caBundle work).
@@ -129,4 +155,40 @@ pub fn injected_bundles(cp: &ControlPlane) -> Vec<String> {
         .iter()
         .map(|w| w["clientConfig"]["caBundle"].as_str().unwrap_or("").to_string())
         .collect()
+}
+
+/// Accepts any server certificate: only used to read which certificate a replica serves.
+#[derive(Debug)]
+struct AcceptAny;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+    }
 }
