@@ -4,7 +4,7 @@ CARGO ?= cargo
 E2E_CACHE ?= $(CURDIR)/.cache/e2e
 export KOP_E2E_CACHE := $(E2E_CACHE)
 
-.PHONY: all build crds fmt fmt-check clippy lint unit e2e-deps e2e test cluster-up cluster-down clean
+.PHONY: all build crds golden fmt fmt-check clippy lint unit e2e-deps e2e test cluster-up cluster-down clean
 
 all: build
 
@@ -14,6 +14,10 @@ build:
 ## crds: regenerate config/crd/bases from the Rust types
 crds:
 	$(CARGO) run -q -p koperator-shared --bin crdgen -- config/crd/bases
+
+## golden: regenerate the golden files of rendered configuration (review the diff)
+golden:
+	UPDATE_GOLDEN=1 $(CARGO) test -p koperator-shared --test golden
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,0 +1,215 @@
+//! Per-broker `server.properties`: the user's read-only config (cluster, then broker) with the
+//! keys the operator owns computed from the spec on top, sorted by key.
+
+use std::collections::BTreeMap;
+
+use super::{BrokerView, brokers, names};
+use crate::api::KafkaCluster;
+use crate::api::kafkacluster::CommonListenerSpec;
+use crate::rules::properties;
+
+/// Suffix of every log dir under a mount path (Koperator's layout: `<mountPath>/kafka`).
+pub const LOG_DIR_SUFFIX: &str = "/kafka";
+
+/// `server.properties` of broker `id`, or `None` when the cluster has no such broker.
+/// Expects a spec that passed the admission rules (unparseable user config lines are skipped).
+pub fn server_properties(cluster: &KafkaCluster, id: i32) -> Option<String> {
+    let all = brokers(cluster);
+    let me = all.iter().find(|b| b.broker.id == id)?;
+    let mut props: BTreeMap<String, String> = BTreeMap::new();
+    for text in [cluster.spec.read_only_config.as_deref(), me.broker.read_only_config.as_deref()].into_iter().flatten()
+    {
+        props.extend(properties::parse(text).unwrap_or_default());
+    }
+    for (k, v) in operator_properties(cluster, me, &all) {
+        props.insert(k.to_string(), v);
+    }
+    let mut out = String::new();
+    for (k, v) in props {
+        out.push_str(&k);
+        out.push('=');
+        out.push_str(&v);
+        out.push('\n');
+    }
+    Some(out)
+}
+
+/// Kafka's listener name for a listener (`internal` → `INTERNAL`).
+fn listener_name(l: &CommonListenerSpec) -> String {
+    l.name.to_uppercase().replace('-', "_")
+}
+
+fn operator_properties(
+    cluster: &KafkaCluster,
+    me: &BrokerView<'_>,
+    all: &[BrokerView<'_>],
+) -> Vec<(&'static str, String)> {
+    let spec = &cluster.spec;
+    let kraft = spec.kraft;
+    let id = me.broker.id;
+    let lc = &spec.listeners_config;
+    let controller = lc.internal_listeners.iter().find(|l| l.used_for_controller_communication);
+    let controller_name = controller.map(|l| listener_name(&l.common));
+    let inner = lc.internal_listeners.iter().find(|l| l.common.used_for_inner_broker_communication);
+    let mut out: Vec<(&'static str, String)> = Vec::new();
+
+    if kraft {
+        out.push(("node.id", id.to_string()));
+        out.push(("process.roles", me.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")));
+        if let Some(ctrl) = controller {
+            let mut voters: Vec<(i32, String)> = all
+                .iter()
+                .filter(|b| b.is_controller(true))
+                .map(|b| {
+                    (
+                        b.broker.id,
+                        format!(
+                            "{}@{}:{}",
+                            b.broker.id,
+                            names::broker_fqdn(cluster, b.broker.id),
+                            ctrl.common.container_port
+                        ),
+                    )
+                })
+                .collect();
+            voters.sort();
+            out.push(("controller.quorum.voters", voters.into_iter().map(|(_, v)| v).collect::<Vec<_>>().join(",")));
+        }
+        if let Some(name) = &controller_name {
+            out.push(("controller.listener.names", name.clone()));
+        }
+    } else {
+        out.push(("broker.id", id.to_string()));
+        let path = spec
+            .zk_path
+            .as_deref()
+            .filter(|p| !p.is_empty() && *p != "/")
+            .map(|p| if p.starts_with('/') { p.to_string() } else { format!("/{p}") });
+        out.push((
+            "zookeeper.connect",
+            format!("{}{}", spec.zk_addresses.clone().unwrap_or_default().join(","), path.unwrap_or_default()),
+        ));
+        if let Some(name) = &controller_name {
+            out.push(("control.plane.listener.name", name.clone()));
+        }
+    }
+
+    // Listeners this node binds: controller-only nodes only the controller listener; broker-only
+    // nodes everything but it.
+    let is_ctrl_listener = |l: &CommonListenerSpec| kraft && Some(listener_name(l)) == controller_name;
+    let binds = |l: &CommonListenerSpec| {
+        if !kraft {
+            true
+        } else if !me.is_broker(true) {
+            is_ctrl_listener(l)
+        } else if !me.is_controller(true) {
+            !is_ctrl_listener(l)
+        } else {
+            true
+        }
+    };
+    let listeners: Vec<String> = spec
+        .all_listeners()
+        .filter(|l| binds(l))
+        .map(|l| format!("{}://:{}", listener_name(l), l.container_port))
+        .collect();
+    out.push(("listeners", listeners.join(",")));
+    out.push((
+        "listener.security.protocol.map",
+        spec.all_listeners()
+            .map(|l| format!("{}:{}", listener_name(l), l.listener_type.kafka_name()))
+            .collect::<Vec<_>>()
+            .join(","),
+    ));
+
+    if me.is_broker(kraft) {
+        let fqdn = names::broker_fqdn(cluster, id);
+        let mut advertised: Vec<String> = lc
+            .internal_listeners
+            .iter()
+            .filter(|l| !is_ctrl_listener(&l.common))
+            .map(|l| format!("{}://{fqdn}:{}", listener_name(&l.common), l.common.container_port))
+            .collect();
+        // External listeners are advertised once their address is known; with hostnameOverride
+        // it is known from the spec (LoadBalancer: the name itself; NodePort: a suffix).
+        for l in lc.external() {
+            let Some(host) = l.service.hostname_override.as_deref().filter(|h| !h.is_empty()) else { continue };
+            let host = match l.access_method_or_default() {
+                crate::api::kafkacluster::AccessMethod::NodePort => {
+                    format!(
+                        "{}.{}{host}",
+                        names::broker(cluster, id),
+                        cluster.metadata.namespace.as_deref().unwrap_or("default")
+                    )
+                }
+                _ => host.to_string(),
+            };
+            advertised.push(format!("{}://{host}:{}", listener_name(&l.common), l.broker_port(id)));
+        }
+        out.push(("advertised.listeners", advertised.join(",")));
+    }
+    if let Some(inner) = inner {
+        out.push(("inter.broker.listener.name", listener_name(&inner.common)));
+    }
+    if !me.mount_paths.is_empty() {
+        let dirs: Vec<String> =
+            me.mount_paths.iter().map(|p| format!("{}{LOG_DIR_SUFFIX}", p.trim_end_matches('/'))).collect();
+        out.push(("log.dirs", dirs.join(",")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::kafkacluster::fixtures::{valid_kraft_spec, valid_zk_spec};
+
+    fn cluster(spec: crate::api::KafkaClusterSpec) -> KafkaCluster {
+        let mut c = KafkaCluster::new("kafka", spec);
+        c.metadata.namespace = Some("team-a".into());
+        c
+    }
+
+    fn get(props: &str, key: &str) -> Option<String> {
+        props.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+    }
+
+    #[test]
+    fn combined_kraft_node() {
+        let c = cluster(valid_kraft_spec());
+        let p = server_properties(&c, 1).unwrap();
+        assert_eq!(get(&p, "node.id").as_deref(), Some("1"));
+        assert_eq!(get(&p, "process.roles").as_deref(), Some("broker,controller"));
+        assert_eq!(
+            get(&p, "controller.quorum.voters").as_deref(),
+            Some(
+                "0@kafka-0.team-a.svc.cluster.local:29093,1@kafka-1.team-a.svc.cluster.local:29093,2@kafka-2.team-a.svc.cluster.local:29093"
+            )
+        );
+        assert_eq!(get(&p, "listeners").as_deref(), Some("INTERNAL://:29092,CONTROLLER://:29093"));
+        assert_eq!(
+            get(&p, "advertised.listeners").as_deref(),
+            Some("INTERNAL://kafka-1.team-a.svc.cluster.local:29092")
+        );
+        assert_eq!(get(&p, "log.dirs").as_deref(), Some("/kafka-logs/kafka"));
+        assert_eq!(get(&p, "broker.id"), None);
+        assert!(server_properties(&c, 99).is_none());
+    }
+
+    #[test]
+    fn zookeeper_broker() {
+        let mut spec = valid_zk_spec();
+        spec.zk_path = Some("/kafka".into());
+        spec.read_only_config = Some("auto.create.topics.enable=false\nnum.partitions=3".into());
+        spec.brokers[0].read_only_config = Some("num.partitions=6".into());
+        let p = server_properties(&cluster(spec), 0).unwrap();
+        assert_eq!(get(&p, "broker.id").as_deref(), Some("0"));
+        assert_eq!(get(&p, "zookeeper.connect").as_deref(), Some("zookeeper-client.zookeeper:2181/kafka"));
+        assert_eq!(get(&p, "num.partitions").as_deref(), Some("6"), "broker read-only config wins over the cluster's");
+        assert_eq!(get(&p, "process.roles"), None);
+        let keys: Vec<&str> = p.lines().map(|l| l.split('=').next().unwrap()).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted, "sorted by key");
+    }
+}
