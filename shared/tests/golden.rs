@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use koperator_shared::api::{KafkaCluster, Kind};
 use koperator_shared::defaults;
+use koperator_shared::render::objects;
 use koperator_shared::render::properties::server_properties;
 
 #[test]
@@ -41,6 +42,27 @@ fn server_properties_match_golden_files() {
             );
             checked += 1;
         }
+        // The objects of the first broker and the cluster, as YAML.
+        let views = koperator_shared::render::brokers(&cluster);
+        let first = &views[0];
+        let objects = serde_json::json!({
+            "pod": objects::pod(&cluster, first, "CLUSTER-ID"),
+            "configMap": objects::config_map(&cluster, first),
+            "pvcs": objects::pvcs(&cluster, first),
+            "services": objects::services(&cluster),
+            "pdb": objects::pdb(&cluster),
+        });
+        let rendered = serde_saphyr::to_string(&objects).unwrap();
+        let file = golden.join(&stem).join(format!("objects-broker-{}.yaml", first.broker.id));
+        if update {
+            std::fs::write(&file, &rendered).unwrap();
+        }
+        let want = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            want == rendered,
+            "{} differs from the rendering; run `make golden` and review:\n{rendered}",
+            file.display()
+        );
     }
     assert!(checked >= 20, "only {checked} brokers rendered");
 }

@@ -2,6 +2,7 @@
 //! and `server.properties` the operator applies. No I/O; golden-tested.
 
 pub mod names;
+pub mod objects;
 pub mod properties;
 
 use crate::api::KafkaCluster;

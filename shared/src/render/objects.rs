@@ -1,0 +1,398 @@
+//! Desired Kubernetes objects of a KafkaCluster: per broker a ConfigMap, a Pod and its PVCs;
+//! per cluster the Services and the PodDisruptionBudget. Pure; the operator applies them with
+//! server-side apply and owner references.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, PersistentVolumeClaim,
+    PersistentVolumeClaimVolumeSource, Pod, PodAffinityTerm, PodAntiAffinity, PodSpec, Probe, ResourceRequirements,
+    Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::properties::server_properties;
+use super::{BrokerView, brokers, names};
+use crate::api::KafkaCluster;
+use crate::api::kafkacluster::{BrokerConfig, DEFAULT_TERMINATION_GRACE_PERIOD};
+
+/// Default Kafka image (Koperator's default; KRaft-capable).
+pub const DEFAULT_KAFKA_IMAGE: &str = "ghcr.io/adobe/koperator/kafka:2.13-3.9.2-jdk21.0.11";
+/// Key of `server.properties` in the broker ConfigMap, mounted at [`CONFIG_DIR`].
+pub const CONFIG_KEY: &str = "broker-config";
+/// Where the broker ConfigMap is mounted.
+pub const CONFIG_DIR: &str = "/config";
+/// Annotation on a PVC naming the mount path it backs.
+pub const MOUNT_PATH_ANNOTATION: &str = "mountPath";
+/// Pod annotation carrying a hash of the rendered configuration (a change means a restart).
+pub const CONFIG_HASH_ANNOTATION: &str = "koperator.banzaicloud.io/config-hash";
+
+/// Labels every object of the cluster carries (`app=kafka`, `kafka_cr=<cluster>`).
+pub fn cluster_labels(c: &KafkaCluster) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app".to_string(), "kafka".to_string()),
+        ("kafka_cr".to_string(), c.metadata.name.clone().unwrap_or_default()),
+    ])
+}
+
+/// Labels of one broker's objects: the cluster's, `brokerId`, and in KRaft mode the role labels.
+pub fn broker_labels(c: &KafkaCluster, b: &BrokerView<'_>) -> BTreeMap<String, String> {
+    let mut l = cluster_labels(c);
+    l.insert("brokerId".into(), b.broker.id.to_string());
+    if c.spec.kraft {
+        l.insert("processRoles".into(), b.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join("_"));
+        l.insert("isBrokerNode".into(), b.is_broker(true).to_string());
+        l.insert("isControllerNode".into(), b.is_controller(true).to_string());
+    }
+    l
+}
+
+fn meta(c: &KafkaCluster, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta { name: Some(name), namespace: c.metadata.namespace.clone(), labels: Some(labels), ..Default::default() }
+}
+
+/// A field of the broker's config, the broker's own value winning over its group's.
+fn pick<'a, T>(b: &'a BrokerView<'a>, f: impl Fn(&'a BrokerConfig) -> Option<&'a T>) -> Option<&'a T> {
+    b.broker.broker_config.as_ref().and_then(&f).or_else(|| b.group.and_then(&f))
+}
+
+/// The broker ConfigMap `<cluster>-config-<id>` holding `server.properties`.
+pub fn config_map(c: &KafkaCluster, b: &BrokerView<'_>) -> ConfigMap {
+    let props = server_properties(c, b.broker.id).unwrap_or_default();
+    ConfigMap {
+        metadata: meta(c, names::config_map(c, b.broker.id), broker_labels(c, b)),
+        data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), props)])),
+        ..Default::default()
+    }
+}
+
+/// PVCs of the broker, one per PVC-backed storage config, named after the mount path.
+pub fn pvcs(c: &KafkaCluster, b: &BrokerView<'_>) -> Vec<PersistentVolumeClaim> {
+    b.broker
+        .effective_storage(&c.spec)
+        .into_iter()
+        .filter_map(|sc| {
+            let spec = sc.pvc_spec.clone()?;
+            let mut m = meta(c, names::pvc(c, b.broker.id, &sc.mount_path), broker_labels(c, b));
+            m.annotations = Some(BTreeMap::from([(MOUNT_PATH_ANNOTATION.to_string(), sc.mount_path.clone())]));
+            Some(PersistentVolumeClaim { metadata: m, spec: Some(spec), ..Default::default() })
+        })
+        .collect()
+}
+
+/// FNV-1a over the rendered config: changes exactly when the broker must restart.
+fn config_hash(props: &str) -> String {
+    let h = props.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{h:016x}")
+}
+
+fn default_resources() -> ResourceRequirements {
+    let q = |s: &str| Quantity(s.to_string());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([("cpu".into(), q("1")), ("memory".into(), q("2Gi"))])),
+        limits: Some(BTreeMap::from([("cpu".into(), q("1500m")), ("memory".into(), q("3Gi"))])),
+        ..Default::default()
+    }
+}
+
+/// The broker Pod `<cluster>-<id>`. `cluster_id` is the KRaft cluster id from the status.
+pub fn pod(c: &KafkaCluster, b: &BrokerView<'_>, cluster_id: &str) -> Pod {
+    let spec = &c.spec;
+    let id = b.broker.id;
+    let props = server_properties(c, id).unwrap_or_default();
+    let mut labels = pick(b, |cfg| cfg.broker_labels.as_ref()).cloned().unwrap_or_default();
+    labels.extend(broker_labels(c, b));
+    let mut annotations = pick(b, |cfg| cfg.broker_annotations.as_ref()).cloned().unwrap_or_default();
+    annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash(&props));
+
+    let mut volumes = vec![Volume {
+        name: "broker-config".into(),
+        config_map: Some(ConfigMapVolumeSource { name: names::config_map(c, id), ..Default::default() }),
+        ..Default::default()
+    }];
+    let mut mounts =
+        vec![VolumeMount { name: "broker-config".into(), mount_path: CONFIG_DIR.into(), ..Default::default() }];
+    for (i, sc) in b.broker.effective_storage(spec).into_iter().enumerate() {
+        let name = format!("storage-{i}");
+        volumes.push(Volume {
+            name: name.clone(),
+            persistent_volume_claim: sc.pvc_spec.as_ref().map(|_| PersistentVolumeClaimVolumeSource {
+                claim_name: names::pvc(c, id, &sc.mount_path),
+                read_only: None,
+            }),
+            empty_dir: if sc.pvc_spec.is_none() { sc.empty_dir.clone() } else { None },
+            ..Default::default()
+        });
+        mounts.push(VolumeMount { name, mount_path: sc.mount_path.clone(), ..Default::default() });
+    }
+    volumes.extend(pick(b, |cfg| cfg.volumes.as_ref()).cloned().unwrap_or_default());
+    mounts.extend(pick(b, |cfg| cfg.volume_mounts.as_ref()).cloned().unwrap_or_default());
+
+    let mut ports: Vec<ContainerPort> = spec
+        .all_listeners()
+        .map(|l| ContainerPort {
+            name: Some(if l.name.starts_with("tcp-") { l.name.clone() } else { format!("tcp-{}", l.name) }),
+            container_port: l.container_port,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        })
+        .collect();
+    ports.extend(spec.additional_ports.clone().unwrap_or_default());
+
+    let heap = pick(b, |cfg| cfg.kafka_heap_opts.as_ref()).cloned().unwrap_or_else(|| "-Xmx2G -Xms2G".into());
+    let jvm = pick(b, |cfg| cfg.kafka_jvm_perf_opts.as_ref()).cloned().unwrap_or_else(|| {
+        "-server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
+         -Djava.awt.headless=true -Dsun.net.inetaddr.ttl=60"
+            .into()
+    });
+    let env_var = |n: &str, v: String| EnvVar { name: n.into(), value: Some(v), ..Default::default() };
+    let mut env = vec![env_var("KAFKA_HEAP_OPTS", heap), env_var("KAFKA_JVM_PERFORMANCE_OPTS", jvm)];
+    if spec.kraft {
+        env.push(env_var("KAFKA_CLUSTER_ID", cluster_id.to_string()));
+    }
+    for extra in [
+        spec.envs.as_ref(),
+        b.group.and_then(|g| g.envs.as_ref()),
+        b.broker.broker_config.as_ref().and_then(|c| c.envs.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        env.extend(extra.iter().cloned());
+    }
+
+    let config_file = format!("{CONFIG_DIR}/{CONFIG_KEY}");
+    let script = if spec.kraft {
+        format!(
+            "/opt/kafka/bin/kafka-storage.sh format --ignore-formatted --cluster-id \"$KAFKA_CLUSTER_ID\" --config {config_file} && \
+             exec /opt/kafka/bin/kafka-server-start.sh {config_file}"
+        )
+    } else {
+        format!("exec /opt/kafka/bin/kafka-server-start.sh {config_file}")
+    };
+    let probe_port = spec
+        .listeners_config
+        .internal_listeners
+        .iter()
+        .find(|l| {
+            if b.is_broker(spec.kraft) {
+                l.common.used_for_inner_broker_communication
+            } else {
+                l.used_for_controller_communication
+            }
+        })
+        .map(|l| l.common.container_port);
+    let probe = probe_port.map(|p| Probe {
+        tcp_socket: Some(TCPSocketAction { port: IntOrString::Int(p), host: None }),
+        initial_delay_seconds: Some(10),
+        period_seconds: Some(10),
+        failure_threshold: Some(3),
+        ..Default::default()
+    });
+
+    let image = pick(b, |cfg| cfg.image.as_ref())
+        .cloned()
+        .or_else(|| spec.cluster_image.clone())
+        .unwrap_or_else(|| DEFAULT_KAFKA_IMAGE.into());
+    let kafka = Container {
+        name: "kafka".into(),
+        image: Some(image),
+        command: Some(vec!["bash".into(), "-c".into(), script]),
+        env: Some(env),
+        ports: Some(ports),
+        volume_mounts: Some(mounts),
+        resources: Some(pick(b, |cfg| cfg.resources.as_ref()).cloned().unwrap_or_else(default_resources)),
+        readiness_probe: probe.clone(),
+        liveness_probe: probe.map(|p| Probe { initial_delay_seconds: Some(60), ..p }),
+        security_context: pick(b, |cfg| cfg.security_context.as_ref()).cloned(),
+        ..Default::default()
+    };
+    let mut containers = vec![kafka];
+    containers.extend(pick(b, |cfg| cfg.containers.as_ref()).cloned().unwrap_or_default());
+
+    let mut m = meta(c, names::broker(c, id), labels);
+    m.annotations = Some(annotations);
+    Pod {
+        metadata: m,
+        spec: Some(PodSpec {
+            hostname: Some(names::broker(c, id)),
+            subdomain: spec.headless_service_enabled.then(|| names::headless_service(c)),
+            containers,
+            init_containers: pick(b, |cfg| cfg.init_containers.as_ref()).cloned(),
+            volumes: Some(volumes),
+            affinity: Some(affinity(c, b)),
+            tolerations: pick(b, |cfg| cfg.tolerations.as_ref()).cloned(),
+            node_selector: pick(b, |cfg| cfg.node_selector.as_ref()).cloned(),
+            service_account_name: Some(
+                pick(b, |cfg| cfg.service_account_name.as_ref()).cloned().unwrap_or_else(|| "default".into()),
+            ),
+            image_pull_secrets: pick(b, |cfg| cfg.image_pull_secrets.as_ref()).cloned(),
+            priority_class_name: pick(b, |cfg| cfg.priority_class_name.as_ref()).cloned(),
+            security_context: pick(b, |cfg| cfg.pod_security_context.as_ref()).cloned(),
+            termination_grace_period_seconds: Some(
+                *pick(b, |cfg| cfg.termination_grace_period.as_ref()).unwrap_or(&DEFAULT_TERMINATION_GRACE_PERIOD),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The broker's affinity: its own, else one broker per node (required with
+/// `oneBrokerPerNode`, preferred otherwise), like Koperator.
+fn affinity(c: &KafkaCluster, b: &BrokerView<'_>) -> Affinity {
+    if let Some(a) = pick(b, |cfg| cfg.affinity.as_ref()) {
+        return a.clone();
+    }
+    let term = PodAffinityTerm {
+        label_selector: Some(LabelSelector { match_labels: Some(cluster_labels(c)), ..Default::default() }),
+        topology_key: "kubernetes.io/hostname".into(),
+        ..Default::default()
+    };
+    let anti = if c.spec.one_broker_per_node {
+        PodAntiAffinity { required_during_scheduling_ignored_during_execution: Some(vec![term]), ..Default::default() }
+    } else {
+        PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
+                weight: 100,
+                pod_affinity_term: term,
+            }]),
+            ..Default::default()
+        }
+    };
+    Affinity { pod_anti_affinity: Some(anti), ..Default::default() }
+}
+
+fn listener_ports(c: &KafkaCluster) -> Vec<ServicePort> {
+    c.spec
+        .listeners_config
+        .internal_listeners
+        .iter()
+        .map(|l| {
+            let name = if l.common.name.starts_with("tcp-") {
+                l.common.name.clone()
+            } else {
+                format!("tcp-{}", l.common.name)
+            };
+            ServicePort {
+                name: Some(name),
+                port: l.common.container_port,
+                target_port: Some(IntOrString::Int(l.common.container_port)),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+/// Cluster Services: the headless Service, or the all-broker Service plus one per broker.
+pub fn services(c: &KafkaCluster) -> Vec<Service> {
+    let annotations = c.spec.listeners_config.service_annotations.clone();
+    let svc = |name: String, selector: BTreeMap<String, String>, headless: bool| {
+        let mut m = meta(c, name, cluster_labels(c));
+        m.annotations = annotations.clone();
+        Service {
+            metadata: m,
+            spec: Some(ServiceSpec {
+                selector: Some(selector),
+                ports: Some(listener_ports(c)),
+                cluster_ip: headless.then(|| "None".into()),
+                publish_not_ready_addresses: headless.then_some(true),
+                type_: Some("ClusterIP".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    };
+    if c.spec.headless_service_enabled {
+        return vec![svc(names::headless_service(c), cluster_labels(c), true)];
+    }
+    let mut out = vec![svc(names::all_broker_service(c), cluster_labels(c), false)];
+    for b in brokers(c) {
+        let mut sel = cluster_labels(c);
+        sel.insert("brokerId".into(), b.broker.id.to_string());
+        out.push(svc(names::broker(c, b.broker.id), sel, false));
+    }
+    out
+}
+
+/// The PodDisruptionBudget from `disruptionBudget` (maxUnavailable = budget), if requested.
+pub fn pdb(c: &KafkaCluster) -> Option<PodDisruptionBudget> {
+    let db = c.spec.disruption_budget.as_ref().filter(|d| d.create == Some(true))?;
+    let budget = db.budget.clone().unwrap_or_else(|| "1".into());
+    let value = budget.parse::<i32>().map(IntOrString::Int).unwrap_or(IntOrString::String(budget));
+    Some(PodDisruptionBudget {
+        metadata: meta(c, format!("kafka-pdb-{}", c.metadata.name.clone().unwrap_or_default()), cluster_labels(c)),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(value),
+            selector: Some(LabelSelector { match_labels: Some(cluster_labels(c)), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::kafkacluster::DisruptionBudget;
+    use crate::rules::kafkacluster::fixtures::valid_kraft_spec;
+
+    fn cluster() -> KafkaCluster {
+        let mut c = KafkaCluster::new("kafka", valid_kraft_spec());
+        c.metadata.namespace = Some("team-a".into());
+        c
+    }
+
+    #[test]
+    fn pod_mounts_config_and_disks_and_exposes_listeners() {
+        let c = cluster();
+        let views = brokers(&c);
+        let p = pod(&c, &views[1], "abc");
+        assert_eq!(p.metadata.name.as_deref(), Some("kafka-1"));
+        let labels = p.metadata.labels.unwrap();
+        assert_eq!(labels["brokerId"], "1");
+        assert_eq!(labels["processRoles"], "broker_controller");
+        let spec = p.spec.unwrap();
+        let kafka = &spec.containers[0];
+        let ports: Vec<_> = kafka.ports.as_ref().unwrap().iter().map(|p| p.name.clone().unwrap()).collect();
+        assert_eq!(ports, ["tcp-internal", "tcp-controller"]);
+        let vols = spec.volumes.unwrap();
+        assert_eq!(vols[1].persistent_volume_claim.as_ref().unwrap().claim_name, "kafka-1-storage-kafka-logs");
+        assert!(kafka.command.as_ref().unwrap()[2].contains("kafka-storage.sh format"));
+        assert_eq!(spec.termination_grace_period_seconds, Some(120));
+    }
+
+    #[test]
+    fn config_change_changes_the_pod_hash() {
+        let mut c = cluster();
+        let h1 = pod(&c, &brokers(&c)[0], "x").metadata.annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone();
+        c.spec.read_only_config = Some("num.partitions=7".into());
+        let h2 = pod(&c, &brokers(&c)[0], "x").metadata.annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone();
+        assert_ne!(h1, h2);
+    }
+
+    #[test]
+    fn services_headless_or_per_broker() {
+        let mut c = cluster();
+        assert_eq!(services(&c).len(), 4, "all-broker + 3 per-broker");
+        c.spec.headless_service_enabled = true;
+        let s = services(&c);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].spec.as_ref().unwrap().cluster_ip.as_deref(), Some("None"));
+    }
+
+    #[test]
+    fn pvcs_and_pdb() {
+        let mut c = cluster();
+        let v = pvcs(&c, &brokers(&c)[2]);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].metadata.annotations.as_ref().unwrap()[MOUNT_PATH_ANNOTATION], "/kafka-logs");
+        assert!(pdb(&c).is_none());
+        c.spec.disruption_budget = Some(DisruptionBudget { create: Some(true), budget: Some("20%".into()) });
+        assert_eq!(pdb(&c).unwrap().spec.unwrap().max_unavailable, Some(IntOrString::String("20%".into())));
+    }
+}
