@@ -44,6 +44,7 @@ e2e-deps:
 e2e: e2e-deps
 	$(CARGO) test -p koperator-e2e --test controlplane
 	$(CARGO) test -p koperator-webhook --test admission_e2e --test rotation_e2e --test file_certs_e2e
+	$(CARGO) test -p koperator-operator --test reconcile_e2e
 
 ## test: everything CI runs
 test: lint unit e2e

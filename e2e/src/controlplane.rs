@@ -276,6 +276,16 @@ impl ControlPlane {
         Ok(Namespace { cp: self, name })
     }
 
+    /// A kubeconfig for ServiceAccount `sa` of `namespace` (a fresh 2-hour token), so a process
+    /// runs with exactly the RBAC rules bound to that account.
+    pub fn service_account_kubeconfig(&self, namespace: &str, sa: &str) -> Result<PathBuf> {
+        let token = self.kubectl(&["create", "token", sa, "-n", namespace, "--duration=2h"])?;
+        let pki_ca = &self.ca_pem;
+        let path = self.dir.join(format!("{namespace}-{sa}.kubeconfig"));
+        std::fs::write(&path, kubeconfig_yaml(&self.server, pki_ca, token.trim()))?;
+        Ok(path)
+    }
+
     /// A kube client for this control plane (call inside a tokio runtime).
     pub async fn client(&self) -> Result<kube::Client> {
         let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;

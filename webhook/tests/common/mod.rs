@@ -4,7 +4,6 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use koperator_e2e::process::{Component, free_port};
@@ -44,18 +43,6 @@ pub fn register(cp: &ControlPlane, port: u16) {
     }
 }
 
-/// A kubeconfig for the webhook's ServiceAccount (so the process has exactly config/rbac).
-fn service_account_kubeconfig(cp: &ControlPlane) -> PathBuf {
-    let token = cp.kubectl(&["create", "token", "koperator-webhook", "-n", NAMESPACE, "--duration=2h"]).unwrap();
-    let admin = std::fs::read_to_string(&cp.kubeconfig).unwrap();
-    let start = admin.find("token: ").unwrap() + "token: ".len();
-    let end = admin[start..].find('\n').unwrap() + start;
-    let sa = format!("{}{}{}", &admin[..start], token.trim(), &admin[end..]);
-    let path = cp.dir.join("webhook-sa.kubeconfig");
-    std::fs::write(&path, sa).unwrap();
-    path
-}
-
 impl WebhookUnderTest {
     /// Starts the webhook with `extra` flags, registers it and waits until the API server
     /// reaches it.
@@ -84,7 +71,10 @@ impl WebhookUnderTest {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let env = vec![
-            ("KUBECONFIG".to_string(), service_account_kubeconfig(cp).display().to_string()),
+            (
+                "KUBECONFIG".to_string(),
+                cp.service_account_kubeconfig(NAMESPACE, "koperator-webhook").unwrap().display().to_string(),
+            ),
             ("RUST_LOG".to_string(), "info".to_string()),
         ];
         let log = cp.dir.join("logs").join(format!("webhook-{port}.log"));

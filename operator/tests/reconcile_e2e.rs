@@ -1,0 +1,294 @@
+//! The operator process against a real kube-apiserver, with the RBAC of config/rbac: a KafkaCluster
+//! becomes ConfigMaps, Pods, PVCs and Services; status follows the Pods; a no-op reconcile writes
+//! nothing; a spec change restarts one broker at a time; invalid specs and broker removal are
+//! handled without touching data. The test plays kubelet by marking Pods Ready.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use koperator_e2e::process::Component;
+use koperator_e2e::{ControlPlane, shared, tools::repo_root};
+use serde_json::{Value, json};
+
+const NS: &str = "koperator";
+
+fn start_operator(cp: &ControlPlane) -> Component {
+    let root = repo_root();
+    cp.kubectl(&["apply", "--server-side", "-k", root.join("config/crd/bases").to_str().unwrap()]).unwrap();
+    let crds: Vec<String> =
+        koperator_shared::crd::all().iter().map(|c| format!("crd/{}", c.metadata.name.as_deref().unwrap())).collect();
+    let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+    args.extend(crds.iter().map(String::as_str));
+    cp.kubectl(&args).unwrap();
+    let _ = cp.kubectl(&["create", "namespace", NS]);
+    cp.kubectl(&["apply", "-k", root.join("config/rbac").to_str().unwrap()]).unwrap();
+    let kubeconfig = cp.service_account_kubeconfig(NS, "koperator").unwrap();
+    Component::start_with_env(
+        "koperator",
+        env!("CARGO_BIN_EXE_koperator").as_ref(),
+        &["--log-format=text".to_string()],
+        &[
+            ("KUBECONFIG".into(), kubeconfig.display().to_string()),
+            ("RUST_LOG".into(), "info,koperator_operator=debug".into()),
+        ],
+        cp.dir.join("logs/operator.log"),
+        false,
+    )
+    .unwrap()
+}
+
+fn op_log(op: &Component) -> String {
+    std::fs::read_to_string(&op.log).unwrap_or_default()
+}
+
+fn get_json(cp: &ControlPlane, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    serde_json::from_str(&cp.kubectl(&a).unwrap()).unwrap()
+}
+
+fn wait_for(what: &str, timeout: Duration, op: &Component, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        if let Some(s) = op.exited() {
+            panic!("operator exited ({s}):\n{}", op.log_tail(30));
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}\n--- operator log ---\n{}", op.log_tail(30));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Plays kubelet: marks every Pod of `ns` Ready (once it exists) until stopped; records the
+/// largest number of missing-or-unready brokers seen at once.
+struct Kubelet {
+    stop: Arc<AtomicBool>,
+    max_down: Arc<Mutex<usize>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Kubelet {
+    fn start(cp: &'static ControlPlane, ns: String, brokers: usize) -> Kubelet {
+        let stop = Arc::new(AtomicBool::new(false));
+        let max_down = Arc::new(Mutex::new(0));
+        let (s, m) = (stop.clone(), max_down.clone());
+        let handle = std::thread::spawn(move || {
+            let mut seen_all = false;
+            while !s.load(Ordering::SeqCst) {
+                let pods = get_json(cp, &["get", "pods", "-n", &ns, "-l", "app=kafka"]);
+                let items = pods["items"].as_array().cloned().unwrap_or_default();
+                let mut ready = 0;
+                for p in &items {
+                    let is_ready = p["status"]["conditions"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+                    let deleting = !p["metadata"]["deletionTimestamp"].is_null();
+                    if is_ready && !deleting {
+                        ready += 1;
+                    } else if !deleting {
+                        let patch = json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}).to_string();
+                        let name = p["metadata"]["name"].as_str().unwrap();
+                        let _ = cp.kubectl(&[
+                            "patch",
+                            "pod",
+                            name,
+                            "-n",
+                            &ns,
+                            "--subresource=status",
+                            "--type=merge",
+                            "-p",
+                            &patch,
+                        ]);
+                    }
+                }
+                seen_all |= ready == brokers;
+                if seen_all {
+                    let mut md = m.lock().unwrap();
+                    *md = (*md).max(brokers.saturating_sub(ready));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Kubelet { stop, max_down, handle: Some(handle) }
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn resource_versions(cp: &ControlPlane, ns: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for kind in ["pods", "configmaps", "services", "persistentvolumeclaims", "kafkaclusters"] {
+        let list = get_json(cp, &["get", kind, "-n", ns]);
+        for item in list["items"].as_array().unwrap() {
+            out.insert(
+                format!("{kind}/{}", item["metadata"]["name"].as_str().unwrap()),
+                item["metadata"]["resourceVersion"].as_str().unwrap().to_string(),
+            );
+        }
+    }
+    out
+}
+
+fn condition(kc: &Value, t: &str) -> Option<(String, String)> {
+    kc["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == t)
+        .map(|c| (c["status"].as_str().unwrap().to_string(), c["reason"].as_str().unwrap_or("").to_string()))
+}
+
+#[test]
+fn kafkacluster_lifecycle() {
+    let cp = shared();
+    let op = start_operator(cp);
+    let ns = cp.namespace("kc").unwrap();
+    let ns_name = ns.name.clone();
+    let sample = std::fs::read_to_string(repo_root().join("config/samples/kafkacluster_kraft_combined.yaml")).unwrap();
+    cp.kubectl_stdin(&["apply", "-n", &ns_name, "-f", "-"], Some(&sample)).unwrap();
+
+    // Objects appear, named like Koperator's.
+    wait_for("3 pods, configmaps and PVCs", Duration::from_secs(60), &op, || {
+        let n = |k: &str| {
+            get_json(cp, &["get", k, "-n", &ns_name, "-l", "kafka_cr=kafka-combined"])["items"]
+                .as_array()
+                .unwrap()
+                .len()
+        };
+        n("pods") == 3 && n("configmaps") == 3 && n("persistentvolumeclaims") == 3 && n("services") == 1
+    });
+    let cm = get_json(cp, &["get", "configmap", "kafka-combined-config-1", "-n", &ns_name]);
+    let props = cm["data"]["broker-config"].as_str().unwrap();
+    assert!(props.contains("node.id=1\n") && props.contains("process.roles=broker,controller"), "{props}");
+    let pvc = get_json(cp, &["get", "pvc", "kafka-combined-1-storage-kafka-logs", "-n", &ns_name]);
+    assert!(pvc["metadata"]["ownerReferences"].is_null(), "PVCs have no owner: they outlive the cluster");
+    let kc = get_json(cp, &["get", "kafkacluster", "kafka-combined", "-n", &ns_name]);
+    assert_eq!(kc["status"]["state"], "ClusterReconciling");
+    assert!(kc["status"]["clusterID"].as_str().is_some_and(|s| s.len() == 22));
+
+    // Pods become Ready → the cluster is Running.
+    let kubelet = Kubelet::start(cp, ns_name.clone(), 3);
+    wait_for("ClusterRunning", Duration::from_secs(60), &op, || {
+        let kc = get_json(cp, &["get", "kafkacluster", "kafka-combined", "-n", &ns_name]);
+        kc["status"]["state"] == "ClusterRunning" && condition(&kc, "Ready").is_some_and(|c| c.0 == "True")
+    });
+    let printed = cp.kubectl(&["get", "kc", "-n", &ns_name]).unwrap();
+    assert!(printed.contains("ClusterRunning") && printed.contains("True"), "{printed}");
+
+    // A reconcile with nothing to do writes nothing: trigger one with an annotation and compare
+    // resourceVersions of every object (the annotation write itself excluded).
+    let before = resource_versions(cp, &ns_name);
+    let reconciles_before = op_log(&op).matches("reconciled").count();
+    let rv = cp
+        .kubectl(&[
+            "annotate",
+            "kafkacluster",
+            "kafka-combined",
+            "-n",
+            &ns_name,
+            "touch=1",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .unwrap();
+    wait_for("a reconcile after the annotation", Duration::from_secs(30), &op, || {
+        op_log(&op).matches("reconciled").count() > reconciles_before
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let mut after = resource_versions(cp, &ns_name);
+    assert_eq!(after.remove("kafkaclusters/kafka-combined"), Some(rv), "the reconcile wrote the KafkaCluster (status)");
+    let mut before = before;
+    before.remove("kafkaclusters/kafka-combined");
+    assert_eq!(before, after, "a no-op reconcile changed objects");
+    let last = op_log(&op).lines().rev().find(|l| l.contains("reconciled")).unwrap_or_default().to_string();
+    assert!(last.contains("writes=0"), "{last}");
+
+    // A config change rolls brokers one at a time.
+    let changed = sample.replace("min.insync.replicas=2", "min.insync.replicas=2\n    num.network.threads=5");
+    cp.kubectl_stdin(&["apply", "-n", &ns_name, "-f", "-"], Some(&changed)).unwrap();
+    wait_for("all ConfigMaps updated and brokers restarted", Duration::from_secs(120), &op, || {
+        let kc = get_json(cp, &["get", "kafkacluster", "kafka-combined", "-n", &ns_name]);
+        let cms = get_json(cp, &["get", "configmaps", "-n", &ns_name, "-l", "kafka_cr=kafka-combined"]);
+        let all_new = cms["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["data"]["broker-config"].as_str().unwrap().contains("num.network.threads=5"));
+        all_new && kc["status"]["state"] == "ClusterRunning"
+    });
+    let events = cp.kubectl(&["get", "events.events.k8s.io", "-n", &ns_name, "-o", "json"]).unwrap();
+    let restarts = events.matches("\"reason\": \"RollingRestart\"").count();
+    assert!(restarts >= 1, "RollingRestart events: {events}");
+    let max_down = *kubelet.max_down.lock().unwrap();
+    assert!(max_down <= 1, "{max_down} brokers were down at once during the roll");
+    eprintln!("FIGURE: rolling restart of 3 brokers, at most {max_down} down at a time");
+
+    // A deleted broker Pod comes back with the same PVC.
+    cp.kubectl(&["delete", "pod", "kafka-combined-1", "-n", &ns_name, "--wait=false"]).unwrap();
+    wait_for("pod kafka-combined-1 recreated", Duration::from_secs(60), &op, || {
+        let out = cp.kubectl_output(&["get", "pod", "kafka-combined-1", "-n", &ns_name, "-o", "json"], None).unwrap();
+        out.status.success() && {
+            let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+            p["metadata"]["deletionTimestamp"].is_null()
+                && p["spec"]["volumes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|v| v["persistentVolumeClaim"]["claimName"] == "kafka-combined-1-storage-kafka-logs")
+        }
+    });
+
+    // Removing a broker waits for the explicit annotation; the PVC stays.
+    let mut obj: Value = serde_saphyr::from_str(&changed).unwrap();
+    obj["spec"]["brokers"].as_array_mut().unwrap().pop();
+    cp.kubectl_stdin(&["apply", "-n", &ns_name, "-f", "-"], Some(&obj.to_string())).unwrap();
+    wait_for("BrokerRemovalPending", Duration::from_secs(60), &op, || {
+        let kc = get_json(cp, &["get", "kafkacluster", "kafka-combined", "-n", &ns_name]);
+        condition(&kc, "Degraded").is_some_and(|c| c == ("True".into(), "BrokerRemovalPending".into()))
+    });
+    assert!(cp.kubectl(&["get", "pod", "kafka-combined-2", "-n", &ns_name]).is_ok(), "pod kept until annotated");
+    cp.kubectl(&[
+        "annotate",
+        "kafkacluster",
+        "kafka-combined",
+        "-n",
+        &ns_name,
+        "koperator.banzaicloud.io/allow-broker-removal=true",
+    ])
+    .unwrap();
+    wait_for("pod of broker 2 deleted", Duration::from_secs(60), &op, || {
+        cp.kubectl_output(&["get", "pod", "kafka-combined-2", "-n", &ns_name], None)
+            .map(|o| !o.status.success())
+            .unwrap_or(false)
+    });
+    assert!(cp.kubectl(&["get", "pvc", "kafka-combined-2-storage-kafka-logs", "-n", &ns_name]).is_ok(), "PVC kept");
+
+    // An invalid spec that slipped past admission (no webhook here) sets Degraded and touches nothing.
+    wait_for("a settled cluster of 2 brokers", Duration::from_secs(60), &op, || {
+        let kc = get_json(cp, &["get", "kafkacluster", "kafka-combined", "-n", &ns_name]);
+        kc["status"]["state"] == "ClusterRunning" && condition(&kc, "Degraded").is_some_and(|c| c.0 == "False")
+    });
+    drop(kubelet);
+    let before = resource_versions(cp, &ns_name);
+    let mut bad = obj.clone();
+    bad["spec"]["brokers"][1]["id"] = json!(0);
+    cp.kubectl_stdin(&["apply", "-n", &ns_name, "-f", "-"], Some(&bad.to_string())).unwrap();
+    wait_for("InvalidSpec", Duration::from_secs(60), &op, || {
+        let kc = get_json(cp, &["get", "kafkacluster", "kafka-combined", "-n", &ns_name]);
+        condition(&kc, "Degraded").is_some_and(|c| c == ("True".into(), "InvalidSpec".into()))
+    });
+    let after = resource_versions(cp, &ns_name);
+    for (k, v) in &before {
+        if !k.starts_with("kafkaclusters/") {
+            assert_eq!(after.get(k), Some(v), "{k} touched while the spec is invalid");
+        }
+    }
+    op.stop(Duration::from_secs(5));
+}
