@@ -24,6 +24,7 @@ use koperator_shared::render::{self, objects};
 use koperator_shared::rules::{self, RuleConfig};
 
 use crate::apply::{APPLIED_HASH, apply, hash_of, owned_by};
+use crate::metrics::{Metrics, ResultLabel};
 use crate::status::{self, state};
 
 /// Annotation that lets the operator delete the Pods of brokers removed from `spec.brokers`
@@ -49,20 +50,23 @@ pub struct Context {
     pub recorder: Recorder,
     /// Rule settings.
     pub rules: RuleConfig,
-    /// Writes made (for the no-op reconcile check and metrics).
+    /// Writes made (for the no-op reconcile check).
     pub writes: std::sync::atomic::AtomicU64,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {
     fn wrote(&self, did: bool) {
         if did {
             self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.metrics.writes.inc();
         }
     }
 }
 
 /// Runs the controller until SIGTERM/ctrl-c.
-pub async fn run(client: Client, namespace: Option<String>, rules: RuleConfig) {
+pub async fn run(client: Client, namespace: Option<String>, rules: RuleConfig, metrics: Arc<Metrics>) {
     let api = |c: &Client| match &namespace {
         Some(ns) => Api::<KafkaCluster>::namespaced(c.clone(), ns),
         None => Api::<KafkaCluster>::all(c.clone()),
@@ -85,13 +89,14 @@ pub async fn run(client: Client, namespace: Option<String>, rules: RuleConfig) {
         ),
         rules,
         writes: Default::default(),
+        metrics,
     });
     Controller::new(api(&client), watcher::Config::default())
         .owns(owned::<Pod>(&client, &namespace), labels.clone())
         .owns(owned::<ConfigMap>(&client, &namespace), labels.clone())
         .owns(owned::<Service>(&client, &namespace), labels)
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .run(timed_reconcile, error_policy, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
                 warn!(error = %e, "reconcile failed");
@@ -111,6 +116,16 @@ fn pod_ready(p: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// [`reconcile`] with its duration and result recorded.
+pub async fn timed_reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile(kc, ctx.clone()).await;
+    ctx.metrics.duration.observe(started.elapsed().as_secs_f64());
+    let label = ResultLabel { result: if result.is_ok() { "ok" } else { "error" } };
+    ctx.metrics.reconciles.get_or_create(&label).inc();
+    result
 }
 
 /// One reconcile pass.

@@ -2,4 +2,6 @@
 
 pub mod apply;
 pub mod kafkacluster;
+pub mod leader;
+pub mod metrics;
 pub mod status;

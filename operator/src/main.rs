@@ -1,8 +1,15 @@
 //! `koperator`: reconciles KafkaCluster objects into per-broker ConfigMaps, Pods and PVCs.
 
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
+use koperator_operator::leader::{self, LeaseConfig};
+use koperator_operator::{kafkacluster, metrics};
 use koperator_shared::rules::RuleConfig;
+use tracing::{error, info};
 
 /// Kafka operator for kafka.banzaicloud.io resources.
 #[derive(Parser, Debug)]
@@ -11,6 +18,24 @@ struct Args {
     /// Namespace to watch; all namespaces when unset.
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
+    /// Address of /healthz, /readyz and /metrics (plain HTTP).
+    #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    metrics_listen: SocketAddr,
+    /// Elect a leader through a Lease so that only one replica reconciles.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "koperator")]
+    lease_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "koperator-leader")]
+    lease_name: String,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Lease duration.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
     /// Service node-port range of the cluster, for the NodePort rules.
     #[arg(long, default_value = "30000-32767")]
     node_port_range: String,
@@ -36,8 +61,35 @@ async fn main() -> Result<()> {
     }
     let client =
         kube::Client::try_default().await.context("connect to the Kubernetes API (in-cluster or KUBECONFIG)")?;
-    tracing::info!(namespace = ?args.namespace, "starting the KafkaCluster controller");
-    koperator_operator::kafkacluster::run(client, args.namespace, RuleConfig { node_port_range: a..=b }).await;
-    tracing::info!("stopped");
+    let m = metrics::Metrics::new();
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("listen on {}", args.metrics_listen))?;
+    info!(listen = %listener.local_addr()?, "serving /healthz, /readyz, /metrics");
+    let router = metrics::router(m.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    m.ready.store(true, Ordering::SeqCst);
+
+    if args.leader_elect {
+        let identity = args.identity.clone().unwrap_or_else(|| format!("koperator-{}", std::process::id()));
+        let cfg = LeaseConfig {
+            namespace: args.lease_namespace.clone(),
+            name: args.lease_name.clone(),
+            identity,
+            duration: args.lease_duration,
+            renew_every: args.lease_duration / 5,
+        };
+        leader::acquire(&client, &cfg).await;
+        m.leader.set(1);
+        let (c, cfg2) = (client.clone(), cfg.clone());
+        tokio::spawn(async move {
+            leader::hold(&c, &cfg2).await;
+            error!("leadership lost; exiting so that only the new leader reconciles");
+            std::process::exit(1);
+        });
+    }
+    info!(namespace = ?args.namespace, "starting the KafkaCluster controller");
+    kafkacluster::run(client, args.namespace, RuleConfig { node_port_range: a..=b }, m).await;
+    info!("stopped");
     Ok(())
 }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 const NS: &str = "koperator";
 
-fn start_operator(cp: &ControlPlane) -> Component {
+fn install(cp: &ControlPlane) {
     let root = repo_root();
     cp.kubectl(&["apply", "--server-side", "-k", root.join("config/crd/bases").to_str().unwrap()]).unwrap();
     let crds: Vec<String> =
@@ -24,19 +24,44 @@ fn start_operator(cp: &ControlPlane) -> Component {
     cp.kubectl(&args).unwrap();
     let _ = cp.kubectl(&["create", "namespace", NS]);
     cp.kubectl(&["apply", "-k", root.join("config/rbac").to_str().unwrap()]).unwrap();
+}
+
+/// Starts an operator watching `watch`, electing a leader through Lease `lease`.
+fn start_operator(cp: &ControlPlane, watch: &str, lease: &str, id: &str) -> (Component, u16) {
+    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(|| install(cp));
     let kubeconfig = cp.service_account_kubeconfig(NS, "koperator").unwrap();
-    Component::start_with_env(
+    let port = koperator_e2e::process::free_port().unwrap();
+    let args = [
+        "--log-format=text".to_string(),
+        format!("--namespace={watch}"),
+        format!("--lease-name={lease}"),
+        format!("--identity={id}"),
+        "--lease-duration=4s".to_string(),
+        format!("--metrics-listen=127.0.0.1:{port}"),
+    ];
+    let c = Component::start_with_env(
         "koperator",
         env!("CARGO_BIN_EXE_koperator").as_ref(),
-        &["--log-format=text".to_string()],
+        &args,
         &[
             ("KUBECONFIG".into(), kubeconfig.display().to_string()),
             ("RUST_LOG".into(), "info,koperator_operator=debug".into()),
         ],
-        cp.dir.join("logs/operator.log"),
+        cp.dir.join(format!("logs/operator-{id}.log")),
         false,
     )
-    .unwrap()
+    .unwrap();
+    (c, port)
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 fn op_log(op: &Component) -> String {
@@ -148,9 +173,9 @@ fn condition(kc: &Value, t: &str) -> Option<(String, String)> {
 #[test]
 fn kafkacluster_lifecycle() {
     let cp = shared();
-    let op = start_operator(cp);
     let ns = cp.namespace("kc").unwrap();
     let ns_name = ns.name.clone();
+    let (op, metrics_port) = start_operator(cp, &ns_name, "lifecycle", "lifecycle");
     let sample = std::fs::read_to_string(repo_root().join("config/samples/kafkacluster_kraft_combined.yaml")).unwrap();
     cp.kubectl_stdin(&["apply", "-n", &ns_name, "-f", "-"], Some(&sample)).unwrap();
 
@@ -290,5 +315,42 @@ fn kafkacluster_lifecycle() {
             assert_eq!(after.get(k), Some(v), "{k} touched while the spec is invalid");
         }
     }
+    let metrics = http_get(metrics_port, "/metrics");
+    assert!(metrics.contains("koperator_reconciles_total{result=\"ok\"}"), "{metrics}");
+    assert!(metrics.contains("koperator_leader 1"), "{metrics}");
+    assert!(http_get(metrics_port, "/readyz").starts_with("HTTP/1.1 200"));
     op.stop(Duration::from_secs(5));
+}
+
+#[test]
+fn one_replica_leads_and_a_standby_takes_over() {
+    let cp = shared();
+    let ns = cp.namespace("le").unwrap();
+    let (a, _) = start_operator(cp, &ns.name, "election", "replica-a");
+    wait_for("replica-a leads", Duration::from_secs(30), &a, || op_log(&a).contains("acquired leadership"));
+    let (b, _) = start_operator(cp, &ns.name, "election", "replica-b");
+    wait_for("replica-b waits", Duration::from_secs(30), &b, || op_log(&b).contains("another replica leads"));
+    let sample = std::fs::read_to_string(repo_root().join("config/samples/kafkacluster_kraft_combined.yaml")).unwrap();
+    cp.kubectl_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&sample)).unwrap();
+    wait_for("the leader reconciles", Duration::from_secs(30), &a, || op_log(&a).contains("reconciled"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!op_log(&b).contains("reconciled"), "the standby must not reconcile");
+
+    let killed = Instant::now();
+    a.stop(Duration::from_secs(0));
+    wait_for("replica-b takes over", Duration::from_secs(30), &b, || op_log(&b).contains("acquired leadership"));
+    let took_over = killed.elapsed();
+    let cm_before = get_json(cp, &["get", "configmap", "kafka-combined-config-0", "-n", &ns.name]);
+    let changed = sample.replace("min.insync.replicas=2", "min.insync.replicas=1");
+    cp.kubectl_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&changed)).unwrap();
+    wait_for("the new leader applies the change", Duration::from_secs(30), &b, || {
+        let cm = get_json(cp, &["get", "configmap", "kafka-combined-config-0", "-n", &ns.name]);
+        cm["data"]["broker-config"].as_str().unwrap().contains("min.insync.replicas=1")
+    });
+    assert_ne!(
+        cm_before["metadata"]["resourceVersion"],
+        get_json(cp, &["get", "configmap", "kafka-combined-config-0", "-n", &ns.name])["metadata"]["resourceVersion"]
+    );
+    eprintln!("FIGURE: standby took over {} ms after the leader was killed (lease 4s)", took_over.as_millis());
+    b.stop(Duration::from_secs(5));
 }
