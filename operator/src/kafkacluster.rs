@@ -31,6 +31,11 @@ use crate::status::{self, state};
 /// (until Cruise Control draining exists, removal waits for it). PVCs are kept regardless.
 pub const ALLOW_BROKER_REMOVAL: &str = "koperator.banzaicloud.io/allow-broker-removal";
 
+/// Finalizer of KafkaClusters (Koperator's name).
+pub const FINALIZER: &str = "finalizer.kafkaclusters.kafka.banzaicloud.io";
+/// Opt-in: delete the cluster's PVCs when the KafkaCluster is deleted (default: keep them).
+pub const DELETE_PVCS_ANNOTATION: &str = "koperator.banzaicloud.io/delete-pvcs-on-deletion";
+
 /// Errors of one reconcile.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -132,16 +137,36 @@ pub async fn timed_reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result
 pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = kc.namespace().unwrap_or_default();
     let name = kc.name_any();
+    let kc_api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &ns);
     if kc.meta().deletion_timestamp.is_some() {
-        // Pods, ConfigMaps and Services go with their owner; PVCs are kept on purpose.
+        // Pods, ConfigMaps and Services go with their owner; PVCs are kept unless opted in.
+        if kc.finalizers().iter().any(|f| f == FINALIZER) {
+            if kc.annotations().get(DELETE_PVCS_ANNOTATION).is_some_and(|v| v == "true") {
+                let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+                let lp = ListParams::default().labels(&format!("app=kafka,kafka_cr={name}"));
+                for pvc in pvcs.list(&lp).await? {
+                    pvcs.delete(&pvc.name_any(), &DeleteParams::default()).await?;
+                }
+                info!(%ns, %name, "deleted the cluster's PVCs as its {DELETE_PVCS_ANNOTATION} annotation asks");
+            }
+            let rest: Vec<String> = kc.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+            kc_api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": rest}})))
+                .await?;
+        }
         return Ok(Action::await_change());
+    }
+    if !kc.finalizers().iter().any(|f| f == FINALIZER) {
+        let mut all = kc.finalizers().to_vec();
+        all.push(FINALIZER.to_string());
+        kc_api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": all}}))).await?;
+        ctx.wrote(true);
     }
     if kc.annotations().get(PAUSE_ANNOTATION).is_some_and(|v| v == "true") {
         info!(%ns, %name, "paused");
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
     let writes_before = ctx.writes.load(std::sync::atomic::Ordering::Relaxed);
-    let kc_api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &ns);
     let cluster = defaults::defaulted(kc.as_ref())?;
     let old_status = kc.status.clone().unwrap_or_default();
     let mut st = old_status.clone();
@@ -258,16 +283,11 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
             waiting_removal.push(id.clone());
         }
     }
-    if !cluster.spec.headless_service_enabled {
-        for (sname, s) in &live_svcs {
-            if let Some(id) = s.spec.as_ref().and_then(|sp| sp.selector.as_ref()).and_then(|sel| sel.get("brokerId"))
-                && !wanted.contains(id)
-                && removal_allowed
-            {
-                svcs.delete(sname, &DeleteParams::default()).await?;
-                ctx.wrote(true);
-            }
-        }
+    // Services no longer wanted (removed brokers or listeners, headless switch): no data in them.
+    let wanted_svcs: BTreeSet<String> = objects::services(&cluster).iter().map(|s| s.name_any()).collect();
+    for sname in live_svcs.keys().filter(|n| !wanted_svcs.contains(*n)) {
+        svcs.delete(sname, &DeleteParams::default()).await?;
+        ctx.wrote(true);
     }
 
     // One broker at a time, only while every broker is up.

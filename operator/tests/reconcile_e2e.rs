@@ -315,6 +315,17 @@ fn kafkacluster_lifecycle() {
             assert_eq!(after.get(k), Some(v), "{k} touched while the spec is invalid");
         }
     }
+    // Deleting the cluster removes Pods/ConfigMaps/Services (owner references) and keeps PVCs.
+    cp.kubectl(&["delete", "kafkacluster", "kafka-combined", "-n", &ns_name, "--timeout=60s"]).unwrap();
+    wait_for("pods garbage-collected", Duration::from_secs(60), &op, || {
+        get_json(cp, &["get", "pods", "-n", &ns_name, "-l", "kafka_cr=kafka-combined"])["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    let kept = get_json(cp, &["get", "pvc", "-n", &ns_name, "-l", "kafka_cr=kafka-combined"]);
+    assert_eq!(kept["items"].as_array().unwrap().len(), 3, "PVCs are kept when the cluster is deleted");
+
     let metrics = http_get(metrics_port, "/metrics");
     assert!(metrics.contains("koperator_reconciles_total{result=\"ok\"}"), "{metrics}");
     assert!(metrics.contains("koperator_leader 1"), "{metrics}");
@@ -352,5 +363,23 @@ fn one_replica_leads_and_a_standby_takes_over() {
         get_json(cp, &["get", "configmap", "kafka-combined-config-0", "-n", &ns.name])["metadata"]["resourceVersion"]
     );
     eprintln!("FIGURE: standby took over {} ms after the leader was killed (lease 4s)", took_over.as_millis());
+
+    // Opting in deletes the PVCs with the cluster.
+    cp.kubectl(&[
+        "annotate",
+        "kafkacluster",
+        "kafka-combined",
+        "-n",
+        &ns.name,
+        "koperator.banzaicloud.io/delete-pvcs-on-deletion=true",
+    ])
+    .unwrap();
+    cp.kubectl(&["delete", "kafkacluster", "kafka-combined", "-n", &ns.name, "--timeout=60s"]).unwrap();
+    wait_for("PVCs deleted on opt-in", Duration::from_secs(60), &b, || {
+        get_json(cp, &["get", "pvc", "-n", &ns.name, "-l", "kafka_cr=kafka-combined"])["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
     b.stop(Duration::from_secs(5));
 }

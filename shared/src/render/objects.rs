@@ -307,14 +307,63 @@ pub fn services(c: &KafkaCluster) -> Vec<Service> {
             ..Default::default()
         }
     };
-    if c.spec.headless_service_enabled {
-        return vec![svc(names::headless_service(c), cluster_labels(c), true)];
-    }
-    let mut out = vec![svc(names::all_broker_service(c), cluster_labels(c), false)];
-    for b in brokers(c) {
-        let mut sel = cluster_labels(c);
-        sel.insert("brokerId".into(), b.broker.id.to_string());
-        out.push(svc(names::broker(c, b.broker.id), sel, false));
+    let mut out = if c.spec.headless_service_enabled {
+        vec![svc(names::headless_service(c), cluster_labels(c), true)]
+    } else {
+        let mut v = vec![svc(names::all_broker_service(c), cluster_labels(c), false)];
+        for b in brokers(c) {
+            let mut sel = cluster_labels(c);
+            sel.insert("brokerId".into(), b.broker.id.to_string());
+            v.push(svc(names::broker(c, b.broker.id), sel, false));
+        }
+        v
+    };
+    out.extend(external_services(c));
+    out
+}
+
+/// Per-broker Services of NodePort and LoadBalancer external listeners,
+/// `<cluster>-<id>-<listener>`: NodePort on `externalStartingPort + id` (Kubernetes picks the
+/// port when it is 0); LoadBalancer on the broker's external port. Envoy and Contour ingress
+/// objects are not rendered yet.
+pub fn external_services(c: &KafkaCluster) -> Vec<Service> {
+    use crate::api::kafkacluster::AccessMethod;
+    let mut out = Vec::new();
+    for l in c.spec.listeners_config.external() {
+        let method = l.access_method_or_default();
+        if method == AccessMethod::ClusterIp {
+            continue;
+        }
+        for b in brokers(c) {
+            let id = b.broker.id;
+            let mut sel = cluster_labels(c);
+            sel.insert("brokerId".into(), id.to_string());
+            let mut labels = cluster_labels(c);
+            labels.insert("brokerId".into(), id.to_string());
+            let mut m = meta(c, format!("{}-{}", names::broker(c, id), l.common.name), labels);
+            m.annotations = l.service.service_annotations.clone();
+            let node_port = (method == AccessMethod::NodePort && l.external_starting_port > 0)
+                .then(|| l.external_starting_port + id);
+            let port = if method == AccessMethod::NodePort { l.common.container_port } else { l.broker_port(id) };
+            out.push(Service {
+                metadata: m,
+                spec: Some(ServiceSpec {
+                    selector: Some(sel),
+                    type_: Some(method.as_str().into()),
+                    external_traffic_policy: l.service.external_traffic_policy.clone(),
+                    ports: Some(vec![ServicePort {
+                        name: Some(format!("tcp-{}", l.common.name)),
+                        port,
+                        target_port: Some(IntOrString::Int(l.common.container_port)),
+                        node_port,
+                        protocol: Some("TCP".into()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
     }
     out
 }
@@ -383,6 +432,22 @@ mod tests {
         let s = services(&c);
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].spec.as_ref().unwrap().cluster_ip.as_deref(), Some("None"));
+    }
+
+    #[test]
+    fn node_port_listener_gets_a_service_per_broker() {
+        use crate::api::kafkacluster::AccessMethod;
+        use crate::rules::kafkacluster::fixtures::external;
+        let mut c = cluster();
+        let mut l = external("external", 9094, 32000);
+        l.access_method = Some(AccessMethod::NodePort);
+        c.spec.listeners_config.external_listeners = Some(vec![l]);
+        let ext = external_services(&c);
+        assert_eq!(ext.len(), 3);
+        assert_eq!(ext[2].metadata.name.as_deref(), Some("kafka-2-external"));
+        let port = &ext[2].spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
+        assert_eq!(port.node_port, Some(32002));
+        assert_eq!(ext[2].spec.as_ref().unwrap().type_.as_deref(), Some("NodePort"));
     }
 
     #[test]
