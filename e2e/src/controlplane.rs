@@ -269,6 +269,21 @@ impl ControlPlane {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Applies the project's CRDs (`kubectl apply -k config/crd/bases`) and waits until they are
+    /// Established.
+    pub fn install_crds(&self) -> Result<()> {
+        let dir = crate::tools::repo_root().join("config/crd/bases");
+        self.kubectl(&["apply", "--server-side", "-k", &dir.display().to_string()])?;
+        let names: Vec<String> = koperator_shared::crd::all()
+            .iter()
+            .map(|c| format!("crd/{}", c.metadata.name.as_deref().unwrap_or_default()))
+            .collect();
+        let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+        args.extend(names.iter().map(String::as_str));
+        self.kubectl(&args)?;
+        Ok(())
+    }
+
     /// Creates a namespace named `<prefix>-<random>` that is deleted when the guard drops.
     pub fn namespace(&self, prefix: &str) -> Result<Namespace<'_>> {
         let name = format!("{prefix}-{}", &pki::random_token()?[..6]);

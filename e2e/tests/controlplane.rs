@@ -11,17 +11,7 @@ use serde_json::Value;
 fn with_crds() -> &'static ControlPlane {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     let cp = shared();
-    INSTALLED.get_or_init(|| {
-        let crds = repo_root().join("config/crd/bases");
-        cp.kubectl(&["apply", "--server-side", "-k", crds.to_str().unwrap()]).expect("apply CRDs with kustomize");
-        let names: Vec<String> = koperator_shared::crd::all()
-            .iter()
-            .map(|c| format!("crd/{}", c.metadata.name.as_deref().unwrap()))
-            .collect();
-        let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
-        args.extend(names.iter().map(String::as_str));
-        cp.kubectl(&args).expect("CRDs become Established");
-    });
+    INSTALLED.get_or_init(|| cp.install_crds().expect("install the CRDs"));
     cp
 }
 

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use clap::Parser;
 use koperator_operator::leader::{self, LeaseConfig};
 use koperator_operator::{kafkacluster, metrics};
@@ -54,11 +54,7 @@ async fn main() -> Result<()> {
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
         tracing_subscriber::fmt().with_ansi(ansi).with_env_filter(filter).init();
     }
-    let (a, b) = args.node_port_range.split_once('-').context("--node-port-range is <first>-<last>")?;
-    let (a, b): (i32, i32) = (a.trim().parse()?, b.trim().parse()?);
-    if a > b {
-        bail!("--node-port-range: {a} is above {b}");
-    }
+    let rules = RuleConfig::with_node_port_range(&args.node_port_range).map_err(anyhow::Error::msg)?;
     let client =
         kube::Client::try_default().await.context("connect to the Kubernetes API (in-cluster or KUBECONFIG)")?;
     let m = metrics::Metrics::new();
@@ -89,7 +85,7 @@ async fn main() -> Result<()> {
         });
     }
     info!(namespace = ?args.namespace, "starting the KafkaCluster controller");
-    kafkacluster::run(client, args.namespace, RuleConfig { node_port_range: a..=b }, m).await;
+    kafkacluster::run(client, args.namespace, rules, m).await;
     info!("stopped");
     Ok(())
 }

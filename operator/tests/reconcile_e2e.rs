@@ -16,12 +16,7 @@ const NS: &str = "koperator";
 
 fn install(cp: &ControlPlane) {
     let root = repo_root();
-    cp.kubectl(&["apply", "--server-side", "-k", root.join("config/crd/bases").to_str().unwrap()]).unwrap();
-    let crds: Vec<String> =
-        koperator_shared::crd::all().iter().map(|c| format!("crd/{}", c.metadata.name.as_deref().unwrap())).collect();
-    let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
-    args.extend(crds.iter().map(String::as_str));
-    cp.kubectl(&args).unwrap();
+    cp.install_crds().unwrap();
     let _ = cp.kubectl(&["create", "namespace", NS]);
     cp.kubectl(&["apply", "-k", root.join("config/rbac").to_str().unwrap()]).unwrap();
 }

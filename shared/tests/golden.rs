@@ -8,6 +8,20 @@ use koperator_shared::defaults;
 use koperator_shared::render::objects;
 use koperator_shared::render::properties::server_properties;
 
+/// Compares `rendered` with the golden `file` (rewriting it first when updating).
+fn check(file: &std::path::Path, rendered: &str, update: bool) {
+    if update {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, rendered).unwrap();
+    }
+    let want = std::fs::read_to_string(file).unwrap_or_default();
+    assert!(
+        want == rendered,
+        "{} differs from the rendering; run `make golden` and review:\n{rendered}",
+        file.display()
+    );
+}
+
 #[test]
 fn server_properties_match_golden_files() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -29,17 +43,7 @@ fn server_properties_match_golden_files() {
         let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
         for b in &cluster.spec.brokers {
             let rendered = server_properties(&cluster, b.id).unwrap();
-            let file = golden.join(&stem).join(format!("broker-{}.properties", b.id));
-            if update {
-                std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-                std::fs::write(&file, &rendered).unwrap();
-            }
-            let want = std::fs::read_to_string(&file).unwrap_or_default();
-            assert!(
-                want == rendered,
-                "{} differs from the rendering; run `make golden` and review:\n{rendered}",
-                file.display()
-            );
+            check(&golden.join(&stem).join(format!("broker-{}.properties", b.id)), &rendered, update);
             checked += 1;
         }
         // The objects of the first broker and the cluster, as YAML.
@@ -53,16 +57,7 @@ fn server_properties_match_golden_files() {
             "pdb": objects::pdb(&cluster),
         });
         let rendered = serde_saphyr::to_string(&objects).unwrap();
-        let file = golden.join(&stem).join(format!("objects-broker-{}.yaml", first.broker.id));
-        if update {
-            std::fs::write(&file, &rendered).unwrap();
-        }
-        let want = std::fs::read_to_string(&file).unwrap_or_default();
-        assert!(
-            want == rendered,
-            "{} differs from the rendering; run `make golden` and review:\n{rendered}",
-            file.display()
-        );
+        check(&golden.join(&stem).join(format!("objects-broker-{}.yaml", first.broker.id)), &rendered, update);
     }
     assert!(checked >= 20, "only {checked} brokers rendered");
 }

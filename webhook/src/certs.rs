@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow};
 use futures::StreamExt;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
+};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, PostParams};
 use kube::runtime::watcher;
@@ -276,39 +278,51 @@ impl CertLoop {
     /// Makes every webhook of the owned configurations carry `bundle`; true when all exist.
     async fn inject(&self, client: &Client, bundle: &str) -> Result<bool> {
         let want = ByteString(bundle.as_bytes().to_vec());
+        let validating = self
+            .inject_kind::<ValidatingWebhookConfiguration>(client, &self.configs.validating, &want, |c| {
+                c.webhooks.iter_mut().flatten().map(|w| &mut w.client_config).collect()
+            })
+            .await?;
+        let mutating = self
+            .inject_kind::<MutatingWebhookConfiguration>(client, &self.configs.mutating, &want, |c| {
+                c.webhooks.iter_mut().flatten().map(|w| &mut w.client_config).collect()
+            })
+            .await?;
+        Ok(validating && mutating)
+    }
+
+    /// Sets `want` as caBundle of every client config of the named configurations of kind `K`;
+    /// true when all of them exist.
+    async fn inject_kind<K>(
+        &self,
+        client: &Client,
+        names: &[String],
+        want: &ByteString,
+        configs: impl Fn(&mut K) -> Vec<&mut WebhookClientConfig>,
+    ) -> Result<bool>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::Serialize
+            + serde::de::DeserializeOwned,
+    {
+        let api: Api<K> = Api::all(client.clone());
         let mut all_found = true;
-        let vapi: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-        for name in &self.configs.validating {
-            let Some(mut c) = vapi.get_opt(name).await? else {
+        for name in names {
+            let Some(mut c) = api.get_opt(name).await? else {
                 all_found = false;
                 continue;
             };
             let mut changed = false;
-            for w in c.webhooks.iter_mut().flatten() {
-                if w.client_config.ca_bundle.as_ref() != Some(&want) {
-                    w.client_config.ca_bundle = Some(want.clone());
+            for cc in configs(&mut c) {
+                if cc.ca_bundle.as_ref() != Some(want) {
+                    cc.ca_bundle = Some(want.clone());
                     changed = true;
                 }
             }
             if changed {
-                self.write(vapi.replace(name, &PostParams::default(), &c).await, name)?;
-            }
-        }
-        let mapi: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-        for name in &self.configs.mutating {
-            let Some(mut c) = mapi.get_opt(name).await? else {
-                all_found = false;
-                continue;
-            };
-            let mut changed = false;
-            for w in c.webhooks.iter_mut().flatten() {
-                if w.client_config.ca_bundle.as_ref() != Some(&want) {
-                    w.client_config.ca_bundle = Some(want.clone());
-                    changed = true;
-                }
-            }
-            if changed {
-                self.write(mapi.replace(name, &PostParams::default(), &c).await, name)?;
+                self.write(api.replace(name, &PostParams::default(), &c).await, name)?;
             }
         }
         Ok(all_found)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
 use koperator_shared::rules::RuleConfig;
 use koperator_webhook::admission::{Admission, NoKafkaChecks};
@@ -72,15 +72,6 @@ struct Args {
     log_format: String,
 }
 
-fn node_port_range(s: &str) -> Result<std::ops::RangeInclusive<i32>> {
-    let (a, b) = s.split_once('-').context("--node-port-range is <first>-<last>")?;
-    let (a, b): (i32, i32) = (a.trim().parse()?, b.trim().parse()?);
-    if a > b {
-        bail!("--node-port-range: {a} is above {b}");
-    }
-    Ok(a..=b)
-}
-
 fn sans(args: &Args) -> Vec<String> {
     let (s, ns) = (&args.service_name, &args.namespace);
     let mut v = vec![format!("{s}.{ns}.svc"), format!("{s}.{ns}.svc.cluster.local"), format!("{s}.{ns}"), s.clone()];
@@ -98,7 +89,7 @@ async fn main() -> Result<()> {
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
         tracing_subscriber::fmt().with_ansi(ansi).with_env_filter(filter).init();
     }
-    let rules = RuleConfig { node_port_range: node_port_range(&args.node_port_range)? };
+    let rules = RuleConfig::with_node_port_range(&args.node_port_range).map_err(anyhow::Error::msg)?;
     let client =
         kube::Client::try_default().await.context("connect to the Kubernetes API (in-cluster or KUBECONFIG)")?;
     let metrics = Arc::new(Metrics::new());

@@ -188,6 +188,19 @@ pub struct RuleConfig {
     pub node_port_range: RangeInclusive<i32>,
 }
 
+impl RuleConfig {
+    /// Parses `--node-port-range` (`30000-32767`).
+    pub fn with_node_port_range(text: &str) -> Result<RuleConfig, String> {
+        let (a, b) = text.split_once('-').ok_or_else(|| format!("node-port range {text:?} is not <first>-<last>"))?;
+        let parse = |s: &str| s.trim().parse::<i32>().map_err(|e| format!("node-port range {text:?}: {e}"));
+        let (a, b) = (parse(a)?, parse(b)?);
+        if a > b {
+            return Err(format!("node-port range {text:?}: {a} is above {b}"));
+        }
+        Ok(RuleConfig { node_port_range: a..=b })
+    }
+}
+
 impl Default for RuleConfig {
     fn default() -> Self {
         RuleConfig { node_port_range: 30000..=32767 }
