@@ -224,8 +224,10 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
                 true
             }
             Some(live) => {
-                let same = live.annotations().get(APPLIED_HASH) == Some(&hash_of(&pod));
+                let desired_hash = hash_of(&pod);
+                let same = live.annotations().get(APPLIED_HASH) == Some(&desired_hash);
                 if !same {
+                    debug!(broker = id, live = ?live.annotations().get(APPLIED_HASH), desired = desired_hash, uid = ?live.metadata.uid, "broker pod out of date");
                     out_of_date.push((id, pod_name.clone()));
                 }
                 all_ready &= pod_ready(live) && live.meta().deletion_timestamp.is_none();

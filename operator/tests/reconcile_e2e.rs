@@ -96,7 +96,11 @@ impl Kubelet {
         let handle = std::thread::spawn(move || {
             let mut seen_all = false;
             while !s.load(Ordering::SeqCst) {
-                let pods = get_json(cp, &["get", "pods", "-n", &ns, "-l", "app=kafka"]);
+                std::thread::sleep(Duration::from_millis(100));
+                let Ok(out) = cp.kubectl(&["get", "pods", "-n", &ns, "-l", "app=kafka", "-o", "json"]) else {
+                    continue;
+                };
+                let Ok(pods) = serde_json::from_str::<Value>(&out) else { continue };
                 let items = pods["items"].as_array().cloned().unwrap_or_default();
                 let mut ready = 0;
                 for p in &items {
@@ -127,7 +131,6 @@ impl Kubelet {
                     let mut md = m.lock().unwrap();
                     *md = (*md).max(brokers.saturating_sub(ready));
                 }
-                std::thread::sleep(Duration::from_millis(100));
             }
         });
         Kubelet { stop, max_down, handle: Some(handle) }
@@ -157,6 +160,34 @@ fn resource_versions(cp: &ControlPlane, ns: &str) -> BTreeMap<String, String> {
     out
 }
 
+fn pod_uids(cp: &ControlPlane, ns: &str) -> BTreeMap<String, String> {
+    let pods = get_json(cp, &["get", "pods", "-n", ns, "-l", "app=kafka"]);
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| {
+            (p["metadata"]["name"].as_str().unwrap().to_string(), p["metadata"]["uid"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// The cluster-wide readOnlyConfig of a sample.
+fn sample_read_only(sample: &str) -> String {
+    let v: Value = serde_saphyr::from_str(sample).unwrap();
+    v["spec"]["readOnlyConfig"].as_str().unwrap_or_default().to_string()
+}
+
+/// The operator has seen the latest spec, every broker runs it, and the cluster is Running.
+fn settled(kc: &Value) -> bool {
+    kc["status"]["observedGeneration"] == kc["metadata"]["generation"]
+        && kc["status"]["state"] == "ClusterRunning"
+        && kc["status"]["brokersState"]
+            .as_object()
+            .is_some_and(|m| m.values().all(|b| b["configurationState"] == "ConfigInSync"))
+}
+
 fn condition(kc: &Value, t: &str) -> Option<(String, String)> {
     kc["status"]["conditions"]
         .as_array()?
@@ -170,8 +201,9 @@ fn kafkacluster_lifecycle() {
     let cp = shared();
     let ns = cp.namespace("kc").unwrap();
     let ns_name = ns.name.clone();
-    let (op, metrics_port) = start_operator(cp, &ns_name, "lifecycle", "lifecycle");
+    let (mut op, _) = start_operator(cp, &ns_name, "lifecycle", "lifecycle");
     let sample = std::fs::read_to_string(repo_root().join("config/samples/kafkacluster_kraft_combined.yaml")).unwrap();
+    let applied = Instant::now();
     cp.kubectl_stdin(&["apply", "-n", &ns_name, "-f", "-"], Some(&sample)).unwrap();
 
     // Objects appear, named like Koperator's.
@@ -184,6 +216,7 @@ fn kafkacluster_lifecycle() {
         };
         n("pods") == 3 && n("configmaps") == 3 && n("persistentvolumeclaims") == 3 && n("services") == 1
     });
+    eprintln!("FIGURE: 3-broker cluster: all objects written {} ms after kubectl apply", applied.elapsed().as_millis());
     let cm = get_json(cp, &["get", "configmap", "kafka-combined-config-1", "-n", &ns_name]);
     let props = cm["data"]["broker-config"].as_str().unwrap();
     assert!(props.contains("node.id=1\n") && props.contains("process.roles=broker,controller"), "{props}");
@@ -230,9 +263,39 @@ fn kafkacluster_lifecycle() {
     let last = op_log(&op).lines().rev().find(|l| l.contains("reconciled")).unwrap_or_default().to_string();
     assert!(last.contains("writes=0"), "{last}");
 
-    // A config change rolls brokers one at a time.
-    let changed = sample.replace("min.insync.replicas=2", "min.insync.replicas=2\n    num.network.threads=5");
+    // Changing one broker's config changes only its ConfigMap and restarts only that broker.
+    let rv_before = resource_versions(cp, &ns_name);
+    let uids_before = pod_uids(cp, &ns_name);
+    let mut one: Value = serde_saphyr::from_str(&sample).unwrap();
+    one["spec"]["brokers"][1]["readOnlyConfig"] = json!("num.io.threads=9\n");
+    cp.kubectl_stdin(&["apply", "-n", &ns_name, "-f", "-"], Some(&one.to_string())).unwrap();
+    wait_for("broker 1 alone reconfigured and restarted", Duration::from_secs(60), &op, || {
+        let cm = get_json(cp, &["get", "configmap", "kafka-combined-config-1", "-n", &ns_name]);
+        let kc = get_json(cp, &["get", "kafkacluster", "kafka-combined", "-n", &ns_name]);
+        let uids = pod_uids(cp, &ns_name);
+        cm["data"]["broker-config"].as_str().unwrap().contains("num.io.threads=9")
+            && uids.get("kafka-combined-1").is_some_and(|u| Some(u) != uids_before.get("kafka-combined-1"))
+            && settled(&kc)
+    });
+    let rv_after = resource_versions(cp, &ns_name);
+    let uids_after = pod_uids(cp, &ns_name);
+    for other in ["0", "2"] {
+        let cm = format!("configmaps/kafka-combined-config-{other}");
+        assert_eq!(rv_before.get(&cm), rv_after.get(&cm), "{cm} changed");
+        let pod = format!("kafka-combined-{other}");
+        assert_eq!(uids_before.get(&pod), uids_after.get(&pod), "{pod} was restarted");
+    }
+
+    // A cluster-wide change rolls brokers one at a time, and survives the operator being
+    // killed in the middle of the roll.
+    let mut all = one.clone();
+    all["spec"]["readOnlyConfig"] = json!(sample_read_only(&sample) + "num.network.threads=5\n");
+    let changed = all.to_string();
     cp.kubectl_stdin(&["apply", "-n", &ns_name, "-f", "-"], Some(&changed)).unwrap();
+    wait_for("the roll to start", Duration::from_secs(60), &op, || op_log(&op).contains("restarting broker"));
+    op.stop(Duration::ZERO);
+    let (restarted, metrics_port) = start_operator(cp, &ns_name, "lifecycle", "lifecycle");
+    op = restarted;
     wait_for("all ConfigMaps updated and brokers restarted", Duration::from_secs(120), &op, || {
         let kc = get_json(cp, &["get", "kafkacluster", "kafka-combined", "-n", &ns_name]);
         let cms = get_json(cp, &["get", "configmaps", "-n", &ns_name, "-l", "kafka_cr=kafka-combined"]);
@@ -241,7 +304,7 @@ fn kafkacluster_lifecycle() {
             .unwrap()
             .iter()
             .all(|c| c["data"]["broker-config"].as_str().unwrap().contains("num.network.threads=5"));
-        all_new && kc["status"]["state"] == "ClusterRunning"
+        all_new && settled(&kc)
     });
     let events = cp.kubectl(&["get", "events.events.k8s.io", "-n", &ns_name, "-o", "json"]).unwrap();
     let restarts = events.matches("\"reason\": \"RollingRestart\"").count();
@@ -293,7 +356,7 @@ fn kafkacluster_lifecycle() {
     // An invalid spec that slipped past admission (no webhook here) sets Degraded and touches nothing.
     wait_for("a settled cluster of 2 brokers", Duration::from_secs(60), &op, || {
         let kc = get_json(cp, &["get", "kafkacluster", "kafka-combined", "-n", &ns_name]);
-        kc["status"]["state"] == "ClusterRunning" && condition(&kc, "Degraded").is_some_and(|c| c.0 == "False")
+        settled(&kc) && condition(&kc, "Degraded").is_some_and(|c| c.0 == "False")
     });
     drop(kubelet);
     let before = resource_versions(cp, &ns_name);
