@@ -441,3 +441,41 @@ fn one_replica_leads_and_a_standby_takes_over() {
     });
     b.stop(Duration::from_secs(5));
 }
+
+#[test]
+fn removing_a_broker_only_node_touches_no_other_broker() {
+    let cp = shared();
+    let ns = cp.namespace("rm").unwrap();
+    let (op, _) = start_operator(cp, &ns.name, "removal", "removal");
+    let sample = std::fs::read_to_string(repo_root().join("config/samples/kafkacluster_kraft.yaml")).unwrap();
+    cp.kubectl_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&sample)).unwrap();
+    let kubelet = Kubelet::start(cp, ns.name.clone(), 6);
+    wait_for("6 nodes running", Duration::from_secs(90), &op, || {
+        settled(&get_json(cp, &["get", "kafkacluster", "kafka", "-n", &ns.name]))
+    });
+    let uids_before = pod_uids(cp, &ns.name);
+    let rv_before = resource_versions(cp, &ns.name);
+    let mut obj: Value = serde_saphyr::from_str(&sample).unwrap();
+    obj["metadata"]["annotations"] = json!({"koperator.banzaicloud.io/allow-broker-removal": "true"});
+    obj["spec"]["brokers"].as_array_mut().unwrap().retain(|b| b["id"] != 102);
+    cp.kubectl_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&obj.to_string())).unwrap();
+    wait_for("broker 102 removed", Duration::from_secs(60), &op, || {
+        !pod_uids(cp, &ns.name).contains_key("kafka-102")
+            && settled(&get_json(cp, &["get", "kafkacluster", "kafka", "-n", &ns.name]))
+    });
+    let uids_after = pod_uids(cp, &ns.name);
+    let rv_after = resource_versions(cp, &ns.name);
+    for id in [0, 1, 2, 100, 101] {
+        let pod = format!("kafka-{id}");
+        assert_eq!(uids_before.get(&pod), uids_after.get(&pod), "{pod} was restarted");
+        let cm = format!("configmaps/kafka-config-{id}");
+        assert_eq!(rv_before.get(&cm), rv_after.get(&cm), "{cm} changed");
+    }
+    assert!(!rv_after.contains_key("configmaps/kafka-config-102"), "broker 102's ConfigMap is removed");
+    assert!(
+        rv_after.contains_key("persistentvolumeclaims/kafka-102-storage-kafka-logs-broker"),
+        "broker 102's PVC is kept"
+    );
+    drop(kubelet);
+    op.stop(Duration::from_secs(5));
+}
