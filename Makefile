@@ -4,7 +4,7 @@ CARGO ?= cargo
 E2E_CACHE ?= $(CURDIR)/.cache/e2e
 export KOP_E2E_CACHE := $(E2E_CACHE)
 
-.PHONY: all build crds golden fmt fmt-check clippy lint unit e2e-deps e2e test cluster-up cluster-down clean
+.PHONY: all build crds golden bench fmt fmt-check clippy lint unit e2e-deps e2e test cluster-up cluster-down clean
 
 all: build
 
@@ -45,6 +45,10 @@ e2e: e2e-deps
 	$(CARGO) test -p koperator-e2e --test controlplane
 	$(CARGO) test -p koperator-webhook --test admission_e2e --test rotation_e2e --test file_certs_e2e
 	$(CARGO) test -p koperator-operator --test reconcile_e2e
+
+## bench: in-process admission benchmarks (criterion); figures go to docs/benchmarks.md
+bench:
+	$(CARGO) bench -p koperator-webhook --bench admission
 
 ## test: everything CI runs
 test: lint unit e2e
