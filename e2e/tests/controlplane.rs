@@ -145,3 +145,29 @@ async fn kube_client_reaches_the_api_server() {
     assert_eq!(version.major, "1");
     assert_eq!(version.minor, "34");
 }
+
+#[test]
+fn kustomize_default_is_accepted_by_the_api_server() {
+    let cp = shared();
+    // Server-side dry run: the API server validates every object (schemas, RBAC objects,
+    // webhook registrations) without creating the Fail-policy registrations, which would block
+    // the other tests of this binary (no webhook runs here). The namespace must exist for that.
+    let _ = cp.kubectl(&["create", "namespace", "koperator"]);
+    let dir = repo_root().join("config/default");
+    let out = cp
+        .kubectl(&["apply", "--server-side", "--dry-run=server", "-k", dir.to_str().unwrap()])
+        .expect("kubectl apply -k config/default --dry-run=server");
+    for needle in [
+        "deployment.apps/koperator serverside-applied",
+        "deployment.apps/koperator-webhook serverside-applied",
+        "service/koperator-webhook serverside-applied",
+        "serviceaccount/koperator serverside-applied",
+        "poddisruptionbudget.policy/koperator-webhook serverside-applied",
+        "validatingwebhookconfiguration.admissionregistration.k8s.io/koperator-validating-webhook serverside-applied",
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io/koperator-mutating-webhook serverside-applied",
+        "clusterrole.rbac.authorization.k8s.io/koperator serverside-applied",
+        "customresourcedefinition.apiextensions.k8s.io/kafkaclusters.kafka.banzaicloud.io serverside-applied",
+    ] {
+        assert!(out.contains(needle), "{needle} missing from:\n{out}");
+    }
+}
