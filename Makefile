@@ -11,13 +11,14 @@ all: build
 build:
 	$(CARGO) build --workspace --all-targets
 
-## crds: regenerate config/crd/bases from the Rust types
+## crds: regenerate config/crd/bases and charts/koperator/crds from the Rust types
 crds:
-	$(CARGO) run -q -p koperator-shared --bin crdgen -- config/crd/bases
+	$(CARGO) run -q -p koperator-shared --bin crdgen -- config/crd/bases charts/koperator/crds
 
 ## golden: regenerate the golden files of rendered configuration (review the diff)
-golden:
+golden: e2e-deps
 	UPDATE_GOLDEN=1 $(CARGO) test -p koperator-shared --test golden
+	UPDATE_GOLDEN=1 $(CARGO) test -p koperator-e2e --test helm lint_and_golden_templates
 
 fmt:
 	$(CARGO) fmt --all
@@ -45,6 +46,8 @@ e2e: e2e-deps
 	$(CARGO) test -p koperator-e2e --test controlplane
 	$(CARGO) test -p koperator-webhook --test admission_e2e --test rotation_e2e --test file_certs_e2e
 	$(CARGO) test -p koperator-operator --test reconcile_e2e
+	$(CARGO) build -p koperator-webhook
+	$(CARGO) test -p koperator-e2e --test helm
 
 ## bench: in-process admission benchmarks (criterion); figures go to docs/benchmarks.md
 bench:

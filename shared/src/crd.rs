@@ -40,6 +40,11 @@ pub fn kustomization() -> String {
     out
 }
 
+/// Every generated file under `charts/koperator/crds/` (the CRDs alone) as (file name, content).
+pub fn chart_files() -> Vec<(String, String)> {
+    all().iter().map(|c| (file_name(c), to_yaml(c))).collect()
+}
+
 /// Every generated file under `config/crd/bases/` as (file name, content).
 pub fn files() -> Vec<(String, String)> {
     let mut files: Vec<(String, String)> = all().iter().map(|c| (file_name(c), to_yaml(c))).collect();

@@ -19,6 +19,23 @@ fn checked_in_crds_match_the_types() {
 }
 
 #[test]
+fn chart_crds_match_the_types() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/koperator/crds");
+    for (name, content) in koperator_shared::crd::chart_files() {
+        let on_disk = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+        assert!(
+            on_disk == content,
+            "charts/koperator/crds/{name} differs from the Rust types: run `make crds` and commit"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        koperator_shared::crd::chart_files().len(),
+        "stray files in the chart's crds/"
+    );
+}
+
+#[test]
 fn crds_are_namespaced_with_status_short_names_and_koperator_group() {
     for crd in koperator_shared::crd::all() {
         assert_eq!(crd.spec.group, "kafka.banzaicloud.io");
