@@ -124,6 +124,7 @@ fn install_upgrade_webhook_and_uninstall() {
         "--secret-name=koperator-webhook-certs".into(),
         "--validating-config=koperator-webhook".into(),
         "--mutating-config=koperator-webhook".into(),
+        "--secret-owner-deployment=koperator-webhook".into(),
         "--extra-san=127.0.0.1".into(),
         "--log-format=text".into(),
     ]
@@ -193,9 +194,27 @@ fn install_upgrade_webhook_and_uninstall() {
     assert_eq!(timeout, "10");
     webhook.stop(Duration::from_secs(5));
 
-    // Uninstall leaves only what must be kept: the CRDs (and the webhook's own Secret, which
-    // the webhook created at run time).
+    let owners = cp
+        .kubectl(&[
+            "get",
+            "secret",
+            "koperator-webhook-certs",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.metadata.ownerReferences[0].name}",
+        ])
+        .unwrap();
+    assert_eq!(owners, "koperator-webhook", "the certificate Secret is owned by the webhook Deployment");
+
+    // Uninstall leaves only what must be kept: the CRDs. The webhook's run-time Secret goes
+    // with its owner, the Deployment (garbage collector).
     helm(cp, &["uninstall", "koperator", "-n", ns, "--wait"]).unwrap_or_else(|e| panic!("helm uninstall: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(cp, &["get", "secret", "koperator-webhook-certs", "-n", ns]) {
+        assert!(Instant::now() < deadline, "the webhook's certificate Secret is left after uninstall");
+        std::thread::sleep(Duration::from_millis(250));
+    }
     for (kind, name) in [
         ("deployment", "koperator"),
         ("deployment", "koperator-webhook"),

@@ -111,9 +111,29 @@ pub struct SecretSource {
     pub name: String,
     /// Lifetimes and names.
     pub pki: PkiConfig,
+    /// Deployment (same namespace) that owns the Secret, so it goes when the webhook is
+    /// uninstalled; `None` keeps it unowned.
+    pub owner_deployment: Option<String>,
 }
 
 impl SecretSource {
+    /// Owner reference to the webhook's Deployment, when configured and found.
+    async fn owner(&self) -> Result<Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>> {
+        let Some(name) = &self.owner_deployment else { return Ok(None) };
+        let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+        let Some(d) = api.get_opt(name).await.context("read the owning Deployment")? else {
+            warn!(deployment = name, "the owning Deployment does not exist; the Secret stays unowned");
+            return Ok(None);
+        };
+        Ok(Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: name.clone(),
+            uid: d.metadata.uid.unwrap_or_default(),
+            ..Default::default()
+        }]))
+    }
+
     /// Reads the Secret, applies [`pki::plan`], writes the result back; returns the state to
     /// serve (None after a write conflict: call again).
     async fn sync(&self) -> Result<Option<PkiState>> {
@@ -141,6 +161,7 @@ impl SecretSource {
                         name: Some(self.name.clone()),
                         namespace: Some(self.namespace.clone()),
                         labels: Some(BTreeMap::from([("app.kubernetes.io/component".into(), "webhook".into())])),
+                        owner_references: self.owner().await?,
                         ..Default::default()
                     },
                     type_: Some("kubernetes.io/tls".into()),

@@ -43,6 +43,10 @@ struct Args {
     /// MutatingWebhookConfigurations whose caBundle this webhook maintains (repeatable).
     #[arg(long = "mutating-config", default_value = "koperator-mutating-webhook")]
     mutating_configs: Vec<String>,
+    /// Deployment (in --namespace) that owns the certificate Secret, so uninstalling the
+    /// webhook removes it too.
+    #[arg(long)]
+    secret_owner_deployment: Option<String>,
     /// Lifetime of the self-managed CA.
     #[arg(long, default_value = "8760h", value_parser = humantime::parse_duration)]
     ca_validity: Duration,
@@ -114,6 +118,7 @@ async fn main() -> Result<()> {
                     propagation: args.ca_propagation,
                     sans: sans(&args),
                 },
+                owner_deployment: args.secret_owner_deployment.clone(),
             }),
             true,
         ),
