@@ -14,11 +14,9 @@ pub const FIELD_MANAGER: &str = "koperator";
 /// Annotation with the hash of the last applied desired state.
 pub const APPLIED_HASH: &str = "koperator.banzaicloud.io/applied-hash";
 
-/// 64-bit FNV-1a of the JSON of `obj`.
+/// Stable hash of the JSON of `obj`.
 pub fn hash_of(obj: &impl Serialize) -> String {
-    let bytes = serde_json::to_vec(obj).expect("desired objects serialize");
-    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
-    format!("{h:016x}")
+    koperator_shared::hash::fnv1a64_hex(&serde_json::to_vec(obj).expect("desired objects serialize"))
 }
 
 /// Sets `owner` as the controlling owner of `obj`.

@@ -4,5 +4,6 @@
 pub mod api;
 pub mod crd;
 pub mod defaults;
+pub mod hash;
 pub mod render;
 pub mod rules;

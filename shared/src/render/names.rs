@@ -66,13 +66,9 @@ pub fn pvc(c: &KafkaCluster, id: i32, mount_path: &str) -> String {
     if name.len() <= 63 {
         return name;
     }
-    let hash = fnv1a(mount_path.as_bytes());
+    // The low 32 bits of the hash are plenty to tell mount paths of one broker apart.
+    let hash = crate::hash::fnv1a64(mount_path.as_bytes()) as u32;
     format!("{}-{hash:08x}", &name[..54].trim_end_matches('-'))
-}
-
-/// 32-bit FNV-1a: a small stable hash for name shortening.
-fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
 }
 
 #[cfg(test)]

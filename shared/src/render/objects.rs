@@ -85,8 +85,7 @@ pub fn pvcs(c: &KafkaCluster, b: &BrokerView<'_>) -> Vec<PersistentVolumeClaim> 
 
 /// FNV-1a over the rendered config: changes exactly when the broker must restart.
 fn config_hash(props: &str) -> String {
-    let h = props.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("{h:016x}")
+    crate::hash::fnv1a64_hex(props.as_bytes())
 }
 
 fn default_resources() -> ResourceRequirements {
