@@ -375,18 +375,10 @@ async fn publish(ctx: &Context, kc: &KafkaCluster, type_: EventType, reason: &st
 /// 16 bytes, no padding). Derived, not random, so every reconcile agrees on it even when the
 /// cached status lags behind; kept in the status for users.
 pub fn cluster_id_from_uid(uid: &str) -> String {
-    let hex: Vec<u8> = uid.bytes().filter(u8::is_ascii_hexdigit).collect();
+    let hex: String = uid.chars().filter(char::is_ascii_hexdigit).collect();
     let bytes: Vec<u8> =
-        hex.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap_or("0"), 16).unwrap_or(0)).collect();
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, x)| n | (u32::from(*x) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
+        (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
 }
 
 #[cfg(test)]
