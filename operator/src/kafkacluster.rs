@@ -55,8 +55,6 @@ pub struct Context {
     pub recorder: Recorder,
     /// Rule settings.
     pub rules: RuleConfig,
-    /// Writes made (for the no-op reconcile check).
-    pub writes: std::sync::atomic::AtomicU64,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -64,7 +62,6 @@ pub struct Context {
 impl Context {
     fn wrote(&self, did: bool) {
         if did {
-            self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.metrics.writes.inc();
         }
     }
@@ -93,7 +90,6 @@ pub async fn run(client: Client, namespace: Option<String>, rules: RuleConfig, m
             Reporter { controller: "koperator".into(), instance: std::env::var("POD_NAME").ok() },
         ),
         rules,
-        writes: Default::default(),
         metrics,
     });
     Controller::new(api(&client), watcher::Config::default())
@@ -166,7 +162,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         info!(%ns, %name, "paused");
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
-    let writes_before = ctx.writes.load(std::sync::atomic::Ordering::Relaxed);
+    let writes_before = ctx.metrics.writes.get();
     let cluster = defaults::defaulted(kc.as_ref())?;
     let old_status = kc.status.clone().unwrap_or_default();
     let mut st = old_status.clone();
@@ -207,14 +203,14 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     let mut all_ready = true;
     for b in &views {
         let id = b.broker.id;
-        let mut cm = objects::config_map(&cluster, b);
+        let objects::BrokerObjects { config_map: mut cm, mut pod, pvcs: disks } =
+            objects::broker_objects(&cluster, b, &cluster_id);
         owned_by(&mut cm, owner.clone());
         ctx.wrote(apply(&cms, cm.clone(), live_cms.get(&cm.name_any())).await?);
-        for pvc in objects::pvcs(&cluster, b) {
+        for pvc in disks {
             // No owner reference: disks outlive brokers and clusters unless the user deletes them.
             ctx.wrote(apply(&pvcs, pvc.clone(), live_pvcs.get(&pvc.name_any())).await?);
         }
-        let mut pod = objects::pod(&cluster, b, &cluster_id);
         owned_by(&mut pod, owner.clone());
         let pod_name = pod.name_any();
         let in_sync = match live_pods.get(&pod_name) {
@@ -247,7 +243,9 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
             },
         );
     }
-    for mut svc in objects::services(&cluster) {
+    let desired_svcs = objects::services(&cluster);
+    let wanted_svcs: BTreeSet<String> = desired_svcs.iter().map(|s| s.name_any()).collect();
+    for mut svc in desired_svcs {
         owned_by(&mut svc, owner.clone());
         ctx.wrote(apply(&svcs, svc.clone(), live_svcs.get(&svc.name_any())).await?);
     }
@@ -286,7 +284,6 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         }
     }
     // Services no longer wanted (removed brokers or listeners, headless switch): no data in them.
-    let wanted_svcs: BTreeSet<String> = objects::services(&cluster).iter().map(|s| s.name_any()).collect();
     for sname in live_svcs.keys().filter(|n| !wanted_svcs.contains(*n)) {
         svcs.delete(sname, &DeleteParams::default()).await?;
         ctx.wrote(true);
@@ -335,7 +332,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     );
     st.observed_generation = generation;
     write_status(&kc_api, &name, &old_status, st, &ctx).await?;
-    let writes = ctx.writes.load(std::sync::atomic::Ordering::Relaxed) - writes_before;
+    let writes = ctx.metrics.writes.get() - writes_before;
     debug!(%ns, %name, writes, state, "reconciled");
     Ok(if ready && degraded.is_none() {
         Action::requeue(Duration::from_secs(300))

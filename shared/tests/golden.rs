@@ -49,10 +49,11 @@ fn server_properties_match_golden_files() {
         // The objects of the first broker and the cluster, as YAML.
         let views = koperator_shared::render::brokers(&cluster);
         let first = &views[0];
+        let broker = objects::broker_objects(&cluster, first, "CLUSTER-ID");
         let objects = serde_json::json!({
-            "pod": objects::pod(&cluster, first, "CLUSTER-ID"),
-            "configMap": objects::config_map(&cluster, first),
-            "pvcs": objects::pvcs(&cluster, first),
+            "pod": broker.pod,
+            "configMap": broker.config_map,
+            "pvcs": broker.pvcs,
             "services": objects::services(&cluster),
             "pdb": objects::pdb(&cluster),
         });

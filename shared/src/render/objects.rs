@@ -59,9 +59,25 @@ fn pick<'a, T>(b: &'a BrokerView<'a>, f: impl Fn(&'a BrokerConfig) -> Option<&'a
     b.broker.broker_config.as_ref().and_then(&f).or_else(|| b.group.and_then(&f))
 }
 
-/// The broker ConfigMap `<cluster>-config-<id>` holding `server.properties`.
-pub fn config_map(c: &KafkaCluster, b: &BrokerView<'_>) -> ConfigMap {
+/// Everything one broker consists of, rendered with one pass over its `server.properties`.
+#[derive(Clone, Debug)]
+pub struct BrokerObjects {
+    /// `<cluster>-config-<id>`.
+    pub config_map: ConfigMap,
+    /// `<cluster>-<id>`.
+    pub pod: Pod,
+    /// One per PVC-backed disk.
+    pub pvcs: Vec<PersistentVolumeClaim>,
+}
+
+/// The ConfigMap, Pod and PVCs of broker `b`. `cluster_id` is the KRaft cluster id.
+pub fn broker_objects(c: &KafkaCluster, b: &BrokerView<'_>, cluster_id: &str) -> BrokerObjects {
     let props = server_properties(c, b.broker.id).unwrap_or_default();
+    BrokerObjects { pod: pod(c, b, cluster_id, &props), pvcs: pvcs(c, b), config_map: config_map(c, b, props) }
+}
+
+/// The broker ConfigMap `<cluster>-config-<id>` holding `server.properties`.
+fn config_map(c: &KafkaCluster, b: &BrokerView<'_>, props: String) -> ConfigMap {
     ConfigMap {
         metadata: meta(c, names::config_map(c, b.broker.id), broker_labels(c, b)),
         data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), props)])),
@@ -70,7 +86,7 @@ pub fn config_map(c: &KafkaCluster, b: &BrokerView<'_>) -> ConfigMap {
 }
 
 /// PVCs of the broker, one per PVC-backed storage config, named after the mount path.
-pub fn pvcs(c: &KafkaCluster, b: &BrokerView<'_>) -> Vec<PersistentVolumeClaim> {
+fn pvcs(c: &KafkaCluster, b: &BrokerView<'_>) -> Vec<PersistentVolumeClaim> {
     b.broker
         .effective_storage(&c.spec)
         .into_iter()
@@ -97,15 +113,14 @@ fn default_resources() -> ResourceRequirements {
     }
 }
 
-/// The broker Pod `<cluster>-<id>`. `cluster_id` is the KRaft cluster id from the status.
-pub fn pod(c: &KafkaCluster, b: &BrokerView<'_>, cluster_id: &str) -> Pod {
+/// The broker Pod `<cluster>-<id>`, annotated with the hash of its rendered `props`.
+fn pod(c: &KafkaCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) -> Pod {
     let spec = &c.spec;
     let id = b.broker.id;
-    let props = server_properties(c, id).unwrap_or_default();
     let mut labels = pick(b, |cfg| cfg.broker_labels.as_ref()).cloned().unwrap_or_default();
     labels.extend(broker_labels(c, b));
     let mut annotations = pick(b, |cfg| cfg.broker_annotations.as_ref()).cloned().unwrap_or_default();
-    annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash(&props));
+    annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash(props));
 
     let mut volumes = vec![Volume {
         name: "broker-config".into(),
@@ -399,7 +414,7 @@ mod tests {
     fn pod_mounts_config_and_disks_and_exposes_listeners() {
         let c = cluster();
         let views = brokers(&c);
-        let p = pod(&c, &views[1], "abc");
+        let p = broker_objects(&c, &views[1], "abc").pod;
         assert_eq!(p.metadata.name.as_deref(), Some("kafka-1"));
         let labels = p.metadata.labels.unwrap();
         assert_eq!(labels["brokerId"], "1");
@@ -417,9 +432,11 @@ mod tests {
     #[test]
     fn config_change_changes_the_pod_hash() {
         let mut c = cluster();
-        let h1 = pod(&c, &brokers(&c)[0], "x").metadata.annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone();
+        let h1 =
+            broker_objects(&c, &brokers(&c)[0], "x").pod.metadata.annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone();
         c.spec.read_only_config = Some("num.partitions=7".into());
-        let h2 = pod(&c, &brokers(&c)[0], "x").metadata.annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone();
+        let h2 =
+            broker_objects(&c, &brokers(&c)[0], "x").pod.metadata.annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone();
         assert_ne!(h1, h2);
     }
 
@@ -452,7 +469,7 @@ mod tests {
     #[test]
     fn pvcs_and_pdb() {
         let mut c = cluster();
-        let v = pvcs(&c, &brokers(&c)[2]);
+        let v = broker_objects(&c, &brokers(&c)[2], "x").pvcs;
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].metadata.annotations.as_ref().unwrap()[MOUNT_PATH_ANNOTATION], "/kafka-logs");
         assert!(pdb(&c).is_none());
