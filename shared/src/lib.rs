@@ -5,5 +5,7 @@ pub mod api;
 pub mod crd;
 pub mod defaults;
 pub mod hash;
+#[cfg(feature = "runtime")]
+pub mod logging;
 pub mod render;
 pub mod rules;
