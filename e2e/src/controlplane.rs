@@ -239,7 +239,9 @@ impl ControlPlane {
     /// Runs kubectl against this control plane; `stdin` is fed to it when given.
     pub fn kubectl_output(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
         let mut cmd = Command::new(tool("kubectl")?);
-        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display())).args(args);
+        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .arg(format!("--cache-dir={}", self.dir.join("kube-cache").display()))
+            .args(args);
         cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().context("run kubectl")?;
@@ -281,6 +283,31 @@ impl ControlPlane {
         let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
         args.extend(names.iter().map(String::as_str));
         self.kubectl(&args)?;
+        self.wait_for_openapi(Duration::from_secs(60))
+    }
+
+    /// Waits until the API server's OpenAPI v3 documents describe every kind of our CRDs.
+    /// Publishing them lags behind Established, and `kubectl explain` and client-side
+    /// validation read them.
+    fn wait_for_openapi(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        for crd in koperator_shared::crd::all() {
+            for version in &crd.spec.versions {
+                let path = format!("/openapi/v3/apis/{}/{}", crd.spec.group, version.name);
+                let kind = format!("\"kind\":\"{}\"", crd.spec.names.kind);
+                loop {
+                    match self.kubectl(&["get", "--raw", &path]) {
+                        Ok(doc) if doc.contains(&kind) => break,
+                        other if Instant::now() > deadline => bail!(
+                            "OpenAPI document {path} does not describe {} after {timeout:?}: {}",
+                            crd.spec.names.kind,
+                            other.err().map(|e| e.to_string()).unwrap_or_else(|| "kind missing".into())
+                        ),
+                        _ => std::thread::sleep(Duration::from_millis(200)),
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
