@@ -33,17 +33,17 @@ lint: fmt-check clippy
 
 ## unit: tests without a control plane (rules, defaults, CRD drift, samples, HTTP contract)
 unit:
-	$(CARGO) test -p koperator-shared
+	$(CARGO) test -p koperator-shared --all-features
 	$(CARGO) test -p koperator-webhook --lib --bins --test http_contract
 	$(CARGO) test -p koperator-operator -p koperator-e2e --lib --bins
 
-## e2e-deps: build etcd, kube-apiserver, kube-controller-manager, kubectl, helm (cached)
+## e2e-deps: build etcd, kube-apiserver, kube-controller-manager, kubectl, helm; fetch the Kafka jars (cached)
 e2e-deps:
 	e2e/scripts/install-deps.sh
 
 ## e2e: end-to-end tests on a real control plane started by the tests
 e2e: e2e-deps
-	$(CARGO) test -p koperator-e2e --test controlplane
+	$(CARGO) test -p koperator-e2e --test controlplane --test kafka_admin
 	$(CARGO) test -p koperator-webhook --test admission_e2e --test rotation_e2e --test file_certs_e2e
 	$(CARGO) test -p koperator-operator --test reconcile_e2e
 	$(CARGO) build -p koperator-webhook

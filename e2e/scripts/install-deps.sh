@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real components the e2e tests run against (DESIGN §10):
 # etcd, kube-apiserver, kube-controller-manager, kubectl (from the pinned
-# k8s.io/kubernetes Go module) and helm (from its pinned Go module).
+# k8s.io/kubernetes Go module), helm (from its pinned Go module) and the Apache
+# Kafka broker jars (from Maven Central, pinned by e2e/tools/kafka/pom.xml).
 #
 # Binaries land in $KOP_E2E_CACHE/bin (default: <repo>/.cache/e2e/bin, git-ignored).
 # A binary is rebuilt only when the go.mod/go.sum that pins it changes, so a
@@ -43,4 +44,23 @@ build k8s kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 build k8s kubectl k8s.io/kubernetes/cmd/kubectl
 (cd "$repo/e2e/tools/helm" && go mod download)
 build helm helm helm.sh/helm/v3/cmd/helm
-log "all tools ready in $bin"
+
+# Kafka: the runtime class path of the pinned kafka_2.13 release, copied by Maven.
+command -v java >/dev/null || { log "ERROR: 'java' (17 or newer) is not on PATH; it runs the Kafka brokers"; exit 1; }
+command -v mvn >/dev/null || { log "ERROR: 'mvn' is not on PATH; it fetches the Kafka jars from Maven Central"; exit 1; }
+kafka_pom=$repo/e2e/tools/kafka/pom.xml
+kafka_libs=$cache/kafka/libs
+want=$(sha256sum "$kafka_pom" | cut -d' ' -f1)
+if [[ -d $kafka_libs && -f $cache/stamps/kafka && $(cat "$cache/stamps/kafka") == "$want" ]]; then
+  log "kafka: cached ($kafka_libs)"
+else
+  log "kafka: resolving $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$kafka_pom") jars with Maven"
+  start=$SECONDS
+  rm -rf "$kafka_libs.tmp"
+  mvn -q -B -f "$kafka_pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$kafka_libs.tmp"
+  rm -rf "$kafka_libs"
+  mv "$kafka_libs.tmp" "$kafka_libs"
+  echo "$want" >"$cache/stamps/kafka"
+  log "kafka: $(ls "$kafka_libs" | wc -l) jars in $((SECONDS - start)) s"
+fi
+log "all tools ready in $bin and $kafka_libs"

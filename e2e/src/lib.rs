@@ -7,6 +7,7 @@
 //! when a test fails or the binary is killed.
 
 pub mod controlplane;
+pub mod kafka;
 pub mod pki;
 pub mod process;
 pub mod tools;

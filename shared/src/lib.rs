@@ -1,10 +1,13 @@
 //! Koperator in Rust: the API types, admission rules, defaults and rendering shared by the
-//! webhook and the operator. Everything here that decides is pure (no I/O).
+//! webhook and the operator. Everything here that decides is pure (no I/O), except the Kafka
+//! admin client behind the `kafka` feature.
 
 pub mod api;
 pub mod crd;
 pub mod defaults;
 pub mod hash;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "runtime")]
 pub mod logging;
 pub mod render;

@@ -1,0 +1,192 @@
+//! Apache Kafka brokers for the tests: the pinned jars installed by `make e2e-deps`, run with
+//! the machine's Java in KRaft mode.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::process::Component;
+use crate::tools::cache_dir;
+
+/// The directory of the Kafka jars, or a clear error saying how to get them.
+pub fn libs() -> Result<PathBuf> {
+    let dir = cache_dir().join("kafka").join("libs");
+    if !dir.join(".").is_dir() || std::fs::read_dir(&dir)?.next().is_none() {
+        bail!("Kafka jars not found in {}: run `make e2e-deps` (e2e/scripts/install-deps.sh)", dir.display());
+    }
+    Ok(dir)
+}
+
+/// The `java` to run Kafka with: `$JAVA_HOME/bin/java`, else `java` on PATH.
+pub fn java() -> PathBuf {
+    std::env::var_os("JAVA_HOME").map(|h| PathBuf::from(h).join("bin").join("java")).unwrap_or_else(|| "java".into())
+}
+
+/// How to start one Kafka process.
+#[derive(Debug, Clone)]
+pub struct BrokerLaunch {
+    /// Name used in messages and for the log file (`<dir>/kafka.log`).
+    pub name: String,
+    /// Working directory: holds the log and the log4j2 configuration.
+    pub dir: PathBuf,
+    /// The `server.properties` to run.
+    pub properties: PathBuf,
+    /// KRaft cluster id used to format the storage (`kafka-storage format`).
+    pub cluster_id: String,
+    /// A hosts file the JVM resolves names with (`-Djdk.net.hosts.file`).
+    pub hosts_file: Option<PathBuf>,
+    /// Extra JVM options (heap, GC), split on whitespace like `kafka-run-class.sh` does.
+    pub jvm_opts: Vec<String>,
+}
+
+impl BrokerLaunch {
+    fn jvm_args(&self) -> Result<Vec<String>> {
+        let log4j = self.dir.join("log4j2.properties");
+        std::fs::write(&log4j, LOG4J2)?;
+        let mut args = self.jvm_opts.clone();
+        args.push(format!("-Dlog4j2.configurationFile={}", log4j.display()));
+        if let Some(hosts) = &self.hosts_file {
+            args.push(format!("-Djdk.net.hosts.file={}", hosts.display()));
+            // Names appear in the hosts file while brokers start: do not cache misses.
+            args.push("-Dsun.net.inetaddr.negative.ttl=0".into());
+            args.push("-Dsun.net.inetaddr.ttl=1".into());
+        }
+        args.push("-cp".into());
+        args.push(format!("{}/*", libs()?.display()));
+        Ok(args)
+    }
+
+    /// Formats the log directories (idempotent: already formatted directories are kept).
+    pub fn format_storage(&self) -> Result<()> {
+        let mut args = self.jvm_args()?;
+        args.retain(|a| !a.starts_with("-Xm"));
+        args.extend(
+            ["kafka.tools.StorageTool", "format", "--ignore-formatted", "--cluster-id", &self.cluster_id, "--config"]
+                .map(String::from),
+        );
+        args.push(self.properties.display().to_string());
+        let out = Command::new(java()).args(&args).output().context("run java (kafka-storage format)")?;
+        if !out.status.success() {
+            bail!(
+                "kafka-storage format for {} failed ({}):\n{}{}",
+                self.name,
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Formats the storage and starts the broker; its output goes to `<dir>/kafka.log`.
+    pub fn start(&self) -> Result<Component> {
+        self.format_storage()?;
+        let mut args = self.jvm_args()?;
+        args.push("kafka.Kafka".into());
+        args.push(self.properties.display().to_string());
+        Component::start(&self.name, &java(), &args, self.dir.join("kafka.log"), false)
+    }
+}
+
+/// Console logging at INFO, Kafka's noisy request logger off.
+const LOG4J2: &str = "\
+rootLogger.level=INFO
+rootLogger.appenderRef.out.ref=out
+appender.out.type=Console
+appender.out.name=out
+appender.out.layout.type=PatternLayout
+appender.out.layout.pattern=[%d] %p %m (%c)%n
+logger.request.name=kafka.request.logger
+logger.request.level=WARN
+";
+
+/// A single-node KRaft Kafka (broker + controller) on `127.0.0.1`, for tests of the admin
+/// client. Its PLAINTEXT listener is [`SingleNode::bootstrap`]; StandardAuthorizer is on with
+/// `User:ANONYMOUS` as super user, so ACL calls work without authentication.
+pub struct SingleNode {
+    /// `127.0.0.1:<port>`.
+    pub bootstrap: String,
+    /// The process.
+    pub process: Component,
+    _dir: tempfile::TempDir,
+}
+
+impl SingleNode {
+    /// Starts the broker and waits until it answers on its listener.
+    pub fn start(timeout: Duration) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("kop-kafka-").tempdir()?;
+        let port = crate::process::free_port()?;
+        let controller = crate::process::free_port()?;
+        let props = dir.path().join("server.properties");
+        std::fs::write(&props, single_node_properties(dir.path(), port, controller))?;
+        let launch = BrokerLaunch {
+            name: "kafka".into(),
+            dir: dir.path().to_path_buf(),
+            properties: props,
+            cluster_id: "a0tvcGVyYXRvci10ZXN0MQ".into(),
+            hosts_file: None,
+            jvm_opts: vec!["-Xmx512m".into(), "-Xms128m".into(), "-XX:+UseG1GC".into()],
+        };
+        let process = launch.start()?;
+        let bootstrap = format!("127.0.0.1:{port}");
+        wait_for_port(&bootstrap, &process, timeout)?;
+        Ok(SingleNode { bootstrap, process, _dir: dir })
+    }
+}
+
+fn single_node_properties(dir: &Path, port: u16, controller: u16) -> String {
+    format!(
+        "node.id=1
+process.roles=broker,controller
+controller.quorum.voters=1@127.0.0.1:{controller}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+log.dirs={}/data
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+",
+        dir.display()
+    )
+}
+
+/// Waits until `addr` accepts TCP connections; fails early when the process exits.
+pub fn wait_for_port(addr: &str, process: &Component, timeout: Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = process.exited() {
+            bail!(
+                "{} exited ({status}) before listening on {addr}; log {}:\n{}",
+                process.name,
+                process.log.display(),
+                process.log_tail(30)
+            );
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "{} not listening on {addr} after {timeout:?}; log {}:\n{}",
+                process.name,
+                process.log.display(),
+                process.log_tail(30)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Drop for SingleNode {
+    fn drop(&mut self) {
+        self.process.stop(Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,73 @@
+//! What can go wrong talking to Kafka, and which of it is worth retrying.
+
+use std::time::Duration;
+
+pub use kafka_protocol::ResponseError;
+
+/// An error of the admin client. Every variant names the broker address or the resource.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The host name of a broker could not be resolved.
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve { host: String, reason: String },
+    /// The TCP (or TLS) connection could not be opened.
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    /// A connect or a request did not finish in time.
+    #[error("{op} with {addr} timed out after {after:?}")]
+    Timeout { op: &'static str, addr: String, after: Duration },
+    /// The connection broke while a request was under way.
+    #[error("connection to {addr} failed: {source}")]
+    Io { addr: String, source: std::io::Error },
+    /// The broker sent something this client cannot decode.
+    #[error("protocol error with {addr}: {message}")]
+    Protocol { addr: String, message: String },
+    /// The broker and this client share no version of an API.
+    #[error("broker {addr} supports no version of {api} that this client speaks")]
+    Unsupported { addr: String, api: &'static str },
+    /// Kafka answered with an error code.
+    #[error("{api} for {resource} failed: {code}{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    Kafka { api: &'static str, resource: String, code: ResponseError, message: Option<String> },
+    /// None of the bootstrap addresses answered.
+    #[error("no Kafka broker reachable at {bootstrap}: {last}")]
+    NoBroker { bootstrap: String, last: Box<Error> },
+    /// A node id that the cluster metadata does not list.
+    #[error("node {0} is not among the live brokers of the cluster")]
+    UnknownNode(i32),
+    /// TLS settings that rustls refused.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+impl Error {
+    /// Whether retrying the same call later may succeed (connection problems, timeouts and the
+    /// error codes Kafka marks retriable, such as a controller moving).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Connect { .. } | Error::Timeout { .. } | Error::Io { .. } | Error::Resolve { .. } => true,
+            Error::NoBroker { last, .. } => last.is_retriable(),
+            Error::Kafka { code, .. } => code.is_retriable() || matches!(code, ResponseError::NotController),
+            _ => false,
+        }
+    }
+
+    /// The Kafka error code, when Kafka answered with one.
+    pub fn code(&self) -> Option<ResponseError> {
+        match self {
+            Error::Kafka { code, .. } => Some(*code),
+            Error::NoBroker { last, .. } => last.code(),
+            _ => None,
+        }
+    }
+}
+
+/// Turns a response's error code into a `Result`.
+pub(crate) fn check(api: &'static str, resource: impl Into<String>, code: i16, message: Option<&str>) -> Result<()> {
+    match ResponseError::try_from_code(code) {
+        None => Ok(()),
+        Some(code) => Err(Error::Kafka { api, resource: resource.into(), code, message: message.map(str::to_owned) }),
+    }
+}
+
+/// Result of the admin client.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

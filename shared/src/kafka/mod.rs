@@ -1,0 +1,20 @@
+//! An async Kafka admin client on the `kafka-protocol` crate over tokio (tokio-rustls for SSL
+//! listeners): metadata, DescribeCluster, DescribeQuorum, configs, topics and ACLs, with
+//! timeouts, retries of retriable errors and errors that name the broker and resource.
+//!
+//! [`health`] holds the pure decisions built on what it reads (may a broker restart now?).
+
+mod acl;
+mod admin;
+mod connection;
+mod error;
+pub mod health;
+mod resolver;
+mod types;
+
+pub use acl::{AclBinding, AclFilter, AclOperation, PatternType, Permission, ResourceType};
+pub use admin::Admin;
+pub use connection::{ConnectOptions, Connection};
+pub use error::{Error, ResponseError, Result};
+pub use resolver::{Resolver, lookup_hosts, split_host_port};
+pub use types::*;
