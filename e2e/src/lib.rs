@@ -8,6 +8,7 @@
 
 pub mod controlplane;
 pub mod kafka;
+pub mod node;
 pub mod pki;
 pub mod process;
 pub mod tools;

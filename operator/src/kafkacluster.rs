@@ -24,7 +24,10 @@ use koperator_shared::render::{self, objects};
 use koperator_shared::rules::{self, RuleConfig};
 
 use crate::apply::{APPLIED_HASH, apply, hash_of, owned_by};
+use crate::dynamic_config;
+use crate::kafka_access::KafkaAccess;
 use crate::metrics::{Metrics, ResultLabel};
+use crate::rolling::{self, Decision};
 use crate::status::{self, state};
 
 /// Annotation that lets the operator delete the Pods of brokers removed from `spec.brokers`
@@ -57,6 +60,8 @@ pub struct Context {
     pub rules: RuleConfig,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Admin clients of the clusters' Kafka.
+    pub kafka: KafkaAccess,
 }
 
 impl Context {
@@ -68,7 +73,13 @@ impl Context {
 }
 
 /// Runs the controller until SIGTERM/ctrl-c.
-pub async fn run(client: Client, namespace: Option<String>, rules: RuleConfig, metrics: Arc<Metrics>) {
+pub async fn run(
+    client: Client,
+    namespace: Option<String>,
+    rules: RuleConfig,
+    metrics: Arc<Metrics>,
+    kafka: KafkaAccess,
+) {
     let api = |c: &Client| match &namespace {
         Some(ns) => Api::<KafkaCluster>::namespaced(c.clone(), ns),
         None => Api::<KafkaCluster>::all(c.clone()),
@@ -91,6 +102,7 @@ pub async fn run(client: Client, namespace: Option<String>, rules: RuleConfig, m
         ),
         rules,
         metrics,
+        kafka,
     });
     Controller::new(api(&client), watcher::Config::default())
         .owns(owned::<Pod>(&client, &namespace), labels.clone())
@@ -136,6 +148,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     let kc_api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &ns);
     if kc.meta().deletion_timestamp.is_some() {
         // Pods, ConfigMaps and Services go with their owner; PVCs are kept unless opted in.
+        ctx.kafka.forget(&kc);
         if kc.finalizers().iter().any(|f| f == FINALIZER) {
             if kc.annotations().get(DELETE_PVCS_ANNOTATION).is_some_and(|v| v == "true") {
                 let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
@@ -237,7 +250,6 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
             BrokerState {
                 configuration_state: if in_sync { "ConfigInSync" } else { "ConfigOutOfSync" }.into(),
                 rack_awareness_state: previous.rack_awareness_state.clone(),
-                per_broker_configuration_state: "PerBrokerConfigInSync".into(),
                 image: pod.spec.as_ref().and_then(|s| s.containers[0].image.clone()),
                 ..previous
             },
@@ -289,25 +301,95 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         ctx.wrote(true);
     }
 
-    // One broker at a time, only while every broker is up.
+    // Kafka-side state, once every broker is up: dynamic configs, then at most one restart.
+    let admin = ctx.kafka.admin(&cluster);
+    if all_ready {
+        let per_broker = match &admin {
+            Ok(admin) => {
+                match dynamic_config::sync(admin, &cluster, &old_status.dynamic_config_keys.clone().unwrap_or_default())
+                    .await
+                {
+                    Ok(synced) => {
+                        st.dynamic_config_keys = Some(synced.keys.clone()).filter(|k| *k != Default::default());
+                        if !synced.changes.is_empty() {
+                            let note = format!(
+                                "applied dynamic broker configs without a restart: {}",
+                                synced.changes.join("; ")
+                            );
+                            info!(%ns, %name, "{note}");
+                            publish(&ctx, &kc, EventType::Normal, "DynamicConfigUpdated", &note).await;
+                        }
+                        for (id, why) in &synced.failed {
+                            warn!(%ns, %name, broker = id, error = %why, "per-broker dynamic config not applied");
+                        }
+                        Ok(synced.failed)
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Err(why) => Err(why.clone()),
+        };
+        for (id, state) in brokers_state.iter_mut() {
+            state.per_broker_configuration_state = match &per_broker {
+                Ok(failed) if id.parse().is_ok_and(|id: i32| failed.contains_key(&id)) => "PerBrokerConfigError",
+                Ok(_) => "PerBrokerConfigInSync",
+                Err(_) => "PerBrokerConfigOutOfSync",
+            }
+            .into();
+        }
+        if let Err(why) = &per_broker {
+            debug!(%ns, %name, %why, "dynamic broker configs not synced");
+        }
+    } else {
+        for (id, state) in brokers_state.iter_mut() {
+            let previous = old_status.brokers_state.as_ref().and_then(|m| m.get(id));
+            state.per_broker_configuration_state = previous
+                .map(|p| p.per_broker_configuration_state.clone())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "PerBrokerConfigOutOfSync".into());
+        }
+    }
+
+    // One node at a time, only while every node is up and Kafka says it is safe.
     let rolling = !out_of_date.is_empty();
+    let mut roll_blocked: Option<String> = None;
     if rolling && all_ready {
-        let (id, pod_name) = &out_of_date[0];
-        info!(%ns, %name, broker = id, "restarting broker to apply a new spec");
-        pods.delete(pod_name, &DeleteParams::default()).await?;
-        ctx.wrote(true);
-        publish(
-            &ctx,
-            &kc,
-            EventType::Normal,
-            "RollingRestart",
-            &format!("restarting broker {id}: its Pod spec or configuration changed"),
-        )
-        .await;
+        let ids: Vec<i32> = out_of_date.iter().map(|(id, _)| *id).collect();
+        let decision = match &admin {
+            Ok(admin) => rolling::next_restart(admin, &cluster, &ids).await,
+            Err(why) => Decision::Wait(why.clone()),
+        };
+        match decision {
+            Decision::Restart(id) => {
+                let pod_name = &out_of_date.iter().find(|(i, _)| *i == id).expect("chosen among out_of_date").1;
+                info!(%ns, %name, broker = id, "restarting broker to apply a new spec");
+                pods.delete(pod_name, &DeleteParams::default()).await?;
+                ctx.wrote(true);
+                publish(
+                    &ctx,
+                    &kc,
+                    EventType::Normal,
+                    "RollingRestart",
+                    &format!("restarting broker {id}: its Pod spec or configuration changed; Kafka reports it safe"),
+                )
+                .await;
+            }
+            Decision::Wait(why) => {
+                info!(%ns, %name, %why, "rolling restart waits");
+                roll_blocked = Some(why);
+            }
+        }
     }
 
     st.brokers_state = Some(brokers_state);
-    let (state, ready, reason, message) = if rolling {
+    let (state, ready, reason, message) = if let Some(why) = &roll_blocked {
+        (
+            state::ROLLING_UPGRADING,
+            false,
+            "RollingRestartWaiting",
+            format!("{} broker(s) out of date; no restart is safe yet: {why}", out_of_date.len()),
+        )
+    } else if rolling {
         (state::ROLLING_UPGRADING, false, "RollingRestart", format!("{} broker(s) out of date", out_of_date.len()))
     } else if !all_ready {
         (state::RECONCILING, false, "BrokersStarting", "waiting for broker Pods to be Ready".to_string())
@@ -352,6 +434,7 @@ async fn write_status(
         && old.brokers_state == new.brokers_state
         && old.cluster_id == new.cluster_id
         && old.observed_generation == new.observed_generation
+        && old.dynamic_config_keys == new.dynamic_config_keys
         && status::same_conditions(&old.conditions, &new.conditions);
     if unchanged {
         return Ok(());

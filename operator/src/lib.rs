@@ -1,7 +1,10 @@
 //! The operator: kube-runtime controllers for Koperator's custom resources (DESIGN §8).
 
 pub mod apply;
+pub mod dynamic_config;
+pub mod kafka_access;
 pub mod kafkacluster;
 pub mod leader;
 pub mod metrics;
+pub mod rolling;
 pub mod status;

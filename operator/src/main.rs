@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
+use koperator_operator::kafka_access::KafkaAccess;
 use koperator_operator::leader::{self, LeaseConfig};
 use koperator_operator::{kafkacluster, metrics};
 use koperator_shared::rules::RuleConfig;
@@ -39,6 +40,10 @@ struct Args {
     /// Service node-port range of the cluster, for the NodePort rules.
     #[arg(long, default_value = "30000-32767")]
     node_port_range: String,
+    /// Hosts file (`/etc/hosts` format) consulted before DNS for broker names; for running the
+    /// operator outside the cluster (development, the e2e tests). Re-read on every lookup.
+    #[arg(long, env = "KAFKA_HOSTS_FILE")]
+    kafka_hosts_file: Option<std::path::PathBuf>,
     /// Log as JSON lines (default) or text.
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -79,7 +84,8 @@ async fn main() -> Result<()> {
         });
     }
     info!(namespace = ?args.namespace, "starting the KafkaCluster controller");
-    kafkacluster::run(client, args.namespace, rules, m).await;
+    let kafka = KafkaAccess::new(args.kafka_hosts_file.clone());
+    kafkacluster::run(client, args.namespace, rules, m, kafka).await;
     info!("stopped");
     Ok(())
 }

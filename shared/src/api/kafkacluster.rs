@@ -184,6 +184,23 @@ pub struct KafkaClusterStatus {
     /// Generation of the spec the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Dynamic broker config keys the operator set through the Admin API (addition to
+    /// Koperator): a key removed from the spec is deleted from Kafka only if listed here, so
+    /// keys that Kafka or other tools set are never touched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic_config_keys: Option<DynamicConfigKeys>,
+}
+
+/// Dynamic broker config keys set by the operator, per level.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamicConfigKeys {
+    /// Keys of `spec.clusterWideConfig` set as cluster-wide defaults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_wide: Vec<String>,
+    /// Keys of each broker's `brokerConfig.config`, by broker id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub brokers: BTreeMap<String, Vec<String>>,
 }
 
 /// Rolling upgrade status.

@@ -244,6 +244,35 @@ impl Admin {
             .collect())
     }
 
+    /// The value of one config key for many topics in one request (topics that cannot be
+    /// described, for example deleted meanwhile, are left out).
+    pub async fn topic_config_values(&self, topics: &[String], key: &str) -> Result<HashMap<String, String>> {
+        if topics.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let req = DescribeConfigsRequest::default().with_resources(
+            topics
+                .iter()
+                .map(|t| {
+                    DescribeConfigsResource::default()
+                        .with_resource_type(ConfigResource::Topic(String::new()).type_code())
+                        .with_resource_name(StrBytes::from_string(t.clone()))
+                        .with_configuration_keys(Some(vec![StrBytes::from_string(key.to_owned())]))
+                })
+                .collect(),
+        );
+        let resp = self.retrying(|| self.call_any(&req)).await?;
+        Ok(resp
+            .results
+            .into_iter()
+            .filter(|r| r.error_code == 0)
+            .filter_map(|r| {
+                let value = r.configs.into_iter().find(|c| c.name.as_str() == key)?.value?;
+                Some((r.resource_name.to_string(), value.to_string()))
+            })
+            .collect())
+    }
+
     /// Sets and deletes configuration keys of one resource (IncrementalAlterConfigs); broker
     /// configs change without a restart when Kafka allows them to.
     pub async fn alter_configs(&self, resource: &ConfigResource, ops: &[ConfigOp]) -> Result<()> {

@@ -66,7 +66,8 @@ pub struct RestartPolicy<'a> {
     pub max_voter_lag: i64,
 }
 
-/// Everything that stops `node` from restarting now; empty when it may restart.
+/// Everything that stops `node` from restarting now, cluster-level reasons first; empty when
+/// it may restart.
 pub fn restart_blockers(
     node: i32,
     meta: &ClusterMetadata,
@@ -75,23 +76,6 @@ pub fn restart_blockers(
     policy: &RestartPolicy<'_>,
 ) -> Vec<Blocker> {
     let mut blockers = Vec::new();
-    for topic in &meta.topics {
-        if topic.error.is_some() {
-            continue;
-        }
-        let min = min_isr(&topic.name);
-        for p in &topic.partitions {
-            let satisfiable = p.replicas.len() as i32 > min;
-            if satisfiable && p.isr.contains(&node) && (p.isr.len() as i32 - 1) < min {
-                blockers.push(Blocker::UnderMinIsr {
-                    topic: topic.name.clone(),
-                    partition: p.index,
-                    isr: p.isr.clone(),
-                    min_isr: min,
-                });
-            }
-        }
-    }
     let unhealthy: Vec<i32> =
         unhealthy_brokers(meta, policy.expected_brokers).into_iter().filter(|b| *b != node).collect();
     if unhealthy.len() as i32 >= policy.failure_threshold.max(1) {
@@ -114,6 +98,24 @@ pub fn restart_blockers(
             let waiting: Vec<i32> = policy.waiting.iter().copied().filter(|w| *w != node).collect();
             if !waiting.is_empty() {
                 blockers.push(Blocker::ActiveControllerFirst { waiting });
+            }
+        }
+    }
+    // Partition-level blockers last: the cluster-level ones above explain them.
+    for topic in &meta.topics {
+        if topic.error.is_some() {
+            continue;
+        }
+        let min = min_isr(&topic.name);
+        for p in &topic.partitions {
+            let satisfiable = p.replicas.len() as i32 > min;
+            if satisfiable && p.isr.contains(&node) && (p.isr.len() as i32 - 1) < min {
+                blockers.push(Blocker::UnderMinIsr {
+                    topic: topic.name.clone(),
+                    partition: p.index,
+                    isr: p.isr.clone(),
+                    min_isr: min,
+                });
             }
         }
     }

@@ -7,6 +7,7 @@
 mod acl;
 mod admin;
 mod connection;
+pub mod dynamic;
 mod error;
 pub mod health;
 mod resolver;

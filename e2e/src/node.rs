@@ -1,0 +1,531 @@
+//! A test node that plays kubelet for broker Pods: every Pod the operator creates runs as a
+//! real Kafka process on this machine, from the Pod's own ConfigMap.
+//!
+//! Substitutions (the only ones; everything else runs as rendered):
+//! - each Pod gets its own loopback address (`127.0.1.N`, stable per Pod name) and listeners
+//!   without a host (`INTERNAL://:29092`) bind to it;
+//! - a log dir under a PVC's mount path maps to `<node>/pvcs/<claim>/…`, so data survives a
+//!   Pod restart exactly as long as the PVC would;
+//! - the Pod's DNS names (`<hostname>.<subdomain>.<ns>.svc.cluster.local` and the names of the
+//!   Services that select it) go to a hosts file that the brokers read through
+//!   `-Djdk.net.hosts.file` and the operator through `--kafka-hosts-file`;
+//! - the container image is not pulled: every Pod runs the Kafka release pinned in
+//!   `e2e/tools/kafka/pom.xml`; the command is not run, its effect is (format, then start);
+//!   `KAFKA_HEAP_OPTS` and `KAFKA_JVM_PERFORMANCE_OPTS` from the container's env are used.
+//!
+//! Pod status (phase, podIP, Ready) follows the broker: Ready once every listener answers
+//! ApiVersions and, for a broker, the broker lists itself in its metadata. A deleted Pod's
+//! process gets SIGTERM (Kafka's controlled shutdown) and its grace period; an exited process
+//! is restarted like `restartPolicy: Always`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use crate::kafka::BrokerLaunch;
+use crate::process::Component;
+use koperator_shared::kafka::{Admin, ConnectOptions, Connection, Resolver};
+
+/// What the node saw happen, in order, for tests that check how many brokers were down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A Kafka process started for this Pod.
+    Started(String),
+    /// The Pod became Ready.
+    Ready(String),
+    /// The Pod stopped being Ready or its process stopped.
+    Down(String),
+}
+
+struct Slot {
+    uid: String,
+    ip: String,
+    process: Component,
+    launch: BrokerLaunch,
+    listeners: Vec<String>,
+    node_id: Option<i32>,
+    is_broker: bool,
+    ready: bool,
+    restarts: i32,
+    started_at: String,
+    image: String,
+    grace: Duration,
+    reported: Option<serde_json::Value>,
+}
+
+/// A running test node for one namespace. Stops every broker when dropped.
+pub struct Node {
+    shared: Arc<Shared>,
+    /// The hosts file with every Pod's and Service's name.
+    pub hosts_file: PathBuf,
+    /// The node's directory (broker logs under `pods/`, data under `pvcs/`).
+    pub dir: PathBuf,
+    events: Arc<Mutex<Vec<(Instant, NodeEvent)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Node {
+    /// Starts a node that runs the `app=kafka` Pods of `namespace`, using `kubeconfig`.
+    pub fn start(kubeconfig: &Path, namespace: &str) -> Result<Node> {
+        crate::kafka::libs()?;
+        let tmp = tempfile::Builder::new().prefix("kop-node-").tempdir()?;
+        let dir = tmp.path().to_path_buf();
+        let hosts_file = dir.join("hosts");
+        std::fs::write(&hosts_file, "")?;
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared::default());
+        let mut state = NodeState {
+            shared: shared.clone(),
+            ns: namespace.to_string(),
+            dir: dir.clone(),
+            hosts_file: hosts_file.clone(),
+            slots: BTreeMap::new(),
+            ips: HashMap::new(),
+            events: events.clone(),
+            last_check: Instant::now() - Duration::from_secs(10),
+        };
+        let kubeconfig = kubeconfig.to_path_buf();
+        let s = stop.clone();
+        let thread = std::thread::Builder::new().name(format!("node-{namespace}")).spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let client = client(&kubeconfig).await.expect("node kube client");
+                while !s.load(Ordering::SeqCst) {
+                    if let Err(e) = state.step(&client).await {
+                        eprintln!("[node {}] {e:#}", state.ns);
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                state.stop_all();
+            });
+        })?;
+        Ok(Node { shared, hosts_file, dir, events, stop, thread: Some(thread), _tmp: tmp })
+    }
+
+    /// Freezes a broker: SIGSTOP to its process while its Pod keeps reporting Ready, the way a
+    /// hung JVM looks to a TCP readiness probe. Kafka notices (the broker is fenced, its
+    /// replicas leave the ISR); Kubernetes does not.
+    pub fn pause(&self, pod: &str) -> Result<()> {
+        let pid = *self.shared.pids.lock().unwrap().get(pod).ok_or_else(|| anyhow!("no process for {pod}"))?;
+        self.shared.frozen.lock().unwrap().insert(pod.to_string());
+        // SAFETY: kill(2) on a process this node started.
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        Ok(())
+    }
+
+    /// Undoes [`Node::pause`].
+    pub fn resume(&self, pod: &str) -> Result<()> {
+        let pid = *self.shared.pids.lock().unwrap().get(pod).ok_or_else(|| anyhow!("no process for {pod}"))?;
+        // SAFETY: as above.
+        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+        self.shared.frozen.lock().unwrap().remove(pod);
+        Ok(())
+    }
+
+    /// Everything the node saw so far, with when.
+    pub fn events(&self) -> Vec<(Instant, NodeEvent)> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Largest number of the given Pods that were down (not Ready) at the same time after
+    /// `since`, counting from the state at `since`.
+    pub fn max_down(&self, pods: &[&str], since: Instant) -> usize {
+        let mut ready: HashMap<String, bool> = pods.iter().map(|p| (p.to_string(), false)).collect();
+        let mut max = 0;
+        for (at, ev) in self.events() {
+            match &ev {
+                NodeEvent::Ready(p) => {
+                    ready.insert(p.clone(), true);
+                }
+                NodeEvent::Down(p) | NodeEvent::Started(p) => {
+                    ready.insert(p.clone(), false);
+                }
+            }
+            if at >= since {
+                max = max.max(pods.iter().filter(|p| !ready[**p]).count());
+            }
+        }
+        max
+    }
+
+    /// The Kafka log of a Pod's current process.
+    pub fn broker_log(&self, pod: &str) -> Option<PathBuf> {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(self.dir.join("pods"))
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{pod}-"))))
+            .map(|p| p.join("kafka.log"))
+            .filter(|p| p.exists())
+            .collect();
+        logs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        logs.pop()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn client(kubeconfig: &Path) -> Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// State the test thread and the node thread share.
+#[derive(Default)]
+struct Shared {
+    /// Pod name → pid of its Kafka process.
+    pids: Mutex<HashMap<String, u32>>,
+    /// Pods whose readiness is frozen (their process is paused).
+    frozen: Mutex<std::collections::HashSet<String>>,
+}
+
+struct NodeState {
+    shared: Arc<Shared>,
+    ns: String,
+    dir: PathBuf,
+    hosts_file: PathBuf,
+    slots: BTreeMap<String, Slot>,
+    ips: HashMap<String, String>,
+    events: Arc<Mutex<Vec<(Instant, NodeEvent)>>>,
+    last_check: Instant,
+}
+
+impl NodeState {
+    fn event(&self, ev: NodeEvent) {
+        self.events.lock().unwrap().push((Instant::now(), ev));
+    }
+
+    fn ip_for(&mut self, pod: &str) -> String {
+        let next = self.ips.len() + 1;
+        self.ips.entry(pod.to_string()).or_insert_with(|| format!("127.0.1.{next}")).clone()
+    }
+
+    async fn step(&mut self, client: &kube::Client) -> Result<()> {
+        let pods_api: Api<Pod> = Api::namespaced(client.clone(), &self.ns);
+        let pods: BTreeMap<String, Pod> = pods_api
+            .list(&ListParams::default().labels("app=kafka"))
+            .await?
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| (p.name_any(), p))
+            .collect();
+        // Stop what no longer has its Pod.
+        let gone: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|(name, slot)| pods.get(*name).and_then(|p| p.metadata.uid.as_deref()) != Some(slot.uid.as_str()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            let slot = self.slots.remove(&name).expect("listed");
+            self.event(NodeEvent::Down(name.clone()));
+            if self.shared.frozen.lock().unwrap().remove(&name) {
+                // SAFETY: kill(2) on a process this node started; a paused JVM cannot take SIGTERM.
+                unsafe { libc::kill(slot.process.pid() as i32, libc::SIGCONT) };
+            }
+            slot.process.stop(slot.grace);
+            self.shared.pids.lock().unwrap().remove(&name);
+        }
+        // Start new Pods.
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &self.ns);
+        for (name, pod) in &pods {
+            if self.slots.contains_key(name) {
+                continue;
+            }
+            let ip = self.ip_for(name);
+            match self.launch(&cms, pod, &ip).await {
+                Ok(slot) => {
+                    self.shared.pids.lock().unwrap().insert(name.clone(), slot.process.pid());
+                    self.event(NodeEvent::Started(name.clone()));
+                    self.slots.insert(name.clone(), slot);
+                }
+                Err(e) => eprintln!("[node {}] cannot start {name}: {e:#}", self.ns),
+            }
+        }
+        let svcs: Api<Service> = Api::namespaced(client.clone(), &self.ns);
+        let services = svcs.list(&ListParams::default()).await?.items;
+        std::fs::write(&self.hosts_file, hosts_file(&self.ns, &pods, &services, &self.ips))?;
+
+        // Restart exited processes; check readiness about once a second.
+        let check = self.last_check.elapsed() >= Duration::from_millis(900);
+        if check {
+            self.last_check = Instant::now();
+        }
+        let names: Vec<String> = self.slots.keys().cloned().collect();
+        for name in names {
+            let exited = self.slots[&name].process.exited();
+            if let Some(status) = exited {
+                let slot = self.slots.get_mut(&name).expect("listed");
+                eprintln!(
+                    "[node {}] {name} exited ({status}); restarting. Log tail:\n{}",
+                    self.ns,
+                    slot.process.log_tail(10)
+                );
+                slot.restarts += 1;
+                slot.ready = false;
+                slot.process = slot.launch.start()?;
+                self.shared.pids.lock().unwrap().insert(name.clone(), slot.process.pid());
+                self.event(NodeEvent::Down(name.clone()));
+                continue;
+            }
+            let frozen = self.shared.frozen.lock().unwrap().contains(&name);
+            if check && !frozen {
+                let ready = probe(&self.slots[&name], &self.hosts_file).await;
+                let slot = self.slots.get_mut(&name).expect("listed");
+                if ready != slot.ready {
+                    slot.ready = ready;
+                    self.event(if ready { NodeEvent::Ready(name.clone()) } else { NodeEvent::Down(name.clone()) });
+                }
+            }
+            let slot = self.slots.get_mut(&name).expect("listed");
+            let status = pod_status(slot);
+            if slot.reported.as_ref() != Some(&status) {
+                pods_api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status.clone()})))
+                    .await
+                    .with_context(|| format!("report status of {name}"))?;
+                slot.reported = Some(status);
+            }
+        }
+        Ok(())
+    }
+
+    async fn launch(&self, cms: &Api<ConfigMap>, pod: &Pod, ip: &str) -> Result<Slot> {
+        let name = pod.name_any();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let spec = pod.spec.as_ref().ok_or_else(|| anyhow!("pod without spec"))?;
+        let container = spec.containers.iter().find(|c| c.name == "kafka").unwrap_or(&spec.containers[0]);
+        let volumes = spec.volumes.clone().unwrap_or_default();
+        let mounts = container.volume_mounts.clone().unwrap_or_default();
+        // The ConfigMap mounted into the container holds `broker-config`.
+        let cm_name = mounts
+            .iter()
+            .find_map(|m| {
+                volumes.iter().find(|v| v.name == m.name).and_then(|v| v.config_map.as_ref()).map(|c| c.name.clone())
+            })
+            .ok_or_else(|| anyhow!("{name} mounts no ConfigMap"))?;
+        let cm = cms.get(&cm_name).await.with_context(|| format!("ConfigMap {cm_name}"))?;
+        let text = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get("broker-config"))
+            .ok_or_else(|| anyhow!("{cm_name} has no broker-config"))?;
+        let pvc_dirs: Vec<(String, PathBuf)> = mounts
+            .iter()
+            .filter_map(|m| {
+                let claim = volumes.iter().find(|v| v.name == m.name)?.persistent_volume_claim.as_ref()?;
+                Some((m.mount_path.clone(), self.dir.join("pvcs").join(&claim.claim_name)))
+            })
+            .collect();
+        let props = node_properties(text, ip, &pvc_dirs);
+        let env = |key: &str| {
+            container.env.iter().flatten().find(|e| e.name == key).and_then(|e| e.value.clone()).unwrap_or_default()
+        };
+        let dir = self.dir.join("pods").join(format!("{name}-{}", &uid[..8.min(uid.len())]));
+        std::fs::create_dir_all(&dir)?;
+        let properties = dir.join("server.properties");
+        std::fs::write(&properties, &props)?;
+        let mut jvm_opts: Vec<String> = Vec::new();
+        for key in ["KAFKA_HEAP_OPTS", "KAFKA_JVM_PERFORMANCE_OPTS"] {
+            jvm_opts.extend(env(key).split_whitespace().map(String::from));
+        }
+        let launch = BrokerLaunch {
+            name: name.clone(),
+            dir,
+            properties,
+            cluster_id: env("KAFKA_CLUSTER_ID"),
+            hosts_file: Some(self.hosts_file.clone()),
+            jvm_opts,
+        };
+        let process = launch.start()?;
+        let get = |k: &str| property(&props, k);
+        Ok(Slot {
+            uid,
+            ip: ip.to_string(),
+            process,
+            launch,
+            listeners: get("listeners").map(|l| l.split(',').map(String::from).collect()).unwrap_or_default(),
+            node_id: get("node.id").or_else(|| get("broker.id")).and_then(|v| v.parse().ok()),
+            is_broker: get("process.roles").is_none_or(|r| r.split(',').any(|r| r.trim() == "broker")),
+            ready: false,
+            restarts: 0,
+            started_at: now_rfc3339(),
+            image: container.image.clone().unwrap_or_default(),
+            grace: Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).clamp(5, 60) as u64),
+            reported: None,
+        })
+    }
+
+    fn stop_all(&mut self) {
+        for (_, slot) in std::mem::take(&mut self.slots) {
+            slot.process.stop(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Ready: every listener answers ApiVersions; a broker also lists itself in its metadata.
+async fn probe(slot: &Slot, hosts: &Path) -> bool {
+    let opts = ConnectOptions {
+        connect_timeout: Duration::from_millis(800),
+        request_timeout: Duration::from_secs(2),
+        resolver: Resolver::with_hosts_file(Some(hosts.to_path_buf())),
+        ..ConnectOptions::default()
+    };
+    let mut broker_addr = None;
+    for l in &slot.listeners {
+        let Some((name, hostport)) = l.split_once("://") else { return false };
+        let port = hostport.rsplit(':').next().unwrap_or_default();
+        let addr = format!("{}:{port}", slot.ip);
+        if Connection::open(&addr, &opts).await.is_err() {
+            return false;
+        }
+        if !name.eq_ignore_ascii_case("CONTROLLER") && broker_addr.is_none() {
+            broker_addr = Some(addr);
+        }
+    }
+    if !slot.is_broker {
+        return true;
+    }
+    let (Some(addr), Some(id)) = (broker_addr, slot.node_id) else { return false };
+    let admin = Admin::new(vec![addr], opts).with_retry_for(Duration::ZERO);
+    admin.metadata(Some(&[])).await.is_ok_and(|m| m.brokers.contains_key(&id))
+}
+
+fn pod_status(slot: &Slot) -> serde_json::Value {
+    let ready = if slot.ready { "True" } else { "False" };
+    json!({
+        "phase": "Running",
+        "hostIP": "127.0.0.1",
+        "podIP": slot.ip,
+        "podIPs": [{"ip": slot.ip}],
+        "startTime": slot.started_at,
+        "conditions": [
+            {"type": "Ready", "status": ready},
+            {"type": "ContainersReady", "status": ready},
+        ],
+        "containerStatuses": [{
+            "name": "kafka",
+            "ready": slot.ready,
+            "started": true,
+            "restartCount": slot.restarts,
+            "image": slot.image,
+            "imageID": "koperator-e2e-node://apache-kafka",
+            "state": {"running": {"startedAt": slot.started_at}},
+        }],
+    })
+}
+
+fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second).unwrap_or_default().to_string()
+}
+
+/// The value of `key` in a properties text.
+fn property<'a>(props: &'a str, key: &str) -> Option<&'a str> {
+    props.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).map(str::trim)
+}
+
+/// The rendered properties with the node's substitutions: listeners bound to `ip`, log dirs
+/// under PVC mount paths moved to the node's PVC directories.
+pub fn node_properties(rendered: &str, ip: &str, pvc_dirs: &[(String, PathBuf)]) -> String {
+    let mut out = String::new();
+    for line in rendered.lines() {
+        let line = if let Some(v) = line.strip_prefix("listeners=") {
+            let bound: Vec<String> = v
+                .split(',')
+                .map(|l| match l.split_once("://") {
+                    Some((name, hp)) => {
+                        let port = hp.rsplit(':').next().unwrap_or_default();
+                        format!("{name}://{ip}:{port}")
+                    }
+                    None => l.to_string(),
+                })
+                .collect();
+            format!("listeners={}", bound.join(","))
+        } else if let Some(v) = line.strip_prefix("log.dirs=") {
+            let dirs: Vec<String> = v
+                .split(',')
+                .map(|d| {
+                    pvc_dirs
+                        .iter()
+                        .filter(|(mount, _)| d.starts_with(mount.as_str()))
+                        .max_by_key(|(mount, _)| mount.len())
+                        .map(|(mount, local)| format!("{}{}", local.display(), &d[mount.len()..]))
+                        .unwrap_or_else(|| d.to_string())
+                })
+                .collect();
+            format!("log.dirs={}", dirs.join(","))
+        } else {
+            line.to_string()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// `/etc/hosts` lines for the Pods' DNS names and the Services that select them.
+pub fn hosts_file(
+    ns: &str,
+    pods: &BTreeMap<String, Pod>,
+    services: &[Service],
+    ips: &HashMap<String, String>,
+) -> String {
+    let mut out = String::new();
+    for (name, pod) in pods {
+        let Some(ip) = ips.get(name) else { continue };
+        let spec = pod.spec.as_ref();
+        if let (Some(host), Some(sub)) =
+            (spec.and_then(|s| s.hostname.as_ref()), spec.and_then(|s| s.subdomain.as_ref()))
+        {
+            out.push_str(&format!("{ip} {host}.{sub}.{ns}.svc.cluster.local {host}.{sub}.{ns}.svc\n"));
+        }
+    }
+    for svc in services {
+        let Some(selector) = svc.spec.as_ref().and_then(|s| s.selector.as_ref()) else { continue };
+        let selected = pods
+            .iter()
+            .find(|(name, p)| ips.contains_key(*name) && selector.iter().all(|(k, v)| p.labels().get(k) == Some(v)));
+        if let Some((name, _)) = selected {
+            let svc_name = svc.name_any();
+            out.push_str(&format!("{} {svc_name}.{ns}.svc.cluster.local {svc_name}.{ns}.svc\n", ips[name]));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_bind_to_the_pod_ip_and_log_dirs_move_to_pvc_dirs() {
+        let rendered =
+            "listeners=INTERNAL://:29092,CONTROLLER://:29093\nlog.dirs=/kafka-logs/kafka,/other/kafka\nnode.id=0\n";
+        let pvcs = vec![("/kafka-logs".to_string(), PathBuf::from("/n/pvcs/kafka-0-storage"))];
+        assert_eq!(
+            node_properties(rendered, "127.0.1.3", &pvcs),
+            "listeners=INTERNAL://127.0.1.3:29092,CONTROLLER://127.0.1.3:29093\nlog.dirs=/n/pvcs/kafka-0-storage/kafka,/other/kafka\nnode.id=0\n"
+        );
+        assert_eq!(property(rendered, "node.id"), Some("0"));
+        assert_eq!(property(rendered, "node"), None);
+    }
+}
