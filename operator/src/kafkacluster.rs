@@ -61,7 +61,7 @@ pub struct Context {
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Admin clients of the clusters' Kafka.
-    pub kafka: KafkaAccess,
+    pub kafka: Arc<KafkaAccess>,
 }
 
 impl Context {
@@ -78,7 +78,7 @@ pub async fn run(
     namespace: Option<String>,
     rules: RuleConfig,
     metrics: Arc<Metrics>,
-    kafka: KafkaAccess,
+    kafka: Arc<KafkaAccess>,
 ) {
     let api = |c: &Client| match &namespace {
         Some(ns) => Api::<KafkaCluster>::namespaced(c.clone(), ns),

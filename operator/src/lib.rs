@@ -4,6 +4,7 @@ pub mod apply;
 pub mod dynamic_config;
 pub mod kafka_access;
 pub mod kafkacluster;
+pub mod kafkatopic;
 pub mod leader;
 pub mod metrics;
 pub mod rolling;

@@ -1,6 +1,7 @@
 //! `koperator`: reconciles KafkaCluster objects into per-broker ConfigMaps, Pods and PVCs.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use koperator_operator::kafka_access::KafkaAccess;
 use koperator_operator::leader::{self, LeaseConfig};
-use koperator_operator::{kafkacluster, metrics};
+use koperator_operator::{kafkacluster, kafkatopic, metrics};
 use koperator_shared::rules::RuleConfig;
 use tracing::{error, info};
 
@@ -84,8 +85,11 @@ async fn main() -> Result<()> {
         });
     }
     info!(namespace = ?args.namespace, "starting the KafkaCluster controller");
-    let kafka = KafkaAccess::new(args.kafka_hosts_file.clone());
-    kafkacluster::run(client, args.namespace, rules, m, kafka).await;
+    let kafka = Arc::new(KafkaAccess::new(args.kafka_hosts_file.clone()));
+    tokio::join!(
+        kafkacluster::run(client.clone(), args.namespace.clone(), rules, m.clone(), kafka.clone()),
+        kafkatopic::run(client, args.namespace, kafka, m),
+    );
     info!("stopped");
     Ok(())
 }

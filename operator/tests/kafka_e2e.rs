@@ -59,6 +59,98 @@ fn fully_in_sync(admin: &Admin, topic: &str) -> bool {
         .unwrap_or(false)
 }
 
+fn topic(name: &str, partitions: i32, config: Value) -> Value {
+    json!({
+        "apiVersion": "kafka.banzaicloud.io/v1alpha1",
+        "kind": "KafkaTopic",
+        "metadata": {"name": name},
+        "spec": {"name": name, "partitions": partitions, "replicationFactor": 3, "config": config, "clusterRef": {"name": CLUSTER}},
+    })
+}
+
+fn topic_status(cp: &koperator_e2e::ControlPlane, ns: &str, name: &str) -> Value {
+    get_json(cp, &["get", "kafkatopic", name, "-n", ns])
+}
+
+fn topic_config(admin: &Admin, topic: &str, key: &str) -> Option<koperator_shared::kafka::ConfigEntry> {
+    rt().block_on(admin.describe_configs(&ConfigResource::Topic(topic.into())))
+        .ok()?
+        .into_iter()
+        .find(|c| c.name == key)
+}
+
+fn partitions(admin: &Admin, topic: &str) -> Option<usize> {
+    rt().block_on(admin.metadata(Some(&[topic]))).ok()?.topic(topic).map(|t| t.partitions.len())
+}
+
+/// KafkaTopics through kubectl: create, grow, reconfigure, drift, adoption rules, delete, keep.
+fn topics_through_kubectl(
+    cp: &koperator_e2e::ControlPlane,
+    ns: &str,
+    admin: &Admin,
+    op: &koperator_e2e::process::Component,
+) {
+    let created = Instant::now();
+    let mut events = topic("events", 3, json!({"retention.ms": "3600000"}));
+    apply(cp, ns, &events);
+    wait_for("topic events created and in sync", Duration::from_secs(60), op, || {
+        let t = topic_status(cp, ns, "events");
+        condition(&t, "Ready").is_some_and(|c| c == ("True".into(), "InSync".into()))
+    });
+    eprintln!("FIGURE: KafkaTopic created in Kafka and Ready {} ms after kubectl apply", created.elapsed().as_millis());
+    let t = topic_status(cp, ns, "events");
+    assert_eq!(
+        (t["status"]["managedBy"].as_str(), t["status"]["state"].as_str()),
+        (Some("koperator"), Some("created"))
+    );
+    assert_eq!(t["metadata"]["labels"]["kafkaCluster"], format!("{CLUSTER}.{ns}"));
+    let meta = rt().block_on(admin.metadata(Some(&["events"]))).unwrap();
+    let k = meta.topic("events").unwrap();
+    assert_eq!((k.partitions.len(), k.replication_factor()), (3, 3));
+    assert_eq!(topic_config(admin, "events", "retention.ms").unwrap().value.as_deref(), Some("3600000"));
+
+    // Grow and reconfigure.
+    events["spec"]["partitions"] = json!(5);
+    events["spec"]["config"] = json!({"cleanup.policy": "compact"});
+    apply(cp, ns, &events);
+    wait_for("events grown and reconfigured in Kafka", Duration::from_secs(60), op, || {
+        partitions(admin, "events") == Some(5)
+            && topic_config(admin, "events", "cleanup.policy").is_some_and(|c| c.value.as_deref() == Some("compact"))
+            && topic_config(admin, "events", "retention.ms").is_some_and(|c| c.source != ConfigSource::DynamicTopic)
+    });
+
+    // A config changed outside the operator is put back and reported.
+    rt().block_on(admin.alter_configs(
+        &ConfigResource::Topic("events".into()),
+        &[koperator_shared::kafka::ConfigOp::Set("cleanup.policy".into(), "delete".into())],
+    ))
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    cp.kubectl(&["annotate", "kafkatopic", "events", "-n", ns, "resync=1", "--overwrite"]).unwrap();
+    wait_for("drift corrected", Duration::from_secs(60), op, || {
+        topic_config(admin, "events", "cleanup.policy").is_some_and(|c| c.value.as_deref() == Some("compact"))
+            && cp.kubectl(&["get", "events.events.k8s.io", "-n", ns, "-o", "json"]).unwrap().contains("DriftCorrected")
+    });
+
+    // An existing topic is not adopted without the annotation, and deleting that CR keeps it.
+    apply(cp, ns, &topic("orders", 6, json!({"min.insync.replicas": "2"})));
+    wait_for("orders reported as not managed", Duration::from_secs(60), op, || {
+        let t = topic_status(cp, ns, "orders");
+        t["status"]["managedBy"] == "unknown" && condition(&t, "Ready").is_some_and(|c| c.1 == "NotManaged")
+    });
+    cp.kubectl(&["delete", "kafkatopic", "orders", "-n", ns, "--timeout=60s"]).unwrap();
+    assert_eq!(partitions(admin, "orders"), Some(6), "deleting an unmanaged KafkaTopic removed the Kafka topic");
+
+    // Deleting a managed KafkaTopic deletes the Kafka topic; the keep annotation opts out.
+    let mut kept = topic("kept", 1, json!({}));
+    kept["metadata"]["annotations"] = json!({"koperator.banzaicloud.io/keep-topic-on-deletion": "true"});
+    apply(cp, ns, &kept);
+    wait_for("kept created", Duration::from_secs(60), op, || partitions(admin, "kept") == Some(1));
+    cp.kubectl(&["delete", "kafkatopic", "events", "kept", "-n", ns, "--timeout=60s"]).unwrap();
+    assert_eq!(partitions(admin, "events"), None, "the Kafka topic of a deleted KafkaTopic is gone");
+    assert_eq!(partitions(admin, "kept"), Some(1), "the annotated topic is kept");
+}
+
 #[test]
 fn kafkacluster_on_real_kafka() {
     let cp = shared();
@@ -102,6 +194,7 @@ fn kafkacluster_on_real_kafka() {
             .unwrap();
     });
     wait_for("orders fully in sync", Duration::from_secs(60), &op, || fully_in_sync(&admin, "orders"));
+    topics_through_kubectl(cp, &ns_name, &admin, &op);
 
     // A reconcile with nothing to do writes nothing.
     let before = resource_versions(cp, &ns_name);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use koperator_shared::api::common::GROUP;
 use koperator_shared::api::cruisecontroloperation::KAFKA_CR_LABEL;
-use koperator_shared::api::{KafkaTopic, Kind};
+use koperator_shared::api::{KafkaCluster, KafkaTopic, Kind};
 use koperator_shared::defaults;
 use koperator_shared::rules::kafkatopic::{self, ClusterLookup, ClusterRefOutcome};
 use koperator_shared::rules::{self, FieldError, Path, RuleConfig};
@@ -63,20 +63,24 @@ pub trait Lookups: Send + Sync {
     fn cluster(&self, namespace: &str, name: &str) -> Result<ClusterLookup, String>;
     /// Every KafkaTopic whose `spec.name` is `topic`, in any namespace.
     fn topics_named(&self, topic: &str) -> Result<Vec<KafkaTopic>, String>;
+    /// The cached KafkaCluster, when there is one.
+    fn cluster_object(&self, namespace: &str, name: &str) -> Option<KafkaCluster>;
 }
 
-/// Checks of a KafkaTopic against live Kafka (partitions, replication factor, adoption). The
-/// Kafka work plugs in here; until then [`NoKafkaChecks`] is used.
+/// Checks of a KafkaTopic against live Kafka (partitions, replication factor, adoption);
+/// `crate::kafka_checks::LiveKafkaChecks` asks the cluster. Called off the async runtime
+/// (the server runs KafkaTopic validation on a blocking thread).
 pub trait KafkaTopicChecks: Send + Sync {
     /// Field errors from comparing the topic with Kafka, or `Err` when Kafka cannot be reached.
-    fn check(&self, topic: &KafkaTopic, cluster_namespace: &str) -> Result<Vec<FieldError>, String>;
+    /// `cr_exists`: the KafkaTopic is already stored (an UPDATE).
+    fn check(&self, topic: &KafkaTopic, cluster: &KafkaCluster, cr_exists: bool) -> Result<Vec<FieldError>, String>;
 }
 
-/// No live Kafka checks (the Kafka client is not built yet).
+/// No live Kafka checks (unit tests of the rest of admission).
 pub struct NoKafkaChecks;
 
 impl KafkaTopicChecks for NoKafkaChecks {
-    fn check(&self, _: &KafkaTopic, _: &str) -> Result<Vec<FieldError>, String> {
+    fn check(&self, _: &KafkaTopic, _: &KafkaCluster, _: bool) -> Result<Vec<FieldError>, String> {
         Ok(Vec::new())
     }
 }
@@ -146,7 +150,7 @@ impl Admission {
             Err(e) => return AdmissionResponse::invalid(uid, &req.kind, &name, &[undecodable(&e)]),
         };
         let lookup_errors = match kind {
-            Kind::KafkaTopic => self.topic_lookups(obj, namespace),
+            Kind::KafkaTopic => self.topic_lookups(obj, namespace, old.is_some()),
             Kind::KafkaUser => self.cluster_must_exist(
                 namespace,
                 obj["spec"]["clusterRef"].as_object().and_then(|r| r.get("namespace")).and_then(Value::as_str),
@@ -191,7 +195,7 @@ impl Admission {
         })
     }
 
-    fn topic_lookups(&self, obj: &Value, namespace: &str) -> Result<Vec<FieldError>, String> {
+    fn topic_lookups(&self, obj: &Value, namespace: &str, cr_exists: bool) -> Result<Vec<FieldError>, String> {
         let Ok(topic) = KafkaTopic::deserialize(obj) else { return Ok(Vec::new()) };
         if topic.spec.cluster_ref.name.is_empty() {
             return Ok(Vec::new());
@@ -206,9 +210,13 @@ impl Admission {
         let mut errs = Vec::new();
         let others = self.lookups.topics_named(&topic.spec.name)?;
         errs.extend(kafkatopic::check_duplicate_crs(&topic, namespace, &others));
-        errs.extend(
-            self.kafka.check(&topic, &cluster_ns).map_err(|e| format!("failed to connect to kafka cluster: {e}"))?,
-        );
+        if let Some(cluster) = self.lookups.cluster_object(&cluster_ns, &topic.spec.cluster_ref.name) {
+            errs.extend(
+                self.kafka
+                    .check(&topic, &cluster, cr_exists)
+                    .map_err(|e| format!("failed to connect to kafka cluster: {e}"))?,
+            );
+        }
         Ok(errs)
     }
 }
@@ -235,6 +243,10 @@ mod tests {
                 None => ClusterLookup::NotFound,
             })
         }
+        fn cluster_object(&self, _: &str, _: &str) -> Option<KafkaCluster> {
+            None
+        }
+
         fn topics_named(&self, topic: &str) -> Result<Vec<KafkaTopic>, String> {
             Ok(self.topics.iter().filter(|t| t.spec.name == topic).cloned().collect())
         }

@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod certs;
+pub mod kafka_checks;
 pub mod lookups;
 pub mod metrics;
 pub mod pki;

@@ -58,6 +58,10 @@ impl Lookups for CachedLookups {
         })
     }
 
+    fn cluster_object(&self, namespace: &str, name: &str) -> Option<KafkaCluster> {
+        self.clusters.get(&ObjectRef::new(name).within(namespace)).map(|c| (*c).clone())
+    }
+
     fn topics_named(&self, topic: &str) -> Result<Vec<KafkaTopic>, String> {
         if !self.topics_ready.load(Ordering::SeqCst) {
             return Err("failed to connect to Kubernetes API server: the KafkaTopic cache is not synced yet".into());

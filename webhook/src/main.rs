@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use koperator_shared::rules::RuleConfig;
-use koperator_webhook::admission::{Admission, NoKafkaChecks};
+use koperator_webhook::admission::Admission;
 use koperator_webhook::certs::{CertLoop, CertStatus, FileSource, OwnedConfigs, SecretSource, Source};
+use koperator_webhook::kafka_checks::LiveKafkaChecks;
 use koperator_webhook::lookups::CachedLookups;
 use koperator_webhook::metrics::Metrics;
 use koperator_webhook::pki::PkiConfig;
@@ -71,6 +72,14 @@ struct Args {
     /// Service node-port range of the cluster, for the NodePort rules.
     #[arg(long, default_value = "30000-32767")]
     node_port_range: String,
+    /// Time budget of a KafkaTopic check against Kafka; past it the request is answered with
+    /// an Internal error (keep it below the webhook timeout).
+    #[arg(long, default_value = "2500ms", value_parser = humantime::parse_duration)]
+    kafka_timeout: Duration,
+    /// Hosts file (`/etc/hosts` format) consulted before DNS for broker names; for running the
+    /// webhook outside the cluster (development, the e2e tests).
+    #[arg(long, env = "KAFKA_HOSTS_FILE")]
+    kafka_hosts_file: Option<std::path::PathBuf>,
     /// Log as JSON lines (default) or text.
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -130,7 +139,11 @@ async fn main() -> Result<()> {
 
     let admission = Arc::new(Admission {
         lookups: Arc::new(CachedLookups::start(client.clone())),
-        kafka: Arc::new(NoKafkaChecks),
+        kafka: Arc::new(LiveKafkaChecks::new(
+            tokio::runtime::Handle::current(),
+            args.kafka_hosts_file.clone(),
+            args.kafka_timeout,
+        )),
         rules,
     });
     let app = server::router(server::AppState { admission, metrics, certs: status.clone() });

@@ -19,10 +19,11 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-use crate::admission::{Admission, Route, result_label};
+use crate::admission::{Admission, Mode, Route, result_label};
 use crate::certs::CertStatus;
 use crate::metrics::{Metrics, ModeLabels, RequestLabels};
-use crate::review::{self, AdmissionResponse};
+use crate::review;
+use koperator_shared::api::Kind;
 
 /// Largest accepted body (the API server's own limit for admission requests is 3 MiB objects).
 pub const MAX_BODY: usize = 7 * 1024 * 1024;
@@ -128,7 +129,18 @@ async fn admit(
             return plain(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    let response: AdmissionResponse = st.admission.handle(route, &req);
+    // KafkaTopic validation may ask Kafka (blocking, with its own time budget): off the runtime.
+    let (response, req) = if route.kind == Kind::KafkaTopic && route.mode == Mode::Validate {
+        let (admission, uid) = (st.admission.clone(), req.uid.clone());
+        match tokio::task::spawn_blocking(move || (admission.handle(route, &req), req)).await {
+            Ok(done) => done,
+            Err(e) => {
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, format!("request {uid}: the topic check failed: {e}"));
+            }
+        }
+    } else {
+        (st.admission.handle(route, &req), req)
+    };
     let result = result_label(&response);
     st.metrics
         .requests

@@ -71,6 +71,36 @@ pub fn pvc(c: &KafkaCluster, id: i32, mount_path: &str) -> String {
     format!("{}-{hash:08x}", &name[..54].trim_end_matches('-'))
 }
 
+/// `host:port` of every broker-role node on the listener the operator and webhook use to reach
+/// Kafka: the internal listener marked `usedForKafkaAdminCommunication`, else the inter-broker
+/// one. Only PLAINTEXT is spoken so far; SSL/SASL listeners give an error saying so.
+pub fn admin_bootstrap(cluster: &KafkaCluster) -> Result<Vec<String>, String> {
+    let internal = &cluster.spec.listeners_config.internal_listeners;
+    let listener = internal
+        .iter()
+        .find(|l| l.common.used_for_kafka_admin_communication == Some(true))
+        .or_else(|| internal.iter().find(|l| l.common.used_for_inner_broker_communication))
+        .ok_or("no internal listener is used for inner-broker communication")?;
+    if listener.common.listener_type.is_ssl() || listener.common.listener_type.kafka_name().starts_with("SASL") {
+        return Err(format!(
+            "the operator's Kafka client does not yet speak {} (listener {}); health checks and dynamic configs are off",
+            listener.common.listener_type.kafka_name(),
+            listener.common.name
+        ));
+    }
+    let port = listener.common.container_port;
+    let kraft = cluster.spec.kraft;
+    let hosts: Vec<String> = super::brokers(cluster)
+        .iter()
+        .filter(|b| b.is_broker(kraft))
+        .map(|b| format!("{}:{port}", broker_fqdn(cluster, b.broker.id)))
+        .collect();
+    if hosts.is_empty() {
+        return Err("the cluster has no broker-role node".into());
+    }
+    Ok(hosts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +136,34 @@ mod tests {
         let long = pvc(&c, 0, "/a/very/long/mount/path/that/does/not/fit/into/a/kubernetes/name");
         assert!(long.len() <= 63, "{long}");
         assert_ne!(long, pvc(&c, 0, "/a/very/long/mount/path/that/does/not/fit/into/a/kubernetes/name2"));
+    }
+}
+
+#[cfg(test)]
+mod admin_bootstrap_tests {
+    use super::*;
+    use crate::api::KafkaCluster;
+
+    fn sample(text: &str) -> KafkaCluster {
+        let mut kc: KafkaCluster = serde_saphyr::from_str(text).unwrap();
+        kc.metadata.namespace = Some("ns".into());
+        kc
+    }
+
+    #[test]
+    fn bootstrap_lists_broker_role_nodes_on_the_inner_listener() {
+        let kc = sample(include_str!("../../../config/samples/kafkacluster_kraft.yaml"));
+        assert_eq!(
+            admin_bootstrap(&kc).unwrap(),
+            ["100", "101", "102"].map(|id| format!("kafka-{id}.kafka-headless.ns.svc.cluster.local:29092")).to_vec(),
+            "controller-only nodes do not serve clients"
+        );
+    }
+
+    #[test]
+    fn ssl_admin_listener_is_reported_not_guessed() {
+        let kc = sample(include_str!("../../../config/samples/simplekafkacluster_ssl.yaml"));
+        let err = admin_bootstrap(&kc).unwrap_err();
+        assert!(err.contains("does not yet speak SSL"), "{err}");
     }
 }

@@ -1,0 +1,382 @@
+//! The KafkaTopic controller: creates the topic in its cluster, raises partitions, keeps the
+//! topic-level configs equal to the spec (reporting drift made outside the operator), adopts an
+//! existing topic only when annotated `managedBy: koperator`, and deletes the Kafka topic when
+//! the KafkaTopic is deleted, unless annotated to keep it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use koperator_shared::api::KafkaCluster;
+use koperator_shared::api::kafkatopic::{KafkaTopic, KafkaTopicStatus, MANAGED_BY_ANNOTATION, MANAGED_BY_KOPERATOR};
+use koperator_shared::kafka::dynamic::config_ops;
+use koperator_shared::kafka::{Admin, ConfigResource, ConfigSource, NewTopic, ResponseError};
+
+use crate::kafka_access::KafkaAccess;
+use crate::metrics::Metrics;
+use crate::status;
+
+/// Finalizer of KafkaTopics (Koperator's name).
+pub const FINALIZER: &str = "finalizer.kafkatopics.kafka.banzaicloud.io";
+/// Opt-out of deleting the Kafka topic with its KafkaTopic (our addition): `"true"` keeps it.
+pub const KEEP_TOPIC_ANNOTATION: &str = "koperator.banzaicloud.io/keep-topic-on-deletion";
+/// Label naming the topic's cluster: `<cluster>.<namespace>` (Koperator's).
+pub const CLUSTER_LABEL: &str = "kafkaCluster";
+/// How often a settled topic is compared with Kafka again.
+pub const RESYNC: Duration = Duration::from_secs(60);
+
+/// Errors of one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Shared state of the controller.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Admin clients of the clusters.
+    pub kafka: Arc<KafkaAccess>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Runs the controller until SIGTERM/ctrl-c.
+pub async fn run(client: Client, namespace: Option<String>, kafka: Arc<KafkaAccess>, metrics: Arc<Metrics>) {
+    let api = match &namespace {
+        Some(ns) => Api::<KafkaTopic>::namespaced(client.clone(), ns),
+        None => Api::<KafkaTopic>::all(client.clone()),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client,
+            Reporter { controller: "koperator".into(), instance: std::env::var("POD_NAME").ok() },
+        ),
+        kafka,
+        metrics,
+    });
+    Controller::new(api, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(
+            reconcile,
+            |_, err, _| {
+                warn!(error = %err, "KafkaTopic reconcile error; retrying in 15s");
+                Action::requeue(Duration::from_secs(15))
+            },
+            ctx,
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                warn!(error = %e, "KafkaTopic reconcile failed");
+            }
+        })
+        .await;
+}
+
+/// The outcome a reconcile reports in the status.
+struct Outcome {
+    ready: bool,
+    reason: &'static str,
+    message: String,
+    degraded: Option<(&'static str, String)>,
+    requeue: Duration,
+}
+
+impl Outcome {
+    fn waiting(reason: &'static str, message: String, requeue: Duration) -> Self {
+        Outcome { ready: false, reason, message: message.clone(), degraded: Some((reason, message)), requeue }
+    }
+}
+
+/// One reconcile pass.
+pub async fn reconcile(kt: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = kt.namespace().unwrap_or_default();
+    let name = kt.name_any();
+    let api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &ns);
+    let cluster_ns = kt.spec.cluster_ref.namespace_or(&ns).to_string();
+    let clusters: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &cluster_ns);
+    let cluster = clusters.get_opt(&kt.spec.cluster_ref.name).await?;
+    let old = kt.status.clone().unwrap_or_default();
+
+    if kt.meta().deletion_timestamp.is_some() {
+        return finalize(&kt, &api, cluster.as_ref(), &old, &ctx).await;
+    }
+    // Finalizer and cluster label, in one metadata patch when missing.
+    let label = format!("{}.{cluster_ns}", kt.spec.cluster_ref.name);
+    let has_finalizer = kt.finalizers().iter().any(|f| f == FINALIZER);
+    if !has_finalizer || kt.labels().get(CLUSTER_LABEL) != Some(&label) {
+        let mut finalizers = kt.finalizers().to_vec();
+        if !has_finalizer {
+            finalizers.push(FINALIZER.into());
+        }
+        let patch = json!({"metadata": {"finalizers": finalizers, "labels": {CLUSTER_LABEL: label}}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+        ctx.metrics.writes.inc();
+    }
+
+    let mut st = old.clone();
+    let outcome = match &cluster {
+        None => Outcome::waiting(
+            "ClusterNotFound",
+            format!("KafkaCluster {cluster_ns}/{} does not exist", kt.spec.cluster_ref.name),
+            Duration::from_secs(30),
+        ),
+        Some(cluster) => match ctx.kafka.admin(cluster) {
+            Err(why) => Outcome::waiting("KafkaUnreachable", why, Duration::from_secs(30)),
+            Ok(admin) => sync(&kt, &admin, &mut st, &ctx).await,
+        },
+    };
+    status::set_all(
+        &mut st.conditions,
+        outcome.ready,
+        !outcome.ready,
+        outcome.degraded.as_ref().map(|(r, m)| (*r, m.as_str())),
+        outcome.reason,
+        &outcome.message,
+        kt.meta().generation,
+    );
+    st.observed_generation = kt.meta().generation;
+    write_status(&api, &name, &old, st, &ctx).await?;
+    Ok(Action::requeue(outcome.requeue))
+}
+
+/// Makes the Kafka topic match the spec (when the operator manages it).
+async fn sync(kt: &KafkaTopic, admin: &Admin, st: &mut KafkaTopicStatus, ctx: &Context) -> Outcome {
+    let topic = kt.spec.name.as_str();
+    let unreachable = |e: koperator_shared::kafka::Error| {
+        Outcome::waiting("KafkaUnreachable", format!("cannot reach Kafka: {e}"), Duration::from_secs(15))
+    };
+    let meta = match admin.metadata(Some(&[topic])).await {
+        Ok(m) => m,
+        Err(e) => return unreachable(e),
+    };
+    let annotated = kt.annotations().get(MANAGED_BY_ANNOTATION).cloned();
+    let Some(existing) = meta.topic(topic) else {
+        if !st.managed_by.is_empty() && st.managed_by != MANAGED_BY_KOPERATOR {
+            return Outcome::waiting(
+                "TopicMissing",
+                format!("topic {topic} is managed by {} and does not exist in Kafka", st.managed_by),
+                RESYNC,
+            );
+        }
+        let new = NewTopic {
+            name: topic.into(),
+            partitions: kt.spec.partitions,
+            replication_factor: kt.spec.replication_factor as i16,
+            configs: kt.spec.config.clone().unwrap_or_default(),
+        };
+        if let Err(e) = admin.create_topic(&new).await {
+            if e.code() != Some(ResponseError::TopicAlreadyExists) {
+                return Outcome::waiting(
+                    "CreateFailed",
+                    format!("cannot create topic {topic}: {e}"),
+                    Duration::from_secs(15),
+                );
+            }
+        }
+        st.managed_by = MANAGED_BY_KOPERATOR.into();
+        st.state = "created".into();
+        publish(ctx, kt, EventType::Normal, "TopicCreated", &format!("created topic {topic} in Kafka")).await;
+        return Outcome {
+            ready: false,
+            reason: "Creating",
+            message: format!("topic {topic} created; checking it"),
+            degraded: None,
+            requeue: Duration::from_secs(2),
+        };
+    };
+    if st.managed_by.is_empty() {
+        // First sight of a topic that already exists: adopt it only when asked to.
+        st.managed_by = annotated.clone().unwrap_or_else(|| "unknown".into());
+        st.state = "created".into();
+        if st.managed_by == MANAGED_BY_KOPERATOR {
+            publish(ctx, kt, EventType::Normal, "TopicAdopted", &format!("adopted existing topic {topic}")).await;
+        }
+    }
+    if st.managed_by != MANAGED_BY_KOPERATOR {
+        return Outcome {
+            ready: true,
+            reason: "NotManaged",
+            message: format!(
+                "topic {topic} existed before this KafkaTopic and is managed by {}; add annotation {MANAGED_BY_ANNOTATION}: {MANAGED_BY_KOPERATOR} to manage it",
+                st.managed_by
+            ),
+            degraded: None,
+            requeue: RESYNC,
+        };
+    }
+
+    let mut drift: Vec<String> = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    let actual = existing.partitions.len() as i32;
+    let spec_partitions = kt.spec.partitions;
+    if spec_partitions > actual {
+        if let Err(e) = admin.create_partitions(topic, spec_partitions).await {
+            return Outcome::waiting(
+                "PartitionsFailed",
+                format!("cannot raise partitions of {topic}: {e}"),
+                Duration::from_secs(15),
+            );
+        }
+        publish(
+            ctx,
+            kt,
+            EventType::Normal,
+            "PartitionsRaised",
+            &format!("raised partitions of {topic} from {actual} to {spec_partitions}"),
+        )
+        .await;
+    } else if spec_partitions > 0 && spec_partitions < actual {
+        problems.push(format!(
+            "Kafka has {actual} partitions and spec.partitions is {spec_partitions}; partitions cannot shrink: set spec.partitions to {actual}"
+        ));
+    }
+    let rf = existing.replication_factor() as i32;
+    if kt.spec.replication_factor > 0 && rf != kt.spec.replication_factor {
+        problems.push(format!(
+            "Kafka has replication factor {rf} and spec.replicationFactor is {}; it cannot change through the KafkaTopic",
+            kt.spec.replication_factor
+        ));
+    }
+    let res = ConfigResource::Topic(topic.into());
+    match admin.describe_configs(&res).await {
+        Err(e) => return unreachable(e),
+        Ok(current) => {
+            let desired: BTreeMap<String, String> = kt.spec.config.clone().unwrap_or_default();
+            // The topic is the operator's: every topic-level override comes from the spec.
+            let overrides: BTreeSet<String> =
+                current.iter().filter(|c| c.source == ConfigSource::DynamicTopic).map(|c| c.name.clone()).collect();
+            let ops = config_ops(&desired, &current, ConfigSource::DynamicTopic, &overrides);
+            if !ops.is_empty() {
+                if let Err(e) = admin.alter_configs(&res, &ops).await {
+                    return Outcome::waiting(
+                        "ConfigFailed",
+                        format!("cannot change configs of {topic}: {e}"),
+                        Duration::from_secs(15),
+                    );
+                }
+                let settled = st.observed_generation == kt.meta().generation
+                    && st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+                let what = format!("{ops:?}");
+                if settled {
+                    drift.push(what.clone());
+                    warn!(topic, changes = %what, "topic configs changed outside the operator; restored from the spec");
+                    publish(
+                        ctx,
+                        kt,
+                        EventType::Warning,
+                        "DriftCorrected",
+                        &format!("configs of {topic} were changed outside the operator; restored: {what}"),
+                    )
+                    .await;
+                } else {
+                    info!(topic, changes = %what, "topic configs updated");
+                    publish(ctx, kt, EventType::Normal, "ConfigUpdated", &format!("configs of {topic}: {what}")).await;
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Outcome {
+            ready: true,
+            reason: "Drift",
+            message: problems.join("; "),
+            degraded: Some(("Drift", problems.join("; "))),
+            requeue: RESYNC,
+        };
+    }
+    let message = if drift.is_empty() {
+        format!("topic {topic} matches the spec")
+    } else {
+        format!("restored configs changed outside the operator: {}", drift.join("; "))
+    };
+    Outcome { ready: true, reason: "InSync", message, degraded: None, requeue: RESYNC }
+}
+
+/// Deletes the Kafka topic (when managed and not kept), waits until Kafka has dropped it, then
+/// releases the finalizer.
+async fn finalize(
+    kt: &KafkaTopic,
+    api: &Api<KafkaTopic>,
+    cluster: Option<&KafkaCluster>,
+    st: &KafkaTopicStatus,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    if !kt.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let keep = kt.annotations().get(KEEP_TOPIC_ANNOTATION).is_some_and(|v| v == "true");
+    let topic = kt.spec.name.as_str();
+    let live_cluster = cluster.filter(|c| c.meta().deletion_timestamp.is_none());
+    if st.managed_by == MANAGED_BY_KOPERATOR && !keep {
+        if let Some(cluster) = live_cluster {
+            let admin = match ctx.kafka.admin(cluster) {
+                Ok(a) => a,
+                Err(why) => {
+                    warn!(topic, %why, "cannot delete the Kafka topic yet");
+                    return Ok(Action::requeue(Duration::from_secs(15)));
+                }
+            };
+            match admin.delete_topic(topic).await {
+                Ok(()) => {
+                    publish(ctx, kt, EventType::Normal, "TopicDeleted", &format!("deleted topic {topic} from Kafka"))
+                        .await;
+                }
+                Err(e) if e.code() == Some(ResponseError::UnknownTopicOrPartition) => {}
+                Err(e) => {
+                    warn!(topic, error = %e, "cannot delete the Kafka topic yet");
+                    return Ok(Action::requeue(Duration::from_secs(10)));
+                }
+            }
+            match admin.metadata(Some(&[topic])).await {
+                Ok(m) if m.topic(topic).is_none() => {}
+                _ => return Ok(Action::requeue(Duration::from_secs(1))),
+            }
+        }
+    } else if keep {
+        info!(topic, "KafkaTopic deleted; the Kafka topic is kept as its {KEEP_TOPIC_ANNOTATION} annotation asks");
+    }
+    let rest: Vec<String> = kt.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    api.patch(&kt.name_any(), &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": rest}})))
+        .await?;
+    Ok(Action::await_change())
+}
+
+async fn write_status(
+    api: &Api<KafkaTopic>,
+    name: &str,
+    old: &KafkaTopicStatus,
+    new: KafkaTopicStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let unchanged = old.state == new.state
+        && old.managed_by == new.managed_by
+        && old.observed_generation == new.observed_generation
+        && status::same_conditions(&old.conditions, &new.conditions);
+    if !unchanged {
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": new}))).await?;
+        ctx.metrics.writes.inc();
+    }
+    Ok(())
+}
+
+async fn publish(ctx: &Context, kt: &KafkaTopic, type_: EventType, reason: &str, note: &str) {
+    let ev = Event { type_, reason: reason.into(), note: Some(note.into()), action: reason.into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&ev, &kt.object_ref(&())).await {
+        warn!(error = %e, "could not publish event");
+    }
+}
