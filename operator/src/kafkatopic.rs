@@ -179,14 +179,14 @@ async fn sync(kt: &KafkaTopic, admin: &Admin, st: &mut KafkaTopicStatus, ctx: &C
             replication_factor: kt.spec.replication_factor as i16,
             configs: kt.spec.config.clone().unwrap_or_default(),
         };
-        if let Err(e) = admin.create_topic(&new).await {
-            if e.code() != Some(ResponseError::TopicAlreadyExists) {
-                return Outcome::waiting(
-                    "CreateFailed",
-                    format!("cannot create topic {topic}: {e}"),
-                    Duration::from_secs(15),
-                );
-            }
+        if let Err(e) = admin.create_topic(&new).await
+            && e.code() != Some(ResponseError::TopicAlreadyExists)
+        {
+            return Outcome::waiting(
+                "CreateFailed",
+                format!("cannot create topic {topic}: {e}"),
+                Duration::from_secs(15),
+            );
         }
         st.managed_by = MANAGED_BY_KOPERATOR.into();
         st.state = "created".into();

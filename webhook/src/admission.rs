@@ -63,8 +63,10 @@ pub trait Lookups: Send + Sync {
     fn cluster(&self, namespace: &str, name: &str) -> Result<ClusterLookup, String>;
     /// Every KafkaTopic whose `spec.name` is `topic`, in any namespace.
     fn topics_named(&self, topic: &str) -> Result<Vec<KafkaTopic>, String>;
-    /// The cached KafkaCluster, when there is one.
-    fn cluster_object(&self, namespace: &str, name: &str) -> Option<KafkaCluster>;
+    /// The cached KafkaCluster, when there is one (`None`: no live Kafka checks).
+    fn cluster_object(&self, _namespace: &str, _name: &str) -> Option<KafkaCluster> {
+        None
+    }
 }
 
 /// Checks of a KafkaTopic against live Kafka (partitions, replication factor, adoption);
@@ -243,10 +245,6 @@ mod tests {
                 None => ClusterLookup::NotFound,
             })
         }
-        fn cluster_object(&self, _: &str, _: &str) -> Option<KafkaCluster> {
-            None
-        }
-
         fn topics_named(&self, topic: &str) -> Result<Vec<KafkaTopic>, String> {
             Ok(self.topics.iter().filter(|t| t.spec.name == topic).cloned().collect())
         }

@@ -11,10 +11,22 @@ use common::{WebhookUnderTest, injected_bundles};
 use koperator_e2e::{ControlPlane, shared, tools::repo_root};
 use serde_json::{Value, json};
 
+/// The hosts file the webhook resolves broker names with (tests write it).
+fn kafka_hosts(cp: &ControlPlane) -> std::path::PathBuf {
+    cp.dir.join("kafka-hosts")
+}
+
 fn webhook() -> (&'static ControlPlane, &'static WebhookUnderTest) {
     static W: OnceLock<WebhookUnderTest> = OnceLock::new();
     let cp = shared();
-    (cp, W.get_or_init(|| WebhookUnderTest::start(cp, &[])))
+    (
+        cp,
+        W.get_or_init(|| {
+            let hosts = kafka_hosts(cp);
+            std::fs::write(&hosts, "").unwrap();
+            WebhookUnderTest::start(cp, &[&format!("--kafka-hosts-file={}", hosts.display())])
+        }),
+    )
 }
 
 fn sample(file: &str) -> Value {
@@ -179,31 +191,23 @@ fn samples_are_accepted_with_defaults_pinned() {
     let ssl = get(cp, ns, "kafkacluster", "kafka-ssl");
     assert_eq!(ssl["spec"]["listenersConfig"]["internalListeners"][0]["sslClientAuth"], "required");
 
-    for (file, kind) in [
-        ("example-topic.yaml", "kafkatopic"),
-        ("example-user.yaml", "kafkauser"),
-        ("example-cruisecontroloperation.yaml", "cruisecontroloperation"),
-    ] {
+    // The topic's cluster has no running Kafka: the webhook cannot check the topic and says so
+    // (Koperator's behaviour), well inside the 5 s webhook timeout.
+    let started = Instant::now();
+    let err = apply(cp, ns, &sample("example-topic.yaml"), &[]).expect_err("a topic of an unreachable cluster");
+    assert!(err.contains("failed to connect to kafka cluster"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    for (file, kind) in
+        [("example-user.yaml", "kafkauser"), ("example-cruisecontroloperation.yaml", "cruisecontroloperation")]
+    {
         let obj = sample(file);
         apply(cp, ns, &obj, &[]).unwrap_or_else(|e| panic!("{file}: {e}"));
         let stored = get(cp, ns, kind, obj["metadata"]["name"].as_str().unwrap());
         match kind {
-            "kafkatopic" => assert_eq!(stored["spec"]["clusterRef"]["namespace"], ns),
             "kafkauser" => assert_eq!(stored["spec"]["topicGrants"][0]["patternType"], "literal"),
             _ => assert_eq!(stored["spec"]["errorPolicy"], "retry"),
         }
     }
-    // A second CR for the same Kafka topic is refused.
-    let mut dup = sample("example-topic.yaml");
-    dup["metadata"]["name"] = json!("example-topic-again");
-    expect_denied(
-        cp,
-        ns,
-        "duplicate topic CR",
-        &dup,
-        &["kafkaTopic CR 'example-topic'", "is already referencing to Kafka topic 'example-topic'"],
-    );
-
     // UPDATE rules: switching kRaft on a stored cluster is forbidden.
     let mut flip = sample("kafkacluster_kraft_combined.yaml");
     flip["spec"]["kRaft"] = json!(false);
@@ -301,4 +305,107 @@ async fn serves_http11_over_tls_trusted_by_the_injected_bundle() {
     let status = std::fs::read_to_string(format!("/proc/{}/status", w.component.pid())).unwrap();
     let rss = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default();
     eprintln!("FIGURE: webhook {rss}");
+}
+
+/// A KafkaCluster object named `name` whose single broker-facing listener is `port` on
+/// 127.0.0.1 (the hosts file maps its broker names there).
+fn cluster_at(cp: &ControlPlane, ns: &str, name: &str, port: u16, ip: &str) {
+    let mut kc = sample("kafkacluster_kraft_combined.yaml");
+    kc["metadata"]["name"] = json!(name);
+    kc["spec"]["listenersConfig"]["internalListeners"][0]["containerPort"] = json!(port);
+    apply(cp, ns, &kc, &[]).unwrap();
+    let mut hosts = std::fs::read_to_string(kafka_hosts(cp)).unwrap_or_default();
+    for id in 0..3 {
+        hosts.push_str(&format!("{ip} {name}-{id}.{name}-headless.{ns}.svc.cluster.local\n"));
+    }
+    std::fs::write(kafka_hosts(cp), hosts).unwrap();
+}
+
+fn kafka_topic(name: &str, cluster: &str, partitions: i32, rf: i32, config: Value) -> Value {
+    json!({
+        "apiVersion": "kafka.banzaicloud.io/v1alpha1",
+        "kind": "KafkaTopic",
+        "metadata": {"name": name},
+        "spec": {"name": name, "partitions": partitions, "replicationFactor": rf, "config": config, "clusterRef": {"name": cluster}},
+    })
+}
+
+#[test]
+fn topic_rules_checked_against_live_kafka() {
+    let (cp, _) = webhook();
+    let ns = cp.namespace("live").unwrap();
+    let ns = ns.name.as_str();
+    let kafka = koperator_e2e::kafka::SingleNode::start(Duration::from_secs(90)).unwrap();
+    let port: u16 = kafka.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
+    cluster_at(cp, ns, "live", port, "127.0.0.1");
+    let admin = koperator_shared::kafka::Admin::new(vec![kafka.bootstrap.clone()], Default::default());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(admin.create_topic(&koperator_shared::kafka::NewTopic {
+        name: "existing".into(),
+        partitions: 3,
+        replication_factor: 1,
+        configs: [("retention.ms".to_string(), "600000".to_string())].into(),
+    }))
+    .unwrap();
+    let config = json!({"retention.ms": "600000"});
+
+    expect_denied(
+        cp,
+        ns,
+        "replication factor above the live brokers",
+        &kafka_topic("wide", "live", 1, 3, json!({})),
+        &["spec.replicationFactor: Invalid value: 3", "available brokers: 1"],
+    );
+    expect_denied(
+        cp,
+        ns,
+        "existing topic without managedBy",
+        &kafka_topic("existing", "live", 3, 1, config.clone()),
+        &["spec.name: Invalid value", "already exists on kafka cluster and it is not managed by Koperator"],
+    );
+    let mut adopt = kafka_topic("existing", "live", 2, 1, config.clone());
+    adopt["metadata"]["annotations"] = json!({"managedBy": "koperator"});
+    expect_denied(
+        cp,
+        ns,
+        "adoption with other partitions",
+        &adopt,
+        &["spec.partitions: Invalid value: 2", "partition number must be the same", "present: 3"],
+    );
+    adopt["spec"]["partitions"] = json!(3);
+    apply(cp, ns, &adopt, &[]).expect("adoption with matching settings is accepted");
+
+    let mut shrink = adopt.clone();
+    shrink["spec"]["partitions"] = json!(2);
+    expect_denied(cp, ns, "partition decrease", &shrink, &["spec.partitions", "decreasing partition count"]);
+    let mut rf = adopt.clone();
+    rf["spec"]["replicationFactor"] = json!(2);
+    expect_denied(cp, ns, "replication factor change", &rf, &["spec.replicationFactor"]);
+    let mut dup = kafka_topic("existing-again", "live", 3, 1, config);
+    dup["metadata"]["annotations"] = json!({"managedBy": "koperator"});
+    dup["spec"]["name"] = json!("existing");
+    expect_denied(
+        cp,
+        ns,
+        "second CR for one topic",
+        &dup,
+        &["kafkaTopic CR 'existing'", "is already referencing to Kafka topic 'existing'"],
+    );
+    apply(cp, ns, &kafka_topic("fresh", "live", 2, 1, json!({})), &[]).expect("a new topic that fits is accepted");
+
+    // Kafka refusing connections, and a peer that accepts but never answers: a clear error,
+    // in time (the webhook's Kafka budget is 2.5 s, its registration timeout 5 s).
+    let closed = koperator_e2e::process::free_port().unwrap();
+    cluster_at(cp, ns, "refused", closed, "127.0.0.1");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    cluster_at(cp, ns, "silent", silent.local_addr().unwrap().port(), "127.0.0.1");
+    for cluster in ["refused", "silent"] {
+        let started = Instant::now();
+        let err = apply(cp, ns, &kafka_topic(&format!("t-{cluster}"), cluster, 1, 1, json!({})), &[])
+            .expect_err("Kafka unreachable");
+        let took = started.elapsed();
+        assert!(err.contains("failed to connect to kafka cluster"), "{cluster}: {err}");
+        assert!(took < Duration::from_secs(5), "{cluster}: answered after {took:?}");
+        eprintln!("FIGURE: KafkaTopic on a cluster whose Kafka is {cluster}: rejected in {} ms", took.as_millis());
+    }
 }
