@@ -217,3 +217,19 @@ fn hosts_file_maps_advertised_names() {
         assert_eq!(admin.describe_cluster().await.unwrap().brokers.len(), 1);
     });
 }
+
+#[test]
+fn scram_credentials_upsert_describe_delete() {
+    rt().block_on(async {
+        let admin = admin();
+        assert!(!admin.has_scram_credential("carol").await.unwrap());
+        admin.upsert_scram_credential("carol", "s3cret-password").await.unwrap();
+        eventually("credential listed", || async { admin.has_scram_credential("carol").await.unwrap().then_some(()) })
+            .await;
+        admin.delete_scram_credential("carol").await.unwrap();
+        eventually("credential gone", || async { (!admin.has_scram_credential("carol").await.unwrap()).then_some(()) })
+            .await;
+        // Deleting again is not an error.
+        admin.delete_scram_credential("carol").await.unwrap();
+    });
+}

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::WebhookUnderTest;
 use koperator_e2e::shared;
-use koperator_shared::api::{ClusterReference, KafkaTopic, KafkaTopicSpec};
+use koperator_shared::api::ClusterReference;
+use koperator_shared::api::kafkauser::{AccessType, KafkaUser, KafkaUserSpec, UserTopicGrant};
 use kube::Api;
 use kube::api::PostParams;
 
@@ -43,7 +44,8 @@ async fn rotations_under_load_fail_no_request() {
     .unwrap();
 
     let client = cp.client().await.unwrap();
-    let api: Api<KafkaTopic> = Api::namespaced(client, &ns.name);
+    // KafkaUsers: validated against the API server only (KafkaTopics would also ask Kafka).
+    let api: Api<KafkaUser> = Api::namespaced(client, &ns.name);
     let (ok, denied, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -56,14 +58,17 @@ async fn rotations_under_load_fail_no_request() {
             while !stop.load(Ordering::SeqCst) {
                 i += 1;
                 let invalid = i.is_multiple_of(2);
-                let mut t = KafkaTopic::new(
-                    &format!("t-{worker}-{i}"),
-                    KafkaTopicSpec {
-                        name: format!("topic-{worker}-{i}"),
-                        partitions: if invalid { 0 } else { 3 },
-                        replication_factor: 1,
-                        config: None,
+                let mut t = KafkaUser::new(
+                    &format!("u-{worker}-{i}"),
+                    KafkaUserSpec {
+                        secret_name: format!("u-{worker}-{i}"),
                         cluster_ref: ClusterReference { name: "kafka".into(), namespace: None },
+                        topic_grants: Some(vec![UserTopicGrant {
+                            topic_name: if invalid { "bad name!".into() } else { "orders".into() },
+                            access_type: AccessType::Read,
+                            pattern_type: None,
+                        }]),
+                        ..Default::default()
                     },
                 );
                 t.metadata.namespace = None;
@@ -71,7 +76,9 @@ async fn rotations_under_load_fail_no_request() {
                 let pp = PostParams { dry_run: !i.is_multiple_of(10), ..Default::default() };
                 match (api.create(&pp, &t).await, invalid) {
                     (Ok(_), false) => ok.fetch_add(1, Ordering::SeqCst),
-                    (Err(kube::Error::Api(e)), true) if e.code == 422 && e.message.contains("spec.partitions") => {
+                    (Err(kube::Error::Api(e)), true)
+                        if e.code == 422 && e.message.contains("spec.topicGrants[0].topicName") =>
+                    {
                         denied.fetch_add(1, Ordering::SeqCst)
                     }
                     (other, _) => {

@@ -22,7 +22,13 @@ use tokio::sync::Mutex;
 use super::acl::{AclBinding, AclFilter};
 use super::connection::{ConnectOptions, Connection};
 use super::error::{Error, Result, check};
+use super::scram;
 use super::types::*;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::alter_user_scram_credentials_request::{
+    ScramCredentialDeletion, ScramCredentialUpsertion,
+};
+use kafka_protocol::messages::{AlterUserScramCredentialsRequest, DescribeUserScramCredentialsRequest};
 
 /// An async Kafka admin client. Cheap to share behind an `Arc`; connections are kept per
 /// broker address and reopened when they break.
@@ -357,6 +363,60 @@ impl Admin {
         let resp = self.retrying(|| self.call_any(&req)).await?;
         for r in resp.responses {
             check("DeleteTopics", topic, r.error_code, r.error_message.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// Whether `user` has SCRAM-SHA-512 credentials.
+    pub async fn has_scram_credential(&self, user: &str) -> Result<bool> {
+        let req = DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+            kafka_protocol::messages::describe_user_scram_credentials_request::UserName::default()
+                .with_name(StrBytes::from_string(user.to_owned())),
+        ]));
+        let resp = self.retrying(|| self.call_any(&req)).await?;
+        check("DescribeUserScramCredentials", user, resp.error_code, resp.error_message.as_deref())?;
+        for r in resp.results {
+            if r.error_code == ResponseError::ResourceNotFound.code() {
+                return Ok(false);
+            }
+            check("DescribeUserScramCredentials", user, r.error_code, r.error_message.as_deref())?;
+            return Ok(r.credential_infos.iter().any(|c| c.mechanism == scram::SCRAM_SHA_512));
+        }
+        Ok(false)
+    }
+
+    /// Sets `user`'s SCRAM-SHA-512 password (salted here; Kafka never sees the password).
+    pub async fn upsert_scram_credential(&self, user: &str, password: &str) -> Result<()> {
+        let salt = scram::random_bytes(32);
+        let salted = scram::salted_password(password, &salt, scram::ITERATIONS);
+        let req = AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+            ScramCredentialUpsertion::default()
+                .with_name(StrBytes::from_string(user.to_owned()))
+                .with_mechanism(scram::SCRAM_SHA_512)
+                .with_iterations(scram::ITERATIONS as i32)
+                .with_salt(salt.into())
+                .with_salted_password(salted.into()),
+        ]);
+        let resp = self.retrying(|| self.call_any(&req)).await?;
+        for r in resp.results {
+            check("AlterUserScramCredentials", user, r.error_code, r.error_message.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// Removes `user`'s SCRAM-SHA-512 credentials (absent ones are not an error).
+    pub async fn delete_scram_credential(&self, user: &str) -> Result<()> {
+        let req = AlterUserScramCredentialsRequest::default().with_deletions(vec![
+            ScramCredentialDeletion::default()
+                .with_name(StrBytes::from_string(user.to_owned()))
+                .with_mechanism(scram::SCRAM_SHA_512),
+        ]);
+        let resp = self.retrying(|| self.call_any(&req)).await?;
+        for r in resp.results {
+            if r.error_code == ResponseError::ResourceNotFound.code() {
+                continue;
+            }
+            check("AlterUserScramCredentials", user, r.error_code, r.error_message.as_deref())?;
         }
         Ok(())
     }

@@ -11,7 +11,9 @@ pub mod dynamic;
 mod error;
 pub mod health;
 mod resolver;
+pub mod scram;
 mod types;
+pub mod user_acls;
 
 pub use acl::{AclBinding, AclFilter, AclOperation, PatternType, Permission, ResourceType};
 pub use admin::Admin;
