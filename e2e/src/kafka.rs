@@ -90,6 +90,52 @@ impl BrokerLaunch {
     }
 }
 
+/// Runs a Kafka command-line tool (`class`, e.g. `org.apache.kafka.tools.ConsoleProducer`)
+/// with the pinned jars, `stdin` fed to it, broker names resolved through `hosts_file`; killed
+/// after `timeout`. Returns its exit status and combined output.
+pub fn run_tool(
+    class: &str,
+    args: &[String],
+    stdin: &str,
+    hosts_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<(std::process::ExitStatus, String)> {
+    use std::io::{Read, Write};
+    let mut cmd = Command::new(java());
+    cmd.arg("-Xmx256m").arg("-cp").arg(format!("{}/*", libs()?.display()));
+    if let Some(h) = hosts_file {
+        cmd.arg(format!("-Djdk.net.hosts.file={}", h.display())).arg("-Dsun.net.inetaddr.negative.ttl=0");
+    }
+    cmd.arg(class).args(args);
+    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().context("run java")?;
+    child.stdin.take().expect("piped").write_all(stdin.as_bytes())?;
+    let (mut out, mut err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait()?;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = format!("{}{}", reader.join().unwrap_or_default(), err_reader.join().unwrap_or_default());
+    Ok((status, text))
+}
+
 /// Console logging at INFO, Kafka's noisy request logger off.
 const LOG4J2: &str = "\
 rootLogger.level=INFO

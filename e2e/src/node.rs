@@ -51,6 +51,7 @@ struct Slot {
     process: Component,
     launch: BrokerLaunch,
     listeners: Vec<String>,
+    inter_broker: Option<String>,
     node_id: Option<i32>,
     is_broker: bool,
     ready: bool,
@@ -364,6 +365,7 @@ impl NodeState {
             process,
             launch,
             listeners: get("listeners").map(|l| l.split(',').map(String::from).collect()).unwrap_or_default(),
+            inter_broker: get("inter.broker.listener.name").map(String::from),
             node_id: get("node.id").or_else(|| get("broker.id")).and_then(|v| v.parse().ok()),
             is_broker: get("process.roles").is_none_or(|r| r.split(',').any(|r| r.trim() == "broker")),
             ready: false,
@@ -382,7 +384,8 @@ impl NodeState {
     }
 }
 
-/// Ready: every listener answers ApiVersions; a broker also lists itself in its metadata.
+/// Ready: every listener answers ApiVersions; a broker also lists itself in the metadata it
+/// serves on its inter-broker listener.
 async fn probe(slot: &Slot, hosts: &Path) -> bool {
     let opts = ConnectOptions {
         connect_timeout: Duration::from_millis(800),
@@ -398,7 +401,7 @@ async fn probe(slot: &Slot, hosts: &Path) -> bool {
         if Connection::open(&addr, &opts).await.is_err() {
             return false;
         }
-        if !name.eq_ignore_ascii_case("CONTROLLER") && broker_addr.is_none() {
+        if slot.inter_broker.as_deref().is_some_and(|ib| ib.eq_ignore_ascii_case(name)) {
             broker_addr = Some(addr);
         }
     }

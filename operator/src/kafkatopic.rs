@@ -196,7 +196,7 @@ async fn sync(kt: &KafkaTopic, admin: &Admin, st: &mut KafkaTopicStatus, ctx: &C
             reason: "Creating",
             message: format!("topic {topic} created; checking it"),
             degraded: None,
-            requeue: Duration::from_secs(2),
+            requeue: Duration::from_millis(300),
         };
     };
     if st.managed_by.is_empty() {

@@ -5,6 +5,7 @@ pub mod dynamic_config;
 pub mod kafka_access;
 pub mod kafkacluster;
 pub mod kafkatopic;
+pub mod kafkauser;
 pub mod leader;
 pub mod metrics;
 pub mod rolling;

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use koperator_operator::kafka_access::KafkaAccess;
 use koperator_operator::leader::{self, LeaseConfig};
-use koperator_operator::{kafkacluster, kafkatopic, metrics};
+use koperator_operator::{kafkacluster, kafkatopic, kafkauser, metrics};
 use koperator_shared::rules::RuleConfig;
 use tracing::{error, info};
 
@@ -88,7 +88,8 @@ async fn main() -> Result<()> {
     let kafka = Arc::new(KafkaAccess::new(args.kafka_hosts_file.clone()));
     tokio::join!(
         kafkacluster::run(client.clone(), args.namespace.clone(), rules, m.clone(), kafka.clone()),
-        kafkatopic::run(client, args.namespace, kafka, m),
+        kafkatopic::run(client.clone(), args.namespace.clone(), kafka.clone(), m.clone()),
+        kafkauser::run(client, args.namespace, kafka, m),
     );
     info!("stopped");
     Ok(())

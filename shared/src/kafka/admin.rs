@@ -375,14 +375,12 @@ impl Admin {
         ]));
         let resp = self.retrying(|| self.call_any(&req)).await?;
         check("DescribeUserScramCredentials", user, resp.error_code, resp.error_message.as_deref())?;
-        for r in resp.results {
-            if r.error_code == ResponseError::ResourceNotFound.code() {
-                return Ok(false);
-            }
-            check("DescribeUserScramCredentials", user, r.error_code, r.error_message.as_deref())?;
-            return Ok(r.credential_infos.iter().any(|c| c.mechanism == scram::SCRAM_SHA_512));
+        let Some(r) = resp.results.into_iter().next() else { return Ok(false) };
+        if r.error_code == ResponseError::ResourceNotFound.code() {
+            return Ok(false);
         }
-        Ok(false)
+        check("DescribeUserScramCredentials", user, r.error_code, r.error_message.as_deref())?;
+        Ok(r.credential_infos.iter().any(|c| c.mechanism == scram::SCRAM_SHA_512))
     }
 
     /// Sets `user`'s SCRAM-SHA-512 password (salted here; Kafka never sees the password).
