@@ -154,6 +154,8 @@ logger.request.level=WARN
 pub struct SingleNode {
     /// `127.0.0.1:<port>`.
     pub bootstrap: String,
+    /// `127.0.0.1:<port>` of the SSL listener, when started with one.
+    pub ssl_bootstrap: Option<String>,
     /// The process.
     pub process: Component,
     _dir: tempfile::TempDir,
@@ -162,11 +164,42 @@ pub struct SingleNode {
 impl SingleNode {
     /// Starts the broker and waits until it answers on its listener.
     pub fn start(timeout: Duration) -> Result<Self> {
+        Self::start_with_ssl(timeout, None)
+    }
+
+    /// Like [`SingleNode::start`], plus an SSL listener serving `cert_chain` with `key` (PEM,
+    /// PKCS#8) when given.
+    pub fn start_with_ssl(timeout: Duration, ssl: Option<(&str, &str)>) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("kop-kafka-").tempdir()?;
         let port = crate::process::free_port()?;
         let controller = crate::process::free_port()?;
         let props = dir.path().join("server.properties");
-        std::fs::write(&props, single_node_properties(dir.path(), port, controller))?;
+        let mut text = single_node_properties(dir.path(), port, controller);
+        let mut ssl_bootstrap = None;
+        if let Some((cert, key)) = ssl {
+            let ssl_port = crate::process::free_port()?;
+            let pem = dir.path().join("keystore.pem");
+            std::fs::write(&pem, format!("{key}{cert}"))?;
+            text = text
+                .replace(
+                    &format!("listeners=PLAINTEXT://127.0.0.1:{port},"),
+                    &format!("listeners=PLAINTEXT://127.0.0.1:{port},SSL://127.0.0.1:{ssl_port},"),
+                )
+                .replace(
+                    &format!("advertised.listeners=PLAINTEXT://127.0.0.1:{port}"),
+                    &format!("advertised.listeners=PLAINTEXT://127.0.0.1:{port},SSL://127.0.0.1:{ssl_port}"),
+                )
+                .replace(
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,",
+                );
+            text.push_str(&format!(
+                "listener.name.ssl.ssl.keystore.type=PEM\nlistener.name.ssl.ssl.keystore.location={}\n",
+                pem.display()
+            ));
+            ssl_bootstrap = Some(format!("127.0.0.1:{ssl_port}"));
+        }
+        std::fs::write(&props, text)?;
         let launch = BrokerLaunch {
             name: "kafka".into(),
             dir: dir.path().to_path_buf(),
@@ -178,7 +211,10 @@ impl SingleNode {
         let process = launch.start()?;
         let bootstrap = format!("127.0.0.1:{port}");
         wait_for_port(&bootstrap, &process, timeout)?;
-        Ok(SingleNode { bootstrap, process, _dir: dir })
+        if let Some(ssl) = &ssl_bootstrap {
+            wait_for_port(ssl, &process, timeout)?;
+        }
+        Ok(SingleNode { bootstrap, ssl_bootstrap, process, _dir: dir })
     }
 }
 

@@ -233,3 +233,40 @@ fn scram_credentials_upsert_describe_delete() {
         admin.delete_scram_credential("carol").await.unwrap();
     });
 }
+
+/// The client's TLS path against a real SSL listener (PEM keystore, ECDSA P-256 certificate).
+#[test]
+fn ssl_listener_with_a_trusted_and_an_untrusted_ca() {
+    let pki = koperator_e2e::pki::generate().unwrap();
+    let node =
+        SingleNode::start_with_ssl(Duration::from_secs(90), Some((&pki.serving_cert, &pki.serving_key))).unwrap();
+    let ssl = node.ssl_bootstrap.clone().unwrap();
+    let tls_for = |ca_pem: &str| {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        ConnectOptions { tls: Some(std::sync::Arc::new(config)), ..ConnectOptions::default() }
+    };
+    rt().block_on(async {
+        let admin = Admin::new(vec![ssl.clone()], tls_for(&pki.ca_cert));
+        let cluster = admin.describe_cluster().await.unwrap();
+        assert_eq!(cluster.brokers.len(), 1);
+        let meta = admin.metadata(Some(&[])).await.unwrap();
+        assert_eq!(meta.brokers[&1].port.to_string(), ssl.rsplit(':').next().unwrap(), "the SSL listener answered");
+
+        let other = koperator_e2e::pki::generate().unwrap();
+        let err = Admin::new(vec![ssl.clone()], tls_for(&other.ca_cert))
+            .with_retry_for(Duration::ZERO)
+            .metadata(None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("TLS handshake"), "{err}");
+    });
+}
