@@ -2,7 +2,8 @@
 # Installs the real components the e2e tests run against (DESIGN §10):
 # etcd, kube-apiserver, kube-controller-manager, kubectl (from the pinned
 # k8s.io/kubernetes Go module), helm (from its pinned Go module) and the Apache
-# Kafka broker jars (from Maven Central, pinned by e2e/tools/kafka/pom.xml).
+# Kafka broker jars (from Maven Central: e2e/tools/kafka/pom.xml pins the KRaft release,
+# e2e/tools/kafka-zk/pom.xml the ZooKeeper-mode release and ZooKeeper itself).
 #
 # Binaries land in $KOP_E2E_CACHE/bin (default: <repo>/.cache/e2e/bin, git-ignored).
 # A binary is rebuilt only when the go.mod/go.sum that pins it changes, so a
@@ -45,22 +46,26 @@ build k8s kubectl k8s.io/kubernetes/cmd/kubectl
 (cd "$repo/e2e/tools/helm" && go mod download)
 build helm helm helm.sh/helm/v3/cmd/helm
 
-# Kafka: the runtime class path of the pinned kafka_2.13 release, copied by Maven.
+# Kafka: the runtime class path of each pinned release, copied by Maven.
 command -v java >/dev/null || { log "ERROR: 'java' (17 or newer) is not on PATH; it runs the Kafka brokers"; exit 1; }
 command -v mvn >/dev/null || { log "ERROR: 'mvn' is not on PATH; it fetches the Kafka jars from Maven Central"; exit 1; }
-kafka_pom=$repo/e2e/tools/kafka/pom.xml
-kafka_libs=$cache/kafka/libs
-want=$(sha256sum "$kafka_pom" | cut -d' ' -f1)
-if [[ -d $kafka_libs && -f $cache/stamps/kafka && $(cat "$cache/stamps/kafka") == "$want" ]]; then
-  log "kafka: cached ($kafka_libs)"
-else
-  log "kafka: resolving $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$kafka_pom") jars with Maven"
-  start=$SECONDS
-  rm -rf "$kafka_libs.tmp"
-  mvn -q -B -f "$kafka_pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$kafka_libs.tmp"
-  rm -rf "$kafka_libs"
-  mv "$kafka_libs.tmp" "$kafka_libs"
-  echo "$want" >"$cache/stamps/kafka"
-  log "kafka: $(ls "$kafka_libs" | wc -l) jars in $((SECONDS - start)) s"
-fi
-log "all tools ready in $bin and $kafka_libs"
+# maven_libs <name>: e2e/tools/<name>/pom.xml -> $cache/<name>/libs
+maven_libs() {
+  local name=$1 pom=$repo/e2e/tools/$1/pom.xml libs=$cache/$1/libs want
+  want=$(sha256sum "$pom" | cut -d' ' -f1)
+  if [[ -d $libs && -f $cache/stamps/$name && $(cat "$cache/stamps/$name") == "$want" ]]; then
+    log "$name: cached ($libs)"
+    return
+  fi
+  log "$name: resolving Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$pom") jars with Maven"
+  local start=$SECONDS
+  rm -rf "$libs.tmp"
+  mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs.tmp"
+  rm -rf "$libs"
+  mv "$libs.tmp" "$libs"
+  echo "$want" >"$cache/stamps/$name"
+  log "$name: $(ls "$libs" | wc -l) jars in $((SECONDS - start)) s"
+}
+maven_libs kafka
+maven_libs kafka-zk
+log "all tools ready in $bin and $cache/kafka*/libs"

@@ -10,9 +10,37 @@ use anyhow::{Context, Result, bail};
 use crate::process::Component;
 use crate::tools::cache_dir;
 
-/// The directory of the Kafka jars, or a clear error saying how to get them.
+/// Which pinned Kafka release runs a broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dist {
+    /// The KRaft release (`e2e/tools/kafka/pom.xml`).
+    Kraft,
+    /// The last ZooKeeper-mode release line, with ZooKeeper (`e2e/tools/kafka-zk/pom.xml`).
+    ZooKeeper,
+}
+
+impl Dist {
+    /// The release a `server.properties` needs: KRaft when it sets `process.roles`.
+    pub fn for_properties(props: &str) -> Dist {
+        if props.lines().any(|l| l.starts_with("process.roles=")) { Dist::Kraft } else { Dist::ZooKeeper }
+    }
+
+    fn dir(self) -> &'static str {
+        match self {
+            Dist::Kraft => "kafka",
+            Dist::ZooKeeper => "kafka-zk",
+        }
+    }
+}
+
+/// The directory of the KRaft release's jars, or a clear error saying how to get them.
 pub fn libs() -> Result<PathBuf> {
-    let dir = cache_dir().join("kafka").join("libs");
+    libs_of(Dist::Kraft)
+}
+
+/// The directory of a release's jars, or a clear error saying how to get them.
+pub fn libs_of(dist: Dist) -> Result<PathBuf> {
+    let dir = cache_dir().join(dist.dir()).join("libs");
     if !dir.join(".").is_dir() || std::fs::read_dir(&dir)?.next().is_none() {
         bail!("Kafka jars not found in {}: run `make e2e-deps` (e2e/scripts/install-deps.sh)", dir.display());
     }
@@ -39,14 +67,19 @@ pub struct BrokerLaunch {
     pub hosts_file: Option<PathBuf>,
     /// Extra JVM options (heap, GC), split on whitespace like `kafka-run-class.sh` does.
     pub jvm_opts: Vec<String>,
+    /// The release to run.
+    pub dist: Dist,
 }
 
 impl BrokerLaunch {
     fn jvm_args(&self) -> Result<Vec<String>> {
-        let log4j = self.dir.join("log4j2.properties");
-        std::fs::write(&log4j, LOG4J2)?;
+        let log4j2 = self.dir.join("log4j2.properties");
+        std::fs::write(&log4j2, LOG4J2)?;
+        let log4j = self.dir.join("log4j.properties");
+        std::fs::write(&log4j, LOG4J)?;
         let mut args = self.jvm_opts.clone();
-        args.push(format!("-Dlog4j2.configurationFile={}", log4j.display()));
+        args.push(format!("-Dlog4j2.configurationFile={}", log4j2.display()));
+        args.push(format!("-Dlog4j.configuration=file:{}", log4j.display()));
         if let Some(hosts) = &self.hosts_file {
             args.push(format!("-Djdk.net.hosts.file={}", hosts.display()));
             // Names appear in the hosts file while brokers start: do not cache misses.
@@ -54,7 +87,7 @@ impl BrokerLaunch {
             args.push("-Dsun.net.inetaddr.ttl=1".into());
         }
         args.push("-cp".into());
-        args.push(format!("{}/*", libs()?.display()));
+        args.push(format!("{}/*", libs_of(self.dist)?.display()));
         Ok(args)
     }
 
@@ -80,9 +113,11 @@ impl BrokerLaunch {
         Ok(())
     }
 
-    /// Formats the storage and starts the broker; its output goes to `<dir>/kafka.log`.
+    /// Formats the storage (KRaft) and starts the broker; its output goes to `<dir>/kafka.log`.
     pub fn start(&self) -> Result<Component> {
-        self.format_storage()?;
+        if self.dist == Dist::Kraft {
+            self.format_storage()?;
+        }
         let mut args = self.jvm_args()?;
         args.push("kafka.Kafka".into());
         args.push(self.properties.display().to_string());
@@ -135,6 +170,15 @@ pub fn run_tool(
     let text = format!("{}{}", reader.join().unwrap_or_default(), err_reader.join().unwrap_or_default());
     Ok((status, text))
 }
+
+/// The same for the log4j 1 (reload4j) of the ZooKeeper-mode release.
+const LOG4J: &str = "\
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+";
 
 /// Console logging at INFO, Kafka's noisy request logger off.
 const LOG4J2: &str = "\
@@ -207,6 +251,7 @@ impl SingleNode {
             cluster_id: "a0tvcGVyYXRvci10ZXN0MQ".into(),
             hosts_file: None,
             jvm_opts: vec!["-Xmx512m".into(), "-Xms128m".into(), "-XX:+UseG1GC".into()],
+            dist: Dist::Kraft,
         };
         let process = launch.start()?;
         let bootstrap = format!("127.0.0.1:{port}");
@@ -270,5 +315,44 @@ pub fn wait_for_port(addr: &str, process: &Component, timeout: Duration) -> Resu
 impl Drop for SingleNode {
     fn drop(&mut self) {
         self.process.stop(Duration::from_secs(10));
+    }
+}
+
+/// A standalone ZooKeeper (from the ZooKeeper-mode release's jars) on `127.0.0.1`.
+pub struct ZooKeeper {
+    /// `127.0.0.1:<port>`.
+    pub address: String,
+    /// The process.
+    pub process: Component,
+    _dir: tempfile::TempDir,
+}
+
+impl ZooKeeper {
+    /// Starts ZooKeeper and waits until it accepts connections.
+    pub fn start(timeout: Duration) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("kop-zk-").tempdir()?;
+        let port = crate::process::free_port()?;
+        let log4j = dir.path().join("log4j.properties");
+        std::fs::write(&log4j, LOG4J)?;
+        let args = vec![
+            "-Xmx128m".to_string(),
+            "-Dzookeeper.admin.enableServer=false".into(),
+            format!("-Dlog4j.configuration=file:{}", log4j.display()),
+            "-cp".into(),
+            format!("{}/*", libs_of(Dist::ZooKeeper)?.display()),
+            "org.apache.zookeeper.server.ZooKeeperServerMain".into(),
+            port.to_string(),
+            dir.path().join("data").display().to_string(),
+        ];
+        let process = Component::start("zookeeper", &java(), &args, dir.path().join("zookeeper.log"), false)?;
+        let address = format!("127.0.0.1:{port}");
+        wait_for_port(&address, &process, timeout)?;
+        Ok(ZooKeeper { address, process, _dir: dir })
+    }
+}
+
+impl Drop for ZooKeeper {
+    fn drop(&mut self) {
+        self.process.stop(Duration::from_secs(5));
     }
 }

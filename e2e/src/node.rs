@@ -2,15 +2,16 @@
 //! real Kafka process on this machine, from the Pod's own ConfigMap.
 //!
 //! Substitutions (the only ones; everything else runs as rendered):
-//! - each Pod gets its own loopback address (`127.0.1.N`, stable per Pod name) and listeners
+//! - each Pod gets its own loopback address (`127.x.y.z`, stable per Pod name) and listeners
 //!   without a host (`INTERNAL://:29092`) bind to it;
 //! - a log dir under a PVC's mount path maps to `<node>/pvcs/<claim>/…`, so data survives a
 //!   Pod restart exactly as long as the PVC would;
 //! - the Pod's DNS names (`<hostname>.<subdomain>.<ns>.svc.cluster.local` and the names of the
 //!   Services that select it) go to a hosts file that the brokers read through
 //!   `-Djdk.net.hosts.file` and the operator through `--kafka-hosts-file`;
-//! - the container image is not pulled: every Pod runs the Kafka release pinned in
-//!   `e2e/tools/kafka/pom.xml`; the command is not run, its effect is (format, then start);
+//! - the container image is not pulled: a KRaft Pod runs the release pinned in
+//!   `e2e/tools/kafka/pom.xml`, a ZooKeeper-mode Pod the one in `e2e/tools/kafka-zk/pom.xml`;
+//!   the command is not run, its effect is (format in KRaft mode, then start);
 //!   `KAFKA_HEAP_OPTS` and `KAFKA_JVM_PERFORMANCE_OPTS` from the container's env are used.
 //!
 //! Pod status (phase, podIP, Ready) follows the broker: Ready once every listener answers
@@ -30,7 +31,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::kafka::BrokerLaunch;
+use crate::kafka::{BrokerLaunch, Dist};
 use crate::process::Component;
 use koperator_shared::kafka::{Admin, ConnectOptions, Connection, Resolver};
 
@@ -216,8 +217,7 @@ impl NodeState {
     }
 
     fn ip_for(&mut self, pod: &str) -> String {
-        let next = self.ips.len() + 1;
-        self.ips.entry(pod.to_string()).or_insert_with(|| format!("127.0.1.{next}")).clone()
+        self.ips.entry(pod.to_string()).or_insert_with(next_ip).clone()
     }
 
     async fn step(&mut self, client: &kube::Client) -> Result<()> {
@@ -264,7 +264,13 @@ impl NodeState {
         }
         let svcs: Api<Service> = Api::namespaced(client.clone(), &self.ns);
         let services = svcs.list(&ListParams::default()).await?.items;
-        std::fs::write(&self.hosts_file, hosts_file(&self.ns, &pods, &services, &self.ips))?;
+        // Replace the file atomically: brokers and the operator read it at any moment.
+        let text = hosts_file(&self.ns, &pods, &services, &self.ips);
+        if std::fs::read_to_string(&self.hosts_file).ok().as_deref() != Some(text.as_str()) {
+            let tmp = self.hosts_file.with_extension("tmp");
+            std::fs::write(&tmp, text)?;
+            std::fs::rename(&tmp, &self.hosts_file)?;
+        }
 
         // Restart exited processes; check readiness about once a second.
         let check = self.last_check.elapsed() >= Duration::from_millis(900);
@@ -279,7 +285,7 @@ impl NodeState {
                 eprintln!(
                     "[node {}] {name} exited ({status}); restarting. Log tail:\n{}",
                     self.ns,
-                    slot.process.log_tail(10)
+                    slot.process.log_tail(60)
                 );
                 slot.restarts += 1;
                 slot.ready = false;
@@ -356,6 +362,7 @@ impl NodeState {
             cluster_id: env("KAFKA_CLUSTER_ID"),
             hosts_file: Some(self.hosts_file.clone()),
             jvm_opts,
+            dist: Dist::for_properties(&props),
         };
         let process = launch.start()?;
         let get = |k: &str| property(&props, k);
@@ -444,6 +451,14 @@ fn now_rfc3339() -> String {
 /// The value of `key` in a properties text.
 fn property<'a>(props: &'a str, key: &str) -> Option<&'a str> {
     props.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).map(str::trim)
+}
+
+/// A loopback address no other Pod of any node uses: unique within the process (a counter)
+/// and, through the second octet, across test processes running at once (their pids).
+fn next_ip() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    format!("127.{}.{}.{}", 1 + std::process::id() % 250, n / 250, n % 250 + 1)
 }
 
 /// The rendered properties with the node's substitutions: listeners bound to `ip`, log dirs

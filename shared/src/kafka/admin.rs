@@ -100,6 +100,14 @@ impl Admin {
         self.call_at(&format!("{}:{}", broker.host, broker.port), req).await
     }
 
+    /// Sends to the controller as the metadata names it: ZooKeeper-mode clusters answer topic
+    /// creation and deletion only there (`NotController` elsewhere); KRaft brokers forward.
+    async fn call_controller<R: Request>(&self, req: &R) -> Result<R::Response> {
+        let meta = self.metadata(Some(&[])).await?;
+        let controller = meta.brokers.get(&meta.controller_id).ok_or(Error::UnknownNode(meta.controller_id))?;
+        self.call_at(&format!("{}:{}", controller.host, controller.port), req).await
+    }
+
     /// Runs `f` again while it fails with a retriable error, until `retry_for` has passed.
     async fn retrying<T, F, Fut>(&self, mut f: F) -> Result<T>
     where
@@ -330,7 +338,7 @@ impl Admin {
                     .with_configs(configs),
             ])
             .with_timeout_ms(self.opts.request_timeout.as_millis() as i32);
-        let resp = self.retrying(|| self.call_any(&req)).await?;
+        let resp = self.retrying(|| self.call_controller(&req)).await?;
         for t in resp.topics {
             check("CreateTopics", &topic.name, t.error_code, t.error_message.as_deref())?;
         }
@@ -344,7 +352,7 @@ impl Admin {
                 CreatePartitionsTopic::default().with_name(topic_name(topic)).with_count(count).with_assignments(None),
             ])
             .with_timeout_ms(self.opts.request_timeout.as_millis() as i32);
-        let resp = self.retrying(|| self.call_any(&req)).await?;
+        let resp = self.retrying(|| self.call_controller(&req)).await?;
         for r in resp.results {
             check("CreatePartitions", topic, r.error_code, r.error_message.as_deref())?;
         }
@@ -360,7 +368,7 @@ impl Admin {
                     .with_name(Some(topic_name(topic))),
             ])
             .with_timeout_ms(self.opts.request_timeout.as_millis() as i32);
-        let resp = self.retrying(|| self.call_any(&req)).await?;
+        let resp = self.retrying(|| self.call_controller(&req)).await?;
         for r in resp.responses {
             check("DeleteTopics", topic, r.error_code, r.error_message.as_deref())?;
         }
