@@ -566,7 +566,7 @@ fn zookeeper_mode_cluster_rolls_on_real_kafka() {
     apply(cp, &ns_name, &desired);
     wait_for("every ZooKeeper-mode broker restarted", Duration::from_secs(300), &op, || {
         let now = pod_uids(cp, &ns_name);
-        pods.iter().all(|p| now.get(*p).is_some() && now.get(*p) != uids.get(*p)) && settled(&get())
+        pods.iter().all(|p| now.contains_key(*p) && now.get(*p) != uids.get(*p)) && settled(&get())
     });
     let max_down = node.max_down(&pods, roll_started);
     assert!(max_down <= 1, "{max_down} brokers were down at once");
