@@ -51,9 +51,11 @@ e2e: e2e-deps
 	$(CARGO) build -p koperator-webhook
 	$(CARGO) test -p koperator-e2e --test helm
 
-## bench: in-process admission benchmarks (criterion); figures go to docs/benchmarks.md
-bench:
+## bench: criterion (in process) + HTTPS load on the release webhook; tables go to docs/benchmarks.md
+bench: e2e-deps
 	$(CARGO) bench -p koperator-webhook --bench admission
+	$(CARGO) build --release -p koperator-webhook -p koperator-operator
+	$(CARGO) run --release -p koperator-e2e --bin bench-webhook
 
 ## test: everything CI runs
 test: lint unit e2e

@@ -8,6 +8,7 @@
 
 pub mod controlplane;
 pub mod kafka;
+pub mod load;
 pub mod node;
 pub mod pki;
 pub mod process;
