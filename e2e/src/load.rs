@@ -124,6 +124,19 @@ async fn exchange(conn: &mut Conn, t: &Target, close: bool, buf: &mut Vec<u8>) -
     }
 }
 
+/// Waits until `at` precisely: tokio's timer has a 1 ms granularity, which would add up to a
+/// millisecond of the generator's own lateness to every latency; the last stretch yields in a
+/// loop instead (the load tool has a core of its own).
+async fn wait_until(at: Instant) {
+    let coarse = at.checked_sub(Duration::from_micros(1500)).unwrap_or(at);
+    if coarse > Instant::now() {
+        tokio::time::sleep_until(coarse.into()).await;
+    }
+    while Instant::now() < at {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Runs `rate` requests per second for `duration`.
 pub async fn run(t: &Target, rate: u64, duration: Duration, mode: Mode) -> Result<Report> {
     let total = (rate as f64 * duration.as_secs_f64()).round() as u64;
@@ -161,7 +174,7 @@ pub async fn run(t: &Target, rate: u64, duration: Duration, mode: Mode) -> Resul
             tokio::spawn(async move {
                 for i in 0..total {
                     let at = start + interval.mul_f64(i as f64);
-                    tokio::time::sleep_until(at.into()).await;
+                    wait_until(at).await;
                     if job_tx.send(at).is_err() {
                         break;
                     }
@@ -173,7 +186,7 @@ pub async fn run(t: &Target, rate: u64, duration: Duration, mode: Mode) -> Resul
             tokio::spawn(async move {
                 for i in 0..total {
                     let at = start + interval.mul_f64(i as f64);
-                    tokio::time::sleep_until(at.into()).await;
+                    wait_until(at).await;
                     let (t, done) = (t.clone(), done.clone());
                     tokio::spawn(async move {
                         let result = async {
