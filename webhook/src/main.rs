@@ -72,6 +72,10 @@ struct Args {
     /// Service node-port range of the cluster, for the NodePort rules.
     #[arg(long, default_value = "30000-32767")]
     node_port_range: String,
+    /// Most connections served at once; more wait in the accept queue (the API server keeps a
+    /// few keep-alive connections).
+    #[arg(long, default_value_t = 256)]
+    max_connections: usize,
     /// Time budget of a KafkaTopic check against Kafka; past it the request is answered with
     /// an Internal error (keep it below the webhook timeout).
     #[arg(long, default_value = "2500ms", value_parser = humantime::parse_duration)]
@@ -150,7 +154,7 @@ async fn main() -> Result<()> {
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
     info!(listen = %listener.local_addr()?, "serving admission webhook");
-    server::serve(listener, server::tls_config(&status), app, shutdown_signal()).await;
+    server::serve(listener, server::tls_config(&status), app, args.max_connections, shutdown_signal()).await;
     info!("stopped");
     Ok(())
 }

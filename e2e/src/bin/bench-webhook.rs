@@ -29,6 +29,13 @@ struct Args {
     /// when the file does not exist.
     #[arg(long, default_value = "target/release/koperator")]
     operator: PathBuf,
+    /// Another webhook to measure the same way, side by side (started with `--listen`,
+    /// `--tls-cert-file`, `--tls-key-file`; serving `/validate-kafkacluster`).
+    #[arg(long)]
+    compare_webhook: Option<PathBuf>,
+    /// What `--compare-webhook` is, for the table.
+    #[arg(long, default_value = "comparison webhook")]
+    compare_label: String,
     /// File to write the table into (between `<!-- bench:https:start -->` and `...:end -->`).
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,
@@ -85,6 +92,54 @@ async fn max_rate(t: &Target, mode: Mode, start: u64, step: Duration) -> Result<
     }
     let report = good_report.with_context(|| format!("{mode:?}: even {start}/s missed p99 ≤ 5 ms"))?;
     Ok((good, report))
+}
+
+/// Rates and memory of one webhook under the load tool.
+#[derive(Clone)]
+struct Rates {
+    ka_max: u64,
+    ka_report: Report,
+    ka_80: Report,
+    nc_max: u64,
+    nc_report: Report,
+    nc_80: Report,
+    idle_kib: u64,
+    /// Peak RSS during the keep-alive runs.
+    load_kib: u64,
+    /// Peak RSS during the new-connection runs (which overload it on purpose while searching).
+    flood_kib: u64,
+}
+
+/// Keep-alive and new-connection maximum rates, latency at 80 % of each, RSS peak meanwhile.
+async fn measure_rates(target: &Target, pid: u32, idle_kib: u64, step: Duration) -> Result<Rates> {
+    let sampled = |running: &Arc<AtomicBool>, peak: &Arc<AtomicU64>| rss_sampler(pid, running.clone(), peak.clone());
+    let keep_alive = Mode::KeepAlive { connections: 4 };
+    let (running, peak) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU64::new(idle_kib)));
+    let sampler = sampled(&running, &peak);
+    let ka = async {
+        eprintln!("keep-alive: searching the highest rate with p99 ≤ 5 ms");
+        let (ka_max, ka_report) = max_rate(target, keep_alive, 1000, step).await?;
+        let ka_80 = load::run(target, ka_max * 8 / 10, step * 2, keep_alive).await?;
+        anyhow::Ok((ka_max, ka_report, ka_80))
+    }
+    .await;
+    running.store(false, Ordering::SeqCst);
+    let _ = sampler.join();
+    let load_kib = peak.load(Ordering::SeqCst);
+    let (running, peak) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU64::new(idle_kib)));
+    let sampler = sampled(&running, &peak);
+    let nc = async {
+        eprintln!("new connection per request: searching");
+        let (nc_max, nc_report) = max_rate(target, Mode::NewConnection, 250, step).await?;
+        let nc_80 = load::run(target, nc_max * 8 / 10, step * 2, Mode::NewConnection).await?;
+        anyhow::Ok((nc_max, nc_report, nc_80))
+    }
+    .await;
+    running.store(false, Ordering::SeqCst);
+    let _ = sampler.join();
+    let ((ka_max, ka_report, ka_80), (nc_max, nc_report, nc_80)) = (ka?, nc?);
+    let flood_kib = peak.load(Ordering::SeqCst);
+    Ok(Rates { ka_max, ka_report, ka_80, nc_max, nc_report, nc_80, idle_kib, load_kib, flood_kib })
 }
 
 /// Samples the RSS of `pid` every 100 ms while `running`; returns the peak (KiB).
@@ -290,22 +345,7 @@ fn main() -> Result<()> {
         body: Arc::new(review_body()?),
         tls: load::tls_trusting(&pki.ca_cert)?,
     };
-    let running = Arc::new(AtomicBool::new(true));
-    let peak = Arc::new(AtomicU64::new(idle_kib));
-    let sampler = rss_sampler(pid, running.clone(), peak.clone());
-    let keep_alive = Mode::KeepAlive { connections: 4 };
-    let (ka_max, ka_report, ka_80, nc_max, nc_report, nc_80) = rt.block_on(async {
-        eprintln!("keep-alive: searching the highest rate with p99 ≤ 5 ms");
-        let (ka_max, ka_report) = max_rate(&target, keep_alive, 1000, args.step).await?;
-        let ka_80 = load::run(&target, ka_max * 8 / 10, args.step * 2, keep_alive).await?;
-        eprintln!("new connection per request: searching");
-        let (nc_max, nc_report) = max_rate(&target, Mode::NewConnection, 250, args.step).await?;
-        let nc_80 = load::run(&target, nc_max * 8 / 10, args.step * 2, Mode::NewConnection).await?;
-        anyhow::Ok((ka_max, ka_report, ka_80, nc_max, nc_report, nc_80))
-    })?;
-    running.store(false, Ordering::SeqCst);
-    let _ = sampler.join();
-    let load_kib = peak.load(Ordering::SeqCst);
+    let ours = rt.block_on(measure_rates(&target, pid, idle_kib, args.step))?;
 
     // End to end through the API server, without then with the webhook registered.
     let (without, with) = rt.block_on(async {
@@ -317,6 +357,39 @@ fn main() -> Result<()> {
         anyhow::Ok((without, with))
     })?;
     webhook.stop(Duration::from_secs(5));
+    let compared = match &args.compare_webhook {
+        Some(binary) => {
+            eprintln!("comparison webhook {}", binary.display());
+            let port = free_port()?;
+            let other = Component::start(
+                "compare-webhook",
+                "taskset".as_ref(),
+                &[
+                    "-c".into(),
+                    "0".into(),
+                    binary.display().to_string(),
+                    format!("--listen=127.0.0.1:{port}"),
+                    format!("--tls-cert-file={}", cert.display()),
+                    format!("--tls-key-file={}", key.display()),
+                ],
+                cp.dir.join("logs/bench-compare-webhook.log"),
+                false,
+            )?;
+            std::thread::sleep(Duration::from_secs(3));
+            if let Some(s) = other.exited() {
+                bail!("comparison webhook exited ({s}):\n{}", other.log_tail(20));
+            }
+            let idle = load::rss_kib(other.pid()).context("comparison webhook RSS")?;
+            let t = Target { addr: format!("127.0.0.1:{port}").parse()?, ..target.clone() };
+            // Their latency at the rate that is 80 % of ours, for a like-for-like p50.
+            let mut r = rt.block_on(measure_rates(&t, other.pid(), idle, args.step))?;
+            r.ka_80 =
+                rt.block_on(load::run(&t, ours.ka_max * 8 / 10, args.step * 2, Mode::KeepAlive { connections: 4 }))?;
+            other.stop(Duration::from_secs(5));
+            Some(r)
+        }
+        None => None,
+    };
     // The webhooks stay registered (validating: Fail) but stopped: remove them before the
     // operator run writes objects of ours.
     cp.kubectl(&["delete", "validatingwebhookconfiguration", "koperator-validating-webhook"])?;
@@ -330,6 +403,7 @@ fn main() -> Result<()> {
     };
 
     let mib = |kib: u64| kib as f64 / 1024.0;
+    let Rates { ka_max, ka_report, ka_80, nc_max, nc_report, nc_80, idle_kib, load_kib, flood_kib } = ours.clone();
     let row = |what: &str, rate: u64, r: &Report| {
         format!(
             "| {what} | {rate} | {:.0} | {} | {} | {} | {} | {} | {} |\n",
@@ -349,9 +423,10 @@ fn main() -> Result<()> {
     table.push_str(&row("new TCP+TLS connection per request: max rate with p99 ≤ 5 ms", nc_max, &nc_report));
     table.push_str(&row("new connection: 80 % of that", nc_max * 8 / 10, &nc_80));
     table.push_str(&format!(
-        "\n| memory / end to end | figure |\n| --- | --- |\n| webhook RSS idle (caches synced) | {:.1} MiB |\n| webhook RSS peak under the load above | {:.1} MiB |\n| `create --dry-run=server` of the KafkaCluster through the API server, no webhook registered (p50 / p99) | {:.2} / {:.2} ms |\n| the same with our validating + mutating webhooks registered (p50 / p99) | {:.2} / {:.2} ms |\n",
+        "\n| memory / end to end | figure |\n| --- | --- |\n| webhook RSS idle (caches synced) | {:.1} MiB |\n| webhook RSS peak under the keep-alive load above | {:.1} MiB |\n| webhook RSS peak while the new-connection search overloads it (2× past its maximum) | {:.1} MiB |\n| `create --dry-run=server` of the KafkaCluster through the API server, no webhook registered (p50 / p99) | {:.2} / {:.2} ms |\n| the same with our validating + mutating webhooks registered (p50 / p99) | {:.2} / {:.2} ms |\n",
         mib(idle_kib),
         mib(load_kib),
+        mib(flood_kib),
         without.0,
         without.1,
         with.0,
@@ -363,6 +438,33 @@ fn main() -> Result<()> {
             mib(idle),
             mib(peak),
             mib(settled)
+        ));
+    }
+    if let Some(theirs) = &compared {
+        table.push_str(&format!(
+            "\nSide by side, same machine, same run, same review and load tool: Koperator's own KafkaCluster validator ({}) served by controller-runtime's admission handler in a small Go harness, pinned to CPU 0 the same way.\n\n| | ours | Koperator (Go) | ratio |\n| --- | ---: | ---: | ---: |\n",
+            args.compare_label
+        ));
+        let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.1}×", a / b) } else { "-".into() };
+        table.push_str(&format!(
+            "| keep-alive max req/s at p99 ≤ 5 ms | {} | {} | {} |\n| new-connection max req/s at p99 ≤ 5 ms | {} | {} | {} |\n| p50 at 80 % of our keep-alive max, µs | {} | {} | |\n| RSS idle | {:.1} MiB | {:.1} MiB | {} |\n| RSS peak under keep-alive load | {:.1} MiB | {:.1} MiB | {} |\n| RSS peak under the new-connection overload | {:.1} MiB | {:.1} MiB | {} |\n",
+            ours.ka_max,
+            theirs.ka_max,
+            ratio(ours.ka_max as f64, theirs.ka_max as f64),
+            ours.nc_max,
+            theirs.nc_max,
+            ratio(ours.nc_max as f64, theirs.nc_max as f64),
+            ours.ka_80.p50,
+            theirs.ka_80.p50,
+            mib(ours.idle_kib),
+            mib(theirs.idle_kib),
+            ratio(mib(theirs.idle_kib), mib(ours.idle_kib)),
+            mib(ours.load_kib),
+            mib(theirs.load_kib),
+            ratio(mib(theirs.load_kib), mib(ours.load_kib)),
+            mib(ours.flood_kib),
+            mib(theirs.flood_kib),
+            ratio(mib(theirs.flood_kib), mib(ours.flood_kib)),
         ));
     }
     let criterion = criterion_table(&repo_root().join("target/criterion"))?;
