@@ -141,15 +141,14 @@ pub async fn reconcile(user: Arc<KafkaUser>, ctx: Arc<Context>) -> Result<Action
     let degraded = (!ready).then_some((reason, message.as_str()));
     status::set_all(&mut st.conditions, ready, !ready, degraded, reason, &message, user.meta().generation);
     st.observed_generation = user.meta().generation;
-    if st != old {
-        let unchanged = st.state == old.state
-            && st.acls == old.acls
-            && st.observed_generation == old.observed_generation
-            && status::same_conditions(&st.conditions, &old.conditions);
-        if !unchanged {
-            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": st}))).await?;
-            ctx.metrics.writes.inc();
-        }
+    // Written only when it changed (condition transition times aside).
+    let unchanged = st.state == old.state
+        && st.acls == old.acls
+        && st.observed_generation == old.observed_generation
+        && status::same_conditions(&st.conditions, &old.conditions);
+    if !unchanged {
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": st}))).await?;
+        ctx.metrics.writes.inc();
     }
     Ok(Action::requeue(requeue))
 }
