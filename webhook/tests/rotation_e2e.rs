@@ -46,6 +46,21 @@ async fn rotations_under_load_fail_no_request() {
     let client = cp.client().await.unwrap();
     // KafkaUsers: validated against the API server only (KafkaTopics would also ask Kafka).
     let api: Api<KafkaUser> = Api::namespaced(client, &ns.name);
+    // The load starts once the webhook's cache has seen the cluster (a new KafkaCluster reaches
+    // its reflector a moment after it is stored).
+    let probe = KafkaUser::new(
+        "probe",
+        KafkaUserSpec {
+            secret_name: "probe".into(),
+            cluster_ref: ClusterReference { name: "kafka".into(), namespace: None },
+            ..Default::default()
+        },
+    );
+    let seen_by = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = api.create(&PostParams { dry_run: true, ..Default::default() }, &probe).await {
+        assert!(Instant::now() < seen_by, "the webhook never saw KafkaCluster kafka: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (ok, denied, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -116,7 +131,9 @@ async fn rotations_under_load_fail_no_request() {
     assert!(rotations >= 20, "only {rotations} rotations happened");
     assert!(rollovers >= 1, "no CA rollover happened");
     assert!(ok > 100 && denied > 100, "too little load: {ok} ok, {denied} denied");
-    assert_eq!(failed, 0, "failed requests: {:#?}", &failures.lock().unwrap()[..failures.lock().unwrap().len().min(5)]);
+    // One lock: the message is built while `failures` is held.
+    let first_failures: Vec<String> = failures.lock().unwrap().iter().take(5).cloned().collect();
+    assert_eq!(failed, 0, "failed requests: {first_failures:#?}");
 
     // Replicas cooperate: they serve the same certificate (retry across a rotation boundary).
     let mut same = false;
