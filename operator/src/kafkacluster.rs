@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service}
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -445,10 +445,7 @@ async fn write_status(
 }
 
 async fn publish(ctx: &Context, kc: &KafkaCluster, type_: EventType, reason: &str, note: &str) {
-    let ev = Event { type_, reason: reason.into(), note: Some(note.into()), action: reason.into(), secondary: None };
-    if let Err(e) = ctx.recorder.publish(&ev, &kc.object_ref(&())).await {
-        warn!(error = %e, "could not publish event");
-    }
+    status::publish(&ctx.recorder, kc, type_, reason, note).await
 }
 
 /// The KRaft cluster id: the KafkaCluster's UID as Kafka prints a Uuid (URL-safe base64 of its

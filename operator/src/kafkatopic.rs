@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -375,8 +375,5 @@ async fn write_status(
 }
 
 async fn publish(ctx: &Context, kt: &KafkaTopic, type_: EventType, reason: &str, note: &str) {
-    let ev = Event { type_, reason: reason.into(), note: Some(note.into()), action: reason.into(), secondary: None };
-    if let Err(e) = ctx.recorder.publish(&ev, &kt.object_ref(&())).await {
-        warn!(error = %e, "could not publish event");
-    }
+    status::publish(&ctx.recorder, kt, type_, reason, note).await
 }

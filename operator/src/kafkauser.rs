@@ -17,7 +17,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -289,8 +289,5 @@ async fn finalize(
 }
 
 async fn publish(ctx: &Context, user: &KafkaUser, type_: EventType, reason: &str, note: &str) {
-    let ev = Event { type_, reason: reason.into(), note: Some(note.into()), action: reason.into(), secondary: None };
-    if let Err(e) = ctx.recorder.publish(&ev, &user.object_ref(&())).await {
-        warn!(error = %e, "could not publish event");
-    }
+    status::publish(&ctx.recorder, user, type_, reason, note).await
 }

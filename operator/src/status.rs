@@ -74,3 +74,25 @@ pub fn same_conditions(a: &[Condition], b: &[Condition]) -> bool {
                 && x.observed_generation == y.observed_generation
         })
 }
+
+/// Publishes an Event about `obj` (a failure to publish is logged, never fatal).
+pub async fn publish<K>(
+    recorder: &kube::runtime::events::Recorder,
+    obj: &K,
+    type_: kube::runtime::events::EventType,
+    reason: &str,
+    note: &str,
+) where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let ev = kube::runtime::events::Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.into()),
+        action: reason.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
+        tracing::warn!(error = %e, "could not publish event");
+    }
+}
