@@ -54,7 +54,7 @@ struct Args {
 async fn main() -> Result<()> {
     let args = Args::parse();
     koperator_shared::logging::init(&args.log_format);
-    let rules = RuleConfig::with_node_port_range(&args.node_port_range).map_err(anyhow::Error::msg)?;
+    let rules = RuleConfig::with_node_port_range(&args.node_port_range)?;
     let client =
         kube::Client::try_default().await.context("connect to the Kubernetes API (in-cluster or KUBECONFIG)")?;
     let m = metrics::Metrics::new();

@@ -3,6 +3,8 @@
 //! admin client behind the `kafka` feature.
 
 pub mod api;
+#[cfg(feature = "runtime")]
+pub mod cli;
 pub mod crd;
 pub mod defaults;
 pub mod hash;
@@ -12,3 +14,5 @@ pub mod kafka;
 pub mod logging;
 pub mod render;
 pub mod rules;
+pub mod support;
+pub mod validated;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use koperator_shared::api::{KafkaCluster, KafkaTopic};
 use koperator_shared::kafka::{Admin, ConfigResource, ConfigSource, ConnectOptions, Resolver};
 use koperator_shared::render::names::admin_bootstrap;
-use koperator_shared::rules::FieldError;
+use koperator_shared::rules::{FieldError, RuleConfig};
+use koperator_shared::validated::ValidatedCluster;
 use koperator_shared::rules::kafkatopic::{ExistingTopic, check_against_kafka};
 use tokio::runtime::Handle;
 use tracing::debug;
@@ -59,7 +60,16 @@ async fn read_topic(admin: &Admin, name: &str) -> Result<(Option<ExistingTopic>,
 
 impl KafkaTopicChecks for LiveKafkaChecks {
     fn check(&self, topic: &KafkaTopic, cluster: &KafkaCluster, cr_exists: bool) -> Result<Vec<FieldError>, String> {
-        let bootstrap = match admin_bootstrap(cluster) {
+        // The cluster's own rules decide its listeners; a cluster that breaks them has no
+        // Kafka to ask (the operator does not run it).
+        let validated = match ValidatedCluster::new(cluster, &RuleConfig::default()) {
+            Ok(v) => v,
+            Err(why) => {
+                debug!(%why, "KafkaTopic checks against Kafka skipped");
+                return Ok(Vec::new());
+            }
+        };
+        let bootstrap = match admin_bootstrap(&validated) {
             Ok(b) => b,
             Err(why) => {
                 debug!(%why, "KafkaTopic checks against Kafka skipped");

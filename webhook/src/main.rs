@@ -100,7 +100,7 @@ fn sans(args: &Args) -> Vec<String> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     koperator_shared::logging::init(&args.log_format);
-    let rules = RuleConfig::with_node_port_range(&args.node_port_range).map_err(anyhow::Error::msg)?;
+    let rules = RuleConfig::with_node_port_range(&args.node_port_range)?;
     let client =
         kube::Client::try_default().await.context("connect to the Kubernetes API (in-cluster or KUBECONFIG)")?;
     let metrics = Arc::new(Metrics::new());

@@ -51,6 +51,22 @@ impl Error {
         }
     }
 
+    /// Stable category for Event reasons and metric labels.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Resolve { .. } => "KafkaResolve",
+            Error::Connect { .. } => "KafkaConnect",
+            Error::Timeout { .. } => "KafkaTimeout",
+            Error::Io { .. } => "KafkaConnectionLost",
+            Error::Protocol { .. } => "KafkaProtocol",
+            Error::Unsupported { .. } => "KafkaUnsupportedApi",
+            Error::Kafka { .. } => "KafkaError",
+            Error::NoBroker { .. } => "KafkaUnreachable",
+            Error::UnknownNode(_) => "KafkaUnknownNode",
+            Error::Tls(_) => "KafkaTls",
+        }
+    }
+
     /// The Kafka error code, when Kafka answered with one.
     pub fn code(&self) -> Option<ResponseError> {
         match self {

@@ -5,7 +5,7 @@ pub mod names;
 pub mod objects;
 pub mod properties;
 
-use crate::api::KafkaCluster;
+use crate::validated::ValidatedCluster;
 use crate::api::kafkacluster::{Broker, BrokerConfig, ProcessRole};
 
 /// A broker together with its effective (group-merged) configuration, as rendering needs it.
@@ -33,7 +33,7 @@ impl BrokerView<'_> {
 }
 
 /// Every broker of the cluster with its effective configuration, in spec order.
-pub fn brokers(cluster: &KafkaCluster) -> Vec<BrokerView<'_>> {
+pub fn brokers(cluster: &ValidatedCluster) -> Vec<BrokerView<'_>> {
     let spec = &cluster.spec;
     spec.brokers
         .iter()

@@ -2,6 +2,7 @@
 //! expect (`<cluster>-config-<id>`, `<cluster>-headless`, `<cluster>-all-broker`...).
 
 use crate::api::KafkaCluster;
+use crate::validated::ValidatedCluster;
 
 /// Name of the cluster object (empty when unset, which admission prevents).
 fn cluster_name(c: &KafkaCluster) -> &str {
@@ -71,22 +72,54 @@ pub fn pvc(c: &KafkaCluster, id: i32, mount_path: &str) -> String {
     format!("{}-{hash:08x}", &name[..54].trim_end_matches('-'))
 }
 
+/// Why the operator or the webhook cannot reach a cluster's Kafka.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdminAccessError {
+    /// No internal listener serves inner-broker (or admin) traffic.
+    #[error("no internal listener is used for inner-broker communication")]
+    NoAdminListener,
+    /// The admin listener speaks a protocol the client does not.
+    #[error(
+        "the operator's Kafka client does not yet speak {protocol} (listener {listener}); health checks and dynamic configs are off"
+    )]
+    UnsupportedProtocol {
+        /// Kafka's name of the protocol (`SSL`, `SASL_PLAINTEXT`...).
+        protocol: String,
+        /// The listener's name.
+        listener: String,
+    },
+    /// The cluster has no broker-role node to ask.
+    #[error("the cluster has no broker-role node")]
+    NoBroker,
+}
+
+impl AdminAccessError {
+    /// Stable category for Event reasons and metric labels.
+    pub fn category(&self) -> &'static str {
+        match self {
+            AdminAccessError::NoAdminListener => "NoAdminListener",
+            AdminAccessError::UnsupportedProtocol { .. } => "UnsupportedProtocol",
+            AdminAccessError::NoBroker => "NoBroker",
+        }
+    }
+}
+
 /// `host:port` of every broker-role node on the listener the operator and webhook use to reach
 /// Kafka: the internal listener marked `usedForKafkaAdminCommunication`, else the inter-broker
 /// one. Only PLAINTEXT is spoken so far; SSL/SASL listeners give an error saying so.
-pub fn admin_bootstrap(cluster: &KafkaCluster) -> Result<Vec<String>, String> {
+pub fn admin_bootstrap(cluster: &ValidatedCluster) -> Result<Vec<String>, AdminAccessError> {
     let internal = &cluster.spec.listeners_config.internal_listeners;
     let listener = internal
         .iter()
         .find(|l| l.common.used_for_kafka_admin_communication == Some(true))
         .or_else(|| internal.iter().find(|l| l.common.used_for_inner_broker_communication))
-        .ok_or("no internal listener is used for inner-broker communication")?;
-    if listener.common.listener_type.is_ssl() || listener.common.listener_type.kafka_name().starts_with("SASL") {
-        return Err(format!(
-            "the operator's Kafka client does not yet speak {} (listener {}); health checks and dynamic configs are off",
-            listener.common.listener_type.kafka_name(),
-            listener.common.name
-        ));
+        .ok_or(AdminAccessError::NoAdminListener)?;
+    let protocol = listener.common.listener_type.kafka_name();
+    if listener.common.listener_type.is_ssl() || protocol.starts_with("SASL") {
+        return Err(AdminAccessError::UnsupportedProtocol {
+            protocol: protocol.to_string(),
+            listener: listener.common.name.clone(),
+        });
     }
     let port = listener.common.container_port;
     let kraft = cluster.spec.kraft;
@@ -96,7 +129,7 @@ pub fn admin_bootstrap(cluster: &KafkaCluster) -> Result<Vec<String>, String> {
         .map(|b| format!("{}:{port}", broker_fqdn(cluster, b.broker.id)))
         .collect();
     if hosts.is_empty() {
-        return Err("the cluster has no broker-role node".into());
+        return Err(AdminAccessError::NoBroker);
     }
     Ok(hosts)
 }
@@ -144,10 +177,10 @@ mod admin_bootstrap_tests {
     use super::*;
     use crate::api::KafkaCluster;
 
-    fn sample(text: &str) -> KafkaCluster {
+    fn sample(text: &str) -> ValidatedCluster {
         let mut kc: KafkaCluster = serde_saphyr::from_str(text).unwrap();
         kc.metadata.namespace = Some("ns".into());
-        kc
+        crate::validated::must(&kc)
     }
 
     #[test]
@@ -164,6 +197,7 @@ mod admin_bootstrap_tests {
     fn ssl_admin_listener_is_reported_not_guessed() {
         let kc = sample(include_str!("../../../config/samples/simplekafkacluster_ssl.yaml"));
         let err = admin_bootstrap(&kc).unwrap_err();
-        assert!(err.contains("does not yet speak SSL"), "{err}");
+        assert_eq!(err.category(), "UnsupportedProtocol");
+        assert!(err.to_string().contains("does not yet speak SSL"), "{err}");
     }
 }

@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::properties::server_properties;
 use super::{BrokerView, brokers, names};
-use crate::api::KafkaCluster;
+use crate::validated::ValidatedCluster;
 use crate::api::kafkacluster::{BrokerConfig, DEFAULT_TERMINATION_GRACE_PERIOD};
 
 /// Default Kafka image (Koperator's default; KRaft-capable).
@@ -31,7 +31,7 @@ pub const MOUNT_PATH_ANNOTATION: &str = "mountPath";
 pub const CONFIG_HASH_ANNOTATION: &str = "koperator.banzaicloud.io/config-hash";
 
 /// Labels every object of the cluster carries (`app=kafka`, `kafka_cr=<cluster>`).
-pub fn cluster_labels(c: &KafkaCluster) -> BTreeMap<String, String> {
+pub fn cluster_labels(c: &ValidatedCluster) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app".to_string(), "kafka".to_string()),
         ("kafka_cr".to_string(), c.metadata.name.clone().unwrap_or_default()),
@@ -39,7 +39,7 @@ pub fn cluster_labels(c: &KafkaCluster) -> BTreeMap<String, String> {
 }
 
 /// Labels of one broker's objects: the cluster's, `brokerId`, and in KRaft mode the role labels.
-pub fn broker_labels(c: &KafkaCluster, b: &BrokerView<'_>) -> BTreeMap<String, String> {
+pub fn broker_labels(c: &ValidatedCluster, b: &BrokerView<'_>) -> BTreeMap<String, String> {
     let mut l = cluster_labels(c);
     l.insert("brokerId".into(), b.broker.id.to_string());
     if c.spec.kraft {
@@ -50,7 +50,7 @@ pub fn broker_labels(c: &KafkaCluster, b: &BrokerView<'_>) -> BTreeMap<String, S
     l
 }
 
-fn meta(c: &KafkaCluster, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
+fn meta(c: &ValidatedCluster, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
     ObjectMeta { name: Some(name), namespace: c.metadata.namespace.clone(), labels: Some(labels), ..Default::default() }
 }
 
@@ -71,13 +71,13 @@ pub struct BrokerObjects {
 }
 
 /// The ConfigMap, Pod and PVCs of broker `b`. `cluster_id` is the KRaft cluster id.
-pub fn broker_objects(c: &KafkaCluster, b: &BrokerView<'_>, cluster_id: &str) -> BrokerObjects {
+pub fn broker_objects(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str) -> BrokerObjects {
     let props = server_properties(c, b.broker.id).unwrap_or_default();
     BrokerObjects { pod: pod(c, b, cluster_id, &props), pvcs: pvcs(c, b), config_map: config_map(c, b, props) }
 }
 
 /// The broker ConfigMap `<cluster>-config-<id>` holding `server.properties`.
-fn config_map(c: &KafkaCluster, b: &BrokerView<'_>, props: String) -> ConfigMap {
+fn config_map(c: &ValidatedCluster, b: &BrokerView<'_>, props: String) -> ConfigMap {
     ConfigMap {
         metadata: meta(c, names::config_map(c, b.broker.id), broker_labels(c, b)),
         data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), props)])),
@@ -86,7 +86,7 @@ fn config_map(c: &KafkaCluster, b: &BrokerView<'_>, props: String) -> ConfigMap 
 }
 
 /// PVCs of the broker, one per PVC-backed storage config, named after the mount path.
-fn pvcs(c: &KafkaCluster, b: &BrokerView<'_>) -> Vec<PersistentVolumeClaim> {
+fn pvcs(c: &ValidatedCluster, b: &BrokerView<'_>) -> Vec<PersistentVolumeClaim> {
     b.broker
         .effective_storage(&c.spec)
         .into_iter()
@@ -114,7 +114,7 @@ fn default_resources() -> ResourceRequirements {
 }
 
 /// The broker Pod `<cluster>-<id>`, annotated with the hash of its rendered `props`.
-fn pod(c: &KafkaCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) -> Pod {
+fn pod(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) -> Pod {
     let spec = &c.spec;
     let id = b.broker.id;
     let mut labels = pick(b, |cfg| cfg.broker_labels.as_ref()).cloned().unwrap_or_default();
@@ -257,7 +257,7 @@ fn pod(c: &KafkaCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) -> P
 
 /// The broker's affinity: its own, else one broker per node (required with
 /// `oneBrokerPerNode`, preferred otherwise), like Koperator.
-fn affinity(c: &KafkaCluster, b: &BrokerView<'_>) -> Affinity {
+fn affinity(c: &ValidatedCluster, b: &BrokerView<'_>) -> Affinity {
     if let Some(a) = pick(b, |cfg| cfg.affinity.as_ref()) {
         return a.clone();
     }
@@ -280,7 +280,7 @@ fn affinity(c: &KafkaCluster, b: &BrokerView<'_>) -> Affinity {
     Affinity { pod_anti_affinity: Some(anti), ..Default::default() }
 }
 
-fn listener_ports(c: &KafkaCluster) -> Vec<ServicePort> {
+fn listener_ports(c: &ValidatedCluster) -> Vec<ServicePort> {
     c.spec
         .listeners_config
         .internal_listeners
@@ -303,7 +303,7 @@ fn listener_ports(c: &KafkaCluster) -> Vec<ServicePort> {
 }
 
 /// Cluster Services: the headless Service, or the all-broker Service plus one per broker.
-pub fn services(c: &KafkaCluster) -> Vec<Service> {
+pub fn services(c: &ValidatedCluster) -> Vec<Service> {
     let annotations = c.spec.listeners_config.service_annotations.clone();
     let svc = |name: String, selector: BTreeMap<String, String>, headless: bool| {
         let mut m = meta(c, name, cluster_labels(c));
@@ -340,7 +340,7 @@ pub fn services(c: &KafkaCluster) -> Vec<Service> {
 /// `<cluster>-<id>-<listener>`: NodePort on `externalStartingPort + id` (Kubernetes picks the
 /// port when it is 0); LoadBalancer on the broker's external port. Envoy and Contour ingress
 /// objects are not rendered yet.
-pub fn external_services(c: &KafkaCluster) -> Vec<Service> {
+pub fn external_services(c: &ValidatedCluster) -> Vec<Service> {
     use crate::api::kafkacluster::AccessMethod;
     let mut out = Vec::new();
     for l in c.spec.listeners_config.external() {
@@ -383,7 +383,7 @@ pub fn external_services(c: &KafkaCluster) -> Vec<Service> {
 }
 
 /// The PodDisruptionBudget from `disruptionBudget` (maxUnavailable = budget), if requested.
-pub fn pdb(c: &KafkaCluster) -> Option<PodDisruptionBudget> {
+pub fn pdb(c: &ValidatedCluster) -> Option<PodDisruptionBudget> {
     let db = c.spec.disruption_budget.as_ref().filter(|d| d.create == Some(true))?;
     let budget = db.budget.clone().unwrap_or_else(|| "1".into());
     let value = budget.parse::<i32>().map(IntOrString::Int).unwrap_or(IntOrString::String(budget));
@@ -402,7 +402,9 @@ pub fn pdb(c: &KafkaCluster) -> Option<PodDisruptionBudget> {
 mod tests {
     use super::*;
     use crate::api::kafkacluster::DisruptionBudget;
+    use crate::api::KafkaCluster;
     use crate::rules::kafkacluster::fixtures::valid_kraft_spec;
+    use crate::validated::must;
 
     fn cluster() -> KafkaCluster {
         let mut c = KafkaCluster::new("kafka", valid_kraft_spec());
@@ -412,7 +414,7 @@ mod tests {
 
     #[test]
     fn pod_mounts_config_and_disks_and_exposes_listeners() {
-        let c = cluster();
+        let c = must(&cluster());
         let views = brokers(&c);
         let p = broker_objects(&c, &views[1], "abc").pod;
         assert_eq!(p.metadata.name.as_deref(), Some("kafka-1"));
@@ -431,21 +433,23 @@ mod tests {
 
     #[test]
     fn config_change_changes_the_pod_hash() {
+        let hash = |c: &KafkaCluster| {
+            let c = must(c);
+            broker_objects(&c, &brokers(&c)[0], "x").pod.metadata.annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()
+        };
         let mut c = cluster();
-        let h1 =
-            broker_objects(&c, &brokers(&c)[0], "x").pod.metadata.annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone();
+        let h1 = hash(&c);
         c.spec.read_only_config = Some("num.partitions=7".into());
-        let h2 =
-            broker_objects(&c, &brokers(&c)[0], "x").pod.metadata.annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone();
+        let h2 = hash(&c);
         assert_ne!(h1, h2);
     }
 
     #[test]
     fn services_headless_or_per_broker() {
         let mut c = cluster();
-        assert_eq!(services(&c).len(), 4, "all-broker + 3 per-broker");
+        assert_eq!(services(&must(&c)).len(), 4, "all-broker + 3 per-broker");
         c.spec.headless_service_enabled = true;
-        let s = services(&c);
+        let s = services(&must(&c));
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].spec.as_ref().unwrap().cluster_ip.as_deref(), Some("None"));
     }
@@ -458,7 +462,7 @@ mod tests {
         let mut l = external("external", 9094, 32000);
         l.access_method = Some(AccessMethod::NodePort);
         c.spec.listeners_config.external_listeners = Some(vec![l]);
-        let ext = external_services(&c);
+        let ext = external_services(&must(&c));
         assert_eq!(ext.len(), 3);
         assert_eq!(ext[2].metadata.name.as_deref(), Some("kafka-2-external"));
         let port = &ext[2].spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
@@ -469,11 +473,12 @@ mod tests {
     #[test]
     fn pvcs_and_pdb() {
         let mut c = cluster();
-        let v = broker_objects(&c, &brokers(&c)[2], "x").pvcs;
+        let v = must(&c);
+        let v = broker_objects(&v, &brokers(&v)[2], "x").pvcs;
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].metadata.annotations.as_ref().unwrap()[MOUNT_PATH_ANNOTATION], "/kafka-logs");
-        assert!(pdb(&c).is_none());
+        assert!(pdb(&must(&c)).is_none());
         c.spec.disruption_budget = Some(DisruptionBudget { create: Some(true), budget: Some("20%".into()) });
-        assert_eq!(pdb(&c).unwrap().spec.unwrap().max_unavailable, Some(IntOrString::String("20%".into())));
+        assert_eq!(pdb(&must(&c)).unwrap().spec.unwrap().max_unavailable, Some(IntOrString::String("20%".into())));
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{BrokerView, brokers, names};
-use crate::api::KafkaCluster;
+use crate::validated::ValidatedCluster;
 use crate::api::kafkacluster::CommonListenerSpec;
 use crate::rules::properties;
 
@@ -13,7 +13,7 @@ pub const LOG_DIR_SUFFIX: &str = "/kafka";
 
 /// `server.properties` of broker `id`, or `None` when the cluster has no such broker.
 /// Expects a spec that passed the admission rules (unparseable user config lines are skipped).
-pub fn server_properties(cluster: &KafkaCluster, id: i32) -> Option<String> {
+pub fn server_properties(cluster: &ValidatedCluster, id: i32) -> Option<String> {
     let all = brokers(cluster);
     let me = all.iter().find(|b| b.broker.id == id)?;
     let mut props: BTreeMap<String, String> = BTreeMap::new();
@@ -40,7 +40,7 @@ fn listener_name(l: &CommonListenerSpec) -> String {
 }
 
 fn operator_properties(
-    cluster: &KafkaCluster,
+    cluster: &ValidatedCluster,
     me: &BrokerView<'_>,
     all: &[BrokerView<'_>],
 ) -> Vec<(&'static str, String)> {
@@ -164,10 +164,10 @@ mod tests {
     use super::*;
     use crate::rules::kafkacluster::fixtures::{valid_kraft_spec, valid_zk_spec};
 
-    fn cluster(spec: crate::api::KafkaClusterSpec) -> KafkaCluster {
-        let mut c = KafkaCluster::new("kafka", spec);
+    fn cluster(spec: crate::api::KafkaClusterSpec) -> ValidatedCluster {
+        let mut c = crate::api::KafkaCluster::new("kafka", spec);
         c.metadata.namespace = Some("team-a".into());
-        c
+        crate::validated::must(&c)
     }
 
     fn get(props: &str, key: &str) -> Option<String> {

@@ -190,15 +190,26 @@ pub struct RuleConfig {
 
 impl RuleConfig {
     /// Parses `--node-port-range` (`30000-32767`).
-    pub fn with_node_port_range(text: &str) -> Result<RuleConfig, String> {
-        let (a, b) = text.split_once('-').ok_or_else(|| format!("node-port range {text:?} is not <first>-<last>"))?;
-        let parse = |s: &str| s.trim().parse::<i32>().map_err(|e| format!("node-port range {text:?}: {e}"));
+    pub fn with_node_port_range(text: &str) -> Result<RuleConfig, NodePortRangeError> {
+        let bad = |why: String| NodePortRangeError { text: text.to_string(), why };
+        let (a, b) = text.split_once('-').ok_or_else(|| bad("it is not <first>-<last>".into()))?;
+        let parse = |s: &str| s.trim().parse::<i32>().map_err(|e| bad(e.to_string()));
         let (a, b) = (parse(a)?, parse(b)?);
         if a > b {
-            return Err(format!("node-port range {text:?}: {a} is above {b}"));
+            return Err(bad(format!("{a} is above {b}")));
         }
         Ok(RuleConfig { node_port_range: a..=b })
     }
+}
+
+/// A `--node-port-range` that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("node-port range {text:?}: {why}")]
+pub struct NodePortRangeError {
+    /// The text given.
+    pub text: String,
+    /// What is wrong with it.
+    pub why: String,
 }
 
 impl Default for RuleConfig {

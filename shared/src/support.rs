@@ -1,0 +1,266 @@
+//! What the operator does not act on yet: Koperator fields that our API accepts (so that
+//! Koperator manifests apply unchanged) but that no controller implements so far.
+//!
+//! Nothing is silently ignored (DESIGN §8): the webhook answers each entry with a warning, and
+//! the operator sets `Degraded` with reason `NotSupported` naming the fields. Entries whose
+//! effect is [`Effect::CannotStart`] would give brokers that cannot start (an SSL listener
+//! without keystores), so the operator renders nothing for such a cluster. The issue that builds
+//! a feature removes its entries here.
+
+use crate::api::kafkacluster::{AccessMethod, BrokerConfig, KafkaClusterSpec};
+use crate::api::kafkauser::KafkaUser;
+
+/// What ignoring a field means for the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// The cluster runs, without the feature the field asks for.
+    Ignored,
+    /// Brokers rendered without the feature could not start; the operator touches nothing.
+    CannotStart,
+}
+
+/// One field that is accepted but not acted on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsupported {
+    /// The field path (`spec.monitoringConfig`, `spec.brokers[0].brokerConfig.networkConfig`).
+    pub path: String,
+    /// What the operator does instead.
+    pub note: &'static str,
+    /// Whether the cluster can run without it.
+    pub effect: Effect,
+}
+
+impl Unsupported {
+    fn ignored(path: impl Into<String>, note: &'static str) -> Self {
+        Unsupported { path: path.into(), note, effect: Effect::Ignored }
+    }
+
+    /// The admission warning for this field.
+    pub fn warning(&self) -> String {
+        format!("{}: accepted but not acted on yet: {}", self.path, self.note)
+    }
+}
+
+/// The field list of a `Degraded/NotSupported` condition message.
+pub fn message(fields: &[Unsupported]) -> String {
+    let list: Vec<String> = fields.iter().map(|u| format!("{} ({})", u.path, u.note)).collect();
+    format!("accepted but not acted on yet: {}", list.join("; "))
+}
+
+/// Whether any of `fields` keeps the brokers from starting.
+pub fn blocks_start(fields: &[Unsupported]) -> bool {
+    fields.iter().any(|u| u.effect == Effect::CannotStart)
+}
+
+fn set<T>(v: &Option<T>) -> bool {
+    v.is_some()
+}
+
+/// Fields of a broker config (group or per broker) that rendering does not use.
+fn broker_config(prefix: &str, c: &BrokerConfig, out: &mut Vec<Unsupported>) {
+    let fields: [(&str, bool, &'static str); 6] = [
+        ("log4jConfig", set(&c.log4j_config), "brokers use the log4j configuration of their image"),
+        ("networkConfig", set(&c.network_config), "network throughput is not passed to Cruise Control"),
+        ("metricsReporterImage", set(&c.metrics_reporter_image), "the Cruise Control metrics reporter is not installed"),
+        ("brokerIngressMapping", set(&c.broker_ingress_mapping), "Envoy/Contour ingress objects are not rendered"),
+        ("nodePortExternalIP", set(&c.node_port_external_ip), "NodePort addresses are not advertised"),
+        ("nodePortNodeAddressType", set(&c.node_port_node_address_type), "NodePort addresses are not advertised"),
+    ];
+    for (field, is_set, note) in fields {
+        if is_set {
+            out.push(Unsupported::ignored(format!("{prefix}.{field}"), note));
+        }
+    }
+}
+
+/// Every field of `spec` that the operator accepts but does not act on yet.
+pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
+    let mut out = Vec::new();
+    let lc = &spec.listeners_config;
+    if lc.ssl_secrets.is_some() {
+        out.push(Unsupported::ignored(
+            "spec.listenersConfig.sslSecrets",
+            "no broker or client certificates are issued from it",
+        ));
+    }
+    if spec.client_ssl_cert_secret.is_some() {
+        out.push(Unsupported::ignored("spec.clientSSLCertSecret", "the operator's Kafka client speaks PLAINTEXT only"));
+    }
+    let internal = lc.internal_listeners.iter().enumerate().map(|(i, l)| (format!("internalListeners[{i}]"), &l.common));
+    let external = lc.external().iter().enumerate().map(|(i, l)| (format!("externalListeners[{i}]"), &l.common));
+    for (at, l) in internal.chain(external) {
+        let path = format!("spec.listenersConfig.{at}");
+        if l.listener_type.is_ssl() {
+            out.push(Unsupported {
+                path: format!("{path}.type"),
+                note: "SSL listeners get no keystores yet, so brokers could not start; nothing is rendered",
+                effect: Effect::CannotStart,
+            });
+        }
+        if l.server_ssl_cert_secret.is_some() {
+            out.push(Unsupported::ignored(format!("{path}.serverSSLCertSecret"), "listener keystores are not mounted"));
+        }
+        if l.ssl_client_auth.is_some() && l.listener_type.is_ssl() {
+            out.push(Unsupported::ignored(format!("{path}.sslClientAuth"), "ssl.client.auth is not rendered"));
+        }
+    }
+    let ingress = spec.ingress_controller.as_deref().unwrap_or(crate::api::kafkacluster::DEFAULT_INGRESS_CONTROLLER);
+    for (i, l) in lc.external().iter().enumerate() {
+        let path = format!("spec.listenersConfig.externalListeners[{i}]");
+        let method = l.access_method_or_default();
+        if l.service.hostname_override.as_deref().is_none_or(str::is_empty) {
+            out.push(Unsupported::ignored(
+                format!("{path}.hostnameOverride"),
+                "without it the external listener is left out of advertised.listeners",
+            ));
+        }
+        match method {
+            AccessMethod::LoadBalancer => out.push(Unsupported::ignored(
+                format!("{path}.accessMethod"),
+                if ingress == "contour" {
+                    "no Contour HTTPProxy is rendered; each broker gets a LoadBalancer Service instead"
+                } else {
+                    "no Envoy is deployed; each broker gets a LoadBalancer Service instead"
+                },
+            )),
+            AccessMethod::ClusterIp => out.push(Unsupported::ignored(
+                format!("{path}.accessMethod"),
+                "no Contour HTTPProxy is rendered, so the listener is not reachable from outside",
+            )),
+            AccessMethod::NodePort => {}
+        }
+        if l.config.is_some() {
+            out.push(Unsupported::ignored(format!("{path}.config"), "Envoy/Contour ingress objects are not rendered"));
+        }
+    }
+    let cluster_fields: [(&str, bool, &'static str); 9] = [
+        ("envoyConfig", set(&spec.envoy_config), "no Envoy is deployed"),
+        ("contourIngressConfig", set(&spec.contour_ingress_config), "no Contour HTTPProxy is rendered"),
+        ("monitoringConfig", set(&spec.monitoring_config), "no JMX exporter is added to the brokers"),
+        ("alertManagerConfig", set(&spec.alert_manager_config), "alerts do not scale the cluster"),
+        ("rackAwareness", set(&spec.rack_awareness), "broker.rack is not set from node labels"),
+        ("taintedBrokersSelector", set(&spec.tainted_brokers_selector), "tainted brokers are not drained"),
+        ("propagateLabels", spec.propagate_labels == Some(true), "KafkaCluster labels are not copied to its objects"),
+        (
+            "clusterMetricsReporterImage",
+            set(&spec.cluster_metrics_reporter_image),
+            "the Cruise Control metrics reporter is not installed",
+        ),
+        ("localDebugEnabled", spec.local_debug_enabled == Some(true), "no debug set-up is rendered"),
+    ];
+    for (field, is_set, note) in cluster_fields {
+        if is_set {
+            out.push(Unsupported::ignored(format!("spec.{field}"), note));
+        }
+    }
+    let cc = &spec.cruise_control_config;
+    if *cc != Default::default() {
+        out.push(Unsupported::ignored(
+            "spec.cruiseControlConfig",
+            "no Cruise Control is deployed; brokers are added and removed without rebalancing",
+        ));
+    }
+    if spec.rolling_upgrade_config.concurrent_broker_restart_count_per_rack.is_some_and(|n| n > 1) {
+        out.push(Unsupported::ignored(
+            "spec.rollingUpgradeConfig.concurrentBrokerRestartCountPerRack",
+            "brokers restart one at a time",
+        ));
+    }
+    for (name, group) in spec.broker_config_groups.iter().flatten() {
+        broker_config(&format!("spec.brokerConfigGroups[{name}]"), group, &mut out);
+    }
+    for (i, b) in spec.brokers.iter().enumerate() {
+        if let Some(c) = &b.broker_config {
+            broker_config(&format!("spec.brokers[{i}].brokerConfig"), c, &mut out);
+        }
+    }
+    out
+}
+
+/// Every field of a KafkaUser that the operator accepts but does not act on yet: client
+/// certificates are not issued, so the certificate fields of a user that does not ask for
+/// SCRAM credentials (annotation `koperator.banzaicloud.io/credentials`) are not acted on.
+pub fn kafkauser(user: &KafkaUser, uses_scram: bool) -> Vec<Unsupported> {
+    const NOTE: &str = "mTLS client certificates are not issued yet; only the ACLs are managed";
+    let s = &user.spec;
+    let mut out = Vec::new();
+    if !uses_scram && s.create_cert != Some(false) {
+        out.push(Unsupported::ignored("spec.createCert", NOTE));
+    }
+    let fields: [(&str, bool); 5] = [
+        ("includeJKS", s.include_jks == Some(true)),
+        ("pkiBackendSpec", set(&s.pki_backend_spec)),
+        ("dnsNames", s.dns_names.as_ref().is_some_and(|d| !d.is_empty())),
+        ("expirationSeconds", set(&s.expiration_seconds)),
+        ("annotations", s.annotations.as_ref().is_some_and(|a| !a.is_empty())),
+    ];
+    for (field, is_set) in fields {
+        if is_set {
+            out.push(Unsupported::ignored(format!("spec.{field}"), NOTE));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::kafkacluster::{BrokerConfig, NetworkConfig, SecurityProtocol, SslSecrets};
+    use crate::rules::kafkacluster::fixtures::valid_kraft_spec;
+
+    fn paths(spec: &KafkaClusterSpec) -> Vec<String> {
+        kafkacluster(spec).into_iter().map(|u| u.path).collect()
+    }
+
+    #[test]
+    fn a_plain_cluster_uses_only_what_is_built() {
+        assert_eq!(paths(&valid_kraft_spec()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn ssl_listeners_cannot_start() {
+        let mut spec = valid_kraft_spec();
+        spec.listeners_config.internal_listeners[0].common.listener_type = SecurityProtocol::Ssl;
+        spec.listeners_config.ssl_secrets = Some(SslSecrets { tls_secret_name: "tls".into(), ..Default::default() });
+        let found = kafkacluster(&spec);
+        assert!(blocks_start(&found), "{found:?}");
+        let p: Vec<&str> = found.iter().map(|u| u.path.as_str()).collect();
+        assert!(p.contains(&"spec.listenersConfig.sslSecrets"), "{p:?}");
+        assert!(p.contains(&"spec.listenersConfig.internalListeners[0].type"), "{p:?}");
+    }
+
+    #[test]
+    fn ignored_fields_are_named_with_their_path() {
+        let mut spec = valid_kraft_spec();
+        spec.monitoring_config = Some(Default::default());
+        spec.brokers[1].broker_config = Some(BrokerConfig {
+            network_config: Some(NetworkConfig::default()),
+            log4j_config: Some("x".into()),
+            ..Default::default()
+        });
+        spec.rolling_upgrade_config.concurrent_broker_restart_count_per_rack = Some(1);
+        let found = kafkacluster(&spec);
+        assert!(!blocks_start(&found));
+        assert_eq!(
+            found.iter().map(|u| u.path.as_str()).collect::<Vec<_>>(),
+            vec![
+                "spec.monitoringConfig",
+                "spec.brokers[1].brokerConfig.log4jConfig",
+                "spec.brokers[1].brokerConfig.networkConfig"
+            ]
+        );
+        assert!(found[0].warning().starts_with("spec.monitoringConfig: accepted but not acted on yet: "));
+        assert!(message(&found).contains("spec.brokers[1].brokerConfig.networkConfig (network throughput"));
+    }
+
+    #[test]
+    fn users_without_scram_ask_for_certificates_by_default() {
+        let mut user = KafkaUser::new("alice", Default::default());
+        assert_eq!(kafkauser(&user, false).len(), 1);
+        assert!(kafkauser(&user, true).is_empty());
+        user.spec.create_cert = Some(false);
+        assert!(kafkauser(&user, false).is_empty());
+        user.spec.dns_names = Some(vec!["a.example.com".into()]);
+        assert_eq!(kafkauser(&user, false)[0].path, "spec.dnsNames");
+    }
+}
