@@ -9,14 +9,13 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
-use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -25,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::metrics::Metrics;
 use crate::pki::{self, PkiConfig, PkiState};
+use crate::watch;
 
 /// Key of the Secret holding the shared PKI state.
 pub const STATE_KEY: &str = "state.json";
@@ -368,34 +368,29 @@ impl CertLoop {
     /// Wakes the loop on any change of the Secret or of the owned configurations.
     fn spawn_watches(&self) {
         let Some(client) = self.client.clone() else { return };
-        let status = self.status.clone();
-        let wake = move |status: Arc<CertStatus>| status.wake.notify_one();
+        fn wake<T>(status: Arc<CertStatus>) -> impl FnMut(T) {
+            move |_| status.wake.notify_one()
+        }
         for name in &self.configs.validating {
             let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
             let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
-            let st = status.clone();
-            tokio::spawn(watcher(api, cfg).for_each(move |_| {
-                wake(st.clone());
-                futures::future::ready(())
-            }));
+            let stream = watcher(api, cfg).default_backoff();
+            let what = format!("ValidatingWebhookConfiguration {name}");
+            tokio::spawn(watch::drive(what, stream, wake(self.status.clone())));
         }
         for name in &self.configs.mutating {
             let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
             let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
-            let st = status.clone();
-            tokio::spawn(watcher(api, cfg).for_each(move |_| {
-                wake(st.clone());
-                futures::future::ready(())
-            }));
+            let stream = watcher(api, cfg).default_backoff();
+            let what = format!("MutatingWebhookConfiguration {name}");
+            tokio::spawn(watch::drive(what, stream, wake(self.status.clone())));
         }
         if let Source::Secret(src) = &self.source {
             let api: Api<Secret> = Api::namespaced(client.clone(), &src.namespace);
             let cfg = watcher::Config::default().fields(&format!("metadata.name={}", src.name));
-            let st = status.clone();
-            tokio::spawn(watcher(api, cfg).for_each(move |_| {
-                wake(st.clone());
-                futures::future::ready(())
-            }));
+            let stream = watcher(api, cfg).default_backoff();
+            let what = format!("Secret {}/{}", src.namespace, src.name);
+            tokio::spawn(watch::drive(what, stream, wake(self.status.clone())));
         }
     }
 }

@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod pki;
 pub mod review;
 pub mod server;
+pub mod watch;
