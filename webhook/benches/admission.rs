@@ -8,17 +8,17 @@ use koperator_shared::api::{KafkaTopic, Kind};
 use koperator_shared::defaults;
 use koperator_shared::rules::kafkatopic::ClusterLookup;
 use koperator_shared::rules::{self, RuleConfig};
-use koperator_webhook::admission::{Admission, Lookups, Mode, NoKafkaChecks, Route};
+use koperator_webhook::admission::{Admission, LookupError, Lookups, Mode, NoKafkaChecks, Route};
 use koperator_webhook::review;
 use serde_json::{Value, json};
 
 struct Found;
 
 impl Lookups for Found {
-    fn cluster(&self, _: &str, _: &str) -> Result<ClusterLookup, String> {
+    fn cluster(&self, _: &str, _: &str) -> Result<ClusterLookup, LookupError> {
         Ok(ClusterLookup::Found { deleting: false })
     }
-    fn topics_named(&self, _: &str) -> Result<Vec<KafkaTopic>, String> {
+    fn topics_named(&self, _: &str) -> Result<Vec<KafkaTopic>, LookupError> {
         Ok(Vec::new())
     }
 }

@@ -5,16 +5,37 @@
 
 use std::time::Duration;
 
-use koperator_shared::api::{KafkaCluster, KafkaTopic};
-use koperator_shared::kafka::{Admin, ConfigResource, ConfigSource, ConnectOptions, Resolver};
+use koperator_shared::api::KafkaTopic;
+use koperator_shared::kafka::{self, Admin, ConfigResource, ConfigSource, ConnectOptions, Resolver};
 use koperator_shared::render::names::admin_bootstrap;
-use koperator_shared::rules::{FieldError, RuleConfig};
-use koperator_shared::validated::ValidatedCluster;
+use koperator_shared::rules::FieldError;
 use koperator_shared::rules::kafkatopic::{ExistingTopic, check_against_kafka};
+use koperator_shared::validated::ValidatedCluster;
 use tokio::runtime::Handle;
 use tracing::debug;
 
 use crate::admission::KafkaTopicChecks;
+
+/// Why a KafkaTopic could not be checked against its Kafka.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaCheckError {
+    /// Kafka did not answer every read within the budget.
+    #[error("no answer from Kafka within {0:?}")]
+    Timeout(Duration),
+    /// A Kafka request failed (unreachable, refused, an error code).
+    #[error(transparent)]
+    Kafka(#[from] kafka::Error),
+}
+
+impl KafkaCheckError {
+    /// Stable category for metric labels and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            KafkaCheckError::Timeout(_) => "KafkaCheckTimeout",
+            KafkaCheckError::Kafka(e) => e.category(),
+        }
+    }
+}
 
 /// Asks the topic's cluster.
 pub struct LiveKafkaChecks {
@@ -24,12 +45,18 @@ pub struct LiveKafkaChecks {
 }
 
 impl LiveKafkaChecks {
-    /// Checks that run on `runtime`, resolve broker names through `hosts_file` first and give
-    /// up after `budget`.
-    pub fn new(runtime: Handle, hosts_file: Option<std::path::PathBuf>, budget: Duration) -> Self {
+    /// Checks that run on `runtime`, resolve broker names through `hosts_file` first, give a
+    /// connection attempt `connect_timeout` (capped at half the budget, so that a second
+    /// broker can still be tried) and give up after `budget`.
+    pub fn new(
+        runtime: Handle,
+        hosts_file: Option<std::path::PathBuf>,
+        connect_timeout: Duration,
+        budget: Duration,
+    ) -> Self {
         let opts = ConnectOptions {
             client_id: "koperator-webhook".into(),
-            connect_timeout: budget / 2,
+            connect_timeout: connect_timeout.min(budget / 2),
             request_timeout: budget,
             tls: None,
             resolver: Resolver::with_hosts_file(hosts_file),
@@ -38,14 +65,13 @@ impl LiveKafkaChecks {
     }
 }
 
-async fn read_topic(admin: &Admin, name: &str) -> Result<(Option<ExistingTopic>, usize), String> {
-    let meta = admin.metadata(Some(&[name])).await.map_err(|e| e.to_string())?;
+async fn read_topic(admin: &Admin, name: &str) -> Result<(Option<ExistingTopic>, usize), kafka::Error> {
+    let meta = admin.metadata(Some(&[name])).await?;
     let live = meta.brokers.len();
     let Some(t) = meta.topic(name) else { return Ok((None, live)) };
     let config = admin
         .describe_configs(&ConfigResource::Topic(name.into()))
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .into_iter()
         .filter(|c| c.source == ConfigSource::DynamicTopic)
         .filter_map(|c| Some((c.name, c.value?)))
@@ -59,20 +85,17 @@ async fn read_topic(admin: &Admin, name: &str) -> Result<(Option<ExistingTopic>,
 }
 
 impl KafkaTopicChecks for LiveKafkaChecks {
-    fn check(&self, topic: &KafkaTopic, cluster: &KafkaCluster, cr_exists: bool) -> Result<Vec<FieldError>, String> {
-        // The cluster's own rules decide its listeners; a cluster that breaks them has no
-        // Kafka to ask (the operator does not run it).
-        let validated = match ValidatedCluster::new(cluster, &RuleConfig::default()) {
-            Ok(v) => v,
-            Err(why) => {
-                debug!(%why, "KafkaTopic checks against Kafka skipped");
-                return Ok(Vec::new());
-            }
-        };
-        let bootstrap = match admin_bootstrap(&validated) {
+    fn check(
+        &self,
+        topic: &KafkaTopic,
+        cluster: &ValidatedCluster,
+        cr_exists: bool,
+    ) -> Result<Vec<FieldError>, KafkaCheckError> {
+        // A cluster whose admin listener the client cannot speak has no Kafka to ask.
+        let bootstrap = match admin_bootstrap(cluster) {
             Ok(b) => b,
             Err(why) => {
-                debug!(%why, "KafkaTopic checks against Kafka skipped");
+                debug!(%why, category = why.category(), "KafkaTopic checks against Kafka skipped");
                 return Ok(Vec::new());
             }
         };
@@ -80,10 +103,7 @@ impl KafkaTopicChecks for LiveKafkaChecks {
         let budget = self.budget;
         let read =
             self.runtime.block_on(async { tokio::time::timeout(budget, read_topic(&admin, &topic.spec.name)).await });
-        let (existing, live) = match read {
-            Err(_) => return Err(format!("no answer from Kafka within {budget:?}")),
-            Ok(r) => r?,
-        };
+        let (existing, live) = read.map_err(|_| KafkaCheckError::Timeout(budget))??;
         Ok(check_against_kafka(topic, existing.as_ref(), cr_exists, live))
     }
 }

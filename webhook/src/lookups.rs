@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::StreamExt;
 use koperator_shared::api::{KafkaCluster, KafkaTopic};
 use koperator_shared::rules::kafkatopic::ClusterLookup;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
-use crate::admission::Lookups;
+use crate::admission::{LookupError, Lookups};
+use crate::watch;
 
 /// Reflector-backed [`Lookups`].
 pub struct CachedLookups {
@@ -27,8 +27,8 @@ where
 {
     let (reader, writer) = reflector::store();
     let ready = Arc::new(AtomicBool::new(false));
-    let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer).applied_objects();
-    tokio::spawn(stream.for_each(|_| futures::future::ready(())));
+    let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
+    tokio::spawn(watch::drive(format!("{} (all namespaces)", K::kind(&())), stream, |_| ()));
     let (r, flag) = (reader.clone(), ready.clone());
     tokio::spawn(async move {
         if r.wait_until_ready().await.is_ok() {
@@ -48,9 +48,9 @@ impl CachedLookups {
 }
 
 impl Lookups for CachedLookups {
-    fn cluster(&self, namespace: &str, name: &str) -> Result<ClusterLookup, String> {
+    fn cluster(&self, namespace: &str, name: &str) -> Result<ClusterLookup, LookupError> {
         if !self.clusters_ready.load(Ordering::SeqCst) {
-            return Err("failed to connect to Kubernetes API server: the KafkaCluster cache is not synced yet".into());
+            return Err(LookupError::NotSynced { kind: "KafkaCluster" });
         }
         Ok(match self.clusters.get(&ObjectRef::new(name).within(namespace)) {
             None => ClusterLookup::NotFound,
@@ -62,9 +62,9 @@ impl Lookups for CachedLookups {
         self.clusters.get(&ObjectRef::new(name).within(namespace)).map(|c| (*c).clone())
     }
 
-    fn topics_named(&self, topic: &str) -> Result<Vec<KafkaTopic>, String> {
+    fn topics_named(&self, topic: &str) -> Result<Vec<KafkaTopic>, LookupError> {
         if !self.topics_ready.load(Ordering::SeqCst) {
-            return Err("failed to connect to Kubernetes API server: the KafkaTopic cache is not synced yet".into());
+            return Err(LookupError::NotSynced { kind: "KafkaTopic" });
         }
         Ok(self.topics.state().iter().filter(|t| t.spec.name == topic).map(|t| (**t).clone()).collect())
     }

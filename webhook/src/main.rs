@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use koperator_shared::rules::RuleConfig;
+use koperator_shared::cli::CommonArgs;
 use koperator_webhook::admission::Admission;
 use koperator_webhook::certs::{CertLoop, CertStatus, FileSource, OwnedConfigs, SecretSource, Source};
 use koperator_webhook::kafka_checks::LiveKafkaChecks;
@@ -17,6 +17,9 @@ use koperator_webhook::metrics::Metrics;
 use koperator_webhook::pki::PkiConfig;
 use koperator_webhook::server;
 use tracing::info;
+
+/// Default of --kafka-timeout: keep it below the webhook registration's 5 s timeout.
+const DEFAULT_KAFKA_TIMEOUT: Duration = Duration::from_millis(2500);
 
 /// Admission webhook for kafka.banzaicloud.io resources.
 #[derive(Parser, Debug)]
@@ -69,24 +72,16 @@ struct Args {
     /// With --tls-cert-file: a CA bundle file to inject into the owned configurations.
     #[arg(long, requires = "tls_cert_file")]
     ca_file: Option<PathBuf>,
-    /// Service node-port range of the cluster, for the NodePort rules.
-    #[arg(long, default_value = "30000-32767")]
-    node_port_range: String,
     /// Most connections served at once; more wait in the accept queue (the API server keeps a
     /// few keep-alive connections).
     #[arg(long, default_value_t = 256)]
     max_connections: usize,
-    /// Time budget of a KafkaTopic check against Kafka; past it the request is answered with
-    /// an Internal error (keep it below the webhook timeout).
-    #[arg(long, default_value = "2500ms", value_parser = humantime::parse_duration)]
-    kafka_timeout: Duration,
-    /// Hosts file (`/etc/hosts` format) consulted before DNS for broker names; for running the
-    /// webhook outside the cluster (development, the e2e tests).
-    #[arg(long, env = "KAFKA_HOSTS_FILE")]
-    kafka_hosts_file: Option<std::path::PathBuf>,
-    /// Log as JSON lines (default) or text.
-    #[arg(long, default_value = "json", value_parser = ["json", "text"])]
-    log_format: String,
+    /// Flags shared with the operator: --log-format, --kafka-hosts-file, --kafka-connect-timeout,
+    /// --kafka-timeout (here the budget of a whole KafkaTopic check against Kafka, 2500ms by
+    /// default; past it the request is answered with an Internal error), --node-port-range,
+    /// --identity.
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 fn sans(args: &Args) -> Vec<String> {
@@ -99,8 +94,9 @@ fn sans(args: &Args) -> Vec<String> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    koperator_shared::logging::init(&args.log_format);
-    let rules = RuleConfig::with_node_port_range(&args.node_port_range)?;
+    args.common.init_logging();
+    let identity = args.common.identity_or("koperator-webhook");
+    info!(identity, version = env!("CARGO_PKG_VERSION"), "starting");
     let client =
         kube::Client::try_default().await.context("connect to the Kubernetes API (in-cluster or KUBECONFIG)")?;
     let metrics = Arc::new(Metrics::new());
@@ -145,10 +141,11 @@ async fn main() -> Result<()> {
         lookups: Arc::new(CachedLookups::start(client.clone())),
         kafka: Arc::new(LiveKafkaChecks::new(
             tokio::runtime::Handle::current(),
-            args.kafka_hosts_file.clone(),
-            args.kafka_timeout,
+            args.common.kafka_hosts_file.clone(),
+            args.common.kafka_connect_timeout,
+            args.common.kafka_timeout_or(DEFAULT_KAFKA_TIMEOUT),
         )),
-        rules,
+        rules: args.common.rules.clone(),
     });
     let app = server::router(server::AppState { admission, metrics, certs: status.clone() });
     let listener =

@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use koperator_shared::api::KafkaTopic;
 use koperator_shared::rules::RuleConfig;
 use koperator_shared::rules::kafkatopic::ClusterLookup;
-use koperator_webhook::admission::{Admission, Lookups, NoKafkaChecks};
+use koperator_webhook::admission::{Admission, LookupError, Lookups, NoKafkaChecks};
 use koperator_webhook::certs::CertStatus;
 use koperator_webhook::metrics::Metrics;
 use koperator_webhook::server::{AppState, MAX_BODY, router};
@@ -20,10 +20,10 @@ use tower::ServiceExt;
 struct AllClustersExist;
 
 impl Lookups for AllClustersExist {
-    fn cluster(&self, _: &str, _: &str) -> Result<ClusterLookup, String> {
+    fn cluster(&self, _: &str, _: &str) -> Result<ClusterLookup, LookupError> {
         Ok(ClusterLookup::Found { deleting: false })
     }
-    fn topics_named(&self, _: &str) -> Result<Vec<KafkaTopic>, String> {
+    fn topics_named(&self, _: &str) -> Result<Vec<KafkaTopic>, LookupError> {
         Ok(Vec::new())
     }
 }

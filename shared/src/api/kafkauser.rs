@@ -11,6 +11,20 @@ use super::common::{ClusterReference, Conditions, IssuerReference};
 /// Minimum certificate lifetime a user may ask for (one hour).
 pub const MIN_EXPIRATION_SECONDS: i32 = 3600;
 
+/// Annotation choosing the user's credentials instead of a client certificate (our addition).
+pub const CREDENTIALS_ANNOTATION: &str = "koperator.banzaicloud.io/credentials";
+/// Value of [`CREDENTIALS_ANNOTATION`] for SCRAM-SHA-512 (compared case-insensitively).
+pub const SCRAM_SHA_512: &str = "scram-sha-512";
+
+/// Whether the user asks for SCRAM-SHA-512 credentials ([`CREDENTIALS_ANNOTATION`]).
+pub fn uses_scram(user: &KafkaUser) -> bool {
+    user.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CREDENTIALS_ANNOTATION))
+        .is_some_and(|v| v.eq_ignore_ascii_case(SCRAM_SHA_512))
+}
+
 /// Desired state of a Kafka user.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
