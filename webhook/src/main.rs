@@ -164,3 +164,36 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_charts_flags_and_the_common_ones_parse() {
+        let args = Args::try_parse_from([
+            "koperator-webhook",
+            "--listen=127.0.0.1:9443",
+            "--secret-owner-deployment=koperator-webhook",
+            "--validating-config=koperator-webhook",
+            "--ca-propagation=30s",
+            "--node-port-range=20000-20100",
+            "--log-format=text",
+            "--kafka-hosts-file=/tmp/hosts",
+            "--kafka-connect-timeout=1s",
+            "--identity=webhook-0",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.common.rules,
+            koperator_shared::rules::RuleConfig::with_node_port_range("20000-20100").unwrap()
+        );
+        assert_eq!(args.common.kafka_timeout_or(DEFAULT_KAFKA_TIMEOUT), Duration::from_millis(2500));
+        assert_eq!(args.common.kafka_connect_timeout, Duration::from_secs(1));
+        assert_eq!(args.common.identity_or("koperator-webhook"), "webhook-0");
+        let args = Args::try_parse_from(["koperator-webhook", "--kafka-timeout=1500ms"]).unwrap();
+        assert_eq!(args.common.kafka_timeout_or(DEFAULT_KAFKA_TIMEOUT), Duration::from_millis(1500));
+        let bad = Args::try_parse_from(["koperator-webhook", "--node-port-range=32767-30000"]).unwrap_err();
+        assert!(bad.to_string().contains("above"), "{bad}");
+    }
+}

@@ -245,6 +245,57 @@ fn warnings_reach_kubectl() {
 }
 
 #[test]
+fn fields_not_acted_on_yet_are_named_in_warnings() {
+    let (cp, _) = webhook();
+    let ns = cp.namespace("unsupported").unwrap();
+    let mut kc = sample("kafkacluster_kraft_combined.yaml");
+    kc["spec"]["monitoringConfig"] = json!({"jmxImage": "ghcr.io/adobe/koperator/jmx-javaagent:1.4.0"});
+    let line = "Warning: spec.monitoringConfig: accepted but not acted on yet: no JMX exporter is added to the brokers";
+    let out = apply(cp, &ns.name, &kc, &[]).unwrap();
+    assert_eq!(out.lines().filter(|l| *l == line).count(), 1, "CREATE:\n{out}");
+    // An UPDATE that keeps the field warns again, and names the field it adds.
+    kc["spec"]["rackAwareness"] = json!({"labels": ["topology.kubernetes.io/zone"]});
+    let out = apply(cp, &ns.name, &kc, &[]).unwrap();
+    assert_eq!(out.lines().filter(|l| *l == line).count(), 1, "UPDATE:\n{out}");
+    assert!(out.contains("Warning: spec.rackAwareness: accepted but not acted on yet: "), "UPDATE:\n{out}");
+
+    let mut user = sample("example-user.yaml");
+    kc["metadata"]["name"] = json!("kafka");
+    apply(cp, &ns.name, &kc, &[]).unwrap();
+    let out = apply(cp, &ns.name, &user, &[]).unwrap();
+    assert!(out.contains("Warning: spec.createCert: accepted but not acted on yet: "), "{out}");
+    user["metadata"]["annotations"] = json!({"koperator.banzaicloud.io/credentials": "scram-sha-512"});
+    let out = apply(cp, &ns.name, &user, &[]).unwrap();
+    assert!(!out.contains("spec.createCert"), "SCRAM users get no certificate warning:\n{out}");
+}
+
+#[test]
+fn topic_field_errors_are_not_hidden_behind_an_unreachable_kafka() {
+    let (cp, _) = webhook();
+    let ns = cp.namespace("unreachable").unwrap();
+    let ns = ns.name.as_str();
+    let closed = koperator_e2e::process::free_port().unwrap();
+    cluster_at(cp, ns, "refused", closed, "127.0.0.1");
+    let started = Instant::now();
+    expect_denied(
+        cp,
+        ns,
+        "0 partitions on a cluster whose Kafka refuses connections",
+        &kafka_topic("zero", "refused", 0, 1, json!({})),
+        &["spec.partitions: Invalid value: 0", "number of partitions must be larger than 0"],
+    );
+    eprintln!(
+        "FIGURE: KafkaTopic field error on an unreachable Kafka answered in {} ms",
+        started.elapsed().as_millis()
+    );
+    let err = apply(cp, ns, &kafka_topic("zero", "refused", 0, 1, json!({})), &[]).unwrap_err();
+    assert!(!err.contains("failed to connect to kafka cluster"), "the field error alone:\n{err}");
+    // Without field errors, the check that needs Kafka is what fails.
+    let err = apply(cp, ns, &kafka_topic("one", "refused", 1, 1, json!({})), &[]).unwrap_err();
+    assert!(err.contains("failed to connect to kafka cluster"), "{err}");
+}
+
+#[test]
 fn wiped_ca_bundle_is_repaired_within_seconds() {
     let (cp, w) = webhook();
     let before = injected_bundles(cp);
@@ -314,11 +365,17 @@ fn cluster_at(cp: &ControlPlane, ns: &str, name: &str, port: u16, ip: &str) {
     kc["metadata"]["name"] = json!(name);
     kc["spec"]["listenersConfig"]["internalListeners"][0]["containerPort"] = json!(port);
     apply(cp, ns, &kc, &[]).unwrap();
+    // Tests run in parallel and the webhook re-reads the file on every lookup: one writer at a
+    // time, and the new file replaces the old one at once.
+    static HOSTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_writer = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
     let mut hosts = std::fs::read_to_string(kafka_hosts(cp)).unwrap_or_default();
     for id in 0..3 {
         hosts.push_str(&format!("{ip} {name}-{id}.{name}-headless.{ns}.svc.cluster.local\n"));
     }
-    std::fs::write(kafka_hosts(cp), hosts).unwrap();
+    let next = kafka_hosts(cp).with_extension(format!("{name}.{ns}.tmp"));
+    std::fs::write(&next, hosts).unwrap();
+    std::fs::rename(&next, kafka_hosts(cp)).unwrap();
 }
 
 fn kafka_topic(name: &str, cluster: &str, partitions: i32, rf: i32, config: Value) -> Value {
