@@ -49,7 +49,7 @@ fn default_install_applies_and_deletes_and_overlays_render() {
         .unwrap();
     assert!(dry.contains("deployment.apps/koperator serverside-applied"), "{dry}");
     let single = cp.kubectl(&["kustomize", &dir("config/overlays/single-namespace")]).unwrap();
-    assert!(single.contains("--namespace=kafka") && single.contains("--leader-elect=false"), "{single}");
+    assert!(single.contains("--watch-namespace=kafka") && single.contains("--leader-elect=false"), "{single}");
     let certs = cp.kubectl(&["kustomize", &dir("config/overlays/cert-manager")]).unwrap();
     for needle in [
         "kind: Certificate",

@@ -1,5 +1,6 @@
-//! Server-side apply with field manager `koperator`, skipped when the live object already
-//! carries the hash of what would be applied, so a reconcile with nothing to do writes nothing.
+//! Server-side apply with field manager `koperator`. Every desired object carries the hash of
+//! itself in an annotation, so the planner can tell an up-to-date live object without a diff
+//! and a reconcile with nothing to do writes nothing.
 
 use std::fmt::Debug;
 
@@ -24,20 +25,40 @@ pub fn owned_by<K: Resource>(obj: &mut K, owner: OwnerReference) {
     obj.meta_mut().owner_references = Some(vec![owner]);
 }
 
-/// Applies `desired` unless `live` already has its hash; returns whether a write happened.
-pub async fn apply<K>(api: &Api<K>, mut desired: K, live: Option<&K>) -> kube::Result<bool>
+/// `desired` with its hash annotation, or `None` when `live` already carries that hash.
+pub fn unless_applied<K: Resource + Serialize>(mut desired: K, live: Option<&K>) -> Option<K> {
+    let hash = hash_of(&desired);
+    if live.is_some_and(|l| l.annotations().get(APPLIED_HASH) == Some(&hash)) {
+        return None;
+    }
+    desired.annotations_mut().insert(APPLIED_HASH.to_string(), hash);
+    Some(desired)
+}
+
+/// Whether `live` carries the hash of `desired` (as rendered, before [`unless_applied`]).
+pub fn is_applied<K: Resource + Serialize>(desired: &K, live: &K) -> bool {
+    live.annotations().get(APPLIED_HASH) == Some(&hash_of(desired))
+}
+
+/// Whether `live` has a controlling owner other than the object with `owner_uid`.
+pub fn owned_by_other<K: Resource>(live: &K, owner_uid: &str) -> bool {
+    live.meta().owner_references.iter().flatten().any(|o| o.controller == Some(true) && o.uid != owner_uid)
+}
+
+/// Whether `live`'s controlling owner is the object with `owner_uid`.
+pub fn owned_by_uid<K: Resource>(live: &K, owner_uid: &str) -> bool {
+    live.meta().owner_references.iter().flatten().any(|o| o.controller == Some(true) && o.uid == owner_uid)
+}
+
+/// Server-side applies `desired` (forcing our field manager's ownership of its fields).
+pub async fn apply<K>(api: &Api<K>, desired: &K) -> kube::Result<()>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
-    let hash = hash_of(&desired);
-    if live.is_some_and(|l| l.annotations().get(APPLIED_HASH) == Some(&hash)) {
-        return Ok(false);
-    }
-    desired.annotations_mut().insert(APPLIED_HASH.to_string(), hash);
     let name = desired.name_any();
-    let mut value = serde_json::to_value(&desired).expect("desired objects serialize");
+    let mut value = serde_json::to_value(desired).expect("desired objects serialize");
     value["apiVersion"] = K::api_version(&()).into();
     value["kind"] = K::kind(&()).into();
     api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(value)).await?;
-    Ok(true)
+    Ok(())
 }

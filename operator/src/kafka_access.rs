@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use koperator_shared::api::KafkaCluster;
 use koperator_shared::kafka::{Admin, ConnectOptions, Resolver};
-use koperator_shared::render::names::admin_bootstrap as bootstrap;
+use koperator_shared::render::names::{AdminAccessError, admin_bootstrap as bootstrap};
+use koperator_shared::validated::ValidatedCluster;
 use kube::ResourceExt;
 
 /// A cluster's admin client and the bootstrap list it was built for.
@@ -23,11 +24,11 @@ pub struct KafkaAccess {
 
 impl KafkaAccess {
     /// Clients that resolve broker names through `hosts_file` first (out-of-cluster runs).
-    pub fn new(hosts_file: Option<PathBuf>) -> Self {
+    pub fn new(hosts_file: Option<PathBuf>, connect_timeout: Duration, request_timeout: Duration) -> Self {
         let opts = ConnectOptions {
             client_id: "koperator".into(),
-            connect_timeout: Duration::from_secs(3),
-            request_timeout: Duration::from_secs(10),
+            connect_timeout,
+            request_timeout,
             tls: None,
             resolver: Resolver::with_hosts_file(hosts_file),
         };
@@ -35,7 +36,7 @@ impl KafkaAccess {
     }
 
     /// The admin client of `cluster`, or why the operator cannot talk to it.
-    pub fn admin(&self, cluster: &KafkaCluster) -> Result<Arc<Admin>, String> {
+    pub fn admin(&self, cluster: &ValidatedCluster) -> Result<Arc<Admin>, AdminAccessError> {
         let bootstrap = bootstrap(cluster)?;
         let key = format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any());
         let mut clients = self.clients.lock().expect("clients lock");

@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{EventType, Recorder, Reporter};
-use kube::runtime::{Controller, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -20,9 +20,10 @@ use koperator_shared::api::KafkaCluster;
 use koperator_shared::api::kafkatopic::{KafkaTopic, KafkaTopicStatus, MANAGED_BY_ANNOTATION, MANAGED_BY_KOPERATOR};
 use koperator_shared::kafka::dynamic::config_ops;
 use koperator_shared::kafka::{Admin, ConfigResource, ConfigSource, NewTopic, ResponseError};
+use koperator_shared::validated::ValidatedCluster;
 
-use crate::kafka_access::KafkaAccess;
-use crate::metrics::Metrics;
+use crate::controller::{self, Categorized, Context, Reconcile, Writes};
+use crate::kafkacluster::kube_category;
 use crate::status;
 
 /// Finalizer of KafkaTopics (Koperator's name).
@@ -38,53 +39,74 @@ pub const RESYNC: Duration = Duration::from_secs(60);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A Kubernetes API call failed.
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    #[error("cannot {action} {object}: {source}")]
+    Kube {
+        /// What was being done.
+        action: &'static str,
+        /// `Kind/name`.
+        object: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
 }
 
-/// Shared state of the controller.
-pub struct Context {
-    /// Kubernetes client.
-    pub client: Client,
-    /// Event recorder.
-    pub recorder: Recorder,
-    /// Admin clients of the clusters.
-    pub kafka: Arc<KafkaAccess>,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
+impl Categorized for Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Error::Kube { source, .. } => kube_category(source),
+        }
+    }
 }
 
-/// Runs the controller until SIGTERM/ctrl-c.
-pub async fn run(client: Client, namespace: Option<String>, kafka: Arc<KafkaAccess>, metrics: Arc<Metrics>) {
-    let api = match &namespace {
-        Some(ns) => Api::<KafkaTopic>::namespaced(client.clone(), ns),
-        None => Api::<KafkaTopic>::all(client.clone()),
-    };
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client,
-            Reporter { controller: "koperator".into(), instance: std::env::var("POD_NAME").ok() },
-        ),
-        kafka,
-        metrics,
+fn kube_err(action: &'static str, object: String) -> impl FnOnce(kube::Error) -> Error {
+    move |source| Error::Kube { action, object, source }
+}
+
+/// Runs the KafkaTopic controller; a change of a KafkaCluster reconciles the topics that
+/// refer to it.
+pub async fn run(ctx: Arc<Context>) {
+    let c = controller::controller::<KafkaTopic>(&ctx);
+    let topics = c.store();
+    let c = c.watches(ctx.watched::<KafkaCluster>(), watcher::Config::default(), move |kc: KafkaCluster| {
+        let (name, ns) = (kc.name_any(), kc.namespace().unwrap_or_default());
+        topics
+            .state()
+            .into_iter()
+            .filter(|t| {
+                let own = t.namespace().unwrap_or_default();
+                t.spec.cluster_ref.name == name && t.spec.cluster_ref.namespace_or(&own) == ns
+            })
+            .map(|t| ObjectRef::from_obj(t.as_ref()))
+            .collect::<Vec<_>>()
     });
-    Controller::new(api, watcher::Config::default())
-        .shutdown_on_signal()
-        .run(
-            reconcile,
-            |_, err, _| {
-                warn!(error = %err, "KafkaTopic reconcile error; retrying in 15s");
-                Action::requeue(Duration::from_secs(15))
-            },
-            ctx,
-        )
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                warn!(error = %e, "KafkaTopic reconcile failed");
-            }
-        })
-        .await;
+    controller::run(c, ctx).await;
+}
+
+impl Reconcile for KafkaTopic {
+    const CONTROLLER: &'static str = "kafkatopic";
+    const FINALIZER: &'static str = FINALIZER;
+    type Error = Error;
+
+    async fn apply(kt: Arc<Self>, ctx: &Context, writes: &Writes) -> Result<Action, Error> {
+        reconcile(kt, ctx, writes).await
+    }
+
+    async fn cleanup(kt: Arc<Self>, ctx: &Context, writes: &Writes) -> Result<Action, Error> {
+        let cluster = cluster_of(&kt, ctx).await?;
+        finalize(&kt, cluster.as_ref(), &kt.status.clone().unwrap_or_default(), ctx, writes).await
+    }
+}
+
+/// The topic's KafkaCluster, if it exists.
+async fn cluster_of(kt: &KafkaTopic, ctx: &Context) -> Result<Option<KafkaCluster>, Error> {
+    let ns = kt.namespace().unwrap_or_default();
+    let cluster_ns = kt.spec.cluster_ref.namespace_or(&ns).to_string();
+    let name = &kt.spec.cluster_ref.name;
+    Api::<KafkaCluster>::namespaced(ctx.client.clone(), &cluster_ns)
+        .get_opt(name)
+        .await
+        .map_err(kube_err("get", format!("KafkaCluster/{cluster_ns}/{name}")))
 }
 
 /// The outcome a reconcile reports in the status.
@@ -102,30 +124,23 @@ impl Outcome {
     }
 }
 
-/// One reconcile pass.
-pub async fn reconcile(kt: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// One reconcile pass (the finalizer is in place).
+async fn reconcile(kt: Arc<KafkaTopic>, ctx: &Context, writes: &Writes) -> Result<Action, Error> {
     let ns = kt.namespace().unwrap_or_default();
     let name = kt.name_any();
     let api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &ns);
     let cluster_ns = kt.spec.cluster_ref.namespace_or(&ns).to_string();
-    let clusters: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &cluster_ns);
-    let cluster = clusters.get_opt(&kt.spec.cluster_ref.name).await?;
+    let cluster = cluster_of(&kt, ctx).await?;
     let old = kt.status.clone().unwrap_or_default();
 
-    if kt.meta().deletion_timestamp.is_some() {
-        return finalize(&kt, &api, cluster.as_ref(), &old, &ctx).await;
-    }
-    // Finalizer and cluster label, in one metadata patch when missing.
+    // The cluster label (Koperator's), in a metadata patch when missing.
     let label = format!("{}.{cluster_ns}", kt.spec.cluster_ref.name);
-    let has_finalizer = kt.finalizers().iter().any(|f| f == FINALIZER);
-    if !has_finalizer || kt.labels().get(CLUSTER_LABEL) != Some(&label) {
-        let mut finalizers = kt.finalizers().to_vec();
-        if !has_finalizer {
-            finalizers.push(FINALIZER.into());
-        }
-        let patch = json!({"metadata": {"finalizers": finalizers, "labels": {CLUSTER_LABEL: label}}});
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
-        ctx.metrics.writes.inc();
+    if kt.labels().get(CLUSTER_LABEL) != Some(&label) {
+        let patch = json!({"metadata": {"labels": {CLUSTER_LABEL: label}}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(kube_err("label", format!("KafkaTopic/{name}")))?;
+        writes.count(true);
     }
 
     let mut st = old.clone();
@@ -135,9 +150,16 @@ pub async fn reconcile(kt: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action,
             format!("KafkaCluster {cluster_ns}/{} does not exist", kt.spec.cluster_ref.name),
             Duration::from_secs(30),
         ),
-        Some(cluster) => match ctx.kafka.admin(cluster) {
-            Err(why) => Outcome::waiting("KafkaUnreachable", why, Duration::from_secs(30)),
-            Ok(admin) => sync(&kt, &admin, &mut st, &ctx).await,
+        Some(cluster) => match ValidatedCluster::new(cluster, &ctx.rules) {
+            Err(e) => Outcome::waiting(
+                "ClusterInvalid",
+                format!("the KafkaCluster is not valid: {e}"),
+                Duration::from_secs(30),
+            ),
+            Ok(cluster) => match ctx.kafka.admin(&cluster) {
+                Err(why) => Outcome::waiting("KafkaUnreachable", why.to_string(), Duration::from_secs(30)),
+                Ok(admin) => sync(&kt, &admin, &mut st, ctx, writes).await,
+            },
         },
     };
     status::set_all(
@@ -150,12 +172,16 @@ pub async fn reconcile(kt: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action,
         kt.meta().generation,
     );
     st.observed_generation = kt.meta().generation;
-    write_status(&api, &name, &old, st, &ctx).await?;
+    write_status(&api, &name, &old, st, writes).await?;
     Ok(Action::requeue(outcome.requeue))
 }
 
 /// Makes the Kafka topic match the spec (when the operator manages it).
-async fn sync(kt: &KafkaTopic, admin: &Admin, st: &mut KafkaTopicStatus, ctx: &Context) -> Outcome {
+async fn sync(kt: &KafkaTopic, admin: &Admin, st: &mut KafkaTopicStatus, ctx: &Context, writes: &Writes) -> Outcome {
+    let publish = |type_, reason: &'static str, note: String| async move {
+        ctx.publish(kt, type_, reason, &note).await;
+        writes.count(true);
+    };
     let topic = kt.spec.name.as_str();
     let unreachable = |e: koperator_shared::kafka::Error| {
         Outcome::waiting("KafkaUnreachable", format!("cannot reach Kafka: {e}"), Duration::from_secs(15))
@@ -190,7 +216,7 @@ async fn sync(kt: &KafkaTopic, admin: &Admin, st: &mut KafkaTopicStatus, ctx: &C
         }
         st.managed_by = MANAGED_BY_KOPERATOR.into();
         st.state = "created".into();
-        publish(ctx, kt, EventType::Normal, "TopicCreated", &format!("created topic {topic} in Kafka")).await;
+        publish(EventType::Normal, "TopicCreated", format!("created topic {topic} in Kafka")).await;
         return Outcome {
             ready: false,
             reason: "Creating",
@@ -204,7 +230,7 @@ async fn sync(kt: &KafkaTopic, admin: &Admin, st: &mut KafkaTopicStatus, ctx: &C
         st.managed_by = annotated.clone().unwrap_or_else(|| "unknown".into());
         st.state = "created".into();
         if st.managed_by == MANAGED_BY_KOPERATOR {
-            publish(ctx, kt, EventType::Normal, "TopicAdopted", &format!("adopted existing topic {topic}")).await;
+            publish(EventType::Normal, "TopicAdopted", format!("adopted existing topic {topic}")).await;
         }
     }
     if st.managed_by != MANAGED_BY_KOPERATOR {
@@ -233,11 +259,9 @@ async fn sync(kt: &KafkaTopic, admin: &Admin, st: &mut KafkaTopicStatus, ctx: &C
             );
         }
         publish(
-            ctx,
-            kt,
             EventType::Normal,
             "PartitionsRaised",
-            &format!("raised partitions of {topic} from {actual} to {spec_partitions}"),
+            format!("raised partitions of {topic} from {actual} to {spec_partitions}"),
         )
         .await;
     } else if spec_partitions > 0 && spec_partitions < actual {
@@ -276,16 +300,14 @@ async fn sync(kt: &KafkaTopic, admin: &Admin, st: &mut KafkaTopicStatus, ctx: &C
                     drift.push(what.clone());
                     warn!(topic, changes = %what, "topic configs changed outside the operator; restored from the spec");
                     publish(
-                        ctx,
-                        kt,
                         EventType::Warning,
                         "DriftCorrected",
-                        &format!("configs of {topic} were changed outside the operator; restored: {what}"),
+                        format!("configs of {topic} were changed outside the operator; restored: {what}"),
                     )
                     .await;
                 } else {
                     info!(topic, changes = %what, "topic configs updated");
-                    publish(ctx, kt, EventType::Normal, "ConfigUpdated", &format!("configs of {topic}: {what}")).await;
+                    publish(EventType::Normal, "ConfigUpdated", format!("configs of {topic}: {what}")).await;
                 }
             }
         }
@@ -311,19 +333,22 @@ async fn sync(kt: &KafkaTopic, admin: &Admin, st: &mut KafkaTopicStatus, ctx: &C
 /// releases the finalizer.
 async fn finalize(
     kt: &KafkaTopic,
-    api: &Api<KafkaTopic>,
     cluster: Option<&KafkaCluster>,
     st: &KafkaTopicStatus,
     ctx: &Context,
+    writes: &Writes,
 ) -> Result<Action, Error> {
-    if !kt.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(Action::await_change());
-    }
+    let publish = |type_, reason: &'static str, note: String| async move {
+        ctx.publish(kt, type_, reason, &note).await;
+        writes.count(true);
+    };
     let keep = kt.annotations().get(KEEP_TOPIC_ANNOTATION).is_some_and(|v| v == "true");
     let topic = kt.spec.name.as_str();
-    let live_cluster = cluster.filter(|c| c.meta().deletion_timestamp.is_none());
+    let live_cluster = cluster
+        .filter(|c| c.meta().deletion_timestamp.is_none())
+        .and_then(|c| ValidatedCluster::new(c, &ctx.rules).ok());
     if st.managed_by == MANAGED_BY_KOPERATOR && !keep {
-        if let Some(cluster) = live_cluster {
+        if let Some(cluster) = &live_cluster {
             let admin = match ctx.kafka.admin(cluster) {
                 Ok(a) => a,
                 Err(why) => {
@@ -333,8 +358,7 @@ async fn finalize(
             };
             match admin.delete_topic(topic).await {
                 Ok(()) => {
-                    publish(ctx, kt, EventType::Normal, "TopicDeleted", &format!("deleted topic {topic} from Kafka"))
-                        .await;
+                    publish(EventType::Normal, "TopicDeleted", format!("deleted topic {topic} from Kafka")).await;
                 }
                 Err(e) if e.code() == Some(ResponseError::UnknownTopicOrPartition) => {}
                 Err(e) => {
@@ -350,9 +374,6 @@ async fn finalize(
     } else if keep {
         info!(topic, "KafkaTopic deleted; the Kafka topic is kept as its {KEEP_TOPIC_ANNOTATION} annotation asks");
     }
-    let rest: Vec<String> = kt.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
-    api.patch(&kt.name_any(), &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": rest}})))
-        .await?;
     Ok(Action::await_change())
 }
 
@@ -361,19 +382,17 @@ async fn write_status(
     name: &str,
     old: &KafkaTopicStatus,
     new: KafkaTopicStatus,
-    ctx: &Context,
+    writes: &Writes,
 ) -> Result<(), Error> {
     let unchanged = old.state == new.state
         && old.managed_by == new.managed_by
         && old.observed_generation == new.observed_generation
         && status::same_conditions(&old.conditions, &new.conditions);
     if !unchanged {
-        api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": new}))).await?;
-        ctx.metrics.writes.inc();
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": new})))
+            .await
+            .map_err(kube_err("patch status of", format!("KafkaTopic/{name}")))?;
+        writes.count(true);
     }
     Ok(())
-}
-
-async fn publish(ctx: &Context, kt: &KafkaTopic, type_: EventType, reason: &str, note: &str) {
-    status::publish(&ctx.recorder, kt, type_, reason, note).await
 }

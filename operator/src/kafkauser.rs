@@ -12,24 +12,26 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{EventType, Recorder, Reporter};
-use kube::runtime::{Controller, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
 use koperator_shared::api::KafkaCluster;
 use koperator_shared::api::kafkauser::{KafkaUser, KafkaUserStatus};
 use koperator_shared::kafka::user_acls::acls_for;
-use koperator_shared::kafka::{AclBinding, AclFilter, Admin, scram};
+use koperator_shared::kafka::{self as kafka, AclBinding, AclFilter, Admin, scram};
+use koperator_shared::support;
+use koperator_shared::validated::ValidatedCluster;
 
-use crate::kafka_access::KafkaAccess;
-use crate::metrics::Metrics;
+use crate::controller::{self, Categorized, Context, Reconcile, Writes};
+use crate::kafkacluster::kube_category;
 use crate::status;
 
 /// Finalizer of KafkaUsers (Koperator's name).
@@ -43,54 +45,118 @@ pub const SCRAM_SHA_512: &str = "scram-sha-512";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A Kubernetes API call failed.
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    #[error("cannot {action} {object}: {source}")]
+    Kube {
+        /// What was being done.
+        action: &'static str,
+        /// `Kind/name`.
+        object: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
 }
 
-/// Shared state of the controller.
-pub struct Context {
-    /// Kubernetes client.
-    pub client: Client,
-    /// Event recorder.
-    pub recorder: Recorder,
-    /// Admin clients of the clusters.
-    pub kafka: Arc<KafkaAccess>,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
+impl Categorized for Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Error::Kube { source, .. } => kube_category(source),
+        }
+    }
 }
 
-/// Runs the controller until SIGTERM/ctrl-c.
-pub async fn run(client: Client, namespace: Option<String>, kafka: Arc<KafkaAccess>, metrics: Arc<Metrics>) {
-    let (users, secrets) = match &namespace {
-        Some(ns) => (Api::<KafkaUser>::namespaced(client.clone(), ns), Api::<Secret>::namespaced(client.clone(), ns)),
-        None => (Api::<KafkaUser>::all(client.clone()), Api::<Secret>::all(client.clone())),
-    };
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client,
-            Reporter { controller: "koperator".into(), instance: std::env::var("POD_NAME").ok() },
-        ),
-        kafka,
-        metrics,
+fn kube_err(action: &'static str, object: String) -> impl FnOnce(kube::Error) -> Error {
+    move |source| Error::Kube { action, object, source }
+}
+
+/// Why a user's credentials or ACLs could not be synced (reported in its status).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Kafka refused or did not answer.
+    #[error("cannot {what}: {source}")]
+    Kafka {
+        /// What was being done.
+        what: String,
+        /// Kafka's error.
+        #[source]
+        source: kafka::Error,
+    },
+    /// The credentials Secret could not be read or written.
+    #[error("cannot {action} Secret {name}: {source}")]
+    Secret {
+        /// `read` or `create`.
+        action: &'static str,
+        /// The Secret's name.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The credentials Secret exists without a password.
+    #[error("Secret {0} exists but has no password key; delete it to get a new one")]
+    NoPassword(String),
+}
+
+impl SyncError {
+    /// Stable category for the status reason and metric labels.
+    pub fn category(&self) -> &'static str {
+        match self {
+            SyncError::Kafka { source, .. } => source.category(),
+            SyncError::Secret { .. } => "SecretUnavailable",
+            SyncError::NoPassword(_) => "SecretWithoutPassword",
+        }
+    }
+}
+
+fn kafka_err(what: impl Into<String>) -> impl FnOnce(kafka::Error) -> SyncError {
+    let what = what.into();
+    move |source| SyncError::Kafka { what, source }
+}
+
+/// Runs the KafkaUser controller (owning the credentials Secrets it creates); a change of a
+/// KafkaCluster reconciles the users that refer to it.
+pub async fn run(ctx: Arc<Context>) {
+    let secrets = watcher::Config::default().labels("app.kubernetes.io/managed-by=koperator");
+    let c = controller::controller::<KafkaUser>(&ctx).owns(ctx.watched::<Secret>(), secrets);
+    let users = c.store();
+    let c = c.watches(ctx.watched::<KafkaCluster>(), watcher::Config::default(), move |kc: KafkaCluster| {
+        let (name, ns) = (kc.name_any(), kc.namespace().unwrap_or_default());
+        users
+            .state()
+            .into_iter()
+            .filter(|u| {
+                let own = u.namespace().unwrap_or_default();
+                u.spec.cluster_ref.name == name && u.spec.cluster_ref.namespace_or(&own) == ns
+            })
+            .map(|u| ObjectRef::from_obj(u.as_ref()))
+            .collect::<Vec<_>>()
     });
-    Controller::new(users, watcher::Config::default())
-        .owns(secrets, watcher::Config::default().labels("app.kubernetes.io/managed-by=koperator"))
-        .shutdown_on_signal()
-        .run(
-            reconcile,
-            |_, err, _| {
-                warn!(error = %err, "KafkaUser reconcile error; retrying in 15s");
-                Action::requeue(Duration::from_secs(15))
-            },
-            ctx,
-        )
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                warn!(error = %e, "KafkaUser reconcile failed");
-            }
-        })
-        .await;
+    controller::run(c, ctx).await;
+}
+
+impl Reconcile for KafkaUser {
+    const CONTROLLER: &'static str = "kafkauser";
+    const FINALIZER: &'static str = FINALIZER;
+    type Error = Error;
+
+    async fn apply(user: Arc<Self>, ctx: &Context, writes: &Writes) -> Result<Action, Error> {
+        reconcile(user, ctx, writes).await
+    }
+
+    async fn cleanup(user: Arc<Self>, ctx: &Context, writes: &Writes) -> Result<Action, Error> {
+        let cluster = cluster_of(&user, ctx).await?;
+        finalize(&user, cluster.as_ref(), ctx, writes).await
+    }
+}
+
+async fn cluster_of(user: &KafkaUser, ctx: &Context) -> Result<Option<KafkaCluster>, Error> {
+    let ns = user.namespace().unwrap_or_default();
+    let cluster_ns = user.spec.cluster_ref.namespace_or(&ns).to_string();
+    let name = &user.spec.cluster_ref.name;
+    Api::<KafkaCluster>::namespaced(ctx.client.clone(), &cluster_ns)
+        .get_opt(name)
+        .await
+        .map_err(kube_err("get", format!("KafkaCluster/{cluster_ns}/{name}")))
 }
 
 /// The Kafka principal of a user.
@@ -98,30 +164,19 @@ pub fn principal(user: &KafkaUser) -> String {
     if uses_scram(user) { format!("User:{}", user.name_any()) } else { format!("User:CN={}", user.name_any()) }
 }
 
-fn uses_scram(user: &KafkaUser) -> bool {
+/// Whether the user asks for SCRAM-SHA-512 credentials.
+pub fn uses_scram(user: &KafkaUser) -> bool {
     user.annotations().get(CREDENTIALS_ANNOTATION).is_some_and(|v| v.eq_ignore_ascii_case(SCRAM_SHA_512))
 }
 
-/// One reconcile pass.
-pub async fn reconcile(user: Arc<KafkaUser>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// One reconcile pass (the finalizer is in place).
+async fn reconcile(user: Arc<KafkaUser>, ctx: &Context, writes: &Writes) -> Result<Action, Error> {
     let ns = user.namespace().unwrap_or_default();
     let name = user.name_any();
     let api: Api<KafkaUser> = Api::namespaced(ctx.client.clone(), &ns);
     let cluster_ns = user.spec.cluster_ref.namespace_or(&ns).to_string();
-    let cluster =
-        Api::<KafkaCluster>::namespaced(ctx.client.clone(), &cluster_ns).get_opt(&user.spec.cluster_ref.name).await?;
+    let cluster = cluster_of(&user, ctx).await?;
     let old = user.status.clone().unwrap_or_default();
-
-    if user.meta().deletion_timestamp.is_some() {
-        return finalize(&user, &api, cluster.as_ref(), &ctx).await;
-    }
-    if !user.finalizers().iter().any(|f| f == FINALIZER) {
-        let mut finalizers = user.finalizers().to_vec();
-        finalizers.push(FINALIZER.into());
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})))
-            .await?;
-        ctx.metrics.writes.inc();
-    }
     let mut st = old.clone();
     let (ready, reason, message, requeue) = match &cluster {
         None => (
@@ -130,15 +185,25 @@ pub async fn reconcile(user: Arc<KafkaUser>, ctx: Arc<Context>) -> Result<Action
             format!("KafkaCluster {cluster_ns}/{} does not exist", user.spec.cluster_ref.name),
             Duration::from_secs(30),
         ),
-        Some(cluster) => match ctx.kafka.admin(cluster) {
-            Err(why) => (false, "KafkaUnreachable", why, Duration::from_secs(30)),
-            Ok(admin) => match sync(&user, &admin, &mut st, &ctx).await {
-                Ok(message) => (true, "InSync", message, Duration::from_secs(300)),
-                Err(why) => (false, "SyncFailed", why, Duration::from_secs(15)),
+        Some(cluster) => match ValidatedCluster::new(cluster, &ctx.rules) {
+            Err(e) => (false, "ClusterInvalid", format!("the KafkaCluster is not valid: {e}"), Duration::from_secs(30)),
+            Ok(cluster) => match ctx.kafka.admin(&cluster) {
+                Err(why) => (false, "KafkaUnreachable", why.to_string(), Duration::from_secs(30)),
+                Ok(admin) => match sync(&user, &admin, &mut st, ctx, writes).await {
+                    Ok(message) => (true, "InSync", message, Duration::from_secs(300)),
+                    Err(why) => (false, "SyncFailed", why.to_string(), Duration::from_secs(15)),
+                },
             },
         },
     };
-    let degraded = (!ready).then_some((reason, message.as_str()));
+    // Fields not acted on are named; the user is Degraded/NotSupported while it sets them.
+    let unsupported = support::kafkauser(&user, uses_scram(&user));
+    let not_supported = support::message(&unsupported);
+    let degraded = match ready {
+        false => Some((reason, message.as_str())),
+        true if !unsupported.is_empty() => Some(("NotSupported", not_supported.as_str())),
+        true => None,
+    };
     status::set_all(&mut st.conditions, ready, !ready, degraded, reason, &message, user.meta().generation);
     st.observed_generation = user.meta().generation;
     // Written only when it changed (condition transition times aside).
@@ -147,18 +212,26 @@ pub async fn reconcile(user: Arc<KafkaUser>, ctx: Arc<Context>) -> Result<Action
         && st.observed_generation == old.observed_generation
         && status::same_conditions(&st.conditions, &old.conditions);
     if !unchanged {
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": st}))).await?;
-        ctx.metrics.writes.inc();
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": st})))
+            .await
+            .map_err(kube_err("patch status of", format!("KafkaUser/{name}")))?;
+        writes.count(true);
     }
     Ok(Action::requeue(requeue))
 }
 
 /// Credentials, then ACLs; returns the Ready message or why it failed.
-async fn sync(user: &KafkaUser, admin: &Admin, st: &mut KafkaUserStatus, ctx: &Context) -> Result<String, String> {
+async fn sync(
+    user: &KafkaUser,
+    admin: &Admin,
+    st: &mut KafkaUserStatus,
+    ctx: &Context,
+    writes: &Writes,
+) -> Result<String, SyncError> {
     let principal = principal(user);
     let mut notes = Vec::new();
     if uses_scram(user) {
-        ensure_scram(user, admin, ctx).await?;
+        ensure_scram(user, admin, ctx, writes).await?;
         notes.push(format!("SCRAM-SHA-512 credentials in Secret {}", user.spec.secret_name));
     } else {
         notes.push("mTLS client certificates are not issued yet; ACLs only".to_string());
@@ -167,16 +240,17 @@ async fn sync(user: &KafkaUser, admin: &Admin, st: &mut KafkaUserStatus, ctx: &C
     let current: BTreeSet<AclBinding> = admin
         .describe_acls(&AclFilter::principal(&principal))
         .await
-        .map_err(|e| format!("cannot list the ACLs of {principal}: {e}"))?
+        .map_err(kafka_err(format!("list the ACLs of {principal}")))?
         .into_iter()
         .collect();
     let missing: Vec<AclBinding> = desired.difference(&current).cloned().collect();
     let extra: Vec<AclFilter> = current.difference(&desired).map(AclBinding::to_filter).collect();
-    admin.create_acls(&missing).await.map_err(|e| format!("cannot create ACLs of {principal}: {e}"))?;
-    admin.delete_acls(&extra).await.map_err(|e| format!("cannot delete ACLs of {principal}: {e}"))?;
+    admin.create_acls(&missing).await.map_err(kafka_err(format!("create ACLs of {principal}")))?;
+    admin.delete_acls(&extra).await.map_err(kafka_err(format!("delete ACLs of {principal}")))?;
     if !missing.is_empty() || !extra.is_empty() {
         let note = format!("ACLs of {principal}: {} created, {} removed", missing.len(), extra.len());
-        publish(ctx, user, EventType::Normal, "AclsUpdated", &note).await;
+        ctx.publish(user, EventType::Normal, "AclsUpdated", &note).await;
+        writes.count(true);
     }
     st.acls = Some(desired.iter().map(ToString::to_string).collect());
     st.state = "created".into();
@@ -186,12 +260,16 @@ async fn sync(user: &KafkaUser, admin: &Admin, st: &mut KafkaUserStatus, ctx: &C
 
 /// The credentials Secret exists (created with a fresh password if not) and Kafka knows the
 /// user's SCRAM credential.
-async fn ensure_scram(user: &KafkaUser, admin: &Admin, ctx: &Context) -> Result<(), String> {
+async fn ensure_scram(user: &KafkaUser, admin: &Admin, ctx: &Context, writes: &Writes) -> Result<(), SyncError> {
     let ns = user.namespace().unwrap_or_default();
     let name = user.name_any();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let secret_name = &user.spec.secret_name;
-    let existing = secrets.get_opt(secret_name).await.map_err(|e| format!("cannot read Secret {secret_name}: {e}"))?;
+    let existing = secrets.get_opt(secret_name).await.map_err(|source| SyncError::Secret {
+        action: "read",
+        name: secret_name.clone(),
+        source,
+    })?;
     let (password, created) = match existing {
         Some(s) => {
             let password = s
@@ -199,9 +277,7 @@ async fn ensure_scram(user: &KafkaUser, admin: &Admin, ctx: &Context) -> Result<
                 .as_ref()
                 .and_then(|d| d.get("password"))
                 .and_then(|b| String::from_utf8(b.0.clone()).ok())
-                .ok_or_else(|| {
-                    format!("Secret {secret_name} exists but has no password key; delete it to get a new one")
-                })?;
+                .ok_or_else(|| SyncError::NoPassword(secret_name.clone()))?;
             (password, false)
         }
         None => {
@@ -226,28 +302,21 @@ async fn ensure_scram(user: &KafkaUser, admin: &Admin, ctx: &Context) -> Result<
                 data: Some(data),
                 ..Default::default()
             };
-            secrets
-                .create(&PostParams::default(), &secret)
-                .await
-                .map_err(|e| format!("cannot create Secret {secret_name}: {e}"))?;
-            ctx.metrics.writes.inc();
+            secrets.create(&PostParams::default(), &secret).await.map_err(|source| SyncError::Secret {
+                action: "create",
+                name: secret_name.clone(),
+                source,
+            })?;
+            writes.count(true);
             (password, true)
         }
     };
-    let known = admin.has_scram_credential(&name).await.map_err(|e| format!("cannot read SCRAM credentials: {e}"))?;
+    let known = admin.has_scram_credential(&name).await.map_err(kafka_err("read SCRAM credentials"))?;
     if created || !known {
-        admin
-            .upsert_scram_credential(&name, &password)
-            .await
-            .map_err(|e| format!("cannot set SCRAM credentials: {e}"))?;
-        publish(
-            ctx,
-            user,
-            EventType::Normal,
-            "CredentialsIssued",
-            &format!("SCRAM-SHA-512 credentials of {name} set in Kafka"),
-        )
-        .await;
+        admin.upsert_scram_credential(&name, &password).await.map_err(kafka_err("set SCRAM credentials"))?;
+        let note = format!("SCRAM-SHA-512 credentials of {name} set in Kafka");
+        ctx.publish(user, EventType::Normal, "CredentialsIssued", &note).await;
+        writes.count(true);
     }
     Ok(())
 }
@@ -256,25 +325,24 @@ async fn ensure_scram(user: &KafkaUser, admin: &Admin, ctx: &Context) -> Result<
 /// credentials Secret goes with its owner).
 async fn finalize(
     user: &KafkaUser,
-    api: &Api<KafkaUser>,
     cluster: Option<&KafkaCluster>,
     ctx: &Context,
+    _writes: &Writes,
 ) -> Result<Action, Error> {
-    if !user.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(Action::await_change());
-    }
-    if let Some(cluster) = cluster.filter(|c| c.meta().deletion_timestamp.is_none()) {
+    let live = cluster
+        .filter(|c| c.meta().deletion_timestamp.is_none())
+        .and_then(|c| ValidatedCluster::new(c, &ctx.rules).ok());
+    if let Some(cluster) = &live {
         let principal = principal(user);
         let done = match ctx.kafka.admin(cluster) {
-            Err(why) => Err(why),
+            Err(why) => Err(why.to_string()),
             Ok(admin) => {
-                let acls = admin.delete_acls(&[AclFilter::principal(&principal)]).await.map_err(|e| e.to_string());
-                let creds = if uses_scram(user) {
-                    admin.delete_scram_credential(&user.name_any()).await.map_err(|e| e.to_string())
-                } else {
-                    Ok(())
+                let acls = admin.delete_acls(&[AclFilter::principal(&principal)]).await.map(|_| ());
+                let creds = match uses_scram(user) {
+                    true => admin.delete_scram_credential(&user.name_any()).await,
+                    false => Ok(()),
                 };
-                acls.and(creds)
+                acls.and(creds).map_err(|e| e.to_string())
             }
         };
         if let Err(why) = done {
@@ -282,12 +350,5 @@ async fn finalize(
             return Ok(Action::requeue(Duration::from_secs(10)));
         }
     }
-    let rest: Vec<String> = user.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
-    api.patch(&user.name_any(), &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": rest}})))
-        .await?;
     Ok(Action::await_change())
-}
-
-async fn publish(ctx: &Context, user: &KafkaUser, type_: EventType, reason: &str, note: &str) {
-    status::publish(&ctx.recorder, user, type_, reason, note).await
 }

@@ -1,6 +1,7 @@
 //! The operator: kube-runtime controllers for Koperator's custom resources (DESIGN §8).
 
 pub mod apply;
+pub mod controller;
 pub mod dynamic_config;
 pub mod kafka_access;
 pub mod kafkacluster;

@@ -1,4 +1,5 @@
-//! `koperator`: reconciles KafkaCluster objects into per-broker ConfigMaps, Pods and PVCs.
+//! `koperator`: reconciles KafkaCluster, KafkaTopic and KafkaUser objects into per-broker
+//! ConfigMaps, Pods and PVCs and Kafka-side state.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,10 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
+use koperator_operator::controller::Context;
 use koperator_operator::kafka_access::KafkaAccess;
 use koperator_operator::leader::{self, LeaseConfig};
 use koperator_operator::{kafkacluster, kafkatopic, kafkauser, metrics};
-use koperator_shared::rules::RuleConfig;
+use koperator_shared::cli::CommonArgs;
 use tracing::{error, info};
 
 /// Kafka operator for kafka.banzaicloud.io resources.
@@ -19,7 +21,7 @@ use tracing::{error, info};
 struct Args {
     /// Namespace to watch; all namespaces when unset.
     #[arg(long, env = "WATCH_NAMESPACE")]
-    namespace: Option<String>,
+    watch_namespace: Option<String>,
     /// Address of /healthz, /readyz and /metrics (plain HTTP).
     #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:8080")]
     metrics_listen: SocketAddr,
@@ -32,46 +34,34 @@ struct Args {
     /// Name of the leader Lease.
     #[arg(long, default_value = "koperator-leader")]
     lease_name: String,
-    /// This replica's identity in the Lease.
-    #[arg(long, env = "POD_NAME")]
-    identity: Option<String>,
     /// Lease duration.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     lease_duration: Duration,
-    /// Service node-port range of the cluster, for the NodePort rules.
-    #[arg(long, default_value = "30000-32767")]
-    node_port_range: String,
-    /// Hosts file (`/etc/hosts` format) consulted before DNS for broker names; for running the
-    /// operator outside the cluster (development, the e2e tests). Re-read on every lookup.
-    #[arg(long, env = "KAFKA_HOSTS_FILE")]
-    kafka_hosts_file: Option<std::path::PathBuf>,
-    /// Log as JSON lines (default) or text.
-    #[arg(long, default_value = "json", value_parser = ["json", "text"])]
-    log_format: String,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    koperator_shared::logging::init(&args.log_format);
-    let rules = RuleConfig::with_node_port_range(&args.node_port_range)?;
+    args.common.init_logging();
+    let identity = args.common.identity_or("koperator");
     let client =
         kube::Client::try_default().await.context("connect to the Kubernetes API (in-cluster or KUBECONFIG)")?;
     let m = metrics::Metrics::new();
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)
         .await
         .with_context(|| format!("listen on {}", args.metrics_listen))?;
-    info!(listen = %listener.local_addr()?, "serving /healthz, /readyz, /metrics");
+    info!(listen = %listener.local_addr()?, %identity, "serving /healthz, /readyz, /metrics");
     let router = metrics::router(m.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
     m.ready.store(true, Ordering::SeqCst);
 
     if args.leader_elect {
-        let identity = args.identity.clone().unwrap_or_else(|| format!("koperator-{}", std::process::id()));
         let cfg = LeaseConfig {
             namespace: args.lease_namespace.clone(),
             name: args.lease_name.clone(),
-            identity,
+            identity: identity.clone(),
             duration: args.lease_duration,
             renew_every: args.lease_duration / 5,
         };
@@ -84,13 +74,14 @@ async fn main() -> Result<()> {
             std::process::exit(1);
         });
     }
-    info!(namespace = ?args.namespace, "starting the KafkaCluster controller");
-    let kafka = Arc::new(KafkaAccess::new(args.kafka_hosts_file.clone()));
-    tokio::join!(
-        kafkacluster::run(client.clone(), args.namespace.clone(), rules, m.clone(), kafka.clone()),
-        kafkatopic::run(client.clone(), args.namespace.clone(), kafka.clone(), m.clone()),
-        kafkauser::run(client, args.namespace, kafka, m),
-    );
+    info!(namespace = ?args.watch_namespace, "starting the KafkaCluster, KafkaTopic and KafkaUser controllers");
+    let kafka = Arc::new(KafkaAccess::new(
+        args.common.kafka_hosts_file.clone(),
+        args.common.kafka_connect_timeout,
+        args.common.kafka_timeout_or(Duration::from_secs(10)),
+    ));
+    let ctx = Arc::new(Context::new(client, identity, args.common.rules.clone(), m, kafka, args.watch_namespace));
+    tokio::join!(kafkacluster::run(ctx.clone()), kafkatopic::run(ctx.clone()), kafkauser::run(ctx));
     info!("stopped");
     Ok(())
 }

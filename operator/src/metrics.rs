@@ -16,21 +16,41 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Result label of a reconcile.
+/// Labels of a reconcile: which controller, and how it ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabel {
+pub struct ReconcileLabels {
+    /// `kafkacluster`, `kafkatopic`, `kafkauser`.
+    pub controller: &'static str,
     /// `ok` or `error`.
     pub result: &'static str,
 }
 
+/// Label of per-controller series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabel {
+    /// `kafkacluster`, `kafkatopic`, `kafkauser`.
+    pub controller: &'static str,
+}
+
+/// Labels of a failed reconcile: the controller and the error's category (a closed set).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// `kafkacluster`, `kafkatopic`, `kafkauser`.
+    pub controller: &'static str,
+    /// The error's `category()`.
+    pub category: &'static str,
+}
+
 /// Operator metrics.
 pub struct Metrics {
-    /// Reconciles by result.
-    pub reconciles: Family<ResultLabel, Counter>,
-    /// Reconcile duration in seconds.
-    pub duration: Histogram,
-    /// Writes to the API server made by reconciles.
-    pub writes: Counter,
+    /// Reconciles by controller and result.
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    /// Failed reconciles by controller and error category.
+    pub errors: Family<ErrorLabels, Counter>,
+    /// Reconcile duration in seconds, by controller.
+    pub duration: Family<ControllerLabel, Histogram, fn() -> Histogram>,
+    /// Writes to the API server made by each controller's reconciles.
+    pub writes: Family<ControllerLabel, Counter>,
     /// 1 while this replica leads.
     pub leader: Gauge,
     /// Set once the replica is up (leading or standing by).
@@ -42,15 +62,28 @@ impl Metrics {
     /// Creates and registers the metrics.
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("koperator");
-        let reconciles = Family::<ResultLabel, Counter>::default();
-        let duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
-        let writes = Counter::default();
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let duration = Family::<ControllerLabel, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        let writes = Family::<ControllerLabel, Counter>::default();
         let leader = Gauge::default();
-        registry.register("reconciles", "KafkaCluster reconciles by result", reconciles.clone());
-        registry.register("reconcile_duration_seconds", "Duration of a KafkaCluster reconcile", duration.clone());
-        registry.register("api_writes", "Writes to the Kubernetes API made by reconciles", writes.clone());
+        registry.register("reconciles", "Reconciles by controller and result", reconciles.clone());
+        registry.register("reconcile_errors", "Failed reconciles by controller and error category", errors.clone());
+        registry.register("reconcile_duration_seconds", "Duration of a reconcile, by controller", duration.clone());
+        registry.register(
+            "api_writes",
+            "Writes to the Kubernetes API made by each controller's reconciles",
+            writes.clone(),
+        );
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
-        Arc::new(Metrics { reconciles, duration, writes, leader, ready: AtomicBool::new(false), registry })
+        Arc::new(Metrics { reconciles, errors, duration, writes, leader, ready: AtomicBool::new(false), registry })
+    }
+
+    /// The writes counted so far for `controller`.
+    pub fn writes_of(&self, controller: &'static str) -> u64 {
+        self.writes.get_or_create(&ControllerLabel { controller }).get()
     }
 
     fn encode(&self) -> String {

@@ -1,11 +1,10 @@
-//! Health-gated rolling restarts: which out-of-date node may restart now, asked of Kafka.
+//! Health-gated rolling restarts: what Kafka says about availability ([`HealthSnapshot`], read
+//! by the dereference step) and which out-of-date node may restart now ([`next_restart`], pure).
 
 use std::collections::HashMap;
 
-use koperator_shared::api::KafkaCluster;
-use koperator_shared::kafka::Admin;
 use koperator_shared::kafka::health::{self, DEFAULT_MAX_VOTER_LAG, RestartPolicy};
-use koperator_shared::render;
+use koperator_shared::kafka::{Admin, ClusterMetadata, QuorumInfo};
 
 /// What the rolling restart does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,39 +18,60 @@ pub enum Decision {
 /// Kafka's default `min.insync.replicas`, used for topics Kafka did not describe.
 const DEFAULT_MIN_ISR: i32 = 1;
 
-/// The node of `out_of_date` that may restart now without losing availability, the active
-/// controller last (see `shared::kafka::health`).
-pub async fn next_restart(admin: &Admin, cluster: &KafkaCluster, out_of_date: &[i32]) -> Decision {
-    let meta = match admin.metadata(None).await {
-        Ok(m) => m,
-        Err(e) => return Decision::Wait(format!("cannot read the cluster metadata from Kafka: {e}")),
-    };
-    let quorum = if cluster.spec.kraft {
-        match admin.describe_quorum().await {
-            Ok(q) => Some(q),
-            Err(e) => return Decision::Wait(format!("cannot read the KRaft quorum from Kafka: {e}")),
-        }
-    } else {
-        None
+/// Kafka's view of availability, read before a restart.
+#[derive(Debug, Clone)]
+pub struct HealthSnapshot {
+    /// Brokers and partitions (leaders, replicas, ISR).
+    pub meta: ClusterMetadata,
+    /// The KRaft quorum (None in ZooKeeper mode).
+    pub quorum: Option<QuorumInfo>,
+    /// `min.insync.replicas` per topic.
+    pub min_isr: HashMap<String, i32>,
+}
+
+/// A part of the snapshot that Kafka did not give.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {what} from Kafka: {source}")]
+pub struct HealthReadError {
+    /// What was being read.
+    pub what: &'static str,
+    /// Why it failed.
+    #[source]
+    pub source: koperator_shared::kafka::Error,
+}
+
+/// Reads the metadata, the quorum (KRaft) and every topic's `min.insync.replicas`.
+pub async fn read_health(admin: &Admin, kraft: bool) -> Result<HealthSnapshot, HealthReadError> {
+    let err = |what| move |source| HealthReadError { what, source };
+    let meta = admin.metadata(None).await.map_err(err("the cluster metadata"))?;
+    let quorum = match kraft {
+        true => Some(admin.describe_quorum().await.map_err(err("the KRaft quorum"))?),
+        false => None,
     };
     let topics: Vec<String> = meta.topics.iter().filter(|t| t.error.is_none()).map(|t| t.name.clone()).collect();
-    let min_isr: HashMap<String, i32> = match admin.topic_config_values(&topics, "min.insync.replicas").await {
-        Ok(m) => m.into_iter().filter_map(|(t, v)| Some((t, v.parse().ok()?))).collect(),
-        Err(e) => return Decision::Wait(format!("cannot read min.insync.replicas from Kafka: {e}")),
-    };
-    let kraft = cluster.spec.kraft;
-    let expected: Vec<i32> =
-        render::brokers(cluster).iter().filter(|b| b.is_broker(kraft)).map(|b| b.broker.id).collect();
+    let min_isr = admin
+        .topic_config_values(&topics, "min.insync.replicas")
+        .await
+        .map_err(err("min.insync.replicas"))?
+        .into_iter()
+        .filter_map(|(t, v)| Some((t, v.parse().ok()?)))
+        .collect();
+    Ok(HealthSnapshot { meta, quorum, min_isr })
+}
+
+/// The node of `out_of_date` that may restart now without losing availability, the active
+/// controller last (see `shared::kafka::health`). `expected` are the broker-role node ids.
+pub fn next_restart(h: &HealthSnapshot, expected: &[i32], out_of_date: &[i32], failure_threshold: i32) -> Decision {
     let policy = RestartPolicy {
-        expected_brokers: &expected,
+        expected_brokers: expected,
         waiting: out_of_date,
-        failure_threshold: cluster.spec.rolling_upgrade_config.failure_threshold.unwrap_or(1),
+        failure_threshold,
         max_voter_lag: DEFAULT_MAX_VOTER_LAG,
     };
-    let lookup = |t: &str| min_isr.get(t).copied().unwrap_or(DEFAULT_MIN_ISR);
+    let lookup = |t: &str| h.min_isr.get(t).copied().unwrap_or(DEFAULT_MIN_ISR);
     let mut reasons = Vec::new();
-    for node in health::restart_order(out_of_date, quorum.as_ref()) {
-        let blockers = health::restart_blockers(node, &meta, quorum.as_ref(), &lookup, &policy);
+    for node in health::restart_order(out_of_date, h.quorum.as_ref()) {
+        let blockers = health::restart_blockers(node, &h.meta, h.quorum.as_ref(), &lookup, &policy);
         if blockers.is_empty() {
             return Decision::Restart(node);
         }

@@ -61,7 +61,11 @@ fn broker_config(prefix: &str, c: &BrokerConfig, out: &mut Vec<Unsupported>) {
     let fields: [(&str, bool, &'static str); 6] = [
         ("log4jConfig", set(&c.log4j_config), "brokers use the log4j configuration of their image"),
         ("networkConfig", set(&c.network_config), "network throughput is not passed to Cruise Control"),
-        ("metricsReporterImage", set(&c.metrics_reporter_image), "the Cruise Control metrics reporter is not installed"),
+        (
+            "metricsReporterImage",
+            set(&c.metrics_reporter_image),
+            "the Cruise Control metrics reporter is not installed",
+        ),
         ("brokerIngressMapping", set(&c.broker_ingress_mapping), "Envoy/Contour ingress objects are not rendered"),
         ("nodePortExternalIP", set(&c.node_port_external_ip), "NodePort addresses are not advertised"),
         ("nodePortNodeAddressType", set(&c.node_port_node_address_type), "NodePort addresses are not advertised"),
@@ -86,7 +90,8 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
     if spec.client_ssl_cert_secret.is_some() {
         out.push(Unsupported::ignored("spec.clientSSLCertSecret", "the operator's Kafka client speaks PLAINTEXT only"));
     }
-    let internal = lc.internal_listeners.iter().enumerate().map(|(i, l)| (format!("internalListeners[{i}]"), &l.common));
+    let internal =
+        lc.internal_listeners.iter().enumerate().map(|(i, l)| (format!("internalListeners[{i}]"), &l.common));
     let external = lc.external().iter().enumerate().map(|(i, l)| (format!("externalListeners[{i}]"), &l.common));
     for (at, l) in internal.chain(external) {
         let path = format!("spec.listenersConfig.{at}");
@@ -153,8 +158,13 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
             out.push(Unsupported::ignored(format!("spec.{field}"), note));
         }
     }
-    let cc = &spec.cruise_control_config;
-    if *cc != Default::default() {
+    // `cruiseControlConfig: {}` (Koperator's required placeholder) asks for nothing specific;
+    // the defaults pin a task spec into it, which is not a user's choice either.
+    let cc = crate::api::kafkacluster::CruiseControlConfig {
+        cruise_control_task_spec: None,
+        ..spec.cruise_control_config.clone()
+    };
+    if cc != Default::default() {
         out.push(Unsupported::ignored(
             "spec.cruiseControlConfig",
             "no Cruise Control is deployed; brokers are added and removed without rebalancing",

@@ -64,16 +64,6 @@ impl ValidatedCluster {
     pub fn unsupported(&self) -> &[Unsupported] {
         &self.unsupported
     }
-
-    /// The cluster's name.
-    pub fn name(&self) -> &str {
-        self.cluster.metadata.name.as_deref().unwrap_or_default()
-    }
-
-    /// The cluster's namespace.
-    pub fn namespace(&self) -> &str {
-        self.cluster.metadata.namespace.as_deref().unwrap_or("default")
-    }
 }
 
 impl Deref for ValidatedCluster {
@@ -98,7 +88,7 @@ mod tests {
         let mut kc = KafkaCluster::new("kafka", valid_kraft_spec());
         kc.metadata.namespace = Some("team-a".into());
         let v = ValidatedCluster::new(&kc, &RuleConfig::default()).unwrap();
-        assert_eq!((v.name(), v.namespace()), ("kafka", "team-a"));
+        assert_eq!(v.metadata.name.as_deref(), Some("kafka"), "reads like the KafkaCluster");
         assert_eq!(v.spec.kubernetes_cluster_domain.as_deref(), Some("cluster.local"), "defaults applied");
         kc.spec.brokers[1].id = kc.spec.brokers[0].id;
         let err = ValidatedCluster::new(&kc, &RuleConfig::default()).unwrap_err();

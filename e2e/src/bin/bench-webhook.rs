@@ -239,7 +239,7 @@ fn operator_memory(cp: &ControlPlane, binary: &std::path::Path) -> Result<(u64, 
     let op = Component::start_with_env(
         "koperator",
         binary,
-        &[format!("--namespace={ns}"), format!("--metrics-listen=127.0.0.1:{port}"), "--log-format=text".into()],
+        &[format!("--watch-namespace={ns}"), format!("--metrics-listen=127.0.0.1:{port}"), "--log-format=text".into()],
         &[("KUBECONFIG".into(), kubeconfig.display().to_string()), ("RUST_LOG".into(), "warn".into())],
         cp.dir.join("logs/bench-operator.log"),
         false,

@@ -5,8 +5,8 @@ pub mod names;
 pub mod objects;
 pub mod properties;
 
-use crate::validated::ValidatedCluster;
 use crate::api::kafkacluster::{Broker, BrokerConfig, ProcessRole};
+use crate::validated::ValidatedCluster;
 
 /// A broker together with its effective (group-merged) configuration, as rendering needs it.
 #[derive(Clone, Debug)]

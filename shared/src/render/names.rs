@@ -38,6 +38,11 @@ pub fn cluster_service(c: &KafkaCluster) -> String {
     if c.spec.headless_service_enabled { headless_service(c) } else { all_broker_service(c) }
 }
 
+/// PodDisruptionBudget: `kafka-pdb-<cluster>` (Koperator's).
+pub fn pdb(c: &KafkaCluster) -> String {
+    format!("kafka-pdb-{}", cluster_name(c))
+}
+
 /// `<namespace>.svc.<cluster domain>`.
 pub fn service_domain(c: &KafkaCluster) -> String {
     format!("{}.svc.{}", namespace(c), c.spec.cluster_domain())

@@ -16,8 +16,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::properties::server_properties;
 use super::{BrokerView, brokers, names};
-use crate::validated::ValidatedCluster;
 use crate::api::kafkacluster::{BrokerConfig, DEFAULT_TERMINATION_GRACE_PERIOD};
+use crate::validated::ValidatedCluster;
 
 /// Default Kafka image (Koperator's default; KRaft-capable).
 pub const DEFAULT_KAFKA_IMAGE: &str = "ghcr.io/adobe/koperator/kafka:2.13-3.9.2-jdk21.0.11";
@@ -388,7 +388,7 @@ pub fn pdb(c: &ValidatedCluster) -> Option<PodDisruptionBudget> {
     let budget = db.budget.clone().unwrap_or_else(|| "1".into());
     let value = budget.parse::<i32>().map(IntOrString::Int).unwrap_or(IntOrString::String(budget));
     Some(PodDisruptionBudget {
-        metadata: meta(c, format!("kafka-pdb-{}", c.metadata.name.clone().unwrap_or_default()), cluster_labels(c)),
+        metadata: meta(c, names::pdb(c), cluster_labels(c)),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(value),
             selector: Some(LabelSelector { match_labels: Some(cluster_labels(c)), ..Default::default() }),
@@ -401,8 +401,8 @@ pub fn pdb(c: &ValidatedCluster) -> Option<PodDisruptionBudget> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::kafkacluster::DisruptionBudget;
     use crate::api::KafkaCluster;
+    use crate::api::kafkacluster::DisruptionBudget;
     use crate::rules::kafkacluster::fixtures::valid_kraft_spec;
     use crate::validated::must;
 

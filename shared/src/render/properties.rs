@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::{BrokerView, brokers, names};
-use crate::validated::ValidatedCluster;
 use crate::api::kafkacluster::CommonListenerSpec;
 use crate::rules::properties;
+use crate::validated::ValidatedCluster;
 
 /// Suffix of every log dir under a mount path (Koperator's layout: `<mountPath>/kafka`).
 pub const LOG_DIR_SUFFIX: &str = "/kafka";

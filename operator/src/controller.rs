@@ -1,0 +1,265 @@
+//! Controller plumbing written once for every kind: the shared [`Context`], the finalizer
+//! (kube-runtime's, a JSON patch with a `test` op), per-reconcile write counting, metrics with a
+//! `controller` label, and an exponential error backoff that logs the object's identity once.
+//! A kind plugs in by implementing [`Reconcile`].
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use kube::runtime::controller::{self, Action};
+use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, Event};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, warn};
+
+use koperator_shared::rules::RuleConfig;
+
+use crate::kafka_access::KafkaAccess;
+use crate::metrics::{ControllerLabel, ErrorLabels, Metrics, ReconcileLabels};
+
+/// What every controller shares.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Event recorder (reporter `koperator`, instance = the replica identity).
+    pub recorder: Recorder,
+    /// Rule settings (node-port range).
+    pub rules: RuleConfig,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Admin clients of the clusters' Kafka.
+    pub kafka: Arc<KafkaAccess>,
+    /// Namespace watched; all when `None`.
+    pub watch_namespace: Option<String>,
+}
+
+impl Context {
+    /// A context for `client`; Events carry `identity` as their reporting instance.
+    pub fn new(
+        client: Client,
+        identity: String,
+        rules: RuleConfig,
+        metrics: Arc<Metrics>,
+        kafka: Arc<KafkaAccess>,
+        watch_namespace: Option<String>,
+    ) -> Self {
+        let recorder =
+            Recorder::new(client.clone(), Reporter { controller: "koperator".into(), instance: Some(identity) });
+        Context { client, recorder, rules, metrics, kafka, watch_namespace }
+    }
+
+    /// An `Api` over the watched namespace (or all namespaces).
+    pub fn watched<K>(&self) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+    {
+        match &self.watch_namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        }
+    }
+
+    /// Publishes an Event about `obj` (a failure to publish is logged, never fatal).
+    pub async fn publish<K>(&self, obj: &K, type_: EventType, reason: &str, note: &str)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        crate::status::publish(&self.recorder, obj, type_, reason, note).await
+    }
+}
+
+/// The Kubernetes API writes of one reconcile (counted by the code that writes).
+#[derive(Debug, Default)]
+pub struct Writes(AtomicU64);
+
+impl Writes {
+    /// Counts one write when `wrote`.
+    pub fn count(&self, wrote: bool) {
+        if wrote {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The writes so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// An error with a stable category, for Event reasons and metric labels.
+pub trait Categorized: std::error::Error + Send + Sync + 'static {
+    /// A short CamelCase category from a closed set.
+    fn category(&self) -> &'static str;
+}
+
+/// A kind the operator reconciles.
+pub trait Reconcile:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The `controller` label of the metrics and logs (`kafkacluster`).
+    const CONTROLLER: &'static str;
+    /// The finalizer that guards the Kafka-side state (Koperator's name).
+    const FINALIZER: &'static str;
+    /// The reconcile error.
+    type Error: Categorized;
+
+    /// Makes the world match the object.
+    fn apply(
+        obj: Arc<Self>,
+        ctx: &Context,
+        writes: &Writes,
+    ) -> impl Future<Output = Result<Action, Self::Error>> + Send;
+
+    /// Undoes what the operator did for the object before its finalizer is released.
+    fn cleanup(
+        obj: Arc<Self>,
+        ctx: &Context,
+        writes: &Writes,
+    ) -> impl Future<Output = Result<Action, Self::Error>> + Send;
+}
+
+/// The error of one reconcile: the kind's own, or the finalizer patch's.
+pub type Error<K> = finalizer::Error<<K as Reconcile>::Error>;
+
+fn category<K: Reconcile>(e: &Error<K>) -> &'static str {
+    match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.category(),
+        finalizer::Error::AddFinalizer(_) | finalizer::Error::RemoveFinalizer(_) => "FinalizerPatch",
+        finalizer::Error::UnnamedObject => "InvalidObject",
+        finalizer::Error::InvalidFinalizer => "InvalidFinalizer",
+    }
+}
+
+/// Retry delays after consecutive failures of one object: 1 s, 2 s, 4 s... up to 5 minutes.
+#[derive(Default)]
+pub struct Backoff(Mutex<HashMap<(String, String), u32>>);
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(300);
+
+    fn key<K: Resource<DynamicType = ()>>(obj: &K) -> (String, String) {
+        (obj.namespace().unwrap_or_default(), obj.name_any())
+    }
+
+    /// The delay before retrying `obj`, which just failed again.
+    pub fn failed<K: Resource<DynamicType = ()>>(&self, obj: &K) -> Duration {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(Self::key(obj)).or_insert(0);
+        *n = n.saturating_add(1);
+        Self::FIRST.saturating_mul(1u32 << (*n - 1).min(16)).min(Self::MAX)
+    }
+
+    /// Forgets the failures of `obj` (it reconciled).
+    pub fn succeeded<K: Resource<DynamicType = ()>>(&self, obj: &K) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&Self::key(obj));
+    }
+}
+
+struct Runner {
+    ctx: Arc<Context>,
+    backoff: Backoff,
+}
+
+async fn reconcile<K: Reconcile>(obj: Arc<K>, runner: Arc<Runner>) -> Result<Action, Error<K>> {
+    let ctx = &runner.ctx;
+    let started = Instant::now();
+    let writes = Writes::default();
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    // kube-runtime adds the finalizer before the first apply (a write of this reconcile).
+    writes.count(obj.meta().deletion_timestamp.is_none() && !obj.finalizers().iter().any(|f| f == K::FINALIZER));
+    let result = finalizer::finalizer(&api, K::FINALIZER, obj.clone(), |event| async {
+        match event {
+            Event::Apply(o) => K::apply(o, ctx, &writes).await,
+            Event::Cleanup(o) => K::cleanup(o, ctx, &writes).await,
+        }
+    })
+    .await;
+    let controller = K::CONTROLLER;
+    let m = &ctx.metrics;
+    m.duration.get_or_create(&ControllerLabel { controller }).observe(started.elapsed().as_secs_f64());
+    m.writes.get_or_create(&ControllerLabel { controller }).inc_by(writes.get());
+    let ok = result.is_ok();
+    m.reconciles.get_or_create(&ReconcileLabels { controller, result: if ok { "ok" } else { "error" } }).inc();
+    if ok {
+        runner.backoff.succeeded(obj.as_ref());
+    }
+    debug!(controller, namespace = %ns, name = %obj.name_any(), writes = writes.get(), ok, "reconciled");
+    result
+}
+
+fn error_policy<K: Reconcile>(obj: Arc<K>, err: &Error<K>, runner: Arc<Runner>) -> Action {
+    let controller = K::CONTROLLER;
+    let category = category::<K>(err);
+    runner.ctx.metrics.errors.get_or_create(&ErrorLabels { controller, category }).inc();
+    let retry = runner.backoff.failed(obj.as_ref());
+    warn!(
+        controller,
+        namespace = %obj.namespace().unwrap_or_default(),
+        name = %obj.name_any(),
+        category,
+        error = %err,
+        retry_in = ?retry,
+        "reconcile failed"
+    );
+    Action::requeue(retry)
+}
+
+/// Runs `controller` (built by the kind: what it owns and watches) until SIGTERM/ctrl-c.
+pub async fn run<K: Reconcile>(controller: Controller<K>, ctx: Arc<Context>) {
+    let runner = Arc::new(Runner { ctx, backoff: Backoff::default() });
+    controller
+        .shutdown_on_signal()
+        .run(reconcile::<K>, error_policy::<K>, runner)
+        .for_each(|r| async move {
+            match r {
+                Ok(_) => {}
+                // Already logged, with the object, by the error policy.
+                Err(controller::Error::ReconcilerFailed(..)) => {}
+                Err(e) => debug!(controller = K::CONTROLLER, error = %e, "controller event"),
+            }
+        })
+        .await;
+}
+
+/// A controller for `K` over the watched namespace.
+pub fn controller<K: Reconcile>(ctx: &Context) -> Controller<K> {
+    Controller::new(ctx.watched::<K>(), watcher::Config::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use koperator_shared::api::KafkaTopic;
+
+    #[test]
+    fn backoff_doubles_per_failure_caps_and_resets() {
+        let b = Backoff::default();
+        let mut t = KafkaTopic::new("t", Default::default());
+        t.metadata.namespace = Some("a".into());
+        let delays: Vec<u64> = (0..12).map(|_| b.failed(&t).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        let mut other = t.clone();
+        other.metadata.namespace = Some("b".into());
+        assert_eq!(b.failed(&other).as_secs(), 1, "per object");
+        b.succeeded(&t);
+        assert_eq!(b.failed(&t).as_secs(), 1);
+    }
+}

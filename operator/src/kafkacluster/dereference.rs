@@ -1,0 +1,108 @@
+//! The dereference step: reads everything live that the planner needs into a [`LiveState`] —
+//! the cluster's owned Pods, ConfigMaps, PVCs, Services and PDB, and Kafka's side (dynamic
+//! configs; the health snapshot only while a restart is pending). Only I/O, no decisions: what
+//! to ask Kafka comes from [`plan::kafka_wants`](super::plan::kafka_wants).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::ListParams;
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use koperator_shared::kafka;
+use koperator_shared::render::{self, names::AdminAccessError};
+use koperator_shared::validated::ValidatedCluster;
+
+use super::Error;
+use super::plan;
+use crate::controller::Context;
+use crate::dynamic_config::{self, DynamicLive};
+use crate::rolling::{self, HealthReadError, HealthSnapshot};
+
+/// What Kafka told the operator.
+#[derive(Debug)]
+pub enum KafkaState {
+    /// Not asked: a broker Pod is missing or not Ready, so Kafka-side changes wait.
+    NotAsked,
+    /// The operator cannot talk to this cluster (no usable admin listener).
+    NoAccess(AdminAccessError),
+    /// Kafka did not answer.
+    Unreachable(kafka::Error),
+    /// Kafka answered.
+    Reachable {
+        /// Current dynamic broker configs.
+        dynamic: DynamicLive,
+        /// Availability, read only while a broker waits for a restart.
+        health: Option<Result<HealthSnapshot, HealthReadError>>,
+    },
+}
+
+/// Everything live about one KafkaCluster.
+#[derive(Debug)]
+pub struct LiveState {
+    /// Broker ConfigMaps by name.
+    pub config_maps: BTreeMap<String, ConfigMap>,
+    /// Broker PVCs by name.
+    pub pvcs: BTreeMap<String, PersistentVolumeClaim>,
+    /// Broker Pods by name.
+    pub pods: BTreeMap<String, Pod>,
+    /// The cluster's Services by name.
+    pub services: BTreeMap<String, Service>,
+    /// The cluster's PDB.
+    pub pdb: Option<PodDisruptionBudget>,
+    /// Kafka's side.
+    pub kafka: KafkaState,
+}
+
+async fn list<K>(ctx: &Context, ns: &str, selector: &str) -> Result<BTreeMap<String, K>, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let items = api.list(&ListParams::default().labels(selector)).await.map_err(Error::kube("list", K::kind(&())))?;
+    Ok(items.into_iter().map(|o| (o.name_any(), o)).collect())
+}
+
+/// Reads the live state of `cluster`.
+pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<LiveState, Error> {
+    let ns = &cluster.namespace().unwrap_or_default();
+    let selector = format!("app=kafka,kafka_cr={}", cluster.name_any());
+    let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), ns);
+    let pdb_name = render::names::pdb(cluster);
+    let mut live = LiveState {
+        config_maps: list(ctx, ns, &selector).await?,
+        pvcs: list(ctx, ns, &selector).await?,
+        pods: list(ctx, ns, &selector).await?,
+        services: list(ctx, ns, &selector).await?,
+        pdb: pdb_api.get_opt(&pdb_name).await.map_err(Error::kube("get", "PodDisruptionBudget"))?,
+        kafka: KafkaState::NotAsked,
+    };
+    let wants = plan::kafka_wants(cluster, &live);
+    if wants.configs {
+        live.kafka = read_kafka(cluster, ctx, wants.health).await;
+    }
+    Ok(live)
+}
+
+async fn read_kafka(cluster: &ValidatedCluster, ctx: &Context, health: bool) -> KafkaState {
+    let admin = match ctx.kafka.admin(cluster) {
+        Ok(a) => a,
+        Err(e) => return KafkaState::NoAccess(e),
+    };
+    let kraft = cluster.spec.kraft;
+    let ids: Vec<i32> = render::brokers(cluster).iter().filter(|b| b.is_broker(kraft)).map(|b| b.broker.id).collect();
+    let dynamic = match dynamic_config::read(&admin, &ids).await {
+        Ok(d) => d,
+        Err(e) => return KafkaState::Unreachable(e),
+    };
+    let health = match health {
+        true => Some(rolling::read_health(&admin, kraft).await),
+        false => None,
+    };
+    KafkaState::Reachable { dynamic, health }
+}

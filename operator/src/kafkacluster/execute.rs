@@ -1,0 +1,134 @@
+//! The execute step: carries out a [`Plan`] — server-side applies, UID-checked deletes, the one
+//! restart, dynamic configs through the Admin API, Events, then the status. No decisions beyond
+//! recording what Kafka refused.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use koperator_shared::api::KafkaCluster;
+use koperator_shared::validated::ValidatedCluster;
+
+use super::Error;
+use super::plan::{Object, OwnedKind, Plan};
+use crate::apply::apply;
+use crate::controller::{Context, Writes};
+
+fn api<K>(ctx: &Context, ns: &str) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    Api::namespaced(ctx.client.clone(), ns)
+}
+
+fn precondition(uid: &str) -> DeleteParams {
+    DeleteParams {
+        preconditions: Some(Preconditions { uid: Some(uid.to_string()), resource_version: None }),
+        ..Default::default()
+    }
+}
+
+/// Deletes `name` if it still has `uid`; gone already is fine.
+async fn delete<K>(api: Api<K>, name: &str, uid: &str) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &precondition(uid)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(Error::kube("delete", K::kind(&()))(e)),
+    }
+}
+
+/// Carries out `plan` for `kc` (`cluster` is its validated form; absent when the spec was
+/// rejected, in which case the plan only sets the status).
+pub async fn execute(
+    kc: &KafkaCluster,
+    cluster: Option<&ValidatedCluster>,
+    mut plan: Plan,
+    ctx: &Context,
+    writes: &Writes,
+) -> Result<kube::runtime::controller::Action, Error> {
+    let ns = kc.namespace().unwrap_or_default();
+    let name = kc.name_any();
+    for obj in &plan.apply {
+        let done = match obj {
+            Object::ConfigMap(o) => apply(&api::<ConfigMap>(ctx, &ns), o).await,
+            Object::Pvc(o) => apply(&api::<PersistentVolumeClaim>(ctx, &ns), o).await,
+            Object::Pod(o) => apply(&api::<Pod>(ctx, &ns), o).await,
+            Object::Service(o) => apply(&api::<Service>(ctx, &ns), o).await,
+            Object::Pdb(o) => apply(&api::<PodDisruptionBudget>(ctx, &ns), o).await,
+        };
+        done.map_err(|e| Error::Kube { action: "apply", object: obj.describe(), source: e })?;
+        writes.count(true);
+    }
+    for d in &plan.delete {
+        match d.kind {
+            OwnedKind::Pod => delete(api::<Pod>(ctx, &ns), &d.name, &d.uid).await?,
+            OwnedKind::ConfigMap => delete(api::<ConfigMap>(ctx, &ns), &d.name, &d.uid).await?,
+            OwnedKind::Service => delete(api::<Service>(ctx, &ns), &d.name, &d.uid).await?,
+        }
+        writes.count(true);
+    }
+    if let Some(r) = &plan.restart {
+        info!(%ns, %name, broker = r.broker, "restarting broker to apply a new spec");
+        delete(api::<Pod>(ctx, &ns), &r.pod, &r.uid).await?;
+        writes.count(true);
+    }
+    if !plan.dynamic.is_empty()
+        && let Some(cluster) = cluster
+    {
+        let mut failed: BTreeMap<Option<i32>, String> = BTreeMap::new();
+        let mut done = Vec::new();
+        match ctx.kafka.admin(cluster) {
+            Err(e) => {
+                failed.insert(None, e.to_string());
+            }
+            Ok(admin) => {
+                for change in &plan.dynamic {
+                    match admin.alter_configs(&change.resource, &change.ops).await {
+                        Ok(()) => done.push(format!("{}: {:?}", change.resource, change.ops)),
+                        Err(e) => {
+                            warn!(%ns, %name, resource = %change.resource, error = %e, "dynamic config not applied");
+                            failed.insert(change.broker, e.to_string());
+                            if change.broker.is_none() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !done.is_empty() {
+            let note = format!("applied dynamic broker configs without a restart: {}", done.join("; "));
+            info!(%ns, %name, "{note}");
+            ctx.publish(kc, EventType::Normal, "DynamicConfigUpdated", &note).await;
+            writes.count(true);
+        }
+        plan.record_config_failures(&kc.status.clone().unwrap_or_default(), &failed);
+    }
+    for ev in &plan.events {
+        let type_ = if ev.warning { EventType::Warning } else { EventType::Normal };
+        ctx.publish(kc, type_, ev.reason, &ev.note).await;
+        writes.count(true);
+    }
+    if plan.status_changed {
+        let kc_api: Api<KafkaCluster> = api(ctx, &ns);
+        kc_api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": plan.status})))
+            .await
+            .map_err(|e| Error::Kube {
+                action: "patch status of",
+                object: format!("KafkaCluster/{name}"),
+                source: e,
+            })?;
+        writes.count(true);
+    }
+    Ok(kube::runtime::controller::Action::requeue(plan.requeue))
+}

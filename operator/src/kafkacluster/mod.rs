@@ -1,0 +1,148 @@
+//! The KafkaCluster controller, in three steps (DESIGN §2, §8):
+//!
+//! ```text
+//! KafkaCluster ─► ValidatedCluster::new (defaults + rules) ─► dereference ─► LiveState
+//!              └► invalid: plan::rejected                     plan(&ValidatedCluster, &LiveState) ─► Plan ─► execute
+//! ```
+//!
+//! [`dereference`] only reads, [`plan`] only decides (pure, table-tested), [`execute`] only
+//! writes. A new feature adds a field to `LiveState`, a branch to `plan` with table cases, and a
+//! step to `execute`.
+
+pub mod dereference;
+pub mod execute;
+pub mod plan;
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use kube::api::{DeleteParams, ListParams};
+use kube::runtime::controller::Action;
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use tracing::info;
+
+use koperator_shared::api::KafkaCluster;
+use koperator_shared::validated::ValidatedCluster;
+
+use crate::controller::{self, Categorized, Context, Reconcile, Writes};
+
+/// Annotation that lets the operator delete the Pods of brokers removed from `spec.brokers`
+/// (until Cruise Control draining exists, removal waits for it). PVCs are kept regardless.
+pub const ALLOW_BROKER_REMOVAL: &str = "koperator.banzaicloud.io/allow-broker-removal";
+/// Finalizer of KafkaClusters (Koperator's name).
+pub const FINALIZER: &str = "finalizer.kafkaclusters.kafka.banzaicloud.io";
+/// Opt-in: delete the cluster's PVCs when the KafkaCluster is deleted (default: keep them).
+pub const DELETE_PVCS_ANNOTATION: &str = "koperator.banzaicloud.io/delete-pvcs-on-deletion";
+
+/// Errors of one reconcile (an invalid spec is not one: it is a status).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("cannot {action} {object}: {source}")]
+    Kube {
+        /// What was being done (`apply`, `delete`, `list`).
+        action: &'static str,
+        /// `Kind/name` or the kind listed.
+        object: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// A mapper of a kube error while doing `action` on `object`.
+    pub fn kube(action: &'static str, object: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+        let object = object.into();
+        move |source| Error::Kube { action, object, source }
+    }
+}
+
+/// The category of a Kubernetes API error, from its HTTP status.
+pub fn kube_category(e: &kube::Error) -> &'static str {
+    match e {
+        kube::Error::Api(s) if s.code == 409 => "Conflict",
+        kube::Error::Api(s) if s.code == 403 => "Forbidden",
+        kube::Error::Api(s) if s.code == 404 => "NotFound",
+        kube::Error::Api(s) if s.code == 422 => "Rejected",
+        _ => "KubeApi",
+    }
+}
+
+impl Categorized for Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Error::Kube { source, .. } => kube_category(source),
+        }
+    }
+}
+
+impl Reconcile for KafkaCluster {
+    const CONTROLLER: &'static str = "kafkacluster";
+    const FINALIZER: &'static str = FINALIZER;
+    type Error = Error;
+
+    async fn apply(kc: Arc<Self>, ctx: &Context, writes: &Writes) -> Result<Action, Error> {
+        match ValidatedCluster::new(&kc, &ctx.rules) {
+            // Defence in depth: an invalid spec that slipped past admission touches nothing.
+            Err(e) => execute::execute(&kc, None, plan::rejected(&kc, &e), ctx, writes).await,
+            Ok(cluster) => {
+                let live = dereference::dereference(&cluster, ctx).await?;
+                let plan = plan::plan(&cluster, &live);
+                execute::execute(&kc, Some(&cluster), plan, ctx, writes).await
+            }
+        }
+    }
+
+    /// Pods, ConfigMaps and Services go with their owner; PVCs are kept unless opted in.
+    async fn cleanup(kc: Arc<Self>, ctx: &Context, writes: &Writes) -> Result<Action, Error> {
+        ctx.kafka.forget(&kc);
+        if kc.annotations().get(DELETE_PVCS_ANNOTATION).is_some_and(|v| v == "true") {
+            let (ns, name) = (kc.namespace().unwrap_or_default(), kc.name_any());
+            let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+            let lp = ListParams::default().labels(&format!("app=kafka,kafka_cr={name}"));
+            for pvc in pvcs.list(&lp).await.map_err(Error::kube("list", "PersistentVolumeClaim"))? {
+                pvcs.delete(&pvc.name_any(), &DeleteParams::default())
+                    .await
+                    .map_err(Error::kube("delete", format!("PersistentVolumeClaim/{}", pvc.name_any())))?;
+                writes.count(true);
+            }
+            info!(%ns, %name, "deleted the cluster's PVCs as its {DELETE_PVCS_ANNOTATION} annotation asks");
+        }
+        Ok(Action::await_change())
+    }
+}
+
+/// Runs the KafkaCluster controller (owning broker Pods, ConfigMaps and Services).
+pub async fn run(ctx: Arc<Context>) {
+    let labels = watcher::Config::default().labels("app=kafka");
+    let c = controller::controller::<KafkaCluster>(&ctx)
+        .owns(ctx.watched::<Pod>(), labels.clone())
+        .owns(ctx.watched::<ConfigMap>(), labels.clone())
+        .owns(ctx.watched::<Service>(), labels);
+    controller::run(c, ctx).await;
+}
+
+/// The KRaft cluster id: the KafkaCluster's UID as Kafka prints a Uuid (URL-safe base64 of its
+/// 16 bytes, no padding). Derived, not random, so every reconcile agrees on it even when the
+/// cached status lags behind; kept in the status for users.
+pub fn cluster_id_from_uid(uid: &str) -> String {
+    let hex: String = uid.chars().filter(char::is_ascii_hexdigit).collect();
+    let bytes: Vec<u8> =
+        (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_id_from_uid;
+
+    #[test]
+    fn cluster_ids_look_like_kafka_uuids() {
+        let id = cluster_id_from_uid("0a1b2c3d-4e5f-6789-abcd-ef0123456789");
+        assert_eq!(id, "ChssPU5fZ4mrze8BI0VniQ");
+        assert_eq!(id.len(), 22);
+        assert_ne!(id, cluster_id_from_uid("0a1b2c3d-4e5f-6789-abcd-ef0123456788"));
+    }
+}

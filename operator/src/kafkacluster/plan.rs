@@ -1,0 +1,523 @@
+//! The planner: a pure function from the validated spec and the live state to everything one
+//! reconcile does — objects to apply and delete, the one broker to restart (with why), dynamic
+//! config changes, Events, the new status and when to look again. No I/O: table-tested below.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::{Resource, ResourceExt};
+
+use koperator_shared::api::KafkaCluster;
+use koperator_shared::api::common::PAUSE_ANNOTATION;
+use koperator_shared::api::kafkacluster::{BrokerState, KafkaClusterStatus};
+use koperator_shared::render::{self, objects};
+use koperator_shared::support;
+use koperator_shared::validated::{ValidatedCluster, ValidationError};
+
+use super::dereference::{KafkaState, LiveState};
+use super::{ALLOW_BROKER_REMOVAL, cluster_id_from_uid};
+use crate::apply::{is_applied, owned_by, owned_by_other, owned_by_uid, unless_applied};
+use crate::dynamic_config::{self, ConfigChange};
+use crate::rolling::{self, Decision};
+use crate::status::{self, state};
+
+/// Requeue of a settled cluster.
+pub const SETTLED: Duration = Duration::from_secs(300);
+/// Requeue while something is under way.
+pub const BUSY: Duration = Duration::from_secs(5);
+
+/// A desired object, with its applied-hash annotation set.
+#[derive(Debug, Clone)]
+pub enum Object {
+    /// A broker's ConfigMap.
+    ConfigMap(ConfigMap),
+    /// A broker's disk.
+    Pvc(PersistentVolumeClaim),
+    /// A broker Pod that does not exist yet (boxed: a Pod is large).
+    Pod(Box<Pod>),
+    /// A cluster or per-broker Service.
+    Service(Service),
+    /// The cluster's PodDisruptionBudget.
+    Pdb(PodDisruptionBudget),
+}
+
+impl Object {
+    /// `Kind/name`, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Object::ConfigMap(o) => format!("ConfigMap/{}", o.name_any()),
+            Object::Pvc(o) => format!("PersistentVolumeClaim/{}", o.name_any()),
+            Object::Pod(o) => format!("Pod/{}", o.name_any()),
+            Object::Service(o) => format!("Service/{}", o.name_any()),
+            Object::Pdb(o) => format!("PodDisruptionBudget/{}", o.name_any()),
+        }
+    }
+}
+
+/// Kinds of owned objects the planner may delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnedKind {
+    /// A broker Pod.
+    Pod,
+    /// A broker ConfigMap.
+    ConfigMap,
+    /// A Service.
+    Service,
+}
+
+/// An owned object to delete, checked against its UID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    /// Its kind.
+    pub kind: OwnedKind,
+    /// Its name.
+    pub name: String,
+    /// Its UID (a precondition of the delete call).
+    pub uid: String,
+}
+
+/// The broker to restart now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restart {
+    /// Broker id.
+    pub broker: i32,
+    /// Its Pod.
+    pub pod: String,
+    /// The Pod's UID (a precondition of the delete call).
+    pub uid: String,
+}
+
+/// An Event to publish once the plan is carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedEvent {
+    /// A Warning rather than a Normal event.
+    pub warning: bool,
+    /// The Event's reason.
+    pub reason: &'static str,
+    /// What happened.
+    pub note: String,
+}
+
+/// Everything one reconcile does.
+#[derive(Debug)]
+pub struct Plan {
+    /// Objects to server-side apply, in order (ConfigMaps and PVCs before their Pods).
+    pub apply: Vec<Object>,
+    /// Owned objects to delete.
+    pub delete: Vec<Deletion>,
+    /// The one broker to restart now.
+    pub restart: Option<Restart>,
+    /// Dynamic config changes to make through the Admin API.
+    pub dynamic: Vec<ConfigChange>,
+    /// Events to publish.
+    pub events: Vec<PlannedEvent>,
+    /// The status the cluster should have.
+    pub status: KafkaClusterStatus,
+    /// Whether `status` differs from the live one (transition times aside).
+    pub status_changed: bool,
+    /// When to reconcile again.
+    pub requeue: Duration,
+}
+
+impl Plan {
+    /// True when the reconcile writes nothing and asks Kafka for no change.
+    pub fn is_noop(&self) -> bool {
+        self.apply.is_empty()
+            && self.delete.is_empty()
+            && self.restart.is_none()
+            && self.dynamic.is_empty()
+            && self.events.is_empty()
+            && !self.status_changed
+    }
+
+    /// Records dynamic config changes that Kafka refused (the broker, or `None` for the
+    /// cluster-wide defaults, with why): those brokers report `PerBrokerConfigError` (all of
+    /// them for a cluster-wide failure).
+    pub fn record_config_failures(&mut self, old: &KafkaClusterStatus, failed: &BTreeMap<Option<i32>, String>) {
+        if failed.is_empty() {
+            return;
+        }
+        for (id, state) in self.status.brokers_state.iter_mut().flatten() {
+            let broker = id.parse::<i32>().ok();
+            if failed.contains_key(&None) || failed.contains_key(&broker) {
+                state.per_broker_configuration_state = "PerBrokerConfigError".into();
+            }
+        }
+        self.status_changed = !same_status(old, &self.status);
+        self.requeue = BUSY;
+    }
+}
+
+fn same_status(a: &KafkaClusterStatus, b: &KafkaClusterStatus) -> bool {
+    a.state == b.state
+        && a.brokers_state == b.brokers_state
+        && a.cluster_id == b.cluster_id
+        && a.observed_generation == b.observed_generation
+        && a.dynamic_config_keys == b.dynamic_config_keys
+        && status::same_conditions(&a.conditions, &b.conditions)
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.meta().deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn annotated(kc: &KafkaCluster, key: &str) -> bool {
+    kc.annotations().get(key).is_some_and(|v| v == "true")
+}
+
+/// The plan for a KafkaCluster the admission rules reject (it slipped past the webhook, or
+/// the webhook is down): `Degraded/InvalidSpec` with the rule errors, nothing touched.
+pub fn rejected(kc: &KafkaCluster, err: &ValidationError) -> Plan {
+    let old = kc.status.clone().unwrap_or_default();
+    let mut st = old.clone();
+    let msg = match err {
+        ValidationError::Invalid(v) => v.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+        other => other.to_string(),
+    };
+    let reason = err.category();
+    status::set_all(&mut st.conditions, false, false, Some((reason, &msg)), reason, &msg, kc.meta().generation);
+    finish(old, st, BUSY.max(Duration::from_secs(60)))
+}
+
+fn finish(old: KafkaClusterStatus, status: KafkaClusterStatus, requeue: Duration) -> Plan {
+    Plan {
+        apply: Vec::new(),
+        delete: Vec::new(),
+        restart: None,
+        dynamic: Vec::new(),
+        events: Vec::new(),
+        status_changed: !same_status(&old, &status),
+        status,
+        requeue,
+    }
+}
+
+/// The KRaft cluster id of `cluster` (kept in the status once chosen).
+fn cluster_id(cluster: &ValidatedCluster) -> String {
+    let old = cluster.status.as_ref().and_then(|s| s.cluster_id.clone());
+    match old {
+        Some(id) => id,
+        None if cluster.spec.kraft => cluster_id_from_uid(cluster.meta().uid.as_deref().unwrap_or_default()),
+        None => String::new(),
+    }
+}
+
+/// A broker as rendered: its ConfigMap, Pod and PVCs, owner set.
+struct DesiredBroker {
+    id: i32,
+    config_map: ConfigMap,
+    pod: Pod,
+    pvcs: Vec<PersistentVolumeClaim>,
+}
+
+fn desired_brokers(cluster: &ValidatedCluster) -> Vec<DesiredBroker> {
+    let owner = cluster.controller_owner_ref(&()).expect("a stored KafkaCluster has a uid");
+    let id = cluster_id(cluster);
+    render::brokers(cluster)
+        .iter()
+        .map(|b| {
+            let objects::BrokerObjects { mut config_map, mut pod, pvcs } = objects::broker_objects(cluster, b, &id);
+            owned_by(&mut config_map, owner.clone());
+            owned_by(&mut pod, owner.clone());
+            DesiredBroker { id: b.broker.id, config_map, pod, pvcs }
+        })
+        .collect()
+}
+
+/// What the Kubernetes side says about the brokers.
+struct BrokerPods {
+    /// Every desired broker Pod exists and is Ready.
+    all_ready: bool,
+    /// Brokers whose live Pod runs another spec: (id, Pod name, Pod UID).
+    out_of_date: Vec<(i32, String, String)>,
+}
+
+fn broker_pods(desired: &[DesiredBroker], live: &LiveState) -> BrokerPods {
+    let mut all_ready = true;
+    let mut out_of_date = Vec::new();
+    for b in desired {
+        match live.pods.get(&b.pod.name_any()) {
+            None => all_ready = false,
+            Some(p) => {
+                all_ready &= pod_ready(p);
+                if !is_applied(&b.pod, p) {
+                    out_of_date.push((b.id, p.name_any(), p.uid().unwrap_or_default()));
+                }
+            }
+        }
+    }
+    BrokerPods { all_ready, out_of_date }
+}
+
+/// What the dereference step should ask Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KafkaWants {
+    /// Dynamic configs (every broker Pod is up).
+    pub configs: bool,
+    /// The health snapshot (and a restart is pending).
+    pub health: bool,
+}
+
+/// Which Kafka facts the plan needs, given the Kubernetes side of `live`: none until every
+/// broker is up, the health snapshot only when a broker waits for a restart.
+pub fn kafka_wants(cluster: &ValidatedCluster, live: &LiveState) -> KafkaWants {
+    if annotated(cluster, PAUSE_ANNOTATION) || support::blocks_start(cluster.unsupported()) {
+        return KafkaWants { configs: false, health: false };
+    }
+    let pods = broker_pods(&desired_brokers(cluster), live);
+    KafkaWants { configs: pods.all_ready, health: pods.all_ready && !pods.out_of_date.is_empty() }
+}
+
+/// The plan for a valid cluster.
+pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
+    let old = cluster.status.clone().unwrap_or_default();
+    let mut st = old.clone();
+    let generation = cluster.meta().generation;
+    let uid = cluster.meta().uid.clone().unwrap_or_default();
+
+    if annotated(cluster, PAUSE_ANNOTATION) {
+        let note = format!("reconciliation is paused by annotation {PAUSE_ANNOTATION}=\"true\"; nothing is changed");
+        status::set_condition(&mut st.conditions, "Reconciling", false, "Paused", &note, generation);
+        return finish(old, st, SETTLED);
+    }
+    let unsupported = cluster.unsupported();
+    if support::blocks_start(unsupported) {
+        let msg = support::message(unsupported);
+        status::set_all(
+            &mut st.conditions,
+            false,
+            false,
+            Some(("NotSupported", &msg)),
+            "NotSupported",
+            &msg,
+            generation,
+        );
+        st.observed_generation = generation;
+        return finish(old, st, SETTLED);
+    }
+    if cluster.spec.kraft && st.cluster_id.is_none() {
+        st.cluster_id = Some(cluster_id(cluster));
+    }
+
+    let mut out = Vec::new();
+    let mut foreign: Vec<String> = Vec::new();
+    // An object that exists with another controlling owner is never taken over.
+    let mut push = |obj: Object, owned_by_other: bool| {
+        if owned_by_other {
+            foreign.push(obj.describe());
+        } else {
+            out.push(obj);
+        }
+    };
+    let desired = desired_brokers(cluster);
+    let pods = broker_pods(&desired, live);
+    let mut brokers_state: BTreeMap<String, BrokerState> = BTreeMap::new();
+    for b in &desired {
+        let live_cm = live.config_maps.get(&b.config_map.name_any());
+        if let Some(cm) = unless_applied(b.config_map.clone(), live_cm) {
+            push(Object::ConfigMap(cm), live_cm.is_some_and(|l| owned_by_other(l, &uid)));
+        }
+        for pvc in &b.pvcs {
+            // No owner reference: disks outlive brokers and clusters unless the user deletes them.
+            if let Some(pvc) = unless_applied(pvc.clone(), live.pvcs.get(&pvc.name_any())) {
+                push(Object::Pvc(pvc), false);
+            }
+        }
+        let live_pod = live.pods.get(&b.pod.name_any());
+        match live_pod {
+            // A missing Pod is created; an existing one is replaced only by a restart.
+            None => push(Object::Pod(Box::new(unless_applied(b.pod.clone(), None).expect("no live pod"))), false),
+            Some(p) if owned_by_other(p, &uid) => push(Object::Pod(Box::new(p.clone())), true),
+            Some(_) => {}
+        }
+        let in_sync = live_pod.is_none_or(|p| is_applied(&b.pod, p));
+        let previous = old.brokers_state.as_ref().and_then(|m| m.get(&b.id.to_string())).cloned().unwrap_or_default();
+        brokers_state.insert(
+            b.id.to_string(),
+            BrokerState {
+                configuration_state: if in_sync { "ConfigInSync" } else { "ConfigOutOfSync" }.into(),
+                image: b.pod.spec.as_ref().and_then(|s| s.containers[0].image.clone()),
+                ..previous
+            },
+        );
+    }
+    let owner = cluster.controller_owner_ref(&()).expect("a stored KafkaCluster has a uid");
+    let mut wanted_services = BTreeSet::new();
+    for mut svc in objects::services(cluster) {
+        owned_by(&mut svc, owner.clone());
+        wanted_services.insert(svc.name_any());
+        let live_svc = live.services.get(&svc.name_any());
+        if let Some(svc) = unless_applied(svc, live_svc) {
+            push(Object::Service(svc), live_svc.is_some_and(|l| owned_by_other(l, &uid)));
+        }
+    }
+    if let Some(mut pdb) = objects::pdb(cluster) {
+        owned_by(&mut pdb, owner.clone());
+        if let Some(pdb) = unless_applied(pdb, live.pdb.as_ref()) {
+            push(Object::Pdb(pdb), live.pdb.as_ref().is_some_and(|l| owned_by_other(l, &uid)));
+        }
+    }
+
+    // Brokers removed from the spec, and Services no longer wanted (ours only).
+    let mut events = Vec::new();
+    let mut delete = Vec::new();
+    let wanted_ids: BTreeSet<String> = desired.iter().map(|b| b.id.to_string()).collect();
+    let removal_allowed = annotated(cluster, ALLOW_BROKER_REMOVAL);
+    let mut waiting_removal = Vec::new();
+    for p in live.pods.values().filter(|p| owned_by_uid(*p, &uid)) {
+        let Some(id) = p.labels().get("brokerId").filter(|id| !wanted_ids.contains(*id)) else { continue };
+        if !removal_allowed {
+            waiting_removal.push(id.clone());
+            continue;
+        }
+        if p.meta().deletion_timestamp.is_some() {
+            continue;
+        }
+        delete.push(Deletion { kind: OwnedKind::Pod, name: p.name_any(), uid: p.uid().unwrap_or_default() });
+        let cm_name = koperator_shared::render::names::config_map(cluster, id.parse().unwrap_or(-1));
+        if let Some(cm) = live.config_maps.get(&cm_name).filter(|c| owned_by_uid(*c, &uid)) {
+            delete.push(Deletion { kind: OwnedKind::ConfigMap, name: cm_name, uid: cm.uid().unwrap_or_default() });
+        }
+        events.push(PlannedEvent {
+            warning: false,
+            reason: "BrokerRemoved",
+            note: format!("broker {id} removed from the spec; its PVCs are kept"),
+        });
+    }
+    for (name, svc) in &live.services {
+        if !wanted_services.contains(name) && owned_by_uid(svc, &uid) {
+            delete.push(Deletion { kind: OwnedKind::Service, name: name.clone(), uid: svc.uid().unwrap_or_default() });
+        }
+    }
+
+    // Kafka-side state, once every broker is up: dynamic configs, then at most one restart.
+    let mut dynamic = Vec::new();
+    let previous_keys = old.dynamic_config_keys.clone().unwrap_or_default();
+    let per_broker: Result<BTreeMap<i32, String>, ()> = match (&live.kafka, pods.all_ready) {
+        (KafkaState::Reachable { dynamic: current, .. }, true) => {
+            let p = dynamic_config::plan(cluster, &previous_keys, current);
+            st.dynamic_config_keys = Some(p.keys).filter(|k| *k != Default::default());
+            dynamic = p.changes;
+            Ok(p.failed)
+        }
+        _ => Err(()),
+    };
+    for (id, state) in brokers_state.iter_mut() {
+        state.per_broker_configuration_state = match &per_broker {
+            Ok(failed) if id.parse().is_ok_and(|id: i32| failed.contains_key(&id)) => "PerBrokerConfigError".into(),
+            Ok(_) => "PerBrokerConfigInSync".into(),
+            Err(()) if pods.all_ready => "PerBrokerConfigOutOfSync".into(),
+            Err(()) => old
+                .brokers_state
+                .as_ref()
+                .and_then(|m| m.get(id))
+                .map(|p| p.per_broker_configuration_state.clone())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "PerBrokerConfigOutOfSync".into()),
+        };
+    }
+
+    let out_of_date = &pods.out_of_date;
+    let mut restart = None;
+    let mut roll_blocked = None;
+    if !out_of_date.is_empty() && pods.all_ready {
+        let ids: Vec<i32> = out_of_date.iter().map(|(id, _, _)| *id).collect();
+        let kraft = cluster.spec.kraft;
+        let expected: Vec<i32> =
+            render::brokers(cluster).iter().filter(|b| b.is_broker(kraft)).map(|b| b.broker.id).collect();
+        let threshold = cluster.spec.rolling_upgrade_config.failure_threshold.unwrap_or(1);
+        let decision = match &live.kafka {
+            KafkaState::Reachable { health: Some(Ok(h)), .. } => rolling::next_restart(h, &expected, &ids, threshold),
+            KafkaState::Reachable { health: Some(Err(e)), .. } => Decision::Wait(e.to_string()),
+            KafkaState::Reachable { health: None, .. } | KafkaState::NotAsked => {
+                Decision::Wait("Kafka was not asked whether a restart is safe".into())
+            }
+            KafkaState::NoAccess(e) => Decision::Wait(e.to_string()),
+            KafkaState::Unreachable(e) => Decision::Wait(format!("cannot reach Kafka: {e}")),
+        };
+        match decision {
+            Decision::Restart(id) => {
+                let (_, pod, uid) = out_of_date.iter().find(|(i, _, _)| *i == id).expect("chosen among out_of_date");
+                restart = Some(Restart { broker: id, pod: pod.clone(), uid: uid.clone() });
+                events.push(PlannedEvent {
+                    warning: false,
+                    reason: "RollingRestart",
+                    note: format!(
+                        "restarting broker {id}: its Pod spec or configuration changed; Kafka reports it safe"
+                    ),
+                });
+            }
+            Decision::Wait(why) => roll_blocked = Some(why),
+        }
+    }
+
+    st.brokers_state = Some(brokers_state);
+    let n = out_of_date.len();
+    let (state, ready, reason, message) = if let Some(why) = &roll_blocked {
+        (
+            state::ROLLING_UPGRADING,
+            false,
+            "RollingRestartWaiting",
+            format!("{n} broker(s) out of date; no restart is safe yet: {why}"),
+        )
+    } else if n > 0 {
+        (state::ROLLING_UPGRADING, false, "RollingRestart", format!("{n} broker(s) out of date"))
+    } else if !pods.all_ready {
+        (state::RECONCILING, false, "BrokersStarting", "waiting for broker Pods to be Ready".to_string())
+    } else {
+        (state::RUNNING, true, "Running", "every broker runs its desired configuration".to_string())
+    };
+    st.state = state.into();
+    let mut degraded: Vec<(&str, String)> = Vec::new();
+    if !waiting_removal.is_empty() {
+        degraded.push((
+            "BrokerRemovalPending",
+            format!(
+                "brokers {} were removed from spec.brokers; annotate the KafkaCluster with {ALLOW_BROKER_REMOVAL}=\"true\" to delete their Pods (PVCs are kept)",
+                waiting_removal.join(",")
+            ),
+        ));
+    }
+    if !foreign.is_empty() {
+        degraded.push((
+            "ForeignObject",
+            format!(
+                "{} exist and belong to another owner; the operator does not take them over: delete or rename them",
+                foreign.join(", ")
+            ),
+        ));
+    }
+    let only_not_supported = degraded.is_empty();
+    if !unsupported.is_empty() {
+        degraded.push(("NotSupported", support::message(unsupported)));
+    }
+    let degraded_message = degraded.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
+    status::set_all(
+        &mut st.conditions,
+        ready,
+        !ready,
+        degraded.first().map(|(r, _)| (*r, degraded_message.as_str())),
+        reason,
+        &message,
+        generation,
+    );
+    st.observed_generation = generation;
+    let settled = ready && only_not_supported && dynamic.is_empty();
+    let mut plan = finish(old, st, if settled { SETTLED } else { BUSY });
+    plan.apply = out;
+    plan.delete = delete;
+    plan.restart = restart;
+    plan.dynamic = dynamic;
+    plan.events = events;
+    plan
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

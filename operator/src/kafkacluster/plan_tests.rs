@@ -1,0 +1,555 @@
+//! Table tests of the planner: each case is a spec and a live state, and what one reconcile
+//! must (and must not) do with them.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::ResourceExt;
+use serde_json::{Value, json};
+
+use koperator_shared::api::KafkaCluster;
+use koperator_shared::api::common::PAUSE_ANNOTATION;
+use koperator_shared::kafka::{
+    BrokerAddr, ClusterMetadata, ConfigEntry, ConfigOp, ConfigResource, ConfigSource, Error as KafkaError, QuorumInfo,
+    QuorumReplica,
+};
+use koperator_shared::render::names::AdminAccessError;
+use koperator_shared::rules::RuleConfig;
+use koperator_shared::validated::{ValidatedCluster, must};
+
+use super::super::ALLOW_BROKER_REMOVAL;
+use super::super::dereference::{KafkaState, LiveState};
+use super::*;
+use crate::dynamic_config::DynamicLive;
+use crate::rolling::{HealthReadError, HealthSnapshot};
+
+const UID: &str = "0a1b2c3d-4e5f-6789-abcd-ef0123456789";
+const COMBINED: &str = include_str!("../../../config/samples/kafkacluster_kraft_combined.yaml");
+const DEDICATED: &str = include_str!("../../../config/samples/kafkacluster_kraft.yaml");
+
+/// A stored KafkaCluster from a sample, as JSON to tweak.
+fn sample(text: &str) -> Value {
+    let mut v: Value = serde_saphyr::from_str(text).unwrap();
+    v["metadata"]["namespace"] = json!("kafka");
+    v["metadata"]["uid"] = json!(UID);
+    v["metadata"]["generation"] = json!(1);
+    v
+}
+
+fn typed(v: &Value) -> KafkaCluster {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+fn validated(v: &Value) -> ValidatedCluster {
+    must(&typed(v))
+}
+
+/// A live Kafka that is healthy: every broker-role node live, no topics, a caught-up quorum
+/// led by the first controller.
+fn healthy(cluster: &ValidatedCluster) -> KafkaState {
+    let kraft = cluster.spec.kraft;
+    let views = koperator_shared::render::brokers(cluster);
+    let brokers: Vec<i32> = views.iter().filter(|b| b.is_broker(kraft)).map(|b| b.broker.id).collect();
+    let voters: Vec<i32> = views.iter().filter(|b| b.is_controller(kraft)).map(|b| b.broker.id).collect();
+    let meta = ClusterMetadata {
+        cluster_id: None,
+        controller_id: voters[0],
+        brokers: brokers
+            .iter()
+            .map(|b| (*b, BrokerAddr { id: *b, host: format!("b{b}"), port: 29092, rack: None }))
+            .collect(),
+        topics: vec![],
+    };
+    let quorum = QuorumInfo {
+        leader_id: voters[0],
+        leader_epoch: 1,
+        high_watermark: 100,
+        voters: voters.iter().map(|v| QuorumReplica { id: *v, log_end_offset: 100, last_caught_up_ms: 0 }).collect(),
+        observers: vec![],
+    };
+    let dynamic = DynamicLive { cluster_wide: vec![], brokers: brokers.iter().map(|b| (*b, Ok(vec![]))).collect() };
+    KafkaState::Reachable {
+        dynamic,
+        health: Some(Ok(HealthSnapshot { meta, quorum: Some(quorum), min_isr: Default::default() })),
+    }
+}
+
+fn empty() -> LiveState {
+    LiveState {
+        config_maps: BTreeMap::new(),
+        pvcs: BTreeMap::new(),
+        pods: BTreeMap::new(),
+        services: BTreeMap::new(),
+        pdb: None,
+        kafka: KafkaState::NotAsked,
+    }
+}
+
+fn ready(mut p: Pod) -> Pod {
+    p.metadata.uid = Some(format!("uid-{}", p.name_any()));
+    p.status = Some(PodStatus {
+        conditions: Some(vec![PodCondition { type_: "Ready".into(), status: "True".into(), ..Default::default() }]),
+        ..Default::default()
+    });
+    p
+}
+
+/// What the API server holds after `plan` was carried out on `live` (Pods Ready).
+fn carried_out(plan: &Plan, mut live: LiveState) -> LiveState {
+    for obj in plan.apply.clone() {
+        match obj {
+            Object::ConfigMap(mut o) => {
+                o.metadata.uid = Some(format!("uid-{}", o.name_any()));
+                live.config_maps.insert(o.name_any(), o);
+            }
+            Object::Pvc(o) => {
+                live.pvcs.insert(o.name_any(), o);
+            }
+            Object::Pod(o) => {
+                live.pods.insert(o.name_any(), ready(*o));
+            }
+            Object::Service(mut o) => {
+                o.metadata.uid = Some(format!("uid-{}", o.name_any()));
+                live.services.insert(o.name_any(), o);
+            }
+            Object::Pdb(o) => live.pdb = Some(o),
+        }
+    }
+    live
+}
+
+/// A cluster that has settled: its objects exist as rendered, Pods Ready, Kafka healthy, and
+/// its status is what the planner last wrote. Returns the stored object and the live state.
+fn settled(v: &Value) -> (Value, LiveState) {
+    let mut v = v.clone();
+    let first = plan(&validated(&v), &empty());
+    let mut live = carried_out(&first, empty());
+    live.kafka = healthy(&validated(&v));
+    for _ in 0..3 {
+        let p = plan(&validated(&v), &live);
+        v["status"] = serde_json::to_value(&p.status).unwrap();
+    }
+    assert!(plan(&validated(&v), &live).is_noop(), "the fixture settles");
+    (v, live)
+}
+
+fn kinds(plan: &Plan) -> Vec<String> {
+    plan.apply.iter().map(Object::describe).collect()
+}
+
+fn condition(plan: &Plan, t: &str) -> (String, String, String) {
+    let c = plan.status.conditions.iter().find(|c| c.type_ == t).unwrap();
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+fn bump(v: &mut Value) {
+    v["metadata"]["generation"] = json!(v["metadata"]["generation"].as_i64().unwrap() + 1);
+}
+
+#[test]
+fn new_cluster_creates_every_object_and_waits_for_the_pods() {
+    let v = sample(COMBINED);
+    let c = validated(&v);
+    assert_eq!(kafka_wants(&c, &empty()), KafkaWants { configs: false, health: false });
+    let p = plan(&c, &empty());
+    let objects = kinds(&p);
+    for id in 0..3 {
+        for want in [
+            format!("ConfigMap/kafka-combined-config-{id}"),
+            format!("PersistentVolumeClaim/kafka-combined-{id}-storage-kafka-logs"),
+            format!("Pod/kafka-combined-{id}"),
+        ] {
+            assert!(objects.contains(&want), "{want} missing from {objects:?}");
+        }
+    }
+    assert!(objects.contains(&"Service/kafka-combined-headless".to_string()), "{objects:?}");
+    let cm = objects.iter().position(|o| o == "ConfigMap/kafka-combined-config-0").unwrap();
+    let pod = objects.iter().position(|o| o == "Pod/kafka-combined-0").unwrap();
+    assert!(cm < pod, "a broker's ConfigMap is applied before its Pod");
+    assert!(p.restart.is_none() && p.delete.is_empty() && p.dynamic.is_empty());
+    assert_eq!(p.status.state, "ClusterReconciling");
+    assert_eq!(condition(&p, "Ready").1, "BrokersStarting");
+    assert_eq!(p.status.cluster_id.as_deref(), Some(super::super::cluster_id_from_uid(UID).as_str()));
+    assert!(p.status_changed);
+    assert_eq!(p.requeue, BUSY);
+}
+
+#[test]
+fn settled_cluster_plans_nothing() {
+    let (v, live) = settled(&sample(COMBINED));
+    let c = validated(&v);
+    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: true, health: false });
+    let p = plan(&c, &live);
+    assert!(p.is_noop(), "{p:?}");
+    assert_eq!(p.status.state, "ClusterRunning");
+    assert_eq!(condition(&p, "Ready").0, "True");
+    assert_eq!(condition(&p, "Degraded").0, "False", "{:?}", condition(&p, "Degraded"));
+    assert_eq!(p.requeue, SETTLED);
+    let states = p.status.brokers_state.as_ref().unwrap();
+    assert!(states.values().all(
+        |b| b.configuration_state == "ConfigInSync" && b.per_broker_configuration_state == "PerBrokerConfigInSync"
+    ));
+}
+
+#[test]
+fn scale_up_creates_only_the_new_broker() {
+    let (mut v, live) = settled(&sample(DEDICATED));
+    v["spec"]["brokers"].as_array_mut().unwrap().push(json!({"id": 103, "brokerConfigGroup": "broker"}));
+    bump(&mut v);
+    let p = plan(&validated(&v), &live);
+    assert_eq!(
+        kinds(&p),
+        ["ConfigMap/kafka-config-103", "PersistentVolumeClaim/kafka-103-storage-kafka-logs-broker", "Pod/kafka-103"]
+    );
+    assert!(p.restart.is_none(), "a new broker-only node changes no other broker");
+    assert_eq!(p.status.brokers_state.as_ref().unwrap().len(), 7);
+}
+
+#[test]
+fn broker_removal_waits_for_the_annotation_and_keeps_the_pvcs() {
+    let (mut v, live) = settled(&sample(DEDICATED));
+    v["spec"]["brokers"].as_array_mut().unwrap().retain(|b| b["id"] != 102);
+    bump(&mut v);
+    let blocked = plan(&validated(&v), &live);
+    assert!(blocked.delete.is_empty());
+    let (status, reason, message) = condition(&blocked, "Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "BrokerRemovalPending"));
+    assert!(message.contains("brokers 102") && message.contains(ALLOW_BROKER_REMOVAL), "{message}");
+
+    v["metadata"]["annotations"] = json!({ALLOW_BROKER_REMOVAL: "true"});
+    let allowed = plan(&validated(&v), &live);
+    assert_eq!(
+        allowed.delete,
+        [
+            Deletion { kind: OwnedKind::Pod, name: "kafka-102".into(), uid: "uid-kafka-102".into() },
+            Deletion {
+                kind: OwnedKind::ConfigMap,
+                name: "kafka-config-102".into(),
+                uid: "uid-kafka-config-102".into()
+            },
+        ]
+    );
+    assert_eq!(allowed.events[0].reason, "BrokerRemoved");
+    // The sample sets cruiseControlConfig.topicConfig, which is not acted on yet.
+    assert_eq!(condition(&allowed, "Degraded").1, "NotSupported", "no removal pending any more");
+    assert!(allowed.restart.is_none() && allowed.apply.is_empty(), "removing a broker-only node touches no other");
+}
+
+#[test]
+fn per_broker_read_only_change_restarts_that_broker_only() {
+    let (mut v, live) = settled(&sample(COMBINED));
+    v["spec"]["brokers"][1]["readOnlyConfig"] = json!("num.io.threads=9\n");
+    bump(&mut v);
+    let c = validated(&v);
+    let p = plan(&c, &live);
+    assert_eq!(kinds(&p), ["ConfigMap/kafka-combined-config-1"]);
+    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: true, health: true });
+    let p = plan(&c, &carried_out(&p, live_with_health(&c, live)));
+    let r = p.restart.as_ref().expect("broker 1 restarts");
+    assert_eq!((r.broker, r.pod.as_str(), r.uid.as_str()), (1, "kafka-combined-1", "uid-kafka-combined-1"));
+    assert_eq!(p.events[0].reason, "RollingRestart");
+    assert_eq!(p.status.state, "ClusterRollingUpgrading");
+    let states = p.status.brokers_state.as_ref().unwrap();
+    assert_eq!(states["1"].configuration_state, "ConfigOutOfSync");
+    assert_eq!(states["0"].configuration_state, "ConfigInSync");
+}
+
+/// `live` re-read with the health snapshot (as the dereference step does once a roll is owed).
+fn live_with_health(c: &ValidatedCluster, mut live: LiveState) -> LiveState {
+    live.kafka = healthy(c);
+    live
+}
+
+#[test]
+fn per_broker_dynamic_config_changes_without_a_restart() {
+    let (mut v, live) = settled(&sample(COMBINED));
+    v["spec"]["brokers"][1]["brokerConfig"] = json!({"config": "log.cleaner.threads=2\n"});
+    bump(&mut v);
+    let p = plan(&validated(&v), &live);
+    assert!(p.apply.is_empty() && p.restart.is_none(), "{:?}", kinds(&p));
+    assert_eq!(
+        p.dynamic,
+        [ConfigChange {
+            resource: ConfigResource::Broker(1),
+            broker: Some(1),
+            ops: vec![ConfigOp::Set("log.cleaner.threads".into(), "2".into())]
+        }]
+    );
+    assert_eq!(p.status.dynamic_config_keys.as_ref().unwrap().brokers["1"], ["log.cleaner.threads"]);
+    assert_eq!(p.requeue, BUSY, "looks again once the change is made");
+}
+
+#[test]
+fn cluster_wide_config_changes_without_a_restart_and_removed_keys_are_deleted() {
+    let (mut v, live) = settled(&sample(COMBINED));
+    v["spec"]["clusterWideConfig"] = json!("log.retention.ms=7200000\n");
+    bump(&mut v);
+    let p = plan(&validated(&v), &live);
+    assert!(p.apply.is_empty() && p.restart.is_none());
+    assert_eq!(p.dynamic[0].resource, ConfigResource::BrokerDefaults);
+    assert_eq!(p.dynamic[0].ops, [ConfigOp::Set("log.retention.ms".into(), "7200000".into())]);
+
+    // Kafka has it now; the user removes it: the operator set it, so it is deleted.
+    v["status"] = serde_json::to_value(&p.status).unwrap();
+    v["spec"].as_object_mut().unwrap().remove("clusterWideConfig");
+    let mut live = live;
+    if let KafkaState::Reachable { dynamic, .. } = &mut live.kafka {
+        dynamic.cluster_wide = vec![ConfigEntry {
+            name: "log.retention.ms".into(),
+            value: Some("7200000".into()),
+            read_only: false,
+            source: ConfigSource::DynamicDefaultBroker,
+            sensitive: false,
+        }];
+    }
+    let p = plan(&validated(&v), &live);
+    assert_eq!(p.dynamic[0].ops, [ConfigOp::Delete("log.retention.ms".into())]);
+}
+
+#[test]
+fn cluster_wide_read_only_change_rolls_one_broker_at_a_time_controller_last() {
+    let (mut v, mut live) = settled(&sample(COMBINED));
+    v["spec"]["readOnlyConfig"] = json!("num.network.threads=5\n");
+    bump(&mut v);
+    let c = validated(&v);
+    let p = plan(&c, &live);
+    assert_eq!(p.apply.len(), 3, "every ConfigMap: {:?}", kinds(&p));
+    live = carried_out(&p, live);
+    let p = plan(&c, &live);
+    // Broker 0 leads the quorum in the fixture, so it goes last.
+    assert_eq!(p.restart.as_ref().map(|r| r.broker), Some(1));
+}
+
+#[test]
+fn image_change_rolls_the_brokers_and_reports_the_image() {
+    let (mut v, live) = settled(&sample(COMBINED));
+    v["spec"]["clusterImage"] = json!("ghcr.io/adobe/koperator/kafka:2.13-4.1.1");
+    bump(&mut v);
+    let p = plan(&validated(&v), &live);
+    assert!(p.apply.is_empty(), "the image is in the Pod only: {:?}", kinds(&p));
+    assert!(p.restart.is_some());
+    let states = p.status.brokers_state.as_ref().unwrap();
+    assert!(states.values().all(|b| b.image.as_deref() == Some("ghcr.io/adobe/koperator/kafka:2.13-4.1.1")));
+    assert!(states.values().all(|b| b.configuration_state == "ConfigOutOfSync"));
+}
+
+#[test]
+fn disk_added_creates_the_pvcs_then_rolls() {
+    let (mut v, live) = settled(&sample(COMBINED));
+    v["spec"]["brokerConfigGroups"]["default"]["storageConfigs"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"mountPath": "/kafka-logs-2", "pvcSpec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}}));
+    bump(&mut v);
+    let p = plan(&validated(&v), &live);
+    let objects = kinds(&p);
+    for id in 0..3 {
+        assert!(
+            objects.contains(&format!("PersistentVolumeClaim/kafka-combined-{id}-storage-kafka-logs-2")),
+            "{objects:?}"
+        );
+    }
+    assert!(p.restart.is_some(), "the Pods mount the new disk after a restart");
+    assert!(p.delete.is_empty());
+}
+
+#[test]
+fn paused_cluster_changes_nothing() {
+    let (mut v, live) = settled(&sample(COMBINED));
+    v["metadata"]["annotations"] = json!({PAUSE_ANNOTATION: "true"});
+    v["spec"]["clusterImage"] = json!("kafka:other");
+    let c = validated(&v);
+    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: false, health: false });
+    let p = plan(&c, &live);
+    assert!(p.apply.is_empty() && p.restart.is_none() && p.dynamic.is_empty() && p.delete.is_empty());
+    assert_eq!(condition(&p, "Reconciling").1, "Paused");
+    v["status"] = serde_json::to_value(&p.status).unwrap();
+    assert!(plan(&validated(&v), &live).is_noop(), "paused twice writes nothing");
+}
+
+#[test]
+fn invalid_spec_only_reports() {
+    let (mut v, _) = settled(&sample(COMBINED));
+    v["spec"]["brokers"][1]["id"] = json!(0);
+    let kc = typed(&v);
+    let err = ValidatedCluster::new(&kc, &RuleConfig::default()).unwrap_err();
+    let p = rejected(&kc, &err);
+    assert!(p.apply.is_empty() && p.restart.is_none() && p.delete.is_empty() && p.dynamic.is_empty());
+    let (status, reason, message) = condition(&p, "Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "InvalidSpec"));
+    assert!(message.contains("spec.brokers[1].id"), "{message}");
+}
+
+#[test]
+fn kafka_unreachable_stops_the_roll_and_says_why() {
+    let (mut v, mut live) = settled(&sample(COMBINED));
+    v["spec"]["readOnlyConfig"] = json!("num.network.threads=5\n");
+    bump(&mut v);
+    let c = validated(&v);
+    live = carried_out(&plan(&c, &live), live);
+    live.kafka = KafkaState::Unreachable(KafkaError::Connect {
+        addr: "kafka-combined-0:29092".into(),
+        reason: "refused".into(),
+    });
+    let p = plan(&c, &live);
+    assert!(p.restart.is_none());
+    let (_, reason, message) = condition(&p, "Ready");
+    assert_eq!(reason, "RollingRestartWaiting");
+    assert!(message.contains("cannot reach Kafka"), "{message}");
+    assert!(
+        p.status
+            .brokers_state
+            .unwrap()
+            .values()
+            .all(|b| b.per_broker_configuration_state == "PerBrokerConfigOutOfSync")
+    );
+
+    live.kafka = KafkaState::NoAccess(AdminAccessError::NoBroker);
+    assert!(plan(&c, &live).restart.is_none());
+    live.kafka = KafkaState::Reachable {
+        dynamic: DynamicLive::default(),
+        health: Some(Err(HealthReadError { what: "the KRaft quorum", source: KafkaError::UnknownNode(3) })),
+    };
+    let p = plan(&c, &live);
+    assert!(p.restart.is_none());
+    assert!(condition(&p, "Ready").2.contains("cannot read the KRaft quorum"));
+}
+
+#[test]
+fn a_broker_that_is_not_ready_holds_the_roll_and_kafka_is_not_asked() {
+    let (mut v, mut live) = settled(&sample(COMBINED));
+    v["spec"]["readOnlyConfig"] = json!("num.network.threads=5\n");
+    bump(&mut v);
+    let c = validated(&v);
+    live = carried_out(&plan(&c, &live), live);
+    live.pods.get_mut("kafka-combined-2").unwrap().status = None;
+    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: false, health: false });
+    let p = plan(&c, &live);
+    assert!(p.restart.is_none());
+    assert_eq!(p.status.state, "ClusterRollingUpgrading");
+    assert_eq!(p.requeue, BUSY);
+}
+
+#[test]
+fn unhealthy_kafka_holds_the_roll() {
+    let (mut v, mut live) = settled(&sample(COMBINED));
+    v["spec"]["brokers"][0]["readOnlyConfig"] = json!("num.io.threads=7\n");
+    bump(&mut v);
+    let c = validated(&v);
+    live = carried_out(&plan(&c, &live), live);
+    if let KafkaState::Reachable { health: Some(Ok(h)), .. } = &mut live.kafka {
+        h.meta.brokers.remove(&2); // fenced: Kafka sees it gone although its Pod is Ready
+    }
+    let p = plan(&c, &live);
+    assert!(p.restart.is_none());
+    assert!(condition(&p, "Ready").2.contains("[2] are unhealthy"), "{:?}", condition(&p, "Ready"));
+}
+
+#[test]
+fn roll_in_progress_after_an_operator_restart_continues_with_the_next_broker() {
+    let (mut v, live) = settled(&sample(COMBINED));
+    v["spec"]["readOnlyConfig"] = json!("num.network.threads=5\n");
+    bump(&mut v);
+    let c = validated(&v);
+    // Before the restart the operator had applied every ConfigMap and restarted broker 1, whose
+    // new Pod runs the new spec; a new operator process knows only what it reads.
+    let first = plan(&c, &live);
+    let mut live = carried_out(&first, live);
+    let restarted = plan(&c, &live).restart.unwrap();
+    assert_eq!(restarted.broker, 1);
+    live.pods.remove(&restarted.pod);
+    let recreated = plan(&c, &live);
+    assert_eq!(kinds(&recreated), ["Pod/kafka-combined-1"]);
+    let live = carried_out(&recreated, live);
+    let p = plan(&c, &live);
+    assert_eq!(p.restart.map(|r| r.broker), Some(2), "broker 1 is done, the active controller 0 goes last");
+}
+
+#[test]
+fn a_deleted_pod_is_recreated_without_touching_the_others() {
+    let (v, mut live) = settled(&sample(COMBINED));
+    live.pods.remove("kafka-combined-1");
+    let p = plan(&validated(&v), &live);
+    assert_eq!(kinds(&p), ["Pod/kafka-combined-1"]);
+    assert!(p.restart.is_none() && p.delete.is_empty());
+}
+
+#[test]
+fn an_object_of_another_owner_is_never_taken_over() {
+    let (v, mut live) = settled(&sample(COMBINED));
+    let cm = live.config_maps.get_mut("kafka-combined-config-1").unwrap();
+    cm.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: "someone-else".into(),
+        uid: "another-uid".into(),
+        controller: Some(true),
+        ..Default::default()
+    }]);
+    cm.annotations_mut().insert(crate::apply::APPLIED_HASH.into(), "theirs".into());
+    let p = plan(&validated(&v), &live);
+    assert!(p.apply.is_empty(), "{:?}", kinds(&p));
+    let (status, reason, message) = condition(&p, "Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "ForeignObject"));
+    assert!(message.contains("ConfigMap/kafka-combined-config-1"), "{message}");
+}
+
+#[test]
+fn fields_not_acted_on_are_named_and_ssl_renders_nothing() {
+    let (mut v, live) = settled(&sample(COMBINED));
+    v["spec"]["monitoringConfig"] = json!({"jmxImage": "jmx"});
+    let p = plan(&validated(&v), &live);
+    let (status, reason, message) = condition(&p, "Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "NotSupported"));
+    assert!(message.contains("spec.monitoringConfig"), "{message}");
+    assert_eq!(condition(&p, "Ready").0, "True", "the cluster runs without it");
+    assert_eq!(p.requeue, SETTLED);
+
+    let mut ssl = sample(COMBINED);
+    ssl["spec"]["listenersConfig"]["internalListeners"][0]["type"] = json!("ssl");
+    ssl["spec"]["listenersConfig"]["sslSecrets"] = json!({"tlsSecretName": "kafka-tls", "create": true});
+    let c = validated(&ssl);
+    assert_eq!(kafka_wants(&c, &empty()), KafkaWants { configs: false, health: false });
+    let p = plan(&c, &empty());
+    assert!(p.apply.is_empty(), "brokers that cannot start are not rendered: {:?}", kinds(&p));
+    let (_, reason, message) = condition(&p, "Degraded");
+    assert_eq!(reason, "NotSupported");
+    assert!(message.contains("internalListeners[0].type"), "{message}");
+}
+
+#[test]
+fn refused_dynamic_configs_are_reported_per_broker() {
+    let (mut v, live) = settled(&sample(COMBINED));
+    v["spec"]["brokers"][1]["brokerConfig"] = json!({"config": "log.cleaner.threads=2\n"});
+    bump(&mut v);
+    let c = validated(&v);
+    let mut p = plan(&c, &live);
+    let old = c.status.clone().unwrap();
+    p.record_config_failures(&old, &BTreeMap::from([(Some(1), "INVALID_CONFIG".to_string())]));
+    let states = p.status.brokers_state.as_ref().unwrap();
+    assert_eq!(states["1"].per_broker_configuration_state, "PerBrokerConfigError");
+    assert_eq!(states["0"].per_broker_configuration_state, "PerBrokerConfigInSync");
+    p.record_config_failures(&old, &BTreeMap::from([(None, "timeout".to_string())]));
+    assert!(
+        p.status.brokers_state.unwrap().values().all(|b| b.per_broker_configuration_state == "PerBrokerConfigError")
+    );
+}
+
+#[test]
+fn services_of_removed_listeners_are_deleted_and_only_ours() {
+    let (v, mut live) = settled(&sample(COMBINED));
+    let mut extra = live.services.values().next().unwrap().clone();
+    extra.metadata.name = Some("kafka-combined-0-old".into());
+    extra.metadata.uid = Some("uid-old".into());
+    live.services.insert("kafka-combined-0-old".into(), extra.clone());
+    let mut theirs = extra;
+    theirs.metadata.name = Some("kafka-combined-theirs".into());
+    theirs.metadata.owner_references = None;
+    live.services.insert("kafka-combined-theirs".into(), theirs);
+    let p = plan(&validated(&v), &live);
+    assert_eq!(
+        p.delete,
+        [Deletion { kind: OwnedKind::Service, name: "kafka-combined-0-old".into(), uid: "uid-old".into() }]
+    );
+}
