@@ -36,10 +36,7 @@ use crate::status;
 
 /// Finalizer of KafkaUsers (Koperator's name).
 pub const FINALIZER: &str = "finalizer.kafkausers.kafka.banzaicloud.io";
-/// Annotation choosing the credentials the operator issues (our addition).
-pub const CREDENTIALS_ANNOTATION: &str = "koperator.banzaicloud.io/credentials";
-/// Value of [`CREDENTIALS_ANNOTATION`] for SCRAM-SHA-512.
-pub const SCRAM_SHA_512: &str = "scram-sha-512";
+pub use koperator_shared::api::kafkauser::{CREDENTIALS_ANNOTATION, SCRAM_SHA_512, uses_scram};
 
 /// Errors of one reconcile.
 #[derive(Debug, thiserror::Error)]
@@ -162,11 +159,6 @@ async fn cluster_of(user: &KafkaUser, ctx: &Context) -> Result<Option<KafkaClust
 /// The Kafka principal of a user.
 pub fn principal(user: &KafkaUser) -> String {
     if uses_scram(user) { format!("User:{}", user.name_any()) } else { format!("User:CN={}", user.name_any()) }
-}
-
-/// Whether the user asks for SCRAM-SHA-512 credentials.
-pub fn uses_scram(user: &KafkaUser) -> bool {
-    user.annotations().get(CREDENTIALS_ANNOTATION).is_some_and(|v| v.eq_ignore_ascii_case(SCRAM_SHA_512))
 }
 
 /// One reconcile pass (the finalizer is in place).

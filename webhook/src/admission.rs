@@ -546,23 +546,14 @@ mod tests {
         r.warnings
     }
 
-    /// Warned for every cluster today: the defaults pin
-    /// `cruiseControlConfig.cruiseControlTaskSpec.RetryDurationMinutes`, and
-    /// `support::kafkacluster` takes any non-default `cruiseControlConfig` for a Cruise Control
-    /// set-up (see the ignored `a_plain_cluster_gets_no_unsupported_warnings`). Left out of the
-    /// comparisons until `shared::support` is fixed.
-    const ALWAYS_WARNED: &str = "spec.cruiseControlConfig";
-
     fn fields_warned(warnings: &[String]) -> Vec<&str> {
         warnings
             .iter()
             .filter_map(|w| w.split_once(NOT_ACTED_ON).map(|(field, _)| field))
-            .filter(|f| *f != ALWAYS_WARNED)
             .collect()
     }
 
     #[test]
-    #[ignore = "shared::support::kafkacluster warns spec.cruiseControlConfig for every defaulted cluster"]
     fn a_plain_cluster_gets_no_unsupported_warnings() {
         for op in ["CREATE", "UPDATE"] {
             assert_eq!(cluster_warnings(op, sample_cluster()), Vec::<String>::new(), "{op}");
