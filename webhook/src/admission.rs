@@ -547,10 +547,7 @@ mod tests {
     }
 
     fn fields_warned(warnings: &[String]) -> Vec<&str> {
-        warnings
-            .iter()
-            .filter_map(|w| w.split_once(NOT_ACTED_ON).map(|(field, _)| field))
-            .collect()
+        warnings.iter().filter_map(|w| w.split_once(NOT_ACTED_ON).map(|(field, _)| field)).collect()
     }
 
     #[test]
