@@ -15,12 +15,15 @@ use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
+use koperator_shared::api::KafkaCluster;
+use koperator_shared::api::common::ClusterReference;
 use koperator_shared::rules::RuleConfig;
 
 use crate::kafka_access::KafkaAccess;
@@ -99,6 +102,81 @@ impl Writes {
 pub trait Categorized: std::error::Error + Send + Sync + 'static {
     /// A short CamelCase category from a closed set.
     fn category(&self) -> &'static str;
+}
+
+/// A failed Kubernetes API call, with what was being done to which object.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {object}: {source}")]
+pub struct KubeError {
+    /// What was being done (`apply`, `delete`, `list`, `patch status of`).
+    pub action: &'static str,
+    /// `Kind/name`, or the kind listed.
+    pub object: String,
+    /// The API error.
+    #[source]
+    pub source: kube::Error,
+}
+
+/// A mapper of a kube error while doing `action` on `object`.
+pub fn kube_err(action: &'static str, object: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
+    let object = object.into();
+    move |source| KubeError { action, object, source }
+}
+
+impl Categorized for KubeError {
+    /// The category of the API error, from its HTTP status.
+    fn category(&self) -> &'static str {
+        match &self.source {
+            kube::Error::Api(s) if s.code == 409 => "Conflict",
+            kube::Error::Api(s) if s.code == 403 => "Forbidden",
+            kube::Error::Api(s) if s.code == 404 => "NotFound",
+            kube::Error::Api(s) if s.code == 422 => "Rejected",
+            _ => "KubeApi",
+        }
+    }
+}
+
+/// A kind that names a KafkaCluster (`spec.clusterRef`).
+pub trait RefersToCluster: Resource<DynamicType = ()> {
+    /// Its `spec.clusterRef`.
+    fn cluster_ref(&self) -> &ClusterReference;
+
+    /// Whether it names `kc`.
+    fn refers_to(&self, kc: &KafkaCluster) -> bool {
+        let own = self.meta().namespace.clone().unwrap_or_default();
+        let r = self.cluster_ref();
+        kc.meta().name.as_deref() == Some(r.name.as_str())
+            && kc.meta().namespace.as_deref() == Some(r.namespace_or(&own))
+    }
+
+    /// The KafkaCluster it names, if that exists.
+    fn cluster(&self, ctx: &Context) -> impl Future<Output = Result<Option<KafkaCluster>, KubeError>> + Send
+    where
+        Self: Sync,
+    {
+        async move {
+            let own = self.meta().namespace.clone().unwrap_or_default();
+            let r = self.cluster_ref();
+            let ns = r.namespace_or(&own).to_string();
+            Api::<KafkaCluster>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&r.name)
+                .await
+                .map_err(kube_err("get", format!("KafkaCluster/{ns}/{}", r.name)))
+        }
+    }
+}
+
+/// A controller for `K` that also reconciles every `K` naming a KafkaCluster that changed.
+pub fn controller_watching_clusters<K: Reconcile + RefersToCluster>(ctx: &Context, c: Controller<K>) -> Controller<K> {
+    let store = c.store();
+    c.watches(ctx.watched::<KafkaCluster>(), watcher::Config::default(), move |kc: KafkaCluster| {
+        store
+            .state()
+            .into_iter()
+            .filter(|o| o.refers_to(&kc))
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect::<Vec<_>>()
+    })
 }
 
 /// A kind the operator reconciles.
@@ -248,6 +326,25 @@ pub fn controller<K: Reconcile>(ctx: &Context) -> Controller<K> {
 mod tests {
     use super::*;
     use koperator_shared::api::KafkaTopic;
+
+    #[test]
+    fn topics_and_users_refer_to_their_cluster_by_name_and_namespace() {
+        use koperator_shared::api::KafkaUser;
+        let kc = |ns: &str| {
+            let mut c = KafkaCluster::new("kafka", Default::default());
+            c.metadata.namespace = Some(ns.into());
+            c
+        };
+        let mut t = KafkaTopic::new("t", Default::default());
+        t.metadata.namespace = Some("a".into());
+        t.spec.cluster_ref.name = "kafka".into();
+        assert!(t.refers_to(&kc("a")), "same namespace by default");
+        assert!(!t.refers_to(&kc("b")));
+        let mut u = KafkaUser::new("u", Default::default());
+        u.metadata.namespace = Some("a".into());
+        u.spec.cluster_ref = ClusterReference { name: "kafka".into(), namespace: Some("b".into()) };
+        assert!(u.refers_to(&kc("b")) && !u.refers_to(&kc("a")));
+    }
 
     #[test]
     fn backoff_doubles_per_failure_caps_and_resets() {

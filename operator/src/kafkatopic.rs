@@ -10,20 +10,18 @@ use std::time::Duration;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
 use koperator_shared::api::KafkaCluster;
+use koperator_shared::api::common::ClusterReference;
 use koperator_shared::api::kafkatopic::{KafkaTopic, KafkaTopicStatus, MANAGED_BY_ANNOTATION, MANAGED_BY_KOPERATOR};
 use koperator_shared::kafka::dynamic::config_ops;
 use koperator_shared::kafka::{Admin, ConfigResource, ConfigSource, NewTopic, ResponseError};
 use koperator_shared::validated::ValidatedCluster;
 
-use crate::controller::{self, Categorized, Context, Reconcile, Writes};
-use crate::kafkacluster::kube_category;
+use crate::controller::{self, Context, Reconcile, RefersToCluster, Writes, kube_err};
 use crate::status;
 
 /// Finalizer of KafkaTopics (Koperator's name).
@@ -36,50 +34,18 @@ pub const CLUSTER_LABEL: &str = "kafkaCluster";
 pub const RESYNC: Duration = Duration::from_secs(60);
 
 /// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Kubernetes API call failed.
-    #[error("cannot {action} {object}: {source}")]
-    Kube {
-        /// What was being done.
-        action: &'static str,
-        /// `Kind/name`.
-        object: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
-}
+pub type Error = crate::controller::KubeError;
 
-impl Categorized for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Error::Kube { source, .. } => kube_category(source),
-        }
+impl RefersToCluster for KafkaTopic {
+    fn cluster_ref(&self) -> &ClusterReference {
+        &self.spec.cluster_ref
     }
-}
-
-fn kube_err(action: &'static str, object: String) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error::Kube { action, object, source }
 }
 
 /// Runs the KafkaTopic controller; a change of a KafkaCluster reconciles the topics that
 /// refer to it.
 pub async fn run(ctx: Arc<Context>) {
-    let c = controller::controller::<KafkaTopic>(&ctx);
-    let topics = c.store();
-    let c = c.watches(ctx.watched::<KafkaCluster>(), watcher::Config::default(), move |kc: KafkaCluster| {
-        let (name, ns) = (kc.name_any(), kc.namespace().unwrap_or_default());
-        topics
-            .state()
-            .into_iter()
-            .filter(|t| {
-                let own = t.namespace().unwrap_or_default();
-                t.spec.cluster_ref.name == name && t.spec.cluster_ref.namespace_or(&own) == ns
-            })
-            .map(|t| ObjectRef::from_obj(t.as_ref()))
-            .collect::<Vec<_>>()
-    });
+    let c = controller::controller_watching_clusters(&ctx, controller::controller::<KafkaTopic>(&ctx));
     controller::run(c, ctx).await;
 }
 
@@ -93,20 +59,9 @@ impl Reconcile for KafkaTopic {
     }
 
     async fn cleanup(kt: Arc<Self>, ctx: &Context, writes: &Writes) -> Result<Action, Error> {
-        let cluster = cluster_of(&kt, ctx).await?;
+        let cluster = kt.cluster(ctx).await?;
         finalize(&kt, cluster.as_ref(), &kt.status.clone().unwrap_or_default(), ctx, writes).await
     }
-}
-
-/// The topic's KafkaCluster, if it exists.
-async fn cluster_of(kt: &KafkaTopic, ctx: &Context) -> Result<Option<KafkaCluster>, Error> {
-    let ns = kt.namespace().unwrap_or_default();
-    let cluster_ns = kt.spec.cluster_ref.namespace_or(&ns).to_string();
-    let name = &kt.spec.cluster_ref.name;
-    Api::<KafkaCluster>::namespaced(ctx.client.clone(), &cluster_ns)
-        .get_opt(name)
-        .await
-        .map_err(kube_err("get", format!("KafkaCluster/{cluster_ns}/{name}")))
 }
 
 /// The outcome a reconcile reports in the status.
@@ -130,7 +85,7 @@ async fn reconcile(kt: Arc<KafkaTopic>, ctx: &Context, writes: &Writes) -> Resul
     let name = kt.name_any();
     let api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &ns);
     let cluster_ns = kt.spec.cluster_ref.namespace_or(&ns).to_string();
-    let cluster = cluster_of(&kt, ctx).await?;
+    let cluster = kt.cluster(ctx).await?;
     let old = kt.status.clone().unwrap_or_default();
 
     // The cluster label (Koperator's), in a metadata patch when missing.

@@ -17,21 +17,20 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
 use koperator_shared::api::KafkaCluster;
+use koperator_shared::api::common::ClusterReference;
 use koperator_shared::api::kafkauser::{KafkaUser, KafkaUserStatus};
 use koperator_shared::kafka::user_acls::acls_for;
 use koperator_shared::kafka::{self as kafka, AclBinding, AclFilter, Admin, scram};
 use koperator_shared::support;
 use koperator_shared::validated::ValidatedCluster;
 
-use crate::controller::{self, Categorized, Context, Reconcile, Writes};
-use crate::kafkacluster::kube_category;
+use crate::controller::{self, Context, Reconcile, RefersToCluster, Writes, kube_err};
 use crate::status;
 
 /// Finalizer of KafkaUsers (Koperator's name).
@@ -39,31 +38,12 @@ pub const FINALIZER: &str = "finalizer.kafkausers.kafka.banzaicloud.io";
 pub use koperator_shared::api::kafkauser::{CREDENTIALS_ANNOTATION, SCRAM_SHA_512, uses_scram};
 
 /// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Kubernetes API call failed.
-    #[error("cannot {action} {object}: {source}")]
-    Kube {
-        /// What was being done.
-        action: &'static str,
-        /// `Kind/name`.
-        object: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
-}
+pub type Error = crate::controller::KubeError;
 
-impl Categorized for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Error::Kube { source, .. } => kube_category(source),
-        }
+impl RefersToCluster for KafkaUser {
+    fn cluster_ref(&self) -> &ClusterReference {
+        &self.spec.cluster_ref
     }
-}
-
-fn kube_err(action: &'static str, object: String) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error::Kube { action, object, source }
 }
 
 /// Why a user's credentials or ACLs could not be synced (reported in its status).
@@ -115,19 +95,7 @@ fn kafka_err(what: impl Into<String>) -> impl FnOnce(kafka::Error) -> SyncError 
 pub async fn run(ctx: Arc<Context>) {
     let secrets = watcher::Config::default().labels("app.kubernetes.io/managed-by=koperator");
     let c = controller::controller::<KafkaUser>(&ctx).owns(ctx.watched::<Secret>(), secrets);
-    let users = c.store();
-    let c = c.watches(ctx.watched::<KafkaCluster>(), watcher::Config::default(), move |kc: KafkaCluster| {
-        let (name, ns) = (kc.name_any(), kc.namespace().unwrap_or_default());
-        users
-            .state()
-            .into_iter()
-            .filter(|u| {
-                let own = u.namespace().unwrap_or_default();
-                u.spec.cluster_ref.name == name && u.spec.cluster_ref.namespace_or(&own) == ns
-            })
-            .map(|u| ObjectRef::from_obj(u.as_ref()))
-            .collect::<Vec<_>>()
-    });
+    let c = controller::controller_watching_clusters(&ctx, c);
     controller::run(c, ctx).await;
 }
 
@@ -141,19 +109,9 @@ impl Reconcile for KafkaUser {
     }
 
     async fn cleanup(user: Arc<Self>, ctx: &Context, writes: &Writes) -> Result<Action, Error> {
-        let cluster = cluster_of(&user, ctx).await?;
+        let cluster = user.cluster(ctx).await?;
         finalize(&user, cluster.as_ref(), ctx, writes).await
     }
-}
-
-async fn cluster_of(user: &KafkaUser, ctx: &Context) -> Result<Option<KafkaCluster>, Error> {
-    let ns = user.namespace().unwrap_or_default();
-    let cluster_ns = user.spec.cluster_ref.namespace_or(&ns).to_string();
-    let name = &user.spec.cluster_ref.name;
-    Api::<KafkaCluster>::namespaced(ctx.client.clone(), &cluster_ns)
-        .get_opt(name)
-        .await
-        .map_err(kube_err("get", format!("KafkaCluster/{cluster_ns}/{name}")))
 }
 
 /// The Kafka principal of a user.
@@ -167,7 +125,7 @@ async fn reconcile(user: Arc<KafkaUser>, ctx: &Context, writes: &Writes) -> Resu
     let name = user.name_any();
     let api: Api<KafkaUser> = Api::namespaced(ctx.client.clone(), &ns);
     let cluster_ns = user.spec.cluster_ref.namespace_or(&ns).to_string();
-    let cluster = cluster_of(&user, ctx).await?;
+    let cluster = user.cluster(ctx).await?;
     let old = user.status.clone().unwrap_or_default();
     let mut st = old.clone();
     let (ready, reason, message, requeue) = match &cluster {

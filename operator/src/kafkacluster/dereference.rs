@@ -18,6 +18,7 @@ use koperator_shared::validated::ValidatedCluster;
 use super::Error;
 use super::plan;
 use crate::controller::Context;
+use crate::controller::kube_err;
 use crate::dynamic_config::{self, DynamicLive};
 use crate::rolling::{self, HealthReadError, HealthSnapshot};
 
@@ -64,7 +65,7 @@ where
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    let items = api.list(&ListParams::default().labels(selector)).await.map_err(Error::kube("list", K::kind(&())))?;
+    let items = api.list(&ListParams::default().labels(selector)).await.map_err(kube_err("list", K::kind(&())))?;
     Ok(items.into_iter().map(|o| (o.name_any(), o)).collect())
 }
 
@@ -79,7 +80,7 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
         pvcs: list(ctx, ns, &selector).await?,
         pods: list(ctx, ns, &selector).await?,
         services: list(ctx, ns, &selector).await?,
-        pdb: pdb_api.get_opt(&pdb_name).await.map_err(Error::kube("get", "PodDisruptionBudget"))?,
+        pdb: pdb_api.get_opt(&pdb_name).await.map_err(kube_err("get", "PodDisruptionBudget"))?,
         kafka: KafkaState::NotAsked,
     };
     let wants = plan::kafka_wants(cluster, &live);

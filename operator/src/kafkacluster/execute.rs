@@ -18,6 +18,7 @@ use koperator_shared::validated::ValidatedCluster;
 use super::Error;
 use super::plan::{Object, OwnedKind, Plan};
 use crate::apply::apply;
+use crate::controller::kube_err;
 use crate::controller::{Context, Writes};
 
 fn api<K>(ctx: &Context, ns: &str) -> Api<K>
@@ -42,7 +43,7 @@ where
     match api.delete(name, &precondition(uid)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(Error::kube("delete", K::kind(&()))(e)),
+        Err(e) => Err(kube_err("delete", K::kind(&()))(e)),
     }
 }
 
@@ -65,7 +66,7 @@ pub async fn execute(
             Object::Service(o) => apply(&api::<Service>(ctx, &ns), o).await,
             Object::Pdb(o) => apply(&api::<PodDisruptionBudget>(ctx, &ns), o).await,
         };
-        done.map_err(|e| Error::Kube { action: "apply", object: obj.describe(), source: e })?;
+        done.map_err(kube_err("apply", obj.describe()))?;
         writes.count(true);
     }
     for d in &plan.delete {
@@ -123,11 +124,7 @@ pub async fn execute(
         kc_api
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": plan.status})))
             .await
-            .map_err(|e| Error::Kube {
-                action: "patch status of",
-                object: format!("KafkaCluster/{name}"),
-                source: e,
-            })?;
+            .map_err(kube_err("patch status of", format!("KafkaCluster/{name}")))?;
         writes.count(true);
     }
     Ok(kube::runtime::controller::Action::requeue(plan.requeue))

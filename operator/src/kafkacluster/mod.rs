@@ -25,7 +25,7 @@ use tracing::info;
 use koperator_shared::api::KafkaCluster;
 use koperator_shared::validated::ValidatedCluster;
 
-use crate::controller::{self, Categorized, Context, Reconcile, Writes};
+use crate::controller::{self, Context, Reconcile, Writes, kube_err};
 
 /// Annotation that lets the operator delete the Pods of brokers removed from `spec.brokers`
 /// (until Cruise Control draining exists, removal waits for it). PVCs are kept regardless.
@@ -36,47 +36,7 @@ pub const FINALIZER: &str = "finalizer.kafkaclusters.kafka.banzaicloud.io";
 pub const DELETE_PVCS_ANNOTATION: &str = "koperator.banzaicloud.io/delete-pvcs-on-deletion";
 
 /// Errors of one reconcile (an invalid spec is not one: it is a status).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Kubernetes API call failed.
-    #[error("cannot {action} {object}: {source}")]
-    Kube {
-        /// What was being done (`apply`, `delete`, `list`).
-        action: &'static str,
-        /// `Kind/name` or the kind listed.
-        object: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
-}
-
-impl Error {
-    /// A mapper of a kube error while doing `action` on `object`.
-    pub fn kube(action: &'static str, object: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-        let object = object.into();
-        move |source| Error::Kube { action, object, source }
-    }
-}
-
-/// The category of a Kubernetes API error, from its HTTP status.
-pub fn kube_category(e: &kube::Error) -> &'static str {
-    match e {
-        kube::Error::Api(s) if s.code == 409 => "Conflict",
-        kube::Error::Api(s) if s.code == 403 => "Forbidden",
-        kube::Error::Api(s) if s.code == 404 => "NotFound",
-        kube::Error::Api(s) if s.code == 422 => "Rejected",
-        _ => "KubeApi",
-    }
-}
-
-impl Categorized for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Error::Kube { source, .. } => kube_category(source),
-        }
-    }
-}
+pub type Error = crate::controller::KubeError;
 
 impl Reconcile for KafkaCluster {
     const CONTROLLER: &'static str = "kafkacluster";
@@ -102,10 +62,10 @@ impl Reconcile for KafkaCluster {
             let (ns, name) = (kc.namespace().unwrap_or_default(), kc.name_any());
             let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
             let lp = ListParams::default().labels(&format!("app=kafka,kafka_cr={name}"));
-            for pvc in pvcs.list(&lp).await.map_err(Error::kube("list", "PersistentVolumeClaim"))? {
+            for pvc in pvcs.list(&lp).await.map_err(kube_err("list", "PersistentVolumeClaim"))? {
                 pvcs.delete(&pvc.name_any(), &DeleteParams::default())
                     .await
-                    .map_err(Error::kube("delete", format!("PersistentVolumeClaim/{}", pvc.name_any())))?;
+                    .map_err(kube_err("delete", format!("PersistentVolumeClaim/{}", pvc.name_any())))?;
                 writes.count(true);
             }
             info!(%ns, %name, "deleted the cluster's PVCs as its {DELETE_PVCS_ANNOTATION} annotation asks");
