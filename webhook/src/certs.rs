@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
@@ -74,6 +74,8 @@ pub struct CertStatus {
     pub ready: AtomicBool,
     /// Wakes the loop early (watch events).
     pub wake: Notify,
+    /// The CA (PEM) that signed the served certificate, in the self-managed PKI.
+    signing_ca: Mutex<Option<String>>,
 }
 
 impl CertStatus {
@@ -83,6 +85,7 @@ impl CertStatus {
             served: Arc::new(ServedCert::default()),
             ready: AtomicBool::new(false),
             wake: Notify::new(),
+            signing_ca: Mutex::new(None),
         })
     }
 }
@@ -281,6 +284,16 @@ impl CertLoop {
         if self.status.served.load(&cert, &key)? {
             self.metrics.cert_reloads.inc();
             info!("serving a new certificate");
+        }
+        if let (Source::Secret(_), Some((_, signing_ca))) = (&self.source, &bundle) {
+            let mut last = self.status.signing_ca.lock().expect("lock");
+            if last.as_ref() != Some(signing_ca) {
+                if last.is_some() {
+                    self.metrics.ca_rollovers.inc();
+                    info!("serving a certificate from a new CA");
+                }
+                *last = Some(signing_ca.clone());
+            }
         }
         if let Some(not_after) = not_after {
             self.metrics.cert_expiry_seconds.set(not_after as i64 - now() as i64);

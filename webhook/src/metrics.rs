@@ -41,6 +41,8 @@ pub struct Metrics {
     pub cert_expiry_seconds: Gauge<i64, AtomicI64>,
     /// Times a new serving certificate was loaded.
     pub cert_reloads: Counter,
+    /// Times the CA signing the served certificate changed (self-managed PKI: CA rollovers).
+    pub ca_rollovers: Counter,
     /// Writes of `caBundle` into webhook configurations (first injection and repairs).
     pub ca_bundle_writes: Counter,
     /// The registry to encode.
@@ -58,6 +60,7 @@ impl Metrics {
         let in_flight = Gauge::default();
         let cert_expiry_seconds = Gauge::<i64, AtomicI64>::default();
         let cert_reloads = Counter::default();
+        let ca_rollovers = Counter::default();
         let ca_bundle_writes = Counter::default();
         registry.register("requests", "Admission requests", requests.clone());
         registry.register("request_duration_seconds", "Time to answer an admission request", latency.clone());
@@ -68,8 +71,22 @@ impl Metrics {
             cert_expiry_seconds.clone(),
         );
         registry.register("certificate_reloads", "Serving certificates loaded", cert_reloads.clone());
+        registry.register(
+            "ca_rollovers",
+            "Times the served certificate started to come from a new CA",
+            ca_rollovers.clone(),
+        );
         registry.register("ca_bundle_writes", "caBundle writes into webhook configurations", ca_bundle_writes.clone());
-        Metrics { requests, latency, in_flight, cert_expiry_seconds, cert_reloads, ca_bundle_writes, registry }
+        Metrics {
+            requests,
+            latency,
+            in_flight,
+            cert_expiry_seconds,
+            cert_reloads,
+            ca_rollovers,
+            ca_bundle_writes,
+            registry,
+        }
     }
 
     /// The text exposition.

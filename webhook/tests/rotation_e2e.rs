@@ -7,22 +7,32 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::WebhookUnderTest;
+use base64::Engine;
+use common::{NAMESPACE, WebhookUnderTest, injected_bundles, metric_value};
+use k8s_openapi::api::core::v1::Secret;
 use koperator_e2e::shared;
 use koperator_shared::api::ClusterReference;
 use koperator_shared::api::kafkauser::{AccessType, KafkaUser, KafkaUserSpec, UserTopicGrant};
+use koperator_webhook::certs::STATE_KEY;
+use koperator_webhook::pki::PkiState;
 use kube::Api;
 use kube::api::PostParams;
 
-fn count_rotations(log: &str) -> (usize, usize) {
-    let loads = log.lines().filter(|l| l.contains("serving a new certificate")).count();
-    let mut cas: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("certificate state written"))
-        .filter_map(|l| l.split("ca_not_after=").nth(1)?.split_whitespace().next())
-        .collect();
-    cas.dedup();
-    (loads.saturating_sub(1), cas.len().saturating_sub(1))
+/// (serving-certificate rotations, CA rollovers) a replica reports on `/metrics`: the first
+/// certificate load is not a rotation, and the first CA is not a rollover.
+async fn rotations(w: &WebhookUnderTest) -> (u64, u64) {
+    let text = w.metrics().await;
+    let value = |name| metric_value(&text, name).unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}")) as u64;
+    (
+        value("koperator_webhook_certificate_reloads_total").saturating_sub(1),
+        value("koperator_webhook_ca_rollovers_total"),
+    )
+}
+
+/// The shared PKI state in the certificate Secret.
+async fn secret_state(client: &kube::Client) -> PkiState {
+    let secret = Api::<Secret>::namespaced(client.clone(), NAMESPACE).get("koperator-webhook-certs").await.unwrap();
+    serde_json::from_slice(&secret.data.unwrap()[STATE_KEY].0).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,8 +54,9 @@ async fn rotations_under_load_fail_no_request() {
     .unwrap();
 
     let client = cp.client().await.unwrap();
+    let first_ca = secret_state(&client).await.ca.cert;
     // KafkaUsers: validated against the API server only (KafkaTopics would also ask Kafka).
-    let api: Api<KafkaUser> = Api::namespaced(client, &ns.name);
+    let api: Api<KafkaUser> = Api::namespaced(client.clone(), &ns.name);
     // The load starts once the webhook's cache has seen the cluster (a new KafkaCluster reaches
     // its reflector a moment after it is stored).
     let probe = KafkaUser::new(
@@ -109,7 +120,7 @@ async fn rotations_under_load_fail_no_request() {
     let (mut rotations, mut rollovers) = (0, 0);
     while started.elapsed() < Duration::from_secs(150) {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        (rotations, rollovers) = count_rotations(&w.log());
+        (rotations, rollovers) = self::rotations(&w).await;
         if rotations >= 20 && rollovers >= 1 {
             break;
         }
@@ -146,6 +157,26 @@ async fn rotations_under_load_fail_no_request() {
     }
     assert!(same, "the two replicas serve different certificates\n{}", replica.component.log_tail(20));
     assert!(replica.component.exited().is_none(), "the replica died:\n{}", replica.component.log_tail(20));
-    let (replica_loads, _) = count_rotations(&replica.log());
-    assert!(replica_loads >= 10, "the replica followed only {replica_loads} rotations");
+    let (replica_rotations, replica_rollovers) = self::rotations(&replica).await;
+    assert!(replica_rotations >= 10, "the replica followed only {replica_rotations} rotations");
+    assert!(replica_rollovers >= 1, "the replica did not follow the CA rollover");
+
+    // The API objects agree: the Secret's CA is a new one, and every webhook trusts it.
+    let state = secret_state(&client).await;
+    assert_ne!(state.ca.cert, first_ca, "the Secret still holds the first CA");
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let want = b64(&secret_state(&client).await.bundle_pem());
+        let injected = injected_bundles(cp);
+        if injected.iter().all(|b| *b == want) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "caBundle {injected:?} is not the Secret's bundle {want}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "FIGURE: replica followed {replica_rotations} rotations and {replica_rollovers} CA rollover(s); bundle holds {} CA(s)",
+        state.bundle.len()
+    );
 }

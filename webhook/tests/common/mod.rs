@@ -85,8 +85,8 @@ impl WebhookUnderTest {
         WebhookUnderTest { component, port }
     }
 
-    /// The certificate (DER) the webhook presents now.
-    pub async fn served_certificate(&self) -> Vec<u8> {
+    /// A TLS connection to the webhook's listen port that accepts any server certificate.
+    async fn connect(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let cfg = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -96,8 +96,32 @@ impl WebhookUnderTest {
             .with_no_client_auth();
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect(name, tcp).await.unwrap();
-        tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect(name, tcp).await.unwrap()
+    }
+
+    /// The certificate (DER) the webhook presents now.
+    pub async fn served_certificate(&self) -> Vec<u8> {
+        self.connect().await.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    }
+
+    /// The body of `GET /metrics` (served over HTTPS on the listen port).
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tls = self.connect().await;
+        tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut response = Vec::new();
+        // The server may end the TLS session without close_notify after `Connection: close`.
+        let _ = tls.read_to_end(&mut response).await;
+        let response = String::from_utf8(response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP response: {response}"));
+        assert!(head.starts_with("HTTP/1.1 200"), "GET /metrics: {head}");
+        assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "chunked /metrics: {head}");
+        body.to_string()
+    }
+
+    /// The value of an unlabelled metric (e.g. `koperator_webhook_certificate_reloads_total`).
+    pub async fn metric(&self, name: &str) -> f64 {
+        metric_value(&self.metrics().await, name).unwrap_or_else(|| panic!("no metric {name} in /metrics"))
     }
 
     /// Waits until a KafkaTopic without cluster is denied by the webhook (so TLS and caBundle work).
@@ -127,6 +151,14 @@ impl WebhookUnderTest {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.component.log).unwrap_or_default()
     }
+}
+
+/// The value of the unlabelled sample `name` in a Prometheus/OpenMetrics text exposition.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let mut parts = l.split_whitespace();
+        (parts.next()? == name).then(|| parts.next()?.parse().ok())?
+    })
 }
 
 /// The caBundle of every webhook of the validating configuration.
