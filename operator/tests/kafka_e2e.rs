@@ -1,38 +1,74 @@
 //! The operator on a real API server with real Kafka: every broker Pod it creates runs as an
 //! Apache Kafka process (KRaft) from the operator's own rendered config, started by the test
-//! node (`koperator_e2e::node`). Covers: the cluster comes up and forms a quorum; a no-op
-//! reconcile writes nothing; dynamic configs apply without a restart; a per-broker change
-//! restarts that broker alone; a hung broker that Kubernetes still sees Ready stops the roll
-//! (Kafka says it is unhealthy); a cluster-wide roll keeps at most one broker down and every
-//! partition in sync, even with the operator killed mid-roll; a deleted Pod comes back on its
-//! PVC with its data; an invalid spec touches nothing; deletion keeps PVCs.
+//! node (`koperator_e2e::node`).
+//!
+//! Most tests share one 3-broker KRaft cluster (one namespace, one test node, one operator),
+//! created by the first test that needs it and stopped after the last one (or when the binary
+//! exits). Each test starts from "cluster settled" (it re-applies the last valid spec, resumes
+//! a broker a failed test left paused, replaces a dead operator and waits), makes its change,
+//! asserts, and leaves the cluster settled again, so that the tests do not depend on their
+//! order and one failure does not hide the others. Tests that roll brokers leave their new
+//! read-only config in place (undoing it would cost another roll) and pick values that differ
+//! from the current ones. Run with `--test-threads=1`.
+//!
+//! Shared cluster: it forms a quorum with the operator's cluster id; KafkaTopics and KafkaUsers
+//! through kubectl; a no-op reconcile writes nothing; dynamic configs apply without a restart;
+//! a per-broker change restarts that broker alone; a hung broker that Kubernetes still sees
+//! Ready stops the roll (Kafka says it is unhealthy); a cluster-wide roll keeps at most one
+//! broker down and every partition in sync, even with the operator killed mid-roll; a deleted
+//! Pod comes back on its PVC with its data; an invalid spec touches nothing; metrics, health
+//! and leadership. On clusters of their own: deletion keeps PVCs (a 1-node cluster, since it
+//! destroys what it tests on); ZooKeeper mode rolls on Kafka 3.9.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use common::*;
 use koperator_e2e::node::Node;
-use koperator_e2e::shared;
 use koperator_e2e::tools::repo_root;
+use koperator_e2e::{ControlPlane, Namespace, shared};
 use koperator_shared::kafka::{Admin, ConfigResource, ConfigSource, ConnectOptions, NewTopic, Resolver};
 use serde_json::{Value, json};
 
 const CLUSTER: &str = "kafka-combined";
 const PODS: [&str; 3] = ["kafka-combined-0", "kafka-combined-1", "kafka-combined-2"];
+/// The Lease of the shared cluster's operator.
+const LEASE: &str = "kafka";
 
-fn admin(node: &Node, ns: &str) -> Admin {
-    let bootstrap = (0..3).map(|i| format!("{CLUSTER}-{i}.{CLUSTER}-headless.{ns}.svc.cluster.local:29092")).collect();
+/// The tests on the shared cluster: once each of them has run, the cluster is stopped (so
+/// that the tests on clusters of their own do not share the machine with three idle JVMs).
+/// A test missing here still works; it only makes a new cluster if it runs after the others.
+const SHARED_TESTS: &[&str] = &[
+    "cluster_forms_a_quorum_with_the_operators_cluster_id",
+    "kafkatopics_through_kubectl",
+    "kafkausers_through_kubectl",
+    "a_noop_reconcile_writes_nothing",
+    "dynamic_configs_apply_without_a_restart",
+    "a_per_broker_change_restarts_only_that_broker",
+    "a_hung_broker_stops_the_roll",
+    "a_cluster_wide_roll_keeps_one_broker_down_and_survives_an_operator_kill",
+    "a_deleted_pod_comes_back_on_its_pvc_with_its_data",
+    "an_invalid_spec_touches_nothing",
+    "metrics_readyz_and_leadership",
+];
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn admin(node: &Node, ns: &str, cluster: &str, brokers: usize) -> Admin {
+    let bootstrap =
+        (0..brokers).map(|i| format!("{cluster}-{i}.{cluster}-headless.{ns}.svc.cluster.local:29092")).collect();
     let opts = ConnectOptions {
         resolver: Resolver::with_hosts_file(Some(node.hosts_file.clone())),
         ..ConnectOptions::default()
     };
     Admin::new(bootstrap, opts)
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
 /// The read-only config the test cluster adds to the sample: ACLs enforced, and SCRAM on the
@@ -44,10 +80,14 @@ sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.sasl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 ";
 
+fn combined_sample() -> Value {
+    let sample = std::fs::read_to_string(repo_root().join("config/samples/kafkacluster_kraft_combined.yaml")).unwrap();
+    serde_saphyr::from_str(&sample).unwrap()
+}
+
 /// The sample with a small heap (several JVMs share this machine), ACLs and a SCRAM listener.
 fn spec() -> Value {
-    let sample = std::fs::read_to_string(repo_root().join("config/samples/kafkacluster_kraft_combined.yaml")).unwrap();
-    let mut v: Value = serde_saphyr::from_str(&sample).unwrap();
+    let mut v = combined_sample();
     v["spec"]["brokerConfigGroups"]["default"]["kafkaHeapOpts"] = json!("-Xmx384m -Xms384m");
     v["spec"]["readOnlyConfig"] = json!(v["spec"]["readOnlyConfig"].as_str().unwrap().to_string() + SECURITY);
     v["spec"]["listenersConfig"]["internalListeners"]
@@ -57,12 +97,8 @@ fn spec() -> Value {
     v
 }
 
-fn apply(cp: &koperator_e2e::ControlPlane, ns: &str, v: &Value) {
+fn apply(cp: &ControlPlane, ns: &str, v: &Value) {
     cp.kubectl_stdin(&["apply", "-n", ns, "-f", "-"], Some(&v.to_string())).unwrap();
-}
-
-fn kc(cp: &koperator_e2e::ControlPlane, ns: &str) -> Value {
-    get_json(cp, &["get", "kafkacluster", CLUSTER, "-n", ns])
 }
 
 /// Every partition of `topic` has all its replicas in sync.
@@ -71,6 +107,246 @@ fn fully_in_sync(admin: &Admin, topic: &str) -> bool {
         .ok()
         .and_then(|m| m.topic(topic).map(|t| t.partitions.iter().all(|p| p.isr.len() == p.replicas.len())))
         .unwrap_or(false)
+}
+
+/// `a` unless `current` already is `a`, then `b`: a value that is a change whatever ran before.
+fn other<'a>(current: Option<&str>, a: &'a str, b: &'a str) -> &'a str {
+    if current == Some(a) { b } else { a }
+}
+
+/// Identities of the shared cluster's operators: each one new, so that a log file is never
+/// reused and the Lease holder tells which process leads.
+fn next_identity() -> String {
+    static N: AtomicU32 = AtomicU32::new(1);
+    format!("kafka-{}", N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// The shared 3-broker KRaft cluster and what runs it. Fields drop in order: the operator
+/// stops first, then the node's brokers, then the namespace goes.
+struct Cluster {
+    cp: &'static ControlPlane,
+    ns: String,
+    op: Operator,
+    node: Node,
+    admin: Admin,
+    /// `--kafka-hosts-file=…` for the operator.
+    hosts: String,
+    /// The last valid spec applied: what the cluster runs when it is settled.
+    desired: Value,
+    /// Pods a test paused (resumed when the next test starts, should that test fail).
+    paused: BTreeSet<&'static str>,
+    _namespace: Namespace<'static>,
+}
+
+impl Cluster {
+    fn create() -> Cluster {
+        let cp = shared();
+        let namespace = cp.namespace("kafka").unwrap();
+        let ns = namespace.name.clone();
+        let node = Node::start(&cp.kubeconfig, &ns).unwrap();
+        let hosts = format!("--kafka-hosts-file={}", node.hosts_file.display());
+        let op = start_operator(cp, &ns, LEASE, &next_identity(), std::slice::from_ref(&hosts));
+        let applied = Instant::now();
+        let desired = spec();
+        apply(cp, &ns, &desired);
+        // The cluster forms: three brokers and a three-voter quorum, from the rendered config.
+        wait_for("ClusterRunning on real brokers", Duration::from_secs(240), &op, || {
+            let kc = get_json(cp, &["get", "kafkacluster", CLUSTER, "-n", &ns]);
+            kc["status"]["state"] == "ClusterRunning" && condition(&kc, "Ready").is_some_and(|c| c.0 == "True")
+        });
+        eprintln!(
+            "FIGURE: 3 KRaft brokers Running (all Pods Ready from Kafka's own state) {} s after kubectl apply",
+            applied.elapsed().as_secs()
+        );
+        let admin = admin(&node, &ns, CLUSTER, 3);
+        // `orders` holds data for the roll and PVC tests (created in Kafka, not as a KafkaTopic).
+        rt().block_on(admin.create_topic(&NewTopic {
+            name: "orders".into(),
+            partitions: 6,
+            replication_factor: 3,
+            configs: BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]),
+        }))
+        .unwrap();
+        wait_for("orders fully in sync", Duration::from_secs(60), &op, || fully_in_sync(&admin, "orders"));
+        Cluster { cp, ns, op, node, admin, hosts, desired, paused: BTreeSet::new(), _namespace: namespace }
+    }
+
+    fn kc(&self) -> Value {
+        get_json(self.cp, &["get", "kafkacluster", CLUSTER, "-n", &self.ns])
+    }
+
+    fn apply(&self, v: &Value) {
+        apply(self.cp, &self.ns, v);
+    }
+
+    fn apply_desired(&self) {
+        self.apply(&self.desired);
+    }
+
+    fn pods(&self) -> BTreeMap<String, String> {
+        pod_uids(self.cp, &self.ns)
+    }
+
+    fn events_now(&self) -> EventMark {
+        EventMark::now(self.cp, &self.ns)
+    }
+
+    /// Waits up to `secs` for `check`, failing early when the operator exits.
+    fn wait(&self, what: &str, secs: u64, mut check: impl FnMut(&Cluster) -> bool) {
+        wait_for(what, Duration::from_secs(secs), &self.op, || check(self));
+    }
+
+    /// Node ids Kafka reports live (unfenced).
+    fn live_brokers(&self) -> Option<Vec<i32>> {
+        rt().block_on(self.admin.metadata(Some(&[]))).ok().map(|m| m.brokers.keys().copied().collect())
+    }
+
+    /// Kills the operator (no grace) and starts another one with a new identity; it leads once
+    /// the old one's Lease runs out.
+    fn replace_operator(&mut self) {
+        self.op.stop(Duration::ZERO);
+        self.op = start_operator(self.cp, &self.ns, LEASE, &next_identity(), std::slice::from_ref(&self.hosts));
+    }
+
+    /// Back to "settled": no paused broker, a running operator, the last valid spec applied
+    /// and run by every broker, all three brokers live in Kafka.
+    fn settle(&mut self) {
+        for pod in std::mem::take(&mut self.paused) {
+            let _ = self.node.resume(pod);
+        }
+        if self.op.exited().is_some() {
+            self.replace_operator();
+        }
+        self.apply_desired();
+        self.wait("the shared cluster settled", 300, |c| {
+            let kc = c.kc();
+            settled(&kc)
+                && condition(&kc, "Ready").is_some_and(|r| r.0 == "True")
+                && c.live_brokers().is_some_and(|b| b == [0, 1, 2])
+        });
+    }
+}
+
+enum Fixture {
+    Absent,
+    Up(Box<Cluster>),
+    Failed(String),
+}
+
+static FIXTURE: Mutex<Fixture> = Mutex::new(Fixture::Absent);
+static FINISHED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// The shared cluster, locked for one test and settled. A cluster that cannot be created fails
+/// every test that needs it at once (with the reason); one that does not settle after a failed
+/// test is dropped, and the next test gets a new one.
+fn cluster() -> SharedCluster {
+    let cp = shared();
+    register_teardown();
+    let mut guard = FIXTURE.lock().unwrap_or_else(|e| e.into_inner());
+    if matches!(*guard, Fixture::Absent) {
+        *guard = match std::panic::catch_unwind(Cluster::create) {
+            Ok(c) => Fixture::Up(Box::new(c)),
+            Err(p) => Fixture::Failed(panic_text(p.as_ref())),
+        };
+    }
+    if let Fixture::Failed(e) = &*guard {
+        panic!(
+            "the shared cluster could not be created (see the first test that needed it): {e}\nrun dir {}",
+            cp.dir.display()
+        );
+    }
+    let mut shared = SharedCluster(guard);
+    let settled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.settle()));
+    if let Err(p) = settled {
+        eprintln!("kafka_e2e: the shared cluster did not settle; dropping it (the next test makes a new one)");
+        *shared.0 = Fixture::Absent;
+        std::panic::resume_unwind(p);
+    }
+    shared
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+}
+
+/// The binary's statics are never dropped: stop the shared cluster (operator, brokers, node
+/// directory, namespace) at exit, before the control plane stops (atexit runs handlers in
+/// reverse order, and `shared()` registered its handler first). The processes would die with
+/// the binary anyway (PR_SET_PDEATHSIG); this also removes the node's directory.
+fn register_teardown() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    unsafe extern "C" {
+        fn atexit(f: extern "C" fn()) -> std::ffi::c_int;
+    }
+    extern "C" fn teardown() {
+        let _ = std::panic::catch_unwind(|| {
+            let mut fixture = match FIXTURE.try_lock() {
+                Ok(g) => g,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            };
+            *fixture = Fixture::Absent;
+        });
+    }
+    // SAFETY: registering a plain extern "C" function that never unwinds.
+    ONCE.call_once(|| unsafe {
+        atexit(teardown);
+    });
+}
+
+/// One test's hold on the shared cluster. When the last of [`SHARED_TESTS`] lets go, the
+/// cluster is stopped.
+struct SharedCluster(MutexGuard<'static, Fixture>);
+
+impl Deref for SharedCluster {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        match &*self.0 {
+            Fixture::Up(c) => c,
+            _ => unreachable!("a SharedCluster holds a running cluster"),
+        }
+    }
+}
+
+impl DerefMut for SharedCluster {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        match &mut *self.0 {
+            Fixture::Up(c) => c,
+            _ => unreachable!("a SharedCluster holds a running cluster"),
+        }
+    }
+}
+
+impl Drop for SharedCluster {
+    fn drop(&mut self) {
+        let mut finished = FINISHED.lock().unwrap_or_else(|e| e.into_inner());
+        finished.insert(std::thread::current().name().unwrap_or_default().to_string());
+        if SHARED_TESTS.iter().all(|t| finished.contains(*t)) && matches!(*self.0, Fixture::Up(_)) {
+            eprintln!("kafka_e2e: every shared-cluster test ran; stopping the shared cluster");
+            *self.0 = Fixture::Absent;
+        }
+    }
+}
+
+#[test]
+fn cluster_forms_a_quorum_with_the_operators_cluster_id() {
+    let c = cluster();
+    let kc = c.kc();
+    rt().block_on(async {
+        let cluster = c.admin.describe_cluster().await.unwrap();
+        assert_eq!(cluster.brokers.iter().map(|b| b.id).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(
+            Some(cluster.cluster_id.as_str()),
+            kc["status"]["clusterID"].as_str(),
+            "Kafka runs with the cluster id the operator chose"
+        );
+        let quorum = c.admin.describe_quorum().await.unwrap();
+        assert_eq!(quorum.voters.len(), 3, "{quorum:?}");
+    });
+    let states = kc["status"]["brokersState"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(states, Some(vec!["0".to_string(), "1".into(), "2".into()]), "{kc}");
+    assert_eq!(c.pods().keys().map(String::as_str).collect::<Vec<_>>(), PODS);
+    c.wait("orders fully in sync", 60, |c| fully_in_sync(&c.admin, "orders"));
 }
 
 fn topic(name: &str, partitions: i32, config: Value) -> Value {
@@ -82,7 +358,7 @@ fn topic(name: &str, partitions: i32, config: Value) -> Value {
     })
 }
 
-fn topic_status(cp: &koperator_e2e::ControlPlane, ns: &str, name: &str) -> Value {
+fn topic_status(cp: &ControlPlane, ns: &str, name: &str) -> Value {
     get_json(cp, &["get", "kafkatopic", name, "-n", ns])
 }
 
@@ -98,16 +374,14 @@ fn partitions(admin: &Admin, topic: &str) -> Option<usize> {
 }
 
 /// KafkaTopics through kubectl: create, grow, reconfigure, drift, adoption rules, delete, keep.
-fn topics_through_kubectl(
-    cp: &koperator_e2e::ControlPlane,
-    ns: &str,
-    admin: &Admin,
-    op: &koperator_e2e::process::Component,
-) {
+#[test]
+fn kafkatopics_through_kubectl() {
+    let c = cluster();
+    let (cp, ns, admin) = (c.cp, c.ns.as_str(), &c.admin);
     let created = Instant::now();
     let mut events = topic("events", 3, json!({"retention.ms": "3600000"}));
-    apply(cp, ns, &events);
-    wait_for("topic events created and in sync", Duration::from_secs(60), op, || {
+    c.apply(&events);
+    c.wait("topic events created and in sync", 60, |_| {
         let t = topic_status(cp, ns, "events");
         condition(&t, "Ready").is_some_and(|c| c == ("True".into(), "InSync".into()))
     });
@@ -126,14 +400,15 @@ fn topics_through_kubectl(
     // Grow and reconfigure.
     events["spec"]["partitions"] = json!(5);
     events["spec"]["config"] = json!({"cleanup.policy": "compact"});
-    apply(cp, ns, &events);
-    wait_for("events grown and reconfigured in Kafka", Duration::from_secs(60), op, || {
+    c.apply(&events);
+    c.wait("events grown and reconfigured in Kafka", 60, |_| {
         partitions(admin, "events") == Some(5)
             && topic_config(admin, "events", "cleanup.policy").is_some_and(|c| c.value.as_deref() == Some("compact"))
             && topic_config(admin, "events", "retention.ms").is_some_and(|c| c.source != ConfigSource::DynamicTopic)
     });
 
     // A config changed outside the operator is put back and reported.
+    let mark = c.events_now();
     rt().block_on(admin.alter_configs(
         &ConfigResource::Topic("events".into()),
         &[koperator_shared::kafka::ConfigOp::Set("cleanup.policy".into(), "delete".into())],
@@ -141,14 +416,14 @@ fn topics_through_kubectl(
     .unwrap();
     std::thread::sleep(Duration::from_secs(1));
     cp.kubectl(&["annotate", "kafkatopic", "events", "-n", ns, "resync=1", "--overwrite"]).unwrap();
-    wait_for("drift corrected", Duration::from_secs(60), op, || {
+    c.wait("drift corrected", 60, |_| {
         topic_config(admin, "events", "cleanup.policy").is_some_and(|c| c.value.as_deref() == Some("compact"))
-            && cp.kubectl(&["get", "events.events.k8s.io", "-n", ns, "-o", "json"]).unwrap().contains("DriftCorrected")
+            && !mark.since(cp, ns, "DriftCorrected").is_empty()
     });
 
     // An existing topic is not adopted without the annotation, and deleting that CR keeps it.
     apply(cp, ns, &topic("orders", 6, json!({"min.insync.replicas": "2"})));
-    wait_for("orders reported as not managed", Duration::from_secs(60), op, || {
+    c.wait("orders reported as not managed", 60, |_| {
         let t = topic_status(cp, ns, "orders");
         t["status"]["managedBy"] == "unknown" && condition(&t, "Ready").is_some_and(|c| c.1 == "NotManaged")
     });
@@ -158,11 +433,13 @@ fn topics_through_kubectl(
     // Deleting a managed KafkaTopic deletes the Kafka topic; the keep annotation opts out.
     let mut kept = topic("kept", 1, json!({}));
     kept["metadata"]["annotations"] = json!({"koperator.banzaicloud.io/keep-topic-on-deletion": "true"});
-    apply(cp, ns, &kept);
-    wait_for("kept created", Duration::from_secs(60), op, || partitions(admin, "kept") == Some(1));
+    c.apply(&kept);
+    c.wait("kept created", 60, |_| partitions(admin, "kept") == Some(1));
     cp.kubectl(&["delete", "kafkatopic", "events", "kept", "-n", ns, "--timeout=60s"]).unwrap();
     assert_eq!(partitions(admin, "events"), None, "the Kafka topic of a deleted KafkaTopic is gone");
     assert_eq!(partitions(admin, "kept"), Some(1), "the annotated topic is kept");
+    // Leave Kafka as the test found it.
+    rt().block_on(admin.delete_topic("kept")).unwrap();
 }
 
 /// Runs a console producer or consumer against broker 0's `port`, as `client_config` says.
@@ -187,14 +464,11 @@ const CONSUMER: &str = "org.apache.kafka.tools.consumer.ConsoleConsumer";
 
 /// KafkaUsers through kubectl: SCRAM credentials in a Secret, ACLs from topicGrants that let
 /// the user consume and not produce, grants that shrink, deletion that cleans Kafka up.
-fn users_through_kubectl(
-    cp: &koperator_e2e::ControlPlane,
-    ns: &str,
-    admin: &Admin,
-    op: &koperator_e2e::process::Component,
-    node: &Node,
-) {
+#[test]
+fn kafkausers_through_kubectl() {
     use koperator_shared::kafka::{AclFilter, AclOperation};
+    let c = cluster();
+    let (cp, ns, admin, node) = (c.cp, c.ns.as_str(), &c.admin, &c.node);
     rt().block_on(admin.create_topic(&NewTopic {
         name: "payments".into(),
         partitions: 1,
@@ -216,8 +490,8 @@ fn users_through_kubectl(
             "topicGrants": [{"topicName": "payments", "accessType": "read"}],
         },
     });
-    apply(cp, ns, &alice);
-    wait_for("alice ready", Duration::from_secs(60), op, || {
+    c.apply(&alice);
+    c.wait("alice ready", 60, |_| {
         condition(&get_json(cp, &["get", "kafkauser", "alice", "-n", ns]), "Ready").is_some_and(|c| c.0 == "True")
     });
     let secret = get_json(cp, &["get", "secret", "alice-credentials", "-n", ns]);
@@ -269,100 +543,78 @@ fn users_through_kubectl(
 
     // Grants shrink: the ACLs go.
     alice["spec"]["topicGrants"] = json!([]);
-    apply(cp, ns, &alice);
-    wait_for("alice's ACLs removed", Duration::from_secs(60), op, || {
+    c.apply(&alice);
+    c.wait("alice's ACLs removed", 60, |_| {
         rt().block_on(admin.describe_acls(&AclFilter::principal("User:alice"))).is_ok_and(|a| a.is_empty())
     });
     // Deleting the user removes its credential; the Secret goes with its owner.
     cp.kubectl(&["delete", "kafkauser", "alice", "-n", ns, "--timeout=60s"]).unwrap();
-    wait_for("alice's credential removed", Duration::from_secs(60), op, || {
+    c.wait("alice's credential removed", 60, |_| {
         rt().block_on(admin.has_scram_credential("alice")).is_ok_and(|has| !has)
     });
-    wait_for("alice's Secret garbage-collected", Duration::from_secs(60), op, || {
+    c.wait("alice's Secret garbage-collected", 60, |_| {
         cp.kubectl(&["get", "secret", "alice-credentials", "-n", ns]).is_err()
     });
+    // Leave Kafka as the test found it.
+    rt().block_on(admin.delete_topic("payments")).unwrap();
 }
 
+/// A KafkaCluster reconcile with nothing to do writes nothing: forced by an annotation, it is
+/// counted as a successful reconcile of the `kafkacluster` controller, that controller's write
+/// counter does not move, and no object changes.
 #[test]
-fn kafkacluster_on_real_kafka() {
-    let cp = shared();
-    let ns = cp.namespace("kafka").unwrap();
-    let ns_name = ns.name.clone();
-    let node = Node::start(&cp.kubeconfig, &ns_name).unwrap();
-    let hosts = format!("--kafka-hosts-file={}", node.hosts_file.display());
-    let (mut op, _) = start_operator(cp, &ns_name, "kafka", "kafka", std::slice::from_ref(&hosts));
-    let applied = Instant::now();
-    let mut desired = spec();
-    apply(cp, &ns_name, &desired);
-
-    // The cluster forms: three brokers and a three-voter quorum, from the rendered config.
-    wait_for("ClusterRunning on real brokers", Duration::from_secs(240), &op, || {
-        let kc = kc(cp, &ns_name);
-        kc["status"]["state"] == "ClusterRunning" && condition(&kc, "Ready").is_some_and(|c| c.0 == "True")
-    });
-    eprintln!(
-        "FIGURE: 3 KRaft brokers Running (all Pods Ready from Kafka's own state) {} s after kubectl apply",
-        applied.elapsed().as_secs()
-    );
-    let admin = admin(&node, &ns_name);
-    rt().block_on(async {
-        let cluster = admin.describe_cluster().await.unwrap();
-        assert_eq!(cluster.brokers.iter().map(|b| b.id).collect::<Vec<_>>(), vec![0, 1, 2]);
-        assert_eq!(
-            Some(cluster.cluster_id.as_str()),
-            kc(cp, &ns_name)["status"]["clusterID"].as_str(),
-            "Kafka runs with the cluster id the operator chose"
-        );
-        let quorum = admin.describe_quorum().await.unwrap();
-        assert_eq!(quorum.voters.len(), 3, "{quorum:?}");
-        admin
-            .create_topic(&NewTopic {
-                name: "orders".into(),
-                partitions: 6,
-                replication_factor: 3,
-                configs: BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]),
-            })
-            .await
-            .unwrap();
-    });
-    wait_for("orders fully in sync", Duration::from_secs(60), &op, || fully_in_sync(&admin, "orders"));
-    topics_through_kubectl(cp, &ns_name, &admin, &op);
-    users_through_kubectl(cp, &ns_name, &admin, &op, &node);
-
-    // A reconcile with nothing to do writes nothing.
-    let before = resource_versions(cp, &ns_name);
-    let reconciles_before = op_log(&op).matches("reconciled").count();
+fn a_noop_reconcile_writes_nothing() {
+    let c = cluster();
+    let (cp, ns, port) = (c.cp, c.ns.as_str(), c.op.port);
+    let before = resource_versions(cp, ns);
+    let reconciles_before = reconciles_ok(port, "kafkacluster");
+    let writes_before = api_writes(port, "kafkacluster");
+    let touch =
+        format!("touch={}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis());
     let rv = cp
         .kubectl(&[
             "annotate",
             "kafkacluster",
             CLUSTER,
             "-n",
-            &ns_name,
-            "touch=1",
+            ns,
+            &touch,
+            "--overwrite",
             "-o",
             "jsonpath={.metadata.resourceVersion}",
         ])
         .unwrap();
-    wait_for("a reconcile after the annotation", Duration::from_secs(30), &op, || {
-        op_log(&op).matches("reconciled").count() > reconciles_before
+    c.wait("a kafkacluster reconcile after the annotation", 30, |_| {
+        reconciles_ok(port, "kafkacluster") > reconciles_before
     });
     std::thread::sleep(Duration::from_secs(2));
-    let mut after = resource_versions(cp, &ns_name);
+    assert_eq!(
+        api_writes(port, "kafkacluster"),
+        writes_before,
+        "a no-op reconcile wrote to the API server ({} reconciles since)",
+        reconciles_ok(port, "kafkacluster") - reconciles_before
+    );
+    let mut after = resource_versions(cp, ns);
     assert_eq!(after.remove(&format!("kafkaclusters/{CLUSTER}")), Some(rv), "the reconcile wrote the KafkaCluster");
     let mut before = before;
     before.remove(&format!("kafkaclusters/{CLUSTER}"));
     assert_eq!(before, after, "a no-op reconcile changed objects");
-    let last = op_log(&op).lines().rev().find(|l| l.contains("reconciled")).unwrap_or_default().to_string();
-    assert!(last.contains("writes=0"), "{last}");
+}
 
-    // Dynamic configs: cluster-wide and per-broker, applied through the Admin API, no restart.
-    let uids = pod_uids(cp, &ns_name);
-    desired["spec"]["clusterWideConfig"] = json!("log.retention.ms=7200000\n");
-    desired["spec"]["brokers"][1]["brokerConfig"] = json!({"config": "log.cleaner.threads=2\n"});
-    apply(cp, &ns_name, &desired);
+/// Dynamic configs, cluster-wide and per-broker, applied through the Admin API without a
+/// restart; removing a key from the spec deletes it in Kafka.
+#[test]
+fn dynamic_configs_apply_without_a_restart() {
+    let mut g = cluster();
+    let c = &mut *g;
+    let admin = &c.admin;
+    let uids = c.pods();
+    let mark = c.events_now();
+    c.desired["spec"]["clusterWideConfig"] = json!("log.retention.ms=7200000\n");
+    c.desired["spec"]["brokers"][1]["brokerConfig"] = json!({"config": "log.cleaner.threads=2\n"});
+    c.apply_desired();
     let dynamic_at = Instant::now();
-    wait_for("dynamic configs in Kafka", Duration::from_secs(60), &op, || {
+    c.wait("dynamic configs in Kafka", 60, |_| {
         rt().block_on(async {
             let wide = admin.describe_configs(&ConfigResource::BrokerDefaults).await.unwrap_or_default();
             let one = admin.describe_configs(&ConfigResource::Broker(1)).await.unwrap_or_default();
@@ -378,136 +630,278 @@ fn kafkacluster_on_real_kafka() {
         "FIGURE: dynamic broker configs visible in Kafka {} ms after kubectl apply, no restart",
         dynamic_at.elapsed().as_millis()
     );
-    wait_for("settled after dynamic configs", Duration::from_secs(30), &op, || settled(&kc(cp, &ns_name)));
-    assert_eq!(pod_uids(cp, &ns_name), uids, "a dynamic config change restarted a broker");
-    let states = kc(cp, &ns_name)["status"]["brokersState"].clone();
+    c.wait("settled after dynamic configs", 30, |c| settled(&c.kc()));
+    assert_eq!(c.pods(), uids, "a dynamic config change restarted a broker");
+    let states = c.kc()["status"]["brokersState"].clone();
     assert!(
         states.as_object().unwrap().values().all(|b| b["perBrokerConfigurationState"] == "PerBrokerConfigInSync"),
         "{states}"
     );
-    // Removing the per-broker key deletes it from Kafka (the spec is the source of truth).
-    desired["spec"]["brokers"][1].as_object_mut().unwrap().remove("brokerConfig");
-    apply(cp, &ns_name, &desired);
-    wait_for("per-broker key deleted in Kafka", Duration::from_secs(60), &op, || {
+    c.wait("a DynamicConfigUpdated Event", 30, |c| !mark.since(c.cp, &c.ns, "DynamicConfigUpdated").is_empty());
+    assert!(mark.since(c.cp, &c.ns, "RollingRestart").is_empty(), "a dynamic config change announced a restart");
+
+    // Removing the keys deletes them from Kafka (the spec is the source of truth); this also
+    // puts the cluster back as the test found it.
+    c.desired["spec"]["brokers"][1].as_object_mut().unwrap().remove("brokerConfig");
+    c.desired["spec"].as_object_mut().unwrap().remove("clusterWideConfig");
+    c.apply_desired();
+    let admin = &c.admin;
+    c.wait("per-broker key deleted in Kafka", 60, |_| {
         rt().block_on(admin.describe_configs(&ConfigResource::Broker(1)))
             .unwrap_or_default()
             .iter()
             .any(|e| e.name == "log.cleaner.threads" && e.source != ConfigSource::DynamicBroker)
     });
-
-    // A per-broker read-only change restarts that broker alone.
-    let uids_before = pod_uids(cp, &ns_name);
-    desired["spec"]["brokers"][1]["readOnlyConfig"] = json!("num.io.threads=9\n");
-    apply(cp, &ns_name, &desired);
-    wait_for("broker 1 alone restarted", Duration::from_secs(120), &op, || {
-        let uids = pod_uids(cp, &ns_name);
-        uids.get(PODS[1]) != uids_before.get(PODS[1]) && settled(&kc(cp, &ns_name))
+    c.wait("cluster-wide key deleted in Kafka", 60, |_| {
+        rt().block_on(admin.describe_configs(&ConfigResource::BrokerDefaults)).is_ok_and(|wide| {
+            !wide.iter().any(|e| e.name == "log.retention.ms" && e.source == ConfigSource::DynamicDefaultBroker)
+        })
     });
-    let uids_after = pod_uids(cp, &ns_name);
+    c.wait("settled after removing the dynamic configs", 30, |c| settled(&c.kc()));
+    assert_eq!(c.pods(), uids, "removing a dynamic config restarted a broker");
+}
+
+/// The RollingRestart Events since `mark` that name broker `id` ("restarting broker N: …").
+fn restarts_of(c: &Cluster, mark: &EventMark, id: i32) -> Vec<Value> {
+    let prefix = format!("restarting broker {id}:");
+    mark.since(c.cp, &c.ns, "RollingRestart")
+        .into_iter()
+        .filter(|e| e["note"].as_str().is_some_and(|n| n.starts_with(&prefix)))
+        .collect()
+}
+
+/// Since `mark`, a RollingRestart Event (new, or repeated: a higher `series.count`) names each
+/// broker of `restarted` (waiting up to 30 s for them), and none names a broker of `kept`.
+fn assert_restart_events(c: &Cluster, mark: &EventMark, restarted: &[i32], kept: &[i32]) {
+    let missing = || restarted.iter().copied().filter(|id| restarts_of(c, mark, *id).is_empty()).collect::<Vec<_>>();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !missing().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let seen = || {
+        let brief = |e: &Value| json!([e["metadata"]["name"], e["note"], e["series"], e["reportingInstance"]]);
+        Value::from(mark.since(c.cp, &c.ns, "RollingRestart").iter().map(brief).collect::<Vec<_>>())
+    };
+    let missing = missing();
+    assert!(missing.is_empty(), "no RollingRestart Event names brokers {missing:?}; new or repeated ones: {}", seen());
+    for id in kept {
+        assert!(restarts_of(c, mark, *id).is_empty(), "a RollingRestart Event names broker {id}: {}", seen());
+    }
+}
+
+/// A per-broker read-only change restarts that broker alone, and says so in an Event.
+#[test]
+fn a_per_broker_change_restarts_only_that_broker() {
+    let mut g = cluster();
+    let c = &mut *g;
+    let uids_before = c.pods();
+    let mark = c.events_now();
+    let current = c.desired["spec"]["brokers"][1]["readOnlyConfig"].as_str().map(String::from);
+    let change = other(current.as_deref(), "num.io.threads=9\n", "num.io.threads=10\n");
+    c.desired["spec"]["brokers"][1]["readOnlyConfig"] = json!(change);
+    c.apply_desired();
+    c.wait("broker 1 alone restarted", 120, |c| {
+        let uids = c.pods();
+        uids.get(PODS[1]) != uids_before.get(PODS[1]) && settled(&c.kc())
+    });
+    let uids_after = c.pods();
     for other in [PODS[0], PODS[2]] {
         assert_eq!(uids_before.get(other), uids_after.get(other), "{other} was restarted");
     }
+    let cm = get_json(c.cp, &["get", "configmap", "kafka-combined-config-1", "-n", &c.ns]);
+    assert!(cm["data"]["broker-config"].as_str().unwrap().contains(change.trim()), "{cm}");
+    assert_restart_events(c, &mark, &[1], &[0, 2]);
+}
 
-    // A hung broker that Kubernetes still sees Ready: Kafka fences it, and the roll waits.
-    node.pause(PODS[2]).unwrap();
+/// A hung broker that Kubernetes still sees Ready: Kafka fences it, and the roll waits until
+/// it is back, without restarting it.
+#[test]
+fn a_hung_broker_stops_the_roll() {
+    let mut g = cluster();
+    let c = &mut *g;
+    c.paused.insert(PODS[2]);
+    c.node.pause(PODS[2]).unwrap();
     let paused = Instant::now();
-    wait_for("broker 2 fenced by the controller", Duration::from_secs(60), &op, || {
-        rt().block_on(admin.metadata(Some(&[]))).is_ok_and(|m| !m.brokers.contains_key(&2))
-    });
+    c.wait("broker 2 fenced by the controller", 60, |c| c.live_brokers().is_some_and(|b| !b.contains(&2)));
     eprintln!("FIGURE: paused broker fenced by Kafka {} s after SIGSTOP", paused.elapsed().as_secs());
-    let uids_before = pod_uids(cp, &ns_name);
-    desired["spec"]["brokers"][0]["readOnlyConfig"] = json!("num.io.threads=7\n");
-    apply(cp, &ns_name, &desired);
-    wait_for("the roll waits for the hung broker", Duration::from_secs(60), &op, || {
-        let kc = kc(cp, &ns_name);
-        condition(&kc, "Ready").is_some_and(|c| c.1 == "RollingRestartWaiting")
+    let uids_before = c.pods();
+    let mark = c.events_now();
+    let current = c.desired["spec"]["brokers"][0]["readOnlyConfig"].as_str().map(String::from);
+    c.desired["spec"]["brokers"][0]["readOnlyConfig"] =
+        json!(other(current.as_deref(), "num.io.threads=7\n", "num.io.threads=6\n"));
+    c.apply_desired();
+    c.wait("the roll waits for the hung broker", 60, |c| {
+        condition(&c.kc(), "Ready").is_some_and(|c| c.1 == "RollingRestartWaiting")
     });
-    let message = kc(cp, &ns_name)["status"]["conditions"].to_string();
+    let message = c.kc()["status"]["conditions"].to_string();
     assert!(message.contains("[2] are unhealthy"), "{message}");
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(pod_uids(cp, &ns_name), uids_before, "a broker restarted while another was hung");
-    node.resume(PODS[2]).unwrap();
-    wait_for("broker 0 restarted once broker 2 recovered", Duration::from_secs(120), &op, || {
-        pod_uids(cp, &ns_name).get(PODS[0]) != uids_before.get(PODS[0]) && settled(&kc(cp, &ns_name))
+    assert_eq!(c.pods(), uids_before, "a broker restarted while another was hung");
+    c.node.resume(PODS[2]).unwrap();
+    c.paused.remove(PODS[2]);
+    c.wait("broker 0 restarted once broker 2 recovered", 120, |c| {
+        c.pods().get(PODS[0]) != uids_before.get(PODS[0]) && settled(&c.kc())
     });
-    assert_eq!(pod_uids(cp, &ns_name).get(PODS[2]), uids_before.get(PODS[2]), "the recovered broker was not restarted");
+    assert_eq!(c.pods().get(PODS[2]), uids_before.get(PODS[2]), "the recovered broker was restarted");
+    assert_restart_events(c, &mark, &[0], &[1, 2]);
+}
 
-    // A cluster-wide change rolls every broker, one at a time with every partition back in
-    // sync before the next, and survives the operator being killed in the middle.
+/// A cluster-wide change rolls every broker, one at a time with every partition back in sync
+/// before the next, and survives the operator being killed in the middle: its successor takes
+/// the Lease and finishes the roll.
+#[test]
+fn a_cluster_wide_roll_keeps_one_broker_down_and_survives_an_operator_kill() {
+    let mut g = cluster();
+    let c = &mut *g;
+    c.wait("orders fully in sync before the roll", 60, |c| fully_in_sync(&c.admin, "orders"));
+    let base = spec()["spec"]["readOnlyConfig"].as_str().unwrap().to_string();
+    let current =
+        c.desired["spec"]["readOnlyConfig"].as_str().unwrap_or_default().strip_prefix(base.as_str()).map(String::from);
+    let change = other(current.as_deref(), "num.network.threads=5\n", "num.network.threads=4\n");
+    c.desired["spec"]["readOnlyConfig"] = json!(format!("{base}{change}"));
+    let uids_before = c.pods();
+    let mark = c.events_now();
     let roll_started = Instant::now();
-    desired["spec"]["readOnlyConfig"] = json!(sample_read_only(&spec().to_string()) + "num.network.threads=5\n");
-    apply(cp, &ns_name, &desired);
-    wait_for("the roll to start", Duration::from_secs(60), &op, || op_log(&op).contains("restarting broker to apply"));
-    op.stop(Duration::ZERO);
-    let (restarted, metrics_port) = start_operator(cp, &ns_name, "kafka", "kafka-2", std::slice::from_ref(&hosts));
-    op = restarted;
-    wait_for("every broker restarted with the new config", Duration::from_secs(300), &op, || {
-        let cms = get_json(cp, &["get", "configmaps", "-n", &ns_name, "-l", &format!("kafka_cr={CLUSTER}")]);
+    c.apply_desired();
+    c.wait("the roll to start (a RollingRestart Event or a restarted Pod)", 60, |c| {
+        !mark.since(c.cp, &c.ns, "RollingRestart").is_empty() || c.pods() != uids_before
+    });
+    let killed = c.op.identity.clone();
+    c.replace_operator();
+    c.wait("the new operator takes the Lease", 30, |c| leads(c.cp, &c.op));
+    c.wait("every broker restarted with the new config", 300, |c| {
+        let cms = get_json(c.cp, &["get", "configmaps", "-n", &c.ns, "-l", &format!("kafka_cr={CLUSTER}")]);
         let all_new = cms["items"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|c| c["data"]["broker-config"].as_str().unwrap().contains("num.network.threads=5"));
-        all_new && settled(&kc(cp, &ns_name))
+            .all(|cm| cm["data"]["broker-config"].as_str().unwrap().contains(change.trim()));
+        all_new && settled(&c.kc())
     });
     let rolled_in = roll_started.elapsed();
-    let max_down = node.max_down(&PODS, roll_started);
+    let max_down = c.node.max_down(&PODS, roll_started);
     assert!(max_down <= 1, "{max_down} brokers were down at once during the roll");
-    wait_for("orders fully in sync after the roll", Duration::from_secs(60), &op, || fully_in_sync(&admin, "orders"));
+    let uids_after = c.pods();
+    for pod in PODS {
+        assert_ne!(uids_before.get(pod), uids_after.get(pod), "{pod} was not restarted");
+    }
+    c.wait("orders fully in sync after the roll", 60, |c| fully_in_sync(&c.admin, "orders"));
     eprintln!(
         "FIGURE: health-gated roll of 3 KRaft brokers in {} s, at most {max_down} down at a time",
         rolled_in.as_secs()
     );
+    let holder = lease_holder(c.cp, LEASE);
+    assert_eq!(holder.as_deref(), Some(c.op.identity.as_str()), "the Lease after the roll (killed: {killed})");
+    // Each restart is announced, by whichever operator made it.
+    assert_restart_events(c, &mark, &[0, 1, 2], &[]);
+}
 
-    // A deleted broker Pod comes back on the same PVC, with its data.
-    let uid = pod_uids(cp, &ns_name)[PODS[1]].clone();
-    cp.kubectl(&["delete", "pod", PODS[1], "-n", &ns_name, "--wait=false"]).unwrap();
-    wait_for("pod 1 recreated and Ready", Duration::from_secs(120), &op, || {
-        pod_uids(cp, &ns_name).get(PODS[1]).is_some_and(|u| *u != uid) && settled(&kc(cp, &ns_name))
-    });
-    wait_for("orders back in sync on broker 1", Duration::from_secs(60), &op, || fully_in_sync(&admin, "orders"));
-    let log = std::fs::read_to_string(node.broker_log(PODS[1]).unwrap()).unwrap();
+/// A deleted broker Pod comes back on the same PVC, with its data.
+#[test]
+fn a_deleted_pod_comes_back_on_its_pvc_with_its_data() {
+    let c = cluster();
+    c.wait("orders fully in sync", 60, |c| fully_in_sync(&c.admin, "orders"));
+    let uid = c.pods()[PODS[1]].clone();
+    c.cp.kubectl(&["delete", "pod", PODS[1], "-n", &c.ns, "--wait=false"]).unwrap();
+    c.wait("pod 1 recreated and Ready", 120, |c| c.pods().get(PODS[1]).is_some_and(|u| *u != uid) && settled(&c.kc()));
+    c.wait("orders back in sync on broker 1", 60, |c| fully_in_sync(&c.admin, "orders"));
+    let log = std::fs::read_to_string(c.node.broker_log(PODS[1]).unwrap()).unwrap();
     // Kafka logs "Completed load of Log(dir=…/orders-N, …)" only for partition logs it found on disk.
     assert!(
         log.lines().any(|l| l.contains("Completed load of Log(") && l.contains("orders-")),
         "broker 1 did not find the orders partitions on its PVC:\n{}",
         log.lines().filter(|l| l.contains("load")).take(10).collect::<Vec<_>>().join("\n")
     );
+}
 
-    // An invalid spec that slipped past admission (no webhook here) sets Degraded, touches nothing.
-    let before = resource_versions(cp, &ns_name);
-    let mut bad = desired.clone();
-    bad["spec"]["brokers"][1]["id"] = json!(0);
-    apply(cp, &ns_name, &bad);
-    wait_for("InvalidSpec", Duration::from_secs(60), &op, || {
-        condition(&kc(cp, &ns_name), "Degraded").is_some_and(|c| c == ("True".into(), "InvalidSpec".into()))
-    });
-    let after = resource_versions(cp, &ns_name);
-    for (k, v) in &before {
-        if !k.starts_with("kafkaclusters/") {
-            assert_eq!(after.get(k), Some(v), "{k} touched while the spec is invalid");
+/// An invalid spec that slipped past admission (no webhook here) sets Degraded and touches
+/// nothing; putting the valid spec back touches nothing either.
+#[test]
+fn an_invalid_spec_touches_nothing() {
+    let c = cluster();
+    let (cp, ns) = (c.cp, c.ns.as_str());
+    let before = resource_versions(cp, ns);
+    let unchanged = |what: &str| {
+        let after = resource_versions(cp, ns);
+        for (k, v) in &before {
+            if !k.starts_with("kafkaclusters/") {
+                assert_eq!(after.get(k), Some(v), "{k} touched {what}");
+            }
         }
-    }
-
-    // Deleting the cluster removes Pods/ConfigMaps/Services (owner references) and keeps PVCs.
-    cp.kubectl(&["delete", "kafkacluster", CLUSTER, "-n", &ns_name, "--timeout=60s"]).unwrap();
-    wait_for("pods garbage-collected", Duration::from_secs(60), &op, || {
-        get_json(cp, &["get", "pods", "-n", &ns_name, "-l", &format!("kafka_cr={CLUSTER}")])["items"]
-            .as_array()
-            .unwrap()
-            .is_empty()
+    };
+    let mut bad = c.desired.clone();
+    bad["spec"]["brokers"][1]["id"] = json!(0);
+    c.apply(&bad);
+    c.wait("InvalidSpec", 60, |c| {
+        condition(&c.kc(), "Degraded").is_some_and(|c| c == ("True".into(), "InvalidSpec".into()))
     });
-    let kept = get_json(cp, &["get", "pvc", "-n", &ns_name, "-l", &format!("kafka_cr={CLUSTER}")]);
-    assert_eq!(kept["items"].as_array().unwrap().len(), 3, "PVCs are kept when the cluster is deleted");
+    std::thread::sleep(Duration::from_secs(2));
+    unchanged("while the spec is invalid");
 
-    let metrics = http_get(metrics_port, "/metrics");
-    assert!(metrics.contains("koperator_reconciles_total{result=\"ok\"}"), "{metrics}");
-    assert!(http_get(metrics_port, "/readyz").starts_with("HTTP/1.1 200"));
-    let events = cp.kubectl(&["get", "events.events.k8s.io", "-n", &ns_name, "-o", "json"]).unwrap();
-    for reason in ["RollingRestart", "DynamicConfigUpdated"] {
-        assert!(events.contains(&format!("\"reason\": \"{reason}\"")), "no {reason} event: {events}");
-    }
-    op.stop(Duration::from_secs(5));
+    c.apply_desired();
+    c.wait("settled on the valid spec again", 60, |c| {
+        let kc = c.kc();
+        settled(&kc) && condition(&kc, "Degraded").is_some_and(|d| d.1 != "InvalidSpec")
+    });
+    unchanged("when the valid spec came back");
+}
+
+/// `/metrics` (OpenMetrics, per-controller series), `/readyz`, `/healthz`, and the leader
+/// Lease of the operator that runs the shared cluster.
+#[test]
+fn metrics_readyz_and_leadership() {
+    let c = cluster();
+    let port = c.op.port;
+    let text = metrics_text(port).expect("/metrics answers");
+    assert!(text.trim_end().ends_with("# EOF"), "not OpenMetrics text:\n{text}");
+    assert_eq!(sample(&text, "koperator_leader", &[]), Some(1.0), "{text}");
+    let ok = sample(&text, "koperator_reconciles_total", &[("controller", "kafkacluster"), ("result", "ok")]);
+    assert!(ok.is_some_and(|n| n >= 1.0), "{text}");
+    let timed = sample(&text, "koperator_reconcile_duration_seconds_count", &[("controller", "kafkacluster")]);
+    assert!(timed.is_some_and(|n| n >= 1.0), "{text}");
+    assert!(http_get(port, "/readyz").starts_with("HTTP/1.1 200"));
+    assert!(http_get(port, "/healthz").starts_with("HTTP/1.1 200"));
+    assert_eq!(lease_holder(c.cp, LEASE).as_deref(), Some(c.op.identity.as_str()));
+}
+
+/// Deleting a KafkaCluster removes its Pods, ConfigMaps and Services (owner references) and
+/// keeps its PVCs. On a 1-node (broker + controller) cluster of its own, since it destroys
+/// what it runs on.
+#[test]
+fn deleting_a_cluster_keeps_its_pvcs() {
+    const NAME: &str = "kafka-single";
+    let cp = shared();
+    let ns = cp.namespace("kafka-del").unwrap();
+    let ns_name = ns.name.clone();
+    let node = Node::start(&cp.kubeconfig, &ns_name).unwrap();
+    let hosts = format!("--kafka-hosts-file={}", node.hosts_file.display());
+    let op = start_operator(cp, &ns_name, "kafka-del", "kafka-del", std::slice::from_ref(&hosts));
+    let mut desired = combined_sample();
+    desired["metadata"]["name"] = json!(NAME);
+    desired["spec"]["brokers"].as_array_mut().unwrap().truncate(1);
+    desired["spec"]["brokerConfigGroups"]["default"]["kafkaHeapOpts"] = json!("-Xmx256m -Xms256m");
+    desired["spec"]["readOnlyConfig"] =
+        json!("auto.create.topics.enable=false\noffsets.topic.replication.factor=1\nmin.insync.replicas=1\n");
+    apply(cp, &ns_name, &desired);
+    let get = || get_json(cp, &["get", "kafkacluster", NAME, "-n", &ns_name]);
+    wait_for("the 1-node cluster Running", Duration::from_secs(180), &op, || {
+        let kc = get();
+        settled(&kc) && condition(&kc, "Ready").is_some_and(|c| c.0 == "True")
+    });
+    let selector = format!("kafka_cr={NAME}");
+    let count =
+        |kind: &str| get_json(cp, &["get", kind, "-n", &ns_name, "-l", &selector])["items"].as_array().unwrap().len();
+    assert_eq!(count("pods"), 1);
+    assert!(count("configmaps") >= 1 && count("services") >= 1);
+    let pvcs = count("persistentvolumeclaims");
+    assert_eq!(pvcs, 1);
+
+    cp.kubectl(&["delete", "kafkacluster", NAME, "-n", &ns_name, "--timeout=60s"]).unwrap();
+    wait_for("Pods, ConfigMaps and Services garbage-collected", Duration::from_secs(60), &op, || {
+        ["pods", "configmaps", "services"].iter().all(|k| count(k) == 0)
+    });
+    assert_eq!(count("persistentvolumeclaims"), pvcs, "PVCs are kept when the cluster is deleted");
+    drop(op);
     drop(node);
 }
 
@@ -521,7 +915,7 @@ fn zookeeper_mode_cluster_rolls_on_real_kafka() {
     let ns_name = ns.name.clone();
     let node = Node::start(&cp.kubeconfig, &ns_name).unwrap();
     let hosts = format!("--kafka-hosts-file={}", node.hosts_file.display());
-    let (op, _) = start_operator(cp, &ns_name, "kafka-zk", "kafka-zk", std::slice::from_ref(&hosts));
+    let op = start_operator(cp, &ns_name, "kafka-zk", "kafka-zk", std::slice::from_ref(&hosts));
     let sample = std::fs::read_to_string(repo_root().join("config/samples/simplekafkacluster.yaml")).unwrap();
     let mut desired: Value = serde_saphyr::from_str(&sample).unwrap();
     desired["spec"]["zkAddresses"] = json!([zk.address]);

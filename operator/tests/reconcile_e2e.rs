@@ -72,19 +72,35 @@ impl Drop for Kubelet {
 fn one_replica_leads_and_a_standby_takes_over() {
     let cp = shared();
     let ns = cp.namespace("le").unwrap();
-    let (a, _) = start_operator(cp, &ns.name, "election", "replica-a", &[]);
-    wait_for("replica-a leads", Duration::from_secs(30), &a, || op_log(&a).contains("acquired leadership"));
-    let (b, _) = start_operator(cp, &ns.name, "election", "replica-b", &[]);
-    wait_for("replica-b waits", Duration::from_secs(30), &b, || op_log(&b).contains("another replica leads"));
+    let a = start_operator(cp, &ns.name, "election", "replica-a", &[]);
+    wait_for("replica-a leads", Duration::from_secs(30), &a, || leads(cp, &a));
+    let b = start_operator(cp, &ns.name, "election", "replica-b", &[]);
+    // The standby is up (it answers /readyz and /metrics) and does not lead.
+    wait_for("replica-b up and standing by", Duration::from_secs(30), &b, || {
+        try_http_get(b.port, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            && leader_gauge(b.port) == Some(0.0)
+    });
+    assert_eq!(lease_holder(cp, "election").as_deref(), Some("replica-a"), "the standby took the Lease");
     let sample = std::fs::read_to_string(repo_root().join("config/samples/kafkacluster_kraft_combined.yaml")).unwrap();
     cp.kubectl_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&sample)).unwrap();
-    wait_for("the leader reconciles", Duration::from_secs(30), &a, || op_log(&a).contains("reconciled"));
+    wait_for("the leader reconciles", Duration::from_secs(30), &a, || reconciles_ok(a.port, "kafkacluster") >= 1.0);
     std::thread::sleep(Duration::from_secs(2));
-    assert!(!op_log(&b).contains("reconciled"), "the standby must not reconcile");
+    let standby = metrics_text(b.port).expect("the standby serves /metrics");
+    assert_eq!(
+        sample_sum(&standby, "koperator_reconciles_total", &[]).unwrap_or(0.0),
+        0.0,
+        "the standby must not reconcile:\n{standby}"
+    );
+    assert_eq!(
+        sample_sum(&standby, "koperator_api_writes_total", &[]).unwrap_or(0.0),
+        0.0,
+        "the standby wrote:\n{standby}"
+    );
+    assert_eq!(common::sample(&standby, "koperator_leader", &[]), Some(0.0), "{standby}");
 
     let killed = Instant::now();
     a.stop(Duration::from_secs(0));
-    wait_for("replica-b takes over", Duration::from_secs(30), &b, || op_log(&b).contains("acquired leadership"));
+    wait_for("replica-b takes over", Duration::from_secs(30), &b, || leads(cp, &b));
     let took_over = killed.elapsed();
     let cm_before = get_json(cp, &["get", "configmap", "kafka-combined-config-0", "-n", &ns.name]);
     let changed = sample.replace("min.insync.replicas=2", "min.insync.replicas=1");
@@ -97,6 +113,8 @@ fn one_replica_leads_and_a_standby_takes_over() {
         cm_before["metadata"]["resourceVersion"],
         get_json(cp, &["get", "configmap", "kafka-combined-config-0", "-n", &ns.name])["metadata"]["resourceVersion"]
     );
+    assert!(reconciles_ok(b.port, "kafkacluster") >= 1.0, "the new leader counted no reconcile");
+    assert!(api_writes(b.port, "kafkacluster") >= 1.0, "the new leader counted no write");
     eprintln!("FIGURE: standby took over {} ms after the leader was killed (lease 4s)", took_over.as_millis());
 
     // Opting in deletes the PVCs with the cluster.
@@ -123,7 +141,7 @@ fn one_replica_leads_and_a_standby_takes_over() {
 fn removing_a_broker_only_node_touches_no_other_broker() {
     let cp = shared();
     let ns = cp.namespace("rm").unwrap();
-    let (op, _) = start_operator(cp, &ns.name, "removal", "removal", &[]);
+    let op = start_operator(cp, &ns.name, "removal", "removal", &[]);
     let sample = std::fs::read_to_string(repo_root().join("config/samples/kafkacluster_kraft.yaml")).unwrap();
     cp.kubectl_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&sample)).unwrap();
     let kubelet = Kubelet::start(cp, ns.name.clone());
@@ -160,6 +178,12 @@ fn removing_a_broker_only_node_touches_no_other_broker() {
     assert!(
         rv_after.contains_key("persistentvolumeclaims/kafka-102-storage-kafka-logs-broker"),
         "broker 102's PVC is kept"
+    );
+    let removed = events(cp, &ns.name);
+    assert!(
+        removed.iter().any(|e| e["reason"] == "BrokerRemoved"),
+        "no BrokerRemoved Event: {}",
+        serde_json::to_string_pretty(&removed).unwrap()
     );
     drop(kubelet);
     op.stop(Duration::from_secs(5));
