@@ -33,8 +33,8 @@ use crate::metrics::{ControllerLabel, ErrorLabels, Metrics, ReconcileLabels};
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
-    /// Event recorder (reporter `koperator`, instance = the replica identity).
-    pub recorder: Recorder,
+    /// Who reports Events (`koperator`, instance = the replica identity).
+    pub reporter: Reporter,
     /// Rule settings (node-port range).
     pub rules: RuleConfig,
     /// Prometheus metrics.
@@ -55,9 +55,8 @@ impl Context {
         kafka: Arc<KafkaAccess>,
         watch_namespace: Option<String>,
     ) -> Self {
-        let recorder =
-            Recorder::new(client.clone(), Reporter { controller: "koperator".into(), instance: Some(identity) });
-        Context { client, recorder, rules, metrics, kafka, watch_namespace }
+        let reporter = Reporter { controller: "koperator".into(), instance: Some(identity) };
+        Context { client, reporter, rules, metrics, kafka, watch_namespace }
     }
 
     /// An `Api` over the watched namespace (or all namespaces).
@@ -72,11 +71,16 @@ impl Context {
     }
 
     /// Publishes an Event about `obj` (a failure to publish is logged, never fatal).
+    ///
+    /// Each call makes its own Event: kube-runtime's `Recorder` folds Events with the same
+    /// reason about the same object into a series that keeps the *first* note, so a shared
+    /// recorder would report "restarting broker 1" for every broker of a roll.
     pub async fn publish<K>(&self, obj: &K, type_: EventType, reason: &str, note: &str)
     where
         K: Resource<DynamicType = ()>,
     {
-        crate::status::publish(&self.recorder, obj, type_, reason, note).await
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        crate::status::publish(&recorder, obj, type_, reason, note).await
     }
 }
 

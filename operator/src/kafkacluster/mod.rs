@@ -87,11 +87,21 @@ pub async fn run(ctx: Arc<Context>) {
 /// The KRaft cluster id: the KafkaCluster's UID as Kafka prints a Uuid (URL-safe base64 of its
 /// 16 bytes, no padding). Derived, not random, so every reconcile agrees on it even when the
 /// cached status lags behind; kept in the status for users.
+///
+/// Like Kafka's own `Uuid.randomUuid`, never starts with `-`: `kafka-storage format
+/// --cluster-id -…` takes it for an option. Such a UID (1 in 64) gets the top bit of its first
+/// byte flipped, which turns the leading `-` into an `e`.
 pub fn cluster_id_from_uid(uid: &str) -> String {
     let hex: String = uid.chars().filter(char::is_ascii_hexdigit).collect();
-    let bytes: Vec<u8> =
+    let mut bytes: Vec<u8> =
         (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
-    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+    let encode = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
+    if encode(&bytes).starts_with('-')
+        && let Some(first) = bytes.first_mut()
+    {
+        *first ^= 0x80;
+    }
+    encode(&bytes)
 }
 
 #[cfg(test)]
@@ -104,5 +114,17 @@ mod tests {
         assert_eq!(id, "ChssPU5fZ4mrze8BI0VniQ");
         assert_eq!(id.len(), 22);
         assert_ne!(id, cluster_id_from_uid("0a1b2c3d-4e5f-6789-abcd-ef0123456788"));
+    }
+
+    #[test]
+    fn cluster_ids_never_start_with_a_dash() {
+        // 0xf8 encodes to a leading '-' (62) in URL-safe base64.
+        let id = cluster_id_from_uid("f81b2c3d-4e5f-6789-abcd-ef0123456789");
+        assert!(id.starts_with('e'), "{id}");
+        assert_eq!(id.len(), 22);
+        for first in 0..=255u8 {
+            let id = cluster_id_from_uid(&format!("{first:02x}1b2c3d-4e5f-6789-abcd-ef0123456789"));
+            assert!(!id.starts_with('-'), "{first:02x}: {id}");
+        }
     }
 }
