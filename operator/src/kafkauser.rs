@@ -69,6 +69,9 @@ pub enum SyncError {
         #[source]
         source: kube::Error,
     },
+    /// The operator cannot talk to the cluster.
+    #[error(transparent)]
+    NoAccess(#[from] koperator_shared::render::names::AdminAccessError),
     /// The credentials Secret exists without a password.
     #[error("Secret {0} exists but has no password key; delete it to get a new one")]
     NoPassword(String),
@@ -79,6 +82,7 @@ impl SyncError {
     pub fn category(&self) -> &'static str {
         match self {
             SyncError::Kafka { source, .. } => source.category(),
+            SyncError::NoAccess(e) => e.category(),
             SyncError::Secret { .. } => "SecretUnavailable",
             SyncError::NoPassword(_) => "SecretWithoutPassword",
         }
@@ -141,7 +145,7 @@ async fn reconcile(user: Arc<KafkaUser>, ctx: &Context, writes: &Writes) -> Resu
                 Err(why) => (false, "KafkaUnreachable", why.to_string(), Duration::from_secs(30)),
                 Ok(admin) => match sync(&user, &admin, &mut st, ctx, writes).await {
                     Ok(message) => (true, "InSync", message, Duration::from_secs(300)),
-                    Err(why) => (false, "SyncFailed", why.to_string(), Duration::from_secs(15)),
+                    Err(why) => (false, why.category(), why.to_string(), Duration::from_secs(15)),
                 },
             },
         },
@@ -284,18 +288,17 @@ async fn finalize(
         .and_then(|c| ValidatedCluster::new(c, &ctx.rules).ok());
     if let Some(cluster) = &live {
         let principal = principal(user);
-        let done = match ctx.kafka.admin(cluster) {
-            Err(why) => Err(why.to_string()),
-            Ok(admin) => {
-                let acls = admin.delete_acls(&[AclFilter::principal(&principal)]).await.map(|_| ());
-                let creds = match uses_scram(user) {
-                    true => admin.delete_scram_credential(&user.name_any()).await,
-                    false => Ok(()),
-                };
-                acls.and(creds).map_err(|e| e.to_string())
+        let done = async {
+            let admin = ctx.kafka.admin(cluster).map_err(SyncError::NoAccess)?;
+            let acls = admin.delete_acls(&[AclFilter::principal(&principal)]).await;
+            acls.map_err(kafka_err(format!("delete the ACLs of {principal}")))?;
+            if uses_scram(user) {
+                let creds = admin.delete_scram_credential(&user.name_any()).await;
+                creds.map_err(kafka_err("delete the SCRAM credentials"))?;
             }
+            Ok::<(), SyncError>(())
         };
-        if let Err(why) = done {
+        if let Err(why) = done.await {
             warn!(user = %user.name_any(), %why, "cannot remove the user from Kafka yet");
             return Ok(Action::requeue(Duration::from_secs(10)));
         }
