@@ -112,7 +112,7 @@ async fn reconcile(kt: Arc<KafkaTopic>, ctx: &Context, writes: &Writes) -> Resul
                 Duration::from_secs(30),
             ),
             Ok(cluster) => match ctx.kafka.admin(&cluster) {
-                Err(why) => Outcome::waiting("KafkaUnreachable", why.to_string(), Duration::from_secs(30)),
+                Err(why) => Outcome::waiting(why.category(), why.to_string(), Duration::from_secs(30)),
                 Ok(admin) => sync(&kt, &admin, &mut st, ctx, writes).await,
             },
         },
@@ -299,9 +299,20 @@ async fn finalize(
     };
     let keep = kt.annotations().get(KEEP_TOPIC_ANNOTATION).is_some_and(|v| v == "true");
     let topic = kt.spec.name.as_str();
-    let live_cluster = cluster
-        .filter(|c| c.meta().deletion_timestamp.is_none())
-        .and_then(|c| ValidatedCluster::new(c, &ctx.rules).ok());
+    let live_cluster = match cluster.filter(|c| c.meta().deletion_timestamp.is_none()) {
+        None => None,
+        Some(c) => match ValidatedCluster::new(c, &ctx.rules) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                // Without a valid spec there is no address to reach Kafka at: the topic stays
+                // (never deleted on a guess), and the user is told so.
+                let note = format!("the KafkaCluster is not valid ({e}); topic {topic} is left in Kafka");
+                warn!(topic, "{note}");
+                publish(EventType::Warning, "CleanupSkipped", note).await;
+                None
+            }
+        },
+    };
     if st.managed_by == MANAGED_BY_KOPERATOR && !keep {
         if let Some(cluster) = &live_cluster {
             let admin = match ctx.kafka.admin(cluster) {
@@ -344,9 +355,7 @@ async fn write_status(
         && old.observed_generation == new.observed_generation
         && status::same_conditions(&old.conditions, &new.conditions);
     if !unchanged {
-        api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": new})))
-            .await
-            .map_err(kube_err("patch status of", format!("KafkaTopic/{name}")))?;
+        status::replace(api, name, &new).await?;
         writes.count(true);
     }
     Ok(())

@@ -14,12 +14,11 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{ObjectMeta, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 use tracing::warn;
 
 use koperator_shared::api::KafkaCluster;
@@ -30,7 +29,7 @@ use koperator_shared::kafka::{self as kafka, AclBinding, AclFilter, Admin, scram
 use koperator_shared::support;
 use koperator_shared::validated::ValidatedCluster;
 
-use crate::controller::{self, Context, Reconcile, RefersToCluster, Writes, kube_err};
+use crate::controller::{self, Context, Reconcile, RefersToCluster, Writes};
 use crate::status;
 
 /// Finalizer of KafkaUsers (Koperator's name).
@@ -142,7 +141,7 @@ async fn reconcile(user: Arc<KafkaUser>, ctx: &Context, writes: &Writes) -> Resu
         Some(cluster) => match ValidatedCluster::new(cluster, &ctx.rules) {
             Err(e) => (false, "ClusterInvalid", format!("the KafkaCluster is not valid: {e}"), Duration::from_secs(30)),
             Ok(cluster) => match ctx.kafka.admin(&cluster) {
-                Err(why) => (false, "KafkaUnreachable", why.to_string(), Duration::from_secs(30)),
+                Err(why) => (false, why.category(), why.to_string(), Duration::from_secs(30)),
                 Ok(admin) => match sync(&user, &admin, &mut st, ctx, writes).await {
                     Ok(message) => (true, "InSync", message, Duration::from_secs(300)),
                     Err(why) => (false, why.category(), why.to_string(), Duration::from_secs(15)),
@@ -153,10 +152,12 @@ async fn reconcile(user: Arc<KafkaUser>, ctx: &Context, writes: &Writes) -> Resu
     // Fields not acted on are named; the user is Degraded/NotSupported while it sets them.
     let unsupported = support::kafkauser(&user, uses_scram(&user));
     let not_supported = support::message(&unsupported);
-    let degraded = match ready {
-        false => Some((reason, message.as_str())),
-        true if !unsupported.is_empty() => Some(("NotSupported", not_supported.as_str())),
-        true => None,
+    let both = format!("{message}; {not_supported}");
+    let degraded = match (ready, unsupported.is_empty()) {
+        (false, true) => Some((reason, message.as_str())),
+        (false, false) => Some((reason, both.as_str())),
+        (true, false) => Some(("NotSupported", not_supported.as_str())),
+        (true, true) => None,
     };
     status::set_all(&mut st.conditions, ready, !ready, degraded, reason, &message, user.meta().generation);
     st.observed_generation = user.meta().generation;
@@ -166,9 +167,7 @@ async fn reconcile(user: Arc<KafkaUser>, ctx: &Context, writes: &Writes) -> Resu
         && st.observed_generation == old.observed_generation
         && status::same_conditions(&st.conditions, &old.conditions);
     if !unchanged {
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": st})))
-            .await
-            .map_err(kube_err("patch status of", format!("KafkaUser/{name}")))?;
+        status::replace(&api, &name, &st).await?;
         writes.count(true);
     }
     Ok(Action::requeue(requeue))
@@ -283,9 +282,23 @@ async fn finalize(
     ctx: &Context,
     _writes: &Writes,
 ) -> Result<Action, Error> {
-    let live = cluster
-        .filter(|c| c.meta().deletion_timestamp.is_none())
-        .and_then(|c| ValidatedCluster::new(c, &ctx.rules).ok());
+    let live = match cluster.filter(|c| c.meta().deletion_timestamp.is_none()) {
+        None => None,
+        Some(c) => match ValidatedCluster::new(c, &ctx.rules) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                // Without a valid spec there is no address to reach Kafka at: the ACLs and
+                // credentials stay (never removed on a guess), and the user is told so.
+                let note = format!(
+                    "the KafkaCluster is not valid ({e}); the ACLs and credentials of {} are left in Kafka",
+                    principal(user)
+                );
+                warn!(user = %user.name_any(), "{note}");
+                ctx.publish(user, EventType::Warning, "CleanupSkipped", &note).await;
+                None
+            }
+        },
+    };
     if let Some(cluster) = &live {
         let principal = principal(user);
         let done = async {

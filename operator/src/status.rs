@@ -75,6 +75,23 @@ pub fn same_conditions(a: &[Condition], b: &[Condition]) -> bool {
         })
 }
 
+/// Replaces the status of `name` as a whole (a JSON patch `add /status`): unlike a merge
+/// patch, entries that left the status (a removed broker's state, a field now unset) go too.
+pub async fn replace<K, S>(api: &kube::Api<K>, name: &str, status: &S) -> Result<(), crate::controller::KubeError>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize,
+{
+    let value = serde_json::to_value(status).expect("statuses serialize");
+    let patch: json_patch::Patch =
+        serde_json::from_value(serde_json::json!([{"op": "add", "path": "/status", "value": value}]))
+            .expect("a valid JSON patch");
+    api.patch_status(name, &kube::api::PatchParams::default(), &kube::api::Patch::Json::<()>(patch))
+        .await
+        .map_err(crate::controller::kube_err("replace the status of", format!("{}/{name}", K::kind(&()))))?;
+    Ok(())
+}
+
 /// Publishes an Event about `obj` (a failure to publish is logged, never fatal).
 pub async fn publish<K>(
     recorder: &kube::runtime::events::Recorder,

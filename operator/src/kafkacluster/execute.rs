@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, Preconditions};
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 use tracing::{info, warn};
 
 use koperator_shared::api::KafkaCluster;
@@ -69,19 +68,6 @@ pub async fn execute(
         done.map_err(kube_err("apply", obj.describe()))?;
         writes.count(true);
     }
-    for d in &plan.delete {
-        match d.kind {
-            OwnedKind::Pod => delete(api::<Pod>(ctx, &ns), &d.name, &d.uid).await?,
-            OwnedKind::ConfigMap => delete(api::<ConfigMap>(ctx, &ns), &d.name, &d.uid).await?,
-            OwnedKind::Service => delete(api::<Service>(ctx, &ns), &d.name, &d.uid).await?,
-        }
-        writes.count(true);
-    }
-    if let Some(r) = &plan.restart {
-        info!(%ns, %name, broker = r.broker, "restarting broker to apply a new spec");
-        delete(api::<Pod>(ctx, &ns), &r.pod, &r.uid).await?;
-        writes.count(true);
-    }
     if !plan.dynamic.is_empty()
         && let Some(cluster) = cluster
     {
@@ -114,17 +100,26 @@ pub async fn execute(
         }
         plan.record_config_failures(&kc.status.clone().unwrap_or_default(), &failed);
     }
+    for d in &plan.delete {
+        match d.kind {
+            OwnedKind::Pod => delete(api::<Pod>(ctx, &ns), &d.name, &d.uid).await?,
+            OwnedKind::ConfigMap => delete(api::<ConfigMap>(ctx, &ns), &d.name, &d.uid).await?,
+            OwnedKind::Service => delete(api::<Service>(ctx, &ns), &d.name, &d.uid).await?,
+        }
+        writes.count(true);
+    }
+    if let Some(r) = &plan.restart {
+        info!(%ns, %name, broker = r.broker, "restarting broker to apply a new spec");
+        delete(api::<Pod>(ctx, &ns), &r.pod, &r.uid).await?;
+        writes.count(true);
+    }
     for ev in &plan.events {
         let type_ = if ev.warning { EventType::Warning } else { EventType::Normal };
         ctx.publish(kc, type_, ev.reason, &ev.note).await;
         writes.count(true);
     }
     if plan.status_changed {
-        let kc_api: Api<KafkaCluster> = api(ctx, &ns);
-        kc_api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": plan.status})))
-            .await
-            .map_err(kube_err("patch status of", format!("KafkaCluster/{name}")))?;
+        crate::status::replace(&api::<KafkaCluster>(ctx, &ns), &name, &plan.status).await?;
         writes.count(true);
     }
     Ok(kube::runtime::controller::Action::requeue(plan.requeue))

@@ -135,16 +135,34 @@ impl Plan {
     /// Records dynamic config changes that Kafka refused (the broker, or `None` for the
     /// cluster-wide defaults, with why): those brokers report `PerBrokerConfigError` (all of
     /// them for a cluster-wide failure).
+    /// The keys of a failed resource stay managed (what was set before and what may have been
+    /// set now), so a key removed from the spec is deleted on a later try.
     pub fn record_config_failures(&mut self, old: &KafkaClusterStatus, failed: &BTreeMap<Option<i32>, String>) {
         if failed.is_empty() {
             return;
         }
+        let all = failed.contains_key(&None);
         for (id, state) in self.status.brokers_state.iter_mut().flatten() {
             let broker = id.parse::<i32>().ok();
-            if failed.contains_key(&None) || failed.contains_key(&broker) {
+            if all || failed.contains_key(&broker) {
                 state.per_broker_configuration_state = "PerBrokerConfigError".into();
             }
         }
+        let before = old.dynamic_config_keys.clone().unwrap_or_default();
+        let mut keys = self.status.dynamic_config_keys.clone().unwrap_or_default();
+        let union = |a: &[String], b: &[String]| -> Vec<String> {
+            a.iter().chain(b).cloned().collect::<BTreeSet<_>>().into_iter().collect()
+        };
+        if all {
+            keys.cluster_wide = union(&keys.cluster_wide, &before.cluster_wide);
+        }
+        for (id, previous) in &before.brokers {
+            if all || failed.contains_key(&id.parse::<i32>().ok()) {
+                let now = keys.brokers.get(id).cloned().unwrap_or_default();
+                keys.brokers.insert(id.clone(), union(&now, previous));
+            }
+        }
+        self.status.dynamic_config_keys = Some(keys).filter(|k| *k != Default::default());
         self.status_changed = !same_status(old, &self.status);
         self.requeue = BUSY;
     }
@@ -182,7 +200,8 @@ pub fn rejected(kc: &KafkaCluster, err: &ValidationError) -> Plan {
     };
     let reason = err.category();
     status::set_all(&mut st.conditions, false, false, Some((reason, &msg)), reason, &msg, kc.meta().generation);
-    finish(old, st, BUSY.max(Duration::from_secs(60)))
+    st.observed_generation = kc.meta().generation;
+    finish(old, st, Duration::from_secs(60))
 }
 
 fn finish(old: KafkaClusterStatus, status: KafkaClusterStatus, requeue: Duration) -> Plan {
@@ -369,26 +388,37 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     let mut delete = Vec::new();
     let wanted_ids: BTreeSet<String> = desired.iter().map(|b| b.id.to_string()).collect();
     let removal_allowed = annotated(cluster, ALLOW_BROKER_REMOVAL);
+    let removed =
+        |labels: &BTreeMap<String, String>| labels.get("brokerId").filter(|id| !wanted_ids.contains(*id)).cloned();
+    let removed_ids: BTreeSet<String> = live
+        .pods
+        .values()
+        .filter(|p| owned_by_uid(*p, &uid))
+        .filter_map(|p| removed(p.labels()))
+        .chain(live.config_maps.values().filter(|c| owned_by_uid(*c, &uid)).filter_map(|c| removed(c.labels())))
+        .collect();
     let mut waiting_removal = Vec::new();
-    for p in live.pods.values().filter(|p| owned_by_uid(*p, &uid)) {
-        let Some(id) = p.labels().get("brokerId").filter(|id| !wanted_ids.contains(*id)) else { continue };
+    for id in removed_ids {
         if !removal_allowed {
-            waiting_removal.push(id.clone());
+            waiting_removal.push(id);
             continue;
         }
-        if p.meta().deletion_timestamp.is_some() {
-            continue;
+        let n: i32 = id.parse().unwrap_or(-1);
+        let pod =
+            live.pods.get(&koperator_shared::render::names::broker(cluster, n)).filter(|p| owned_by_uid(*p, &uid));
+        if let Some(p) = pod.filter(|p| p.meta().deletion_timestamp.is_none()) {
+            delete.push(Deletion { kind: OwnedKind::Pod, name: p.name_any(), uid: p.uid().unwrap_or_default() });
+            events.push(PlannedEvent {
+                warning: false,
+                reason: "BrokerRemoved",
+                note: format!("broker {id} removed from the spec; its PVCs are kept"),
+            });
         }
-        delete.push(Deletion { kind: OwnedKind::Pod, name: p.name_any(), uid: p.uid().unwrap_or_default() });
-        let cm_name = koperator_shared::render::names::config_map(cluster, id.parse().unwrap_or(-1));
+        // Its ConfigMap goes with it, also when the Pod is already gone.
+        let cm_name = koperator_shared::render::names::config_map(cluster, n);
         if let Some(cm) = live.config_maps.get(&cm_name).filter(|c| owned_by_uid(*c, &uid)) {
             delete.push(Deletion { kind: OwnedKind::ConfigMap, name: cm_name, uid: cm.uid().unwrap_or_default() });
         }
-        events.push(PlannedEvent {
-            warning: false,
-            reason: "BrokerRemoved",
-            note: format!("broker {id} removed from the spec; its PVCs are kept"),
-        });
     }
     for (name, svc) in &live.services {
         if !wanted_services.contains(name) && owned_by_uid(svc, &uid) {
@@ -493,7 +523,19 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
             ),
         ));
     }
-    let only_not_supported = degraded.is_empty();
+    // Every broker runs, but the operator cannot see Kafka: dynamic configs and health checks
+    // are off until it can.
+    if pods.all_ready {
+        let why = match &live.kafka {
+            KafkaState::NoAccess(e) => Some(("NoKafkaAccess", e.to_string())),
+            KafkaState::Unreachable(e) => Some(("KafkaUnreachable", format!("cannot reach Kafka: {e}"))),
+            _ => None,
+        };
+        degraded.extend(why);
+    }
+    // Lasting conditions (no Kafka access until the client speaks the listener's protocol,
+    // fields not acted on) do not make the operator look again every few seconds.
+    let waits = degraded.iter().any(|(r, _)| *r != "NoKafkaAccess");
     if !unsupported.is_empty() {
         degraded.push(("NotSupported", support::message(unsupported)));
     }
@@ -508,7 +550,7 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         generation,
     );
     st.observed_generation = generation;
-    let settled = ready && only_not_supported && dynamic.is_empty();
+    let settled = ready && !waits && dynamic.is_empty();
     let mut plan = finish(old, st, if settled { SETTLED } else { BUSY });
     plan.apply = out;
     plan.delete = delete;

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use koperator_shared::api::KafkaCluster;
 use koperator_shared::api::common::PAUSE_ANNOTATION;
+use koperator_shared::api::kafkacluster::KafkaClusterStatus;
 use koperator_shared::kafka::{
     BrokerAddr, ClusterMetadata, ConfigEntry, ConfigOp, ConfigResource, ConfigSource, Error as KafkaError, QuorumInfo,
     QuorumReplica,
@@ -552,4 +553,70 @@ fn services_of_removed_listeners_are_deleted_and_only_ours() {
         p.delete,
         [Deletion { kind: OwnedKind::Service, name: "kafka-combined-0-old".into(), uid: "uid-old".into() }]
     );
+}
+
+#[test]
+fn a_refused_key_removal_stays_managed_and_is_retried() {
+    let (mut v, mut live) = settled(&sample(COMBINED));
+    let mut st: KafkaClusterStatus = serde_json::from_value(v["status"].clone()).unwrap();
+    st.dynamic_config_keys = Some(koperator_shared::api::kafkacluster::DynamicConfigKeys {
+        cluster_wide: vec![],
+        brokers: BTreeMap::from([("1".to_string(), vec!["log.cleaner.threads".to_string()])]),
+    });
+    v["status"] = serde_json::to_value(&st).unwrap();
+    if let KafkaState::Reachable { dynamic, .. } = &mut live.kafka {
+        dynamic.brokers.insert(
+            1,
+            Ok(vec![ConfigEntry {
+                name: "log.cleaner.threads".into(),
+                value: Some("2".into()),
+                read_only: false,
+                source: ConfigSource::DynamicBroker,
+                sensitive: false,
+            }]),
+        );
+    }
+    let c = validated(&v);
+    let mut p = plan(&c, &live);
+    assert_eq!(p.dynamic[0].ops, [ConfigOp::Delete("log.cleaner.threads".into())], "removed from the spec");
+    assert!(p.status.dynamic_config_keys.is_none(), "nothing managed once it is deleted");
+    p.record_config_failures(&st, &BTreeMap::from([(Some(1), "timeout".to_string())]));
+    assert_eq!(
+        p.status.dynamic_config_keys.as_ref().unwrap().brokers["1"],
+        ["log.cleaner.threads"],
+        "still the operator's, so the next reconcile deletes it again"
+    );
+}
+
+#[test]
+fn a_removed_brokers_config_map_goes_even_when_its_pod_is_gone() {
+    let (mut v, mut live) = settled(&sample(DEDICATED));
+    v["spec"]["brokers"].as_array_mut().unwrap().retain(|b| b["id"] != 102);
+    v["metadata"]["annotations"] = json!({ALLOW_BROKER_REMOVAL: "true"});
+    live.pods.remove("kafka-102");
+    let p = plan(&validated(&v), &live);
+    assert_eq!(
+        p.delete,
+        [Deletion { kind: OwnedKind::ConfigMap, name: "kafka-config-102".into(), uid: "uid-kafka-config-102".into() }]
+    );
+    assert!(p.events.is_empty(), "the broker was gone already");
+}
+
+#[test]
+fn no_kafka_access_is_reported_while_the_brokers_run() {
+    let (v, mut live) = settled(&sample(COMBINED));
+    live.kafka = KafkaState::NoAccess(AdminAccessError::UnsupportedProtocol {
+        protocol: "SASL_PLAINTEXT".into(),
+        listener: "internal".into(),
+    });
+    let p = plan(&validated(&v), &live);
+    assert_eq!(condition(&p, "Ready").0, "True", "the brokers run");
+    let (status, reason, message) = condition(&p, "Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "NoKafkaAccess"));
+    assert!(message.contains("SASL_PLAINTEXT"), "{message}");
+    assert_eq!(p.requeue, SETTLED, "a lasting condition");
+    live.kafka = KafkaState::Unreachable(KafkaError::Connect { addr: "b0:29092".into(), reason: "refused".into() });
+    let p = plan(&validated(&v), &live);
+    assert_eq!(condition(&p, "Degraded").1, "KafkaUnreachable");
+    assert_eq!(p.requeue, BUSY);
 }
