@@ -274,6 +274,10 @@ async fn reconcile<K: Reconcile>(obj: Arc<K>, runner: Arc<Runner>) -> Result<Act
         }
     })
     .await;
+    // ...and removes it once the cleanup succeeded.
+    writes.count(
+        result.is_ok() && obj.meta().deletion_timestamp.is_some() && obj.finalizers().iter().any(|f| f == K::FINALIZER),
+    );
     let controller = K::CONTROLLER;
     let m = &ctx.metrics;
     m.duration.get_or_create(&ControllerLabel { controller }).observe(started.elapsed().as_secs_f64());

@@ -96,8 +96,7 @@ async fn read_kafka(cluster: &ValidatedCluster, ctx: &Context, health: bool) -> 
         Err(e) => return KafkaState::NoAccess(e),
     };
     let kraft = cluster.spec.kraft;
-    let ids: Vec<i32> = render::brokers(cluster).iter().filter(|b| b.is_broker(kraft)).map(|b| b.broker.id).collect();
-    let dynamic = match dynamic_config::read(&admin, &ids).await {
+    let dynamic = match dynamic_config::read(&admin, &render::broker_role_ids(cluster)).await {
         Ok(d) => d,
         Err(e) => return KafkaState::Unreachable(e),
     };

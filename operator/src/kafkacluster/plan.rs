@@ -458,9 +458,7 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     let mut roll_blocked = None;
     if !out_of_date.is_empty() && pods.all_ready {
         let ids: Vec<i32> = out_of_date.iter().map(|(id, _, _)| *id).collect();
-        let kraft = cluster.spec.kraft;
-        let expected: Vec<i32> =
-            render::brokers(cluster).iter().filter(|b| b.is_broker(kraft)).map(|b| b.broker.id).collect();
+        let expected = render::broker_role_ids(cluster);
         let threshold = cluster.spec.rolling_upgrade_config.failure_threshold.unwrap_or(1);
         let decision = match &live.kafka {
             KafkaState::Reachable { health: Some(Ok(h)), .. } => rolling::next_restart(h, &expected, &ids, threshold),

@@ -51,7 +51,7 @@ fn validated(v: &Value) -> ValidatedCluster {
 fn healthy(cluster: &ValidatedCluster) -> KafkaState {
     let kraft = cluster.spec.kraft;
     let views = koperator_shared::render::brokers(cluster);
-    let brokers: Vec<i32> = views.iter().filter(|b| b.is_broker(kraft)).map(|b| b.broker.id).collect();
+    let brokers = koperator_shared::render::broker_role_ids(cluster);
     let voters: Vec<i32> = views.iter().filter(|b| b.is_controller(kraft)).map(|b| b.broker.id).collect();
     let meta = ClusterMetadata {
         cluster_id: None,

@@ -32,6 +32,13 @@ impl BrokerView<'_> {
     }
 }
 
+/// The ids of the nodes that serve clients (every broker in ZooKeeper mode; the `broker` role
+/// in KRaft), in spec order.
+pub fn broker_role_ids(cluster: &ValidatedCluster) -> Vec<i32> {
+    let kraft = cluster.spec.kraft;
+    brokers(cluster).iter().filter(|b| b.is_broker(kraft)).map(|b| b.broker.id).collect()
+}
+
 /// Every broker of the cluster with its effective configuration, in spec order.
 pub fn brokers(cluster: &ValidatedCluster) -> Vec<BrokerView<'_>> {
     let spec = &cluster.spec;
