@@ -4,11 +4,11 @@
 //! configurations this webhook owns, repairing drift as soon as a watch reports it.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, anyhow};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
@@ -29,6 +29,187 @@ use crate::watch;
 /// Key of the Secret holding the shared PKI state.
 pub const STATE_KEY: &str = "state.json";
 
+/// Write attempts of the certificate Secret in one pass before giving up on conflicts.
+const SECRET_ATTEMPTS: u32 = 5;
+
+/// Why a certificate and its key cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    /// The certificate PEM data is malformed.
+    #[error("malformed certificate PEM: {0}")]
+    CertificatePem(#[source] std::io::Error),
+    /// The certificate PEM data holds no certificate.
+    #[error("no certificate in the PEM data")]
+    NoCertificate,
+    /// The key PEM data is malformed.
+    #[error("malformed private key PEM: {0}")]
+    KeyPem(#[source] std::io::Error),
+    /// The key PEM data holds no private key.
+    #[error("no private key in the PEM data")]
+    NoKey,
+    /// rustls cannot sign with the key.
+    #[error("unsupported key: {0}")]
+    UnsupportedKey(#[source] rustls::Error),
+}
+
+impl PemError {
+    /// Stable category for metric labels and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            PemError::CertificatePem(_) => "CertificatePemInvalid",
+            PemError::NoCertificate => "CertificateMissing",
+            PemError::KeyPem(_) => "KeyPemInvalid",
+            PemError::NoKey => "KeyMissing",
+            PemError::UnsupportedKey(_) => "KeyUnsupported",
+        }
+    }
+}
+
+/// Why one pass of certificate maintenance failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The certificate Secret could not be read.
+    #[error("cannot read the certificate Secret {namespace}/{name}: {source}")]
+    ReadSecret {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// The API error (boxed: it is large).
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// The certificate Secret could not be created or replaced (other than a conflict).
+    #[error("cannot {action} the certificate Secret {namespace}/{name}: {source}")]
+    WriteSecret {
+        /// `create` or `replace`.
+        action: &'static str,
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// The API error (boxed: it is large).
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// Every write of the Secret in one pass met a concurrent change (other replicas).
+    #[error("the certificate Secret {namespace}/{name} kept changing under us ({attempts} write conflicts in a row)")]
+    SecretConflict {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// Writes tried.
+        attempts: u32,
+    },
+    /// The Deployment meant to own the Secret could not be read.
+    #[error("cannot read the owning Deployment {namespace}/{name} of the certificate Secret: {source}")]
+    ReadOwner {
+        /// Namespace of the Deployment.
+        namespace: String,
+        /// Name of the Deployment (`--secret-owner-deployment`).
+        name: String,
+        /// The API error (boxed: it is large).
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// The Secret's PKI state is not valid JSON of the expected shape. Logged, not returned:
+    /// the state is rebuilt from scratch.
+    #[error("the certificate state ({STATE_KEY}) in Secret {namespace}/{name} is unreadable: {source}")]
+    StateUnreadable {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// The decoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The PKI state could not be encoded.
+    #[error("cannot encode the certificate state for Secret {namespace}/{name}: {source}")]
+    EncodeState {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// The encoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The PKI could not issue the certificates the Secret should hold.
+    #[error("cannot issue the certificates for Secret {namespace}/{name}: {source}")]
+    Pki {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// The PKI's error.
+        #[source]
+        source: pki::Error,
+    },
+    /// A mounted certificate file could not be read.
+    #[error("cannot read the {what} file {}: {source}", path.display())]
+    ReadFile {
+        /// `certificate`, `key` or `CA bundle`.
+        what: &'static str,
+        /// The file (`--tls-cert-file`, `--tls-key-file`, `--ca-file`).
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The certificate and key from the source cannot be served.
+    #[error("cannot serve the certificate from {origin}: {source}")]
+    Serve {
+        /// Where they came from (`Secret <ns>/<name>`, `files <cert> and <key>`).
+        origin: String,
+        /// What is wrong with them.
+        #[source]
+        source: PemError,
+    },
+    /// An owned webhook configuration could not be read.
+    #[error("cannot read {kind} {name}: {source}")]
+    ReadConfiguration {
+        /// `ValidatingWebhookConfiguration` or `MutatingWebhookConfiguration`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The API error (boxed: it is large).
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// `caBundle` could not be written into an owned webhook configuration.
+    #[error("cannot write caBundle into {kind} {name}: {source}")]
+    WriteCaBundle {
+        /// `ValidatingWebhookConfiguration` or `MutatingWebhookConfiguration`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The API error (boxed: it is large).
+        #[source]
+        source: Box<kube::Error>,
+    },
+}
+
+impl Error {
+    /// Stable category for metric labels and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::ReadSecret { .. } => "CertSecretRead",
+            Error::WriteSecret { .. } => "CertSecretWrite",
+            Error::SecretConflict { .. } => "CertSecretConflict",
+            Error::ReadOwner { .. } => "CertSecretOwnerRead",
+            Error::StateUnreadable { .. } => "CertStateUnreadable",
+            Error::EncodeState { .. } => "CertStateEncode",
+            Error::Pki { source, .. } => source.category(),
+            Error::ReadFile { .. } => "CertFileRead",
+            Error::Serve { source, .. } => source.category(),
+            Error::ReadConfiguration { .. } => "WebhookConfigurationRead",
+            Error::WriteCaBundle { .. } => "CaBundleWrite",
+        }
+    }
+}
+
 /// The certificate the TLS server presents; swapped without touching open connections.
 #[derive(Default, Debug)]
 pub struct ServedCert {
@@ -37,18 +218,19 @@ pub struct ServedCert {
 
 impl ServedCert {
     /// Loads a PEM certificate chain and key; returns true when it differs from the served one.
-    pub fn load(&self, cert_pem: &str, key_pem: &str) -> Result<bool> {
+    pub fn load(&self, cert_pem: &str, key_pem: &str) -> Result<bool, PemError> {
         if self.current.read().expect("lock").as_ref().is_some_and(|(c, _)| c == cert_pem) {
             return Ok(false);
         }
-        let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_bytes()).collect::<Result<_, _>>()?;
+        let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(PemError::CertificatePem)?;
         if certs.is_empty() {
-            return Err(anyhow!("no certificate in the PEM data"));
+            return Err(PemError::NoCertificate);
         }
-        let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())?
-            .ok_or_else(|| anyhow!("no private key in the PEM data"))?;
-        let signing =
-            rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| anyhow!("unsupported key: {e}"))?;
+        let key =
+            rustls_pemfile::private_key(&mut key_pem.as_bytes()).map_err(PemError::KeyPem)?.ok_or(PemError::NoKey)?;
+        let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(PemError::UnsupportedKey)?;
         *self.current.write().expect("lock") =
             Some((cert_pem.to_string(), Arc::new(CertifiedKey::new(certs, signing))));
         Ok(true)
@@ -121,10 +303,18 @@ pub struct SecretSource {
 
 impl SecretSource {
     /// Owner reference to the webhook's Deployment, when configured and found.
-    async fn owner(&self) -> Result<Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>> {
+    async fn owner(
+        &self,
+    ) -> Result<Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>, Error> {
         let Some(name) = &self.owner_deployment else { return Ok(None) };
         let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
-        let Some(d) = api.get_opt(name).await.context("read the owning Deployment")? else {
+        let read = api.get_opt(name).await;
+        let Some(d) = read.map_err(|source| Error::ReadOwner {
+            namespace: self.namespace.clone(),
+            name: name.clone(),
+            source: source.into(),
+        })?
+        else {
             warn!(deployment = name, "the owning Deployment does not exist; the Secret stays unowned");
             return Ok(None);
         };
@@ -139,24 +329,43 @@ impl SecretSource {
 
     /// Reads the Secret, applies [`pki::plan`], writes the result back; returns the state to
     /// serve (None after a write conflict: call again).
-    async fn sync(&self) -> Result<Option<PkiState>> {
+    async fn sync(&self) -> Result<Option<PkiState>, Error> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-        let existing = api.get_opt(&self.name).await.context("read the certificate Secret")?;
-        let current = existing
-            .as_ref()
-            .and_then(|s| s.data.as_ref()?.get(STATE_KEY))
-            .and_then(|b| serde_json::from_slice(&b.0).ok());
-        let Some(next) = pki::plan(current.as_ref(), now(), &self.pki)? else { return Ok(current) };
+        let existing = api.get_opt(&self.name).await.map_err(|source| Error::ReadSecret {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            source: source.into(),
+        })?;
+        let current = existing.as_ref().and_then(|s| s.data.as_ref()?.get(STATE_KEY)).and_then(|b| {
+            serde_json::from_slice(&b.0)
+                .map_err(|source| {
+                    let e =
+                        Error::StateUnreadable { namespace: self.namespace.clone(), name: self.name.clone(), source };
+                    warn!(error = %e, category = e.category(), "starting a new PKI in place of the unreadable state");
+                })
+                .ok()
+        });
+        let planned = pki::plan(current.as_ref(), now(), &self.pki).map_err(|source| Error::Pki {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            source,
+        })?;
+        let Some(next) = planned else { return Ok(current) };
+        let state = serde_json::to_vec(&next).map_err(|source| Error::EncodeState {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            source,
+        })?;
         let data = BTreeMap::from([
-            (STATE_KEY.to_string(), ByteString(serde_json::to_vec(&next)?)),
+            (STATE_KEY.to_string(), ByteString(state)),
             ("tls.crt".to_string(), ByteString(next.leaf.cert.clone().into_bytes())),
             ("tls.key".to_string(), ByteString(next.leaf.key.clone().into_bytes())),
             ("ca.crt".to_string(), ByteString(next.bundle_pem().into_bytes())),
         ]);
-        let result = match existing {
+        let (action, result) = match existing {
             Some(mut s) => {
                 s.data = Some(data);
-                api.replace(&self.name, &PostParams::default(), &s).await.map(|_| ())
+                ("replace", api.replace(&self.name, &PostParams::default(), &s).await.map(|_| ()))
             }
             None => {
                 let s = Secret {
@@ -171,7 +380,7 @@ impl SecretSource {
                     data: Some(data),
                     ..Default::default()
                 };
-                api.create(&PostParams::default(), &s).await.map(|_| ())
+                ("create", api.create(&PostParams::default(), &s).await.map(|_| ()))
             }
         };
         match result {
@@ -185,7 +394,12 @@ impl SecretSource {
                 Ok(Some(next))
             }
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
-            Err(e) => Err(e).context("write the certificate Secret"),
+            Err(source) => Err(Error::WriteSecret {
+                action,
+                namespace: self.namespace.clone(),
+                name: self.name.clone(),
+                source: source.into(),
+            }),
         }
     }
 }
@@ -193,11 +407,15 @@ impl SecretSource {
 /// Certificates mounted from files (e.g. by cert-manager), reloaded when they change.
 pub struct FileSource {
     /// Serving certificate (PEM chain).
-    pub cert: std::path::PathBuf,
+    pub cert: PathBuf,
     /// Its key.
-    pub key: std::path::PathBuf,
+    pub key: PathBuf,
     /// CA bundle to inject, if this webhook should inject one.
-    pub ca: Option<std::path::PathBuf>,
+    pub ca: Option<PathBuf>,
+}
+
+fn read_file(what: &'static str, path: &std::path::Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| Error::ReadFile { what, path: path.to_path_buf(), source })
 }
 
 /// Where the served certificate comes from.
@@ -226,12 +444,12 @@ pub struct CertLoop {
 
 impl CertLoop {
     /// Loads the initial certificate (so the server can start), then keeps everything current.
-    pub async fn start(self) -> Result<()> {
+    pub async fn start(self) {
         let mut attempt = 0;
         while self.status.served.pem().is_none() {
             if let Err(e) = self.tick().await {
                 attempt += 1;
-                warn!(error = format!("{e:#}"), attempt, "could not load a serving certificate yet");
+                warn!(error = %e, category = e.category(), attempt, "could not load a serving certificate yet");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
@@ -243,45 +461,47 @@ impl CertLoop {
                     _ = self.status.wake.notified() => {}
                 }
                 if let Err(e) = self.tick().await {
-                    warn!(error = format!("{e:#}"), "certificate maintenance failed; retrying");
+                    warn!(error = %e, category = e.category(), "certificate maintenance failed; retrying");
                     self.status.ready.store(false, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
         });
-        Ok(())
     }
 
     /// One pass: source → served certificate → injected bundles → readiness.
-    pub async fn tick(&self) -> Result<()> {
-        let (cert, key, bundle, not_after) = match &self.source {
+    pub async fn tick(&self) -> Result<(), Error> {
+        let (cert, key, bundle, not_after, origin) = match &self.source {
             Source::Secret(src) => {
                 let mut state = None;
-                for _ in 0..5 {
+                for _ in 0..SECRET_ATTEMPTS {
                     if let Some(s) = src.sync().await? {
                         state = Some(s);
                         break;
                     }
                 }
-                let s = state.ok_or_else(|| anyhow!("the certificate Secret kept changing under us"))?;
+                let s = state.ok_or_else(|| Error::SecretConflict {
+                    namespace: src.namespace.clone(),
+                    name: src.name.clone(),
+                    attempts: SECRET_ATTEMPTS,
+                })?;
                 (
                     s.leaf.cert.clone(),
                     s.leaf.key.clone(),
                     Some((s.bundle_pem(), s.ca.cert.clone())),
                     Some(s.leaf.not_after),
+                    format!("Secret {}/{}", src.namespace, src.name),
                 )
             }
             Source::Files(f) => {
-                let cert = std::fs::read_to_string(&f.cert).with_context(|| format!("read {}", f.cert.display()))?;
-                let key = std::fs::read_to_string(&f.key).with_context(|| format!("read {}", f.key.display()))?;
-                let ca = match &f.ca {
-                    Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?),
-                    None => None,
-                };
-                (cert, key, ca.map(|c| (c.clone(), c)), None)
+                let cert = read_file("certificate", &f.cert)?;
+                let key = read_file("key", &f.key)?;
+                let ca = f.ca.as_deref().map(|p| read_file("CA bundle", p)).transpose()?;
+                let origin = format!("files {} and {}", f.cert.display(), f.key.display());
+                (cert, key, ca.map(|c| (c.clone(), c)), None, origin)
             }
         };
-        if self.status.served.load(&cert, &key)? {
+        if self.status.served.load(&cert, &key).map_err(|source| Error::Serve { origin, source })? {
             self.metrics.cert_reloads.inc();
             info!("serving a new certificate");
         }
@@ -310,7 +530,7 @@ impl CertLoop {
     }
 
     /// Makes every webhook of the owned configurations carry `bundle`; true when all exist.
-    async fn inject(&self, client: &Client, bundle: &str) -> Result<bool> {
+    async fn inject(&self, client: &Client, bundle: &str) -> Result<bool, Error> {
         let want = ByteString(bundle.as_bytes().to_vec());
         let validating = self
             .inject_kind::<ValidatingWebhookConfiguration>(client, &self.configs.validating, &want, |c| {
@@ -333,18 +553,23 @@ impl CertLoop {
         names: &[String],
         want: &ByteString,
         configs: impl Fn(&mut K) -> Vec<&mut WebhookClientConfig>,
-    ) -> Result<bool>
+    ) -> Result<bool, Error>
     where
         K: kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+            + k8s_openapi::Resource
             + Clone
             + std::fmt::Debug
             + serde::Serialize
             + serde::de::DeserializeOwned,
     {
         let api: Api<K> = Api::all(client.clone());
+        let kind = K::KIND;
         let mut all_found = true;
         for name in names {
-            let Some(mut c) = api.get_opt(name).await? else {
+            let read = api.get_opt(name).await;
+            let Some(mut c) =
+                read.map_err(|source| Error::ReadConfiguration { kind, name: name.clone(), source: source.into() })?
+            else {
                 all_found = false;
                 continue;
             };
@@ -356,17 +581,17 @@ impl CertLoop {
                 }
             }
             if changed {
-                self.write(api.replace(name, &PostParams::default(), &c).await, name)?;
+                self.write(api.replace(name, &PostParams::default(), &c).await, kind, name)?;
             }
         }
         Ok(all_found)
     }
 
-    fn write<T>(&self, result: kube::Result<T>, name: &str) -> Result<()> {
+    fn write<T>(&self, result: kube::Result<T>, kind: &'static str, name: &str) -> Result<(), Error> {
         match result {
             Ok(_) => {
                 self.metrics.ca_bundle_writes.inc();
-                info!(configuration = name, "caBundle written");
+                info!(kind, configuration = name, "caBundle written");
                 Ok(())
             }
             // Someone else changed it meanwhile; the watch wakes us to look again.
@@ -374,7 +599,7 @@ impl CertLoop {
                 self.status.wake.notify_one();
                 Ok(())
             }
-            Err(e) => Err(e).with_context(|| format!("write caBundle into {name}")),
+            Err(source) => Err(Error::WriteCaBundle { kind, name: name.to_string(), source: source.into() }),
         }
     }
 
@@ -405,5 +630,63 @@ impl CertLoop {
             let what = format!("Secret {}/{}", src.namespace, src.name);
             tokio::spawn(watch::drive(what, stream, wake(self.status.clone())));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issued() -> PkiState {
+        let cfg = PkiConfig {
+            ca_validity: Duration::from_secs(3000),
+            leaf_validity: Duration::from_secs(300),
+            propagation: Duration::from_secs(10),
+            sans: vec!["webhook.koperator.svc".into()],
+        };
+        pki::plan(None, now(), &cfg).unwrap().unwrap()
+    }
+
+    #[test]
+    fn garbage_pem_is_refused_with_its_category() {
+        let s = issued();
+        let served = ServedCert::default();
+        let bad_base64 = "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
+        let cases = [
+            ("not a PEM at all", s.leaf.key.as_str(), "CertificateMissing"),
+            (bad_base64, s.leaf.key.as_str(), "CertificatePemInvalid"),
+            (s.leaf.cert.as_str(), s.leaf.cert.as_str(), "KeyMissing"),
+            (
+                s.leaf.cert.as_str(),
+                "-----BEGIN PRIVATE KEY-----\nZ2FyYmFnZQ==\n-----END PRIVATE KEY-----\n",
+                "KeyUnsupported",
+            ),
+        ];
+        for (cert, key, category) in cases {
+            let e = served.load(cert, key).unwrap_err();
+            assert_eq!(e.category(), category, "{e}");
+            let e = Error::Serve { origin: "Secret koperator/certs".into(), source: e };
+            assert_eq!(e.category(), category);
+            assert!(e.to_string().starts_with("cannot serve the certificate from Secret koperator/certs: "), "{e}");
+        }
+        assert_eq!(served.pem(), None, "nothing served after refusals");
+        assert!(served.load(&s.leaf.cert, &s.leaf.key).unwrap());
+        assert!(!served.load(&s.leaf.cert, &s.leaf.key).unwrap(), "the same certificate again is no change");
+    }
+
+    #[test]
+    fn pki_errors_keep_their_category_and_name_the_secret() {
+        let mut s = issued();
+        s.ca.key = "garbage".into();
+        let cfg = PkiConfig {
+            ca_validity: Duration::from_secs(3000),
+            leaf_validity: Duration::from_secs(300),
+            propagation: Duration::from_secs(10),
+            sans: vec!["other.svc".into()],
+        };
+        let source = pki::plan(Some(&s), now(), &cfg).unwrap_err();
+        let e = Error::Pki { namespace: "koperator".into(), name: "certs".into(), source };
+        assert_eq!(e.category(), "PkiCaKeyUnreadable");
+        assert!(e.to_string().contains("Secret koperator/certs"), "{e}");
     }
 }

@@ -135,7 +135,7 @@ async fn main() -> Result<()> {
         metrics: metrics.clone(),
     }
     .start()
-    .await?;
+    .await;
 
     let admission = Arc::new(Admission {
         lookups: Arc::new(CachedLookups::start(client.clone())),

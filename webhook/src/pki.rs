@@ -9,9 +9,73 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 use serde::{Deserialize, Serialize};
+
+/// Why the PKI could not issue a certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A name of the serving certificate is neither an IP address nor a valid DNS name.
+    #[error("invalid names for the serving certificate {names:?}: {source}")]
+    InvalidName {
+        /// The configured names (`--service-name`, `--namespace`, `--extra-san`).
+        names: Vec<String>,
+        /// rcgen's error.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// A key pair could not be generated.
+    #[error("cannot generate the key of {what}: {source}")]
+    GenerateKey {
+        /// The certificate the key is for (`CA <common name>`, `serving certificate <name>`).
+        what: String,
+        /// rcgen's error.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// The CA key in the state cannot be parsed (a tampered or truncated Secret).
+    #[error("cannot read the key of CA {common_name} from the certificate state: {source}")]
+    CaKey {
+        /// Common name of the CA.
+        common_name: String,
+        /// rcgen's error.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// A certificate could not be signed.
+    #[error("cannot sign {what}: {source}")]
+    Sign {
+        /// The certificate being signed.
+        what: String,
+        /// rcgen's error.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// A validity bound is not a representable date.
+    #[error("{what}: validity time {unix} (unix seconds) is out of range: {source}")]
+    TimeOutOfRange {
+        /// The certificate and bound (`CA <common name> not after`).
+        what: String,
+        /// The time, in unix seconds.
+        unix: u64,
+        /// The conversion error.
+        #[source]
+        source: time::error::ComponentRange,
+    },
+}
+
+impl Error {
+    /// Stable category for metric labels and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::InvalidName { .. } => "PkiInvalidName",
+            Error::GenerateKey { .. } => "PkiKeyGeneration",
+            Error::CaKey { .. } => "PkiCaKeyUnreadable",
+            Error::Sign { .. } => "PkiSigning",
+            Error::TimeOutOfRange { .. } => "PkiTimeOutOfRange",
+        }
+    }
+}
 
 /// A certificate with its key, PEM, and validity in unix seconds.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -88,7 +152,7 @@ fn renew_at(i: &Issued) -> u64 {
 
 /// What should change now, or `None` when the state is fine. `current` is what the Secret
 /// holds (None: no Secret or unreadable state).
-pub fn plan(current: Option<&PkiState>, now: u64, cfg: &PkiConfig) -> Result<Option<PkiState>> {
+pub fn plan(current: Option<&PkiState>, now: u64, cfg: &PkiConfig) -> Result<Option<PkiState>, Error> {
     let Some(cur) = current else { return fresh(now, cfg).map(Some) };
     if now >= cur.ca.not_after {
         // The CA expired (nobody ran for a long time): start over.
@@ -132,7 +196,7 @@ pub fn plan(current: Option<&PkiState>, now: u64, cfg: &PkiConfig) -> Result<Opt
     Ok(changed.then_some(next))
 }
 
-fn fresh(now: u64, cfg: &PkiConfig) -> Result<PkiState> {
+fn fresh(now: u64, cfg: &PkiConfig) -> Result<PkiState, Error> {
     let ca = issue_ca(now, cfg)?;
     let leaf = issue_leaf(&ca, now, cfg)?;
     Ok(PkiState {
@@ -145,18 +209,24 @@ fn fresh(now: u64, cfg: &PkiConfig) -> Result<PkiState> {
     })
 }
 
-fn ca_params(common_name: &str, not_before: u64, not_after: u64) -> Result<CertificateParams> {
-    let mut p = CertificateParams::new(Vec::<String>::new())?;
+fn ca_params(common_name: &str, not_before: u64, not_after: u64) -> Result<CertificateParams, Error> {
+    let mut p = CertificateParams::default();
     p.distinguished_name.push(DnType::CommonName, common_name);
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    p.not_before = to_time(not_before)?;
-    p.not_after = to_time(not_after)?;
+    p.not_before = to_time(not_before, || format!("CA {common_name} not before"))?;
+    p.not_after = to_time(not_after, || format!("CA {common_name} not after"))?;
     Ok(p)
 }
 
-fn to_time(unix: u64) -> Result<time::OffsetDateTime> {
-    time::OffsetDateTime::from_unix_timestamp(unix as i64).context("certificate time out of range")
+fn to_time(unix: u64, what: impl FnOnce() -> String) -> Result<time::OffsetDateTime, Error> {
+    // Past i64::MAX saturates, which is out of range as well (a wrapping cast would not be).
+    let secs = i64::try_from(unix).unwrap_or(i64::MAX);
+    time::OffsetDateTime::from_unix_timestamp(secs).map_err(|source| Error::TimeOutOfRange {
+        what: what(),
+        unix,
+        source,
+    })
 }
 
 /// How far `not_before` is set in the past against clock skew: a minute, or a quarter of very
@@ -166,33 +236,37 @@ fn backdate(validity: Duration) -> u64 {
 }
 
 /// Issues a CA valid from shortly before now (clock skew) for `ca_validity`.
-fn issue_ca(now: u64, cfg: &PkiConfig) -> Result<Issued> {
+fn issue_ca(now: u64, cfg: &PkiConfig) -> Result<Issued, Error> {
     let (nb, na) = (now.saturating_sub(backdate(cfg.ca_validity)), now + cfg.ca_validity.as_secs());
     let common_name = format!("koperator-webhook-ca-{now}-{}", std::process::id());
-    let key = KeyPair::generate()?;
-    let cert = ca_params(&common_name, nb, na)?.self_signed(&key)?;
+    let what = || format!("CA {common_name}");
+    let key = KeyPair::generate().map_err(|source| Error::GenerateKey { what: what(), source })?;
+    let cert =
+        ca_params(&common_name, nb, na)?.self_signed(&key).map_err(|source| Error::Sign { what: what(), source })?;
     Ok(Issued { cert: cert.pem(), key: key.serialize_pem(), not_before: nb, not_after: na, common_name })
 }
 
 /// Issues a serving certificate from `ca`, never outliving it.
-fn issue_leaf(ca: &Issued, now: u64, cfg: &PkiConfig) -> Result<Issued> {
-    let ca_key = KeyPair::from_pem(&ca.key)?;
+fn issue_leaf(ca: &Issued, now: u64, cfg: &PkiConfig) -> Result<Issued, Error> {
+    let ca_key =
+        KeyPair::from_pem(&ca.key).map_err(|source| Error::CaKey { common_name: ca.common_name.clone(), source })?;
     let issuer = Issuer::new(ca_params(&ca.common_name, ca.not_before, ca.not_after)?, ca_key);
     let (nb, na) =
         (now.saturating_sub(backdate(cfg.leaf_validity)), (now + cfg.leaf_validity.as_secs()).min(ca.not_after));
     let dns: Vec<String> = cfg.sans.iter().filter(|s| s.parse::<IpAddr>().is_err()).cloned().collect();
-    let mut p = CertificateParams::new(dns)?;
+    let mut p = CertificateParams::new(dns).map_err(|source| Error::InvalidName { names: cfg.sans.clone(), source })?;
     for ip in cfg.sans.iter().filter_map(|s| s.parse::<IpAddr>().ok()) {
         p.subject_alt_names.push(SanType::IpAddress(ip));
     }
     let common_name = cfg.sans.first().cloned().unwrap_or_else(|| "koperator-webhook".into());
+    let what = || format!("serving certificate {common_name} (from CA {})", ca.common_name);
     p.distinguished_name.push(DnType::CommonName, &common_name);
-    p.not_before = to_time(nb)?;
-    p.not_after = to_time(na)?;
+    p.not_before = to_time(nb, || format!("{} not before", what()))?;
+    p.not_after = to_time(na, || format!("{} not after", what()))?;
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let key = KeyPair::generate()?;
-    let cert = p.signed_by(&key, &issuer)?;
+    let key = KeyPair::generate().map_err(|source| Error::GenerateKey { what: what(), source })?;
+    let cert = p.signed_by(&key, &issuer).map_err(|source| Error::Sign { what: what(), source })?;
     Ok(Issued { cert: cert.pem(), key: key.serialize_pem(), not_before: nb, not_after: na, common_name })
 }
 
@@ -268,6 +342,26 @@ mod tests {
         let r = plan(Some(&s), 1_000_001, &c).unwrap().unwrap();
         assert_eq!(r.sans, c.sans);
         assert_ne!(r.leaf.cert, s.leaf.cert);
+    }
+
+    #[test]
+    fn errors_carry_their_category() {
+        // Year 36 million: no certificate date.
+        let e = plan(None, 1 << 50, &cfg()).unwrap_err();
+        assert_eq!(e.category(), "PkiTimeOutOfRange");
+        assert!(e.to_string().contains("out of range"), "{e}");
+
+        // A tampered CA key in the shared state, found when the leaf renews.
+        let mut s = plan(None, 1_000_000, &cfg()).unwrap().unwrap();
+        s.ca.key = "-----BEGIN PRIVATE KEY-----\nZ2FyYmFnZQ==\n-----END PRIVATE KEY-----\n".into();
+        let e = plan(Some(&s), renew_at(&s.leaf), &cfg()).unwrap_err();
+        assert_eq!(e.category(), "PkiCaKeyUnreadable");
+        assert!(e.to_string().contains(&s.ca.common_name), "{e}");
+
+        let mut c = cfg();
+        c.sans.push("caf\u{e9}.svc".into());
+        let e = plan(None, 1_000_000, &c).unwrap_err();
+        assert_eq!(e.category(), "PkiInvalidName");
     }
 
     #[test]
