@@ -36,6 +36,24 @@ pub const DEFAULT_CC_TASK_RETRY_MINUTES: i32 = 5;
 /// Default ZooKeeper chroot path.
 pub const DEFAULT_ZK_PATH: &str = "/";
 
+/// Annotation of a KafkaCluster naming the other namespaces whose KafkaUsers and KafkaTopics
+/// may refer to it (our addition): comma-separated namespace names, or `*` for every
+/// namespace. Without it only objects in the cluster's own namespace may refer to it.
+pub const ALLOWED_NAMESPACES_ANNOTATION: &str = "koperator.banzaicloud.io/allowed-namespaces";
+
+impl KafkaCluster {
+    /// Whether KafkaUsers and KafkaTopics in `namespace` may refer to this cluster: its own
+    /// namespace always, another one only when [`ALLOWED_NAMESPACES_ANNOTATION`] lists it
+    /// (or is `*`).
+    pub fn allows_namespace(&self, namespace: &str) -> bool {
+        if self.metadata.namespace.as_deref() == Some(namespace) {
+            return true;
+        }
+        let listed = self.metadata.annotations.as_ref().and_then(|a| a.get(ALLOWED_NAMESPACES_ANNOTATION));
+        listed.is_some_and(|v| v.split(',').map(str::trim).any(|n| n == "*" || (!n.is_empty() && n == namespace)))
+    }
+}
+
 /// Desired state of a Kafka cluster: brokers, listeners, storage and companions.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(

@@ -59,6 +59,11 @@ pub struct KafkaTopicStatus {
     /// `created` once the topic exists.
     #[serde(default)]
     pub state: String,
+    /// UID of the KafkaCluster whose topic this KafkaTopic created or adopted (our addition);
+    /// the Kafka topic is changed and deleted only in that cluster, and only while no other
+    /// KafkaTopic manages it.
+    #[serde(default, rename = "clusterUID", skip_serializing_if = "Option::is_none")]
+    pub cluster_uid: Option<String>,
     /// Ready, Reconciling and Degraded conditions (addition to Koperator).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Conditions,

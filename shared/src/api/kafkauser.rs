@@ -25,6 +25,14 @@ pub fn uses_scram(user: &KafkaUser) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case(SCRAM_SHA_512))
 }
 
+/// The Kafka principal of a user: `User:<name>` with SCRAM credentials, Koperator's certificate
+/// DN `User:CN=<name>` otherwise. KafkaUsers of the same name in different namespaces map to
+/// the same principal, so at most one of them may exist per cluster.
+pub fn principal(user: &KafkaUser) -> String {
+    let name = user.metadata.name.as_deref().unwrap_or_default();
+    if uses_scram(user) { format!("User:{name}") } else { format!("User:CN={name}") }
+}
+
 /// Desired state of a Kafka user.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
@@ -144,9 +152,22 @@ pub struct KafkaUserStatus {
     /// `created` once the credentials and ACLs exist.
     #[serde(default)]
     pub state: String,
-    /// ACLs in place for the user.
+    /// ACLs the operator created for the user (and keeps in place). Only these are ever
+    /// deleted: ACLs of the principal made outside the operator are left alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acls: Option<Vec<String>>,
+    /// The Kafka principal this KafkaUser owns in the cluster `clusterUID` (our addition). It
+    /// is claimed only while Kafka has no credential and no ACL for it; a principal in use by
+    /// someone else is refused (`PrincipalInUse`) and never written to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// UID of the KafkaCluster in which `principal` was claimed (our addition).
+    #[serde(default, rename = "clusterUID", skip_serializing_if = "Option::is_none")]
+    pub cluster_uid: Option<String>,
+    /// The SCRAM-SHA-512 user whose credential the operator created for this KafkaUser (our
+    /// addition); only that credential is ever changed or deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scram_credential: Option<String>,
     /// Ready, Reconciling and Degraded conditions (addition to Koperator).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Conditions,

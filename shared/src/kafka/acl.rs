@@ -59,6 +59,11 @@ macro_rules! from_code {
                 $(if code == $t::$v as i8 { return $t::$v; })+
                 $t::Unknown
             }
+            /// The variant whose `Debug` text is `name` (what [`AclBinding`]'s `Display` writes).
+            fn from_name(name: &str) -> Option<Self> {
+                $(if name == stringify!($v) { return Some($t::$v); })+
+                None
+            }
         }
     };
 }
@@ -163,6 +168,43 @@ impl fmt::Display for AclBinding {
     }
 }
 
+/// A string that is not an [`AclBinding`] as its `Display` writes it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an ACL binding (\"<Allow|Deny> <principal> <operation> on <type>:<pattern>:<name> from <host>\"): {0:?}")]
+pub struct AclParseError(pub String);
+
+impl AclParseError {
+    /// Stable category for logs and status reasons.
+    pub fn category(&self) -> &'static str {
+        "AclUnparsable"
+    }
+}
+
+impl std::str::FromStr for AclBinding {
+    type Err = AclParseError;
+
+    /// Reads back what `Display` wrote (the form `KafkaUser.status.acls` records).
+    fn from_str(s: &str) -> Result<Self, AclParseError> {
+        let bad = || AclParseError(s.to_string());
+        let (permission, rest) = s.split_once(' ').ok_or_else(bad)?;
+        let (rest, host) = rest.rsplit_once(" from ").ok_or_else(bad)?;
+        let (rest, resource) = rest.rsplit_once(" on ").ok_or_else(bad)?;
+        let (principal, operation) = rest.rsplit_once(' ').ok_or_else(bad)?;
+        let mut parts = resource.splitn(3, ':');
+        let (resource_type, pattern_type, resource_name) =
+            (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
+        Ok(AclBinding {
+            resource_type: ResourceType::from_name(resource_type).ok_or_else(bad)?,
+            resource_name: resource_name.to_string(),
+            pattern_type: PatternType::from_name(pattern_type).ok_or_else(bad)?,
+            principal: principal.to_string(),
+            host: host.to_string(),
+            operation: AclOperation::from_name(operation).ok_or_else(bad)?,
+            permission: Permission::from_name(permission).ok_or_else(bad)?,
+        })
+    }
+}
+
 /// Which ACLs to describe or delete; `None` fields match anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AclFilter {
@@ -191,6 +233,46 @@ impl AclFilter {
             host: None,
             operation: AclOperation::Any,
             permission: Permission::Any,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_reads_back() {
+        let acls = [
+            AclBinding::allow("User:alice", ResourceType::Topic, "orders", PatternType::Literal, AclOperation::Read),
+            AclBinding::allow("User:CN=bob", ResourceType::Group, "*", PatternType::Literal, AclOperation::Read),
+            AclBinding::allow("User:carol", ResourceType::Topic, "logs-", PatternType::Prefixed, AclOperation::Create),
+            AclBinding {
+                permission: Permission::Deny,
+                host: "10.0.0.1".into(),
+                ..AclBinding::allow(
+                    "User:a b",
+                    ResourceType::Cluster,
+                    "kafka-cluster",
+                    PatternType::Literal,
+                    AclOperation::IdempotentWrite,
+                )
+            },
+        ];
+        for a in acls {
+            assert_eq!(a.to_string().parse::<AclBinding>(), Ok(a.clone()), "{a}");
+        }
+    }
+
+    #[test]
+    fn other_text_is_refused() {
+        for s in [
+            "",
+            "Allow User:alice Read",
+            "Allow User:alice Read on Topic:orders from *",
+            "Maybe User:a Read on Topic:Literal:t from *",
+        ] {
+            assert!(s.parse::<AclBinding>().is_err(), "{s}");
         }
     }
 }

@@ -1,7 +1,7 @@
 //! KafkaUser admission rules (spec only; the cluster lookup is the webhook's).
 
 use super::{FieldError, Path, names};
-use crate::api::kafkauser::{KafkaUser, MIN_EXPIRATION_SECONDS, PatternType, UserPkiBackend};
+use crate::api::kafkauser::{KafkaUser, MIN_EXPIRATION_SECONDS, PatternType, UserPkiBackend, principal};
 
 fn spec() -> Path {
     Path::root("spec")
@@ -83,6 +83,38 @@ pub fn validate_update(old: &KafkaUser, new: &KafkaUser) -> Vec<FieldError> {
     errs
 }
 
+/// No other KafkaUser on the same cluster maps to the same Kafka principal (two of them
+/// would share one credential and one set of ACLs). `others` are KafkaUsers from any namespace;
+/// `user` itself (same namespace and name) is skipped.
+pub fn check_duplicate_principal(user: &KafkaUser, namespace: &str, others: &[KafkaUser]) -> Option<FieldError> {
+    let name = user.metadata.name.as_deref().unwrap_or_default();
+    let cluster_ns = user.spec.cluster_ref.namespace_or(namespace);
+    let mine = principal(user);
+    let other = others.iter().find(|o| {
+        let o_ns = o.metadata.namespace.as_deref().unwrap_or_default();
+        let same_object = o.metadata.name.as_deref() == Some(name) && o_ns == namespace;
+        !same_object
+            && o.spec.cluster_ref.name == user.spec.cluster_ref.name
+            && o.spec.cluster_ref.namespace_or(o_ns) == cluster_ns
+            && principal(o) == mine
+    })?;
+    Some(FieldError::duplicate(
+        &Path::root("metadata").child("name"),
+        name,
+        format!(
+            "KafkaUser '{}/{}' already maps to principal {mine} on KafkaCluster '{cluster_ns}/{}'; the principal \
+             comes from the KafkaUser's name, so choose another name (or manage the user through that KafkaUser)",
+            namespace_of(other),
+            other.metadata.name.as_deref().unwrap_or_default(),
+            user.spec.cluster_ref.name
+        ),
+    ))
+}
+
+fn namespace_of(u: &KafkaUser) -> &str {
+    u.metadata.namespace.as_deref().unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +172,33 @@ mod tests {
                 ("spec.pkiBackendSpec.signerName", ErrorType::Required),
             ]
         );
+    }
+
+    fn in_ns(mut u: KafkaUser, ns: &str, cluster_ns: Option<&str>) -> KafkaUser {
+        u.metadata.namespace = Some(ns.into());
+        u.spec.cluster_ref.namespace = cluster_ns.map(String::from);
+        u
+    }
+
+    #[test]
+    fn a_second_user_with_the_same_principal_on_a_cluster_is_a_duplicate() {
+        let first = in_ns(user(), "platform", None);
+        let second = in_ns(user(), "team-a", Some("platform"));
+        let err = check_duplicate_principal(&second, "team-a", std::slice::from_ref(&first)).expect("duplicate");
+        assert_eq!((err.path.as_str(), err.error_type), ("metadata.name", ErrorType::Duplicate));
+        assert!(
+            err.message.contains("KafkaUser 'platform/alice' already maps to principal User:CN=alice"),
+            "{}",
+            err.message
+        );
+        // The same object (an UPDATE), another cluster, or another principal are not.
+        assert_eq!(check_duplicate_principal(&first, "platform", std::slice::from_ref(&first)), None);
+        let elsewhere = in_ns(user(), "team-a", None);
+        assert_eq!(check_duplicate_principal(&elsewhere, "team-a", std::slice::from_ref(&first)), None);
+        let mut scram = second.clone();
+        scram.metadata.annotations =
+            Some([(crate::api::kafkauser::CREDENTIALS_ANNOTATION.to_string(), "scram-sha-512".to_string())].into());
+        assert_eq!(check_duplicate_principal(&scram, "team-a", std::slice::from_ref(&first)), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod kafkacluster;
 pub mod kafkatopic;
 pub mod kafkauser;
 pub mod names;
+pub mod namespaces;
 pub mod properties;
 pub mod quantity;
 
