@@ -26,12 +26,53 @@ pub fn server_properties(cluster: &ValidatedCluster, id: i32) -> Option<String> 
     }
     let mut out = String::new();
     for (k, v) in props {
-        out.push_str(&k);
+        out.push_str(&escape_key(&k));
         out.push('=');
-        out.push_str(&v);
+        out.push_str(&escape_value(&v));
         out.push('\n');
     }
     Some(out)
+}
+
+/// A key as `Properties.load` reads it back unchanged: `\`, the separators `=` `:`, whitespace
+/// and the comment starters `#` `!` escaped with a backslash, control characters and everything
+/// outside printable ASCII as `\t`/`\n`/`\r`/`\f` or `\uXXXX` (Kafka reads the file as ISO 8859-1,
+/// so the output is plain ASCII).
+pub fn escape_key(key: &str) -> String {
+    escape(key, true)
+}
+
+/// A value as `Properties.load` reads it back unchanged after `key=`: like [`escape_key`], but
+/// only a leading space is escaped and `=`, `:`, `#`, `!` stay as they are (they mean nothing
+/// after the separator), so rendered values read naturally (`INTERNAL://:29092`).
+pub fn escape_value(value: &str) -> String {
+    escape(value, false)
+}
+
+fn escape(s: &str, key: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.chars().enumerate() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\x0c' => out.push_str("\\f"),
+            ' ' if key || i == 0 => out.push_str("\\ "),
+            '=' | ':' | '#' | '!' if key => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04X}"));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Kafka's listener name for a listener (`internal` → `INTERNAL`).

@@ -72,15 +72,17 @@ fn storage_configs(config: &BrokerConfig, base: &Path) -> Vec<FieldError> {
     for (j, sc) in config.storage_configs.iter().flatten().enumerate() {
         let path = base.child("storageConfigs").index(j);
         errs.extend(storage_config(sc, &path));
+        // `/data` and `/data/` are one directory (and one entry of log.dirs).
+        let dir = sc.mount_path.trim_end_matches('/');
         if !sc.mount_path.is_empty() {
-            if seen.contains(&sc.mount_path.as_str()) {
+            if seen.contains(&dir) {
                 errs.push(FieldError::duplicate(
                     &path.child("mountPath"),
                     &sc.mount_path,
                     "each disk needs its own mount path",
                 ));
             }
-            seen.push(&sc.mount_path);
+            seen.push(dir);
         }
     }
     errs
@@ -90,12 +92,8 @@ fn storage_config(sc: &StorageConfig, path: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if sc.mount_path.is_empty() {
         errs.push(FieldError::required(&path.child("mountPath"), "set an absolute mount path such as /kafka-logs"));
-    } else if !sc.mount_path.starts_with('/') {
-        errs.push(FieldError::invalid(
-            &path.child("mountPath"),
-            &sc.mount_path,
-            "the mount path must be absolute (start with /)",
-        ));
+    } else if let Some(why) = mount_path_problem(&sc.mount_path) {
+        errs.push(FieldError::invalid(&path.child("mountPath"), &sc.mount_path, why));
     }
     match (&sc.pvc_spec, &sc.empty_dir) {
         (None, None) => errs.push(FieldError::required(
@@ -135,6 +133,36 @@ fn storage_config(sc: &StorageConfig, path: &Path) -> Vec<FieldError> {
         }
     }
     errs
+}
+
+/// What is wrong with a storage mount path, if anything. It becomes a Pod volume mount and an
+/// entry of Kafka's comma-separated `log.dirs` (`<mountPath>/kafka`), so it is absolute, made of
+/// `[A-Za-z0-9._-]` segments (no `,`, whitespace, control characters or backslashes), has no
+/// `.` or `..` segment, and is neither `/` nor the broker config directory.
+pub fn mount_path_problem(p: &str) -> Option<String> {
+    if !p.starts_with('/') {
+        return Some("the mount path must be absolute (start with /), such as /kafka-logs".into());
+    }
+    if let Some(c) = p.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))) {
+        return Some(format!(
+            "the mount path contains {c:?}; use only letters, digits, '/', '.', '_' and '-' (it is written into \
+             Kafka's comma-separated log.dirs)"
+        ));
+    }
+    let segments: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.is_empty() {
+        return Some("a disk cannot be mounted at /; use a directory such as /kafka-logs".into());
+    }
+    if segments.iter().any(|s| *s == "." || *s == "..") {
+        return Some("the mount path must not contain '.' or '..' segments; write the directory plainly".into());
+    }
+    if p.trim_end_matches('/') == crate::render::objects::CONFIG_DIR {
+        return Some(format!(
+            "{} holds the broker's server.properties; mount the disk elsewhere",
+            crate::render::objects::CONFIG_DIR
+        ));
+    }
+    None
 }
 
 /// `readOnlyConfig`, `clusterWideConfig` and `brokerConfig.config` parse as properties and do
@@ -294,6 +322,38 @@ mod tests {
                 (format!("{p}[3].pvcSpec.resources.requests.storage"), ErrorType::Invalid),
                 (format!("{p}[4].mountPath"), ErrorType::Duplicate),
             ]
+        );
+    }
+
+    #[rstest::rstest]
+    #[case("/kafka-logs", true)]
+    #[case("/data/disk_2/kafka.v1", true)]
+    #[case("/kafka-logs/", true)]
+    #[case("relative", false)]
+    #[case("/", false)]
+    #[case("//", false)]
+    #[case("/a,/b", false)]
+    #[case("/a b", false)]
+    #[case("/a\nnode.id=7", false)]
+    #[case("/a\\b", false)]
+    #[case("/a\u{2028}b", false)]
+    #[case("/a/../etc", false)]
+    #[case("/a/./b", false)]
+    #[case("/config", false)]
+    #[case("/config/", false)]
+    #[case("/a:b", false)]
+    fn mount_paths(#[case] path: &str, #[case] ok: bool) {
+        assert_eq!(mount_path_problem(path).is_none(), ok, "{path:?}: {:?}", mount_path_problem(path));
+    }
+
+    #[test]
+    fn the_same_directory_twice_is_a_duplicate() {
+        let mut spec = valid_kraft_spec();
+        let disks = vec![pvc_storage("/data", "1Gi"), pvc_storage("/data/", "1Gi")];
+        spec.brokers[0].broker_config = Some(BrokerConfig { storage_configs: Some(disks), ..Default::default() });
+        assert_eq!(
+            paths_and_types(&groups_and_storage(&spec)),
+            vec![("spec.brokers[0].brokerConfig.storageConfigs[1].mountPath".into(), ErrorType::Duplicate)]
         );
     }
 

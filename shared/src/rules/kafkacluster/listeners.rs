@@ -35,11 +35,13 @@ pub fn names_and_roles(spec: &KafkaClusterSpec) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let lc = &spec.listeners_config;
     let mut seen_names: Vec<&str> = Vec::new();
+    let mut seen_ports: Vec<String> = Vec::new();
     let mut admin_seen = false;
     let paths = (0..lc.internal_listeners.len()).map(internal_path).chain((0..lc.external().len()).map(external_path));
     for (common, path) in spec.all_listeners().zip(paths) {
         let name = common.name.as_str();
-        if seen_names.contains(&name) {
+        let duplicate_name = seen_names.contains(&name);
+        if duplicate_name {
             errs.push(FieldError::duplicate(
                 &path.child("name"),
                 name,
@@ -49,6 +51,17 @@ pub fn names_and_roles(spec: &KafkaClusterSpec) -> Vec<FieldError> {
             seen_names.push(name);
         }
         let port_name = if name.starts_with("tcp-") { name.to_string() } else { format!("tcp-{name}") };
+        if !duplicate_name && seen_ports.contains(&port_name) {
+            errs.push(FieldError::duplicate(
+                &path.child("name"),
+                name,
+                format!(
+                    "another listener's port is also named {port_name:?} (a name and the same name with tcp- give one \
+                     port name); rename one"
+                ),
+            ));
+        }
+        seen_ports.push(port_name.clone());
         if !names::is_port_name(&port_name) {
             errs.push(FieldError::invalid(
                 &path.child("name"),
@@ -183,6 +196,29 @@ mod tests {
         assert_eq!(
             paths_and_types(&errs),
             vec![("spec.listenersConfig.externalListeners[0].name".into(), ErrorType::Duplicate)]
+        );
+    }
+
+    #[test]
+    fn listener_names_giving_one_port_name_are_duplicates() {
+        let mut spec = valid_kraft_spec();
+        spec.listeners_config.external_listeners = Some(vec![external("tcp-internal", 9094, 19090)]);
+        let errs = names_and_roles(&spec);
+        assert_eq!(
+            paths_and_types(&errs),
+            vec![("spec.listenersConfig.externalListeners[0].name".into(), ErrorType::Duplicate)]
+        );
+        assert!(errs[0].message.contains("\"tcp-internal\""), "{}", errs[0].message);
+    }
+
+    #[test]
+    fn listener_name_with_a_newline_is_rejected() {
+        let mut spec = valid_kraft_spec();
+        spec.listeners_config.internal_listeners[0].common.name = "in\nlog.dirs=/x".into();
+        let errs = names_and_roles(&spec);
+        assert_eq!(
+            paths_and_types(&errs),
+            vec![("spec.listenersConfig.internalListeners[0].name".into(), ErrorType::Invalid)]
         );
     }
 
