@@ -2,6 +2,13 @@
 //! topic-level configs equal to the spec (reporting drift made outside the operator), adopts an
 //! existing topic only when annotated `managedBy: koperator`, and deletes the Kafka topic when
 //! the KafkaTopic is deleted, unless annotated to keep it.
+//!
+//! Ownership: the KafkaCluster must accept the topic's namespace (`allowed-namespaces`,
+//! checked again here since the webhook may be bypassed: `Forbidden`, nothing written). A
+//! KafkaTopic owns the Kafka topic it created or adopted (`status.managedBy: koperator` with
+//! `status.clusterUID`); it never creates, adopts or deletes a topic that another KafkaTopic (in
+//! any watched namespace) on the same cluster manages (`TopicInUse`), and a topic that already
+//! existed (`TopicAlreadyExists` on create) is not taken for its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,6 +26,7 @@ use koperator_shared::api::common::ClusterReference;
 use koperator_shared::api::kafkatopic::{KafkaTopic, KafkaTopicStatus, MANAGED_BY_ANNOTATION, MANAGED_BY_KOPERATOR};
 use koperator_shared::kafka::dynamic::config_ops;
 use koperator_shared::kafka::{Admin, ConfigResource, ConfigSource, NewTopic, ResponseError};
+use koperator_shared::rules::namespaces::not_allowed_message;
 use koperator_shared::validated::ValidatedCluster;
 
 use crate::controller::{self, Context, Reconcile, RefersToCluster, Writes, kube_err};
@@ -105,7 +113,11 @@ async fn reconcile(kt: Arc<KafkaTopic>, ctx: &Context, writes: &Writes) -> Resul
             format!("KafkaCluster {cluster_ns}/{} does not exist", kt.spec.cluster_ref.name),
             Duration::from_secs(30),
         ),
-        Some(cluster) => match ValidatedCluster::new(cluster, &ctx.rules) {
+        // Checked here too: the webhook may be bypassed (failurePolicy, objects from before).
+        Some(kc) if !kc.allows_namespace(&ns) => {
+            Outcome::waiting("Forbidden", not_allowed_message("KafkaTopic", &ns, kc), Duration::from_secs(60))
+        }
+        Some(kc) => match ValidatedCluster::new(kc, &ctx.rules) {
             Err(e) => Outcome::waiting(
                 "ClusterInvalid",
                 format!("the KafkaCluster is not valid: {e}"),
@@ -113,7 +125,13 @@ async fn reconcile(kt: Arc<KafkaTopic>, ctx: &Context, writes: &Writes) -> Resul
             ),
             Ok(cluster) => match ctx.kafka.admin(&cluster) {
                 Err(why) => Outcome::waiting(why.category(), why.to_string(), Duration::from_secs(30)),
-                Ok(admin) => sync(&kt, &admin, &mut st, ctx, writes).await,
+                Ok(admin) => match claim(&kt, kc, &mut st, ctx).await {
+                    Err(e) => {
+                        Outcome::waiting(controller::Categorized::category(&e), e.to_string(), Duration::from_secs(15))
+                    }
+                    Ok(Some(other)) => Outcome::waiting("TopicInUse", other, RESYNC),
+                    Ok(None) => sync(&kt, &admin, &kc.uid().unwrap_or_default(), &mut st, ctx, writes).await,
+                },
             },
         },
     };
@@ -131,8 +149,74 @@ async fn reconcile(kt: Arc<KafkaTopic>, ctx: &Context, writes: &Writes) -> Resul
     Ok(Action::requeue(outcome.requeue))
 }
 
+/// Whether `st` records that this KafkaTopic manages its topic in the cluster `cluster_uid`
+/// (a status from before `clusterUID` existed counts for any cluster).
+fn claims(st: &KafkaTopicStatus, cluster_uid: &str) -> bool {
+    st.managed_by == MANAGED_BY_KOPERATOR && st.cluster_uid.as_deref().is_none_or(|u| u == cluster_uid)
+}
+
+/// A KafkaTopic other than `kt`, on the same cluster and topic, that manages the topic.
+fn manages_same_topic(kt: &KafkaTopic, o: &KafkaTopic, cluster_uid: &str) -> bool {
+    let own_ns = kt.namespace().unwrap_or_default();
+    let o_ns = o.namespace().unwrap_or_default();
+    let same_object = o.uid() == kt.uid() || (o.name_any() == kt.name_any() && o_ns == own_ns);
+    !same_object
+        && o.spec.name == kt.spec.name
+        && o.spec.cluster_ref.name == kt.spec.cluster_ref.name
+        && o.spec.cluster_ref.namespace_or(&o_ns) == kt.spec.cluster_ref.namespace_or(&own_ns)
+        && o.status.as_ref().is_some_and(|st| claims(st, cluster_uid))
+}
+
+/// The KafkaTopic (in any watched namespace) other than `kt` that manages the same topic of
+/// `cluster`, as `namespace/name`.
+async fn other_manager(kt: &KafkaTopic, cluster: &KafkaCluster, ctx: &Context) -> Result<Option<String>, Error> {
+    let uid = cluster.uid().unwrap_or_default();
+    let all = ctx.watched::<KafkaTopic>().list(&Default::default()).await.map_err(kube_err("list", "KafkaTopics"))?;
+    Ok(all
+        .items
+        .iter()
+        .find(|o| manages_same_topic(kt, o, &uid))
+        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())))
+}
+
+/// Before this KafkaTopic creates or adopts its topic: `Some(why)` when another KafkaTopic
+/// manages the topic (nothing is written then). A claim on a cluster that has since been
+/// replaced (another UID) is dropped. Nothing to check while this KafkaTopic manages it.
+async fn claim(
+    kt: &KafkaTopic,
+    cluster: &KafkaCluster,
+    st: &mut KafkaTopicStatus,
+    ctx: &Context,
+) -> Result<Option<String>, Error> {
+    let uid = cluster.uid().unwrap_or_default();
+    if claims(st, &uid) {
+        st.cluster_uid = Some(uid);
+        return Ok(None);
+    }
+    if st.managed_by == MANAGED_BY_KOPERATOR {
+        // Managed in a cluster of the same name that was deleted: that topic is gone with it.
+        st.managed_by.clear();
+        st.cluster_uid = None;
+    }
+    Ok(other_manager(kt, cluster, ctx).await?.map(|other| {
+        format!(
+            "topic {} of KafkaCluster {}/{} is managed by KafkaTopic {other}; this KafkaTopic does not create, change or delete it: manage the topic through that KafkaTopic, or delete this one",
+            kt.spec.name,
+            cluster.namespace().unwrap_or_default(),
+            cluster.name_any()
+        )
+    }))
+}
+
 /// Makes the Kafka topic match the spec (when the operator manages it).
-async fn sync(kt: &KafkaTopic, admin: &Admin, st: &mut KafkaTopicStatus, ctx: &Context, writes: &Writes) -> Outcome {
+async fn sync(
+    kt: &KafkaTopic,
+    admin: &Admin,
+    cluster_uid: &str,
+    st: &mut KafkaTopicStatus,
+    ctx: &Context,
+    writes: &Writes,
+) -> Outcome {
     let publish = |type_, reason: &'static str, note: String| async move {
         ctx.publish(kt, type_, reason, &note).await;
         writes.count(true);
@@ -160,16 +244,26 @@ async fn sync(kt: &KafkaTopic, admin: &Admin, st: &mut KafkaTopicStatus, ctx: &C
             replication_factor: kt.spec.replication_factor as i16,
             configs: kt.spec.config.clone().unwrap_or_default(),
         };
-        if let Err(e) = admin.create_topic(&new).await
-            && e.code() != Some(ResponseError::TopicAlreadyExists)
-        {
-            return Outcome::waiting(
-                "CreateFailed",
-                format!("cannot create topic {topic}: {e}"),
-                Duration::from_secs(15),
-            );
+        match admin.create_topic(&new).await {
+            Ok(()) => {}
+            // Made meanwhile by someone else: not ours; the next pass applies the adoption rules.
+            Err(e) if e.code() == Some(ResponseError::TopicAlreadyExists) => {
+                return Outcome::waiting(
+                    "TopicExists",
+                    format!("topic {topic} was created outside this KafkaTopic meanwhile; checking it"),
+                    Duration::from_secs(1),
+                );
+            }
+            Err(e) => {
+                return Outcome::waiting(
+                    "CreateFailed",
+                    format!("cannot create topic {topic}: {e}"),
+                    Duration::from_secs(15),
+                );
+            }
         }
         st.managed_by = MANAGED_BY_KOPERATOR.into();
+        st.cluster_uid = Some(cluster_uid.to_string());
         st.state = "created".into();
         publish(EventType::Normal, "TopicCreated", format!("created topic {topic} in Kafka")).await;
         return Outcome {
@@ -180,11 +274,13 @@ async fn sync(kt: &KafkaTopic, admin: &Admin, st: &mut KafkaTopicStatus, ctx: &C
             requeue: Duration::from_millis(300),
         };
     };
-    if st.managed_by.is_empty() {
-        // First sight of a topic that already exists: adopt it only when asked to.
+    if !claims(st, cluster_uid) {
+        // A topic that already exists and is not ours: adopt it only when asked to (checked on
+        // every pass, so that adding the annotation later adopts it).
         st.managed_by = annotated.clone().unwrap_or_else(|| "unknown".into());
         st.state = "created".into();
         if st.managed_by == MANAGED_BY_KOPERATOR {
+            st.cluster_uid = Some(cluster_uid.to_string());
             publish(EventType::Normal, "TopicAdopted", format!("adopted existing topic {topic}")).await;
         }
     }
@@ -299,18 +395,36 @@ async fn finalize(
     };
     let keep = kt.annotations().get(KEEP_TOPIC_ANNOTATION).is_some_and(|v| v == "true");
     let topic = kt.spec.name.as_str();
+    let ns = kt.namespace().unwrap_or_default();
     let live_cluster = match cluster.filter(|c| c.meta().deletion_timestamp.is_none()) {
         None => None,
-        Some(c) => match ValidatedCluster::new(c, &ctx.rules) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                // Without a valid spec there is no address to reach Kafka at: the topic stays
-                // (never deleted on a guess), and the user is told so.
-                let note = format!("the KafkaCluster is not valid ({e}); topic {topic} is left in Kafka");
+        // Managed in a cluster of the same name that was deleted: not this cluster's topic.
+        Some(c) if !claims(st, &c.uid().unwrap_or_default()) => None,
+        Some(c) if !c.allows_namespace(&ns) => {
+            let note = format!("{}; topic {topic} is left in Kafka", not_allowed_message("KafkaTopic", &ns, c));
+            warn!(topic, "{note}");
+            publish(EventType::Warning, "CleanupSkipped", note).await;
+            None
+        }
+        Some(_) if keep => None,
+        Some(c) => match (other_manager(kt, c, ctx).await?, ValidatedCluster::new(c, &ctx.rules)) {
+            (Some(other), _) => {
+                let note = format!("topic {topic} is also managed by KafkaTopic {other}; it is left in Kafka");
                 warn!(topic, "{note}");
                 publish(EventType::Warning, "CleanupSkipped", note).await;
                 None
             }
+            (None, v) => match v {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    // Without a valid spec there is no address to reach Kafka at: the topic stays
+                    // (never deleted on a guess), and the user is told so.
+                    let note = format!("the KafkaCluster is not valid ({e}); topic {topic} is left in Kafka");
+                    warn!(topic, "{note}");
+                    publish(EventType::Warning, "CleanupSkipped", note).await;
+                    None
+                }
+            },
         },
     };
     if st.managed_by == MANAGED_BY_KOPERATOR && !keep {
@@ -352,6 +466,7 @@ async fn write_status(
 ) -> Result<(), Error> {
     let unchanged = old.state == new.state
         && old.managed_by == new.managed_by
+        && old.cluster_uid == new.cluster_uid
         && old.observed_generation == new.observed_generation
         && status::same_conditions(&old.conditions, &new.conditions);
     if !unchanged {

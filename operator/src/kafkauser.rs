@@ -7,6 +7,17 @@
 //! SCRAM-SHA-512 credential in Kafka; the principal is `User:<name>`. Without it the principal
 //! is Koperator's certificate DN `User:CN=<name>`; issuing mTLS client certificates is not built
 //! yet, so only the ACLs are managed then.
+//!
+//! Ownership (nothing in Kafka says who made a credential or an ACL, so the status does):
+//! - the KafkaCluster must accept the user's namespace (`allowed-namespaces`), checked again
+//!   here because the webhook may have been bypassed: `Forbidden`, nothing written;
+//! - the principal is claimed (`status.principal`, `status.clusterUID`) only while Kafka has
+//!   no SCRAM credential and no ACL for it, and the claim is stored before the first Kafka
+//!   write; a principal in use is refused (`PrincipalInUse`) and never written to;
+//! - only the ACLs listed in `status.acls` (the ones this KafkaUser created) and the credential
+//!   named by `status.scramCredential` are ever deleted;
+//! - the Secret `spec.secretName` is read or written only when this KafkaUser controls it
+//!   (ownerReference UID); any other Secret of that name is `SecretNotOwned`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -26,6 +37,7 @@ use koperator_shared::api::common::ClusterReference;
 use koperator_shared::api::kafkauser::{KafkaUser, KafkaUserStatus};
 use koperator_shared::kafka::user_acls::acls_for;
 use koperator_shared::kafka::{self as kafka, AclBinding, AclFilter, Admin, scram};
+use koperator_shared::rules::namespaces::not_allowed_message;
 use koperator_shared::support;
 use koperator_shared::validated::ValidatedCluster;
 
@@ -34,7 +46,7 @@ use crate::status;
 
 /// Finalizer of KafkaUsers (Koperator's name).
 pub const FINALIZER: &str = "finalizer.kafkausers.kafka.banzaicloud.io";
-pub use koperator_shared::api::kafkauser::{CREDENTIALS_ANNOTATION, SCRAM_SHA_512, uses_scram};
+pub use koperator_shared::api::kafkauser::{CREDENTIALS_ANNOTATION, SCRAM_SHA_512, principal, uses_scram};
 
 /// Errors of one reconcile.
 pub type Error = crate::controller::KubeError;
@@ -74,6 +86,25 @@ pub enum SyncError {
     /// The credentials Secret exists without a password.
     #[error("Secret {0} exists but has no password key; delete it to get a new one")]
     NoPassword(String),
+    /// A Secret named `spec.secretName` exists and this KafkaUser does not control it.
+    #[error(
+        "Secret {0} exists and is not owned by this KafkaUser; it is neither read nor overwritten: choose another spec.secretName, or delete that Secret if it is not needed"
+    )]
+    SecretNotOwned(String),
+    /// Kafka already has a credential or ACLs for the principal, and this KafkaUser did not
+    /// create them.
+    #[error(
+        "principal {principal} is already in use in Kafka ({what}) and was not created by this KafkaUser; nothing was changed: rename the KafkaUser, or remove the existing credential and ACLs from Kafka if they are not needed"
+    )]
+    PrincipalInUse {
+        /// The principal.
+        principal: String,
+        /// What Kafka has for it.
+        what: String,
+    },
+    /// The claim on the principal could not be stored (nothing was written to Kafka).
+    #[error("cannot record the claim on the principal: {0}")]
+    Claim(#[source] crate::controller::KubeError),
 }
 
 impl SyncError {
@@ -84,6 +115,9 @@ impl SyncError {
             SyncError::NoAccess(e) => e.category(),
             SyncError::Secret { .. } => "SecretUnavailable",
             SyncError::NoPassword(_) => "SecretWithoutPassword",
+            SyncError::SecretNotOwned(_) => "SecretNotOwned",
+            SyncError::PrincipalInUse { .. } => "PrincipalInUse",
+            SyncError::Claim(e) => crate::controller::Categorized::category(e),
         }
     }
 }
@@ -117,11 +151,6 @@ impl Reconcile for KafkaUser {
     }
 }
 
-/// The Kafka principal of a user.
-pub fn principal(user: &KafkaUser) -> String {
-    if uses_scram(user) { format!("User:{}", user.name_any()) } else { format!("User:CN={}", user.name_any()) }
-}
-
 /// One reconcile pass (the finalizer is in place).
 async fn reconcile(user: Arc<KafkaUser>, ctx: &Context, writes: &Writes) -> Result<Action, Error> {
     let ns = user.namespace().unwrap_or_default();
@@ -138,14 +167,25 @@ async fn reconcile(user: Arc<KafkaUser>, ctx: &Context, writes: &Writes) -> Resu
             format!("KafkaCluster {cluster_ns}/{} does not exist", user.spec.cluster_ref.name),
             Duration::from_secs(30),
         ),
-        Some(cluster) => match ValidatedCluster::new(cluster, &ctx.rules) {
+        // Checked here too: the webhook may be bypassed (failurePolicy, objects from before).
+        Some(kc) if !kc.allows_namespace(&ns) => {
+            let mut message = not_allowed_message("KafkaUser", &ns, kc);
+            if st.principal.is_some() {
+                message.push_str("; what this KafkaUser created in Kafka stays until then");
+            }
+            (false, "Forbidden", message, Duration::from_secs(60))
+        }
+        Some(kc) => match ValidatedCluster::new(kc, &ctx.rules) {
             Err(e) => (false, "ClusterInvalid", format!("the KafkaCluster is not valid: {e}"), Duration::from_secs(30)),
             Ok(cluster) => match ctx.kafka.admin(&cluster) {
                 Err(why) => (false, why.category(), why.to_string(), Duration::from_secs(30)),
-                Ok(admin) => match sync(&user, &admin, &mut st, ctx, writes).await {
-                    Ok(message) => (true, "InSync", message, Duration::from_secs(300)),
-                    Err(why) => (false, why.category(), why.to_string(), Duration::from_secs(15)),
-                },
+                Ok(admin) => {
+                    let uid = kc.uid().unwrap_or_default();
+                    match sync(&user, &admin, &uid, &mut st, &api, ctx, writes).await {
+                        Ok(message) => (true, "InSync", message, Duration::from_secs(300)),
+                        Err(why) => (false, why.category(), why.to_string(), Duration::from_secs(15)),
+                    }
+                }
             },
         },
     };
@@ -164,6 +204,9 @@ async fn reconcile(user: Arc<KafkaUser>, ctx: &Context, writes: &Writes) -> Resu
     // Written only when it changed (condition transition times aside).
     let unchanged = st.state == old.state
         && st.acls == old.acls
+        && st.principal == old.principal
+        && st.cluster_uid == old.cluster_uid
+        && st.scram_credential == old.scram_credential
         && st.observed_generation == old.observed_generation
         && status::same_conditions(&st.conditions, &old.conditions);
     if !unchanged {
@@ -173,23 +216,43 @@ async fn reconcile(user: Arc<KafkaUser>, ctx: &Context, writes: &Writes) -> Resu
     Ok(Action::requeue(requeue))
 }
 
-/// Credentials, then ACLs; returns the Ready message or why it failed.
+/// The ACLs `st` records as created by this KafkaUser (entries that do not parse are dropped:
+/// they were never written by this operator).
+fn owned_acls(st: &KafkaUserStatus) -> BTreeSet<AclBinding> {
+    st.acls.iter().flatten().filter_map(|a| a.parse().ok()).collect()
+}
+
+/// Whether `st` holds this user's claim on `principal` in the cluster `cluster_uid`.
+fn claims(st: &KafkaUserStatus, principal: &str, cluster_uid: &str) -> bool {
+    st.principal.as_deref() == Some(principal) && st.cluster_uid.as_deref() == Some(cluster_uid)
+}
+
+/// Ownership check, credentials, then ACLs; returns the Ready message or why it failed.
 async fn sync(
     user: &KafkaUser,
     admin: &Admin,
+    cluster_uid: &str,
     st: &mut KafkaUserStatus,
+    api: &Api<KafkaUser>,
     ctx: &Context,
     writes: &Writes,
 ) -> Result<String, SyncError> {
     let principal = principal(user);
     let mut notes = Vec::new();
+    // A Secret of that name that is not ours is never read (its password would become the
+    // user's) nor overwritten.
+    let secret = if uses_scram(user) { owned_secret(user, ctx).await? } else { None };
+    if !claims(st, &principal, cluster_uid) {
+        claim(user, admin, cluster_uid, &principal, secret.is_some(), st, api, writes).await?;
+    }
     if uses_scram(user) {
-        ensure_scram(user, admin, ctx, writes).await?;
+        ensure_scram(user, secret, admin, ctx, writes).await?;
         notes.push(format!("SCRAM-SHA-512 credentials in Secret {}", user.spec.secret_name));
     } else {
         notes.push("mTLS client certificates are not issued yet; ACLs only".to_string());
     }
     let desired = acls_for(&principal, user.spec.topic_grants.as_deref().unwrap_or_default());
+    let owned = owned_acls(st);
     let current: BTreeSet<AclBinding> = admin
         .describe_acls(&AclFilter::principal(&principal))
         .await
@@ -197,25 +260,94 @@ async fn sync(
         .into_iter()
         .collect();
     let missing: Vec<AclBinding> = desired.difference(&current).cloned().collect();
-    let extra: Vec<AclFilter> = current.difference(&desired).map(AclBinding::to_filter).collect();
+    // Only ACLs this KafkaUser created go; others on the same principal are not ours.
+    let extra: Vec<AclFilter> =
+        current.intersection(&owned).filter(|a| !desired.contains(*a)).map(AclBinding::to_filter).collect();
     admin.create_acls(&missing).await.map_err(kafka_err(format!("create ACLs of {principal}")))?;
+    // Recorded before the deletions: what was created is ours even if a deletion fails.
+    let now_owned: BTreeSet<&AclBinding> =
+        desired.iter().filter(|a| owned.contains(*a) || missing.contains(*a)).collect();
+    st.acls = Some(now_owned.iter().map(ToString::to_string).collect());
     admin.delete_acls(&extra).await.map_err(kafka_err(format!("delete ACLs of {principal}")))?;
     if !missing.is_empty() || !extra.is_empty() {
         let note = format!("ACLs of {principal}: {} created, {} removed", missing.len(), extra.len());
         ctx.publish(user, EventType::Normal, "AclsUpdated", &note).await;
         writes.count(true);
     }
-    st.acls = Some(desired.iter().map(ToString::to_string).collect());
     st.state = "created".into();
+    let foreign = current.iter().filter(|a| !owned.contains(*a) && !desired.contains(*a)).count();
     notes.push(format!("{} ACLs for {principal}", desired.len()));
+    if foreign > 0 {
+        notes.push(format!("{foreign} ACLs of {principal} made outside this KafkaUser left alone"));
+    }
     Ok(notes.join("; "))
 }
 
-/// The credentials Secret exists (created with a fresh password if not) and Kafka knows the
-/// user's SCRAM credential.
-async fn ensure_scram(user: &KafkaUser, admin: &Admin, ctx: &Context, writes: &Writes) -> Result<(), SyncError> {
-    let ns = user.namespace().unwrap_or_default();
+/// Claims `principal` for this user in the cluster `cluster_uid`: only while Kafka has no
+/// SCRAM credential and no ACL for it, and stored in the status before anything is written
+/// to Kafka (so a crash right after the first write still finds the claim). What the status
+/// records from an earlier principal of this user in the same cluster is removed first.
+#[allow(clippy::too_many_arguments)]
+async fn claim(
+    user: &KafkaUser,
+    admin: &Admin,
+    cluster_uid: &str,
+    principal: &str,
+    secret_is_ours: bool,
+    st: &mut KafkaUserStatus,
+    api: &Api<KafkaUser>,
+    writes: &Writes,
+) -> Result<(), SyncError> {
     let name = user.name_any();
+    let same_cluster = st.cluster_uid.as_deref() == Some(cluster_uid);
+    if same_cluster {
+        // The user switched principals (the credentials annotation changed): what it created
+        // under the old one is still its own to remove.
+        let old: Vec<AclFilter> = owned_acls(st).iter().map(AclBinding::to_filter).collect();
+        admin.delete_acls(&old).await.map_err(kafka_err("delete the ACLs of the previous principal"))?;
+        if let Some(old_user) = st.scram_credential.as_deref().filter(|u| !uses_scram(user) || *u != name) {
+            admin.delete_scram_credential(old_user).await.map_err(kafka_err("delete the previous SCRAM credential"))?;
+        }
+    }
+    let credential =
+        uses_scram(user) && admin.has_scram_credential(&name).await.map_err(kafka_err("read SCRAM credentials"))?;
+    let acls = admin
+        .describe_acls(&AclFilter::principal(principal))
+        .await
+        .map_err(kafka_err(format!("list the ACLs of {principal}")))?;
+    // A status written by an earlier version (no claim yet) that lists every ACL Kafka has for
+    // the principal, with the Secret this KafkaUser owns, is this user's own state.
+    let recorded = owned_acls(st);
+    let earlier_version = st.principal.is_none()
+        && st.state == "created"
+        && !recorded.is_empty()
+        && acls.iter().all(|a| recorded.contains(a))
+        && (!uses_scram(user) || secret_is_ours);
+    if !earlier_version && (credential || !acls.is_empty()) {
+        let mut what = Vec::new();
+        if credential {
+            what.push(format!("a SCRAM-SHA-512 credential for {name}"));
+        }
+        if !acls.is_empty() {
+            what.push(format!("{} ACLs", acls.len()));
+        }
+        return Err(SyncError::PrincipalInUse { principal: principal.to_string(), what: what.join(" and ") });
+    }
+    if !earlier_version {
+        st.acls = None;
+    }
+    st.principal = Some(principal.to_string());
+    st.cluster_uid = Some(cluster_uid.to_string());
+    st.scram_credential = uses_scram(user).then(|| name.clone());
+    status::replace(api, &name, st).await.map_err(SyncError::Claim)?;
+    writes.count(true);
+    Ok(())
+}
+
+/// The Secret `spec.secretName` when it exists and this KafkaUser controls it; `None` when
+/// there is none; [`SyncError::SecretNotOwned`] when another owner (or none) has it.
+async fn owned_secret(user: &KafkaUser, ctx: &Context) -> Result<Option<Secret>, SyncError> {
+    let ns = user.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let secret_name = &user.spec.secret_name;
     let existing = secrets.get_opt(secret_name).await.map_err(|source| SyncError::Secret {
@@ -223,6 +355,25 @@ async fn ensure_scram(user: &KafkaUser, admin: &Admin, ctx: &Context, writes: &W
         name: secret_name.clone(),
         source,
     })?;
+    let Some(secret) = existing else { return Ok(None) };
+    let uid = user.uid().unwrap_or_default();
+    let ours = secret.owner_references().iter().any(|o| o.controller == Some(true) && !uid.is_empty() && o.uid == uid);
+    if ours { Ok(Some(secret)) } else { Err(SyncError::SecretNotOwned(secret_name.clone())) }
+}
+
+/// The credentials Secret exists (created with a fresh password if not) and Kafka knows the
+/// user's SCRAM credential. `existing` is the Secret this KafkaUser owns, if any.
+async fn ensure_scram(
+    user: &KafkaUser,
+    existing: Option<Secret>,
+    admin: &Admin,
+    ctx: &Context,
+    writes: &Writes,
+) -> Result<(), SyncError> {
+    let ns = user.namespace().unwrap_or_default();
+    let name = user.name_any();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret_name = &user.spec.secret_name;
     let (password, created) = match existing {
         Some(s) => {
             let password = s
@@ -255,6 +406,8 @@ async fn ensure_scram(user: &KafkaUser, admin: &Admin, ctx: &Context, writes: &W
                 data: Some(data),
                 ..Default::default()
             };
+            // `create`, never an update: a Secret made meanwhile by someone else is a
+            // conflict, not overwritten.
             secrets.create(&PostParams::default(), &secret).await.map_err(|source| SyncError::Secret {
                 action: "create",
                 name: secret_name.clone(),
@@ -274,39 +427,58 @@ async fn ensure_scram(user: &KafkaUser, admin: &Admin, ctx: &Context, writes: &W
     Ok(())
 }
 
-/// Removes the user's ACLs and SCRAM credential from Kafka, then releases the finalizer (the
-/// credentials Secret goes with its owner).
+/// Removes what this user created in Kafka (the ACLs in `status.acls`, the credential in
+/// `status.scramCredential`), then releases the finalizer (the credentials Secret goes with its
+/// owner). Nothing is removed from a cluster other than the claimed one, nor from a cluster
+/// that does not accept the user's namespace.
 async fn finalize(
     user: &KafkaUser,
     cluster: Option<&KafkaCluster>,
     ctx: &Context,
     _writes: &Writes,
 ) -> Result<Action, Error> {
+    let ns = user.namespace().unwrap_or_default();
+    let st = user.status.clone().unwrap_or_default();
+    let principal = principal(user);
+    let skip = |note: String| async move {
+        warn!(user = %user.name_any(), "{note}");
+        ctx.publish(user, EventType::Warning, "CleanupSkipped", &note).await;
+    };
     let live = match cluster.filter(|c| c.meta().deletion_timestamp.is_none()) {
         None => None,
+        Some(c) if st.cluster_uid.is_none() || st.cluster_uid != c.uid() => {
+            // Nothing claimed in this cluster: nothing of this user's to remove.
+            None
+        }
+        Some(c) if !c.allows_namespace(&ns) => {
+            skip(format!(
+                "{}; the ACLs and credentials this KafkaUser created for {principal} are left in Kafka",
+                not_allowed_message("KafkaUser", &ns, c)
+            ))
+            .await;
+            None
+        }
         Some(c) => match ValidatedCluster::new(c, &ctx.rules) {
             Ok(v) => Some(v),
             Err(e) => {
                 // Without a valid spec there is no address to reach Kafka at: the ACLs and
                 // credentials stay (never removed on a guess), and the user is told so.
-                let note = format!(
-                    "the KafkaCluster is not valid ({e}); the ACLs and credentials of {} are left in Kafka",
-                    principal(user)
-                );
-                warn!(user = %user.name_any(), "{note}");
-                ctx.publish(user, EventType::Warning, "CleanupSkipped", &note).await;
+                skip(format!(
+                    "the KafkaCluster is not valid ({e}); the ACLs and credentials of {principal} are left in Kafka"
+                ))
+                .await;
                 None
             }
         },
     };
     if let Some(cluster) = &live {
-        let principal = principal(user);
         let done = async {
             let admin = ctx.kafka.admin(cluster).map_err(SyncError::NoAccess)?;
-            let acls = admin.delete_acls(&[AclFilter::principal(&principal)]).await;
+            let owned: Vec<AclFilter> = owned_acls(&st).iter().map(AclBinding::to_filter).collect();
+            let acls = admin.delete_acls(&owned).await;
             acls.map_err(kafka_err(format!("delete the ACLs of {principal}")))?;
-            if uses_scram(user) {
-                let creds = admin.delete_scram_credential(&user.name_any()).await;
+            if let Some(scram_user) = &st.scram_credential {
+                let creds = admin.delete_scram_credential(scram_user).await;
                 creds.map_err(kafka_err("delete the SCRAM credentials"))?;
             }
             Ok::<(), SyncError>(())
