@@ -13,9 +13,11 @@ use koperator_shared::validated::ValidatedCluster;
 use koperator_shared::{defaults, support};
 use serde::Deserialize as _;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tracing::{debug, warn};
 
 use crate::kafka_checks::KafkaCheckError;
+use crate::limits;
 use crate::review::{AdmissionRequest, AdmissionResponse, undecodable};
 
 /// Validate or mutate.
@@ -149,6 +151,21 @@ pub struct Admission {
     pub rules: RuleConfig,
 }
 
+/// The answer of [`Admission::precheck`].
+#[derive(Debug)]
+pub enum Precheck {
+    /// Answered without decoding the object.
+    Answered(AdmissionResponse),
+    /// Decode the object (and the stored one when compared with): about `decoded_bytes` of
+    /// `Value` trees, before the copies admission makes.
+    Decode {
+        /// The object's kind.
+        kind: Kind,
+        /// Estimated bytes of the decoded trees ([`limits::Shape::decoded_bytes`]).
+        decoded_bytes: usize,
+    },
+}
+
 /// Outcome label for metrics.
 pub fn result_label(r: &AdmissionResponse) -> &'static str {
     match (r.allowed, r.patch.is_some()) {
@@ -190,35 +207,93 @@ fn unsupported_warnings(kind: Kind, obj: &Value, namespace: &str) -> Vec<String>
 }
 
 impl Admission {
-    /// Answers one request on `route`.
+    /// Answers one request on `route`: [`Admission::precheck`], then [`Admission::decide`].
     pub fn handle(&self, route: Route, req: &AdmissionRequest) -> AdmissionResponse {
+        match self.precheck(route, req) {
+            Precheck::Answered(r) => r,
+            Precheck::Decode { kind, .. } => self.decide(route, kind, req),
+        }
+    }
+
+    /// What can be answered before the object is decoded: a kind the route does not serve,
+    /// an operation or subresource that is not checked, and an object over the CRD's bounds
+    /// ([`limits::scan`], one pass over the raw JSON that builds nothing).
+    pub fn precheck(&self, route: Route, req: &AdmissionRequest) -> Precheck {
         let uid = req.uid.as_str();
         let kind = Kind::from_kind(&req.kind.kind).filter(|k| *k == route.kind && req.kind.group == GROUP);
         let Some(kind) = kind else {
-            return AdmissionResponse::allow(uid).with_warnings(vec![format!(
+            return Precheck::Answered(AdmissionResponse::allow(uid).with_warnings(vec![format!(
                 "koperator webhook {} received {}/{} {}; it does not check that kind (webhook registration is wrong)",
                 route.path(),
                 req.kind.group,
                 req.kind.version,
                 req.kind.kind
-            )]);
+            )]));
         };
         if !matches!(req.operation.as_str(), "CREATE" | "UPDATE")
             || req.sub_resource.as_deref().is_some_and(|s| !s.is_empty())
         {
-            return AdmissionResponse::allow(uid);
+            return Precheck::Answered(AdmissionResponse::allow(uid));
         }
-        let Some(obj) = req.object.as_ref() else {
+        let Some(raw) = req.object.as_deref() else {
+            return Precheck::Answered(AdmissionResponse::internal(uid, "the request carries no object"));
+        };
+        let name = req.name.as_deref().unwrap_or_default();
+        let shape = match limits::scan(kind, raw) {
+            Ok(s) => s,
+            Err(e) => return Precheck::Answered(AdmissionResponse::invalid(uid, &req.kind, name, &[undecodable(&e)])),
+        };
+        if !shape.errors.is_empty() {
+            debug!(kind = kind.as_str(), name, errors = shape.errors.len(), "object over the CRD bounds");
+            return Precheck::Answered(AdmissionResponse::invalid(uid, &req.kind, name, &shape.errors));
+        }
+        let mut decoded_bytes = shape.decoded_bytes;
+        if let Some(old) = self.old_object_used(route, req) {
+            decoded_bytes += limits::scan(kind, old).map(|s| s.decoded_bytes).unwrap_or_default();
+        }
+        Precheck::Decode { kind, decoded_bytes }
+    }
+
+    /// The stored object, when the route compares with it (UPDATE validation).
+    fn old_object_used<'r>(&self, route: Route, req: &'r AdmissionRequest) -> Option<&'r RawValue> {
+        (route.mode == Mode::Validate && req.operation == "UPDATE").then_some(req.old_object.as_deref()).flatten()
+    }
+
+    /// Decodes the object and answers: defaults as a patch on `/mutate-*`, the rules and the
+    /// lookups on `/validate-*`. Call only after [`Admission::precheck`] said
+    /// [`Precheck::Decode`].
+    pub fn decide(&self, route: Route, kind: Kind, req: &AdmissionRequest) -> AdmissionResponse {
+        let uid = req.uid.as_str();
+        let name = req.name.as_deref().unwrap_or_default();
+        let Some(raw) = req.object.as_deref() else {
             return AdmissionResponse::internal(uid, "the request carries no object");
+        };
+        let obj: Value = match serde_json::from_str(raw.get()) {
+            Ok(v) => v,
+            Err(e) => return AdmissionResponse::invalid(uid, &req.kind, name, &[undecodable(&e)]),
         };
         let namespace = req.namespace.as_deref().unwrap_or_default();
         match route.mode {
-            Mode::Mutate => AdmissionResponse::allow_with_patch(uid, &defaults::patch(kind, obj, namespace)),
-            Mode::Validate => self.validate(kind, req, obj, namespace),
+            Mode::Mutate => AdmissionResponse::allow_with_patch(uid, &defaults::patch(kind, &obj, namespace)),
+            Mode::Validate => {
+                let old = match self.old_object_used(route, req).map(|o| serde_json::from_str::<Value>(o.get())) {
+                    None => None,
+                    Some(Ok(v)) => Some(v),
+                    Some(Err(e)) => return AdmissionResponse::invalid(uid, &req.kind, name, &[undecodable(&e)]),
+                };
+                self.validate(kind, req, &obj, old.as_ref(), namespace)
+            }
         }
     }
 
-    fn validate(&self, kind: Kind, req: &AdmissionRequest, obj: &Value, namespace: &str) -> AdmissionResponse {
+    fn validate(
+        &self,
+        kind: Kind,
+        req: &AdmissionRequest,
+        obj: &Value,
+        old: Option<&Value>,
+        namespace: &str,
+    ) -> AdmissionResponse {
         let uid = req.uid.as_str();
         let name =
             req.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| {
@@ -228,7 +303,6 @@ impl Admission {
         if !obj["metadata"]["deletionTimestamp"].is_null() {
             return AdmissionResponse::allow(uid);
         }
-        let old = if req.operation == "UPDATE" { req.old_object.as_ref() } else { None };
         let mut verdict = match rules::validate_value(kind, obj, old, &self.rules) {
             Ok(v) => v,
             Err(e) => return AdmissionResponse::invalid(uid, &req.kind, &name, &[undecodable(&e)]),

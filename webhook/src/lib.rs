@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod certs;
 pub mod kafka_checks;
+pub mod limits;
 pub mod lookups;
 pub mod metrics;
 pub mod pki;

@@ -73,9 +73,15 @@ struct Args {
     #[arg(long, requires = "tls_cert_file")]
     ca_file: Option<PathBuf>,
     /// Most connections served at once; more wait in the accept queue (the API server keeps a
-    /// few keep-alive connections).
-    #[arg(long, default_value_t = 256)]
+    /// few keep-alive connections). Every connection frees its slot within a bounded time
+    /// (TLS handshake 10 s, headers or idle 10 s, body at most 30 s, age 60 s + 40 s grace), so
+    /// slow clients cannot hold them; an idle TLS connection costs about 20 KiB.
+    #[arg(long, default_value_t = 4096)]
     max_connections: usize,
+    /// Bytes that request bodies and decoded objects of all requests in flight may take
+    /// together; past it requests wait (until their deadline, then 503).
+    #[arg(long, default_value_t = server::DEFAULT_MEMORY_BUDGET)]
+    memory_budget: usize,
     /// Flags shared with the operator: --log-format, --kafka-hosts-file, --kafka-connect-timeout,
     /// --kafka-timeout (here the budget of a whole KafkaTopic check against Kafka, 2500ms by
     /// default; past it the request is answered with an Internal error), --node-port-range,
@@ -147,7 +153,8 @@ async fn main() -> Result<()> {
         )),
         rules: args.common.rules.clone(),
     });
-    let app = server::router(server::AppState { admission, metrics, certs: status.clone() });
+    let budget = koperator_webhook::limits::Budget::new(args.memory_budget);
+    let app = server::router(server::AppState { admission, metrics, certs: status.clone(), budget });
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
     info!(listen = %listener.local_addr()?, "serving admission webhook");

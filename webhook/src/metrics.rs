@@ -9,17 +9,38 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Labels of a request.
+/// Labels of a request. Every value comes from a closed set, so that requests cannot create
+/// new series: `mode` and `kind` come from the matched route (unknown routes are not counted),
+/// `operation` from [`operation_label`], `result` from a fixed list.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// `validate` or `mutate`.
     pub mode: &'static str,
     /// Kind of the object.
     pub kind: &'static str,
-    /// CREATE, UPDATE...
-    pub operation: String,
+    /// CREATE, UPDATE, DELETE, CONNECT or `other`.
+    pub operation: &'static str,
     /// allowed, patched, denied, error, bad_request.
     pub result: &'static str,
+}
+
+/// The `operation` label of an AdmissionReview operation: one of the four the API server
+/// sends, anything else (a forged review) is `other`.
+pub fn operation_label(operation: &str) -> &'static str {
+    match operation {
+        "CREATE" => "CREATE",
+        "UPDATE" => "UPDATE",
+        "DELETE" => "DELETE",
+        "CONNECT" => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// Labels of a request refused before it was decoded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// `body_too_large`, `body_timeout`, `memory_budget` or `object_too_large`.
+    pub reason: &'static str,
 }
 
 /// Labels of the latency histogram.
@@ -37,6 +58,10 @@ pub struct Metrics {
     pub latency: Family<ModeLabels, Histogram>,
     /// Requests being handled.
     pub in_flight: Gauge,
+    /// Requests refused by a limit (body size, body deadline, memory budget), by reason.
+    pub refused: Family<RefusedLabels, Counter>,
+    /// Bytes of request bodies and decoded objects held now (the memory budget in use).
+    pub budget_in_use_bytes: Gauge,
     /// Seconds until the served certificate expires.
     pub cert_expiry_seconds: Gauge<i64, AtomicI64>,
     /// Times a new serving certificate was loaded.
@@ -58,6 +83,8 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.00005, 2.0, 16))
         });
         let in_flight = Gauge::default();
+        let refused = Family::<RefusedLabels, Counter>::default();
+        let budget_in_use_bytes = Gauge::default();
         let cert_expiry_seconds = Gauge::<i64, AtomicI64>::default();
         let cert_reloads = Counter::default();
         let ca_rollovers = Counter::default();
@@ -65,6 +92,16 @@ impl Metrics {
         registry.register("requests", "Admission requests", requests.clone());
         registry.register("request_duration_seconds", "Time to answer an admission request", latency.clone());
         registry.register("requests_in_flight", "Admission requests being handled", in_flight.clone());
+        registry.register(
+            "requests_refused",
+            "Admission requests refused by a size, time or memory limit",
+            refused.clone(),
+        );
+        registry.register(
+            "memory_budget_in_use_bytes",
+            "Bytes of request bodies and decoded objects held by admission requests",
+            budget_in_use_bytes.clone(),
+        );
         registry.register(
             "certificate_expiry_seconds",
             "Seconds until the served certificate expires",
@@ -81,6 +118,8 @@ impl Metrics {
             requests,
             latency,
             in_flight,
+            refused,
+            budget_in_use_bytes,
             cert_expiry_seconds,
             cert_reloads,
             ca_rollovers,
@@ -100,5 +139,20 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_label_is_a_closed_set() {
+        for op in ["CREATE", "UPDATE", "DELETE", "CONNECT"] {
+            assert_eq!(operation_label(op), op);
+        }
+        for op in ["", "create", "PATCH", "CREATE ", "x".repeat(1000).as_str()] {
+            assert_eq!(operation_label(op), "other", "{op:?}");
+        }
     }
 }

@@ -1,11 +1,15 @@
 //! AdmissionReview `admission.k8s.io/v1`: decoding requests and encoding responses.
 //!
-//! Only what the webhook needs is decoded; the object stays a `serde_json::Value` until the
-//! rules decode it into the kind's type.
+//! Only what the webhook needs is decoded. `object` and `oldObject` stay raw JSON text
+//! ([`RawValue`], one copy of their bytes): nothing is built from them until
+//! [`crate::limits::scan`] has bounded what decoding them costs, and `oldObject` is decoded
+//! only by the checks that compare with it (UPDATE validation). Fields the webhook does not
+//! read (`userInfo`, `options`, `resource`...) are skipped without being built.
 
 use base64::Engine;
 use koperator_shared::rules::{ErrorType, FieldError};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 /// The API version of every review this webhook speaks.
@@ -56,15 +60,21 @@ pub struct AdmissionRequest {
     pub namespace: Option<String>,
     /// CREATE, UPDATE, DELETE or CONNECT.
     pub operation: String,
-    /// The object after the change (absent on DELETE).
-    #[serde(default)]
-    pub object: Option<Value>,
-    /// The stored object (UPDATE, DELETE).
-    #[serde(default)]
-    pub old_object: Option<Value>,
+    /// The object after the change (absent on DELETE), as raw JSON.
+    #[serde(default, deserialize_with = "raw_unless_null")]
+    pub object: Option<Box<RawValue>>,
+    /// The stored object (UPDATE, DELETE), as raw JSON.
+    #[serde(default, deserialize_with = "raw_unless_null")]
+    pub old_object: Option<Box<RawValue>>,
     /// Dry run (no side effects allowed; we have none).
     #[serde(default)]
     pub dry_run: Option<bool>,
+}
+
+/// `null` (what the API server sends for an absent object) is `None`, not a raw `null`.
+fn raw_unless_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    let raw = Box::<RawValue>::deserialize(d)?;
+    Ok((raw.get() != "null").then_some(raw))
 }
 
 /// The answer to one request.

@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -19,16 +19,38 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-use crate::admission::{Admission, Mode, Route, result_label};
+use crate::admission::{Admission, Mode, Precheck, Route, result_label};
 use crate::certs::CertStatus;
-use crate::metrics::{Metrics, ModeLabels, RequestLabels};
+use crate::limits::{self, Budget, BudgetError, Held};
+use crate::metrics::{Metrics, ModeLabels, RefusedLabels, RequestLabels, operation_label};
 use crate::review;
 use koperator_shared::api::Kind;
 
-/// Largest accepted body (the API server's own limit for admission requests is 3 MiB objects).
+/// Largest accepted body: 7 MiB. What the API server sends is bounded by its request limit
+/// (3 MiB, `--max-request-bytes`) for `object` and by etcd's (1.5 MiB by default) for the
+/// stored `oldObject`; a JSON patch may grow an object by up to the request limit again
+/// (the API server caps copies at it), and Go's JSON encoder writes `<`, `>` and `&` as 6-byte
+/// escapes. `hostile_clients_e2e::the_largest_update_the_api_server_sends_fits` measures a
+/// 2.9 MiB object updated over a 1.4 MiB one through the real API server (4.3 MiB on the wire).
 pub const MAX_BODY: usize = 7 * 1024 * 1024;
 /// Default deadline when the API server sends no `timeout` parameter.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+/// Longest body deadline: the API server never waits longer than 30 s for a webhook
+/// (`timeoutSeconds` is at most 30), so a longer `timeout` parameter is a client stalling.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(30);
+/// Time for a TLS handshake, from accept.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time to receive a request's headers, and how long a kept-alive connection may stay idle.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection older than this is closed once its request is answered (idle: at once).
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
+/// A connection still busy this long after [`MAX_CONNECTION_AGE`] (a client that does not
+/// read its answer) is dropped: every slot frees within the sum of the two.
+pub const CONNECTION_CLOSE_GRACE: Duration = Duration::from_secs(40);
+/// Default of `--memory-budget`: bodies and decoded objects of every request in flight.
+/// Covers one largest body plus one object at [`limits::MAX_DECODED_BYTES`] decoded
+/// [`limits::DECODED_COPIES`] times.
+pub const DEFAULT_MEMORY_BUDGET: usize = 48 * 1024 * 1024;
 
 /// State shared by the handlers.
 #[derive(Clone)]
@@ -39,6 +61,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Certificate status (readiness).
     pub certs: Arc<CertStatus>,
+    /// Memory shared by the requests in flight.
+    pub budget: Budget,
 }
 
 /// The router: `/validate-<kind>`, `/mutate-<kind>`, `/healthz`, `/readyz`, `/metrics`.
@@ -64,6 +88,7 @@ async fn readyz(State(st): State<AppState>) -> Response {
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
+    st.metrics.budget_in_use_bytes.set((st.budget.total() - st.budget.available()) as i64);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], st.metrics.encode())
         .into_response()
 }
@@ -73,16 +98,85 @@ struct TimeoutParam {
     timeout: Option<String>,
 }
 
-/// The API server's `timeout` (e.g. `5s`) minus a margin, so that we answer before it gives up.
+/// The API server's `timeout` (e.g. `5s`) minus a margin, so that we answer before it gives
+/// up; at most [`MAX_DEADLINE`].
 fn deadline(param: Option<&str>) -> Duration {
     param
         .and_then(|t| humantime::parse_duration(t).ok())
-        .map(|t| t.saturating_sub(Duration::from_millis(250)).max(Duration::from_millis(100)))
+        .map(|t| t.min(MAX_DEADLINE).saturating_sub(Duration::from_millis(250)).max(Duration::from_millis(100)))
         .unwrap_or(DEFAULT_DEADLINE)
 }
 
 fn plain(code: StatusCode, msg: String) -> Response {
     (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], msg).into_response()
+}
+
+/// Why a body was not read.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("the body is larger than {MAX_BODY} bytes")]
+    TooLarge,
+    #[error("the body did not arrive within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Budget(#[from] BudgetError),
+    #[error("could not read the body: {0}")]
+    Read(String),
+}
+
+impl BodyError {
+    /// The `reason` label of `requests_refused`.
+    fn reason(&self) -> &'static str {
+        match self {
+            BodyError::TooLarge => "body_too_large",
+            BodyError::Timeout(_) => "body_timeout",
+            BodyError::Budget(_) => "memory_budget",
+            BodyError::Read(_) => "body_unreadable",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TooLarge | BodyError::Budget(BudgetError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Budget(BudgetError::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            BodyError::Read(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Reads the body frame by frame, charging each frame to the budget as it arrives (a slow
+/// client holds only what it sent), until `deadline`.
+async fn read_body(
+    mut body: Body,
+    declared: Option<usize>,
+    budget: &Budget,
+    held: &mut Held,
+    limit: Duration,
+    deadline: Instant,
+) -> Result<Vec<u8>, BodyError> {
+    let mut out = Vec::with_capacity(declared.unwrap_or(0).min(MAX_BODY));
+    loop {
+        let frame = match tokio::time::timeout_at(deadline.into(), body.frame()).await {
+            Err(_) => return Err(BodyError::Timeout(limit)),
+            Ok(None) => return Ok(out),
+            Ok(Some(Err(e))) => return Err(BodyError::Read(e.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > MAX_BODY {
+                return Err(BodyError::TooLarge);
+            }
+            budget.reserve(held, data.len(), deadline).await?;
+            out.extend_from_slice(&data);
+        }
+    }
+}
+
+fn refuse(st: &AppState, reason: &'static str, code: StatusCode, msg: String) -> Response {
+    st.metrics.refused.get_or_create(&RefusedLabels { reason }).inc();
+    debug!(reason, %code, msg, "admission request refused");
+    plain(code, msg)
 }
 
 async fn admit(
@@ -93,7 +187,7 @@ async fn admit(
     body: Body,
 ) -> Response {
     let Some(route) = Route::all().into_iter().find(|r| r.path()[1..] == route) else {
-        return plain(StatusCode::NOT_FOUND, format!("no webhook at /{route}"));
+        return plain(StatusCode::NOT_FOUND, format!("no webhook at /{}", route.chars().take(64).collect::<String>()));
     };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if content_type.split(';').next().map(str::trim) != Some("application/json") {
@@ -102,19 +196,25 @@ async fn admit(
             format!("expected Content-Type application/json, got {content_type:?}"),
         );
     }
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return refuse(&st, "body_too_large", StatusCode::PAYLOAD_TOO_LARGE, BodyError::TooLarge.to_string());
+    }
     let started = Instant::now();
     st.metrics.in_flight.inc();
     let _in_flight = InFlight(&st.metrics);
     let limit = deadline(q.timeout.as_deref());
-    let bytes = match tokio::time::timeout(limit, Limited::new(body, MAX_BODY).collect()).await {
-        Err(_) => return plain(StatusCode::REQUEST_TIMEOUT, format!("the body did not arrive within {limit:?}")),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return plain(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {MAX_BODY} bytes"));
-        }
-        Ok(Err(e)) => return plain(StatusCode::BAD_REQUEST, format!("could not read the body: {e}")),
-        Ok(Ok(c)) => c.to_bytes(),
+    let until = started + limit;
+    let mut held = Held::default();
+    let bytes = match read_body(body, declared, &st.budget, &mut held, limit, until).await {
+        Ok(b) => b,
+        Err(e) => return refuse(&st, e.reason(), e.status(), e.to_string()),
     };
-    let req = match review::decode(&bytes) {
+    let decoded = review::decode(&bytes);
+    // The raw object and oldObject are copies of the body: it is not needed any more, and
+    // the bytes charged for it stand for them.
+    drop(bytes);
+    let req = match decoded {
         Ok(r) => r,
         Err(e) => {
             st.metrics
@@ -122,41 +222,57 @@ async fn admit(
                 .get_or_create(&RequestLabels {
                     mode: route.mode.as_str(),
                     kind: route.kind.as_str(),
-                    operation: String::new(),
+                    operation: "other",
                     result: "bad_request",
                 })
                 .inc();
             return plain(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    // KafkaTopic validation may ask Kafka (blocking, with its own time budget): off the runtime.
-    let (response, req) = if route.kind == Kind::KafkaTopic && route.mode == Mode::Validate {
-        let (admission, uid) = (st.admission.clone(), req.uid.clone());
-        match tokio::task::spawn_blocking(move || (admission.handle(route, &req), req)).await {
-            Ok(done) => done,
-            Err(e) => {
-                return plain(StatusCode::INTERNAL_SERVER_ERROR, format!("request {uid}: the topic check failed: {e}"));
+    let operation = operation_label(&req.operation);
+    let response = match st.admission.precheck(route, &req) {
+        Precheck::Answered(r) => r,
+        Precheck::Decode { kind, decoded_bytes } => {
+            let needed = decoded_bytes.saturating_mul(limits::DECODED_COPIES);
+            if let Err(e) = st.budget.reserve(&mut held, needed, until).await {
+                let code = match e {
+                    BudgetError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                    BudgetError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                return refuse(&st, "memory_budget", code, e.to_string());
+            }
+            // KafkaTopic validation may ask Kafka (blocking, with its own time budget): off
+            // the runtime.
+            if route.kind == Kind::KafkaTopic && route.mode == Mode::Validate {
+                let admission = st.admission.clone();
+                let uid = req.uid.clone();
+                match tokio::task::spawn_blocking(move || (admission.decide(route, kind, &req), req)).await {
+                    Ok((r, _)) => r,
+                    Err(e) => {
+                        return plain(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("request {uid}: the topic check failed: {e}"),
+                        );
+                    }
+                }
+            } else {
+                st.admission.decide(route, kind, &req)
             }
         }
-    } else {
-        (st.admission.handle(route, &req), req)
     };
     let result = result_label(&response);
     st.metrics
         .requests
-        .get_or_create(&RequestLabels {
-            mode: route.mode.as_str(),
-            kind: route.kind.as_str(),
-            operation: req.operation.clone(),
-            result,
-        })
+        .get_or_create(&RequestLabels { mode: route.mode.as_str(), kind: route.kind.as_str(), operation, result })
         .inc();
     st.metrics
         .latency
         .get_or_create(&ModeLabels { mode: route.mode.as_str() })
         .observe(started.elapsed().as_secs_f64());
-    debug!(path = route.path(), uid = req.uid, result, "admission");
-    axum::Json(response.into_review()).into_response()
+    debug!(path = route.path(), uid = response.uid, result, "admission");
+    let out = axum::Json(response.into_review()).into_response();
+    drop(held);
+    out
 }
 
 struct InFlight<'a>(&'a Metrics);
@@ -181,6 +297,13 @@ pub fn tls_config(certs: &CertStatus) -> Arc<rustls::ServerConfig> {
 
 /// Serves `app` over TLS on `listener` until `shutdown` resolves, then lets open requests
 /// finish (up to 10 s).
+///
+/// At most `max_connections` connections are served at once; past that, new ones wait in the
+/// kernel's accept queue. Every slot frees within a bounded time: the TLS handshake within
+/// [`TLS_HANDSHAKE_TIMEOUT`], request headers (and idle keep-alive) within
+/// [`HEADER_READ_TIMEOUT`], a body within its deadline (at most [`MAX_DEADLINE`]), and a
+/// connection past [`MAX_CONNECTION_AGE`] is closed after its answer, or dropped
+/// [`CONNECTION_CLOSE_GRACE`] later.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -189,10 +312,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    // Past `max_connections` open connections, new ones wait in the kernel's accept queue
-    // instead of each getting a task and a TLS handshake at once.
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let max_connections = max_connections.max(1);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -203,16 +325,21 @@ pub async fn serve(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
-                Err(e) => { warn!(error = %e, "accept failed"); continue; }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    // EMFILE and the like: do not spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             },
         };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
-        let watcher = graceful.watcher();
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     debug!(%peer, error = %e, "TLS handshake failed");
@@ -223,16 +350,56 @@ pub async fn serve(
                     return;
                 }
             };
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10)).keep_alive(true);
-            let builder = builder.http1_only();
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                debug!(%peer, error = %e, "connection ended with an error");
-            }
+            serve_connection(tls, service, stop).await;
         });
     }
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // Every connection holds a slot until it ends.
+    let _ = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(max_connections as u32)).await;
+}
+
+/// One HTTP/1.1 connection with its lifetime bounds (see [`serve`]).
+async fn serve_connection(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    service: TowerToHyperService<Router>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(64 * 1024)
+        .keep_alive(true);
+    let builder = builder.http1_only();
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    let aged = tokio::time::sleep(MAX_CONNECTION_AGE);
+    tokio::pin!(aged);
+    let mut closing: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    loop {
+        tokio::select! {
+            done = conn.as_mut() => {
+                if let Err(e) = done {
+                    debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = &mut aged, if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(Box::pin(tokio::time::sleep(CONNECTION_CLOSE_GRACE)));
+            }
+            _ = stop.wait_for(|s| *s), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(Box::pin(tokio::time::sleep(Duration::from_secs(10))));
+            }
+            _ = async { closing.as_mut().expect("guarded").await }, if closing.is_some() => {
+                debug!("connection dropped: its answer was not taken within the close grace");
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -245,5 +412,8 @@ mod tests {
         assert_eq!(deadline(Some("garbage")), DEFAULT_DEADLINE);
         assert_eq!(deadline(None), DEFAULT_DEADLINE);
         assert_eq!(deadline(Some("100ms")), Duration::from_millis(100));
+        // A client cannot keep a body slot longer than the API server would wait.
+        assert_eq!(deadline(Some("30s")), Duration::from_millis(29750));
+        assert_eq!(deadline(Some("1h")), Duration::from_millis(29750));
     }
 }

@@ -34,7 +34,12 @@ fn app() -> axum::Router {
         kafka: Arc::new(NoKafkaChecks),
         rules: RuleConfig::default(),
     });
-    router(AppState { admission, metrics: Arc::new(Metrics::new()), certs: CertStatus::new() })
+    router(AppState {
+        admission,
+        metrics: Arc::new(Metrics::new()),
+        certs: CertStatus::new(),
+        budget: koperator_webhook::limits::Budget::new(koperator_webhook::server::DEFAULT_MEMORY_BUDGET),
+    })
 }
 
 fn review(object: Value) -> Vec<u8> {

@@ -1,0 +1,486 @@
+//! Bounded memory per admission request.
+//!
+//! Two guards, both applied before a `serde_json::Value` tree is built:
+//!
+//! - [`scan`] walks the raw object once without building anything, counts the items of the
+//!   arrays the CRD bounds with `maxItems` (brokers, listeners, storage configs) and estimates
+//!   what the decoded `Value` tree would take. An object over a bound is denied with a field
+//!   error at once: on CREATE the API server calls the mutating webhook *before* it checks the
+//!   CRD schema, so the webhook is the first to see a KafkaCluster with 100,000 brokers.
+//! - [`Budget`] is one semaphore of bytes shared by every request: body bytes are charged as
+//!   they arrive (a slow client holds only what it sent) and the decoded estimate
+//!   ([`DECODED_COPIES`] times, for the copies admission makes) before decoding, so that many
+//!   concurrent large requests wait for each other instead of multiplying memory.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use koperator_shared::api::Kind;
+use koperator_shared::api::schema::{MAX_BROKERS, MAX_LISTENERS, MAX_STORAGE_CONFIGS};
+use koperator_shared::rules::{FieldError, Path};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Decoded copies of an object admission may hold at once: the `Value`, its defaulted clone
+/// and the typed struct (plus the JSON patch on `/mutate-*`).
+pub const DECODED_COPIES: usize = 3;
+
+/// Largest estimated `Value` tree of one object. The largest legitimate object is bounded by
+/// etcd (1.5 MiB by default) and is mostly strings, which decode to about their own size; a
+/// tree of this size is a body of tiny maps (each costs ~700 bytes decoded for ~8 bytes of
+/// JSON).
+pub const MAX_DECODED_BYTES: usize = 24 * 1024 * 1024;
+
+/// What [`scan`] found in one object.
+#[derive(Debug, Default)]
+pub struct Shape {
+    /// Estimated heap bytes of the decoded `serde_json::Value` tree.
+    pub decoded_bytes: usize,
+    /// JSON values in the object.
+    pub values: usize,
+    /// Arrays over their CRD bound (the same bound as the schema's `maxItems`).
+    pub errors: Vec<FieldError>,
+}
+
+/// Walks `raw` (an object of `kind`) without building it: the decoded size estimate and the
+/// arrays over their bounds. `Err` when `raw` is not JSON (cannot happen for a `RawValue`).
+pub fn scan(kind: Kind, raw: &RawValue) -> Result<Shape, serde_json::Error> {
+    let mut st = State { kind, path: Vec::new(), shape: Shape::default() };
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    Node { st: &mut st }.deserialize(&mut de)?;
+    de.end()?;
+    if st.shape.decoded_bytes > MAX_DECODED_BYTES {
+        st.shape.errors.push(FieldError::forbidden(
+            &Path::root("<object>"),
+            format!(
+                "the object would take about {} MiB to decode (at most {} MiB): it has {} JSON values in {} bytes; \
+                 remove repeated or empty entries",
+                st.shape.decoded_bytes >> 20,
+                MAX_DECODED_BYTES >> 20,
+                st.shape.values,
+                raw.get().len()
+            ),
+        ));
+    }
+    Ok(st.shape)
+}
+
+/// One step of the path being walked (only the steps the bounds need are named).
+#[derive(Clone, Debug, PartialEq)]
+enum Seg {
+    /// A key the bounds mention.
+    Known(&'static str),
+    /// The name of a broker config group.
+    Group(String),
+    /// An array index.
+    Index(usize),
+    /// Any other key.
+    Other,
+}
+
+/// The keys that occur in [`BOUNDS`].
+const KNOWN_KEYS: &[&str] = &[
+    "spec",
+    "brokers",
+    "brokerConfig",
+    "storageConfigs",
+    "brokerConfigGroups",
+    "listenersConfig",
+    "internalListeners",
+    "externalListeners",
+];
+
+/// A pattern step of a bounded array's path.
+#[derive(Clone, Copy)]
+enum Pat {
+    Key(&'static str),
+    AnyIndex,
+    AnyGroup,
+}
+
+/// The KafkaCluster arrays with a `maxItems` in the CRD, and the bound.
+const BOUNDS: &[(&[Pat], usize, &str)] = &[
+    (&[Pat::Key("spec"), Pat::Key("brokers")], MAX_BROKERS, "brokers"),
+    (
+        &[Pat::Key("spec"), Pat::Key("listenersConfig"), Pat::Key("internalListeners")],
+        MAX_LISTENERS,
+        "internal listeners",
+    ),
+    (
+        &[Pat::Key("spec"), Pat::Key("listenersConfig"), Pat::Key("externalListeners")],
+        MAX_LISTENERS,
+        "external listeners",
+    ),
+    (
+        &[Pat::Key("spec"), Pat::Key("brokers"), Pat::AnyIndex, Pat::Key("brokerConfig"), Pat::Key("storageConfigs")],
+        MAX_STORAGE_CONFIGS,
+        "storage configs",
+    ),
+    (
+        &[Pat::Key("spec"), Pat::Key("brokerConfigGroups"), Pat::AnyGroup, Pat::Key("storageConfigs")],
+        MAX_STORAGE_CONFIGS,
+        "storage configs",
+    ),
+];
+
+fn matches(pattern: &[Pat], path: &[Seg]) -> bool {
+    pattern.len() == path.len()
+        && pattern.iter().zip(path).all(|(p, s)| match (p, s) {
+            (Pat::Key(k), Seg::Known(s)) => k == s,
+            (Pat::AnyIndex, Seg::Index(_)) => true,
+            (Pat::AnyGroup, Seg::Group(_)) => true,
+            _ => false,
+        })
+}
+
+fn render(path: &[Seg]) -> Path {
+    let mut segs = path.iter();
+    let mut out = match segs.next() {
+        Some(Seg::Known(k)) => Path::root(k),
+        _ => Path::root("<object>"),
+    };
+    for s in segs {
+        out = match s {
+            Seg::Known(k) => out.child(k),
+            Seg::Group(g) => out.child(g),
+            Seg::Index(i) => out.index(*i),
+            Seg::Other => out.child("*"),
+        };
+    }
+    out
+}
+
+struct State {
+    kind: Kind,
+    path: Vec<Seg>,
+    shape: Shape,
+}
+
+impl State {
+    /// Deepest path the bounds look at.
+    const TRACKED_DEPTH: usize = 6;
+
+    fn add(&mut self, bytes: usize) {
+        self.shape.decoded_bytes = self.shape.decoded_bytes.saturating_add(bytes);
+    }
+
+    fn check_bound(&mut self, items: usize) {
+        if self.kind != Kind::KafkaCluster {
+            return;
+        }
+        if let Some((_, max, what)) = BOUNDS.iter().find(|(p, _, _)| matches(p, &self.path))
+            && items > *max
+        {
+            self.shape.errors.push(FieldError::invalid(
+                &render(&self.path),
+                items,
+                format!("at most {max} {what} are supported; split the cluster or remove entries"),
+            ));
+        }
+    }
+}
+
+/// Bytes a `String` of `len` bytes takes on the heap (allocator rounding included).
+fn string_bytes(len: usize) -> usize {
+    if len == 0 { 0 } else { (len + 16).max(32) }
+}
+
+/// A `Value` slot in a `Vec` (with growth slack) or a B-tree node.
+const VALUE_SLOT: usize = 64;
+/// One B-tree leaf of `BTreeMap<String, Value>` (11 entries).
+const MAP_NODE: usize = 640;
+
+struct Node<'s> {
+    st: &'s mut State,
+}
+
+impl<'de> DeserializeSeed<'de> for Node<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Node<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.st.shape.values += 1;
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.st.shape.values += 1;
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.st.shape.values += 1;
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.st.shape.values += 1;
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.st.shape.values += 1;
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.st.shape.values += 1;
+        self.st.add(string_bytes(v.len()));
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.st.shape.values += 1;
+        let tracked = self.st.path.len() < State::TRACKED_DEPTH;
+        let mut n = 0;
+        loop {
+            if tracked {
+                self.st.path.push(Seg::Index(n));
+            }
+            let more = seq.next_element_seed(Node { st: &mut *self.st })?;
+            if tracked {
+                self.st.path.pop();
+            }
+            if more.is_none() {
+                break;
+            }
+            n += 1;
+        }
+        self.st.add(n * VALUE_SLOT + 16);
+        if tracked {
+            self.st.check_bound(n);
+        }
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.st.shape.values += 1;
+        let tracked = self.st.path.len() < State::TRACKED_DEPTH;
+        let in_groups = self.st.path == [Seg::Known("spec"), Seg::Known("brokerConfigGroups")];
+        let mut n: usize = 0;
+        while let Some((seg, key_len)) = map.next_key_seed(Key { group: in_groups })? {
+            n += 1;
+            self.st.add(string_bytes(key_len.max(1)));
+            if tracked {
+                self.st.path.push(seg);
+            }
+            map.next_value_seed(Node { st: &mut *self.st })?;
+            if tracked {
+                self.st.path.pop();
+            }
+        }
+        if n > 0 {
+            // Leaves hold 5 to 11 entries; internal nodes add about a tenth.
+            self.st.add(if n <= 11 { MAP_NODE } else { n.div_ceil(5) * MAP_NODE * 11 / 10 });
+        }
+        Ok(())
+    }
+}
+
+/// Classifies a key without keeping it (except a broker config group's name).
+struct Key {
+    group: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = (Seg, usize);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(Seg, usize), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = (Seg, usize);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(Seg, usize), E> {
+        let seg = if self.group {
+            Seg::Group(v.chars().take(253).collect())
+        } else {
+            KNOWN_KEYS.iter().find(|k| **k == v).map_or(Seg::Other, |k| Seg::Known(k))
+        };
+        Ok((seg, v.len()))
+    }
+}
+
+/// Why the memory budget could not be had.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BudgetError {
+    /// More than the whole budget: could never run.
+    #[error("the request needs {needed} bytes of memory, more than the webhook's whole budget of {total} bytes")]
+    TooLarge {
+        /// Bytes asked for.
+        needed: usize,
+        /// The budget.
+        total: usize,
+    },
+    /// Other requests held the budget until the deadline.
+    #[error("other admission requests held the webhook's memory budget ({total} bytes) until the deadline")]
+    Busy {
+        /// The budget.
+        total: usize,
+    },
+}
+
+impl BudgetError {
+    /// Stable category for metric labels and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            BudgetError::TooLarge { .. } => "MemoryBudgetTooSmall",
+            BudgetError::Busy { .. } => "MemoryBudgetBusy",
+        }
+    }
+}
+
+/// The bytes every in-flight admission request may hold together.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    sem: Arc<Semaphore>,
+    total: usize,
+}
+
+/// Bytes held from a [`Budget`]; given back when dropped.
+#[derive(Debug, Default)]
+pub struct Held {
+    permit: Option<OwnedSemaphorePermit>,
+    bytes: usize,
+}
+
+impl Held {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Budget {
+    /// A budget of `total` bytes (at least 1 MiB; at most 4 GiB).
+    pub fn new(total: usize) -> Budget {
+        let total = total.clamp(1 << 20, u32::MAX as usize);
+        Budget { sem: Arc::new(Semaphore::new(total)), total }
+    }
+
+    /// The whole budget.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Bytes not held by anyone now.
+    pub fn available(&self) -> usize {
+        self.sem.available_permits()
+    }
+
+    /// Adds `bytes` to `held`, waiting for other requests until `deadline`.
+    pub async fn reserve(&self, held: &mut Held, bytes: usize, deadline: Instant) -> Result<(), BudgetError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let needed = held.bytes.saturating_add(bytes);
+        if needed > self.total {
+            return Err(BudgetError::TooLarge { needed, total: self.total });
+        }
+        let acquire = self.sem.clone().acquire_many_owned(bytes as u32);
+        match tokio::time::timeout_at(deadline.into(), acquire).await {
+            Ok(Ok(p)) => {
+                match held.permit.as_mut() {
+                    Some(mine) => mine.merge(p),
+                    None => held.permit = Some(p),
+                }
+                held.bytes = needed;
+                Ok(())
+            }
+            Ok(Err(_)) | Err(_) => Err(BudgetError::Busy { total: self.total }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn raw(v: &serde_json::Value) -> Box<RawValue> {
+        RawValue::from_string(v.to_string()).unwrap()
+    }
+
+    fn brokers(n: usize) -> serde_json::Value {
+        json!({"metadata": {"name": "k"}, "spec": {"brokers": (0..n).map(|i| json!({"id": i})).collect::<Vec<_>>()}})
+    }
+
+    #[test]
+    fn bounded_arrays_are_reported_with_their_path() {
+        let ok = scan(Kind::KafkaCluster, &raw(&brokers(MAX_BROKERS))).unwrap();
+        assert!(ok.errors.is_empty(), "{:?}", ok.errors);
+        let big = scan(Kind::KafkaCluster, &raw(&brokers(MAX_BROKERS + 1))).unwrap();
+        assert_eq!(big.errors.len(), 1);
+        assert_eq!(
+            big.errors[0].to_string(),
+            format!(
+                "spec.brokers: Invalid value: {}: at most {MAX_BROKERS} brokers are supported; split the cluster or remove entries",
+                MAX_BROKERS + 1
+            )
+        );
+        // Other kinds have no such arrays.
+        assert!(scan(Kind::KafkaTopic, &raw(&brokers(MAX_BROKERS + 1))).unwrap().errors.is_empty());
+    }
+
+    #[test]
+    fn nested_bounds_name_the_broker_and_the_group() {
+        let disks: Vec<_> = (0..=MAX_STORAGE_CONFIGS).map(|i| json!({"mountPath": format!("/d{i}")})).collect();
+        let obj = json!({"spec": {
+            "brokers": [{"id": 0}, {"id": 1, "brokerConfig": {"storageConfigs": disks}}],
+            "brokerConfigGroups": {"big": {"storageConfigs": disks}, "small": {"storageConfigs": []}},
+            "listenersConfig": {"internalListeners": (0..=MAX_LISTENERS).map(|i| json!({"name": format!("l{i}")})).collect::<Vec<_>>()},
+        }});
+        let mut paths: Vec<String> =
+            scan(Kind::KafkaCluster, &raw(&obj)).unwrap().errors.iter().map(|e| e.path.clone()).collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "spec.brokerConfigGroups.big.storageConfigs",
+                "spec.brokers[1].brokerConfig.storageConfigs",
+                "spec.listenersConfig.internalListeners"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_estimate_grows_with_maps_not_just_bytes() {
+        let strings = json!({"spec": {"readOnlyConfig": "x".repeat(100_000)}});
+        let maps = json!({"spec": {"x": (0..10_000).map(|_| json!({"a": 0})).collect::<Vec<_>>()}});
+        let s = scan(Kind::KafkaTopic, &raw(&strings)).unwrap();
+        let m = scan(Kind::KafkaTopic, &raw(&maps)).unwrap();
+        assert!(s.decoded_bytes < 2 * 100_000, "{}", s.decoded_bytes);
+        assert!(m.decoded_bytes > 50 * maps.to_string().len(), "{} for {}", m.decoded_bytes, maps.to_string().len());
+        assert_eq!(m.values, 1 + 1 + 1 + 2 * 10_000);
+    }
+
+    #[test]
+    fn a_body_of_tiny_maps_is_refused_before_decoding() {
+        let n = MAX_DECODED_BYTES / MAP_NODE + 1;
+        let obj = json!({"spec": {"x": vec![json!({"a": 0}); n]}});
+        let shape = scan(Kind::KafkaTopic, &raw(&obj)).unwrap();
+        assert_eq!(shape.errors.len(), 1);
+        assert!(shape.errors[0].to_string().starts_with("<object>: Forbidden: the object would take about"));
+    }
+
+    #[tokio::test]
+    async fn the_budget_waits_then_gives_up_and_refuses_what_can_never_fit() {
+        let b = Budget::new(1 << 20);
+        let soon = || Instant::now() + std::time::Duration::from_millis(50);
+        let mut a = Held::default();
+        b.reserve(&mut a, 700 << 10, soon()).await.unwrap();
+        let mut c = Held::default();
+        assert_eq!(b.reserve(&mut c, 400 << 10, soon()).await, Err(BudgetError::Busy { total: 1 << 20 }));
+        drop(a);
+        b.reserve(&mut c, 400 << 10, soon()).await.unwrap();
+        assert_eq!(c.bytes(), 400 << 10);
+        assert!(matches!(b.reserve(&mut c, 1 << 20, soon()).await, Err(BudgetError::TooLarge { .. })));
+    }
+}
