@@ -108,14 +108,17 @@ pub struct KafkaClusterSpec {
     pub cluster_metrics_reporter_image: Option<String>,
     /// Broker properties (`key=value` lines) that need a restart to change, for every broker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::api::schema::MAX_CLUSTER_CONFIG_LENGTH))]
     pub read_only_config: Option<String>,
     /// Cluster-wide dynamic broker properties (`key=value` lines), applied without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::api::schema::MAX_CLUSTER_CONFIG_LENGTH))]
     pub cluster_wide_config: Option<String>,
     /// Named broker configurations that brokers refer to with `brokerConfigGroup`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker_config_groups: Option<BTreeMap<String, BrokerConfig>>,
     /// The brokers of the cluster; each becomes its own Pod, ConfigMap and PVCs.
+    #[schemars(length(max = crate::api::schema::MAX_BROKERS))]
     pub brokers: Vec<Broker>,
     /// PodDisruptionBudget for the broker Pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -296,9 +299,11 @@ pub struct Broker {
     pub id: i32,
     /// Name of an entry of `brokerConfigGroups` this broker inherits from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::api::schema::MAX_NAME_LENGTH))]
     pub broker_config_group: Option<String>,
     /// Broker-specific read-only properties (`key=value` lines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::api::schema::MAX_BROKER_CONFIG_LENGTH))]
     pub read_only_config: Option<String>,
     /// Broker-specific settings; they override the group's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -322,9 +327,11 @@ pub struct BrokerConfig {
     pub metrics_reporter_image: Option<String>,
     /// Dynamic per-broker properties (`key=value` lines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::api::schema::MAX_BROKER_CONFIG_LENGTH))]
     pub config: Option<String>,
     /// Disks of the broker; each mount path becomes a Kafka log dir.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::api::schema::MAX_STORAGE_CONFIGS))]
     pub storage_configs: Option<Vec<StorageConfig>>,
     /// Service account of the broker Pod; defaults to `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -489,6 +496,7 @@ pub struct CruiseControlConfig {
     pub tolerations: Option<Vec<Toleration>>,
     /// `cruisecontrol.properties` content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::api::schema::MAX_CLUSTER_CONFIG_LENGTH))]
     pub config: Option<String>,
     /// `capacity.json` content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -686,9 +694,11 @@ pub struct StorageConfig {
 pub struct ListenersConfig {
     /// Listeners exposed outside the Kubernetes cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::api::schema::MAX_LISTENERS))]
     pub external_listeners: Option<Vec<ExternalListenerConfig>>,
     /// Listeners inside the Kubernetes cluster.
     #[serde(default)]
+    #[schemars(length(max = crate::api::schema::MAX_LISTENERS))]
     pub internal_listeners: Vec<InternalListenerConfig>,
     /// CA / certificate secrets the operator uses to issue broker certificates.
     #[serde(default, rename = "sslSecrets", skip_serializing_if = "Option::is_none")]
