@@ -9,6 +9,7 @@ use koperator_shared::api::kafkauser::uses_scram;
 use koperator_shared::api::{KafkaCluster, KafkaTopic, KafkaUser, Kind};
 use koperator_shared::rules::kafkatopic::{self, ClusterLookup, ClusterRefOutcome};
 use koperator_shared::rules::{self, FieldError, Path, RuleConfig};
+use koperator_shared::rules::{kafkauser, namespaces};
 use koperator_shared::validated::ValidatedCluster;
 use koperator_shared::{defaults, support};
 use serde::Deserialize as _;
@@ -114,6 +115,11 @@ pub trait Lookups: Send + Sync {
     /// The cached KafkaCluster, when there is one (`None`: no live Kafka checks).
     fn cluster_object(&self, _namespace: &str, _name: &str) -> Option<KafkaCluster> {
         None
+    }
+    /// Every KafkaUser, in any namespace (for the one-principal-per-cluster rule); `Err` when
+    /// the cache cannot answer. Implementations without a user cache know of none.
+    fn users(&self) -> Result<Vec<KafkaUser>, LookupError> {
+        Ok(Vec::new())
     }
 }
 
@@ -348,14 +354,7 @@ impl Admission {
     fn lookups(&self, kind: Kind, obj: &Value, namespace: &str) -> Result<LookupOutcome, LookupError> {
         match kind {
             Kind::KafkaTopic => self.topic_lookups(obj, namespace),
-            Kind::KafkaUser => self
-                .cluster_must_exist(
-                    namespace,
-                    obj["spec"]["clusterRef"].as_object().and_then(|r| r.get("namespace")).and_then(Value::as_str),
-                    obj["spec"]["clusterRef"]["name"].as_str(),
-                    Path::root("spec").child("clusterRef").child("name"),
-                )
-                .map(LookupOutcome::errors),
+            Kind::KafkaUser => self.user_lookups(obj, namespace),
             Kind::CruiseControlOperation => self
                 .cluster_must_exist(
                     namespace,
@@ -387,6 +386,25 @@ impl Admission {
         })
     }
 
+    /// A KafkaUser: its cluster exists and accepts the user's namespace, and no other
+    /// KafkaUser on that cluster maps to the same principal.
+    fn user_lookups(&self, obj: &Value, namespace: &str) -> Result<LookupOutcome, LookupError> {
+        let cluster_ref = &obj["spec"]["clusterRef"];
+        let ref_ns = cluster_ref.as_object().and_then(|r| r.get("namespace")).and_then(Value::as_str);
+        let name = cluster_ref["name"].as_str();
+        let path = Path::root("spec").child("clusterRef").child("name");
+        let mut errors = self.cluster_must_exist(namespace, ref_ns, name, path)?;
+        let Ok(user) = KafkaUser::deserialize(obj) else { return Ok(LookupOutcome::errors(errors)) };
+        if errors.is_empty() && !user.spec.cluster_ref.name.is_empty() {
+            let cluster_ns = user.spec.cluster_ref.namespace_or(namespace);
+            if let Some(kc) = self.lookups.cluster_object(cluster_ns, &user.spec.cluster_ref.name) {
+                errors.extend(namespaces::check_namespace_allowed("KafkaUser", namespace, &kc));
+            }
+            errors.extend(kafkauser::check_duplicate_principal(&user, namespace, &self.lookups.users()?));
+        }
+        Ok(LookupOutcome::errors(errors))
+    }
+
     fn topic_lookups(&self, obj: &Value, namespace: &str) -> Result<LookupOutcome, LookupError> {
         let Ok(topic) = KafkaTopic::deserialize(obj) else { return Ok(LookupOutcome::default()) };
         if topic.spec.cluster_ref.name.is_empty() {
@@ -400,8 +418,17 @@ impl Admission {
             ClusterRefOutcome::Continue => {}
         }
         let others = self.lookups.topics_named(&topic.spec.name)?;
-        let errors = kafkatopic::check_duplicate_crs(&topic, namespace, &others).into_iter().collect();
-        let kafka = self.lookups.cluster_object(&cluster_ns, &topic.spec.cluster_ref.name).map(|c| (topic, c));
+        let mut errors: Vec<FieldError> =
+            kafkatopic::check_duplicate_crs(&topic, namespace, &others).into_iter().collect();
+        let cluster = self.lookups.cluster_object(&cluster_ns, &topic.spec.cluster_ref.name);
+        // A cluster that does not accept the namespace is not asked about the topic either.
+        if let Some(forbidden) =
+            cluster.as_ref().and_then(|kc| namespaces::check_namespace_allowed("KafkaTopic", namespace, kc))
+        {
+            errors.push(forbidden);
+            return Ok(LookupOutcome::errors(errors));
+        }
+        let kafka = cluster.map(|c| (topic, c));
         Ok(LookupOutcome { errors, kafka })
     }
 

@@ -1,10 +1,10 @@
-//! Cached reads of KafkaClusters and KafkaTopics (kube-runtime reflectors), answering the
+//! Cached reads of KafkaClusters, KafkaTopics and KafkaUsers (kube-runtime reflectors), answering the
 //! validating rules that need the API server without a request per admission.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use koperator_shared::api::{KafkaCluster, KafkaTopic};
+use koperator_shared::api::{KafkaCluster, KafkaTopic, KafkaUser};
 use koperator_shared::rules::kafkatopic::ClusterLookup;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -17,8 +17,10 @@ use crate::watch;
 pub struct CachedLookups {
     clusters: Store<KafkaCluster>,
     topics: Store<KafkaTopic>,
+    users: Store<KafkaUser>,
     clusters_ready: Arc<AtomicBool>,
     topics_ready: Arc<AtomicBool>,
+    users_ready: Arc<AtomicBool>,
 }
 
 fn reflect<K>(api: Api<K>) -> (Store<K>, Arc<AtomicBool>)
@@ -42,8 +44,9 @@ impl CachedLookups {
     /// Starts watching every namespace.
     pub fn start(client: Client) -> CachedLookups {
         let (clusters, clusters_ready) = reflect(Api::<KafkaCluster>::all(client.clone()));
-        let (topics, topics_ready) = reflect(Api::<KafkaTopic>::all(client));
-        CachedLookups { clusters, topics, clusters_ready, topics_ready }
+        let (topics, topics_ready) = reflect(Api::<KafkaTopic>::all(client.clone()));
+        let (users, users_ready) = reflect(Api::<KafkaUser>::all(client));
+        CachedLookups { clusters, topics, users, clusters_ready, topics_ready, users_ready }
     }
 }
 
@@ -67,5 +70,12 @@ impl Lookups for CachedLookups {
             return Err(LookupError::NotSynced { kind: "KafkaTopic" });
         }
         Ok(self.topics.state().iter().filter(|t| t.spec.name == topic).map(|t| (**t).clone()).collect())
+    }
+
+    fn users(&self) -> Result<Vec<KafkaUser>, LookupError> {
+        if !self.users_ready.load(Ordering::SeqCst) {
+            return Err(LookupError::NotSynced { kind: "KafkaUser" });
+        }
+        Ok(self.users.state().iter().map(|u| (**u).clone()).collect())
     }
 }
