@@ -1,13 +1,16 @@
 //! KafkaTopic admission checks against live Kafka (`shared::rules::kafkatopic::check_against_kafka`):
 //! the topic as Kafka has it (partitions, replication factor, topic-level configs) and the live
 //! broker count, read with a hard time budget so that an unreachable cluster gives a clear
-//! Internal error well inside the webhook timeout.
+//! Internal error well inside the webhook timeout. The operator's admin client is used: it
+//! connects only to the broker addresses derived from the cluster (`render::names::admin_nodes`)
+//! and refuses oversized or malformed answers with an error (a hostile peer cannot crash the
+//! webhook).
 
 use std::time::Duration;
 
 use koperator_shared::api::KafkaTopic;
 use koperator_shared::kafka::{self, Admin, ConfigResource, ConfigSource, ConnectOptions, Resolver};
-use koperator_shared::render::names::admin_bootstrap;
+use koperator_shared::render::names::admin_nodes;
 use koperator_shared::rules::FieldError;
 use koperator_shared::rules::kafkatopic::{ExistingTopic, check_against_kafka};
 use koperator_shared::validated::ValidatedCluster;
@@ -92,14 +95,14 @@ impl KafkaTopicChecks for LiveKafkaChecks {
         cr_exists: bool,
     ) -> Result<Vec<FieldError>, KafkaCheckError> {
         // A cluster whose admin listener the client cannot speak has no Kafka to ask.
-        let bootstrap = match admin_bootstrap(cluster) {
-            Ok(b) => b,
+        let nodes = match admin_nodes(cluster) {
+            Ok(n) => n,
             Err(why) => {
                 debug!(%why, category = why.category(), "KafkaTopic checks against Kafka skipped");
                 return Ok(Vec::new());
             }
         };
-        let admin = Admin::new(bootstrap, self.opts.clone()).with_retry_for(Duration::ZERO);
+        let admin = Admin::for_nodes(nodes, self.opts.clone()).with_retry_for(Duration::ZERO);
         let budget = self.budget;
         let read =
             self.runtime.block_on(async { tokio::time::timeout(budget, read_topic(&admin, &topic.spec.name)).await });

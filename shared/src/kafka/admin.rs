@@ -1,6 +1,6 @@
 //! The admin client: cluster metadata, quorum, configs, topics and ACLs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::create_acls_request::AclCreation;
@@ -32,8 +32,17 @@ use kafka_protocol::messages::{AlterUserScramCredentialsRequest, DescribeUserScr
 
 /// An async Kafka admin client. Cheap to share behind an `Arc`; connections are kept per
 /// broker address and reopened when they break.
+///
+/// It connects only to addresses its caller gave it, never to the host names that the cluster
+/// metadata advertises (`advertised.listeners` can be set by whoever writes the cluster's
+/// spec): requests for one node (broker configs, the ZooKeeper-mode controller) go to the
+/// node's address from [`Admin::for_nodes`], or, built with [`Admin::new`], to the advertised
+/// address only when it is one of the bootstrap addresses. Anything else is
+/// [`Error::UntrustedAddress`].
 pub struct Admin {
     bootstrap: Vec<String>,
+    /// Node id → `host:port` as the caller derived it ([`Admin::for_nodes`]).
+    nodes: Option<BTreeMap<i32, String>>,
     opts: ConnectOptions,
     /// How long a call keeps retrying retriable errors.
     retry_for: Duration,
@@ -42,9 +51,20 @@ pub struct Admin {
 
 impl Admin {
     /// A client for the brokers at `bootstrap` (`host:port` each). Nothing is opened yet.
+    /// Requests for one node go to the address the metadata advertises for it only when that
+    /// is one of `bootstrap`.
     pub fn new(bootstrap: Vec<String>, opts: ConnectOptions) -> Self {
         let retry_for = opts.request_timeout;
-        Admin { bootstrap, opts, retry_for, idle: Mutex::new(HashMap::new()) }
+        Admin { bootstrap, nodes: None, opts, retry_for, idle: Mutex::new(HashMap::new()) }
+    }
+
+    /// A client for the brokers `nodes` (node id → `host:port`, as the caller derived them, for
+    /// example from the KafkaCluster's spec): it bootstraps from all of them and sends a node's
+    /// requests to the address given here, whatever the metadata advertises.
+    pub fn for_nodes(nodes: BTreeMap<i32, String>, opts: ConnectOptions) -> Self {
+        let mut admin = Admin::new(nodes.values().cloned().collect(), opts);
+        admin.nodes = Some(nodes);
+        admin
     }
 
     /// Sets how long calls retry retriable errors (default: the request timeout).
@@ -93,19 +113,38 @@ impl Admin {
         })
     }
 
-    /// Sends to the broker with `node` id (found through the cluster metadata).
+    /// Sends to the broker with `node` id (live according to the cluster metadata).
     async fn call_node<R: Request>(&self, node: i32, req: &R) -> Result<R::Response> {
         let meta = self.metadata(Some(&[])).await?;
-        let broker = meta.brokers.get(&node).ok_or(Error::UnknownNode(node))?;
-        self.call_at(&format!("{}:{}", broker.host, broker.port), req).await
+        let addr = self.node_addr(&meta, node)?;
+        self.call_at(&addr, req).await
     }
 
     /// Sends to the controller as the metadata names it: ZooKeeper-mode clusters answer topic
     /// creation and deletion only there (`NotController` elsewhere); KRaft brokers forward.
     async fn call_controller<R: Request>(&self, req: &R) -> Result<R::Response> {
         let meta = self.metadata(Some(&[])).await?;
-        let controller = meta.brokers.get(&meta.controller_id).ok_or(Error::UnknownNode(meta.controller_id))?;
-        self.call_at(&format!("{}:{}", controller.host, controller.port), req).await
+        let addr = self.node_addr(&meta, meta.controller_id)?;
+        self.call_at(&addr, req).await
+    }
+
+    /// Where requests for `node` may go: its address from [`Admin::for_nodes`], else the
+    /// advertised one if it is a bootstrap address; never a host only the metadata names.
+    fn node_addr(&self, meta: &ClusterMetadata, node: i32) -> Result<String> {
+        let broker = meta.brokers.get(&node).ok_or(Error::UnknownNode(node))?;
+        let advertised = format!("{}:{}", broker.host, broker.port);
+        let untrusted =
+            || Error::UntrustedAddress { node, advertised: advertised.clone(), allowed: self.bootstrap.join(",") };
+        match &self.nodes {
+            Some(nodes) => {
+                let addr = nodes.get(&node).ok_or_else(untrusted)?;
+                if !addr.eq_ignore_ascii_case(&advertised) {
+                    tracing::debug!(node, %addr, %advertised, "node advertises another address; using the derived one");
+                }
+                Ok(addr.clone())
+            }
+            None => self.bootstrap.iter().find(|b| b.eq_ignore_ascii_case(&advertised)).cloned().ok_or_else(untrusted),
+        }
     }
 
     /// Runs `f` again while it fails with a retriable error, until `retry_for` has passed.

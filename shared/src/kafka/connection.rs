@@ -15,8 +15,11 @@ use tokio_rustls::client::TlsStream;
 use super::error::{Error, Result, check};
 use super::resolver::{Resolver, split_host_port};
 
-/// Largest response accepted (Kafka's own default `socket.request.max.bytes` is 100 MiB).
-const MAX_RESPONSE: usize = 100 * 1024 * 1024;
+/// Largest response accepted, checked against the frame's length prefix before the read buffer
+/// is allocated. The admin client's answers (metadata, configs, ACLs of a cluster) are well
+/// below it; a peer announcing more is refused with [`Error::Protocol`] instead of making the
+/// process hold (or abort on) a buffer of its choosing.
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 /// How to reach brokers: timeouts, TLS and name resolution.
 #[derive(Clone)]
@@ -172,8 +175,11 @@ impl Connection {
         let io = |source| Error::Io { addr: self.addr.clone(), source };
         self.stream.write_all(&body).await.map_err(io)?;
         let len = self.stream.read_i32().await.map_err(io)?;
-        if len < 0 || len as usize > MAX_RESPONSE {
-            return Err(Error::Protocol { addr: self.addr.clone(), message: format!("response of {len} bytes") });
+        if len < 0 || len as usize > MAX_RESPONSE_BYTES {
+            return Err(Error::Protocol {
+                addr: self.addr.clone(),
+                message: format!("response of {len} bytes refused (at most {MAX_RESPONSE_BYTES} are read)"),
+            });
         }
         let mut buf = BytesMut::zeroed(len as usize);
         self.stream.read_exact(&mut buf).await.map_err(io)?;

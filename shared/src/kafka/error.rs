@@ -34,6 +34,19 @@ pub enum Error {
     /// A node id that the cluster metadata does not list.
     #[error("node {0} is not among the live brokers of the cluster")]
     UnknownNode(i32),
+    /// The metadata sends a request for a node to an address this client was not given; it
+    /// does not connect there (the advertised listeners can be set by the cluster's spec).
+    #[error(
+        "node {node} advertises {advertised}, which is none of the addresses derived for the cluster ({allowed}); not connecting there: check the advertised listeners of the brokers"
+    )]
+    UntrustedAddress {
+        /// The node the request is for.
+        node: i32,
+        /// The `host:port` the metadata gives for it.
+        advertised: String,
+        /// The addresses this client may connect to.
+        allowed: String,
+    },
     /// TLS settings that rustls refused.
     #[error("TLS: {0}")]
     Tls(String),
@@ -63,6 +76,7 @@ impl Error {
             Error::Kafka { .. } => "KafkaError",
             Error::NoBroker { .. } => "KafkaUnreachable",
             Error::UnknownNode(_) => "KafkaUnknownNode",
+            Error::UntrustedAddress { .. } => "KafkaUntrustedAddress",
             Error::Tls(_) => "KafkaTls",
         }
     }

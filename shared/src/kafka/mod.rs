@@ -17,7 +17,7 @@ pub mod user_acls;
 
 pub use acl::{AclBinding, AclFilter, AclOperation, PatternType, Permission, ResourceType};
 pub use admin::Admin;
-pub use connection::{ConnectOptions, Connection};
+pub use connection::{ConnectOptions, Connection, MAX_RESPONSE_BYTES};
 pub use error::{Error, ResponseError, Result};
 pub use resolver::{Resolver, lookup_hosts, split_host_port};
 pub use types::*;

@@ -113,6 +113,12 @@ impl AdminAccessError {
 /// Kafka: the internal listener marked `usedForKafkaAdminCommunication`, else the inter-broker
 /// one. Only PLAINTEXT is spoken so far; SSL/SASL listeners give an error saying so.
 pub fn admin_bootstrap(cluster: &ValidatedCluster) -> Result<Vec<String>, AdminAccessError> {
+    Ok(admin_nodes(cluster)?.into_values().collect())
+}
+
+/// [`admin_bootstrap`] by node id: the only addresses the admin clients connect to
+/// (`kafka::Admin::for_nodes`), whatever the brokers advertise.
+pub fn admin_nodes(cluster: &ValidatedCluster) -> Result<std::collections::BTreeMap<i32, String>, AdminAccessError> {
     let internal = &cluster.spec.listeners_config.internal_listeners;
     let listener = internal
         .iter()
@@ -128,10 +134,10 @@ pub fn admin_bootstrap(cluster: &ValidatedCluster) -> Result<Vec<String>, AdminA
     }
     let port = listener.common.container_port;
     let kraft = cluster.spec.kraft;
-    let hosts: Vec<String> = super::brokers(cluster)
+    let hosts: std::collections::BTreeMap<i32, String> = super::brokers(cluster)
         .iter()
         .filter(|b| b.is_broker(kraft))
-        .map(|b| format!("{}:{port}", broker_fqdn(cluster, b.broker.id)))
+        .map(|b| (b.broker.id, format!("{}:{port}", broker_fqdn(cluster, b.broker.id))))
         .collect();
     if hosts.is_empty() {
         return Err(AdminAccessError::NoBroker);
