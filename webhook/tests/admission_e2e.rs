@@ -466,3 +466,87 @@ fn topic_rules_checked_against_live_kafka() {
         eprintln!("FIGURE: KafkaTopic on a cluster whose Kafka is {cluster}: rejected in {} ms", took.as_millis());
     }
 }
+
+/// Applies `obj` until the answer satisfies `done` (the webhook's caches see other objects a
+/// moment after they are stored); the last answer.
+fn apply_until(
+    cp: &ControlPlane,
+    ns: &str,
+    obj: &Value,
+    done: impl Fn(&Result<String, String>) -> bool,
+) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = apply(cp, ns, obj, &[]);
+        if done(&r) || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn user_of(name: &str, cluster: &str, cluster_ns: &str, scram: bool) -> Value {
+    let mut u = json!({
+        "apiVersion": "kafka.banzaicloud.io/v1alpha1",
+        "kind": "KafkaUser",
+        "metadata": {"name": name},
+        "spec": {"secretName": format!("{name}-credentials"), "clusterRef": {"name": cluster, "namespace": cluster_ns}},
+    });
+    if scram {
+        u["metadata"]["annotations"] = json!({"koperator.banzaicloud.io/credentials": "scram-sha-512"});
+    }
+    u
+}
+
+/// Namespaces are a boundary: a KafkaUser or KafkaTopic referring to a KafkaCluster in another
+/// namespace is Forbidden until the cluster's `koperator.banzaicloud.io/allowed-namespaces`
+/// lists that namespace (and again once it no longer does); two KafkaUsers mapping to one
+/// principal on a cluster are a Duplicate, on CREATE and on UPDATE.
+#[test]
+fn namespace_boundary_and_one_principal_per_cluster() {
+    let (cp, _) = webhook();
+    let (platform, team) = (cp.namespace("platform").unwrap(), cp.namespace("team").unwrap());
+    let (platform, team) = (platform.name.as_str(), team.name.as_str());
+    let mut kc = sample("kafkacluster_kraft_combined.yaml");
+    kc["metadata"]["name"] = json!("shared");
+    apply(cp, platform, &kc, &[]).unwrap();
+    let hint = format!("add '{team}' to the cluster's annotation koperator.banzaicloud.io/allowed-namespaces");
+    let forbidden = ["spec.clusterRef.namespace: Forbidden", hint.as_str()];
+
+    // Another namespace, no annotation: Forbidden, saying what to add.
+    let bob = user_of("bob", "shared", platform, false);
+    let denied = |r: &Result<String, String>| r.as_ref().is_err_and(|e| e.contains("spec.clusterRef.namespace"));
+    let err = apply_until(cp, team, &bob, denied).expect_err("a KafkaUser across namespaces");
+    assert!(forbidden.iter().all(|n| err.contains(n)), "{err}");
+    let mut topic = kafka_topic("t1", "shared", 1, 1, json!({}));
+    topic["spec"]["clusterRef"]["namespace"] = json!(platform);
+    expect_denied(cp, team, "a KafkaTopic across namespaces", &topic, &forbidden);
+    // The cluster's own namespace needs nothing.
+    apply(cp, platform, &user_of("alice", "shared", platform, false), &[]).unwrap();
+
+    // Listed (among others): accepted. The topic then goes on to the Kafka checks.
+    let list = format!("koperator.banzaicloud.io/allowed-namespaces=elsewhere, {team}");
+    cp.kubectl(&["annotate", "kafkacluster", "shared", "-n", platform, &list]).unwrap();
+    apply_until(cp, team, &bob, Result::is_ok).expect("a listed namespace is accepted");
+    let err = apply(cp, team, &topic, &[]).expect_err("this cluster's Kafka does not run");
+    assert!(!err.contains("spec.clusterRef.namespace") && err.contains("failed to connect to kafka cluster"), "{err}");
+
+    // One principal per cluster: alice (User:CN=alice) exists in the cluster's namespace.
+    let duplicate = format!("KafkaUser '{platform}/alice' already maps to principal User:CN=alice");
+    let err = apply(cp, team, &user_of("alice", "shared", platform, false), &[]).expect_err("same principal");
+    assert!(err.contains("metadata.name: Duplicate value: \"alice\"") && err.contains(&duplicate), "{err}");
+    // A SCRAM alice is principal User:alice: accepted; turning platform/alice into SCRAM
+    // (an UPDATE) would now collide with it.
+    apply_until(cp, team, &user_of("alice", "shared", platform, true), Result::is_ok).expect("another principal");
+    let taken = format!("KafkaUser '{team}/alice' already maps to principal User:alice");
+    let to_scram = user_of("alice", "shared", platform, true);
+    let err = apply_until(cp, platform, &to_scram, Result::is_err).expect_err("an UPDATE to a taken principal");
+    assert!(err.contains(&taken), "{err}");
+
+    // Taken off the list: a new KafkaUser from that namespace is Forbidden again.
+    cp.kubectl(&["annotate", "kafkacluster", "shared", "-n", platform, "koperator.banzaicloud.io/allowed-namespaces-"])
+        .unwrap();
+    let carol = user_of("carol", "shared", platform, false);
+    let err = apply_until(cp, team, &carol, denied).expect_err("no longer listed");
+    assert!(forbidden.iter().all(|n| err.contains(n)), "{err}");
+}
