@@ -47,7 +47,8 @@ impl ValidatedCluster {
     /// Applies the defaults (the mutating webhook's code, in memory) and the validating rules.
     pub fn new(kc: &KafkaCluster, cfg: &RuleConfig) -> Result<Self, ValidationError> {
         let cluster = crate::defaults::defaulted(kc)?;
-        let verdict = rules::kafkacluster::validate(&cluster.spec, cfg);
+        let mut verdict = rules::kafkacluster::validate(&cluster.spec, cfg);
+        verdict.extend(rules::names::kafka_cluster_name(&cluster));
         if !verdict.allowed() {
             return Err(ValidationError::Invalid(verdict));
         }

@@ -58,23 +58,96 @@ pub fn broker_fqdn(c: &KafkaCluster, id: i32) -> String {
     }
 }
 
-/// PVC of one disk: `<cluster>-<id>-storage-<mount path as a DNS label>`, shortened with a
-/// stable hash when too long. Named after the mount path, not its position, so reordering the
-/// storage configs never swaps disks.
+/// The Service Cruise Control will get, `<cluster>-cruisecontrol-svc` (Koperator's name). Not
+/// rendered yet; reserved so that the cluster-name limit does not shrink when it is.
+pub fn cruise_control_service(c: &KafkaCluster) -> String {
+    format!("{}-cruisecontrol-svc", cluster_name(c))
+}
+
+/// The value of Koperator's `kafkaCluster` label on the cluster's KafkaTopics and KafkaUsers:
+/// `<cluster>.<namespace>`.
+pub fn cluster_ref_label(c: &KafkaCluster) -> String {
+    format!("{}.{}", cluster_name(c), namespace(c))
+}
+
+/// Kubernetes' limit on names that must be DNS labels (Services, host names) and label values.
+pub const MAX_LABEL: usize = 63;
+/// Kubernetes' limit on names that must be DNS subdomains (ConfigMaps, Pods, PDBs, DNS names).
+pub const MAX_SUBDOMAIN: usize = 253;
+/// The highest broker id the rules allow.
+pub const MAX_BROKER_ID: i32 = 65534;
+/// The longest KafkaCluster name in any namespace: `<cluster>-cruisecontrol-svc`, the longest
+/// Service name derived from a cluster alone, must stay a 63-character DNS label. Per-broker
+/// names fit too (`<cluster>-65534` for Pod host names and Services); the namespace may
+/// shorten it further ([`max_cluster_name_len`]).
+pub const MAX_CLUSTER_NAME: usize = MAX_LABEL - "-cruisecontrol-svc".len();
+
+/// The longest KafkaCluster name in `namespace`: [`MAX_CLUSTER_NAME`], and the `kafkaCluster`
+/// label value `<cluster>.<namespace>` ([`cluster_ref_label`]) within 63 characters.
+pub fn max_cluster_name_len(namespace: &str) -> usize {
+    MAX_CLUSTER_NAME.min(MAX_LABEL.saturating_sub(namespace.len() + 1))
+}
+
+/// A name derived from the cluster's name, and the Kubernetes limit it must stay within.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DerivedName {
+    /// What carries the name (`Service`, `Pod host name`, `label kafka_cr`...).
+    pub what: String,
+    /// The name.
+    pub name: String,
+    /// Its maximum length.
+    pub limit: usize,
+}
+
+/// Every name derived from the cluster's name for this spec, with its limit: Services (DNS-1035
+/// labels), Pod host names, label values, ConfigMap, Pod and PDB names, broker DNS names.
+/// PVC names are not listed: [`pvc`] keeps them within 63 characters for any cluster name.
+pub fn derived_names(c: &KafkaCluster) -> Vec<DerivedName> {
+    let d = |what: &str, name: String, limit: usize| DerivedName { what: what.to_string(), name, limit };
+    let mut out = vec![
+        d("Service", headless_service(c), MAX_LABEL),
+        d("Service", all_broker_service(c), MAX_LABEL),
+        d("Service (Cruise Control, reserved)", cruise_control_service(c), MAX_LABEL),
+        d("label kafka_cr", cluster_name(c).to_string(), MAX_LABEL),
+        d("label kafkaCluster of its topics and users", cluster_ref_label(c), MAX_LABEL),
+        d("PodDisruptionBudget", pdb(c), MAX_SUBDOMAIN),
+    ];
+    for b in &c.spec.brokers {
+        out.push(d("Pod host name and per-broker Service", broker(c, b.id), MAX_LABEL));
+        out.push(d("ConfigMap", config_map(c, b.id), MAX_SUBDOMAIN));
+        out.push(d("broker DNS name", broker_fqdn(c, b.id), MAX_SUBDOMAIN));
+        for l in c.spec.listeners_config.external() {
+            if l.access_method_or_default() != crate::api::kafkacluster::AccessMethod::ClusterIp {
+                out.push(d("external listener Service", external_service(c, b.id, &l.common.name), MAX_LABEL));
+            }
+        }
+    }
+    out
+}
+
+/// Per-broker Service of a NodePort or LoadBalancer external listener: `<cluster>-<id>-<listener>`.
+pub fn external_service(c: &KafkaCluster, id: i32, listener: &str) -> String {
+    format!("{}-{listener}", broker(c, id))
+}
+
+/// PVC of one disk: `<cluster>-<id>-storage-<mount path as a DNS label>-<hash>`, at most 63
+/// characters. The hash (32 bits of FNV-1a over cluster, broker id and mount path) keeps
+/// names of different disks apart even when their readable parts are equal (`/data/a-b` and
+/// `/data/a/b`) or truncated (long cluster names, broker ids, mount paths). Named after the
+/// mount path, not its position, so reordering the storage configs never swaps disks. The
+/// operator keeps using a disk's existing PVC whatever its name
+/// ([`super::objects::keep_existing_pvcs`]).
 pub fn pvc(c: &KafkaCluster, id: i32, mount_path: &str) -> String {
-    let slug: String = mount_path
-        .trim_matches('/')
+    let dir = mount_path.trim_end_matches('/');
+    let slug: String = dir
+        .trim_start_matches('/')
         .chars()
         .map(|ch| if ch.is_ascii_alphanumeric() { ch.to_ascii_lowercase() } else { '-' })
         .collect();
-    let slug = slug.trim_matches('-');
-    let name = format!("{}-{id}-storage-{slug}", cluster_name(c));
-    if name.len() <= 63 {
-        return name;
-    }
-    // The low 32 bits of the hash are plenty to tell mount paths of one broker apart.
-    let hash = crate::hash::fnv1a64(mount_path.as_bytes()) as u32;
-    format!("{}-{hash:08x}", &name[..54].trim_end_matches('-'))
+    let hash = crate::hash::fnv1a64(format!("{}\0{id}\0{dir}", cluster_name(c)).as_bytes()) as u32;
+    let mut head = format!("{}-{id}-storage-{}", cluster_name(c), slug.trim_matches('-'));
+    head.truncate(MAX_LABEL - 9);
+    format!("{}-{hash:08x}", head.trim_end_matches('-'))
 }
 
 /// Why the operator or the webhook cannot reach a cluster's Kafka.
@@ -173,13 +246,44 @@ mod tests {
     }
 
     #[test]
-    fn pvc_names_follow_the_mount_path_and_stay_short() {
+    fn pvc_names_follow_the_mount_path_and_carry_a_hash() {
         let c = cluster(true);
-        assert_eq!(pvc(&c, 0, "/kafka-logs"), "kafka-0-storage-kafka-logs");
-        assert_eq!(pvc(&c, 0, "/data/Disk_2/"), "kafka-0-storage-data-disk-2");
-        let long = pvc(&c, 0, "/a/very/long/mount/path/that/does/not/fit/into/a/kubernetes/name");
-        assert!(long.len() <= 63, "{long}");
-        assert_ne!(long, pvc(&c, 0, "/a/very/long/mount/path/that/does/not/fit/into/a/kubernetes/name2"));
+        let name = pvc(&c, 0, "/kafka-logs");
+        assert!(name.starts_with("kafka-0-storage-kafka-logs-"), "{name}");
+        assert_eq!(name.len(), "kafka-0-storage-kafka-logs-".len() + 8);
+        assert!(pvc(&c, 0, "/data/Disk_2/").starts_with("kafka-0-storage-data-disk-2-"));
+        assert_eq!(pvc(&c, 0, "/data/x/"), pvc(&c, 0, "/data/x"), "one directory, one PVC");
+    }
+
+    #[test]
+    fn pvc_names_never_collide() {
+        let long = KafkaCluster::new(&"k".repeat(MAX_CLUSTER_NAME), KafkaClusterSpec::default());
+        let mut names = std::collections::BTreeSet::new();
+        for c in [cluster(true), long] {
+            for id in [1, 12, 123, 1234, 12345, MAX_BROKER_ID] {
+                for path in
+                    ["/data/a-b", "/data/a/b", "/data/a_b", "/Data/A-B", "/a/very/long/mount/path/that/does/not/fit/1"]
+                {
+                    let name = pvc(&c, id, path);
+                    assert!(name.len() <= MAX_LABEL && crate::rules::names::is_dns_label(&name), "{name}");
+                    assert!(names.insert(name.clone()), "{name} twice");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_longest_name_is_reserved_cruise_control() {
+        assert_eq!(MAX_CLUSTER_NAME, 45);
+        assert_eq!(max_cluster_name_len("default"), 45);
+        assert_eq!(max_cluster_name_len(&"n".repeat(20)), 42);
+        let mut c = KafkaCluster::new(&"k".repeat(45), KafkaClusterSpec::default());
+        c.metadata.namespace = Some("n".repeat(17));
+        c.spec.brokers = vec![crate::api::kafkacluster::Broker { id: MAX_BROKER_ID, ..Default::default() }];
+        let over: Vec<_> = derived_names(&c).into_iter().filter(|d| d.name.len() > d.limit).collect();
+        assert_eq!(over, vec![]);
+        let longest = derived_names(&c).into_iter().filter(|d| d.limit == MAX_LABEL).map(|d| d.name.len()).max();
+        assert_eq!(longest, Some(63), "the limit is tight");
     }
 }
 

@@ -99,6 +99,71 @@ fn pvcs(c: &ValidatedCluster, b: &BrokerView<'_>) -> Vec<PersistentVolumeClaim> 
         .collect()
 }
 
+/// The live PVC that already backs a disk of broker `id` mounted at `mount_path`: labelled with
+/// the broker's id and annotated with the mount path (as this operator and Koperator make them),
+/// not being deleted. Among several, the one named `preferred` (today's name), else the oldest.
+fn existing_pvc<'a>(
+    live: &[&'a PersistentVolumeClaim],
+    id: i32,
+    mount_path: &str,
+    preferred: &str,
+) -> Option<&'a PersistentVolumeClaim> {
+    let dir = mount_path.trim_end_matches('/');
+    let mut matching: Vec<&PersistentVolumeClaim> = live
+        .iter()
+        .copied()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.metadata.labels.as_ref().and_then(|l| l.get("brokerId")).is_some_and(|v| *v == id.to_string()))
+        .filter(|p| {
+            p.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(MOUNT_PATH_ANNOTATION))
+                .is_some_and(|m| m.trim_end_matches('/') == dir)
+        })
+        .collect();
+    matching.sort_by_key(|p| {
+        (
+            p.metadata.name.as_deref() != Some(preferred),
+            p.metadata.creation_timestamp.clone().map(|t| t.0),
+            p.metadata.name.clone(),
+        )
+    });
+    matching.first().copied()
+}
+
+/// Keeps the broker on the disks it already has: each desired PVC whose disk (broker id and
+/// mount path) is backed by a live PVC under another name (made before PVC names carried a
+/// hash, or by Koperator with a generated name) takes that name, and the Pod claims it, so a
+/// disk never gets a second PVC. `live` are the cluster's PVCs.
+pub fn keep_existing_pvcs<'a>(
+    id: i32,
+    pod: &mut Pod,
+    pvcs: &mut [PersistentVolumeClaim],
+    live: impl IntoIterator<Item = &'a PersistentVolumeClaim>,
+) {
+    let live: Vec<&PersistentVolumeClaim> = live.into_iter().collect();
+    for pvc in pvcs {
+        let name = pvc.metadata.name.clone().unwrap_or_default();
+        let Some(mount_path) = pvc.metadata.annotations.as_ref().and_then(|a| a.get(MOUNT_PATH_ANNOTATION)).cloned()
+        else {
+            continue;
+        };
+        let Some(existing) = existing_pvc(&live, id, &mount_path, &name).and_then(|p| p.metadata.name.clone()) else {
+            continue;
+        };
+        if existing == name {
+            continue;
+        }
+        for v in pod.spec.iter_mut().flat_map(|s| s.volumes.iter_mut().flatten()) {
+            if let Some(claim) = v.persistent_volume_claim.as_mut().filter(|c| c.claim_name == name) {
+                claim.claim_name = existing.clone();
+            }
+        }
+        pvc.metadata.name = Some(existing);
+    }
+}
+
 /// FNV-1a over the rendered config: changes exactly when the broker must restart.
 fn config_hash(props: &str) -> String {
     crate::hash::fnv1a64_hex(props.as_bytes())
@@ -354,7 +419,7 @@ pub fn external_services(c: &ValidatedCluster) -> Vec<Service> {
             sel.insert("brokerId".into(), id.to_string());
             let mut labels = cluster_labels(c);
             labels.insert("brokerId".into(), id.to_string());
-            let mut m = meta(c, format!("{}-{}", names::broker(c, id), l.common.name), labels);
+            let mut m = meta(c, names::external_service(c, id, &l.common.name), labels);
             m.annotations = l.service.service_annotations.clone();
             let node_port = (method == AccessMethod::NodePort && l.external_starting_port > 0)
                 .then(|| l.external_starting_port + id);
@@ -426,7 +491,7 @@ mod tests {
         let ports: Vec<_> = kafka.ports.as_ref().unwrap().iter().map(|p| p.name.clone().unwrap()).collect();
         assert_eq!(ports, ["tcp-internal", "tcp-controller"]);
         let vols = spec.volumes.unwrap();
-        assert_eq!(vols[1].persistent_volume_claim.as_ref().unwrap().claim_name, "kafka-1-storage-kafka-logs");
+        assert_eq!(vols[1].persistent_volume_claim.as_ref().unwrap().claim_name, names::pvc(&c, 1, "/kafka-logs"));
         assert!(kafka.command.as_ref().unwrap()[2].contains("kafka-storage.sh format"));
         assert_eq!(spec.termination_grace_period_seconds, Some(120));
     }
@@ -468,6 +533,45 @@ mod tests {
         let port = &ext[2].spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
         assert_eq!(port.node_port, Some(32002));
         assert_eq!(ext[2].spec.as_ref().unwrap().type_.as_deref(), Some("NodePort"));
+    }
+
+    fn live_pvc(name: &str, broker: &str, mount_path: &str) -> PersistentVolumeClaim {
+        let mut p = PersistentVolumeClaim::default();
+        p.metadata.name = Some(name.into());
+        p.metadata.labels = Some(BTreeMap::from([("brokerId".to_string(), broker.to_string())]));
+        p.metadata.annotations = Some(BTreeMap::from([(MOUNT_PATH_ANNOTATION.to_string(), mount_path.to_string())]));
+        p
+    }
+
+    #[test]
+    fn an_existing_pvc_of_the_disk_is_kept_whatever_its_name() {
+        let c = must(&cluster());
+        let views = brokers(&c);
+        let new_name = names::pvc(&c, 1, "/kafka-logs");
+        let claims = |o: &BrokerObjects| -> Vec<String> {
+            let vols = o.pod.spec.as_ref().unwrap().volumes.as_ref().unwrap();
+            vols.iter().filter_map(|v| v.persistent_volume_claim.as_ref().map(|p| p.claim_name.clone())).collect()
+        };
+        // Made before names carried a hash (or by Koperator); another broker's and another
+        // disk's PVCs are not taken.
+        let live = [
+            live_pvc("kafka-1-storage-kafka-logs", "1", "/kafka-logs/"),
+            live_pvc("kafka-2-storage-kafka-logs", "2", "/kafka-logs"),
+            live_pvc("kafka-1-storage-other", "1", "/other"),
+        ];
+        let mut o = broker_objects(&c, &views[1], "x");
+        keep_existing_pvcs(1, &mut o.pod, &mut o.pvcs, &live);
+        assert_eq!(o.pvcs[0].metadata.name.as_deref(), Some("kafka-1-storage-kafka-logs"));
+        assert_eq!(claims(&o), ["kafka-1-storage-kafka-logs"]);
+        // Both exist: today's name wins; nothing live: today's name.
+        let both =
+            [live_pvc("kafka-1-storage-kafka-logs", "1", "/kafka-logs"), live_pvc(&new_name, "1", "/kafka-logs")];
+        let mut o = broker_objects(&c, &views[1], "x");
+        keep_existing_pvcs(1, &mut o.pod, &mut o.pvcs, &both);
+        assert_eq!(claims(&o), [new_name.clone()]);
+        let mut o = broker_objects(&c, &views[1], "x");
+        keep_existing_pvcs(1, &mut o.pod, &mut o.pvcs, &[]);
+        assert_eq!((o.pvcs[0].metadata.name.clone(), claims(&o)), (Some(new_name.clone()), vec![new_name]));
     }
 
     #[test]

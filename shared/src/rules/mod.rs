@@ -245,6 +245,7 @@ pub fn validate_value(
                 Some(old) => kafkacluster::validate_update(&old.spec, &new.spec, cfg),
                 None => kafkacluster::validate(&new.spec, cfg),
             };
+            verdict.extend(names::kafka_cluster_name(&new));
         }
         Kind::KafkaTopic => {
             let new: KafkaTopic = decode(obj)?;
