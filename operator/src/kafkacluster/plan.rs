@@ -249,6 +249,16 @@ fn desired_brokers(cluster: &ValidatedCluster) -> Vec<DesiredBroker> {
         .collect()
 }
 
+/// [`desired_brokers`] on the disks the brokers already have: a disk whose live PVC has another
+/// name (made before PVC names carried a hash, or by Koperator) keeps it, never a second PVC.
+fn desired_brokers_on(cluster: &ValidatedCluster, live: &LiveState) -> Vec<DesiredBroker> {
+    let mut desired = desired_brokers(cluster);
+    for b in &mut desired {
+        objects::keep_existing_pvcs(b.id, &mut b.pod, &mut b.pvcs, live.pvcs.values());
+    }
+    desired
+}
+
 /// What the Kubernetes side says about the brokers.
 struct BrokerPods {
     /// Every desired broker Pod exists and is Ready.
@@ -289,7 +299,7 @@ pub fn kafka_wants(cluster: &ValidatedCluster, live: &LiveState) -> KafkaWants {
     if annotated(cluster, PAUSE_ANNOTATION) || support::blocks_start(cluster.unsupported()) {
         return KafkaWants { configs: false, health: false };
     }
-    let pods = broker_pods(&desired_brokers(cluster), live);
+    let pods = broker_pods(&desired_brokers_on(cluster, live), live);
     KafkaWants { configs: pods.all_ready, health: pods.all_ready && !pods.out_of_date.is_empty() }
 }
 
@@ -334,7 +344,7 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
             out.push(obj);
         }
     };
-    let desired = desired_brokers(cluster);
+    let desired = desired_brokers_on(cluster, live);
     let pods = broker_pods(&desired, live);
     let mut brokers_state: BTreeMap<String, BrokerState> = BTreeMap::new();
     for b in &desired {

@@ -46,6 +46,11 @@ fn validated(v: &Value) -> ValidatedCluster {
     must(&typed(v))
 }
 
+/// Today's name of a broker's PVC.
+fn pvc_name(v: &Value, id: i32, mount_path: &str) -> String {
+    koperator_shared::render::names::pvc(&typed(v), id, mount_path)
+}
+
 /// A live Kafka that is healthy: every broker-role node live, no topics, a caught-up quorum
 /// led by the first controller.
 fn healthy(cluster: &ValidatedCluster) -> KafkaState {
@@ -158,7 +163,7 @@ fn new_cluster_creates_every_object_and_waits_for_the_pods() {
     for id in 0..3 {
         for want in [
             format!("ConfigMap/kafka-combined-config-{id}"),
-            format!("PersistentVolumeClaim/kafka-combined-{id}-storage-kafka-logs"),
+            format!("PersistentVolumeClaim/{}", pvc_name(&v, id, "/kafka-logs")),
             format!("Pod/kafka-combined-{id}"),
         ] {
             assert!(objects.contains(&want), "{want} missing from {objects:?}");
@@ -201,7 +206,11 @@ fn scale_up_creates_only_the_new_broker() {
     let p = plan(&validated(&v), &live);
     assert_eq!(
         kinds(&p),
-        ["ConfigMap/kafka-config-103", "PersistentVolumeClaim/kafka-103-storage-kafka-logs-broker", "Pod/kafka-103"]
+        [
+            "ConfigMap/kafka-config-103".to_string(),
+            format!("PersistentVolumeClaim/{}", pvc_name(&v, 103, "/kafka-logs-broker")),
+            "Pod/kafka-103".to_string()
+        ]
     );
     assert!(p.restart.is_none(), "a new broker-only node changes no other broker");
     assert_eq!(p.status.brokers_state.as_ref().unwrap().len(), 7);
@@ -347,12 +356,72 @@ fn disk_added_creates_the_pvcs_then_rolls() {
     let objects = kinds(&p);
     for id in 0..3 {
         assert!(
-            objects.contains(&format!("PersistentVolumeClaim/kafka-combined-{id}-storage-kafka-logs-2")),
+            objects.contains(&format!("PersistentVolumeClaim/{}", pvc_name(&v, id, "/kafka-logs-2"))),
             "{objects:?}"
         );
     }
     assert!(p.restart.is_some(), "the Pods mount the new disk after a restart");
     assert!(p.delete.is_empty());
+}
+
+#[test]
+fn a_disk_keeps_its_pvc_under_an_older_name() {
+    // Koperator's PVCs (generated names `<cluster>-<id>-storage-<index>-xxxxx`, controlled by
+    // the cluster) and this operator's before PVC names carried a hash: found by broker id and
+    // mount path, kept, claimed by the Pod; no second PVC for the same disk.
+    let v = sample(COMBINED);
+    let c = validated(&v);
+    let mut live = empty();
+    for id in 0..3 {
+        let mut pvc = k8s_openapi::api::core::v1::PersistentVolumeClaim::default();
+        pvc.metadata.name = Some(format!("kafka-combined-{id}-storage-0-x7k2p"));
+        pvc.metadata.labels = Some(BTreeMap::from([
+            ("app".to_string(), "kafka".to_string()),
+            ("kafka_cr".to_string(), "kafka-combined".to_string()),
+            ("brokerId".to_string(), id.to_string()),
+        ]));
+        pvc.metadata.annotations = Some(BTreeMap::from([("mountPath".to_string(), "/kafka-logs".to_string())]));
+        pvc.metadata.owner_references = Some(vec![OwnerReference {
+            controller: Some(true),
+            uid: UID.into(),
+            kind: "KafkaCluster".into(),
+            name: "kafka-combined".into(),
+            api_version: "kafka.banzaicloud.io/v1beta1".into(),
+            ..Default::default()
+        }]);
+        live.pvcs.insert(pvc.name_any(), pvc);
+    }
+    let p = plan(&c, &live);
+    let objects = kinds(&p);
+    for id in 0..3 {
+        assert!(
+            !objects.contains(&format!("PersistentVolumeClaim/{}", pvc_name(&v, id, "/kafka-logs"))),
+            "{objects:?}"
+        );
+        let pod = p
+            .apply
+            .iter()
+            .find_map(|o| match o {
+                Object::Pod(pod) if pod.name_any() == format!("kafka-combined-{id}") => Some(pod),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("Pod of broker {id} missing from {objects:?}"));
+        let claims: Vec<&str> = pod
+            .spec
+            .as_ref()
+            .unwrap()
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()))
+            .collect();
+        assert_eq!(claims, [format!("kafka-combined-{id}-storage-0-x7k2p")]);
+    }
+    // Once carried out, nothing more: the disks stay the old PVCs.
+    let live = carried_out(&p, live);
+    let again = kinds(&plan(&c, &live));
+    assert!(again.iter().all(|o| !o.starts_with("PersistentVolumeClaim/")), "{again:?}");
+    assert_eq!(live.pvcs.len(), 3, "{:?}", live.pvcs.keys().collect::<Vec<_>>());
 }
 
 #[test]
