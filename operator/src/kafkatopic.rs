@@ -167,16 +167,23 @@ fn manages_same_topic(kt: &KafkaTopic, o: &KafkaTopic, cluster_uid: &str) -> boo
         && o.status.as_ref().is_some_and(|st| claims(st, cluster_uid))
 }
 
-/// The KafkaTopic (in any watched namespace) other than `kt` that manages the same topic of
-/// `cluster`, as `namespace/name`.
+/// The KafkaTopic other than `kt` that manages the same topic of `cluster`, as
+/// `namespace/name`. Only the namespaces the cluster accepts can hold one (the others are
+/// refused before they act), so those are listed: the cluster's own and the ones its
+/// `allowed-namespaces` annotation names, or every namespace for `*`.
 async fn other_manager(kt: &KafkaTopic, cluster: &KafkaCluster, ctx: &Context) -> Result<Option<String>, Error> {
     let uid = cluster.uid().unwrap_or_default();
-    let all = ctx.watched::<KafkaTopic>().list(&Default::default()).await.map_err(kube_err("list", "KafkaTopics"))?;
-    Ok(all
-        .items
-        .iter()
-        .find(|o| manages_same_topic(kt, o, &uid))
-        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())))
+    let apis: Vec<Api<KafkaTopic>> = match cluster.allowed_namespaces() {
+        None => vec![Api::all(ctx.client.clone())],
+        Some(namespaces) => namespaces.iter().map(|ns| Api::namespaced(ctx.client.clone(), ns)).collect(),
+    };
+    for api in apis {
+        let list = api.list(&Default::default()).await.map_err(kube_err("list", "KafkaTopics"))?;
+        if let Some(o) = list.items.iter().find(|o| manages_same_topic(kt, o, &uid)) {
+            return Ok(Some(format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())));
+        }
+    }
+    Ok(None)
 }
 
 /// Before this KafkaTopic creates or adopts its topic: `Some(why)` when another KafkaTopic

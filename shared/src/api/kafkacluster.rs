@@ -46,11 +46,19 @@ impl KafkaCluster {
     /// namespace always, another one only when [`ALLOWED_NAMESPACES_ANNOTATION`] lists it
     /// (or is `*`).
     pub fn allows_namespace(&self, namespace: &str) -> bool {
-        if self.metadata.namespace.as_deref() == Some(namespace) {
-            return true;
-        }
+        self.allowed_namespaces().is_none_or(|allowed| allowed.contains(namespace))
+    }
+
+    /// The namespaces whose KafkaUsers and KafkaTopics may refer to this cluster: its own and
+    /// those [`ALLOWED_NAMESPACES_ANNOTATION`] lists; `None` when it lists `*` (every one).
+    pub fn allowed_namespaces(&self) -> Option<std::collections::BTreeSet<String>> {
         let listed = self.metadata.annotations.as_ref().and_then(|a| a.get(ALLOWED_NAMESPACES_ANNOTATION));
-        listed.is_some_and(|v| v.split(',').map(str::trim).any(|n| n == "*" || (!n.is_empty() && n == namespace)))
+        let listed: Vec<&str> =
+            listed.map(|v| v.split(',').map(str::trim).filter(|n| !n.is_empty()).collect()).unwrap_or_default();
+        if listed.contains(&"*") {
+            return None;
+        }
+        Some(listed.into_iter().map(String::from).chain(self.metadata.namespace.clone()).collect())
     }
 }
 
