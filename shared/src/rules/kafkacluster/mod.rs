@@ -3,6 +3,7 @@
 //! Koperator's own checks (1–4) keep its field paths and message texts, with a hint on how to
 //! fix appended; the rest are this project's invariants.
 
+pub mod addresses;
 pub mod brokers;
 pub mod external;
 pub mod kraft;
@@ -33,6 +34,7 @@ pub fn validate(spec: &KafkaClusterSpec, cfg: &RuleConfig) -> Verdict {
     v.extend(brokers::resources(spec));
     kraft::check(spec, &mut v);
     v.extend(ssl::check(spec));
+    v.extend(addresses::check(spec));
     v
 }
 
