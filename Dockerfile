@@ -5,7 +5,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release -p koperator-webhook -p koperator-operator
+# --locked: exactly the reviewed Cargo.lock (the one `make deny` checks), never a re-resolution.
+RUN cargo build --release --locked -p koperator-webhook -p koperator-operator
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS webhook
 COPY --from=build /src/target/release/koperator-webhook /koperator-webhook

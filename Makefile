@@ -4,7 +4,7 @@ CARGO ?= cargo
 E2E_CACHE ?= $(CURDIR)/.cache/e2e
 export KOP_E2E_CACHE := $(E2E_CACHE)
 
-.PHONY: all build crds golden bench fmt fmt-check clippy lint unit e2e-deps e2e test cluster-up cluster-down clean
+.PHONY: all build crds golden bench fmt fmt-check clippy deny lint unit e2e-deps e2e test cluster-up cluster-down clean
 
 all: build
 
@@ -29,7 +29,12 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-lint: fmt-check clippy
+## deny: cargo-deny advisories, bans, licenses, sources; the advisory database is the offline
+## RustSec snapshot in ../shared/third_party/advisory-db (fails loudly when it is missing)
+deny:
+	.ci/deny
+
+lint: fmt-check clippy deny
 
 ## unit: tests without a control plane (rules, defaults, CRD drift, samples, HTTP contract)
 unit:

@@ -243,7 +243,7 @@ fn ssl_listener_with_a_trusted_and_an_untrusted_ca() {
     let ssl = node.ssl_bootstrap.clone().unwrap();
     let tls_for = |ca_pem: &str| {
         let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
             roots.add(cert.unwrap()).unwrap();
         }
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());

@@ -17,6 +17,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::sync::Notify;
@@ -37,19 +39,23 @@ const SECRET_ATTEMPTS: u32 = 5;
 pub enum PemError {
     /// The certificate PEM data is malformed.
     #[error("malformed certificate PEM: {0}")]
-    CertificatePem(#[source] std::io::Error),
+    CertificatePem(#[source] pem::Error),
     /// The certificate PEM data holds no certificate.
     #[error("no certificate in the PEM data")]
     NoCertificate,
     /// The key PEM data is malformed.
     #[error("malformed private key PEM: {0}")]
-    KeyPem(#[source] std::io::Error),
+    KeyPem(#[source] pem::Error),
     /// The key PEM data holds no private key.
     #[error("no private key in the PEM data")]
     NoKey,
     /// rustls cannot sign with the key.
     #[error("unsupported key: {0}")]
     UnsupportedKey(#[source] rustls::Error),
+    /// The key is not the key of the certificate (the first of the chain): serving it would
+    /// fail every handshake, so the last good certificate stays served.
+    #[error("the private key is not the key of the certificate; put the certificate's own key next to it")]
+    KeyMismatch,
 }
 
 impl PemError {
@@ -61,6 +67,7 @@ impl PemError {
             PemError::KeyPem(_) => "KeyPemInvalid",
             PemError::NoKey => "KeyMissing",
             PemError::UnsupportedKey(_) => "KeyUnsupported",
+            PemError::KeyMismatch => "KeyMismatch",
         }
     }
 }
@@ -210,41 +217,67 @@ impl Error {
     }
 }
 
+/// Parses a PEM certificate chain and its key, refusing a key that is not the certificate's.
+fn parse_certified(
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<(Vec<CertificateDer<'static>>, Arc<dyn rustls::sign::SigningKey>), PemError> {
+    let certs: Vec<CertificateDer<'static>> = match CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect() {
+        Ok(c) => c,
+        Err(e) => return Err(PemError::CertificatePem(e)),
+    };
+    if certs.is_empty() {
+        return Err(PemError::NoCertificate);
+    }
+    let key = match PrivateKeyDer::from_pem_slice(key_pem.as_bytes()) {
+        Ok(k) => k,
+        Err(pem::Error::NoItemsFound) => return Err(PemError::NoKey),
+        Err(e) => return Err(PemError::KeyPem(e)),
+    };
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(PemError::UnsupportedKey)?;
+    match CertifiedKey::new(certs.clone(), signing.clone()).keys_match() {
+        Ok(()) => Ok((certs, signing)),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => Err(PemError::KeyMismatch),
+        // The key type cannot tell its public key: nothing to compare (rustls does the same).
+        Err(_) => Ok((certs, signing)),
+    }
+}
+
+/// Checks that `key_pem` is the key of the certificate `cert_pem` (a chain; the first counts).
+pub fn check_pair(cert_pem: &str, key_pem: &str) -> Result<(), PemError> {
+    parse_certified(cert_pem, key_pem).map(|_| ())
+}
+
 /// The certificate the TLS server presents; swapped without touching open connections.
 #[derive(Default, Debug)]
 pub struct ServedCert {
-    current: RwLock<Option<(String, Arc<CertifiedKey>)>>,
+    /// Certificate PEM, key PEM, and what rustls serves.
+    current: RwLock<Option<(String, String, Arc<CertifiedKey>)>>,
 }
 
 impl ServedCert {
     /// Loads a PEM certificate chain and key; returns true when it differs from the served one.
+    /// Anything unusable (malformed, or a key that is not the certificate's) is refused and the
+    /// served certificate stays.
     pub fn load(&self, cert_pem: &str, key_pem: &str) -> Result<bool, PemError> {
-        if self.current.read().expect("lock").as_ref().is_some_and(|(c, _)| c == cert_pem) {
+        if self.current.read().expect("lock").as_ref().is_some_and(|(c, k, _)| c == cert_pem && k == key_pem) {
             return Ok(false);
         }
-        let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(PemError::CertificatePem)?;
-        if certs.is_empty() {
-            return Err(PemError::NoCertificate);
-        }
-        let key =
-            rustls_pemfile::private_key(&mut key_pem.as_bytes()).map_err(PemError::KeyPem)?.ok_or(PemError::NoKey)?;
-        let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(PemError::UnsupportedKey)?;
+        let (certs, signing) = parse_certified(cert_pem, key_pem)?;
         *self.current.write().expect("lock") =
-            Some((cert_pem.to_string(), Arc::new(CertifiedKey::new(certs, signing))));
+            Some((cert_pem.to_string(), key_pem.to_string(), Arc::new(CertifiedKey::new(certs, signing))));
         Ok(true)
     }
 
     /// The PEM of the served certificate.
     pub fn pem(&self) -> Option<String> {
-        self.current.read().expect("lock").as_ref().map(|(c, _)| c.clone())
+        self.current.read().expect("lock").as_ref().map(|(c, _, _)| c.clone())
     }
 }
 
 impl ResolvesServerCert for ServedCert {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current.read().expect("lock").as_ref().map(|(_, k)| k.clone())
+        self.current.read().expect("lock").as_ref().map(|(_, _, k)| k.clone())
     }
 }
 
@@ -672,6 +705,22 @@ mod tests {
         assert_eq!(served.pem(), None, "nothing served after refusals");
         assert!(served.load(&s.leaf.cert, &s.leaf.key).unwrap());
         assert!(!served.load(&s.leaf.cert, &s.leaf.key).unwrap(), "the same certificate again is no change");
+    }
+
+    #[test]
+    fn a_key_that_is_not_the_certificates_is_refused_and_the_last_good_stays() {
+        let (good, other) = (issued(), issued());
+        let served = ServedCert::default();
+        let e = served.load(&good.leaf.cert, &other.leaf.key).unwrap_err();
+        assert_eq!(e.category(), "KeyMismatch", "{e}");
+        assert_eq!(check_pair(&good.leaf.cert, &other.leaf.key).unwrap_err().category(), "KeyMismatch");
+        assert_eq!(served.pem(), None, "a mismatched pair is never served");
+        assert!(served.load(&good.leaf.cert, &good.leaf.key).unwrap());
+        // The same certificate with another key, and another certificate with our key.
+        assert_eq!(served.load(&good.leaf.cert, &other.leaf.key).unwrap_err().category(), "KeyMismatch");
+        assert_eq!(served.load(&other.leaf.cert, &good.leaf.key).unwrap_err().category(), "KeyMismatch");
+        assert_eq!(served.pem().as_deref(), Some(good.leaf.cert.as_str()), "the last good certificate stays");
+        check_pair(&good.leaf.cert, &good.leaf.key).unwrap();
     }
 
     #[test]

@@ -333,7 +333,7 @@ async fn serves_http11_over_tls_trusted_by_the_injected_bundle() {
     use base64::Engine;
     let bundle = base64::engine::general_purpose::STANDARD.decode(&injected_bundles(cp)[0]).unwrap();
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut bundle.as_slice()) {
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&bundle) {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
