@@ -55,6 +55,8 @@ const SHARED_TESTS: &[&str] = &[
     "a_deleted_pod_comes_back_on_its_pvc_with_its_data",
     "an_invalid_spec_touches_nothing",
     "metrics_readyz_and_leadership",
+    "kafkausers_never_take_what_is_not_theirs",
+    "namespaces_are_a_boundary_for_the_operator",
 ];
 
 fn rt() -> tokio::runtime::Runtime {
@@ -972,4 +974,165 @@ fn zookeeper_mode_cluster_rolls_on_real_kafka() {
     cp.kubectl(&["delete", "kafkacluster", "kafka-zk", "-n", &ns_name, "--timeout=60s"]).unwrap();
     drop(node);
     drop(zk);
+}
+
+fn scram_user(name: &str, cluster_ns: &str, grants: Value) -> Value {
+    json!({
+        "apiVersion": "kafka.banzaicloud.io/v1alpha1",
+        "kind": "KafkaUser",
+        "metadata": {"name": name, "annotations": {"koperator.banzaicloud.io/credentials": "scram-sha-512"}},
+        "spec": {"secretName": format!("{name}-credentials"), "clusterRef": {"name": CLUSTER, "namespace": cluster_ns}, "topicGrants": grants},
+    })
+}
+
+/// The Ready condition's (status, reason) of `kind/name` in `ns`.
+fn ready_of(cp: &ControlPlane, ns: &str, kind: &str, name: &str) -> Option<(String, String)> {
+    condition(&get_json(cp, &["get", kind, name, "-n", ns]), "Ready")
+}
+
+fn acls_of(admin: &Admin, principal: &str) -> BTreeSet<koperator_shared::kafka::AclBinding> {
+    rt().block_on(admin.describe_acls(&koperator_shared::kafka::AclFilter::principal(principal)))
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+fn describe_acl(principal: &str, topic: &str) -> koperator_shared::kafka::AclBinding {
+    use koperator_shared::kafka::{AclBinding, AclOperation, PatternType, ResourceType};
+    AclBinding::allow(principal, ResourceType::Topic, topic, PatternType::Literal, AclOperation::Describe)
+}
+
+/// In the cluster's own namespace, a KafkaUser never takes what it did not create: a SCRAM
+/// credential and ACLs that exist before it (`PrincipalInUse`: no Secret, nothing changed,
+/// nothing deleted with it), an ACL added outside it on its own principal (kept when the
+/// grants shrink and when it is deleted), a Secret of its `secretName` it does not own
+/// (`SecretNotOwned`: not read, not changed, no credential made from it).
+#[test]
+fn kafkausers_never_take_what_is_not_theirs() {
+    let c = cluster();
+    let (cp, ns, admin) = (c.cp, c.ns.as_str(), &c.admin);
+    // A principal in use before any KafkaUser.
+    rt().block_on(admin.upsert_scram_credential("mallory", "set-by-someone-else")).unwrap();
+    rt().block_on(admin.create_acls(&[describe_acl("User:mallory", "theirs")])).unwrap();
+    c.apply(&scram_user("mallory", ns, json!([{"topicName": "payments", "accessType": "read"}])));
+    c.wait("mallory refused", 60, |_| {
+        ready_of(cp, ns, "kafkauser", "mallory").is_some_and(|r| r.1 == "PrincipalInUse")
+    });
+    assert_eq!(acls_of(admin, "User:mallory"), BTreeSet::from([describe_acl("User:mallory", "theirs")]));
+    assert!(cp.kubectl(&["get", "secret", "mallory-credentials", "-n", ns]).is_err(), "a Secret was made");
+    cp.kubectl(&["delete", "kafkauser", "mallory", "-n", ns, "--timeout=60s"]).unwrap();
+    assert!(rt().block_on(admin.has_scram_credential("mallory")).unwrap(), "the foreign credential was deleted");
+    assert_eq!(acls_of(admin, "User:mallory").len(), 1, "the foreign ACL was deleted");
+
+    // An ACL added outside the operator on a principal the KafkaUser owns stays.
+    let mut erin = scram_user("erin", ns, json!([{"topicName": "payments", "accessType": "read"}]));
+    c.apply(&erin);
+    c.wait("erin ready", 60, |_| ready_of(cp, ns, "kafkauser", "erin").is_some_and(|r| r.0 == "True"));
+    let st = get_json(cp, &["get", "kafkauser", "erin", "-n", ns])["status"].clone();
+    assert_eq!((st["principal"].as_str(), st["scramCredential"].as_str()), (Some("User:erin"), Some("erin")), "{st}");
+    rt().block_on(admin.create_acls(&[describe_acl("User:erin", "side")])).unwrap();
+    erin["spec"]["topicGrants"] = json!([]);
+    c.apply(&erin);
+    c.wait("erin's own ACLs removed", 60, |_| {
+        acls_of(admin, "User:erin") == BTreeSet::from([describe_acl("User:erin", "side")])
+    });
+    cp.kubectl(&["delete", "kafkauser", "erin", "-n", ns, "--timeout=60s"]).unwrap();
+    assert!(!rt().block_on(admin.has_scram_credential("erin")).unwrap(), "erin's own credential goes");
+    assert_eq!(acls_of(admin, "User:erin").len(), 1, "the ACL made outside the operator was deleted");
+
+    // A Secret of that name that the KafkaUser does not own.
+    let planted = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "carol-credentials"},
+        "stringData": {"password": "known-to-the-planter"}});
+    c.apply(&planted);
+    let version =
+        get_json(cp, &["get", "secret", "carol-credentials", "-n", ns])["metadata"]["resourceVersion"].clone();
+    c.apply(&scram_user("carol", ns, json!([])));
+    c.wait("carol refused", 60, |_| ready_of(cp, ns, "kafkauser", "carol").is_some_and(|r| r.1 == "SecretNotOwned"));
+    assert!(!rt().block_on(admin.has_scram_credential("carol")).unwrap(), "a credential from the planted password");
+    cp.kubectl(&["delete", "kafkauser", "carol", "-n", ns, "--timeout=60s"]).unwrap();
+    let after = get_json(cp, &["get", "secret", "carol-credentials", "-n", ns]);
+    assert_eq!(after["metadata"]["resourceVersion"], version, "the planted Secret was changed");
+    // Leave Kafka as the test found it.
+    rt().block_on(async {
+        admin.delete_scram_credential("mallory").await.unwrap();
+        let filters =
+            [describe_acl("User:mallory", "theirs").to_filter(), describe_acl("User:erin", "side").to_filter()];
+        admin.delete_acls(&filters).await.unwrap();
+    });
+    cp.kubectl(&["delete", "secret", "carol-credentials", "-n", ns]).unwrap();
+}
+
+/// Namespaces are a boundary, checked by the operator itself (these objects never pass a
+/// webhook): from another namespace, a KafkaUser and a KafkaTopic are `Forbidden` and touch
+/// nothing until the cluster's `allowed-namespaces` lists that namespace; then a KafkaUser
+/// with the name of one in the cluster's namespace (same principal) is `PrincipalInUse` and
+/// its deletion leaves the other's credential and ACLs, and a KafkaTopic adopting a topic
+/// another KafkaTopic manages is `TopicInUse` and neither changes nor deletes it.
+#[test]
+fn namespaces_are_a_boundary_for_the_operator() {
+    let c = cluster();
+    let (cp, ns, admin) = (c.cp, c.ns.clone(), &c.admin);
+    let ns = ns.as_str();
+    let team = cp.namespace("team").unwrap();
+    let team = team.name.as_str();
+    let op = start_operator(cp, team, "kafka-team", &next_identity(), std::slice::from_ref(&c.hosts));
+    let wait = |what: &str, check: &dyn Fn() -> bool| wait_for(what, Duration::from_secs(60), &op, check);
+    let mut topic_b = topic("team-events", 1, json!({}));
+    topic_b["spec"]["clusterRef"]["namespace"] = json!(ns);
+    apply(cp, team, &scram_user("frank", ns, json!([{"topicName": "payments", "accessType": "read"}])));
+    apply(cp, team, &topic_b);
+    wait("frank and team-events Forbidden", &|| {
+        ready_of(cp, team, "kafkauser", "frank").is_some_and(|r| r.1 == "Forbidden")
+            && ready_of(cp, team, "kafkatopic", "team-events").is_some_and(|r| r.1 == "Forbidden")
+    });
+    let msg = get_json(cp, &["get", "kafkauser", "frank", "-n", team])["status"]["conditions"].to_string();
+    assert!(
+        msg.contains(&format!("add '{team}' to the cluster's annotation koperator.banzaicloud.io/allowed-namespaces")),
+        "{msg}"
+    );
+    assert!(!rt().block_on(admin.has_scram_credential("frank")).unwrap() && acls_of(admin, "User:frank").is_empty());
+    assert_eq!(partitions(admin, "team-events"), None, "a forbidden KafkaTopic created its topic");
+
+    // Allowed: both act.
+    let allow = format!("koperator.banzaicloud.io/allowed-namespaces={team}");
+    cp.kubectl(&["annotate", "kafkacluster", CLUSTER, "-n", ns, &allow]).unwrap();
+    cp.kubectl(&["annotate", "kafkauser,kafkatopic", "--all", "-n", team, "resync=1", "--overwrite"]).unwrap();
+    wait("frank and team-events act once allowed", &|| {
+        ready_of(cp, team, "kafkauser", "frank").is_some_and(|r| r.0 == "True")
+            && partitions(admin, "team-events") == Some(1)
+    });
+
+    // The same principal from two namespaces: the second one takes nothing.
+    c.apply(&scram_user("grace", ns, json!([{"topicName": "payments", "accessType": "read"}])));
+    c.wait("grace ready", 60, |_| ready_of(cp, ns, "kafkauser", "grace").is_some_and(|r| r.0 == "True"));
+    let graces = acls_of(admin, "User:grace");
+    apply(cp, team, &scram_user("grace", ns, json!([{"topicName": "*", "accessType": "write"}])));
+    wait("the second grace refused", &|| {
+        ready_of(cp, team, "kafkauser", "grace").is_some_and(|r| r.1 == "PrincipalInUse")
+    });
+    cp.kubectl(&["delete", "kafkauser", "grace", "-n", team, "--timeout=60s"]).unwrap();
+    assert_eq!(acls_of(admin, "User:grace"), graces, "the second grace changed the first one's ACLs");
+    assert!(rt().block_on(admin.has_scram_credential("grace")).unwrap(), "the second grace deleted the credential");
+    assert_eq!(ready_of(cp, ns, "kafkauser", "grace").map(|r| r.0), Some("True".into()));
+
+    // A topic another KafkaTopic manages is not adopted, changed or deleted.
+    c.apply(&topic("owned", 1, json!({"retention.ms": "3600000"})));
+    c.wait("owned created", 60, |_| ready_of(cp, ns, "kafkatopic", "owned").is_some_and(|r| r.0 == "True"));
+    let mut thief = topic("owned", 1, json!({"retention.ms": "60000"}));
+    thief["metadata"]["annotations"] = json!({"managedBy": "koperator"});
+    thief["spec"]["clusterRef"]["namespace"] = json!(ns);
+    apply(cp, team, &thief);
+    wait("the adopter refused", &|| ready_of(cp, team, "kafkatopic", "owned").is_some_and(|r| r.1 == "TopicInUse"));
+    cp.kubectl(&["delete", "kafkatopic", "owned", "-n", team, "--timeout=60s"]).unwrap();
+    assert_eq!(partitions(admin, "owned"), Some(1), "the adopter deleted the topic");
+    let retention = topic_config(admin, "owned", "retention.ms").and_then(|c| c.value);
+    assert_eq!(retention.as_deref(), Some("3600000"), "the adopter changed the topic");
+
+    // Leave the cluster as the test found it.
+    cp.kubectl(&["delete", "kafkauser,kafkatopic", "--all", "-n", team, "--timeout=60s"]).unwrap();
+    cp.kubectl(&["delete", "kafkauser", "grace", "-n", ns, "--timeout=60s"]).unwrap();
+    cp.kubectl(&["delete", "kafkatopic", "owned", "-n", ns, "--timeout=60s"]).unwrap();
+    let remove = "koperator.banzaicloud.io/allowed-namespaces-";
+    cp.kubectl(&["annotate", "kafkacluster", CLUSTER, "-n", ns, remove]).unwrap();
+    assert!(!rt().block_on(admin.has_scram_credential("frank")).unwrap(), "frank's credential goes with frank");
 }
