@@ -15,6 +15,11 @@ pub const FIELD_MANAGER: &str = "koperator";
 /// Annotation with the hash of the last applied desired state.
 pub const APPLIED_HASH: &str = "koperator.banzaicloud.io/applied-hash";
 
+/// Annotation with the UID of the KafkaCluster an object without owner references (a PVC,
+/// which outlives its cluster) was created for: what makes it ours rather than a same-named
+/// object someone else made.
+pub const OWNER_UID: &str = "koperator.banzaicloud.io/owner-uid";
+
 /// Stable hash of the JSON of `obj`.
 pub fn hash_of(obj: &impl Serialize) -> String {
     koperator_shared::hash::fnv1a64_hex(&serde_json::to_vec(obj).expect("desired objects serialize"))
@@ -40,14 +45,19 @@ pub fn is_applied<K: Resource + Serialize>(desired: &K, live: &K) -> bool {
     live.annotations().get(APPLIED_HASH) == Some(&hash_of(desired))
 }
 
-/// Whether `live` has a controlling owner other than the object with `owner_uid`.
-pub fn owned_by_other<K: Resource>(live: &K, owner_uid: &str) -> bool {
-    live.meta().owner_references.iter().flatten().any(|o| o.controller == Some(true) && o.uid != owner_uid)
-}
-
 /// Whether `live`'s controlling owner is the object with `owner_uid`.
 pub fn owned_by_uid<K: Resource>(live: &K, owner_uid: &str) -> bool {
     live.meta().owner_references.iter().flatten().any(|o| o.controller == Some(true) && o.uid == owner_uid)
+}
+
+/// Whether `live` was made by the operator for the object with `owner_uid`: its controlling
+/// owner is that object, or (objects without owner references, PVCs) its [`OWNER_UID`]
+/// annotation names it. Anything else with a name the operator wants is never applied over,
+/// restarted or deleted.
+pub fn is_ours<K: Resource>(live: &K, owner_uid: &str) -> bool {
+    owned_by_uid(live, owner_uid)
+        || (live.meta().owner_references.as_ref().is_none_or(Vec::is_empty)
+            && live.annotations().get(OWNER_UID).is_some_and(|u| u == owner_uid))
 }
 
 /// Server-side applies `desired` (forcing our field manager's ownership of its fields).

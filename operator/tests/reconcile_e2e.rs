@@ -188,3 +188,72 @@ fn removing_a_broker_only_node_touches_no_other_broker() {
     drop(kubelet);
     op.stop(Duration::from_secs(5));
 }
+
+/// Confused deputy: a tenant who may create ConfigMaps and Services (not Pods of the operator's
+/// choosing) makes objects with the names the operator is about to use, without labels or
+/// owner. Server-side apply with `force` would take them over; the operator must leave them
+/// byte for byte as they are and say which ones block it.
+#[test]
+fn same_named_objects_someone_else_made_are_left_alone() {
+    let cp = shared();
+    let ns = cp.namespace("deputy").unwrap();
+    let op = start_operator(cp, &ns.name, "deputy", "deputy", &[]);
+    let planted = json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kafka-combined-config-0"},
+             "data": {"owner": "tenant"}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kafka-combined-headless"},
+             "spec": {"ports": [{"name": "tenant", "port": 1234}], "selector": {"app": "tenant"}}},
+        ]
+    });
+    cp.kubectl_stdin(&["create", "-n", &ns.name, "-f", "-"], Some(&planted.to_string())).unwrap();
+    let before = |kind: &str, name: &str| get_json(cp, &["get", kind, name, "-n", &ns.name, "--show-managed-fields"]);
+    let (cm_before, svc_before) =
+        (before("configmap", "kafka-combined-config-0"), before("service", "kafka-combined-headless"));
+    let sample = std::fs::read_to_string(repo_root().join("config/samples/kafkacluster_kraft_combined.yaml")).unwrap();
+    cp.kubectl_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&sample)).unwrap();
+    wait_for("Degraded/ForeignObject", Duration::from_secs(30), &op, || {
+        let kc = get_json(cp, &["get", "kafkacluster", "kafka-combined", "-n", &ns.name]);
+        condition(&kc, "Degraded").is_some_and(|c| c == ("True".into(), "ForeignObject".into()))
+    });
+    // The operator did its other work meanwhile (broker 1's ConfigMap), so it has reconciled.
+    wait_for("the other objects applied", Duration::from_secs(30), &op, || {
+        cp.kubectl(&["get", "configmap", "kafka-combined-config-1", "-n", &ns.name]).is_ok()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let kc = get_json(cp, &["get", "kafkacluster", "kafka-combined", "-n", &ns.name]);
+    let message = kc["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .and_then(|c| c["message"].as_str())
+        .unwrap()
+        .to_string();
+    for name in ["ConfigMap/kafka-combined-config-0", "Service/kafka-combined-headless"] {
+        assert!(message.contains(name), "{name} is not named: {message}");
+    }
+    let cm = before("configmap", "kafka-combined-config-0");
+    let svc = before("service", "kafka-combined-headless");
+    assert_eq!(cm["metadata"]["resourceVersion"], cm_before["metadata"]["resourceVersion"], "ConfigMap written: {cm}");
+    assert_eq!(cm["data"], json!({"owner": "tenant"}));
+    let managers: Vec<&Value> =
+        cm["metadata"]["managedFields"].as_array().unwrap().iter().map(|m| &m["manager"]).collect();
+    assert!(!managers.is_empty() && managers.iter().all(|m| *m != "koperator"), "{cm}");
+    assert_eq!(svc["metadata"]["resourceVersion"], svc_before["metadata"]["resourceVersion"], "Service written: {svc}");
+    assert_eq!(svc["spec"]["selector"], json!({"app": "tenant"}));
+    // Broker 0's Pod would mount the tenant's ConfigMap: it is not created while that stays.
+    assert!(cp.kubectl(&["get", "pod", "kafka-combined-0", "-n", &ns.name]).is_err(), "broker 0 started on theirs");
+    assert!(cp.kubectl(&["get", "pod", "kafka-combined-1", "-n", &ns.name]).is_ok(), "broker 1 not started");
+    // Once the tenant's object goes, the operator makes its own.
+    cp.kubectl(&["delete", "configmap", "kafka-combined-config-0", "-n", &ns.name]).unwrap();
+    wait_for("the operator's own ConfigMap", Duration::from_secs(30), &op, || {
+        cp.kubectl(&["get", "configmap", "kafka-combined-config-0", "-n", &ns.name, "-o", "json"])
+            .ok()
+            .and_then(|o| serde_json::from_str::<Value>(&o).ok())
+            .is_some_and(|cm| cm["metadata"]["ownerReferences"][0]["kind"] == "KafkaCluster")
+    });
+    op.stop(Duration::from_secs(5));
+}

@@ -1,6 +1,8 @@
 //! The dereference step: reads everything live that the planner needs into a [`LiveState`] —
-//! the cluster's owned Pods, ConfigMaps, PVCs, Services and PDB, and Kafka's side (dynamic
-//! configs; the health snapshot only while a restart is pending). Only I/O, no decisions: what
+//! the cluster's Pods, ConfigMaps, PVCs, Services and PDB (those labelled as the cluster's, and
+//! every object with a name the operator wants, labelled or not: the planner refuses to touch
+//! the ones that are not its own), and Kafka's side (dynamic configs; the health snapshot only
+//! while a restart is pending). Only I/O, no decisions: what
 //! to ask Kafka comes from [`plan::kafka_wants`](super::plan::kafka_wants).
 
 use std::collections::BTreeMap;
@@ -57,7 +59,9 @@ pub struct LiveState {
     pub kafka: KafkaState,
 }
 
-async fn list<K>(ctx: &Context, ns: &str, selector: &str) -> Result<BTreeMap<String, K>, Error>
+/// The objects of kind `K` labelled with `selector`, and those named in `wanted` (read one by
+/// one when the list did not return them: a same-named object without the labels).
+async fn list<K>(ctx: &Context, ns: &str, selector: &str, wanted: &[String]) -> Result<BTreeMap<String, K>, Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -66,7 +70,15 @@ where
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let items = api.list(&ListParams::default().labels(selector)).await.map_err(kube_err("list", K::kind(&())))?;
-    Ok(items.into_iter().map(|o| (o.name_any(), o)).collect())
+    let mut found: BTreeMap<String, K> = items.into_iter().map(|o| (o.name_any(), o)).collect();
+    for name in wanted {
+        if !found.contains_key(name)
+            && let Some(o) = api.get_opt(name).await.map_err(kube_err("get", format!("{}/{name}", K::kind(&()))))?
+        {
+            found.insert(name.clone(), o);
+        }
+    }
+    Ok(found)
 }
 
 /// Reads the live state of `cluster`.
@@ -75,11 +87,12 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
     let selector = format!("app=kafka,kafka_cr={}", cluster.name_any());
     let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), ns);
     let pdb_name = render::names::pdb(cluster);
+    let names = plan::desired_names(cluster);
     let mut live = LiveState {
-        config_maps: list(ctx, ns, &selector).await?,
-        pvcs: list(ctx, ns, &selector).await?,
-        pods: list(ctx, ns, &selector).await?,
-        services: list(ctx, ns, &selector).await?,
+        config_maps: list(ctx, ns, &selector, &names.config_maps).await?,
+        pvcs: list(ctx, ns, &selector, &names.pvcs).await?,
+        pods: list(ctx, ns, &selector, &names.pods).await?,
+        services: list(ctx, ns, &selector, &names.services).await?,
         pdb: pdb_api.get_opt(&pdb_name).await.map_err(kube_err("get", "PodDisruptionBudget"))?,
         kafka: KafkaState::NotAsked,
     };

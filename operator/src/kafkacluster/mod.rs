@@ -16,7 +16,7 @@ pub mod plan;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
@@ -62,8 +62,15 @@ impl Reconcile for KafkaCluster {
             let (ns, name) = (kc.namespace().unwrap_or_default(), kc.name_any());
             let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
             let lp = ListParams::default().labels(&format!("app=kafka,kafka_cr={name}"));
-            for pvc in pvcs.list(&lp).await.map_err(kube_err("list", "PersistentVolumeClaim"))? {
-                pvcs.delete(&pvc.name_any(), &DeleteParams::default())
+            let uid = kc.uid().unwrap_or_default();
+            let listed = pvcs.list(&lp).await.map_err(kube_err("list", "PersistentVolumeClaim"))?;
+            // Only this cluster's disks (labels alone can be copied), and only the very object read.
+            for pvc in listed.into_iter().filter(|p| crate::apply::is_ours(p, &uid)) {
+                let dp = DeleteParams {
+                    preconditions: Some(Preconditions { uid: pvc.uid(), resource_version: None }),
+                    ..Default::default()
+                };
+                pvcs.delete(&pvc.name_any(), &dp)
                     .await
                     .map_err(kube_err("delete", format!("PersistentVolumeClaim/{}", pvc.name_any())))?;
                 writes.count(true);

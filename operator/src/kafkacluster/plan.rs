@@ -18,7 +18,7 @@ use koperator_shared::validated::{ValidatedCluster, ValidationError};
 
 use super::dereference::{KafkaState, LiveState};
 use super::{ALLOW_BROKER_REMOVAL, cluster_id_from_uid};
-use crate::apply::{is_applied, owned_by, owned_by_other, owned_by_uid, unless_applied};
+use crate::apply::{OWNER_UID, is_applied, is_ours, owned_by, owned_by_uid, unless_applied};
 use crate::dynamic_config::{self, ConfigChange};
 use crate::rolling::{self, Decision};
 use crate::status::{self, state};
@@ -241,9 +241,14 @@ fn desired_brokers(cluster: &ValidatedCluster) -> Vec<DesiredBroker> {
     render::brokers(cluster)
         .iter()
         .map(|b| {
-            let objects::BrokerObjects { mut config_map, mut pod, pvcs } = objects::broker_objects(cluster, b, &id);
+            let objects::BrokerObjects { mut config_map, mut pod, mut pvcs } = objects::broker_objects(cluster, b, &id);
             owned_by(&mut config_map, owner.clone());
             owned_by(&mut pod, owner.clone());
+            // No owner reference on disks (they outlive brokers and clusters unless the user
+            // deletes them): the owner-UID annotation says they are this cluster's.
+            for pvc in &mut pvcs {
+                pvc.annotations_mut().insert(OWNER_UID.to_string(), owner.uid.clone());
+            }
             DesiredBroker { id: b.broker.id, config_map, pod, pvcs }
         })
         .collect()
@@ -259,6 +264,56 @@ fn desired_brokers_on(cluster: &ValidatedCluster, live: &LiveState) -> Vec<Desir
     desired
 }
 
+/// The objects one reconcile applies, and the same-named live objects it must not touch.
+struct Wanted<'a> {
+    /// UID of the KafkaCluster.
+    uid: &'a str,
+    /// Objects to apply, in order.
+    apply: Vec<Object>,
+    /// `Kind/name` of live objects with a wanted name that are not ours.
+    foreign: Vec<String>,
+}
+
+impl Wanted<'_> {
+    /// Wants `desired` (as `wrap` makes it an [`Object`]): applied unless `live` already
+    /// carries it; when `live` exists and is not ours (another controlling owner, or none and
+    /// no owner-UID annotation: a same-named object someone else made), it is left alone and
+    /// named instead — server-side apply with `force` would otherwise take it over.
+    fn object<K: Resource + serde::Serialize>(&mut self, desired: K, live: Option<&K>, wrap: fn(K) -> Object) {
+        if live.is_some_and(|l| !is_ours(l, self.uid)) {
+            self.foreign.push(wrap(desired).describe());
+        } else if let Some(obj) = unless_applied(desired, live) {
+            self.apply.push(wrap(obj));
+        }
+    }
+}
+
+/// Names of every object the operator wants for `cluster` (the dereference step reads each of
+/// them, labelled or not, so a same-named object nobody labelled is seen too).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DesiredNames {
+    /// Broker ConfigMaps.
+    pub config_maps: Vec<String>,
+    /// Broker PVCs.
+    pub pvcs: Vec<String>,
+    /// Broker Pods.
+    pub pods: Vec<String>,
+    /// Services.
+    pub services: Vec<String>,
+}
+
+/// The names of what [`plan`] would apply for `cluster`.
+pub fn desired_names(cluster: &ValidatedCluster) -> DesiredNames {
+    let mut names = DesiredNames::default();
+    for b in desired_brokers(cluster) {
+        names.config_maps.push(b.config_map.name_any());
+        names.pvcs.extend(b.pvcs.iter().map(ResourceExt::name_any));
+        names.pods.push(b.pod.name_any());
+    }
+    names.services = objects::services(cluster).iter().map(ResourceExt::name_any).collect();
+    names
+}
+
 /// What the Kubernetes side says about the brokers.
 struct BrokerPods {
     /// Every desired broker Pod exists and is Ready.
@@ -267,11 +322,12 @@ struct BrokerPods {
     out_of_date: Vec<(i32, String, String)>,
 }
 
-fn broker_pods(desired: &[DesiredBroker], live: &LiveState) -> BrokerPods {
+/// A same-named Pod that is not ours counts as missing: never waited on, restarted or deleted.
+fn broker_pods(desired: &[DesiredBroker], live: &LiveState, uid: &str) -> BrokerPods {
     let mut all_ready = true;
     let mut out_of_date = Vec::new();
     for b in desired {
-        match live.pods.get(&b.pod.name_any()) {
+        match live.pods.get(&b.pod.name_any()).filter(|p| is_ours(*p, uid)) {
             None => all_ready = false,
             Some(p) => {
                 all_ready &= pod_ready(p);
@@ -299,7 +355,8 @@ pub fn kafka_wants(cluster: &ValidatedCluster, live: &LiveState) -> KafkaWants {
     if annotated(cluster, PAUSE_ANNOTATION) || support::blocks_start(cluster.unsupported()) {
         return KafkaWants { configs: false, health: false };
     }
-    let pods = broker_pods(&desired_brokers_on(cluster, live), live);
+    let uid = cluster.meta().uid.clone().unwrap_or_default();
+    let pods = broker_pods(&desired_brokers_on(cluster, live), live, &uid);
     KafkaWants { configs: pods.all_ready, health: pods.all_ready && !pods.out_of_date.is_empty() }
 }
 
@@ -334,38 +391,27 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         st.cluster_id = Some(cluster_id(cluster));
     }
 
-    let mut out = Vec::new();
-    let mut foreign: Vec<String> = Vec::new();
-    // An object that exists with another controlling owner is never taken over.
-    let mut push = |obj: Object, owned_by_other: bool| {
-        if owned_by_other {
-            foreign.push(obj.describe());
-        } else {
-            out.push(obj);
-        }
-    };
+    let mut wanted = Wanted { uid: &uid, apply: Vec::new(), foreign: Vec::new() };
     let desired = desired_brokers_on(cluster, live);
-    let pods = broker_pods(&desired, live);
+    let pods = broker_pods(&desired, live, &uid);
     let mut brokers_state: BTreeMap<String, BrokerState> = BTreeMap::new();
     for b in &desired {
-        let live_cm = live.config_maps.get(&b.config_map.name_any());
-        if let Some(cm) = unless_applied(b.config_map.clone(), live_cm) {
-            push(Object::ConfigMap(cm), live_cm.is_some_and(|l| owned_by_other(l, &uid)));
-        }
+        let foreign_before = wanted.foreign.len();
+        wanted.object(b.config_map.clone(), live.config_maps.get(&b.config_map.name_any()), Object::ConfigMap);
         for pvc in &b.pvcs {
-            // No owner reference: disks outlive brokers and clusters unless the user deletes them.
-            if let Some(pvc) = unless_applied(pvc.clone(), live.pvcs.get(&pvc.name_any())) {
-                push(Object::Pvc(pvc), false);
-            }
+            wanted.object(pvc.clone(), live.pvcs.get(&pvc.name_any()), Object::Pvc);
         }
+        // A broker whose ConfigMap or disk is someone else's would run on their data.
+        let own_inputs = wanted.foreign.len() == foreign_before;
         let live_pod = live.pods.get(&b.pod.name_any());
         match live_pod {
             // A missing Pod is created; an existing one is replaced only by a restart.
-            None => push(Object::Pod(Box::new(unless_applied(b.pod.clone(), None).expect("no live pod"))), false),
-            Some(p) if owned_by_other(p, &uid) => push(Object::Pod(Box::new(p.clone())), true),
+            None if own_inputs => wanted.object(b.pod.clone(), None, |p| Object::Pod(Box::new(p))),
+            None => {}
+            Some(p) if !is_ours(p, &uid) => wanted.foreign.push(Object::Pod(Box::new(p.clone())).describe()),
             Some(_) => {}
         }
-        let in_sync = live_pod.is_none_or(|p| is_applied(&b.pod, p));
+        let in_sync = live_pod.is_none_or(|p| is_ours(p, &uid) && is_applied(&b.pod, p));
         let previous = old.brokers_state.as_ref().and_then(|m| m.get(&b.id.to_string())).cloned().unwrap_or_default();
         brokers_state.insert(
             b.id.to_string(),
@@ -382,16 +428,13 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         owned_by(&mut svc, owner.clone());
         wanted_services.insert(svc.name_any());
         let live_svc = live.services.get(&svc.name_any());
-        if let Some(svc) = unless_applied(svc, live_svc) {
-            push(Object::Service(svc), live_svc.is_some_and(|l| owned_by_other(l, &uid)));
-        }
+        wanted.object(svc, live_svc, Object::Service);
     }
     if let Some(mut pdb) = objects::pdb(cluster) {
         owned_by(&mut pdb, owner.clone());
-        if let Some(pdb) = unless_applied(pdb, live.pdb.as_ref()) {
-            push(Object::Pdb(pdb), live.pdb.as_ref().is_some_and(|l| owned_by_other(l, &uid)));
-        }
+        wanted.object(pdb, live.pdb.as_ref(), Object::Pdb);
     }
+    let Wanted { apply: out, foreign, .. } = wanted;
 
     // Brokers removed from the spec, and Services no longer wanted (ours only).
     let mut events = Vec::new();

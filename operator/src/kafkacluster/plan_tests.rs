@@ -689,3 +689,126 @@ fn no_kafka_access_is_reported_while_the_brokers_run() {
     assert_eq!(condition(&p, "Degraded").1, "KafkaUnreachable");
     assert_eq!(p.requeue, BUSY);
 }
+
+/// `obj` as a tenant would make it: the same name, no labels, annotations or owner.
+fn theirs<K: kube::Resource>(mut obj: K) -> K {
+    let meta = obj.meta_mut();
+    meta.owner_references = None;
+    meta.labels = None;
+    meta.annotations = None;
+    meta.uid = Some(format!("theirs-{}", meta.name.clone().unwrap_or_default()));
+    obj
+}
+
+#[test]
+fn same_named_objects_someone_else_made_are_never_taken_over() {
+    let v = sample(COMBINED);
+    let first = plan(&validated(&v), &empty());
+    let mut live = empty();
+    let mut planted = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    // One object of each kind, made before the operator got to it.
+    for obj in first.apply.clone() {
+        let kind = obj.describe().split('/').next().unwrap().to_string();
+        if !seen.insert(kind) {
+            continue;
+        }
+        planted.push(obj.describe());
+        match obj {
+            Object::ConfigMap(o) => drop(live.config_maps.insert(o.name_any(), theirs(o))),
+            Object::Pvc(o) => drop(live.pvcs.insert(o.name_any(), theirs(o))),
+            Object::Pod(o) => drop(live.pods.insert(o.name_any(), ready(theirs(*o)))),
+            Object::Service(o) => drop(live.services.insert(o.name_any(), theirs(o))),
+            Object::Pdb(o) => live.pdb = Some(theirs(o)),
+        }
+    }
+    for kind in ["ConfigMap", "PersistentVolumeClaim", "Pod", "Service"] {
+        assert!(seen.contains(kind), "no {kind} planted: {planted:?}");
+    }
+    let p = plan(&validated(&v), &live);
+    for name in &planted {
+        assert!(!kinds(&p).contains(name), "{name} would be applied over: {:?}", kinds(&p));
+    }
+    assert_eq!(p.apply.len(), first.apply.len() - planted.len(), "everything else: {:?}", kinds(&p));
+    assert!(p.delete.is_empty() && p.restart.is_none(), "{:?} {:?}", p.delete, p.restart);
+    let (status, reason, message) = condition(&p, "Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "ForeignObject"));
+    for name in &planted {
+        assert!(message.contains(name.as_str()), "{name} not named: {message}");
+    }
+    assert!(message.contains("delete or rename them"), "{message}");
+    // A foreign broker Pod is not one of ours to wait for: Kafka is not asked through it.
+    assert_eq!(kafka_wants(&validated(&v), &live), KafkaWants { configs: false, health: false });
+
+    // Only a broker's ConfigMap is theirs: its Pod (which would mount it) is not created.
+    let cm = live.config_maps.values().next().unwrap().clone();
+    let broker = cm.name_any().rsplit('-').next().unwrap().to_string();
+    let mut live = empty();
+    live.config_maps.insert(cm.name_any(), cm);
+    let p = plan(&validated(&v), &live);
+    let pod = format!("Pod/kafka-combined-{broker}");
+    assert!(!kinds(&p).contains(&pod), "{pod} would run on their ConfigMap: {:?}", kinds(&p));
+    assert!(kinds(&p).iter().filter(|k| k.starts_with("Pod/")).count() >= 2, "{:?}", kinds(&p));
+}
+
+#[test]
+fn a_same_named_pod_without_our_owner_is_never_restarted_or_deleted() {
+    let (mut v, mut live) = settled(&sample(COMBINED));
+    let name = live.pods.keys().next().unwrap().clone();
+    let pod = live.pods.remove(&name).unwrap();
+    let mut planted = theirs(pod.clone());
+    // Even with our labels and a stale applied hash: labels are not ownership.
+    planted.metadata.labels = pod.metadata.labels.clone();
+    planted.annotations_mut().insert(crate::apply::APPLIED_HASH.into(), "stale".into());
+    live.pods.insert(name.clone(), ready(planted));
+    bump(&mut v);
+    v["metadata"]["annotations"] = json!({ ALLOW_BROKER_REMOVAL: "true" });
+    let p = plan(&validated(&v), &live);
+    assert!(p.restart.as_ref().is_none_or(|r| r.pod != name), "{:?}", p.restart);
+    assert!(p.delete.iter().all(|d| d.name != name), "{:?}", p.delete);
+    assert!(!kinds(&p).contains(&format!("Pod/{name}")), "{:?}", kinds(&p));
+    let (_, reason, message) = condition(&p, "Degraded");
+    assert_eq!(reason, "ForeignObject");
+    assert!(message.contains(&format!("Pod/{name}")), "{message}");
+}
+
+#[test]
+fn disks_carry_the_owner_uid_and_a_disk_of_another_cluster_is_not_ours() {
+    let v = sample(COMBINED);
+    let first = plan(&validated(&v), &empty());
+    let pvc = first
+        .apply
+        .iter()
+        .find_map(|o| match o {
+            Object::Pvc(p) => Some(p.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(pvc.annotations().get(crate::apply::OWNER_UID).map(String::as_str), Some(UID));
+    // The same disk left by a deleted cluster of the same name (another UID).
+    let mut old = pvc.clone();
+    old.annotations_mut().insert(crate::apply::OWNER_UID.into(), "uid-of-a-deleted-cluster".into());
+    let mut live = empty();
+    live.pvcs.insert(old.name_any(), old);
+    let p = plan(&validated(&v), &live);
+    assert!(!kinds(&p).contains(&format!("PersistentVolumeClaim/{}", pvc.name_any())));
+    assert_eq!(condition(&p, "Degraded").1, "ForeignObject");
+}
+
+#[test]
+fn desired_names_cover_every_applied_object() {
+    let v = sample(DEDICATED);
+    let c = validated(&v);
+    let names = desired_names(&c);
+    let first = plan(&c, &empty());
+    for obj in &first.apply {
+        let listed = match obj {
+            Object::ConfigMap(o) => names.config_maps.contains(&o.name_any()),
+            Object::Pvc(o) => names.pvcs.contains(&o.name_any()),
+            Object::Pod(o) => names.pods.contains(&o.name_any()),
+            Object::Service(o) => names.services.contains(&o.name_any()),
+            Object::Pdb(_) => true, // read by name already
+        };
+        assert!(listed, "{} is not read by name", obj.describe());
+    }
+}
