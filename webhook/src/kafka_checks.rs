@@ -110,3 +110,76 @@ impl KafkaTopicChecks for LiveKafkaChecks {
         Ok(check_against_kafka(topic, existing.as_ref(), cr_exists, live))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use koperator_shared::api::common::ClusterReference;
+    use koperator_shared::api::{KafkaCluster, KafkaTopic, KafkaTopicSpec};
+
+    use super::*;
+
+    /// A hostile "broker": every request is answered with an ApiVersions body whose api_keys
+    /// array claims 2^32-2 elements (an abort of the webhook without bounded decoding).
+    fn hostile_peer() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut head = [0u8; 12];
+                if stream.read_exact(&mut head).is_err() {
+                    continue;
+                }
+                let mut body = head[8..12].to_vec();
+                body.extend_from_slice(&[0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+                let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+                frame.extend_from_slice(&body);
+                let _ = stream.write_all(&frame);
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn a_hostile_broker_gives_the_webhook_an_error_not_an_abort() {
+        let port = hostile_peer();
+        let yaml = include_str!("../../config/samples/kafkacluster_kraft.yaml")
+            .replace("containerPort: 29092", &format!("containerPort: {port}"));
+        let mut kc: KafkaCluster = serde_saphyr::from_str(&yaml).unwrap();
+        kc.metadata.namespace = Some("ns".into());
+        let cluster = koperator_shared::validated::must(&kc);
+        let hosts = std::env::temp_dir().join(format!("koperator-webhook-hostile-{}", std::process::id()));
+        let names: Vec<String> = admin_nodes(&cluster)
+            .unwrap()
+            .values()
+            .map(|a| koperator_shared::kafka::split_host_port(a).unwrap().0.to_string())
+            .collect();
+        std::fs::write(&hosts, format!("127.0.0.1 {}\n", names.join(" "))).unwrap();
+
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let checks = LiveKafkaChecks::new(
+            runtime.handle().clone(),
+            Some(hosts.clone()),
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        );
+        let topic = KafkaTopic::new(
+            "orders",
+            KafkaTopicSpec {
+                name: "orders".into(),
+                partitions: 1,
+                replication_factor: 1,
+                config: None,
+                cluster_ref: ClusterReference { name: "kafka".into(), namespace: None },
+            },
+        );
+        let err = checks.check(&topic, &cluster, false).unwrap_err();
+        std::fs::remove_file(&hosts).ok();
+        assert_eq!(err.category(), "KafkaUnreachable", "{err}");
+        let text = err.to_string();
+        assert!(text.contains("CompactArray claims 4294967294 elements"), "{text}");
+        assert!(text.contains(&format!(":{port}")), "the error names the broker: {text}");
+    }
+}
