@@ -82,7 +82,7 @@ const HOSTILE_FIELDS: &[HostileField] = &[
         kraft: false,
         pointer: "/spec/zkPath",
         value: "/kafka\nlog.dirs=/evil",
-        rejected_at: None,
+        rejected_at: Some("spec.zkPath"),
         carriers: &["zookeeper.connect"],
     },
     HostileField {
@@ -90,7 +90,7 @@ const HOSTILE_FIELDS: &[HostileField] = &[
         kraft: false,
         pointer: "/spec/zkAddresses/0",
         value: "zk:2181\rlog.dirs=/evil",
-        rejected_at: None,
+        rejected_at: Some("spec.zkAddresses[0]"),
         carriers: &["zookeeper.connect"],
     },
     HostileField {
@@ -98,7 +98,7 @@ const HOSTILE_FIELDS: &[HostileField] = &[
         kraft: true,
         pointer: "/spec/kubernetesClusterDomain",
         value: "cluster.local\nlog.dirs=/evil",
-        rejected_at: None,
+        rejected_at: Some("spec.kubernetesClusterDomain"),
         carriers: &["controller.quorum.voters", "advertised.listeners"],
     },
     HostileField {
