@@ -7,10 +7,10 @@
 //!   what the decoded `Value` tree would take. An object over a bound is denied with a field
 //!   error at once: on CREATE the API server calls the mutating webhook *before* it checks the
 //!   CRD schema, so the webhook is the first to see a KafkaCluster with 100,000 brokers.
-//! - [`Budget`] is one semaphore of bytes shared by every request: body bytes are charged as
-//!   they arrive (a slow client holds only what it sent) and the decoded estimate
-//!   ([`DECODED_COPIES`] times, for the copies admission makes) before decoding, so that many
-//!   concurrent large requests wait for each other instead of multiplying memory.
+//! - [`Budget`] holds the bytes shared by every request: a body is charged its declared length
+//!   before it is read, and the decoded estimate ([`DECODED_COPIES`] times, for the copies
+//!   admission makes) before decoding, so that many concurrent large requests wait for each
+//!   other instead of multiplying memory.
 
 use std::fmt;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ pub const DECODED_COPIES: usize = 3;
 /// etcd (1.5 MiB by default) and is mostly strings, which decode to about their own size; a
 /// tree of this size is a body of tiny maps (each costs ~700 bytes decoded for ~8 bytes of
 /// JSON).
-pub const MAX_DECODED_BYTES: usize = 24 * 1024 * 1024;
+pub const MAX_DECODED_BYTES: usize = 12 * 1024 * 1024;
 
 /// What [`scan`] found in one object.
 #[derive(Debug, Default)]
@@ -308,11 +308,16 @@ impl<'de> Visitor<'de> for Key {
     }
 }
 
+/// Declared bodies above this are large: they may use only part of the body budget, so
+/// that clients announcing big bodies and sending them slowly cannot keep small requests
+/// (what the API server sends almost always) waiting.
+pub const LARGE_BODY: usize = 1024 * 1024;
+
 /// Why the memory budget could not be had.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum BudgetError {
     /// More than the whole budget: could never run.
-    #[error("the request needs {needed} bytes of memory, more than the webhook's whole budget of {total} bytes")]
+    #[error("the request needs {needed} bytes of memory, more than the webhook's budget of {total} bytes for it")]
     TooLarge {
         /// Bytes asked for.
         needed: usize,
@@ -337,65 +342,96 @@ impl BudgetError {
     }
 }
 
-/// The bytes every in-flight admission request may hold together.
+/// One pool of bytes.
 #[derive(Clone, Debug)]
-pub struct Budget {
+struct Pool {
     sem: Arc<Semaphore>,
     total: usize,
+}
+
+impl Pool {
+    fn new(total: usize) -> Pool {
+        Pool { sem: Arc::new(Semaphore::new(total)), total }
+    }
+
+    async fn take(&self, held: &mut Held, bytes: usize, deadline: Instant) -> Result<(), BudgetError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        if bytes > self.total {
+            return Err(BudgetError::TooLarge { needed: bytes, total: self.total });
+        }
+        let acquire = self.sem.clone().acquire_many_owned(bytes as u32);
+        match tokio::time::timeout_at(deadline.into(), acquire).await {
+            Ok(Ok(p)) => {
+                held.permits.push(p);
+                Ok(())
+            }
+            Ok(Err(_)) | Err(_) => Err(BudgetError::Busy { total: self.total }),
+        }
+    }
+}
+
+/// The bytes every in-flight admission request may hold together, in two pools taken in
+/// order (body, then decoded objects), each all at once, so that requests holding part of
+/// what they need cannot wait on each other forever:
+///
+/// - bodies: a quarter of the budget, charged the declared `Content-Length` (or
+///   [`crate::server::MAX_BODY`] without one) before the body is read; bodies above
+///   [`LARGE_BODY`] share only the part of it above 4 MiB;
+/// - decoded objects: the rest, charged [`DECODED_COPIES`] times the [`scan`] estimate.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    body: Pool,
+    large: Pool,
+    decoded: Pool,
 }
 
 /// Bytes held from a [`Budget`]; given back when dropped.
 #[derive(Debug, Default)]
 pub struct Held {
-    permit: Option<OwnedSemaphorePermit>,
-    bytes: usize,
+    permits: Vec<OwnedSemaphorePermit>,
 }
 
 impl Held {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.permits.iter().map(OwnedSemaphorePermit::num_permits).sum()
     }
 }
 
 impl Budget {
-    /// A budget of `total` bytes (at least 1 MiB; at most 4 GiB).
+    /// Bytes of the body pool kept for bodies up to [`LARGE_BODY`].
+    const SMALL_RESERVE: usize = 4 * 1024 * 1024;
+
+    /// A budget of `total` bytes (clamped to 16 MiB..4 GiB).
     pub fn new(total: usize) -> Budget {
-        let total = total.clamp(1 << 20, u32::MAX as usize);
-        Budget { sem: Arc::new(Semaphore::new(total)), total }
+        let total = total.clamp(16 << 20, u32::MAX as usize);
+        let body = total / 4;
+        Budget { body: Pool::new(body), large: Pool::new(body - Self::SMALL_RESERVE), decoded: Pool::new(total - body) }
     }
 
     /// The whole budget.
     pub fn total(&self) -> usize {
-        self.total
+        self.body.total + self.decoded.total
     }
 
     /// Bytes not held by anyone now.
     pub fn available(&self) -> usize {
-        self.sem.available_permits()
+        self.body.sem.available_permits() + self.decoded.sem.available_permits()
     }
 
-    /// Adds `bytes` to `held`, waiting for other requests until `deadline`.
-    pub async fn reserve(&self, held: &mut Held, bytes: usize, deadline: Instant) -> Result<(), BudgetError> {
-        if bytes == 0 {
-            return Ok(());
+    /// Charges a body of `declared` bytes, waiting for other requests until `deadline`.
+    pub async fn reserve_body(&self, held: &mut Held, declared: usize, deadline: Instant) -> Result<(), BudgetError> {
+        if declared > LARGE_BODY {
+            self.large.take(held, declared, deadline).await?;
         }
-        let needed = held.bytes.saturating_add(bytes);
-        if needed > self.total {
-            return Err(BudgetError::TooLarge { needed, total: self.total });
-        }
-        let acquire = self.sem.clone().acquire_many_owned(bytes as u32);
-        match tokio::time::timeout_at(deadline.into(), acquire).await {
-            Ok(Ok(p)) => {
-                match held.permit.as_mut() {
-                    Some(mine) => mine.merge(p),
-                    None => held.permit = Some(p),
-                }
-                held.bytes = needed;
-                Ok(())
-            }
-            Ok(Err(_)) | Err(_) => Err(BudgetError::Busy { total: self.total }),
-        }
+        self.body.take(held, declared, deadline).await
+    }
+
+    /// Charges decoded objects of `bytes`, waiting for other requests until `deadline`.
+    pub async fn reserve_decoded(&self, held: &mut Held, bytes: usize, deadline: Instant) -> Result<(), BudgetError> {
+        self.decoded.take(held, bytes, deadline).await
     }
 }
 
@@ -471,16 +507,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_budget_waits_then_gives_up_and_refuses_what_can_never_fit() {
-        let b = Budget::new(1 << 20);
+    async fn the_budget_waits_then_gives_up_and_keeps_room_for_small_bodies() {
+        let b = Budget::new(48 << 20);
         let soon = || Instant::now() + std::time::Duration::from_millis(50);
-        let mut a = Held::default();
-        b.reserve(&mut a, 700 << 10, soon()).await.unwrap();
-        let mut c = Held::default();
-        assert_eq!(b.reserve(&mut c, 400 << 10, soon()).await, Err(BudgetError::Busy { total: 1 << 20 }));
-        drop(a);
-        b.reserve(&mut c, 400 << 10, soon()).await.unwrap();
-        assert_eq!(c.bytes(), 400 << 10);
-        assert!(matches!(b.reserve(&mut c, 1 << 20, soon()).await, Err(BudgetError::TooLarge { .. })));
+        // Large bodies share 8 of the 12 MiB body pool.
+        let mut big = Held::default();
+        b.reserve_body(&mut big, 7 << 20, soon()).await.unwrap();
+        let mut second = Held::default();
+        assert_eq!(b.reserve_body(&mut second, 2 << 20, soon()).await, Err(BudgetError::Busy { total: 8 << 20 }));
+        // Small bodies still get in.
+        let mut small = Held::default();
+        for _ in 0..4 {
+            b.reserve_body(&mut small, 1 << 20, soon()).await.unwrap();
+        }
+        assert_eq!(small.bytes(), 4 << 20);
+        assert_eq!(b.reserve_body(&mut Held::default(), 1, soon()).await, Err(BudgetError::Busy { total: 12 << 20 }));
+        drop(big);
+        b.reserve_body(&mut second, 2 << 20, soon()).await.unwrap();
+        // Decoded objects have their own pool; more than all of it can never run.
+        b.reserve_decoded(&mut second, 36 << 20, soon()).await.unwrap();
+        assert_eq!(second.bytes(), 2 * (2 << 20) + (36 << 20));
+        assert!(matches!(b.reserve_decoded(&mut small, 37 << 20, soon()).await, Err(BudgetError::TooLarge { .. })));
+        assert_eq!(b.total(), 48 << 20);
     }
 }

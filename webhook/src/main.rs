@@ -101,6 +101,7 @@ fn sans(args: &Args) -> Vec<String> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     args.common.init_logging();
+    raise_open_files_limit();
     let identity = args.common.identity_or("koperator-webhook");
     info!(identity, version = env!("CARGO_PKG_VERSION"), "starting");
     let client =
@@ -161,6 +162,23 @@ async fn main() -> Result<()> {
     server::serve(listener, server::tls_config(&status), app, args.max_connections, shutdown_signal()).await;
     info!("stopped");
     Ok(())
+}
+
+/// Raises the soft limit of open files to the hard limit (as Go programs do at start), so
+/// that `--max-connections` is not cut short by a default soft limit of 1024.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+                tracing::warn!(soft = lim.rlim_cur, hard = lim.rlim_max, "could not raise the open files limit");
+                return;
+            }
+        }
+    }
+    info!(open_files = lim.rlim_max, "open files limit");
 }
 
 async fn shutdown_signal() {

@@ -58,6 +58,8 @@ pub struct Metrics {
     pub latency: Family<ModeLabels, Histogram>,
     /// Requests being handled.
     pub in_flight: Gauge,
+    /// Sizes of the admission request bodies read, in bytes.
+    pub body_bytes: Family<ModeLabels, Histogram>,
     /// Requests refused by a limit (body size, body deadline, memory budget), by reason.
     pub refused: Family<RefusedLabels, Counter>,
     /// Bytes of request bodies and decoded objects held now (the memory budget in use).
@@ -83,6 +85,9 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.00005, 2.0, 16))
         });
         let in_flight = Gauge::default();
+        let body_bytes = Family::<ModeLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(1024.0, 4.0, 8))
+        });
         let refused = Family::<RefusedLabels, Counter>::default();
         let budget_in_use_bytes = Gauge::default();
         let cert_expiry_seconds = Gauge::<i64, AtomicI64>::default();
@@ -92,6 +97,7 @@ impl Metrics {
         registry.register("requests", "Admission requests", requests.clone());
         registry.register("request_duration_seconds", "Time to answer an admission request", latency.clone());
         registry.register("requests_in_flight", "Admission requests being handled", in_flight.clone());
+        registry.register("request_body_bytes", "Sizes of the admission request bodies read", body_bytes.clone());
         registry.register(
             "requests_refused",
             "Admission requests refused by a size, time or memory limit",
@@ -118,6 +124,7 @@ impl Metrics {
             requests,
             latency,
             in_flight,
+            body_bytes,
             refused,
             budget_in_use_bytes,
             cert_expiry_seconds,

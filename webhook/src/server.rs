@@ -47,9 +47,10 @@ pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 /// A connection still busy this long after [`MAX_CONNECTION_AGE`] (a client that does not
 /// read its answer) is dropped: every slot frees within the sum of the two.
 pub const CONNECTION_CLOSE_GRACE: Duration = Duration::from_secs(40);
-/// Default of `--memory-budget`: bodies and decoded objects of every request in flight.
-/// Covers one largest body plus one object at [`limits::MAX_DECODED_BYTES`] decoded
-/// [`limits::DECODED_COPIES`] times.
+/// Default of `--memory-budget`: bodies and decoded objects of every request in flight. A
+/// quarter (12 MiB) is for bodies, one largest body and small ones beside it; the rest
+/// (36 MiB) one object at [`limits::MAX_DECODED_BYTES`] decoded [`limits::DECODED_COPIES`]
+/// times.
 pub const DEFAULT_MEMORY_BUDGET: usize = 48 * 1024 * 1024;
 
 /// State shared by the handlers.
@@ -145,8 +146,8 @@ impl BodyError {
     }
 }
 
-/// Reads the body frame by frame, charging each frame to the budget as it arrives (a slow
-/// client holds only what it sent), until `deadline`.
+/// Reads the body until `deadline`, after charging the budget its declared length (all at
+/// once: requests that hold part of what they need could wait on each other forever).
 async fn read_body(
     mut body: Body,
     declared: Option<usize>,
@@ -155,7 +156,9 @@ async fn read_body(
     limit: Duration,
     deadline: Instant,
 ) -> Result<Vec<u8>, BodyError> {
-    let mut out = Vec::with_capacity(declared.unwrap_or(0).min(MAX_BODY));
+    let charged = declared.unwrap_or(MAX_BODY).min(MAX_BODY);
+    budget.reserve_body(held, charged, deadline).await?;
+    let mut out = Vec::with_capacity(charged);
     loop {
         let frame = match tokio::time::timeout_at(deadline.into(), body.frame()).await {
             Err(_) => return Err(BodyError::Timeout(limit)),
@@ -164,10 +167,9 @@ async fn read_body(
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > MAX_BODY {
+            if out.len() + data.len() > charged {
                 return Err(BodyError::TooLarge);
             }
-            budget.reserve(held, data.len(), deadline).await?;
             out.extend_from_slice(&data);
         }
     }
@@ -210,6 +212,7 @@ async fn admit(
         Ok(b) => b,
         Err(e) => return refuse(&st, e.reason(), e.status(), e.to_string()),
     };
+    st.metrics.body_bytes.get_or_create(&ModeLabels { mode: route.mode.as_str() }).observe(bytes.len() as f64);
     let decoded = review::decode(&bytes);
     // The raw object and oldObject are copies of the body: it is not needed any more, and
     // the bytes charged for it stand for them.
@@ -234,7 +237,7 @@ async fn admit(
         Precheck::Answered(r) => r,
         Precheck::Decode { kind, decoded_bytes } => {
             let needed = decoded_bytes.saturating_mul(limits::DECODED_COPIES);
-            if let Err(e) = st.budget.reserve(&mut held, needed, until).await {
+            if let Err(e) = st.budget.reserve_decoded(&mut held, needed, until).await {
                 let code = match e {
                     BudgetError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                     BudgetError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,

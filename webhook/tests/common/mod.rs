@@ -86,7 +86,7 @@ impl WebhookUnderTest {
     }
 
     /// A TLS connection to the webhook's listen port that accepts any server certificate.
-    async fn connect(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    pub async fn connect(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let cfg = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -125,7 +125,7 @@ impl WebhookUnderTest {
     }
 
     /// Waits until a KafkaTopic without cluster is denied by the webhook (so TLS and caBundle work).
-    fn wait_serving(&self, cp: &ControlPlane) {
+    pub fn wait_serving(&self, cp: &ControlPlane) {
         let probe = r#"{"apiVersion":"kafka.banzaicloud.io/v1alpha1","kind":"KafkaTopic","metadata":{"name":"probe","namespace":"default"},
             "spec":{"name":"probe","partitions":0,"replicationFactor":1,"clusterRef":{"name":"none"}}}"#;
         let deadline = Instant::now() + Duration::from_secs(60);
