@@ -568,7 +568,7 @@ mod tests {
             [live_pvc("kafka-1-storage-kafka-logs", "1", "/kafka-logs"), live_pvc(&new_name, "1", "/kafka-logs")];
         let mut o = broker_objects(&c, &views[1], "x");
         keep_existing_pvcs(1, &mut o.pod, &mut o.pvcs, &both);
-        assert_eq!(claims(&o), [new_name.clone()]);
+        assert_eq!(claims(&o), std::slice::from_ref(&new_name));
         let mut o = broker_objects(&c, &views[1], "x");
         keep_existing_pvcs(1, &mut o.pod, &mut o.pvcs, &[]);
         assert_eq!((o.pvcs[0].metadata.name.clone(), claims(&o)), (Some(new_name.clone()), vec![new_name]));
