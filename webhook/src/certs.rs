@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
@@ -24,8 +24,8 @@ use rustls::sign::CertifiedKey;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::metrics::Metrics;
-use crate::pki::{self, PkiConfig, PkiState};
+use crate::metrics::{CategoryLabels, Metrics};
+use crate::pki::{self, PkiConfig, PkiState, Salvage};
 use crate::watch;
 
 /// Key of the Secret holding the shared PKI state.
@@ -121,7 +121,7 @@ pub enum Error {
         source: Box<kube::Error>,
     },
     /// The Secret's PKI state is not valid JSON of the expected shape. Logged, not returned:
-    /// the state is rebuilt from scratch.
+    /// the state is rebuilt by [`pki::recover`], keeping the CAs the API server trusts.
     #[error("the certificate state ({STATE_KEY}) in Secret {namespace}/{name} is unreadable: {source}")]
     StateUnreadable {
         /// Namespace of the Secret.
@@ -131,6 +131,29 @@ pub enum Error {
         /// The decoding error.
         #[source]
         source: serde_json::Error,
+    },
+    /// The Secret's PKI state decodes but does not hold together (tampered). Logged, not
+    /// returned: the state is rebuilt by [`pki::recover`].
+    #[error("the certificate state ({STATE_KEY}) in Secret {namespace}/{name} is inconsistent: {source}")]
+    StateInconsistent {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// What does not hold together.
+        #[source]
+        source: pki::Inconsistency,
+    },
+    /// The Secret's `tls.crt`, `tls.key` or `ca.crt` is not what its state says. Logged, not
+    /// returned: they are rewritten from the state (never trusted on their own).
+    #[error("the {key} of Secret {namespace}/{name} does not match its certificate state; rewriting it")]
+    SecretFieldMismatch {
+        /// The data key.
+        key: &'static str,
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
     },
     /// The PKI state could not be encoded.
     #[error("cannot encode the certificate state for Secret {namespace}/{name}: {source}")]
@@ -207,6 +230,8 @@ impl Error {
             Error::SecretConflict { .. } => "CertSecretConflict",
             Error::ReadOwner { .. } => "CertSecretOwnerRead",
             Error::StateUnreadable { .. } => "CertStateUnreadable",
+            Error::StateInconsistent { source, .. } => source.category(),
+            Error::SecretFieldMismatch { .. } => "CertSecretFieldMismatch",
             Error::EncodeState { .. } => "CertStateEncode",
             Error::Pki { source, .. } => source.category(),
             Error::ReadFile { .. } => "CertFileRead",
@@ -269,6 +294,11 @@ impl ServedCert {
         Ok(true)
     }
 
+    /// The PEM of the served certificate and of its key.
+    pub fn pair(&self) -> Option<(String, String)> {
+        self.current.read().expect("lock").as_ref().map(|(c, k, _)| (c.clone(), k.clone()))
+    }
+
     /// The PEM of the served certificate.
     pub fn pem(&self) -> Option<String> {
         self.current.read().expect("lock").as_ref().map(|(c, _, _)| c.clone())
@@ -285,12 +315,19 @@ impl ResolvesServerCert for ServedCert {
 pub struct CertStatus {
     /// The served certificate.
     pub served: Arc<ServedCert>,
-    /// True when a certificate is served and every owned configuration trusts its CA.
-    pub ready: AtomicBool,
     /// Wakes the loop early (watch events).
     pub wake: Notify,
+    /// The CA of the served certificate has been injected into every owned configuration at
+    /// least once (or nothing is to be injected). Reset when a certificate from another CA is
+    /// served.
+    trusted_once: AtomicBool,
+    /// Validity of the served certificate (unix seconds; 0 when none).
+    not_before: AtomicU64,
+    not_after: AtomicU64,
     /// The CA (PEM) that signed the served certificate, in the self-managed PKI.
     signing_ca: Mutex<Option<String>>,
+    /// When this process first saw each CA of the shared bundle (self-managed PKI).
+    first_seen: Mutex<BTreeMap<String, Instant>>,
 }
 
 impl CertStatus {
@@ -298,10 +335,64 @@ impl CertStatus {
     pub fn new() -> Arc<CertStatus> {
         Arc::new(CertStatus {
             served: Arc::new(ServedCert::default()),
-            ready: AtomicBool::new(false),
             wake: Notify::new(),
+            trusted_once: AtomicBool::new(false),
+            not_before: AtomicU64::new(0),
+            not_after: AtomicU64::new(0),
             signing_ca: Mutex::new(None),
+            first_seen: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Ready: a certificate is served, valid for longer than a safety margin (a tenth of its
+    /// lifetime, at most a minute), and its CA was injected at least once. A failed pass of
+    /// the certificate loop (API errors) does not change it; expiry does.
+    pub fn ready(&self) -> bool {
+        self.ready_at(now())
+    }
+
+    fn ready_at(&self, now: u64) -> bool {
+        let (nb, na) = (self.not_before.load(Ordering::SeqCst), self.not_after.load(Ordering::SeqCst));
+        let margin = (na.saturating_sub(nb) / 10).min(60);
+        self.served.pem().is_some() && self.trusted_once.load(Ordering::SeqCst) && now + margin < na
+    }
+
+    /// Records the validity of the newly served certificate (the first of its chain).
+    fn served_validity(&self, cert_pem: &str) {
+        let (nb, na) = pki::split_pem(cert_pem).first().and_then(|c| pki::validity(c)).unwrap_or((0, 0));
+        self.not_before.store(nb, Ordering::SeqCst);
+        self.not_after.store(na, Ordering::SeqCst);
+    }
+
+    /// The certificate to keep serving instead of the state's leaf, with its CA: when the
+    /// state's leaf comes from another CA than the served certificate, the served one is still
+    /// valid, its CA is still in the bundle, and this process has not yet seen the new CA in
+    /// the bundle for `propagation` (the API server may not trust it yet: a rebuilt state, or
+    /// a rollover this process missed the start of).
+    fn keep_served(&self, s: &PkiState, propagation: Duration) -> Option<(String, String, String)> {
+        let mut seen = self.first_seen.lock().expect("lock");
+        seen.retain(|ca, _| s.bundle.iter().any(|t| t.cert == *ca));
+        for t in &s.bundle {
+            seen.entry(t.cert.clone()).or_insert_with(Instant::now);
+        }
+        let served_ca = self.signing_ca.lock().expect("lock").clone()?;
+        if served_ca == s.ca.cert
+            || !self.served_valid_at(now())
+            || !s.bundle.iter().any(|t| t.cert == served_ca)
+            || seen.get(&s.ca.cert).is_none_or(|t| t.elapsed() >= propagation)
+        {
+            return None;
+        }
+        let (cert, key) = self.served.pair()?;
+        info!(
+            "keeping the served certificate until its successor's CA has been in the bundle for the propagation time"
+        );
+        Some((cert, key, served_ca))
+    }
+
+    /// True when the served certificate is still valid at `now`.
+    fn served_valid_at(&self, now: u64) -> bool {
+        self.served.pem().is_some() && now < self.not_after.load(Ordering::SeqCst)
     }
 }
 
@@ -361,40 +452,87 @@ impl SecretSource {
     }
 
     /// Reads the Secret, applies [`pki::plan`], writes the result back; returns the state to
-    /// serve (None after a write conflict: call again).
-    async fn sync(&self) -> Result<Option<PkiState>, Error> {
+    /// serve (None after a write conflict: call again). A state that is missing, unreadable or
+    /// inconsistent is rebuilt by [`pki::recover`] from what the API server trusts today (see
+    /// [`SecretSource::salvage`]); the Secret's own `ca.crt` is never a source of trust.
+    async fn sync(
+        &self,
+        configs: &OwnedConfigs,
+        status: &CertStatus,
+        metrics: &Metrics,
+    ) -> Result<Option<PkiState>, Error> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
         let existing = api.get_opt(&self.name).await.map_err(|source| Error::ReadSecret {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
             source: source.into(),
         })?;
-        let current = existing.as_ref().and_then(|s| s.data.as_ref()?.get(STATE_KEY)).and_then(|b| {
-            serde_json::from_slice(&b.0)
-                .map_err(|source| {
-                    let e =
-                        Error::StateUnreadable { namespace: self.namespace.clone(), name: self.name.clone(), source };
-                    warn!(error = %e, category = e.category(), "starting a new PKI in place of the unreadable state");
-                })
-                .ok()
-        });
-        let planned = pki::plan(current.as_ref(), now(), &self.pki).map_err(|source| Error::Pki {
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
-            source,
-        })?;
+        let data = existing.as_ref().and_then(|s| s.data.as_ref());
+        let (namespace, name) = (self.namespace.clone(), self.name.clone());
+        let decoded = match data.and_then(|d| d.get(STATE_KEY)) {
+            None => Ok(None),
+            Some(b) => match serde_json::from_slice::<PkiState>(&b.0) {
+                Err(source) => Err(Error::StateUnreadable { namespace, name, source }),
+                Ok(state) => match pki::check(&state) {
+                    Err(source) => Err(Error::StateInconsistent { namespace, name, source }),
+                    Ok(()) => Ok(Some(state)),
+                },
+            },
+        };
+        let now = now();
+        let pki_error = |source| Error::Pki { namespace: self.namespace.clone(), name: self.name.clone(), source };
+        let (current, planned) = match decoded {
+            Ok(Some(current)) => {
+                let planned = pki::plan(Some(&current), now, &self.pki).map_err(pki_error)?;
+                // The served files must be the state's: repair them when they are not.
+                let mismatch = planned.is_none()
+                    && data.is_some_and(|d| {
+                        let want = secret_data(&current, Vec::new());
+                        ["tls.crt", "tls.key", "ca.crt"].into_iter().find(|k| d.get(*k) != want.get(*k)).is_some_and(
+                            |key| {
+                                let e = Error::SecretFieldMismatch {
+                                    key,
+                                    namespace: self.namespace.clone(),
+                                    name: self.name.clone(),
+                                };
+                                warn!(error = %e, category = e.category(), "certificate Secret tampered");
+                                metrics
+                                    .cert_state_rejected
+                                    .get_or_create(&CategoryLabels { category: e.category() })
+                                    .inc();
+                                true
+                            },
+                        )
+                    });
+                let planned = if mismatch { Some(current.clone()) } else { planned };
+                (Some(current), planned)
+            }
+            lost => {
+                if let Err(e) = &lost {
+                    warn!(error = %e, category = e.category(), "certificate state not used; rebuilding it with an overlap window");
+                    metrics.cert_state_rejected.get_or_create(&CategoryLabels { category: e.category() }).inc();
+                }
+                let salvage = self.salvage(configs, status).await?;
+                let r = pki::recover(&salvage, now, &self.pki).map_err(pki_error)?;
+                if r.kept > 0 && r.new_leaf_at_once {
+                    warn!(
+                        kept_cas = r.kept,
+                        "no valid certificate to serve over the overlap window: serving one from the new CA at once"
+                    );
+                    metrics.new_ca_without_overlap.inc();
+                } else if r.kept > 0 {
+                    info!(kept_cas = r.kept, "new CA pending; the served certificate stays until it is trusted");
+                }
+                (None, Some(r.state))
+            }
+        };
         let Some(next) = planned else { return Ok(current) };
         let state = serde_json::to_vec(&next).map_err(|source| Error::EncodeState {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
             source,
         })?;
-        let data = BTreeMap::from([
-            (STATE_KEY.to_string(), ByteString(state)),
-            ("tls.crt".to_string(), ByteString(next.leaf.cert.clone().into_bytes())),
-            ("tls.key".to_string(), ByteString(next.leaf.key.clone().into_bytes())),
-            ("ca.crt".to_string(), ByteString(next.bundle_pem().into_bytes())),
-        ]);
+        let data = secret_data(&next, state);
         let (action, result) = match existing {
             Some(mut s) => {
                 s.data = Some(data);
@@ -434,6 +572,58 @@ impl SecretSource {
                 source: source.into(),
             }),
         }
+    }
+}
+
+/// The Secret's data for `state` (`state_json`: its encoding; empty to leave it out).
+fn secret_data(state: &PkiState, state_json: Vec<u8>) -> BTreeMap<String, ByteString> {
+    let mut data = BTreeMap::from([
+        ("tls.crt".to_string(), ByteString(state.leaf.cert.clone().into_bytes())),
+        ("tls.key".to_string(), ByteString(state.leaf.key.clone().into_bytes())),
+        ("ca.crt".to_string(), ByteString(state.bundle_pem().into_bytes())),
+    ]);
+    if !state_json.is_empty() {
+        data.insert(STATE_KEY.to_string(), ByteString(state_json));
+    }
+    data
+}
+
+impl SecretSource {
+    /// What the API server trusts today, for [`pki::recover`]: the CA certificates in the
+    /// `caBundle` of every owned configuration (what it verifies our certificate with now), the
+    /// CA of the certificate this process serves, and that certificate. Not the Secret's
+    /// `ca.crt`: it sits next to the state that could not be used, so a tampered `ca.crt` must
+    /// not bring in a CA (an empty injected bundle means nothing is trusted, so nothing needs
+    /// an overlap). A configuration that cannot be read fails the pass: no state is written
+    /// without knowing what is trusted.
+    async fn salvage(&self, configs: &OwnedConfigs, status: &CertStatus) -> Result<Salvage, Error> {
+        let mut trusted = Vec::new();
+        let mut add = |bundle: Option<&ByteString>| {
+            if let Some(b) = bundle {
+                trusted.extend(pki::split_pem(&String::from_utf8_lossy(&b.0)));
+            }
+        };
+        let validating: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
+        for name in &configs.validating {
+            let c = validating.get_opt(name).await.map_err(|source| Error::ReadConfiguration {
+                kind: "ValidatingWebhookConfiguration",
+                name: name.clone(),
+                source: source.into(),
+            })?;
+            c.iter().flat_map(|c| c.webhooks.iter().flatten()).for_each(|w| add(w.client_config.ca_bundle.as_ref()));
+        }
+        let mutating: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
+        for name in &configs.mutating {
+            let c = mutating.get_opt(name).await.map_err(|source| Error::ReadConfiguration {
+                kind: "MutatingWebhookConfiguration",
+                name: name.clone(),
+                source: source.into(),
+            })?;
+            c.iter().flat_map(|c| c.webhooks.iter().flatten()).for_each(|w| add(w.client_config.ca_bundle.as_ref()));
+        }
+        trusted.extend(status.signing_ca.lock().expect("lock").clone());
+        let served = status.served.pair().filter(|_| status.served_valid_at(now()));
+        Ok(Salvage { trusted, served })
     }
 }
 
@@ -477,11 +667,14 @@ pub struct CertLoop {
 
 impl CertLoop {
     /// Loads the initial certificate (so the server can start), then keeps everything current.
+    /// A failed pass is logged and counted and changes nothing: the last good certificate
+    /// stays served and readiness stays what it was ([`CertStatus::ready`]).
     pub async fn start(self) {
         let mut attempt = 0;
         while self.status.served.pem().is_none() {
             if let Err(e) = self.tick().await {
                 attempt += 1;
+                self.metrics.cert_maintenance_failures.get_or_create(&CategoryLabels { category: e.category() }).inc();
                 warn!(error = %e, category = e.category(), attempt, "could not load a serving certificate yet");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -494,8 +687,16 @@ impl CertLoop {
                     _ = self.status.wake.notified() => {}
                 }
                 if let Err(e) = self.tick().await {
-                    warn!(error = %e, category = e.category(), "certificate maintenance failed; retrying");
-                    self.status.ready.store(false, Ordering::SeqCst);
+                    self.metrics
+                        .cert_maintenance_failures
+                        .get_or_create(&CategoryLabels { category: e.category() })
+                        .inc();
+                    warn!(
+                        error = %e,
+                        category = e.category(),
+                        ready = self.status.ready(),
+                        "certificate maintenance failed; the served certificate stays; retrying"
+                    );
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
@@ -504,11 +705,11 @@ impl CertLoop {
 
     /// One pass: source → served certificate → injected bundles → readiness.
     pub async fn tick(&self) -> Result<(), Error> {
-        let (cert, key, bundle, not_after, origin) = match &self.source {
+        let (cert, key, bundle, origin) = match &self.source {
             Source::Secret(src) => {
                 let mut state = None;
                 for _ in 0..SECRET_ATTEMPTS {
-                    if let Some(s) = src.sync().await? {
+                    if let Some(s) = src.sync(&self.configs, &self.status, &self.metrics).await? {
                         state = Some(s);
                         break;
                     }
@@ -518,24 +719,24 @@ impl CertLoop {
                     name: src.name.clone(),
                     attempts: SECRET_ATTEMPTS,
                 })?;
-                (
-                    s.leaf.cert.clone(),
-                    s.leaf.key.clone(),
-                    Some((s.bundle_pem(), s.ca.cert.clone())),
-                    Some(s.leaf.not_after),
-                    format!("Secret {}/{}", src.namespace, src.name),
-                )
+                let origin = format!("Secret {}/{}", src.namespace, src.name);
+                let bundle = s.bundle_pem();
+                match self.status.keep_served(&s, src.pki.propagation) {
+                    Some((cert, key, ca)) => (cert, key, Some((bundle, ca)), origin),
+                    None => (s.leaf.cert.clone(), s.leaf.key.clone(), Some((bundle, s.ca.cert.clone())), origin),
+                }
             }
             Source::Files(f) => {
                 let cert = read_file("certificate", &f.cert)?;
                 let key = read_file("key", &f.key)?;
                 let ca = f.ca.as_deref().map(|p| read_file("CA bundle", p)).transpose()?;
                 let origin = format!("files {} and {}", f.cert.display(), f.key.display());
-                (cert, key, ca.map(|c| (c.clone(), c)), None, origin)
+                (cert, key, ca.map(|c| (c.clone(), c)), origin)
             }
         };
         if self.status.served.load(&cert, &key).map_err(|source| Error::Serve { origin, source })? {
             self.metrics.cert_reloads.inc();
+            self.status.served_validity(&cert);
             info!("serving a new certificate");
         }
         if let (Source::Secret(_), Some((_, signing_ca))) = (&self.source, &bundle) {
@@ -546,11 +747,12 @@ impl CertLoop {
                     info!("serving a certificate from a new CA");
                 }
                 *last = Some(signing_ca.clone());
+                // Not ready on this CA's account until it is injected.
+                self.status.trusted_once.store(false, Ordering::SeqCst);
             }
         }
-        if let Some(not_after) = not_after {
-            self.metrics.cert_expiry_seconds.set(not_after as i64 - now() as i64);
-        }
+        let not_after = self.status.not_after.load(Ordering::SeqCst);
+        self.metrics.cert_expiry_seconds.set(not_after as i64 - now() as i64);
         let injected = match (&self.client, &bundle) {
             (Some(client), Some((bundle, signing_ca))) => {
                 let ok = self.inject(client, bundle).await?;
@@ -558,7 +760,9 @@ impl CertLoop {
             }
             _ => true,
         };
-        self.status.ready.store(injected, Ordering::SeqCst);
+        if injected {
+            self.status.trusted_once.store(true, Ordering::SeqCst);
+        }
         Ok(())
     }
 
@@ -737,5 +941,117 @@ mod tests {
         let e = Error::Pki { namespace: "koperator".into(), name: "certs".into(), source };
         assert_eq!(e.category(), "PkiCaKeyUnreadable");
         assert!(e.to_string().contains("Secret koperator/certs"), "{e}");
+    }
+
+    /// A status serving the leaf of `s`, its CA recorded, injected once when `trusted`.
+    fn serving(s: &PkiState, trusted: bool) -> Arc<CertStatus> {
+        let status = CertStatus::new();
+        assert!(status.served.load(&s.leaf.cert, &s.leaf.key).unwrap());
+        status.served_validity(&s.leaf.cert);
+        *status.signing_ca.lock().unwrap() = Some(s.ca.cert.clone());
+        status.trusted_once.store(trusted, Ordering::SeqCst);
+        status
+    }
+
+    #[test]
+    fn readiness_follows_the_served_certificate_not_the_last_call() {
+        let s = issued();
+        let (nb, na) = (s.leaf.not_before, s.leaf.not_after);
+        let margin = ((na - nb) / 10).min(60);
+        let cases = [
+            ("nothing served", CertStatus::new(), now(), false),
+            ("served, CA never injected", serving(&s, false), now(), false),
+            ("served and injected", serving(&s, true), now(), true),
+            ("just outside the safety margin", serving(&s, true), na - margin - 1, true),
+            ("within the safety margin", serving(&s, true), na - margin, false),
+            ("expired", serving(&s, true), na + 1, false),
+        ];
+        for (name, status, at, want) in cases {
+            assert_eq!(status.ready_at(at), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_leaf_from_a_ca_not_yet_trusted_long_enough_is_not_served() {
+        let c = PkiConfig {
+            ca_validity: Duration::from_secs(3000),
+            leaf_validity: Duration::from_secs(300),
+            propagation: Duration::from_secs(10),
+            sans: vec!["webhook.koperator.svc".into()],
+        };
+        let old = pki::plan(None, now(), &c).unwrap().unwrap();
+        // The shared state now comes from a new CA, with the old one still in the bundle (a
+        // rebuilt state, or a promotion this process did not see coming).
+        let rebuilt =
+            pki::recover(&Salvage { trusted: vec![old.ca.cert.clone()], served: None }, now(), &c).unwrap().state;
+        let mut dropped = rebuilt.clone();
+        dropped.bundle.retain(|t| t.cert != old.ca.cert);
+        type Setup = fn(&CertStatus, &PkiState);
+        let cases: [(&str, &PkiState, Setup, bool); 5] = [
+            ("new CA just seen", &rebuilt, |_, _| {}, true),
+            (
+                "new CA seen for the propagation time",
+                &rebuilt,
+                |st, s| {
+                    st.first_seen.lock().unwrap().insert(s.ca.cert.clone(), Instant::now() - Duration::from_secs(10));
+                },
+                false,
+            ),
+            ("served CA left the bundle", &dropped, |_, _| {}, false),
+            ("served certificate expired", &rebuilt, |st, _| st.not_after.store(now() - 1, Ordering::SeqCst), false),
+            ("same CA (a renewal)", &old, |_, _| {}, false),
+        ];
+        for (name, state, setup, keep) in cases {
+            let status = serving(&old, true);
+            setup(&status, state);
+            let kept = status.keep_served(state, c.propagation);
+            assert_eq!(kept.is_some(), keep, "{name}");
+            if let Some((cert, key, ca)) = kept {
+                assert_eq!(
+                    (cert, key, ca),
+                    (old.leaf.cert.clone(), old.leaf.key.clone(), old.ca.cert.clone()),
+                    "{name}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_pass_keeps_the_certificate_and_readiness() {
+        let s = issued();
+        let status = serving(&s, true);
+        let config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        CertLoop {
+            source: Source::Secret(SecretSource {
+                client: client.clone(),
+                namespace: "koperator".into(),
+                name: "certs".into(),
+                pki: PkiConfig {
+                    ca_validity: Duration::from_secs(3000),
+                    leaf_validity: Duration::from_secs(300),
+                    propagation: Duration::from_secs(10),
+                    sans: vec!["webhook.koperator.svc".into()],
+                },
+                owner_deployment: None,
+            }),
+            client: Some(client),
+            configs: OwnedConfigs::default(),
+            interval: Duration::from_millis(50),
+            status: status.clone(),
+            metrics: metrics.clone(),
+        }
+        .start()
+        .await;
+        let failures =
+            || metrics.cert_maintenance_failures.get_or_create(&CategoryLabels { category: "CertSecretRead" }).get();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while failures() < 2 {
+            assert!(Instant::now() < deadline, "the loop never failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(status.ready(), "a failed pass made the webhook unready");
+        assert_eq!(status.served.pem().as_deref(), Some(s.leaf.cert.as_str()));
     }
 }

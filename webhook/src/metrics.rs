@@ -43,6 +43,14 @@ pub struct RefusedLabels {
     pub reason: &'static str,
 }
 
+/// Labels of a certificate problem: `category` is an error category (a closed set of
+/// `&'static str` names from the certificate code, e.g. `CertStateUnreadable`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CategoryLabels {
+    /// Stable category of the problem.
+    pub category: &'static str,
+}
+
 /// Labels of the latency histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModeLabels {
@@ -72,6 +80,13 @@ pub struct Metrics {
     pub ca_rollovers: Counter,
     /// Writes of `caBundle` into webhook configurations (first injection and repairs).
     pub ca_bundle_writes: Counter,
+    /// Shared certificate states not used (unreadable or inconsistent), by category.
+    pub cert_state_rejected: Family<CategoryLabels, Counter>,
+    /// Failed passes of certificate maintenance (the served certificate stays), by category.
+    pub cert_maintenance_failures: Family<CategoryLabels, Counter>,
+    /// Times a leaf from a brand-new CA was served at once after the shared state was lost,
+    /// with no valid certificate to keep serving over the overlap window.
+    pub new_ca_without_overlap: Counter,
     /// The registry to encode.
     pub registry: Registry,
 }
@@ -94,6 +109,9 @@ impl Metrics {
         let cert_reloads = Counter::default();
         let ca_rollovers = Counter::default();
         let ca_bundle_writes = Counter::default();
+        let cert_state_rejected = Family::<CategoryLabels, Counter>::default();
+        let cert_maintenance_failures = Family::<CategoryLabels, Counter>::default();
+        let new_ca_without_overlap = Counter::default();
         registry.register("requests", "Admission requests", requests.clone());
         registry.register("request_duration_seconds", "Time to answer an admission request", latency.clone());
         registry.register("requests_in_flight", "Admission requests being handled", in_flight.clone());
@@ -120,6 +138,21 @@ impl Metrics {
             ca_rollovers.clone(),
         );
         registry.register("ca_bundle_writes", "caBundle writes into webhook configurations", ca_bundle_writes.clone());
+        registry.register(
+            "certificate_state_rejected",
+            "Shared certificate states not used because they are unreadable or inconsistent",
+            cert_state_rejected.clone(),
+        );
+        registry.register(
+            "certificate_maintenance_failures",
+            "Failed passes of certificate maintenance; the served certificate stays",
+            cert_maintenance_failures.clone(),
+        );
+        registry.register(
+            "new_ca_served_without_overlap",
+            "Leaves from a brand-new CA served at once after the shared state was lost",
+            new_ca_without_overlap.clone(),
+        );
         Metrics {
             requests,
             latency,
@@ -131,6 +164,9 @@ impl Metrics {
             cert_reloads,
             ca_rollovers,
             ca_bundle_writes,
+            cert_state_rejected,
+            cert_maintenance_failures,
+            new_ca_without_overlap,
             registry,
         }
     }

@@ -5,12 +5,22 @@
 //! CA is first added to the bundle ("next"), promoted only after `propagation` (so the API
 //! server trusts it before any replica serves a leaf from it), and the old CA stays in the
 //! bundle for a grace period after promotion.
+//!
+//! Fail safe: a shared state that does not decode or does not hold together ([`check`]) is
+//! never replaced by a new CA at once. [`recover`] keeps the CAs the API server trusts today
+//! and brings the new CA in as the pending one, so the same overlap window applies.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
+};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
 
 /// Why the PKI could not issue a certificate.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +176,9 @@ pub fn plan(current: Option<&PkiState>, now: u64, cfg: &PkiConfig) -> Result<Opt
     next.bundle = keep;
     let mut changed = next.bundle.len() != before;
 
+    // A CA without key stands for the CA of the leaf replicas served when the state was lost
+    // ([`recover`]): it cannot sign, so its leaf is kept until the pending CA is promoted.
+    let keyless = next.ca.key.is_empty();
     if next.next_ca.is_none() && now >= renew_at(&next.ca) {
         let ca = issue_ca(now, cfg)?;
         next.bundle.push(Trusted { cert: ca.cert.clone(), drop_after: None });
@@ -174,21 +187,25 @@ pub fn plan(current: Option<&PkiState>, now: u64, cfg: &PkiConfig) -> Result<Opt
         changed = true;
     }
     let promote = match (&next.next_ca, next.next_ca_added_at) {
-        (Some(_), Some(added)) => now >= added + cfg.propagation.as_secs(),
+        (Some(_), Some(added)) => now >= added + cfg.propagation.as_secs() || (keyless && now >= next.leaf.not_after),
         _ => false,
     };
     if promote {
         let new_ca = next.next_ca.take().expect("checked");
         next.next_ca_added_at = None;
         let drop_after = now + cfg.retire_grace().as_secs();
-        for t in next.bundle.iter_mut().filter(|t| t.cert == next.ca.cert) {
+        // Every CA still in use before (the old one, and after a recovery those kept from the
+        // lost state) retires now.
+        for t in next.bundle.iter_mut().filter(|t| t.cert != new_ca.cert && t.drop_after.is_none()) {
             t.drop_after = Some(drop_after);
         }
         next.ca = new_ca;
         next.leaf = issue_leaf(&next.ca, now, cfg)?;
         next.sans = cfg.sans.clone();
         changed = true;
-    } else if now >= renew_at(&next.leaf) || next.sans != cfg.sans || next.leaf.not_after > next.ca.not_after {
+    } else if !keyless
+        && (now >= renew_at(&next.leaf) || next.sans != cfg.sans || next.leaf.not_after > next.ca.not_after)
+    {
         next.leaf = issue_leaf(&next.ca, now, cfg)?;
         next.sans = cfg.sans.clone();
         changed = true;
@@ -197,7 +214,10 @@ pub fn plan(current: Option<&PkiState>, now: u64, cfg: &PkiConfig) -> Result<Opt
 }
 
 fn fresh(now: u64, cfg: &PkiConfig) -> Result<PkiState, Error> {
-    let ca = issue_ca(now, cfg)?;
+    fresh_from(issue_ca(now, cfg)?, now, cfg)
+}
+
+fn fresh_from(ca: Issued, now: u64, cfg: &PkiConfig) -> Result<PkiState, Error> {
     let leaf = issue_leaf(&ca, now, cfg)?;
     Ok(PkiState {
         bundle: vec![Trusted { cert: ca.cert.clone(), drop_after: None }],
@@ -207,6 +227,224 @@ fn fresh(now: u64, cfg: &PkiConfig) -> Result<PkiState, Error> {
         leaf,
         sans: cfg.sans.clone(),
     })
+}
+
+/// Why a decoded shared state is not used (tampered, or not written by a webhook). Each
+/// variant is a stable category for logs and metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Inconsistency {
+    /// `ca.cert` (or `next_ca.cert`) is not one CA certificate.
+    #[error("{0} is not a CA certificate")]
+    NotACa(&'static str),
+    /// A key is not the key of its certificate.
+    #[error("the key of {0} is not its certificate's key")]
+    KeyMismatch(&'static str),
+    /// The CA has no key and there is no pending CA to take over (only a recovery has a
+    /// keyless CA, always with a pending one).
+    #[error("the CA has no key and no CA is pending")]
+    CaKeyMissing,
+    /// The serving certificate is not signed by the CA.
+    #[error("the serving certificate is not signed by the CA")]
+    LeafNotFromCa,
+    /// A certificate's validity is not the one recorded next to it.
+    #[error("the validity recorded for {0} is not the certificate's")]
+    ValidityMismatch(&'static str),
+    /// The bundle lacks the CA or the pending CA, or holds something that is not a CA.
+    #[error("the bundle does not hold exactly CA certificates including the CA and the pending CA")]
+    Bundle,
+}
+
+impl Inconsistency {
+    /// Stable category for metric labels and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Inconsistency::NotACa(_) => "StateNotACa",
+            Inconsistency::KeyMismatch(_) => "StateKeyMismatch",
+            Inconsistency::CaKeyMissing => "StateCaKeyMissing",
+            Inconsistency::LeafNotFromCa => "StateLeafNotFromCa",
+            Inconsistency::ValidityMismatch(_) => "StateValidityMismatch",
+            Inconsistency::Bundle => "StateBundleInvalid",
+        }
+    }
+}
+
+/// The DER of the single certificate of a PEM text; `None` unless it holds exactly one.
+fn single_der(pem: &str) -> Option<CertificateDer<'static>> {
+    let mut certs = CertificateDer::pem_slice_iter(pem.as_bytes());
+    let first = certs.next()?.ok()?;
+    certs.next().is_none().then_some(first)
+}
+
+/// Runs `f` on the parsed certificate of `pem` (exactly one certificate, all of it X.509).
+fn with_cert<T>(pem: &str, f: impl FnOnce(&X509Certificate<'_>) -> T) -> Option<T> {
+    let der = single_der(pem)?;
+    let (rest, cert) = X509Certificate::from_der(&der).ok()?;
+    rest.is_empty().then(|| f(&cert))
+}
+
+/// True when `pem` is one CA certificate (basicConstraints CA) that signs itself.
+pub fn is_ca(pem: &str) -> bool {
+    with_cert(pem, |c| c.is_ca() && c.verify_signature(None).is_ok()).unwrap_or(false)
+}
+
+/// True when `pem` (one certificate) is signed by the CA certificate `ca_pem`.
+pub fn signed_by(pem: &str, ca_pem: &str) -> bool {
+    with_cert(ca_pem, |ca| {
+        with_cert(pem, |c| c.issuer() == ca.subject() && c.verify_signature(Some(ca.public_key())).is_ok())
+    })
+    .flatten()
+    .unwrap_or(false)
+}
+
+/// Validity of one certificate as (not before, not after) in unix seconds.
+pub fn validity(pem: &str) -> Option<(u64, u64)> {
+    with_cert(pem, |c| {
+        let v = c.validity();
+        Some((u64::try_from(v.not_before.timestamp()).ok()?, u64::try_from(v.not_after.timestamp()).ok()?))
+    })
+    .flatten()
+}
+
+/// True when `key_pem` is the private key of the certificate `cert_pem`.
+fn key_matches(cert_pem: &str, key_pem: &str) -> bool {
+    let Ok(key) = KeyPair::from_pem(key_pem) else { return false };
+    with_cert(cert_pem, |c| c.public_key().raw == key.subject_public_key_info().as_slice()).unwrap_or(false)
+}
+
+/// Checks that a decoded state holds together: CAs are CAs with their own keys, the leaf is
+/// the CA's with its own key, recorded validities are the certificates', and the bundle holds
+/// CA certificates only, among them the CA and the pending CA. It cannot tell a consistent
+/// state someone else wrote (whoever may write the Secret decides what the webhook trusts).
+pub fn check(s: &PkiState) -> Result<(), Inconsistency> {
+    if !is_ca(&s.ca.cert) {
+        return Err(Inconsistency::NotACa("the CA"));
+    }
+    if s.ca.key.is_empty() {
+        if s.next_ca.is_none() {
+            return Err(Inconsistency::CaKeyMissing);
+        }
+    } else if !key_matches(&s.ca.cert, &s.ca.key) {
+        return Err(Inconsistency::KeyMismatch("the CA"));
+    }
+    if let Some(n) = &s.next_ca {
+        if !is_ca(&n.cert) {
+            return Err(Inconsistency::NotACa("the pending CA"));
+        }
+        if !key_matches(&n.cert, &n.key) {
+            return Err(Inconsistency::KeyMismatch("the pending CA"));
+        }
+    }
+    if !key_matches(&s.leaf.cert, &s.leaf.key) {
+        return Err(Inconsistency::KeyMismatch("the serving certificate"));
+    }
+    if !signed_by(&s.leaf.cert, &s.ca.cert) {
+        return Err(Inconsistency::LeafNotFromCa);
+    }
+    for (what, i) in
+        [("the CA", Some(&s.ca)), ("the pending CA", s.next_ca.as_ref()), ("the serving certificate", Some(&s.leaf))]
+    {
+        if let Some(i) = i
+            && validity(&i.cert) != Some((i.not_before, i.not_after))
+        {
+            return Err(Inconsistency::ValidityMismatch(what));
+        }
+    }
+    let has = |pem: &str| s.bundle.iter().any(|t| t.cert == pem);
+    if !s.bundle.iter().all(|t| is_ca(&t.cert)) || !has(&s.ca.cert) || s.next_ca.as_ref().is_some_and(|n| !has(&n.cert))
+    {
+        return Err(Inconsistency::Bundle);
+    }
+    Ok(())
+}
+
+/// Splits concatenated PEM into its certificates (PEM text each), skipping anything else.
+pub fn split_pem(bundle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = bundle;
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    while let Some(b) = rest.find(BEGIN) {
+        let Some(e) = rest[b..].find(END) else { break };
+        out.push(format!("{}\n", &rest[b..b + e + END.len()]));
+        rest = &rest[b + e + END.len()..];
+    }
+    out
+}
+
+/// What a replica knows when the shared state is lost, to rebuild it without breaking trust.
+#[derive(Clone, Debug, Default)]
+pub struct Salvage {
+    /// CA certificates (PEM) the API server trusts today; only self-signed CA certificates
+    /// valid now are kept (see [`recover`]).
+    pub trusted: Vec<String>,
+    /// The certificate and key this process serves, if any.
+    pub served: Option<(String, String)>,
+}
+
+/// A rebuilt state and how it was rebuilt.
+#[derive(Clone, Debug)]
+pub struct Recovery {
+    /// The state to write.
+    pub state: PkiState,
+    /// Trusted CAs kept in the bundle.
+    pub kept: usize,
+    /// The leaf comes from the new CA already: nothing valid from a kept CA was served. When
+    /// `kept > 0` some clients may not trust it yet.
+    pub new_leaf_at_once: bool,
+}
+
+/// Rebuilds the shared state after it was lost (missing, unreadable or inconsistent).
+///
+/// The bundle keeps the CAs of `salvage.trusted` that are self-signed CA certificates valid
+/// now, and adds a new CA. When the served certificate is valid and signed by one of them,
+/// it stays the state's leaf (its CA without key) and the new CA is pending: promoted after
+/// `propagation` like any rollover, the kept CAs retiring after the grace period. With
+/// nothing valid served there is no alternative to a leaf from the new CA at once; the kept
+/// CAs still stay for `propagation` plus the grace period, for other replicas' certificates.
+pub fn recover(salvage: &Salvage, now: u64, cfg: &PkiConfig) -> Result<Recovery, Error> {
+    let mut trusted: Vec<String> = Vec::new();
+    for pem in &salvage.trusted {
+        let valid = validity(pem).is_some_and(|(nb, na)| nb <= now && now < na);
+        if valid && is_ca(pem) && !trusted.contains(pem) {
+            trusted.push(pem.clone());
+        }
+    }
+    let new_ca = issue_ca(now, cfg)?;
+    let served = salvage.served.as_ref().and_then(|(cert, key)| {
+        let chain = split_pem(cert);
+        let leaf = chain.first()?;
+        let (nb, na) = validity(leaf).filter(|&(nb, na)| nb <= now && now < na)?;
+        if !key_matches(leaf, key) {
+            return None;
+        }
+        let ca = trusted.iter().find(|ca| signed_by(leaf, ca))?;
+        let name = |pem: &str| {
+            with_cert(pem, |c| c.subject().iter_common_name().next().and_then(|n| n.as_str().ok()).map(str::to_string))
+                .flatten()
+                .unwrap_or_default()
+        };
+        let (ca_nb, ca_na) = validity(ca)?;
+        Some((
+            Issued { cert: ca.clone(), key: String::new(), not_before: ca_nb, not_after: ca_na, common_name: name(ca) },
+            Issued { cert: leaf.clone(), key: key.clone(), not_before: nb, not_after: na, common_name: name(leaf) },
+        ))
+    });
+    let kept = trusted.len();
+    let state = match served {
+        Some((ca, leaf)) => {
+            let mut bundle: Vec<Trusted> = trusted.into_iter().map(|cert| Trusted { cert, drop_after: None }).collect();
+            bundle.push(Trusted { cert: new_ca.cert.clone(), drop_after: None });
+            PkiState { ca, next_ca: Some(new_ca), next_ca_added_at: Some(now), leaf, sans: cfg.sans.clone(), bundle }
+        }
+        None => {
+            let drop_after = now + (cfg.propagation + cfg.retire_grace()).as_secs();
+            let mut s = fresh_from(new_ca, now, cfg)?;
+            let old = trusted.into_iter().map(|cert| Trusted { cert, drop_after: Some(drop_after) });
+            s.bundle.splice(0..0, old);
+            return Ok(Recovery { state: s, kept, new_leaf_at_once: true });
+        }
+    };
+    Ok(Recovery { state, kept, new_leaf_at_once: false })
 }
 
 fn ca_params(common_name: &str, not_before: u64, not_after: u64) -> Result<CertificateParams, Error> {
@@ -370,5 +608,171 @@ mod tests {
         let r = plan(Some(&s), s.ca.not_after + 1, &cfg()).unwrap().unwrap();
         assert_ne!(r.ca.cert, s.ca.cert);
         assert_eq!(r.bundle.len(), 1);
+    }
+
+    /// A state at `now` and another, foreign PKI (someone else's CA and leaf).
+    fn two(now: u64) -> (PkiState, PkiState) {
+        (plan(None, now, &cfg()).unwrap().unwrap(), plan(None, now, &cfg()).unwrap().unwrap())
+    }
+
+    #[test]
+    fn check_finds_each_kind_of_tampering() {
+        let now = 1_000_000;
+        let (good, foreign) = two(now);
+        let rollover = plan(Some(&good), renew_at(&good.ca), &cfg()).unwrap().unwrap();
+        let leaf_of = |p: &PkiState| (p.leaf.cert.clone(), p.leaf.key.clone());
+        let recovered =
+            recover(&Salvage { trusted: vec![good.ca.cert.clone()], served: Some(leaf_of(&good)) }, now, &cfg())
+                .unwrap()
+                .state;
+        type Tamper = fn(&mut PkiState, &PkiState);
+        let cases: [(&str, &PkiState, Tamper, Option<&str>); 14] = [
+            ("as written", &good, |_, _| {}, None),
+            ("during a rollover", &rollover, |_, _| {}, None),
+            ("recovered (keyless CA, pending CA)", &recovered, |_, _| {}, None),
+            ("leaf from a foreign CA", &good, |s, f| s.leaf = f.leaf.clone(), Some("StateLeafNotFromCa")),
+            ("leaf key not the leaf's", &good, |s, f| s.leaf.key = f.leaf.key.clone(), Some("StateKeyMismatch")),
+            ("foreign CA certificate, our key", &good, |s, f| s.ca.cert = f.ca.cert.clone(), Some("StateKeyMismatch")),
+            ("foreign CA with its key", &good, |s, f| s.ca = f.ca.clone(), Some("StateLeafNotFromCa")),
+            ("the CA is a leaf", &good, |s, _| s.ca.cert = s.leaf.cert.clone(), Some("StateNotACa")),
+            ("keyless CA, nothing pending", &good, |s, _| s.ca.key.clear(), Some("StateCaKeyMissing")),
+            (
+                "pending CA key not its own",
+                &rollover,
+                |s, f| s.next_ca.as_mut().unwrap().key = f.ca.key.clone(),
+                Some("StateKeyMismatch"),
+            ),
+            ("leaf validity rewritten", &good, |s, _| s.leaf.not_after += 10_000, Some("StateValidityMismatch")),
+            (
+                "CA missing from the bundle",
+                &good,
+                |s, f| s.bundle[0].cert = f.ca.cert.clone(),
+                Some("StateBundleInvalid"),
+            ),
+            (
+                "junk in the bundle",
+                &good,
+                |s, _| s.bundle.push(Trusted { cert: "junk".into(), drop_after: None }),
+                Some("StateBundleInvalid"),
+            ),
+            ("pending CA not in the bundle", &rollover, |s, _| s.bundle.truncate(1), Some("StateBundleInvalid")),
+        ];
+        for (name, base, tamper, want) in cases {
+            let mut s = base.clone();
+            tamper(&mut s, &foreign);
+            assert_eq!(check(&s).err().map(|e| e.category()), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn recovery_keeps_trusted_cas_and_the_served_leaf_over_the_window() {
+        let c = cfg();
+        let t = 1_000_000;
+        let (old, foreign) = two(t - 250);
+        assert!(renew_at(&old.leaf) < t, "the kept leaf is past its renewal point");
+        let served = Some((old.leaf.cert.clone(), old.leaf.key.clone()));
+        let expired_ca = plan(None, t - 10_000, &c).unwrap().unwrap().ca.cert;
+        struct Case {
+            name: &'static str,
+            trusted: Vec<String>,
+            served: Option<(String, String)>,
+            kept: usize,
+            at_once: bool,
+        }
+        let cases = [
+            Case {
+                name: "served leaf from a trusted CA",
+                trusted: vec![old.ca.cert.clone()],
+                served: served.clone(),
+                kept: 1,
+                at_once: false,
+            },
+            Case {
+                name: "junk, leaves, expired and duplicate CAs are not kept",
+                trusted: vec![
+                    "junk".into(),
+                    old.leaf.cert.clone(),
+                    expired_ca,
+                    old.ca.cert.clone(),
+                    old.ca.cert.clone(),
+                ],
+                served: served.clone(),
+                kept: 1,
+                at_once: false,
+            },
+            Case { name: "nothing served", trusted: vec![old.ca.cert.clone()], served: None, kept: 1, at_once: true },
+            Case {
+                name: "served leaf from a CA nobody trusts",
+                trusted: vec![foreign.ca.cert.clone()],
+                served: served.clone(),
+                kept: 1,
+                at_once: true,
+            },
+            Case {
+                name: "served leaf with another key",
+                trusted: vec![old.ca.cert.clone()],
+                served: Some((old.leaf.cert.clone(), foreign.leaf.key.clone())),
+                kept: 1,
+                at_once: true,
+            },
+            Case { name: "fresh install", trusted: vec![], served: None, kept: 0, at_once: true },
+        ];
+        for case in cases {
+            let name = case.name;
+            let r = recover(&Salvage { trusted: case.trusted, served: case.served }, t, &c).unwrap();
+            assert_eq!((r.kept, r.new_leaf_at_once), (case.kept, case.at_once), "{name}");
+            check(&r.state).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(r.state.bundle.len(), case.kept + 1, "{name}: kept CAs and the new one");
+            assert!(!r.state.bundle.iter().any(|b| b.cert == foreign.ca.cert) || name.contains("nobody"), "{name}");
+            let new_ca = r.state.next_ca.clone().unwrap_or_else(|| r.state.ca.clone());
+            assert!(r.state.bundle.iter().any(|b| b.cert == new_ca.cert), "{name}: the new CA is trusted");
+            if case.at_once {
+                assert_eq!(r.state.ca, new_ca, "{name}");
+                let retire = t + (c.propagation + c.retire_grace()).as_secs();
+                for b in r.state.bundle.iter().filter(|b| b.cert != new_ca.cert) {
+                    assert_eq!(b.drop_after, Some(retire), "{name}: kept CAs stay over the window");
+                }
+                continue;
+            }
+            // The served leaf stays, its CA (without key) signs nothing; the new CA is pending.
+            assert_eq!(r.state.leaf.cert, old.leaf.cert, "{name}");
+            assert_eq!((r.state.ca.cert.as_str(), r.state.ca.key.as_str()), (old.ca.cert.as_str(), ""), "{name}");
+            assert_eq!(r.state.next_ca_added_at, Some(t), "{name}");
+            // Within the window nothing changes, even past the leaf's renewal point.
+            assert_eq!(plan(Some(&r.state), t + c.propagation.as_secs() - 1, &c).unwrap(), None, "{name}");
+            let p = t + c.propagation.as_secs();
+            let promoted = plan(Some(&r.state), p, &c).unwrap().unwrap();
+            assert_eq!(promoted.ca, new_ca, "{name}: promoted after the window");
+            assert!(signed_by(&promoted.leaf.cert, &new_ca.cert), "{name}");
+            check(&promoted).unwrap();
+            let old_entry = promoted.bundle.iter().find(|b| b.cert == old.ca.cert).unwrap();
+            assert_eq!(
+                old_entry.drop_after,
+                Some(p + c.retire_grace().as_secs()),
+                "{name}: old CA retires after grace"
+            );
+            let done = plan(Some(&promoted), p + c.retire_grace().as_secs(), &c).unwrap().unwrap();
+            assert_eq!(done.bundle.iter().map(|b| &b.cert).collect::<Vec<_>>(), vec![&new_ca.cert], "{name}");
+        }
+    }
+
+    #[test]
+    fn a_kept_leaf_that_expires_within_the_window_promotes_the_pending_ca() {
+        let c = cfg();
+        let old = plan(None, 1_000_000, &c).unwrap().unwrap();
+        let t = old.leaf.not_after - 2;
+        let r = recover(
+            &Salvage {
+                trusted: vec![old.ca.cert.clone()],
+                served: Some((old.leaf.cert.clone(), old.leaf.key.clone())),
+            },
+            t,
+            &c,
+        )
+        .unwrap();
+        assert!(!r.new_leaf_at_once);
+        assert_eq!(plan(Some(&r.state), t + 1, &c).unwrap(), None);
+        let promoted = plan(Some(&r.state), old.leaf.not_after, &c).unwrap().unwrap();
+        assert_eq!(Some(promoted.ca), r.state.next_ca);
     }
 }

@@ -2,7 +2,6 @@
 //! limits of the AdmissionReview contract.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -77,12 +76,12 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
-    if st.certs.ready.load(Ordering::SeqCst) {
+    if st.certs.ready() {
         "ok".into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "the served certificate is not yet trusted by every owned webhook configuration",
+            "no valid served certificate whose CA every owned webhook configuration has trusted",
         )
             .into_response()
     }
