@@ -28,7 +28,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use tracing::warn;
 
@@ -127,11 +126,14 @@ fn kafka_err(what: impl Into<String>) -> impl FnOnce(kafka::Error) -> SyncError 
     move |source| SyncError::Kafka { what, source }
 }
 
-/// Runs the KafkaUser controller (owning the credentials Secrets it creates); a change of a
-/// KafkaCluster reconciles the users that refer to it.
+/// Runs the KafkaUser controller; a change of a KafkaCluster reconciles the users that refer
+/// to it.
+///
+/// Secrets are not watched: that would need `list`/`watch` on every Secret in scope (RBAC
+/// cannot narrow them to ours), and the operator reads its credentials Secrets by name only.
+/// A deleted credentials Secret is recreated at the next periodic pass (at most 5 minutes).
 pub async fn run(ctx: Arc<Context>) {
-    let secrets = watcher::Config::default().labels("app.kubernetes.io/managed-by=koperator");
-    let c = controller::controller::<KafkaUser>(&ctx).owns(ctx.watched::<Secret>(), secrets);
+    let c = controller::controller::<KafkaUser>(&ctx);
     let c = controller::controller_watching_clusters(&ctx, c);
     controller::run(c, ctx).await;
 }
