@@ -73,6 +73,16 @@ pub enum LookupError {
         /// The kind the cache holds.
         kind: &'static str,
     },
+    /// The object refers to a namespace this installation does not watch (`--watch-namespace`).
+    #[error(
+        "namespace {namespace} is not watched by this installation (it watches only {watched}): refer to a KafkaCluster in {watched}, or install Koperator for all namespaces"
+    )]
+    NotWatched {
+        /// The namespace asked about.
+        namespace: String,
+        /// The one namespace watched.
+        watched: String,
+    },
 }
 
 impl LookupError {
@@ -80,6 +90,7 @@ impl LookupError {
     pub fn category(&self) -> &'static str {
         match self {
             LookupError::NotSynced { .. } => "CacheNotSynced",
+            LookupError::NotWatched { .. } => "NamespaceNotWatched",
         }
     }
 }

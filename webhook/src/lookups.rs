@@ -1,5 +1,7 @@
 //! Cached reads of KafkaClusters, KafkaTopics and KafkaUsers (kube-runtime reflectors), answering the
-//! validating rules that need the API server without a request per admission.
+//! validating rules that need the API server without a request per admission. With a watched
+//! namespace (single-namespace installs) they list and watch that namespace only, so the
+//! webhook's Role needs no rights elsewhere.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,16 +23,27 @@ pub struct CachedLookups {
     clusters_ready: Arc<AtomicBool>,
     topics_ready: Arc<AtomicBool>,
     users_ready: Arc<AtomicBool>,
+    watched: Option<String>,
 }
 
-fn reflect<K>(api: Api<K>) -> (Store<K>, Arc<AtomicBool>)
+fn reflect<K>(client: &Client, watched: Option<&str>) -> (Store<K>, Arc<AtomicBool>)
 where
-    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
 {
     let (reader, writer) = reflector::store();
     let ready = Arc::new(AtomicBool::new(false));
+    let (api, scope) = match watched {
+        Some(ns) => (Api::<K>::namespaced(client.clone(), ns), format!("namespace {ns}")),
+        None => (Api::<K>::all(client.clone()), "all namespaces".to_string()),
+    };
     let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
-    tokio::spawn(watch::drive(format!("{} (all namespaces)", K::kind(&())), stream, |_| ()));
+    tokio::spawn(watch::drive(format!("{} ({scope})", K::kind(&())), stream, |_| ()));
     let (r, flag) = (reader.clone(), ready.clone());
     tokio::spawn(async move {
         if r.wait_until_ready().await.is_ok() {
@@ -41,17 +54,20 @@ where
 }
 
 impl CachedLookups {
-    /// Starts watching every namespace.
-    pub fn start(client: Client) -> CachedLookups {
-        let (clusters, clusters_ready) = reflect(Api::<KafkaCluster>::all(client.clone()));
-        let (topics, topics_ready) = reflect(Api::<KafkaTopic>::all(client.clone()));
-        let (users, users_ready) = reflect(Api::<KafkaUser>::all(client));
-        CachedLookups { clusters, topics, users, clusters_ready, topics_ready, users_ready }
+    /// Starts watching `watched`, or every namespace when `None`.
+    pub fn start(client: Client, watched: Option<String>) -> CachedLookups {
+        let (clusters, clusters_ready) = reflect(&client, watched.as_deref());
+        let (topics, topics_ready) = reflect(&client, watched.as_deref());
+        let (users, users_ready) = reflect(&client, watched.as_deref());
+        CachedLookups { clusters, topics, users, clusters_ready, topics_ready, users_ready, watched }
     }
 }
 
 impl Lookups for CachedLookups {
     fn cluster(&self, namespace: &str, name: &str) -> Result<ClusterLookup, LookupError> {
+        if let Some(watched) = self.watched.as_ref().filter(|w| *w != namespace) {
+            return Err(LookupError::NotWatched { namespace: namespace.to_string(), watched: watched.clone() });
+        }
         if !self.clusters_ready.load(Ordering::SeqCst) {
             return Err(LookupError::NotSynced { kind: "KafkaCluster" });
         }

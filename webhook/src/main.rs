@@ -82,6 +82,10 @@ struct Args {
     /// together; past it requests wait (until their deadline, then 503).
     #[arg(long, default_value_t = server::DEFAULT_MEMORY_BUDGET)]
     memory_budget: usize,
+    /// Watch only this namespace (single-namespace installs): the lookups list and watch it
+    /// alone, and references to KafkaClusters elsewhere are refused.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
     /// Flags shared with the operator: --log-format, --kafka-hosts-file, --kafka-connect-timeout,
     /// --kafka-timeout (here the budget of a whole KafkaTopic check against Kafka, 2500ms by
     /// default; past it the request is answered with an Internal error), --node-port-range,
@@ -145,7 +149,7 @@ async fn main() -> Result<()> {
     .await;
 
     let admission = Arc::new(Admission {
-        lookups: Arc::new(CachedLookups::start(client.clone())),
+        lookups: Arc::new(CachedLookups::start(client.clone(), args.watch_namespace.clone().filter(|n| !n.is_empty()))),
         kafka: Arc::new(LiveKafkaChecks::new(
             tokio::runtime::Handle::current(),
             args.common.kafka_hosts_file.clone(),
