@@ -271,6 +271,29 @@ impl ControlPlane {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Runs the real helm against this control plane (its own cache, config and data
+    /// directories); stdout, or an error with stdout and stderr.
+    pub fn helm(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(tool("helm")?)
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
+            .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
+            .env("HELM_DATA_HOME", self.dir.join("helm/data"))
+            .output()
+            .context("run helm")?;
+        if !out.status.success() {
+            return Err(anyhow!(
+                "helm {} failed ({}):\n{}{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Applies the project's CRDs (`kubectl apply -k config/crd/bases`) and waits until they are
     /// Established.
     pub fn install_crds(&self) -> Result<()> {

@@ -3,7 +3,6 @@
 //! chart's settings) injecting its caBundle into the chart's configurations.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use koperator_e2e::process::{Component, free_port};
@@ -14,16 +13,7 @@ fn chart() -> PathBuf {
 }
 
 fn helm(cp: &ControlPlane, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(tools::tool("helm").unwrap())
-        .args(args)
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .env("HELM_CACHE_HOME", cp.dir.join("helm/cache"))
-        .env("HELM_CONFIG_HOME", cp.dir.join("helm/config"))
-        .env("HELM_DATA_HOME", cp.dir.join("helm/data"))
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    if out.status.success() { Ok(String::from_utf8_lossy(&out.stdout).into_owned()) } else { Err(text) }
+    cp.helm(args).map_err(|e| format!("{e:#}"))
 }
 
 const VALUE_SETS: [(&str, Option<&str>); 3] = [

@@ -43,7 +43,9 @@ fn default_install_applies_and_deletes_and_overlays_render() {
     assert_eq!(svc, "koperator-webhook");
 
     // Overlays: the single-namespace one is checked by the API server (dry run over the
-    // install); the cert-manager one needs cert-manager's CRDs, so it is rendered only.
+    // install); the cert-manager one needs cert-manager's CRDs, so it is rendered only. The
+    // watched namespace is the user's to create (`delete -k` must never take it).
+    cp.kubectl(&["create", "namespace", "kafka"]).unwrap();
     let dry = cp
         .kubectl(&["apply", "--server-side", "--dry-run=server", "-k", &dir("config/overlays/single-namespace")])
         .unwrap();
