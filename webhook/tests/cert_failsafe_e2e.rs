@@ -174,7 +174,6 @@ async fn tampered_secrets_and_failing_reads_fail_no_admission() {
     for worker in 0..2 {
         let (api, ok, failed, failures, stop, dry) =
             (api.clone(), ok.clone(), failed.clone(), failures.clone(), stop.clone(), dry.clone());
-        let user = user.clone();
         tasks.push(tokio::spawn(async move {
             let mut i = 0u64;
             while !stop.load(Ordering::SeqCst) {
