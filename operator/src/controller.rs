@@ -70,6 +70,20 @@ impl Context {
         }
     }
 
+    /// `Api`s over the namespaces whose objects may refer to `cluster`: the cluster's own and
+    /// the ones its `allowed-namespaces` annotation names, every namespace for `*` — within
+    /// the watched namespace when this operator has one (it may read nothing else).
+    pub fn accepted<K>(&self, cluster: &KafkaCluster) -> Vec<Api<K>>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+    {
+        match (&self.watch_namespace, cluster.allowed_namespaces()) {
+            (Some(watched), _) => vec![Api::namespaced(self.client.clone(), watched)],
+            (None, None) => vec![Api::all(self.client.clone())],
+            (None, Some(namespaces)) => namespaces.iter().map(|ns| Api::namespaced(self.client.clone(), ns)).collect(),
+        }
+    }
+
     /// Publishes an Event about `obj` (a failure to publish is logged, never fatal).
     ///
     /// Each call makes its own Event: kube-runtime's `Recorder` folds Events with the same

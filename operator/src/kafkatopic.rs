@@ -26,6 +26,7 @@ use koperator_shared::api::common::ClusterReference;
 use koperator_shared::api::kafkatopic::{KafkaTopic, KafkaTopicStatus, MANAGED_BY_ANNOTATION, MANAGED_BY_KOPERATOR};
 use koperator_shared::kafka::dynamic::config_ops;
 use koperator_shared::kafka::{Admin, ConfigResource, ConfigSource, NewTopic, ResponseError};
+use koperator_shared::rules;
 use koperator_shared::rules::namespaces::not_allowed_message;
 use koperator_shared::validated::ValidatedCluster;
 
@@ -170,14 +171,11 @@ fn manages_same_topic(kt: &KafkaTopic, o: &KafkaTopic, cluster_uid: &str) -> boo
 /// The KafkaTopic other than `kt` that manages the same topic of `cluster`, as
 /// `namespace/name`. Only the namespaces the cluster accepts can hold one (the others are
 /// refused before they act), so those are listed: the cluster's own and the ones its
-/// `allowed-namespaces` annotation names, or every namespace for `*`.
+/// `allowed-namespaces` annotation names, or every namespace for `*` (a single-namespace
+/// operator: its own).
 async fn other_manager(kt: &KafkaTopic, cluster: &KafkaCluster, ctx: &Context) -> Result<Option<String>, Error> {
     let uid = cluster.uid().unwrap_or_default();
-    let apis: Vec<Api<KafkaTopic>> = match cluster.allowed_namespaces() {
-        None => vec![Api::all(ctx.client.clone())],
-        Some(namespaces) => namespaces.iter().map(|ns| Api::namespaced(ctx.client.clone(), ns)).collect(),
-    };
-    for api in apis {
+    for api in ctx.accepted::<KafkaTopic>(cluster) {
         let list = api.list(&Default::default()).await.map_err(kube_err("list", "KafkaTopics"))?;
         if let Some(o) = list.items.iter().find(|o| manages_same_topic(kt, o, &uid)) {
             return Ok(Some(format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())));
@@ -283,7 +281,19 @@ async fn sync(
     };
     if !claims(st, cluster_uid) {
         // A topic that already exists and is not ours: adopt it only when asked to (checked on
-        // every pass, so that adding the annotation later adopts it).
+        // every pass, so that adding the annotation later adopts it), and only from the
+        // cluster's own namespace: a tenant elsewhere never takes over (then deletes) it.
+        if annotated.as_deref() == Some(MANAGED_BY_KOPERATOR) && !rules::kafkatopic::may_adopt(kt) {
+            st.managed_by = "unknown".into();
+            return Outcome::waiting(
+                "AdoptionForbidden",
+                format!(
+                    "topic {topic} existed before this KafkaTopic and only a KafkaTopic in the KafkaCluster's namespace ({}) may adopt an existing topic; it is neither changed nor deleted from here: pick a new topic name",
+                    kt.spec.cluster_ref.namespace.as_deref().unwrap_or_default()
+                ),
+                RESYNC,
+            );
+        }
         st.managed_by = annotated.clone().unwrap_or_else(|| "unknown".into());
         st.state = "created".into();
         if st.managed_by == MANAGED_BY_KOPERATOR {

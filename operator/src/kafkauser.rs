@@ -40,7 +40,7 @@ use koperator_shared::rules::namespaces::not_allowed_message;
 use koperator_shared::support;
 use koperator_shared::validated::ValidatedCluster;
 
-use crate::controller::{self, Context, Reconcile, RefersToCluster, Writes};
+use crate::controller::{self, Context, Reconcile, RefersToCluster, Writes, kube_err};
 use crate::status;
 
 /// Finalizer of KafkaUsers (Koperator's name).
@@ -101,6 +101,19 @@ pub enum SyncError {
         /// What Kafka has for it.
         what: String,
     },
+    /// Another KafkaUser (one that bypassed the webhook) holds the claim on the principal.
+    #[error(
+        "principal {principal} is claimed by KafkaUser {by} on this cluster; nothing was changed: one principal per cluster, rename this KafkaUser"
+    )]
+    ClaimedBy {
+        /// The principal.
+        principal: String,
+        /// `namespace/name` of the claimant.
+        by: String,
+    },
+    /// The other KafkaUsers of the cluster could not be listed (nothing was written to Kafka).
+    #[error("cannot list the KafkaUsers that may claim the principal: {0}")]
+    ListUsers(#[source] crate::controller::KubeError),
     /// The claim on the principal could not be stored (nothing was written to Kafka).
     #[error("cannot record the claim on the principal: {0}")]
     Claim(#[source] crate::controller::KubeError),
@@ -115,7 +128,8 @@ impl SyncError {
             SyncError::Secret { .. } => "SecretUnavailable",
             SyncError::NoPassword(_) => "SecretWithoutPassword",
             SyncError::SecretNotOwned(_) => "SecretNotOwned",
-            SyncError::PrincipalInUse { .. } => "PrincipalInUse",
+            SyncError::PrincipalInUse { .. } | SyncError::ClaimedBy { .. } => "PrincipalInUse",
+            SyncError::ListUsers(e) => crate::controller::Categorized::category(e),
             SyncError::Claim(e) => crate::controller::Categorized::category(e),
         }
     }
@@ -181,13 +195,10 @@ async fn reconcile(user: Arc<KafkaUser>, ctx: &Context, writes: &Writes) -> Resu
             Err(e) => (false, "ClusterInvalid", format!("the KafkaCluster is not valid: {e}"), Duration::from_secs(30)),
             Ok(cluster) => match ctx.kafka.admin(&cluster) {
                 Err(why) => (false, why.category(), why.to_string(), Duration::from_secs(30)),
-                Ok(admin) => {
-                    let uid = kc.uid().unwrap_or_default();
-                    match sync(&user, &admin, &uid, &mut st, &api, ctx, writes).await {
-                        Ok(message) => (true, "InSync", message, Duration::from_secs(300)),
-                        Err(why) => (false, why.category(), why.to_string(), Duration::from_secs(15)),
-                    }
-                }
+                Ok(admin) => match sync(&user, &admin, kc, &mut st, &api, ctx, writes).await {
+                    Ok(message) => (true, "InSync", message, Duration::from_secs(300)),
+                    Err(why) => (false, why.category(), why.to_string(), Duration::from_secs(15)),
+                },
             },
         },
     };
@@ -229,22 +240,50 @@ fn claims(st: &KafkaUserStatus, principal: &str, cluster_uid: &str) -> bool {
     st.principal.as_deref() == Some(principal) && st.cluster_uid.as_deref() == Some(cluster_uid)
 }
 
+/// The KafkaUser other than `user` whose status claims `principal` on `cluster`, as
+/// `namespace/name` (admission rejects a second one; this catches those that bypassed it).
+async fn other_claimant(
+    user: &KafkaUser,
+    cluster: &KafkaCluster,
+    principal: &str,
+    ctx: &Context,
+) -> Result<Option<String>, SyncError> {
+    let uid = cluster.uid().unwrap_or_default();
+    for api in ctx.accepted::<KafkaUser>(cluster) {
+        let list =
+            api.list(&Default::default()).await.map_err(|e| SyncError::ListUsers(kube_err("list", "KafkaUsers")(e)))?;
+        if let Some(o) = list
+            .items
+            .iter()
+            .find(|o| o.uid() != user.uid() && o.status.as_ref().is_some_and(|st| claims(st, principal, &uid)))
+        {
+            return Ok(Some(format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())));
+        }
+    }
+    Ok(None)
+}
+
 /// Ownership check, credentials, then ACLs; returns the Ready message or why it failed.
 async fn sync(
     user: &KafkaUser,
     admin: &Admin,
-    cluster_uid: &str,
+    cluster: &KafkaCluster,
     st: &mut KafkaUserStatus,
     api: &Api<KafkaUser>,
     ctx: &Context,
     writes: &Writes,
 ) -> Result<String, SyncError> {
     let principal = principal(user);
+    let uid = cluster.uid().unwrap_or_default();
+    let cluster_uid = uid.as_str();
     let mut notes = Vec::new();
     // A Secret of that name that is not ours is never read (its password would become the
     // user's) nor overwritten.
     let secret = if uses_scram(user) { owned_secret(user, ctx).await? } else { None };
     if !claims(st, &principal, cluster_uid) {
+        if let Some(by) = other_claimant(user, cluster, &principal, ctx).await? {
+            return Err(SyncError::ClaimedBy { principal, by });
+        }
         claim(user, admin, cluster_uid, &principal, secret.is_some(), st, api, writes).await?;
     }
     if uses_scram(user) {

@@ -1128,9 +1128,50 @@ fn namespaces_are_a_boundary_for_the_operator() {
     let retention = topic_config(admin, "owned", "retention.ms").and_then(|c| c.value);
     assert_eq!(retention.as_deref(), Some("3600000"), "the adopter changed the topic");
 
+    // A topic nobody manages (made with Kafka's tools) is adopted only from the cluster's
+    // namespace: a tenant elsewhere neither changes it nor, on deletion, deletes it.
+    rt().block_on(admin.create_topic(&NewTopic {
+        name: "legacy".into(),
+        partitions: 1,
+        replication_factor: 1,
+        configs: BTreeMap::from([("retention.ms".to_string(), "3600000".to_string())]),
+    }))
+    .unwrap();
+    let mut adopter = topic("legacy", 1, json!({"retention.ms": "60000"}));
+    adopter["metadata"]["annotations"] = json!({"managedBy": "koperator"});
+    adopter["spec"]["clusterRef"]["namespace"] = json!(ns);
+    apply(cp, team, &adopter);
+    wait("the cross-namespace adopter refused", &|| {
+        ready_of(cp, team, "kafkatopic", "legacy").is_some_and(|r| r.1 == "AdoptionForbidden")
+    });
+    cp.kubectl(&["delete", "kafkatopic", "legacy", "-n", team, "--timeout=60s"]).unwrap();
+    assert_eq!(partitions(admin, "legacy"), Some(1), "the cross-namespace adopter deleted the topic");
+    let retention = topic_config(admin, "legacy", "retention.ms").and_then(|c| c.value);
+    assert_eq!(retention.as_deref(), Some("3600000"), "the cross-namespace adopter changed the topic");
+    rt().block_on(admin.delete_topic("legacy")).unwrap();
+
+    // One principal per cluster, even for a KafkaUser that has nothing in Kafka (no grants,
+    // no SCRAM): the claim in its status is what a second one (no webhook here) meets.
+    let mut henry = scram_user("henry", ns, json!([]));
+    henry["metadata"]["annotations"] = json!({});
+    c.apply(&henry);
+    c.wait("henry ready", 60, |_| ready_of(cp, ns, "kafkauser", "henry").is_some_and(|r| r.0 == "True"));
+    henry["spec"]["topicGrants"] = json!([{"topicName": "*", "accessType": "write"}]);
+    apply(cp, team, &henry);
+    wait("the second henry refused", &|| {
+        ready_of(cp, team, "kafkauser", "henry").is_some_and(|r| r.1 == "PrincipalInUse")
+    });
+    let msg = get_json(cp, &["get", "kafkauser", "henry", "-n", team])["status"]["conditions"].to_string();
+    assert!(msg.contains(&format!("claimed by KafkaUser {ns}/henry")), "{msg}");
+    assert!(
+        acls_of(admin, "User:CN=henry").is_empty() && acls_of(admin, "User:henry").is_empty(),
+        "the second henry wrote ACLs"
+    );
+
     // Leave the cluster as the test found it.
     cp.kubectl(&["delete", "kafkauser,kafkatopic", "--all", "-n", team, "--timeout=60s"]).unwrap();
     cp.kubectl(&["delete", "kafkauser", "grace", "-n", ns, "--timeout=60s"]).unwrap();
+    cp.kubectl(&["delete", "kafkauser", "henry", "-n", ns, "--timeout=60s"]).unwrap();
     cp.kubectl(&["delete", "kafkatopic", "owned", "-n", ns, "--timeout=60s"]).unwrap();
     let remove = "koperator.banzaicloud.io/allowed-namespaces-";
     cp.kubectl(&["annotate", "kafkacluster", CLUSTER, "-n", ns, remove]).unwrap();

@@ -417,7 +417,9 @@ impl Admission {
     }
 
     fn topic_lookups(&self, obj: &Value, namespace: &str) -> Result<LookupOutcome, LookupError> {
-        let Ok(topic) = KafkaTopic::deserialize(obj) else { return Ok(LookupOutcome::default()) };
+        let Ok(mut topic) = KafkaTopic::deserialize(obj) else { return Ok(LookupOutcome::default()) };
+        // The request's namespace is the object's (the adoption rule compares them).
+        topic.metadata.namespace.get_or_insert_with(|| namespace.to_string());
         if topic.spec.cluster_ref.name.is_empty() {
             return Ok(LookupOutcome::default());
         }

@@ -162,7 +162,16 @@ pub struct ExistingTopic {
     pub config: BTreeMap<String, String>,
 }
 
-/// Checks against live Kafka: adopting an existing topic needs `managedBy: koperator` and the
+/// Whether `topic` may adopt a topic that already exists in Kafka and no KafkaTopic manages:
+/// only from the KafkaCluster's own namespace. A tenant of another namespace the cluster
+/// accepts may create topics, never take over (and later delete) one it did not create.
+pub fn may_adopt(topic: &KafkaTopic) -> bool {
+    let own = topic.metadata.namespace.as_deref().unwrap_or_default();
+    topic.spec.cluster_ref.namespace_or(own) == own
+}
+
+/// Checks against live Kafka: adopting an existing topic needs `managedBy: koperator`, the
+/// KafkaCluster's own namespace ([`may_adopt`]) and the
 /// same partitions, replication factor and config; partitions never decrease; the replication
 /// factor never changes; a new topic's replication factor fits the live brokers.
 /// `cr_exists` tells whether this KafkaTopic is already stored (an UPDATE).
@@ -191,6 +200,18 @@ pub fn check_against_kafka(
             .as_ref()
             .and_then(|a| a.get(MANAGED_BY_ANNOTATION))
             .is_some_and(|v| v.eq_ignore_ascii_case(MANAGED_BY_KOPERATOR));
+        if managed && !may_adopt(topic) {
+            errs.push(FieldError::forbidden(
+                &spec().child("name"),
+                format!(
+                    "topic \"{}\" already exists on kafka cluster and only a KafkaTopic in the KafkaCluster's namespace \
+                     ({}) may adopt an existing topic; pick a new topic name, or ask the cluster's owners to adopt it there",
+                    s.name,
+                    s.cluster_ref.namespace.as_deref().unwrap_or_default()
+                ),
+            ));
+            return errs;
+        }
         if !managed {
             errs.push(FieldError::invalid(
                 &spec().child("name"),
@@ -358,6 +379,27 @@ mod tests {
         for needle in expected {
             assert!(all.contains(needle), "missing {needle:?} in {all}");
         }
+    }
+
+    // Adoption across namespaces: a tenant never takes over a topic it did not create.
+    #[test]
+    fn only_the_clusters_namespace_adopts_an_existing_topic() {
+        let mut t = topic(2, 1, &[("managedBy", "koperator")]);
+        t.spec.config = Some(koperator_existing().config);
+        assert!(may_adopt(&t) && check_against_kafka(&t, Some(&koperator_existing()), false, 3).is_empty());
+        t.metadata.namespace = Some("team".into());
+        assert!(!may_adopt(&t));
+        let errs = check_against_kafka(&t, Some(&koperator_existing()), false, 3);
+        assert_eq!(
+            errs.iter().map(|e| (e.path.as_str(), e.error_type)).collect::<Vec<_>>(),
+            [("spec.name", ErrorType::Forbidden)]
+        );
+        assert!(errs[0].message.contains("only a KafkaTopic in the KafkaCluster's namespace (test-namespace)"));
+        // A new topic from another namespace is fine; so is an UPDATE of one it manages.
+        assert!(check_against_kafka(&t, None, false, 3).is_empty());
+        assert!(check_against_kafka(&t, Some(&koperator_existing()), true, 3).is_empty());
+        t.spec.cluster_ref.namespace = None;
+        assert!(may_adopt(&t), "no clusterRef.namespace: the topic's own");
     }
 
     // Koperator TestValidateTopic: decreasing partitions / changing RF of a managed topic.
