@@ -10,11 +10,15 @@
 //! - [`Budget`] holds the bytes shared by every request: a body is charged its declared length
 //!   before it is read, and the decoded estimate ([`DECODED_COPIES`] times, for the copies
 //!   admission makes) before decoding, so that many concurrent large requests wait for each
-//!   other instead of multiplying memory.
+//!   other instead of multiplying memory. A body charged before its bytes arrive must then
+//!   arrive at the minimum rate ([`Budget::body_deadline`]): a client cannot keep a
+//!   reservation longer than [`BODY_GRACE`] plus its size at that rate (a 1 MiB body 2 s, the
+//!   largest 8 s by default), so slow clients cannot hold the budget and make the API server's
+//!   reviews wait for it.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use koperator_shared::api::Kind;
 use koperator_shared::api::schema::{MAX_BROKERS, MAX_LISTENERS, MAX_STORAGE_CONFIGS};
@@ -313,6 +317,13 @@ impl<'de> Visitor<'de> for Key {
 /// (what the API server sends almost always) waiting.
 pub const LARGE_BODY: usize = 1024 * 1024;
 
+/// Time a body has on top of its size at the minimum rate (round trips, TCP slow start).
+pub const BODY_GRACE: Duration = Duration::from_secs(1);
+
+/// Default of `--min-body-rate`, bytes per second. The API server sends a review from memory
+/// over the cluster network, far faster: a 7 MiB review in well under a second.
+pub const DEFAULT_MIN_BODY_RATE: u64 = 1024 * 1024;
+
 /// Why the memory budget could not be had.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum BudgetError {
@@ -376,15 +387,23 @@ impl Pool {
 /// order (body, then decoded objects), each all at once, so that requests holding part of
 /// what they need cannot wait on each other forever:
 ///
-/// - bodies: a quarter of the budget, charged the declared `Content-Length` (or
-///   [`crate::server::MAX_BODY`] without one) before the body is read; bodies above
-///   [`LARGE_BODY`] share only the part of it above 4 MiB;
+/// - bodies: a quarter of the budget, charged the declared `Content-Length` (a request
+///   without one is refused before it is charged) before the body is read; bodies above
+///   [`LARGE_BODY`] share only the part of it above 4 MiB. Once charged, a body must arrive
+///   by [`Budget::body_deadline`] (at the minimum rate), or it is refused and its bytes given
+///   back at once;
 /// - decoded objects: the rest, charged [`DECODED_COPIES`] times the [`scan`] estimate.
+///
+/// Each pool is a tokio `Semaphore`, which is first in, first out: a request waiting for
+/// bytes is served before any that came after it, as soon as the ones before it give theirs
+/// back (so reviews queued behind slow clients wait at most for their reservations to end).
 #[derive(Clone, Debug)]
 pub struct Budget {
     body: Pool,
     large: Pool,
     decoded: Pool,
+    /// Bytes per second a charged body must arrive at, on average (at least 1).
+    min_body_rate: u64,
 }
 
 /// Bytes held from a [`Budget`]; given back when dropped.
@@ -408,7 +427,32 @@ impl Budget {
     pub fn new(total: usize) -> Budget {
         let total = total.clamp(16 << 20, u32::MAX as usize);
         let body = total / 4;
-        Budget { body: Pool::new(body), large: Pool::new(body - Self::SMALL_RESERVE), decoded: Pool::new(total - body) }
+        Budget {
+            body: Pool::new(body),
+            large: Pool::new(body - Self::SMALL_RESERVE),
+            decoded: Pool::new(total - body),
+            min_body_rate: DEFAULT_MIN_BODY_RATE,
+        }
+    }
+
+    /// The same budget with bodies required to arrive at `bytes_per_second` (at least 1) on
+    /// average; [`DEFAULT_MIN_BODY_RATE`] otherwise.
+    pub fn with_min_body_rate(mut self, bytes_per_second: u64) -> Budget {
+        self.min_body_rate = bytes_per_second.max(1);
+        self
+    }
+
+    /// Bytes per second a charged body must arrive at.
+    pub fn min_body_rate(&self) -> u64 {
+        self.min_body_rate
+    }
+
+    /// When a body of `declared` bytes charged at `charged_at` must have arrived:
+    /// [`BODY_GRACE`] plus its size at the minimum rate. The caller also keeps the request's
+    /// own deadline (whichever comes first).
+    pub fn body_deadline(&self, charged_at: Instant, declared: usize) -> Instant {
+        let nanos = (declared as u128 * 1_000_000_000) / self.min_body_rate as u128;
+        charged_at + BODY_GRACE + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
     /// The whole budget.
@@ -421,7 +465,9 @@ impl Budget {
         self.body.sem.available_permits() + self.decoded.sem.available_permits()
     }
 
-    /// Charges a body of `declared` bytes, waiting for other requests until `deadline`.
+    /// Charges a body of `declared` bytes, waiting for other requests (first come, first
+    /// served) until `deadline`. The caller must then read it by [`Budget::body_deadline`]
+    /// and drop the [`Held`] bytes as soon as it cannot.
     pub async fn reserve_body(&self, held: &mut Held, declared: usize, deadline: Instant) -> Result<(), BudgetError> {
         if declared > LARGE_BODY {
             self.large.take(held, declared, deadline).await?;
@@ -529,5 +575,59 @@ mod tests {
         assert_eq!(second.bytes(), 2 * (2 << 20) + (36 << 20));
         assert!(matches!(b.reserve_decoded(&mut small, 37 << 20, soon()).await, Err(BudgetError::TooLarge { .. })));
         assert_eq!(b.total(), 48 << 20);
+    }
+
+    #[test]
+    fn a_body_gets_its_size_at_the_minimum_rate_plus_the_grace() {
+        let t = Instant::now();
+        let b = Budget::new(48 << 20);
+        assert_eq!(b.body_deadline(t, 0), t + BODY_GRACE);
+        assert_eq!(b.body_deadline(t, 1 << 20), t + Duration::from_secs(2));
+        assert_eq!(b.body_deadline(t, 7 << 20), t + Duration::from_secs(8));
+        let slow = Budget::new(48 << 20).with_min_body_rate(1000);
+        assert_eq!(slow.body_deadline(t, 500), t + Duration::from_millis(1500));
+        assert_eq!(Budget::new(0).with_min_body_rate(0).body_deadline(t, 1), t + BODY_GRACE + Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn the_budget_is_first_come_first_served() {
+        let b = Budget::new(48 << 20);
+        let later = || Instant::now() + std::time::Duration::from_secs(5);
+        // 11.5 of the 12 MiB body pool held.
+        let mut full = Held::default();
+        for _ in 0..11 {
+            b.reserve_body(&mut full, 1 << 20, later()).await.unwrap();
+        }
+        b.reserve_body(&mut full, 1 << 19, later()).await.unwrap();
+        // A 1 MiB request queues first, then a 1-byte one: the small one would fit, but does
+        // not overtake.
+        let (order_tx, mut order) = tokio::sync::mpsc::unbounded_channel();
+        let first = {
+            let (b, tx) = (b.clone(), order_tx.clone());
+            tokio::spawn(async move {
+                let mut h = Held::default();
+                b.reserve_body(&mut h, 1 << 20, later()).await.unwrap();
+                tx.send("1 MiB").unwrap();
+                h
+            })
+        };
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let second = {
+            let (b, tx) = (b.clone(), order_tx.clone());
+            tokio::spawn(async move {
+                let mut h = Held::default();
+                b.reserve_body(&mut h, 1, later()).await.unwrap();
+                tx.send("1 byte").unwrap();
+                h
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(order.try_recv().is_err(), "the 1-byte request overtook the 1 MiB one");
+        // Giving back the reservations serves the queue in order, at once.
+        drop(full);
+        let (_a, _b) = (first.await.unwrap(), second.await.unwrap());
+        assert_eq!(order.recv().await, Some("1 MiB"));
+        assert_eq!(order.recv().await, Some("1 byte"));
     }
 }

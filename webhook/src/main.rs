@@ -75,13 +75,24 @@ struct Args {
     /// Most connections served at once; more wait in the accept queue (the API server keeps a
     /// few keep-alive connections). Every connection frees its slot within a bounded time
     /// (TLS handshake 10 s, headers or idle 10 s, body at most 30 s, age 60 s + 40 s grace), so
-    /// slow clients cannot hold them; an idle TLS connection costs about 20 KiB.
+    /// slow clients cannot hold them; an idle TLS connection costs about 20 KiB. A body that
+    /// holds memory budget is cut sooner, by --min-body-rate.
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
     /// Bytes that request bodies and decoded objects of all requests in flight may take
-    /// together; past it requests wait (until their deadline, then 503).
+    /// together; past it requests wait, first come first served (until their deadline, then
+    /// 503). A body is charged its Content-Length (required: 411 without) before it arrives,
+    /// and keeps the charge only while it arrives at --min-body-rate.
     #[arg(long, default_value_t = server::DEFAULT_MEMORY_BUDGET)]
     memory_budget: usize,
+    /// Bytes per second a request body must arrive at, on average, once it holds its share of
+    /// --memory-budget: it must be complete within 1 s plus its size at this rate (and within
+    /// the request's timeout), else it is answered 408 and its share given back at once, so
+    /// slow clients cannot keep the budget from the API server's reviews. The API server sends
+    /// reviews from memory over the cluster network, far faster than the default 1 MiB/s.
+    #[arg(long, default_value_t = koperator_webhook::limits::DEFAULT_MIN_BODY_RATE,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    min_body_rate: u64,
     /// Watch only this namespace (single-namespace installs): the lookups list and watch it
     /// alone, and references to KafkaClusters elsewhere are refused.
     #[arg(long, env = "WATCH_NAMESPACE")]
@@ -158,7 +169,7 @@ async fn main() -> Result<()> {
         )),
         rules: args.common.rules.clone(),
     });
-    let budget = koperator_webhook::limits::Budget::new(args.memory_budget);
+    let budget = koperator_webhook::limits::Budget::new(args.memory_budget).with_min_body_rate(args.min_body_rate);
     let app = server::router(server::AppState { admission, metrics, certs: status.clone(), budget });
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
@@ -220,7 +231,11 @@ mod tests {
         assert_eq!(args.common.kafka_timeout_or(DEFAULT_KAFKA_TIMEOUT), Duration::from_millis(2500));
         assert_eq!(args.common.kafka_connect_timeout, Duration::from_secs(1));
         assert_eq!(args.common.identity_or("koperator-webhook"), "webhook-0");
-        let args = Args::try_parse_from(["koperator-webhook", "--kafka-timeout=1500ms"]).unwrap();
+        assert_eq!(args.min_body_rate, 1024 * 1024);
+        let args =
+            Args::try_parse_from(["koperator-webhook", "--kafka-timeout=1500ms", "--min-body-rate=65536"]).unwrap();
+        assert_eq!(args.min_body_rate, 65536);
+        assert!(Args::try_parse_from(["koperator-webhook", "--min-body-rate=0"]).is_err());
         assert_eq!(args.common.kafka_timeout_or(DEFAULT_KAFKA_TIMEOUT), Duration::from_millis(1500));
         let bad = Args::try_parse_from(["koperator-webhook", "--node-port-range=32767-30000"]).unwrap_err();
         assert!(bad.to_string().contains("above"), "{bad}");

@@ -49,7 +49,8 @@ pub const CONNECTION_CLOSE_GRACE: Duration = Duration::from_secs(40);
 /// Default of `--memory-budget`: bodies and decoded objects of every request in flight. A
 /// quarter (12 MiB) is for bodies, one largest body and small ones beside it; the rest
 /// (36 MiB) one object at [`limits::MAX_DECODED_BYTES`] decoded [`limits::DECODED_COPIES`]
-/// times.
+/// times. A body holds its share only as long as it arrives at `--min-body-rate` (see
+/// [`read_body`]).
 pub const DEFAULT_MEMORY_BUDGET: usize = 48 * 1024 * 1024;
 
 /// State shared by the handlers.
@@ -118,6 +119,10 @@ enum BodyError {
     TooLarge,
     #[error("the body did not arrive within {0:?}")]
     Timeout(Duration),
+    #[error(
+        "the body of {declared} bytes did not arrive within {within:?} (too slow: at least {rate} bytes/s are required)"
+    )]
+    TooSlow { declared: usize, within: Duration, rate: u64 },
     #[error(transparent)]
     Budget(#[from] BudgetError),
     #[error("could not read the body: {0}")]
@@ -130,6 +135,7 @@ impl BodyError {
         match self {
             BodyError::TooLarge => "body_too_large",
             BodyError::Timeout(_) => "body_timeout",
+            BodyError::TooSlow { .. } => "body_too_slow",
             BodyError::Budget(_) => "memory_budget",
             BodyError::Read(_) => "body_unreadable",
         }
@@ -138,35 +144,47 @@ impl BodyError {
     fn status(&self) -> StatusCode {
         match self {
             BodyError::TooLarge | BodyError::Budget(BudgetError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Timeout(_) | BodyError::TooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             BodyError::Budget(BudgetError::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             BodyError::Read(_) => StatusCode::BAD_REQUEST,
         }
     }
 }
 
-/// Reads the body until `deadline`, after charging the budget its declared length (all at
-/// once: requests that hold part of what they need could wait on each other forever).
+/// Reads a body of `declared` bytes (its `Content-Length`), after charging the budget that
+/// length (all at once: requests that hold part of what they need could wait on each other
+/// forever), waiting for it in turn until `deadline`.
+///
+/// The bytes are charged before they arrive, so the body must then arrive at the minimum
+/// rate: by `min(deadline, charged + BODY_GRACE + declared / --min-body-rate)`
+/// ([`Budget::body_deadline`]), or the request is refused (408) and the bytes are given back
+/// at once (the caller drops `held`). A client announcing 1 MiB and sending it slowly keeps
+/// its reservation 2 s by default, a 7 MiB one 8 s, not the 30 s a `timeout` allows.
 async fn read_body(
     mut body: Body,
-    declared: Option<usize>,
+    declared: usize,
     budget: &Budget,
     held: &mut Held,
     limit: Duration,
     deadline: Instant,
 ) -> Result<Vec<u8>, BodyError> {
-    let charged = declared.unwrap_or(MAX_BODY).min(MAX_BODY);
-    budget.reserve_body(held, charged, deadline).await?;
-    let mut out = Vec::with_capacity(charged);
+    budget.reserve_body(held, declared, deadline).await?;
+    let charged_at = Instant::now();
+    let by = budget.body_deadline(charged_at, declared);
+    let (until, slow) = if by < deadline { (by, true) } else { (deadline, false) };
+    let mut out = Vec::with_capacity(declared);
     loop {
-        let frame = match tokio::time::timeout_at(deadline.into(), body.frame()).await {
+        let frame = match tokio::time::timeout_at(until.into(), body.frame()).await {
+            Err(_) if slow => {
+                return Err(BodyError::TooSlow { declared, within: until - charged_at, rate: budget.min_body_rate() });
+            }
             Err(_) => return Err(BodyError::Timeout(limit)),
             Ok(None) => return Ok(out),
             Ok(Some(Err(e))) => return Err(BodyError::Read(e.to_string())),
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > charged {
+            if out.len() + data.len() > declared {
                 return Err(BodyError::TooLarge);
             }
             out.extend_from_slice(&data);
@@ -178,6 +196,14 @@ fn refuse(st: &AppState, reason: &'static str, code: StatusCode, msg: String) ->
     st.metrics.refused.get_or_create(&RefusedLabels { reason }).inc();
     debug!(reason, %code, msg, "admission request refused");
     plain(code, msg)
+}
+
+/// [`refuse`], and close the connection after the answer: the body was not read (or not
+/// all of it), so the connection cannot carry another request.
+fn refuse_and_close(st: &AppState, reason: &'static str, code: StatusCode, msg: String) -> Response {
+    let mut r = refuse(st, reason, code, msg);
+    r.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    r
 }
 
 async fn admit(
@@ -197,9 +223,19 @@ async fn admit(
             format!("expected Content-Type application/json, got {content_type:?}"),
         );
     }
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY) {
-        return refuse(&st, "body_too_large", StatusCode::PAYLOAD_TOO_LARGE, BodyError::TooLarge.to_string());
+    // The API server always sends a Content-Length; a body without one (chunked) could only
+    // be charged the largest size before it arrives.
+    let Some(declared) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+    else {
+        return refuse_and_close(
+            &st,
+            "length_required",
+            StatusCode::LENGTH_REQUIRED,
+            "an admission review needs a Content-Length".to_string(),
+        );
+    };
+    if declared > MAX_BODY {
+        return refuse_and_close(&st, "body_too_large", StatusCode::PAYLOAD_TOO_LARGE, BodyError::TooLarge.to_string());
     }
     let started = Instant::now();
     st.metrics.in_flight.inc();
@@ -209,7 +245,11 @@ async fn admit(
     let mut held = Held::default();
     let bytes = match read_body(body, declared, &st.budget, &mut held, limit, until).await {
         Ok(b) => b,
-        Err(e) => return refuse(&st, e.reason(), e.status(), e.to_string()),
+        Err(e) => {
+            // Give the bytes back before the answer is written.
+            drop(held);
+            return refuse_and_close(&st, e.reason(), e.status(), e.to_string());
+        }
     };
     st.metrics.body_bytes.get_or_create(&ModeLabels { mode: route.mode.as_str() }).observe(bytes.len() as f64);
     let decoded = review::decode(&bytes);
@@ -303,7 +343,9 @@ pub fn tls_config(certs: &CertStatus) -> Arc<rustls::ServerConfig> {
 /// At most `max_connections` connections are served at once; past that, new ones wait in the
 /// kernel's accept queue. Every slot frees within a bounded time: the TLS handshake within
 /// [`TLS_HANDSHAKE_TIMEOUT`], request headers (and idle keep-alive) within
-/// [`HEADER_READ_TIMEOUT`], a body within its deadline (at most [`MAX_DEADLINE`]), and a
+/// [`HEADER_READ_TIMEOUT`], a body within its deadline (at most [`MAX_DEADLINE`], and once
+/// it holds its share of the memory budget, its size at `--min-body-rate` plus
+/// [`limits::BODY_GRACE`]), and a
 /// connection past [`MAX_CONNECTION_AGE`] is closed after its answer, or dropped
 /// [`CONNECTION_CLOSE_GRACE`] later.
 pub async fn serve(

@@ -58,7 +58,12 @@ fn topic(partitions: i64) -> Value {
 }
 
 async fn post(path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-    let req = Request::post(path).header(header::CONTENT_TYPE, content_type).body(Body::from(body)).unwrap();
+    // As the API server (and hyper over the wire) does: with a Content-Length.
+    let req = Request::post(path)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(Body::from(body))
+        .unwrap();
     let resp = app().oneshot(req).await.unwrap();
     let status = resp.status();
     (status, resp.into_body().collect().await.unwrap().to_bytes().to_vec())
@@ -86,6 +91,18 @@ async fn wrong_content_type_is_415() {
 async fn oversized_body_is_413() {
     let (status, _) = post("/validate-kafkatopic", "application/json", vec![b' '; MAX_BODY + 1]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_body_without_content_length_is_411() {
+    let req = Request::post("/validate-kafkatopic")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::TRANSFER_ENCODING, "chunked")
+        .body(Body::from(review(topic(1))))
+        .unwrap();
+    let resp = app().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::LENGTH_REQUIRED);
+    assert_eq!(resp.headers()[header::CONNECTION], "close");
 }
 
 #[tokio::test]
