@@ -170,6 +170,45 @@ fn operator_reconciles_under(cp: &ControlPlane, sa: (&str, &str), w: &str) {
     let log = std::fs::read_to_string(cp.dir.join(format!("logs/least-privilege-operator-{w}.log"))).unwrap();
     assert!(!log.contains("forbidden"), "the operator was refused something:\n{}", op.log_tail(40));
 
+    // A cluster that accepts a namespace the Role cannot read: the ownership checks leave that
+    // namespace out instead of failing every pass (a KafkaUser gets as far as Kafka, which
+    // does not run here).
+    cp.kubectl(&[
+        "annotate",
+        "kafkacluster",
+        "kafka-combined",
+        "-n",
+        w,
+        "koperator.banzaicloud.io/allowed-namespaces=default",
+    ])
+    .unwrap();
+    let user = serde_json::json!({
+        "apiVersion": "kafka.banzaicloud.io/v1alpha1", "kind": "KafkaUser",
+        "metadata": {"name": "alice"},
+        "spec": {"secretName": "alice-tls", "clusterRef": {"name": "kafka-combined"}}
+    });
+    cp.kubectl_stdin(&["apply", "-n", w, "-f", "-"], Some(&user.to_string())).unwrap();
+    let mut message = String::new();
+    wait("the KafkaUser's status", 30, &op, || {
+        message = cp
+            .kubectl(&[
+                "get",
+                "kafkauser",
+                "alice",
+                "-n",
+                w,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
+            ])
+            .unwrap_or_default();
+        !message.is_empty()
+    });
+    assert!(
+        !message.contains("cannot list the KafkaUsers") && message.contains("no Kafka broker reachable"),
+        "the ownership check failed on an unreadable namespace: {message}"
+    );
+    cp.kubectl(&["delete", "kafkauser", "alice", "-n", w, "--wait=false"]).unwrap();
+
     // Whoever may write KafkaClusters chooses the broker Pod's security context; the
     // namespace's Pod Security level is what stops one with extra capabilities.
     let mut hostile = sample();

@@ -70,18 +70,39 @@ impl Context {
         }
     }
 
-    /// `Api`s over the namespaces whose objects may refer to `cluster`: the cluster's own and
-    /// the ones its `allowed-namespaces` annotation names, every namespace for `*` — within
-    /// the watched namespace when this operator has one (it may read nothing else).
-    pub fn accepted<K>(&self, cluster: &KafkaCluster) -> Vec<Api<K>>
+    /// The `K`s of every namespace whose objects may refer to `cluster`: the cluster's own and
+    /// the ones its `allowed-namespaces` annotation names, every namespace for `*`. A
+    /// namespace this operator may not read (403: the Role of a single-namespace install) is
+    /// left out — objects there cannot be reconciled against this cluster by an operator that
+    /// cannot read it either — and for `*` the watched namespace is read instead.
+    pub async fn list_accepted<K>(&self, cluster: &KafkaCluster) -> Result<Vec<K>, KubeError>
     where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
     {
-        match (&self.watch_namespace, cluster.allowed_namespaces()) {
-            (Some(watched), _) => vec![Api::namespaced(self.client.clone(), watched)],
-            (None, None) => vec![Api::all(self.client.clone())],
-            (None, Some(namespaces)) => namespaces.iter().map(|ns| Api::namespaced(self.client.clone(), ns)).collect(),
+        let forbidden = |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 403);
+        let namespaced = |ns: &str| Api::<K>::namespaced(self.client.clone(), ns);
+        let what = || format!("{}s", K::kind(&()));
+        let Some(namespaces) = cluster.allowed_namespaces() else {
+            return match Api::<K>::all(self.client.clone()).list(&Default::default()).await {
+                Ok(l) => Ok(l.items),
+                Err(e) if forbidden(&e) && self.watch_namespace.is_some() => {
+                    let ns = self.watch_namespace.as_deref().unwrap_or_default();
+                    Ok(namespaced(ns).list(&Default::default()).await.map_err(kube_err("list", what()))?.items)
+                }
+                Err(e) => Err(kube_err("list", what())(e)),
+            };
+        };
+        let mut items = Vec::new();
+        for ns in namespaces {
+            match namespaced(&ns).list(&Default::default()).await {
+                Ok(l) => items.extend(l.items),
+                Err(e) if forbidden(&e) && self.watch_namespace.as_deref() != Some(ns.as_str()) => {
+                    debug!(namespace = %ns, kind = K::kind(&()).as_ref(), "not readable here; left out of the ownership check");
+                }
+                Err(e) => return Err(kube_err("list", what())(e)),
+            }
         }
+        Ok(items)
     }
 
     /// Publishes an Event about `obj` (a failure to publish is logged, never fatal).

@@ -171,17 +171,15 @@ fn manages_same_topic(kt: &KafkaTopic, o: &KafkaTopic, cluster_uid: &str) -> boo
 /// The KafkaTopic other than `kt` that manages the same topic of `cluster`, as
 /// `namespace/name`. Only the namespaces the cluster accepts can hold one (the others are
 /// refused before they act), so those are listed: the cluster's own and the ones its
-/// `allowed-namespaces` annotation names, or every namespace for `*` (a single-namespace
-/// operator: its own).
+/// `allowed-namespaces` annotation names, or every namespace for `*`
+/// ([`Context::list_accepted`]).
 async fn other_manager(kt: &KafkaTopic, cluster: &KafkaCluster, ctx: &Context) -> Result<Option<String>, Error> {
     let uid = cluster.uid().unwrap_or_default();
-    for api in ctx.accepted::<KafkaTopic>(cluster) {
-        let list = api.list(&Default::default()).await.map_err(kube_err("list", "KafkaTopics"))?;
-        if let Some(o) = list.items.iter().find(|o| manages_same_topic(kt, o, &uid)) {
-            return Ok(Some(format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())));
-        }
-    }
-    Ok(None)
+    let topics = ctx.list_accepted::<KafkaTopic>(cluster).await?;
+    Ok(topics
+        .iter()
+        .find(|o| manages_same_topic(kt, o, &uid))
+        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())))
 }
 
 /// Before this KafkaTopic creates or adopts its topic: `Some(why)` when another KafkaTopic

@@ -40,7 +40,7 @@ use koperator_shared::rules::namespaces::not_allowed_message;
 use koperator_shared::support;
 use koperator_shared::validated::ValidatedCluster;
 
-use crate::controller::{self, Context, Reconcile, RefersToCluster, Writes, kube_err};
+use crate::controller::{self, Context, Reconcile, RefersToCluster, Writes};
 use crate::status;
 
 /// Finalizer of KafkaUsers (Koperator's name).
@@ -249,18 +249,11 @@ async fn other_claimant(
     ctx: &Context,
 ) -> Result<Option<String>, SyncError> {
     let uid = cluster.uid().unwrap_or_default();
-    for api in ctx.accepted::<KafkaUser>(cluster) {
-        let list =
-            api.list(&Default::default()).await.map_err(|e| SyncError::ListUsers(kube_err("list", "KafkaUsers")(e)))?;
-        if let Some(o) = list
-            .items
-            .iter()
-            .find(|o| o.uid() != user.uid() && o.status.as_ref().is_some_and(|st| claims(st, principal, &uid)))
-        {
-            return Ok(Some(format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())));
-        }
-    }
-    Ok(None)
+    let users = ctx.list_accepted::<KafkaUser>(cluster).await.map_err(SyncError::ListUsers)?;
+    Ok(users
+        .iter()
+        .find(|o| o.uid() != user.uid() && o.status.as_ref().is_some_and(|st| claims(st, principal, &uid)))
+        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())))
 }
 
 /// Ownership check, credentials, then ACLs; returns the Ready message or why it failed.
