@@ -20,6 +20,17 @@ fn ensure_remaining<B: ByteBuf>(buf: &B, n: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// koperator-rs patch (bounded decoding): at most this many bytes are reserved up front for
+/// the elements of an array; past it the vector grows as elements actually decode.
+const PREALLOC_BYTES: usize = 64 * 1024;
+
+/// koperator-rs patch (bounded decoding): the capacity to reserve for `n` elements of `T`. A
+/// count may equal the bytes left, but each decoded element is larger than one byte, so `n`
+/// alone would still reserve up to `size_of::<T>()` times the message.
+fn prealloc<T>(n: usize) -> usize {
+    n.min(PREALLOC_BYTES / std::mem::size_of::<T>().max(1))
+}
+
 macro_rules! define_copy_impl {
     ($e:ident, $t:ty) => (
         impl Encoder<$t> for $e {
@@ -1007,7 +1018,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
                 // count above the bytes left is a lie (Kafka's own generated decoders refuse it
                 // the same way) and must not size an allocation.
                 ensure_remaining(buf, n as usize, "Array")?;
-                let mut result = Vec::with_capacity(n as usize);
+                let mut result = Vec::with_capacity(prealloc::<T>(n as usize));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1117,7 +1128,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
             n => {
                 // koperator-rs patch (bounded decoding): see `Array` above.
                 ensure_remaining(buf, (n - 1) as usize, "CompactArray")?;
-                let mut result = Vec::with_capacity((n - 1) as usize);
+                let mut result = Vec::with_capacity(prealloc::<T>((n - 1) as usize));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1141,6 +1152,7 @@ impl<T, E: Decoder<T>> Decoder<Vec<T>> for CompactArray<E> {
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     use std::fmt::Debug;
