@@ -7,14 +7,16 @@
 //!   what the decoded `Value` tree would take. An object over a bound is denied with a field
 //!   error at once: on CREATE the API server calls the mutating webhook *before* it checks the
 //!   CRD schema, so the webhook is the first to see a KafkaCluster with 100,000 brokers.
-//! - [`Budget`] holds the bytes shared by every request: a body is charged its declared length
-//!   before it is read, and the decoded estimate ([`DECODED_COPIES`] times, for the copies
-//!   admission makes) before decoding, so that many concurrent large requests wait for each
-//!   other instead of multiplying memory. A body charged before its bytes arrive must then
-//!   arrive at the minimum rate ([`Budget::body_deadline`]): a client cannot keep a
-//!   reservation longer than [`BODY_GRACE`] plus its size at that rate (a 1 MiB body 2 s, the
-//!   largest 8 s by default), so slow clients cannot hold the budget and make the API server's
-//!   reviews wait for it.
+//! - [`Budget`] holds the bytes shared by every request: a body is charged its bytes as they
+//!   arrive (a large one also its declared size, up front, in the pool of large bodies), and
+//!   the decoded estimate ([`DECODED_COPIES`] times, for the copies admission makes) before
+//!   decoding, so that many concurrent large requests wait for each other instead of
+//!   multiplying memory. A body must arrive at the minimum rate
+//!   ([`Budget::body_deadline`]): a client cannot keep what it sent charged longer than
+//!   [`BODY_GRACE`] plus its declared size at that rate (a 1 MiB body 2 s, the largest 8 s by
+//!   default), and a client that announces a body and sends it slowly holds only the few
+//!   bytes it sent, so slow clients cannot hold the budget and make the API server's reviews
+//!   wait for it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -312,9 +314,9 @@ impl<'de> Visitor<'de> for Key {
     }
 }
 
-/// Declared bodies above this are large: they may use only part of the body budget, so
-/// that clients announcing big bodies and sending them slowly cannot keep small requests
-/// (what the API server sends almost always) waiting.
+/// Declared bodies above this are large: they are admitted by declared size into a pool of
+/// their own, a part of the body budget, so that clients announcing big bodies and sending
+/// them slowly cannot keep small requests (what the API server sends almost always) waiting.
 pub const LARGE_BODY: usize = 1024 * 1024;
 
 /// Time a body has on top of its size at the minimum rate (round trips, TCP slow start).
@@ -369,13 +371,19 @@ impl Pool {
         if bytes == 0 {
             return Ok(());
         }
-        if bytes > self.total {
-            return Err(BudgetError::TooLarge { needed: bytes, total: self.total });
+        let already =
+            held.permits.iter().find(|p| Arc::ptr_eq(p.semaphore(), &self.sem)).map_or(0, |p| p.num_permits());
+        if already + bytes > self.total {
+            return Err(BudgetError::TooLarge { needed: already + bytes, total: self.total });
         }
         let acquire = self.sem.clone().acquire_many_owned(bytes as u32);
         match tokio::time::timeout_at(deadline.into(), acquire).await {
             Ok(Ok(p)) => {
-                held.permits.push(p);
+                // One permit per pool: a body charged frame by frame stays one entry.
+                match held.permits.iter_mut().find(|h| Arc::ptr_eq(h.semaphore(), &self.sem)) {
+                    Some(h) => h.merge(p),
+                    None => held.permits.push(p),
+                }
                 Ok(())
             }
             Ok(Err(_)) | Err(_) => Err(BudgetError::Busy { total: self.total }),
@@ -387,11 +395,17 @@ impl Pool {
 /// order (body, then decoded objects), each all at once, so that requests holding part of
 /// what they need cannot wait on each other forever:
 ///
-/// - bodies: a quarter of the budget, charged the declared `Content-Length` (a request
-///   without one is refused before it is charged) before the body is read; bodies above
-///   [`LARGE_BODY`] share only the part of it above 4 MiB. Once charged, a body must arrive
-///   by [`Budget::body_deadline`] (at the minimum rate), or it is refused and its bytes given
-///   back at once;
+/// - bodies: a quarter of the budget, charged the bytes of each body as they arrive (a request
+///   must declare its `Content-Length`, which bounds them). Bytes not sent are not charged: a
+///   client announcing a body and sending it a byte a second holds a few bytes, for a few
+///   seconds. A body must be complete by [`Budget::body_deadline`] (at the minimum rate), or
+///   it is refused and its bytes given back at once;
+/// - large bodies (declared above [`LARGE_BODY`]): the part of the body pool above 4 MiB,
+///   charged the declared size before the body is read, so that large bodies are read a few
+///   at a time, cannot stall each other part-way, and always leave 4 MiB of the body pool to
+///   small ones. Their minimum rate counts from this reservation: a slow client keeps it at
+///   most [`BODY_GRACE`] plus its size at the rate (8 s for the largest); a large body may
+///   wait for it behind such clients, a small one never does;
 /// - decoded objects: the rest, charged [`DECODED_COPIES`] times the [`scan`] estimate.
 ///
 /// Each pool is a tokio `Semaphore`, which is first in, first out: a request waiting for
@@ -465,14 +479,18 @@ impl Budget {
         self.body.sem.available_permits() + self.decoded.sem.available_permits()
     }
 
-    /// Charges a body of `declared` bytes, waiting for other requests (first come, first
-    /// served) until `deadline`. The caller must then read it by [`Budget::body_deadline`]
-    /// and drop the [`Held`] bytes as soon as it cannot.
-    pub async fn reserve_body(&self, held: &mut Held, declared: usize, deadline: Instant) -> Result<(), BudgetError> {
-        if declared > LARGE_BODY {
-            self.large.take(held, declared, deadline).await?;
-        }
-        self.body.take(held, declared, deadline).await
+    /// Before a body of `declared` bytes is read: if it is large, charges its declared size
+    /// to the pool of large bodies, waiting for other requests (first come, first served)
+    /// until `deadline`. Small bodies are not charged here.
+    pub async fn admit_body(&self, held: &mut Held, declared: usize, deadline: Instant) -> Result<(), BudgetError> {
+        if declared > LARGE_BODY { self.large.take(held, declared, deadline).await } else { Ok(()) }
+    }
+
+    /// Charges `bytes` of a body that have arrived, waiting for other requests (first come,
+    /// first served) until `deadline` (the body's, from [`Budget::body_deadline`]). The caller
+    /// drops the [`Held`] bytes as soon as the body cannot be read.
+    pub async fn charge_body(&self, held: &mut Held, bytes: usize, deadline: Instant) -> Result<(), BudgetError> {
+        self.body.take(held, bytes, deadline).await
     }
 
     /// Charges decoded objects of `bytes`, waiting for other requests until `deadline`.
@@ -556,25 +574,48 @@ mod tests {
     async fn the_budget_waits_then_gives_up_and_keeps_room_for_small_bodies() {
         let b = Budget::new(48 << 20);
         let soon = || Instant::now() + std::time::Duration::from_millis(50);
-        // Large bodies share 8 of the 12 MiB body pool.
+        // Large bodies share 8 of the 12 MiB body pool, by declared size.
         let mut big = Held::default();
-        b.reserve_body(&mut big, 7 << 20, soon()).await.unwrap();
+        b.admit_body(&mut big, 7 << 20, soon()).await.unwrap();
+        b.charge_body(&mut big, 7 << 20, soon()).await.unwrap();
         let mut second = Held::default();
-        assert_eq!(b.reserve_body(&mut second, 2 << 20, soon()).await, Err(BudgetError::Busy { total: 8 << 20 }));
+        assert_eq!(b.admit_body(&mut second, 2 << 20, soon()).await, Err(BudgetError::Busy { total: 8 << 20 }));
         // Small bodies still get in.
         let mut small = Held::default();
         for _ in 0..5 {
-            b.reserve_body(&mut small, 1 << 20, soon()).await.unwrap();
+            b.admit_body(&mut small, 1 << 20, soon()).await.unwrap();
+            b.charge_body(&mut small, 1 << 20, soon()).await.unwrap();
         }
         assert_eq!(small.bytes(), 5 << 20);
-        assert_eq!(b.reserve_body(&mut Held::default(), 1, soon()).await, Err(BudgetError::Busy { total: 12 << 20 }));
+        assert_eq!(small.permits.len(), 1, "one permit per pool");
+        assert_eq!(b.charge_body(&mut Held::default(), 1, soon()).await, Err(BudgetError::Busy { total: 12 << 20 }));
         drop(big);
-        b.reserve_body(&mut second, 2 << 20, soon()).await.unwrap();
+        b.admit_body(&mut second, 2 << 20, soon()).await.unwrap();
+        b.charge_body(&mut second, 2 << 20, soon()).await.unwrap();
         // Decoded objects have their own pool; more than all of it can never run.
         b.reserve_decoded(&mut second, 36 << 20, soon()).await.unwrap();
         assert_eq!(second.bytes(), 2 * (2 << 20) + (36 << 20));
         assert!(matches!(b.reserve_decoded(&mut small, 37 << 20, soon()).await, Err(BudgetError::TooLarge { .. })));
         assert_eq!(b.total(), 48 << 20);
+    }
+
+    #[tokio::test]
+    async fn a_body_is_charged_what_has_arrived() {
+        let b = Budget::new(48 << 20);
+        let soon = || Instant::now() + std::time::Duration::from_millis(50);
+        // Slow clients announcing 1 MiB each hold what they sent, not what they announced.
+        let mut slow: Vec<Held> = (0..100).map(|_| Held::default()).collect();
+        for h in &mut slow {
+            b.admit_body(h, 1 << 20, soon()).await.unwrap();
+            b.charge_body(h, 1, soon()).await.unwrap();
+        }
+        assert_eq!(b.available(), (48 << 20) - 100);
+        // Charged frame by frame, a body cannot pass the pool.
+        let mut h = Held::default();
+        b.charge_body(&mut h, 12 << 20, soon()).await.unwrap_err();
+        drop(slow);
+        b.charge_body(&mut h, 12 << 20, soon()).await.unwrap();
+        assert!(matches!(b.charge_body(&mut h, 1, soon()).await, Err(BudgetError::TooLarge { .. })));
     }
 
     #[test]
@@ -596,9 +637,9 @@ mod tests {
         // 11.5 of the 12 MiB body pool held.
         let mut full = Held::default();
         for _ in 0..11 {
-            b.reserve_body(&mut full, 1 << 20, later()).await.unwrap();
+            b.charge_body(&mut full, 1 << 20, later()).await.unwrap();
         }
-        b.reserve_body(&mut full, 1 << 19, later()).await.unwrap();
+        b.charge_body(&mut full, 1 << 19, later()).await.unwrap();
         // A 1 MiB request queues first, then a 1-byte one: the small one would fit, but does
         // not overtake.
         let (order_tx, mut order) = tokio::sync::mpsc::unbounded_channel();
@@ -606,7 +647,7 @@ mod tests {
             let (b, tx) = (b.clone(), order_tx.clone());
             tokio::spawn(async move {
                 let mut h = Held::default();
-                b.reserve_body(&mut h, 1 << 20, later()).await.unwrap();
+                b.charge_body(&mut h, 1 << 20, later()).await.unwrap();
                 tx.send("1 MiB").unwrap();
                 h
             })
@@ -617,7 +658,7 @@ mod tests {
             let (b, tx) = (b.clone(), order_tx.clone());
             tokio::spawn(async move {
                 let mut h = Held::default();
-                b.reserve_body(&mut h, 1, later()).await.unwrap();
+                b.charge_body(&mut h, 1, later()).await.unwrap();
                 tx.send("1 byte").unwrap();
                 h
             })

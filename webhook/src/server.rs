@@ -49,7 +49,7 @@ pub const CONNECTION_CLOSE_GRACE: Duration = Duration::from_secs(40);
 /// Default of `--memory-budget`: bodies and decoded objects of every request in flight. A
 /// quarter (12 MiB) is for bodies, one largest body and small ones beside it; the rest
 /// (36 MiB) one object at [`limits::MAX_DECODED_BYTES`] decoded [`limits::DECODED_COPIES`]
-/// times. A body holds its share only as long as it arrives at `--min-body-rate` (see
+/// times. A body is charged as its bytes arrive, and must arrive at `--min-body-rate` (see
 /// [`read_body`]).
 pub const DEFAULT_MEMORY_BUDGET: usize = 48 * 1024 * 1024;
 
@@ -151,15 +151,17 @@ impl BodyError {
     }
 }
 
-/// Reads a body of `declared` bytes (its `Content-Length`), after charging the budget that
-/// length (all at once: requests that hold part of what they need could wait on each other
-/// forever), waiting for it in turn until `deadline`.
+/// Reads a body of `declared` bytes (its `Content-Length`) until `deadline`: a large body is
+/// first admitted to the budget by its declared size ([`Budget::admit_body`], waiting for
+/// other requests, first come first served), then every body is charged each frame as it
+/// arrives ([`Budget::charge_body`]).
 ///
-/// The bytes are charged before they arrive, so the body must then arrive at the minimum
-/// rate: by `min(deadline, charged + BODY_GRACE + declared / --min-body-rate)`
-/// ([`Budget::body_deadline`]), or the request is refused (408) and the bytes are given back
-/// at once (the caller drops `held`). A client announcing 1 MiB and sending it slowly keeps
-/// its reservation 2 s by default, a 7 MiB one 8 s, not the 30 s a `timeout` allows.
+/// The body must arrive at the minimum rate: by `min(deadline, start + BODY_GRACE + declared
+/// / --min-body-rate)` ([`Budget::body_deadline`]; `start` is when its reading starts, after
+/// admission), or the request is refused (408) and its bytes are given back at once (the
+/// caller drops `held`). A client announcing 1 MiB and sending a byte a second holds a few
+/// bytes of the budget for 2 s by default, and one announcing 7 MiB the pool of large bodies
+/// for 8 s, not the 30 s a `timeout` allows.
 async fn read_body(
     mut body: Body,
     declared: usize,
@@ -168,17 +170,21 @@ async fn read_body(
     limit: Duration,
     deadline: Instant,
 ) -> Result<Vec<u8>, BodyError> {
-    budget.reserve_body(held, declared, deadline).await?;
-    let charged_at = Instant::now();
-    let by = budget.body_deadline(charged_at, declared);
+    budget.admit_body(held, declared, deadline).await?;
+    let started = Instant::now();
+    let by = budget.body_deadline(started, declared);
     let (until, slow) = if by < deadline { (by, true) } else { (deadline, false) };
-    let mut out = Vec::with_capacity(declared);
+    let late = || {
+        if slow {
+            BodyError::TooSlow { declared, within: until - started, rate: budget.min_body_rate() }
+        } else {
+            BodyError::Timeout(limit)
+        }
+    };
+    let mut out = Vec::new();
     loop {
         let frame = match tokio::time::timeout_at(until.into(), body.frame()).await {
-            Err(_) if slow => {
-                return Err(BodyError::TooSlow { declared, within: until - charged_at, rate: budget.min_body_rate() });
-            }
-            Err(_) => return Err(BodyError::Timeout(limit)),
+            Err(_) => return Err(late()),
             Ok(None) => return Ok(out),
             Ok(Some(Err(e))) => return Err(BodyError::Read(e.to_string())),
             Ok(Some(Ok(frame))) => frame,
@@ -186,6 +192,13 @@ async fn read_body(
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > declared {
                 return Err(BodyError::TooLarge);
+            }
+            budget.charge_body(held, data.len(), until).await?;
+            if out.capacity() - out.len() < data.len() {
+                // Grown with what arrives (doubling, at most to `declared`): a client that
+                // announces much and sends little costs little.
+                let want = (out.capacity() * 2).max(out.len() + data.len()).min(declared);
+                out.reserve_exact(want - out.len());
             }
             out.extend_from_slice(&data);
         }
@@ -343,9 +356,8 @@ pub fn tls_config(certs: &CertStatus) -> Arc<rustls::ServerConfig> {
 /// At most `max_connections` connections are served at once; past that, new ones wait in the
 /// kernel's accept queue. Every slot frees within a bounded time: the TLS handshake within
 /// [`TLS_HANDSHAKE_TIMEOUT`], request headers (and idle keep-alive) within
-/// [`HEADER_READ_TIMEOUT`], a body within its deadline (at most [`MAX_DEADLINE`], and once
-/// it holds its share of the memory budget, its size at `--min-body-rate` plus
-/// [`limits::BODY_GRACE`]), and a
+/// [`HEADER_READ_TIMEOUT`], a body within its deadline (at most [`MAX_DEADLINE`], and at most
+/// its size at `--min-body-rate` plus [`limits::BODY_GRACE`]), and a
 /// connection past [`MAX_CONNECTION_AGE`] is closed after its answer, or dropped
 /// [`CONNECTION_CLOSE_GRACE`] later.
 pub async fn serve(
