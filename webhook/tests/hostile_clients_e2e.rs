@@ -355,7 +355,8 @@ enum Loris {
     PartialHandshake,
     /// A TLS session and the start of a request line, then nothing.
     PartialHeaders,
-    /// Headers announcing 10,000 bytes (with `timeout=1h`), then a byte a second.
+    /// Headers announcing 10,000 bytes (with `timeout=1h`), then a byte a second: cut (408)
+    /// by the minimum body rate about a second after its headers.
     SlowBody,
 }
 
@@ -470,25 +471,35 @@ fn slow_loris_connections_do_not_block_a_well_behaved_client() {
             r = served => r,
             _ = trickle => unreachable!(),
         };
-        // The 1,000 are still open: the good client was served while they were.
+        // The handshakes and headers are still open: the good client was served while they
+        // were. The slow bodies are cut by the minimum body rate (10,000 bytes: 1 s after
+        // their headers), some of them already.
         let answered_at = opened.elapsed();
         let mut still_open = 0;
-        for (_, c) in conns.iter_mut() {
+        let mut bodies_open = 0;
+        for (kind, c) in conns.iter_mut() {
             if !c.closed_by_server(Duration::from_millis(1)).await {
-                still_open += 1;
+                if *kind == Loris::SlowBody {
+                    bodies_open += 1;
+                } else {
+                    still_open += 1;
+                }
             }
         }
+        let slow_bodies = conns.iter().filter(|(k, _)| *k == Loris::SlowBody).count();
         let (peak, _) = rss(pid);
         eprintln!(
             "1,000 slow-loris connections opened in {open_time:?}; a good review answered in {direct:?} over HTTPS and \
-             {via_api:?} through the API server, {answered_at:?} after the first opened, with {still_open} of them \
-             still open; webhook RSS {:.1} MiB before, peak {:.1} MiB",
+             {via_api:?} through the API server, {answered_at:?} after the first opened, with {still_open} of the \
+             {} partial handshakes and headers still open (and {bodies_open} of the {slow_bodies} slow bodies); \
+             webhook RSS {:.1} MiB before, peak {:.1} MiB",
+            1000 - slow_bodies,
             mib(before),
             mib(peak)
         );
-        assert_eq!(still_open, 1000, "connections were closed before the good client was answered");
+        assert_eq!(still_open, 1000 - slow_bodies, "connections were closed before the good client was answered");
         // Every slot frees in bounded time: handshake and headers 10 s, a body at most 30 s
-        // whatever `timeout` it asks for.
+        // whatever `timeout` it asks for, and a slow one 1 s plus its size at 1 MiB/s.
         let closed_after: Vec<(Loris, Duration)> =
             futures::future::join_all(conns.iter_mut().map(|(kind, c)| async move {
                 let waited = Duration::from_secs(40).saturating_sub(opened.elapsed());
@@ -499,7 +510,244 @@ fn slow_loris_connections_do_not_block_a_well_behaved_client() {
         for kind in kinds {
             let last = closed_after.iter().filter(|(k, _)| *k == kind).map(|(_, d)| *d).max().unwrap();
             eprintln!("{kind:?}: all closed by the webhook within {last:?} of opening");
+            if kind == Loris::SlowBody {
+                assert!(last < open_time + Duration::from_secs(5), "slow bodies held {last:?}");
+            }
         }
         assert!(peak < 128 * MIB, "peak RSS {:.1} MiB", mib(peak));
     });
+}
+
+/// What one slow-body attacker saw over its connections.
+#[derive(Default)]
+struct Cuts {
+    /// Connections opened.
+    connects: u64,
+    /// Connections the webhook ended (a 408, or a close).
+    cuts: u64,
+    /// Of those, answered 408.
+    answered_408: u64,
+    /// Longest a connection lived, from its headers to its cut.
+    longest: Duration,
+}
+
+/// Opens connections that declare `declared` bytes (with `timeout=30s`, the longest the
+/// webhook allows) and send a byte a second, reconnecting at once whenever the webhook cuts
+/// one, until `stop`.
+async fn slow_body_attacker(w: &WebhookUnderTest, declared: usize, stop: &tokio::sync::watch::Receiver<bool>) -> Cuts {
+    let mut seen = Cuts::default();
+    let head = format!(
+        "POST /validate-kafkatopic?timeout=30s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n{{"
+    );
+    let mut stop = stop.clone();
+    while !*stop.borrow() {
+        let mut s = w.connect().await;
+        seen.connects += 1;
+        if s.write_all(head.as_bytes()).await.is_err() || s.flush().await.is_err() {
+            seen.cuts += 1;
+            continue;
+        }
+        let opened = Instant::now();
+        let mut buf = [0u8; 1024];
+        let mut answer = Vec::new();
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
+        let cut = loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break false,
+                n = s.read(&mut buf) => match n {
+                    Ok(0) | Err(_) => break true,
+                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                },
+                _ = tick.tick() => {
+                    if s.write_all(b" ").await.is_err() || s.flush().await.is_err() {
+                        break true;
+                    }
+                }
+            }
+        };
+        if cut {
+            seen.cuts += 1;
+            seen.longest = seen.longest.max(opened.elapsed());
+            if answer.starts_with(b"HTTP/1.1 408") {
+                seen.answered_408 += 1;
+            }
+        }
+    }
+    seen
+}
+
+/// The `p`-th percentile of `v` (sorted here).
+fn percentile(v: &mut [Duration], p: usize) -> Duration {
+    v.sort();
+    v[(v.len() * p / 100).min(v.len() - 1)]
+}
+
+#[test]
+fn slow_bodies_cannot_hold_the_memory_budget() {
+    let _one = exclusive();
+    let (cp, w) = webhook();
+    let pid = w.component.pid();
+    enough_open_files(4096);
+    let rt = runtime();
+    let topic = json!({"apiVersion": "kafka.banzaicloud.io/v1alpha1", "kind": "KafkaTopic",
+        "metadata": {"name": "good", "namespace": "default"},
+        "spec": {"name": "good", "partitions": 0, "replicationFactor": 1, "clusterRef": {"name": "kafka"}}});
+    let good = review("KafkaTopic", "v1alpha1", "CREATE", &topic, None);
+    let m0 = rt.block_on(w.metrics());
+    reset_peak(pid);
+    let (before, _) = rss(pid);
+    const ATTACK: Duration = Duration::from_secs(15);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let failed = std::sync::Mutex::new(Vec::<String>::new());
+    let fail = |what: String| failed.lock().unwrap().push(what);
+    let (mut direct, mut via_api, cuts, held_mid) = rt.block_on(async {
+        // 24 bodies of 1 MiB: twice the 12 MiB body pool; 3 of 5 MiB: more than the 8 MiB
+        // that large bodies share. Each would hold its share for 30 s without a minimum rate.
+        let attackers = futures::future::join_all(
+            (0..27).map(|i| slow_body_attacker(w, if i < 24 { MIB as usize } else { 5 * MIB as usize }, &stop)),
+        );
+        let good_side = async {
+            // Let them take the budget first.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let held_mid =
+                common::metric_value(&w.metrics().await, "koperator_webhook_memory_budget_in_use_bytes").unwrap_or(0.0);
+            let until = Instant::now() + ATTACK - Duration::from_secs(1);
+            // A well-behaved client straight to the webhook (with the validating registration's
+            // timeout) and one through the API server, each a review every 250 ms.
+            let straight = async {
+                let mut latencies = Vec::new();
+                while Instant::now() < until {
+                    let started = Instant::now();
+                    let (status, body) = post(w, "/validate-kafkatopic?timeout=5s", &good).await;
+                    let took = started.elapsed();
+                    let field = serde_json::from_slice::<Value>(&body)
+                        .map(|v| v["response"]["status"]["details"]["causes"][0]["field"].clone())
+                        .unwrap_or_default();
+                    if status != 200 || field != "spec.partitions" {
+                        fail(format!("straight, after {took:?}: {status} {}", String::from_utf8_lossy(&body)));
+                    }
+                    latencies.push(took);
+                    tokio::time::sleep(Duration::from_millis(250).saturating_sub(took)).await;
+                }
+                latencies
+            };
+            let through_api = async {
+                let mut latencies = Vec::new();
+                while Instant::now() < until {
+                    let started = Instant::now();
+                    let obj = topic.to_string();
+                    let out = tokio::task::spawn_blocking(move || {
+                        cp.kubectl_output(&["create", "--dry-run=server", "-f", "-"], Some(&obj)).unwrap()
+                    })
+                    .await
+                    .unwrap();
+                    let took = started.elapsed();
+                    let err = String::from_utf8_lossy(&out.stderr).to_string();
+                    if !err.contains("spec.partitions") {
+                        fail(format!("through the API server, after {took:?}: {}", err.trim()));
+                    }
+                    latencies.push(took);
+                    tokio::time::sleep(Duration::from_millis(250).saturating_sub(took)).await;
+                }
+                latencies
+            };
+            let (direct, via_api) = tokio::join!(straight, through_api);
+            stop_tx.send(true).unwrap();
+            (direct, via_api, held_mid)
+        };
+        let (cuts, (direct, via_api, held_mid)) = tokio::join!(attackers, good_side);
+        (direct, via_api, cuts, held_mid)
+    });
+    let failed = failed.into_inner().unwrap();
+    let (peak, _) = rss(pid);
+    // Every share is given back once the attackers are gone.
+    let released = Instant::now();
+    let in_use = loop {
+        let m = rt.block_on(w.metrics());
+        let v = common::metric_value(&m, "koperator_webhook_memory_budget_in_use_bytes").unwrap();
+        if v == 0.0 || released.elapsed() > Duration::from_secs(5) {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let m1 = rt.block_on(w.metrics());
+    let delta = |labels: &str| {
+        sum(&m1, "koperator_webhook_requests_refused_total", labels)
+            - sum(&m0, "koperator_webhook_requests_refused_total", labels)
+    };
+    let (small, large) = cuts.split_at(24);
+    let total = |c: &[Cuts], f: fn(&Cuts) -> u64| c.iter().map(f).sum::<u64>();
+    let longest = |c: &[Cuts]| c.iter().map(|c| c.longest).max().unwrap();
+    eprintln!(
+        "{} s of 24 slow 1 MiB and 3 slow 5 MiB bodies (a byte a second, reconnecting at once; {:.0} bytes of \
+         the body budget held 1 s in): {} good reviews straight (p50 {:?}, max {:?}) and {} through the API server (p50 {:?}, \
+         max {:?}), {} not answered by the webhook; attackers: 1 MiB {} connections, {} cut ({} with 408), longest \
+         {:?}; 5 MiB {} connections, {} cut ({} with 408), longest {:?}; refused body_too_slow {}, memory_budget {}; \
+         webhook RSS {:.1} MiB before, peak {:.1} MiB; budget in use {:.0} bytes {:?} after",
+        ATTACK.as_secs(),
+        held_mid,
+        direct.len(),
+        percentile(&mut direct, 50),
+        percentile(&mut direct, 100),
+        via_api.len(),
+        percentile(&mut via_api, 50),
+        percentile(&mut via_api, 100),
+        failed.len(),
+        total(small, |c| c.connects),
+        total(small, |c| c.cuts),
+        total(small, |c| c.answered_408),
+        longest(small),
+        total(large, |c| c.connects),
+        total(large, |c| c.cuts),
+        total(large, |c| c.answered_408),
+        longest(large),
+        delta("reason=\"body_too_slow\""),
+        delta("reason=\"memory_budget\""),
+        mib(before),
+        mib(peak),
+        in_use,
+        released.elapsed(),
+    );
+    assert!(failed.is_empty(), "good reviews failed:\n{}", failed.join("\n"));
+    // The attack holds what it sent, not what it announced (27 MiB; the body pool is 12 MiB)...
+    assert!(held_mid < MIB as f64, "the slow bodies hold {held_mid} bytes of the budget");
+    // ...and is cut by the minimum rate, not by the 30 s timeout it asks for.
+    assert!(total(small, |c| c.answered_408) >= 24 * 2, "slow 1 MiB bodies were not cut with 408");
+    assert!(total(large, |c| c.answered_408) >= 1, "slow 5 MiB bodies were not cut with 408");
+    assert!(delta("reason=\"body_too_slow\"") >= 24.0 * 2.0);
+    // No request (good or slow) was refused for the budget.
+    assert_eq!(delta("reason=\"memory_budget\""), 0.0);
+    assert!(direct.len() >= 20 && via_api.len() >= 10, "too few good reviews: {} and {}", direct.len(), via_api.len());
+    assert_eq!(in_use, 0.0, "budget still held after the attackers left");
+    assert!(peak < 64 * MIB, "peak RSS {:.1} MiB", mib(peak));
+}
+
+#[test]
+fn a_chunked_review_without_content_length_is_411() {
+    let _one = exclusive();
+    let (_, w) = webhook();
+    let rt = runtime();
+    let topic = json!({"apiVersion": "kafka.banzaicloud.io/v1alpha1", "kind": "KafkaTopic",
+        "metadata": {"name": "t", "namespace": "default"},
+        "spec": {"name": "t", "partitions": 1, "replicationFactor": 1, "clusterRef": {"name": "kafka"}}});
+    let body = review("KafkaTopic", "v1alpha1", "CREATE", &topic, None);
+    let m0 = rt.block_on(w.metrics());
+    let response = rt.block_on(async {
+        let mut tls = w.connect().await;
+        let head = "POST /validate-kafkatopic HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+                    Transfer-Encoding: chunked\r\n\r\n";
+        tls.write_all(head.as_bytes()).await.unwrap();
+        let _ = tls.write_all(format!("{:x}\r\n", body.len()).as_bytes()).await;
+        let _ = tls.write_all(&body).await;
+        let _ = tls.write_all(b"\r\n0\r\n\r\n").await;
+        let mut response = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut response)).await;
+        String::from_utf8_lossy(&response).to_string()
+    });
+    assert!(response.starts_with("HTTP/1.1 411"), "{response}");
+    let m1 = rt.block_on(w.metrics());
+    let label = "reason=\"length_required\"";
+    let refused = "koperator_webhook_requests_refused_total";
+    assert_eq!(sum(&m1, refused, label) - sum(&m0, refused, label), 1.0);
 }
