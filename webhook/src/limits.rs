@@ -391,22 +391,23 @@ impl Pool {
     }
 }
 
-/// The bytes every in-flight admission request may hold together, in two pools taken in
-/// order (body, then decoded objects), each all at once, so that requests holding part of
-/// what they need cannot wait on each other forever:
+/// The bytes every in-flight admission request may hold together, in pools taken in order
+/// (large-body admission, body bytes, decoded objects):
 ///
-/// - bodies: a quarter of the budget, charged the bytes of each body as they arrive (a request
-///   must declare its `Content-Length`, which bounds them). Bytes not sent are not charged: a
-///   client announcing a body and sending it a byte a second holds a few bytes, for a few
-///   seconds. A body must be complete by [`Budget::body_deadline`] (at the minimum rate), or
-///   it is refused and its bytes given back at once;
-/// - large bodies (declared above [`LARGE_BODY`]): the part of the body pool above 4 MiB,
-///   charged the declared size before the body is read, so that large bodies are read a few
-///   at a time, cannot stall each other part-way, and always leave 4 MiB of the body pool to
-///   small ones. Their minimum rate counts from this reservation: a slow client keeps it at
-///   most [`BODY_GRACE`] plus its size at the rate (8 s for the largest); a large body may
-///   wait for it behind such clients, a small one never does;
-/// - decoded objects: the rest, charged [`DECODED_COPIES`] times the [`scan`] estimate.
+/// - large bodies (declared above [`LARGE_BODY`]): 8 MiB of the body pool's 12 MiB (the part
+///   above 4 MiB), charged the declared size before the body is read, so that large bodies
+///   are read a few at a time, cannot stall each other part-way, and always leave 4 MiB of the
+///   body pool to small ones. Their minimum rate counts from this reservation: a slow client
+///   keeps it at most [`BODY_GRACE`] plus its size at the rate (8 s for the largest); a large
+///   body may wait for it behind such clients, a small one never does;
+/// - bodies: a quarter of the budget, charged each body's buffer as it grows with the bytes
+///   that arrive (at most twice those, and at most the `Content-Length` a request must
+///   declare). Bytes not sent are not charged: a client announcing a body and sending it a
+///   byte a second holds a few bytes, for a few seconds. A body must be complete by
+///   [`Budget::body_deadline`] (at the minimum rate), or it is refused and its bytes given
+///   back at once, so bodies holding part of the pool wait for the rest no longer than that;
+/// - decoded objects: the rest, charged [`DECODED_COPIES`] times the [`scan`] estimate, all
+///   at once.
 ///
 /// Each pool is a tokio `Semaphore`, which is first in, first out: a request waiting for
 /// bytes is served before any that came after it, as soon as the ones before it give theirs

@@ -153,8 +153,9 @@ impl BodyError {
 
 /// Reads a body of `declared` bytes (its `Content-Length`) until `deadline`: a large body is
 /// first admitted to the budget by its declared size ([`Budget::admit_body`], waiting for
-/// other requests, first come first served), then every body is charged each frame as it
-/// arrives ([`Budget::charge_body`]).
+/// other requests, first come first served), then every body is charged as it arrives
+/// ([`Budget::charge_body`]: what its buffer grows by, at most twice what has arrived and at
+/// most `declared`).
 ///
 /// The body must arrive at the minimum rate: by `min(deadline, start + BODY_GRACE + declared
 /// / --min-body-rate)` ([`Budget::body_deadline`]; `start` is when its reading starts, after
@@ -193,11 +194,11 @@ async fn read_body(
             if out.len() + data.len() > declared {
                 return Err(BodyError::TooLarge);
             }
-            budget.charge_body(held, data.len(), until).await?;
             if out.capacity() - out.len() < data.len() {
-                // Grown with what arrives (doubling, at most to `declared`): a client that
-                // announces much and sends little costs little.
+                // Grown with what arrives (doubling, at most to `declared`), and charged what
+                // it grows by: a client that announces much and sends little costs little.
                 let want = (out.capacity() * 2).max(out.len() + data.len()).min(declared);
+                budget.charge_body(held, want - out.capacity(), until).await?;
                 out.reserve_exact(want - out.len());
             }
             out.extend_from_slice(&data);
