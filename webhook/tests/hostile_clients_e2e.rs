@@ -7,7 +7,10 @@
 //! - the largest UPDATE the API server sends still fits the body cap (measured);
 //! - forged operations and unknown routes add no metric series;
 //! - 1,000 slow-loris connections do not keep a well-behaved client from an answer, and the
-//!   webhook closes them within its deadlines.
+//!   webhook closes them within its deadlines;
+//! - clients announcing large bodies and sending a byte a second, reconnecting whenever cut,
+//!   hold neither the memory budget nor the API server's reviews (minimum body rate, bodies
+//!   charged as they arrive), and a review without `Content-Length` is 411.
 //!
 //! The tests share one webhook and run one at a time (a lock), so that each reads the peak RSS
 //! of its own attack (`/proc/<pid>/clear_refs` resets it).
