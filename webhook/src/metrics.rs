@@ -39,7 +39,8 @@ pub fn operation_label(operation: &str) -> &'static str {
 /// Labels of a request refused before it was decoded.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusedLabels {
-    /// `body_too_large`, `body_timeout`, `memory_budget` or `object_too_large`.
+    /// `length_required`, `body_too_large`, `body_timeout`, `body_too_slow`, `body_unreadable`,
+    /// `memory_budget` or `object_too_large` (a closed set: see `server.rs`).
     pub reason: &'static str,
 }
 
