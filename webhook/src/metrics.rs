@@ -39,8 +39,9 @@ pub fn operation_label(operation: &str) -> &'static str {
 /// Labels of a request refused before it was decoded.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusedLabels {
-    /// `length_required`, `body_too_large`, `body_timeout`, `body_too_slow`, `body_unreadable`,
-    /// `memory_budget` or `object_too_large` (a closed set: see `server.rs`).
+    /// `length_required`, `body_too_large`, `body_timeout`, `body_too_slow`, `body_unreadable`
+    /// or `memory_budget` (a closed set: see `server.rs`; objects over the limits are denied
+    /// in an AdmissionReview instead).
     pub reason: &'static str,
 }
 
