@@ -158,13 +158,24 @@ impl Reconcile for KafkaUser {
     type Error = Error;
 
     async fn apply(user: Arc<Self>, ctx: &Context, writes: &Writes) -> Result<Action, Error> {
-        reconcile(user, ctx, writes).await
+        reconcile(stored(&user, ctx).await?, ctx, writes).await
     }
 
     async fn cleanup(user: Arc<Self>, ctx: &Context, writes: &Writes) -> Result<Action, Error> {
+        let user = stored(&user, ctx).await?;
         let cluster = user.cluster(ctx).await?;
         finalize(&user, cluster.as_ref(), ctx, writes).await
     }
+}
+
+/// The KafkaUser as stored now. The status records what this user owns in Kafka and a pass
+/// writes it twice (the claim before the first Kafka write, the rest at the end); the cache
+/// the controller hands over may not hold the second write yet, and a pass that started from
+/// the first would record the ACLs it made as someone else's and never remove them.
+async fn stored(user: &KafkaUser, ctx: &Context) -> Result<Arc<KafkaUser>, Error> {
+    let api: Api<KafkaUser> = Api::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default());
+    let name = user.name_any();
+    Ok(Arc::new(api.get(&name).await.map_err(controller::kube_err("read", format!("KafkaUser/{name}")))?))
 }
 
 /// One reconcile pass (the finalizer is in place).
