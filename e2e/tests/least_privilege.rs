@@ -227,6 +227,16 @@ fn operator_reconciles_under(cp: &ControlPlane, sa: (&str, &str), w: &str) {
     }
 }
 
+/// `helm install <release> charts/koperator` into namespace `<release>` with `--set`s.
+fn install_chart(cp: &ControlPlane, release: &str, sets: &[&str]) {
+    let chart = tools::repo_root().join("charts/koperator");
+    let mut args = vec!["install", release, chart.to_str().unwrap(), "-n", release, "--create-namespace"];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    cp.helm(&args).unwrap();
+}
+
 #[test]
 fn helm_single_namespace_install_is_namespaced_and_sufficient() {
     let cp = cp();
@@ -235,21 +245,7 @@ fn helm_single_namespace_install_is_namespaced_and_sufficient() {
     let port = free_port().unwrap();
     let url = format!("webhook.url=https://127.0.0.1:{port}");
     let watch = format!("operator.watchNamespace={w}");
-    cp.helm(&[
-        "install",
-        release,
-        tools::repo_root().join("charts/koperator").to_str().unwrap(),
-        "-n",
-        release,
-        "--create-namespace",
-        "--set",
-        &url,
-        "--set",
-        &watch,
-        "--set",
-        "operator.leaderElection=false",
-    ])
-    .unwrap();
+    install_chart(cp, release, &[&url, &watch, "operator.leaderElection=false"]);
     let (operator, webhook) = ((release, release), (release, "kop-one-webhook"));
     assert_single_namespace(cp, operator, webhook, w, "kop-one-webhook");
 
@@ -333,19 +329,7 @@ fn cluster_wide_install_never_lists_or_watches_secrets() {
     let cp = cp();
     let release = "kop-all";
     // Ignore: no webhook runs for this release; its registrations must not block the others.
-    cp.helm(&[
-        "install",
-        release,
-        tools::repo_root().join("charts/koperator").to_str().unwrap(),
-        "-n",
-        release,
-        "--create-namespace",
-        "--set",
-        "webhook.url=https://127.0.0.1:9",
-        "--set",
-        "webhook.failurePolicy=Ignore",
-    ])
-    .unwrap();
+    install_chart(cp, release, &["webhook.url=https://127.0.0.1:9", "webhook.failurePolicy=Ignore"]);
     check(
         cp,
         (release, release),
