@@ -49,3 +49,31 @@ fn crds_are_namespaced_with_status_short_names_and_koperator_group() {
         );
     }
 }
+
+/// The bounds of `api::schema` reach the CRDs the API server enforces (#14 item 2): lists and
+/// texts a tenant could blow up are limited where they are declared.
+#[test]
+fn crds_bound_lists_and_texts() {
+    use koperator_shared::api::schema::*;
+    let schema = |kind: &str| {
+        let crd = koperator_shared::crd::all().into_iter().find(|c| c.spec.names.kind == kind).unwrap();
+        let v = crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap();
+        serde_json::to_value(v).unwrap()
+    };
+    let spec = |kind: &str| schema(kind)["properties"]["spec"].clone();
+    let cluster = spec("KafkaCluster");
+    let user = spec("KafkaUser");
+    let topic = spec("KafkaTopic");
+    let listeners = &cluster["properties"]["listenersConfig"]["properties"];
+    for (what, got, want) in [
+        ("KafkaCluster spec.brokers", &cluster["properties"]["brokers"]["maxItems"], MAX_BROKERS),
+        ("internalListeners", &listeners["internalListeners"]["maxItems"], MAX_LISTENERS),
+        ("externalListeners", &listeners["externalListeners"]["maxItems"], MAX_LISTENERS),
+        ("readOnlyConfig", &cluster["properties"]["readOnlyConfig"]["maxLength"], MAX_CLUSTER_CONFIG_LENGTH),
+        ("KafkaUser spec.topicGrants", &user["properties"]["topicGrants"]["maxItems"], MAX_TOPIC_GRANTS),
+        ("KafkaUser spec.dnsNames", &user["properties"]["dnsNames"]["maxItems"], MAX_DNS_NAMES),
+        ("KafkaTopic spec.name", &topic["properties"]["name"]["maxLength"], MAX_TOPIC_NAME_LENGTH),
+    ] {
+        assert_eq!(got.as_u64(), Some(want as u64), "{what}: {got}");
+    }
+}

@@ -35,6 +35,7 @@ pub const MANAGED_BY_KOPERATOR: &str = "koperator";
 #[serde(rename_all = "camelCase")]
 pub struct KafkaTopicSpec {
     /// Name of the topic in Kafka.
+    #[schemars(length(max = crate::api::schema::MAX_TOPIC_NAME_LENGTH))]
     pub name: String,
     /// Number of partitions; positive, or -1 for the broker's default. Can grow, never shrink.
     #[schemars(range(min = -1))]

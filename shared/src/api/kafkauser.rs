@@ -61,9 +61,11 @@ pub struct KafkaUserSpec {
     pub annotations: Option<BTreeMap<String, String>>,
     /// DNS names of the user certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::api::schema::MAX_DNS_NAMES))]
     pub dns_names: Option<Vec<String>>,
     /// Topic permissions of the user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::api::schema::MAX_TOPIC_GRANTS))]
     pub topic_grants: Option<Vec<UserTopicGrant>>,
     /// Also store the credentials as JKS keystore/truststore.
     #[serde(default, rename = "includeJKS", skip_serializing_if = "Option::is_none")]

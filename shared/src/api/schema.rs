@@ -21,5 +21,11 @@ pub const MAX_STORAGE_CONFIGS: usize = 64;
 pub const MAX_CLUSTER_CONFIG_LENGTH: usize = 256 * 1024;
 /// Longest per-broker or per-group configuration text (`config`, `readOnlyConfig`): 64 KiB.
 pub const MAX_BROKER_CONFIG_LENGTH: usize = 64 * 1024;
+/// Most topic grants of a KafkaUser (`spec.topicGrants` `maxItems`; each is a few ACLs).
+pub const MAX_TOPIC_GRANTS: usize = 1000;
+/// Most DNS names of a KafkaUser's certificate (`spec.dnsNames` `maxItems`).
+pub const MAX_DNS_NAMES: usize = 100;
+/// Longest Kafka topic name (Kafka's own limit, `maxLength` of `spec.name`).
+pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
 /// Longest Kubernetes object name or DNS subdomain (`maxLength` of name fields).
 pub const MAX_NAME_LENGTH: usize = 253;
