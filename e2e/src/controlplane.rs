@@ -299,14 +299,32 @@ impl ControlPlane {
     pub fn install_crds(&self) -> Result<()> {
         let dir = crate::tools::repo_root().join("config/crd/bases");
         self.kubectl(&["apply", "--server-side", "-k", &dir.display().to_string()])?;
-        let names: Vec<String> = koperator_shared::crd::all()
-            .iter()
-            .map(|c| format!("crd/{}", c.metadata.name.as_deref().unwrap_or_default()))
-            .collect();
-        let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
-        args.extend(names.iter().map(String::as_str));
-        self.kubectl(&args)?;
+        for crd in koperator_shared::crd::all() {
+            self.wait_established(crd.metadata.name.as_deref().unwrap_or_default(), Duration::from_secs(60))?;
+        }
         self.wait_for_openapi(Duration::from_secs(60))
+    }
+
+    /// Waits until the CustomResourceDefinition `name` reports `Established=True`. Polls rather
+    /// than `kubectl wait`, which fails outright ("accessor error: <nil>") when it reads a CRD
+    /// whose status has no conditions yet, as happens right after an apply.
+    pub fn wait_established(&self, name: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let jsonpath = "jsonpath={.status.conditions[?(@.type==\"Established\")].status}";
+        loop {
+            let last = self.kubectl(&["get", &format!("crd/{name}"), "-o", jsonpath]);
+            match last {
+                Ok(status) if status.trim() == "True" => return Ok(()),
+                other if Instant::now() > deadline => bail!(
+                    "CRD {name} is not Established after {timeout:?}: {}",
+                    match other {
+                        Ok(status) => format!("Established={status:?}"),
+                        Err(e) => e.to_string(),
+                    }
+                ),
+                _ => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
     }
 
     /// Waits until the API server's OpenAPI v3 documents describe every kind of our CRDs.

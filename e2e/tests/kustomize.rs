@@ -28,8 +28,7 @@ fn default_install_applies_and_deletes_and_overlays_render() {
         .kubectl(&["get", "deployment", "koperator-webhook", "-n", "koperator", "-o", "jsonpath={.spec.replicas}"])
         .unwrap();
     assert_eq!(replicas, "2");
-    cp.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "crd/kafkaclusters.kafka.banzaicloud.io"])
-        .unwrap();
+    cp.wait_established("kafkaclusters.kafka.banzaicloud.io", Duration::from_secs(60)).unwrap();
     // The registrations point at the webhook Service; the webhook fills caBundle at run time.
     let svc = cp
         .kubectl(&[
