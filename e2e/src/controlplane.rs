@@ -146,6 +146,9 @@ impl ControlPlane {
             format!("--service-account-key-file={}", s(&sa_pub)),
             format!("--service-account-signing-key-file={}", s(&sa_key)),
             "--service-cluster-ip-range=10.96.0.0/16".into(),
+            // Webhooks behind a Service are reached at the Pod addresses of its EndpointSlices
+            // (there is no kube-proxy for ClusterIPs).
+            "--enable-aggregator-routing=true".into(),
             format!("--cert-dir={}", s(&certs)),
             "--profiling=false".into(),
             "--v=1".into(),
@@ -411,7 +414,7 @@ impl Drop for Namespace<'_> {
     }
 }
 
-fn kubeconfig_yaml(server: &str, ca_pem: &str, token: &str) -> String {
+pub(crate) fn kubeconfig_yaml(server: &str, ca_pem: &str, token: &str) -> String {
     use std::fmt::Write;
     let ca_b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca_pem);
     let mut s = String::new();

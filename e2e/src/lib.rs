@@ -6,6 +6,7 @@
 //! ([`ControlPlane::namespace`]). Every process is killed when the test binary exits, even
 //! when a test fails or the binary is killed.
 
+pub mod binary_node;
 pub mod controlplane;
 pub mod kafka;
 pub mod load;

@@ -185,7 +185,7 @@ impl Drop for Node {
     }
 }
 
-async fn client(kubeconfig: &Path) -> Result<kube::Client> {
+pub(crate) async fn client(kubeconfig: &Path) -> Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
     Ok(kube::Client::try_from(config)?)
@@ -444,7 +444,7 @@ fn pod_status(slot: &Slot) -> serde_json::Value {
     })
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second).unwrap_or_default().to_string()
 }
 
@@ -455,7 +455,7 @@ fn property<'a>(props: &'a str, key: &str) -> Option<&'a str> {
 
 /// A loopback address no other Pod of any node uses: unique within the process (a counter)
 /// and, through the second octet, across test processes running at once (their pids).
-fn next_ip() -> String {
+pub(crate) fn next_ip() -> String {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::SeqCst);
     format!("127.{}.{}.{}", 1 + std::process::id() % 250, n / 250, n % 250 + 1)

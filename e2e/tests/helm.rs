@@ -1,12 +1,14 @@
-//! The helm chart with the real helm: lint, golden templates, install / upgrade / uninstall on
-//! the real API server, schema rejection of typos, and the webhook (run out of cluster with the
-//! chart's settings) injecting its caBundle into the chart's configurations.
+//! The helm chart with the real helm: lint, golden templates, schema rejection of typos, and
+//! install / upgrade / uninstall on the real API server with the chart's own Deployments run
+//! by the binary node: the webhook answers the API server through its Service, rotates its
+//! certificates without failing an admission, and the operator replicas elect a leader.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use koperator_e2e::process::{Component, free_port};
+use koperator_e2e::binary_node::{self, BinaryNode};
 use koperator_e2e::{ControlPlane, shared, tools};
+use serde_json::Value;
 
 fn chart() -> PathBuf {
     tools::repo_root().join("charts/koperator")
@@ -67,14 +69,66 @@ fn get(cp: &ControlPlane, args: &[&str]) -> bool {
     cp.kubectl_output(args, None).map(|o| o.status.success()).unwrap_or(false)
 }
 
+fn json(cp: &ControlPlane, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&cp.kubectl(&all).unwrap()).unwrap()
+}
+
+/// Waits until `check` holds, failing with `what` and the Pods' log tails after `secs`.
+fn wait(node: &BinaryNode, what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} within {secs}s; logs:\n{}", node.log_tails(15));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn ready_replicas(cp: &ControlPlane, ns: &str, deployment: &str) -> i64 {
+    json(cp, &["get", "deployment", deployment, "-n", ns])["status"]["readyReplicas"].as_i64().unwrap_or(0)
+}
+
+fn lease_holder(cp: &ControlPlane, ns: &str) -> String {
+    cp.kubectl(&["get", "lease", "koperator-leader", "-n", ns, "-o", "jsonpath={.spec.holderIdentity}"])
+        .unwrap_or_default()
+}
+
+fn secret_key(cp: &ControlPlane, ns: &str, key: &str) -> String {
+    let path = format!("jsonpath={{.data.{}}}", key.replace('.', "\\."));
+    cp.kubectl(&["get", "secret", "koperator-webhook-certs", "-n", ns, "-o", &path]).unwrap_or_default()
+}
+
 #[test]
-fn install_upgrade_webhook_and_uninstall() {
+fn install_runs_the_charts_deployments_then_upgrade_and_uninstall() {
     let cp = shared();
     let ns = "koperator";
-    let port = free_port().unwrap();
-    let url = format!("webhook.url=https://127.0.0.1:{port}");
-    helm(cp, &["install", "koperator", chart().to_str().unwrap(), "-n", ns, "--create-namespace", "--set", &url])
-        .unwrap_or_else(|e| panic!("helm install: {e}"));
+    let node = BinaryNode::start(binary_node::Options {
+        kubeconfig: cp.kubeconfig.clone(),
+        server: cp.server.clone(),
+        ca_pem: cp.ca_pem.clone(),
+        namespace: ns.into(),
+        // Built by `make e2e` before this test runs (cargo builds no other package's binaries).
+        binaries: binary_node::Options::project_binaries("debug"),
+        kafka_hosts_file: None,
+    })
+    .unwrap();
+    // Short certificate lifetimes, so that the CA and the serving certificate rotate while the
+    // test runs.
+    let values = [
+        "image.webhook.tag=local",
+        "image.operator.tag=local",
+        "certificates.leafValidity=6s",
+        "certificates.caValidity=24s",
+        "certificates.caPropagation=3s",
+        "certificates.checkInterval=1s",
+    ];
+    let chart_dir = chart().display().to_string();
+    let mut install = vec!["install", "koperator", &chart_dir, "-n", ns, "--create-namespace"];
+    for v in &values {
+        install.extend(["--set", v]);
+    }
+    let started = Instant::now();
+    helm(cp, &install).unwrap_or_else(|e| panic!("helm install: {e}"));
     for (kind, name) in [
         ("deployment", "koperator"),
         ("deployment", "koperator-webhook"),
@@ -92,86 +146,107 @@ fn install_upgrade_webhook_and_uninstall() {
         ("clusterrole", "koperator"),
         ("crd", "kafkaclusters.kafka.banzaicloud.io"),
     ] {
-        assert!(
-            get(
-                cp,
-                &[kind, name].iter().fold(vec!["get"], |mut v, s| {
-                    v.push(s);
-                    v
-                })
-            ),
-            "{kind}/{name} missing after install"
-        );
+        assert!(get(cp, &["get", kind, name]), "{kind}/{name} missing after install");
     }
 
-    // The webhook, run out of cluster with the chart's settings and its ServiceAccount's
-    // rights, injects its caBundle into the chart's configurations and rejects bad objects.
-    let kubeconfig = cp.service_account_kubeconfig(ns, "koperator-webhook").unwrap();
-    let args: Vec<String> = [
-        format!("--listen=127.0.0.1:{port}"),
-        format!("--namespace={ns}"),
-        "--service-name=koperator-webhook".into(),
-        "--secret-name=koperator-webhook-certs".into(),
-        "--validating-config=koperator-webhook".into(),
-        "--mutating-config=koperator-webhook".into(),
-        "--secret-owner-deployment=koperator-webhook".into(),
-        "--extra-san=127.0.0.1".into(),
-        "--log-format=text".into(),
-    ]
-    .into();
-    // Built by `make e2e` before this test runs (cargo builds no other package's binaries).
-    let webhook = Component::start_with_env(
-        "koperator-webhook",
-        &tools::repo_root().join("target/debug/koperator-webhook"),
-        &args,
-        &[("KUBECONFIG".into(), kubeconfig.display().to_string())],
-        cp.dir.join("logs/helm-webhook.log"),
-        false,
-    )
-    .unwrap();
+    // The Deployments' Pods run, pass their readiness probes and fill the Services'
+    // EndpointSlices; the webhook injects its CA; one operator replica leads.
+    wait(&node, "2 webhook replicas Ready", 90, || ready_replicas(cp, ns, "koperator-webhook") == 2);
+    wait(&node, "2 operator replicas Ready", 90, || ready_replicas(cp, ns, "koperator") == 2);
+    eprintln!("FIGURE: chart installed to 2+2 Ready replicas in {:.1}s", started.elapsed().as_secs_f64());
+    wait(&node, "the webhook Service's EndpointSlice lists 2 ready endpoints", 60, || {
+        let slices =
+            json(cp, &["get", "endpointslices", "-n", ns, "-l", "kubernetes.io/service-name=koperator-webhook"]);
+        slices["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["conditions"]["ready"] == true)
+            .count()
+            == 2
+    });
+    wait(&node, "the caBundle injected", 60, || {
+        !cp.kubectl(&[
+            "get",
+            "validatingwebhookconfiguration",
+            "koperator-webhook",
+            "-o",
+            "jsonpath={.webhooks[0].clientConfig.caBundle}",
+        ])
+        .unwrap_or_default()
+        .is_empty()
+    });
+    let operator_pods: Vec<String> = json(cp, &["get", "pods", "-n", ns, "-l", "app.kubernetes.io/component=operator"])
+        ["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    wait(&node, "an operator replica holds the Lease", 60, || operator_pods.contains(&lease_holder(cp, ns)));
+
+    // Admission through the Service: the API server reaches the chart's webhook Pods.
     let _ = cp.kubectl(&["create", "namespace", "kafka"]);
-    let mut bad: serde_json::Value = serde_saphyr::from_str(
-        &std::fs::read_to_string(tools::repo_root().join("config/samples/kafkacluster_kraft_combined.yaml")).unwrap(),
-    )
-    .unwrap();
+    let sample =
+        std::fs::read_to_string(tools::repo_root().join("config/samples/kafkacluster_kraft_combined.yaml")).unwrap();
+    let mut bad: Value = serde_saphyr::from_str(&sample).unwrap();
     bad["spec"]["brokers"][2]["id"] = 0.into();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = cp.kubectl_output(&["apply", "-n", "kafka", "-f", "-"], Some(&bad.to_string())).unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if stderr.contains("spec.brokers[2].id: Duplicate value: 0") {
-            break;
-        }
-        assert!(webhook.exited().is_none(), "webhook exited:\n{}", webhook.log_tail(20));
-        assert!(
-            Instant::now() < deadline,
-            "not rejected through the chart's configuration: {stderr}\n{}",
-            webhook.log_tail(20)
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let admit =
+        |doc: &str| cp.kubectl_output(&["apply", "--dry-run=server", "-n", "kafka", "-f", "-"], Some(doc)).unwrap();
+    let out = admit(&bad.to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("spec.brokers[2].id: Duplicate value: 0"), "not rejected through the Service: {stderr}");
 
-    // Upgrade with changed values.
-    helm(
-        cp,
-        &[
-            "upgrade",
-            "koperator",
-            chart().to_str().unwrap(),
-            "-n",
-            ns,
-            "--set",
-            &url,
-            "--set",
-            "webhook.replicas=3",
-            "--set",
-            "webhook.timeoutSeconds=10",
-        ],
-    )
-    .unwrap_or_else(|e| panic!("helm upgrade: {e}"));
-    let replicas =
-        cp.kubectl(&["get", "deployment", "koperator-webhook", "-n", ns, "-o", "jsonpath={.spec.replicas}"]).unwrap();
-    assert_eq!(replicas, "3");
+    // Rotation through the Deployments: the CA and the serving certificate change while
+    // admissions keep being answered (good ones accepted, bad ones rejected) by both replicas.
+    let (first_ca, first_leaf) = (secret_key(cp, ns, "ca.crt"), secret_key(cp, ns, "tls.crt"));
+    let (mut leaves, mut cas, mut admissions) = (std::collections::BTreeSet::new(), 0, 0);
+    let mut last_ca = first_ca.clone();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while cas < 1 || leaves.len() < 3 {
+        assert!(Instant::now() < deadline, "{cas} CA and {} leaf rotations seen in 90s", leaves.len());
+        let good = admit(&sample);
+        assert!(good.status.success(), "a good KafkaCluster refused: {}", String::from_utf8_lossy(&good.stderr));
+        let out = admit(&bad.to_string());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("Duplicate value"), "admission failed during rotation: {stderr}");
+        admissions += 2;
+        let ca = secret_key(cp, ns, "ca.crt");
+        if ca != last_ca {
+            cas += 1;
+            last_ca = ca;
+        }
+        leaves.insert(secret_key(cp, ns, "tls.crt"));
+    }
+    assert_ne!(secret_key(cp, ns, "tls.crt"), first_leaf);
+    eprintln!(
+        "FIGURE: {admissions} admissions through the chart's Service, 0 failed, across {cas} CA and {} serving-certificate rotations",
+        leaves.len() - 1
+    );
+
+    // Leader election through the Deployment: deleting the leader's Pod hands the Lease to
+    // another replica.
+    let leader = lease_holder(cp, ns);
+    let deleted = Instant::now();
+    cp.kubectl(&["delete", "pod", &leader, "-n", ns, "--wait=false"]).unwrap();
+    wait(&node, "another operator replica takes the Lease", 90, || {
+        let holder = lease_holder(cp, ns);
+        !holder.is_empty() && holder != leader && get(cp, &["get", "pod", &holder, "-n", ns])
+    });
+    eprintln!(
+        "FIGURE: the Lease moved to another replica {:.1}s after the leader's Pod was deleted",
+        deleted.elapsed().as_secs_f64()
+    );
+    wait(&node, "the Deployment back at 2 Ready operators", 90, || ready_replicas(cp, ns, "koperator") == 2);
+
+    // Upgrade with changed values: a third webhook replica runs and becomes Ready.
+    let mut upgrade = vec!["upgrade", "koperator", &chart_dir, "-n", ns];
+    for v in values.iter().chain(&["webhook.replicas=3", "webhook.timeoutSeconds=10"]) {
+        upgrade.extend(["--set", v]);
+    }
+    helm(cp, &upgrade).unwrap_or_else(|e| panic!("helm upgrade: {e}"));
+    wait(&node, "3 webhook replicas Ready", 90, || ready_replicas(cp, ns, "koperator-webhook") == 3);
     let timeout = cp
         .kubectl(&[
             "get",
@@ -182,8 +257,6 @@ fn install_upgrade_webhook_and_uninstall() {
         ])
         .unwrap();
     assert_eq!(timeout, "10");
-    webhook.stop(Duration::from_secs(5));
-
     let owners = cp
         .kubectl(&[
             "get",
@@ -198,13 +271,14 @@ fn install_upgrade_webhook_and_uninstall() {
     assert_eq!(owners, "koperator-webhook", "the certificate Secret is owned by the webhook Deployment");
 
     // Uninstall leaves only what must be kept: the CRDs. The webhook's run-time Secret goes
-    // with its owner, the Deployment (garbage collector).
+    // with its owner, the Deployment (garbage collector), and so do the Pods.
     helm(cp, &["uninstall", "koperator", "-n", ns, "--wait"]).unwrap_or_else(|e| panic!("helm uninstall: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while get(cp, &["get", "secret", "koperator-webhook-certs", "-n", ns]) {
-        assert!(Instant::now() < deadline, "the webhook's certificate Secret is left after uninstall");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait(&node, "the webhook's certificate Secret removed after uninstall", 60, || {
+        !get(cp, &["get", "secret", "koperator-webhook-certs", "-n", ns])
+    });
+    wait(&node, "every Pod of the chart gone", 90, || {
+        json(cp, &["get", "pods", "-n", ns])["items"].as_array().is_some_and(Vec::is_empty)
+    });
     for (kind, name) in [
         ("deployment", "koperator"),
         ("deployment", "koperator-webhook"),
