@@ -4,7 +4,7 @@ CARGO ?= cargo
 E2E_CACHE ?= $(CURDIR)/.cache/e2e
 export KOP_E2E_CACHE := $(E2E_CACHE)
 
-.PHONY: all build crds golden bench fmt fmt-check clippy deny lint unit e2e-deps e2e test cluster-up cluster-down clean
+.PHONY: all build crds golden bench fmt fmt-check clippy deny lint unit e2e-deps e2e test demo demo-down cluster-up cluster-down clean
 
 all: build
 
@@ -64,6 +64,18 @@ bench: e2e-deps
 
 ## test: everything CI runs
 test: lint unit e2e
+
+## demo: the product on this machine: control plane, nodes, `helm install` of the chart, a
+## 3-broker KRaft cluster, records produced and consumed (prints what to try next)
+DEMO_DIR ?= $(CURDIR)/.cache/demo
+demo: e2e-deps
+	$(CARGO) build -q --release -p koperator-webhook -p koperator-operator
+	$(CARGO) build -q --release -p koperator-e2e --bin demo
+	target/release/demo up --dir $(DEMO_DIR)
+
+## demo-down: stop the demo and remove its files
+demo-down:
+	@if [ -x target/release/demo ]; then target/release/demo down --dir $(DEMO_DIR); else rm -rf $(DEMO_DIR); fi
 
 ## cluster-up / cluster-down: a control plane for people (prints the KUBECONFIG to use)
 cluster-up: e2e-deps

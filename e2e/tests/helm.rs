@@ -225,11 +225,13 @@ fn install_runs_the_charts_deployments_then_upgrade_and_uninstall() {
         leaves.len() - 1
     );
 
-    // Leader election through the Deployment: deleting the leader's Pod hands the Lease to
-    // another replica.
+    // Leader election through the Deployment: deleting the leader's Pod (SIGTERM from the node)
+    // makes it release the Lease as it stops, and another replica takes it.
     let leader = lease_holder(cp, ns);
     let deleted = Instant::now();
     cp.kubectl(&["delete", "pod", &leader, "-n", ns, "--wait=false"]).unwrap();
+    wait(&node, "the leader's Pod gone", 60, || !get(cp, &["get", "pod", &leader, "-n", ns]));
+    assert_ne!(lease_holder(cp, ns), leader, "the stopped leader still holds the Lease: it did not release it");
     wait(&node, "another operator replica takes the Lease", 90, || {
         let holder = lease_holder(cp, ns);
         !holder.is_empty() && holder != leader && get(cp, &["get", "pod", &holder, "-n", ns])

@@ -170,6 +170,29 @@ pub async fn hold(client: &Client, cfg: &LeaseConfig) {
     }
 }
 
+/// Gives the lease up when this replica holds it (a graceful shutdown), so that a waiting
+/// replica takes over at its next try instead of after the lease's duration. Only a lease
+/// still recorded as ours is changed (resourceVersion guards the write); errors are logged.
+pub async fn release(client: &Client, cfg: &LeaseConfig) {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
+    let attempt = async {
+        let Some(mut lease) = api.get_opt(&cfg.name).await? else { return Ok(false) };
+        let Some(spec) = lease.spec.as_mut() else { return Ok(false) };
+        if spec.holder_identity.as_deref() != Some(cfg.identity.as_str()) {
+            return Ok(false);
+        }
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        api.replace(&cfg.name, &PostParams::default(), &lease).await.map(|_| true)
+    };
+    match tokio::time::timeout(cfg.renew_deadline(), attempt).await {
+        Ok(Ok(true)) => info!(lease = cfg.name, "released leadership"),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => warn!(error = %e, lease = cfg.name, "could not release the lease"),
+        Err(_) => warn!(lease = cfg.name, "lease not released within the renew deadline"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,7 @@ async fn main() -> Result<()> {
     tokio::spawn(async move { axum::serve(listener, router).await });
     m.ready.store(true, Ordering::SeqCst);
 
+    let mut leading = None;
     if args.leader_elect {
         let cfg = LeaseConfig {
             namespace: args.lease_namespace.clone(),
@@ -68,11 +69,12 @@ async fn main() -> Result<()> {
         leader::acquire(&client, &cfg).await;
         m.leader.set(1);
         let (c, cfg2) = (client.clone(), cfg.clone());
-        tokio::spawn(async move {
+        let holder = tokio::spawn(async move {
             leader::hold(&c, &cfg2).await;
             error!("leadership lost; exiting so that only the new leader reconciles");
             std::process::exit(1);
         });
+        leading = Some((holder, cfg));
     }
     info!(namespace = ?args.watch_namespace, "starting the KafkaCluster, KafkaTopic and KafkaUser controllers");
     let kafka = Arc::new(KafkaAccess::new(
@@ -80,8 +82,14 @@ async fn main() -> Result<()> {
         args.common.kafka_connect_timeout,
         args.common.kafka_timeout_or(Duration::from_secs(10)),
     ));
-    let ctx = Arc::new(Context::new(client, identity, args.common.rules.clone(), m, kafka, args.watch_namespace));
+    let ctx =
+        Arc::new(Context::new(client.clone(), identity, args.common.rules.clone(), m, kafka, args.watch_namespace));
     tokio::join!(kafkacluster::run(ctx.clone()), kafkatopic::run(ctx.clone()), kafkauser::run(ctx));
+    // The controllers have stopped (SIGTERM): stop renewing, then hand the lease over.
+    if let Some((holder, cfg)) = leading {
+        holder.abort();
+        leader::release(&client, &cfg).await;
+    }
     info!("stopped");
     Ok(())
 }
