@@ -68,14 +68,19 @@ test: lint unit e2e
 ## demo: the product on this machine: control plane, nodes, `helm install` of the chart, a
 ## 3-broker KRaft cluster, records produced and consumed (prints what to try next)
 DEMO_DIR ?= $(CURDIR)/.cache/demo
+# release (what users run) or debug (CI, reusing the test build)
+DEMO_PROFILE ?= release
+DEMO_FLAGS := $(if $(filter release,$(DEMO_PROFILE)),--release,)
+DEMO_BIN := target/$(if $(filter release,$(DEMO_PROFILE)),release,debug)/demo
 demo: e2e-deps
-	$(CARGO) build -q --release -p koperator-webhook -p koperator-operator
-	$(CARGO) build -q --release -p koperator-e2e --bin demo
-	target/release/demo up --dir $(DEMO_DIR)
+	$(CARGO) build -q $(DEMO_FLAGS) -p koperator-webhook -p koperator-operator
+	$(CARGO) build -q $(DEMO_FLAGS) -p koperator-e2e --bin demo
+	$(DEMO_BIN) up --dir $(DEMO_DIR)
 
 ## demo-down: stop the demo and remove its files
 demo-down:
-	@if [ -x target/release/demo ]; then target/release/demo down --dir $(DEMO_DIR); else rm -rf $(DEMO_DIR); fi
+	@bin=$$(ls target/release/demo target/debug/demo 2>/dev/null | head -1); \
+	if [ -n "$$bin" ]; then $$bin down --dir $(DEMO_DIR); else rm -rf $(DEMO_DIR); fi
 
 ## cluster-up / cluster-down: a control plane for people (prints the KUBECONFIG to use)
 cluster-up: e2e-deps

@@ -262,7 +262,8 @@ fn run(dir: &Path, p: &mut Progress, demo: &mut Option<Demo>) -> Result<(), Fail
             server: cp.server.clone(),
             ca_pem: cp.ca_pem.clone(),
             namespace: OPERATOR_NS.into(),
-            binaries: binary_node::Options::project_binaries("release"),
+            // The binaries built with this one (target/release or target/debug).
+            binaries: binary_node::Options::project_binaries(&profile()),
             kafka_hosts_file: Some(hosts.clone()),
         },
         &node_dir,
@@ -439,6 +440,14 @@ Stop everything: make demo-down",
     ));
     p.line(&format!("{READY} after {elapsed:.1}s"));
     Ok(())
+}
+
+/// The cargo profile directory this binary was built into.
+fn profile() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent()?.file_name()?.to_str().map(String::from))
+        .unwrap_or_else(|| "release".into())
 }
 
 fn broker_logs(kafka_dir: &Path) -> Vec<PathBuf> {
