@@ -12,6 +12,8 @@ pub mod hash;
 pub mod kafka;
 #[cfg(feature = "runtime")]
 pub mod logging;
+#[cfg(feature = "pki")]
+pub mod pki;
 pub mod render;
 pub mod rules;
 pub mod support;

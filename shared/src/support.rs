@@ -7,7 +7,7 @@
 //! without keystores), so the operator renders nothing for such a cluster. The issue that builds
 //! a feature removes its entries here.
 
-use crate::api::kafkacluster::{AccessMethod, BrokerConfig, KafkaClusterSpec};
+use crate::api::kafkacluster::{AccessMethod, BrokerConfig, KafkaClusterSpec, SecurityProtocol};
 use crate::api::kafkauser::KafkaUser;
 
 /// What ignoring a field means for the cluster.
@@ -81,32 +81,44 @@ fn broker_config(prefix: &str, c: &BrokerConfig, out: &mut Vec<Unsupported>) {
 pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
     let mut out = Vec::new();
     let lc = &spec.listeners_config;
-    if lc.ssl_secrets.is_some() {
-        out.push(Unsupported::ignored(
-            "spec.listenersConfig.sslSecrets",
-            "no broker or client certificates are issued from it",
-        ));
+    if let Some(ssl) = &lc.ssl_secrets {
+        let fields: [(&str, bool); 3] = [
+            ("pkiBackend", ssl.pki_backend.is_some()),
+            ("issuerRef", ssl.issuer_ref.is_some()),
+            ("jksPasswordName", ssl.jks_password_name.is_some()),
+        ];
+        for (field, is_set) in fields {
+            if is_set {
+                out.push(Unsupported::ignored(
+                    format!("spec.listenersConfig.sslSecrets.{field}"),
+                    "the operator issues PEM certificates from the CA in tlsSecretName itself; no cert-manager or JKS is used",
+                ));
+            }
+        }
     }
     if spec.client_ssl_cert_secret.is_some() {
-        out.push(Unsupported::ignored("spec.clientSSLCertSecret", "the operator's Kafka client speaks PLAINTEXT only"));
+        out.push(Unsupported::ignored(
+            "spec.clientSSLCertSecret",
+            "the operator's client certificate is issued from listenersConfig.sslSecrets",
+        ));
     }
     let internal =
         lc.internal_listeners.iter().enumerate().map(|(i, l)| (format!("internalListeners[{i}]"), &l.common));
     let external = lc.external().iter().enumerate().map(|(i, l)| (format!("externalListeners[{i}]"), &l.common));
     for (at, l) in internal.chain(external) {
         let path = format!("spec.listenersConfig.{at}");
-        if l.listener_type.is_ssl() {
+        if l.listener_type == SecurityProtocol::SaslSsl {
             out.push(Unsupported {
                 path: format!("{path}.type"),
-                note: "SSL listeners get no keystores yet, so brokers could not start; nothing is rendered",
+                note: "SASL_SSL listeners need a JAAS configuration the operator does not render, so brokers could not start; nothing is rendered",
                 effect: Effect::CannotStart,
             });
-        }
-        if l.server_ssl_cert_secret.is_some() {
-            out.push(Unsupported::ignored(format!("{path}.serverSSLCertSecret"), "listener keystores are not mounted"));
-        }
-        if l.ssl_client_auth.is_some() && l.listener_type.is_ssl() {
-            out.push(Unsupported::ignored(format!("{path}.sslClientAuth"), "ssl.client.auth is not rendered"));
+        } else if l.listener_type.is_ssl() && l.server_ssl_cert_secret.is_some() {
+            out.push(Unsupported {
+                path: format!("{path}.serverSSLCertSecret"),
+                note: "listener certificates of your own (JKS) are not mounted yet, so brokers could not start; use listenersConfig.sslSecrets",
+                effect: Effect::CannotStart,
+            });
         }
     }
     let ingress = spec.ingress_controller.as_deref().unwrap_or(crate::api::kafkacluster::DEFAULT_INGRESS_CONTROLLER);
@@ -215,7 +227,7 @@ pub fn kafkauser(user: &KafkaUser, uses_scram: bool) -> Vec<Unsupported> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::kafkacluster::{BrokerConfig, NetworkConfig, SecurityProtocol, SslSecrets};
+    use crate::api::kafkacluster::{BrokerConfig, NetworkConfig, PkiBackend, SslSecrets};
     use crate::rules::kafkacluster::fixtures::valid_kraft_spec;
 
     fn paths(spec: &KafkaClusterSpec) -> Vec<String> {
@@ -228,15 +240,24 @@ mod tests {
     }
 
     #[test]
-    fn ssl_listeners_cannot_start() {
+    fn ssl_listeners_with_operator_certificates_run_others_cannot_start() {
         let mut spec = valid_kraft_spec();
         spec.listeners_config.internal_listeners[0].common.listener_type = SecurityProtocol::Ssl;
         spec.listeners_config.ssl_secrets = Some(SslSecrets { tls_secret_name: "tls".into(), ..Default::default() });
+        assert_eq!(paths(&spec), Vec::<String>::new(), "operator-issued SSL is built");
+
+        spec.listeners_config.ssl_secrets.as_mut().unwrap().pki_backend = Some(PkiBackend::CertManager);
+        let found = kafkacluster(&spec);
+        assert!(!blocks_start(&found));
+        assert_eq!(paths(&spec), vec!["spec.listenersConfig.sslSecrets.pkiBackend"]);
+
+        spec.listeners_config.internal_listeners[0].common.server_ssl_cert_secret = Some(Default::default());
+        spec.listeners_config.internal_listeners[1].common.listener_type = SecurityProtocol::SaslSsl;
         let found = kafkacluster(&spec);
         assert!(blocks_start(&found), "{found:?}");
         let p: Vec<&str> = found.iter().map(|u| u.path.as_str()).collect();
-        assert!(p.contains(&"spec.listenersConfig.sslSecrets"), "{p:?}");
-        assert!(p.contains(&"spec.listenersConfig.internalListeners[0].type"), "{p:?}");
+        assert!(p.contains(&"spec.listenersConfig.internalListeners[0].serverSSLCertSecret"), "{p:?}");
+        assert!(p.contains(&"spec.listenersConfig.internalListeners[1].type"), "{p:?}");
     }
 
     #[test]

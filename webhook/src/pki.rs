@@ -13,14 +13,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
-};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
+pub use koperator_shared::pki::{is_ca, key_matches, signed_by, split_pem, validity};
+use koperator_shared::pki::common_name;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 use serde::{Deserialize, Serialize};
-use x509_parser::certificate::X509Certificate;
-use x509_parser::prelude::FromDer;
 
 /// Why the PKI could not issue a certificate.
 #[derive(Debug, thiserror::Error)]
@@ -268,49 +264,6 @@ impl Inconsistency {
     }
 }
 
-/// The DER of the single certificate of a PEM text; `None` unless it holds exactly one.
-fn single_der(pem: &str) -> Option<CertificateDer<'static>> {
-    let mut certs = CertificateDer::pem_slice_iter(pem.as_bytes());
-    let first = certs.next()?.ok()?;
-    certs.next().is_none().then_some(first)
-}
-
-/// Runs `f` on the parsed certificate of `pem` (exactly one certificate, all of it X.509).
-fn with_cert<T>(pem: &str, f: impl FnOnce(&X509Certificate<'_>) -> T) -> Option<T> {
-    let der = single_der(pem)?;
-    let (rest, cert) = X509Certificate::from_der(&der).ok()?;
-    rest.is_empty().then(|| f(&cert))
-}
-
-/// True when `pem` is one CA certificate (basicConstraints CA) that signs itself.
-pub fn is_ca(pem: &str) -> bool {
-    with_cert(pem, |c| c.is_ca() && c.verify_signature(None).is_ok()).unwrap_or(false)
-}
-
-/// True when `pem` (one certificate) is signed by the CA certificate `ca_pem`.
-pub fn signed_by(pem: &str, ca_pem: &str) -> bool {
-    with_cert(ca_pem, |ca| {
-        with_cert(pem, |c| c.issuer() == ca.subject() && c.verify_signature(Some(ca.public_key())).is_ok())
-    })
-    .flatten()
-    .unwrap_or(false)
-}
-
-/// Validity of one certificate as (not before, not after) in unix seconds.
-pub fn validity(pem: &str) -> Option<(u64, u64)> {
-    with_cert(pem, |c| {
-        let v = c.validity();
-        Some((u64::try_from(v.not_before.timestamp()).ok()?, u64::try_from(v.not_after.timestamp()).ok()?))
-    })
-    .flatten()
-}
-
-/// True when `key_pem` is the private key of the certificate `cert_pem`.
-fn key_matches(cert_pem: &str, key_pem: &str) -> bool {
-    let Ok(key) = KeyPair::from_pem(key_pem) else { return false };
-    with_cert(cert_pem, |c| c.public_key().raw == key.subject_public_key_info().as_slice()).unwrap_or(false)
-}
-
 /// Checks that a decoded state holds together: CAs are CAs with their own keys, the leaf is
 /// the CA's with its own key, recorded validities are the certificates', and the bundle holds
 /// CA certificates only, among them the CA and the pending CA. It cannot tell a consistent
@@ -355,20 +308,6 @@ pub fn check(s: &PkiState) -> Result<(), Inconsistency> {
         return Err(Inconsistency::Bundle);
     }
     Ok(())
-}
-
-/// Splits concatenated PEM into its certificates (PEM text each), skipping anything else.
-pub fn split_pem(bundle: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = bundle;
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    while let Some(b) = rest.find(BEGIN) {
-        let Some(e) = rest[b..].find(END) else { break };
-        out.push(format!("{}\n", &rest[b..b + e + END.len()]));
-        rest = &rest[b + e + END.len()..];
-    }
-    out
 }
 
 /// What a replica knows when the shared state is lost, to rebuild it without breaking trust.
@@ -418,11 +357,7 @@ pub fn recover(salvage: &Salvage, now: u64, cfg: &PkiConfig) -> Result<Recovery,
             return None;
         }
         let ca = trusted.iter().find(|ca| signed_by(leaf, ca))?;
-        let name = |pem: &str| {
-            with_cert(pem, |c| c.subject().iter_common_name().next().and_then(|n| n.as_str().ok()).map(str::to_string))
-                .flatten()
-                .unwrap_or_default()
-        };
+        let name = |pem: &str| common_name(pem).unwrap_or_default();
         let (ca_nb, ca_na) = validity(ca)?;
         Some((
             Issued { cert: ca.clone(), key: String::new(), not_before: ca_nb, not_after: ca_na, common_name: name(ca) },

@@ -184,7 +184,8 @@ impl AdminAccessError {
 
 /// `host:port` of every broker-role node on the listener the operator and webhook use to reach
 /// Kafka: the internal listener marked `usedForKafkaAdminCommunication`, else the inter-broker
-/// one. Only PLAINTEXT is spoken so far; SSL/SASL listeners give an error saying so.
+/// one. PLAINTEXT, and SSL with the operator's own certificate ([`admin_tls`]); SASL listeners
+/// and SSL listeners with certificates of the user's own give an error saying so.
 pub fn admin_bootstrap(cluster: &ValidatedCluster) -> Result<Vec<String>, AdminAccessError> {
     Ok(admin_nodes(cluster)?.into_values().collect())
 }
@@ -199,7 +200,8 @@ pub fn admin_nodes(cluster: &ValidatedCluster) -> Result<std::collections::BTree
         .or_else(|| internal.iter().find(|l| l.common.used_for_inner_broker_communication))
         .ok_or(AdminAccessError::NoAdminListener)?;
     let protocol = listener.common.listener_type.kafka_name();
-    if listener.common.listener_type.is_ssl() || protocol.starts_with("SASL") {
+    let issued_tls = super::tls::listeners(cluster).iter().any(|l| l.name == listener.common.name);
+    if (listener.common.listener_type.is_ssl() && !issued_tls) || protocol.starts_with("SASL") {
         return Err(AdminAccessError::UnsupportedProtocol {
             protocol: protocol.to_string(),
             listener: listener.common.name.clone(),
@@ -216,6 +218,17 @@ pub fn admin_nodes(cluster: &ValidatedCluster) -> Result<std::collections::BTree
         return Err(AdminAccessError::NoBroker);
     }
     Ok(hosts)
+}
+
+/// Whether the admin listener ([`admin_nodes`]) is SSL: the operator and the webhook then
+/// connect with the operator's client certificate from [`super::tls::operator_secret`].
+pub fn admin_tls(cluster: &ValidatedCluster) -> bool {
+    let internal = &cluster.spec.listeners_config.internal_listeners;
+    internal
+        .iter()
+        .find(|l| l.common.used_for_kafka_admin_communication == Some(true))
+        .or_else(|| internal.iter().find(|l| l.common.used_for_inner_broker_communication))
+        .is_some_and(|l| l.common.listener_type.is_ssl())
 }
 
 #[cfg(test)]
@@ -309,9 +322,14 @@ mod admin_bootstrap_tests {
     }
 
     #[test]
-    fn ssl_admin_listener_is_reported_not_guessed() {
+    fn ssl_admin_listener_is_spoken_with_operator_certificates_only() {
         let kc = sample(include_str!("../../../config/samples/simplekafkacluster_ssl.yaml"));
-        let err = admin_bootstrap(&kc).unwrap_err();
+        assert_eq!(admin_bootstrap(&kc).unwrap().len(), 3);
+        assert!(admin_tls(&kc));
+        let mut own = (*kc).clone();
+        own.spec.listeners_config.internal_listeners[0].common.server_ssl_cert_secret = Some(Default::default());
+        let own = crate::validated::must(&own);
+        let err = admin_bootstrap(&own).unwrap_err();
         assert_eq!(err.category(), "UnsupportedProtocol");
         assert!(err.to_string().contains("does not yet speak SSL"), "{err}");
     }

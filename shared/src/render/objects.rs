@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, PersistentVolumeClaim,
     PersistentVolumeClaimVolumeSource, Pod, PodAffinityTerm, PodAntiAffinity, PodSpec, Probe, ResourceRequirements,
-    Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount, WeightedPodAffinityTerm,
+    SecretVolumeSource, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -206,6 +207,23 @@ fn pod(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) 
             ..Default::default()
         });
         mounts.push(VolumeMount { name, mount_path: sc.mount_path.clone(), ..Default::default() });
+    }
+    // Each SSL listener's keystore: the broker's own certificate Secret, at Koperator's path.
+    for l in super::tls::listeners(c) {
+        volumes.push(Volume {
+            name: super::tls::listener_volume(l),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(super::tls::broker_secret(c, id)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: super::tls::listener_volume(l),
+            mount_path: super::tls::listener_dir(l),
+            read_only: Some(true),
+            ..Default::default()
+        });
     }
     volumes.extend(pick(b, |cfg| cfg.volumes.as_ref()).cloned().unwrap_or_default());
     mounts.extend(pick(b, |cfg| cfg.volume_mounts.as_ref()).cloned().unwrap_or_default());

@@ -8,6 +8,10 @@ use crate::api::kafkacluster::CommonListenerSpec;
 use crate::rules::properties;
 use crate::validated::ValidatedCluster;
 
+/// Kafka's `super.users`: the operator adds the brokers and itself on TLS clusters, after
+/// which the user's own entries follow.
+const SUPER_USERS: &str = "super.users";
+
 /// Suffix of every log dir under a mount path (Koperator's layout: `<mountPath>/kafka`).
 pub const LOG_DIR_SUFFIX: &str = "/kafka";
 
@@ -21,8 +25,17 @@ pub fn server_properties(cluster: &ValidatedCluster, id: i32) -> Option<String> 
     {
         props.extend(properties::parse(text).unwrap_or_default());
     }
+    let user_super_users = props.remove(SUPER_USERS);
     for (k, v) in operator_properties(cluster, me, &all) {
-        props.insert(k.to_string(), v);
+        props.insert(k, v);
+    }
+    if let Some(theirs) = user_super_users {
+        // The user's super users stay, after the brokers and the operator.
+        let merged = match props.remove(SUPER_USERS) {
+            Some(ours) => format!("{ours};{theirs}"),
+            None => theirs,
+        };
+        props.insert(SUPER_USERS.to_string(), merged);
     }
     let mut out = String::new();
     for (k, v) in props {
@@ -81,6 +94,24 @@ fn listener_name(l: &CommonListenerSpec) -> String {
 }
 
 fn operator_properties(
+    cluster: &ValidatedCluster,
+    me: &BrokerView<'_>,
+    all: &[BrokerView<'_>],
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> =
+        static_properties(cluster, me, all).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let tls = super::tls::listeners(cluster);
+    for l in &tls {
+        out.extend(super::tls::listener_properties(l, &listener_name(l)));
+    }
+    if !tls.is_empty() {
+        out.push(("ssl.principal.mapping.rules".into(), super::tls::PRINCIPAL_MAPPING_RULES.into()));
+        out.push((SUPER_USERS.into(), super::tls::super_users(cluster).join(";")));
+    }
+    out
+}
+
+fn static_properties(
     cluster: &ValidatedCluster,
     me: &BrokerView<'_>,
     all: &[BrokerView<'_>],
@@ -174,17 +205,7 @@ fn operator_properties(
         // External listeners are advertised once their address is known; with hostnameOverride
         // it is known from the spec (LoadBalancer: the name itself; NodePort: a suffix).
         for l in lc.external() {
-            let Some(host) = l.service.hostname_override.as_deref().filter(|h| !h.is_empty()) else { continue };
-            let host = match l.access_method_or_default() {
-                crate::api::kafkacluster::AccessMethod::NodePort => {
-                    format!(
-                        "{}.{}{host}",
-                        names::broker(cluster, id),
-                        cluster.metadata.namespace.as_deref().unwrap_or("default")
-                    )
-                }
-                _ => host.to_string(),
-            };
+            let Some(host) = super::tls::external_host(cluster, l, id) else { continue };
             advertised.push(format!("{}://{host}:{}", listener_name(&l.common), l.broker_port(id)));
         }
         out.push(("advertised.listeners", advertised.join(",")));
