@@ -59,6 +59,7 @@ fn assert_single_namespace(cp: &ControlPlane, operator: (&str, &str), webhook: (
     let owned: Vec<(String, bool)> = [
         ("get secrets -n {w}", true),
         ("create secrets -n {w}", true),
+        ("patch secrets -n {w}", true),
         ("list secrets -n {w}", false),
         ("watch secrets -n {w}", false),
         ("delete secrets -n {w}", false),

@@ -43,6 +43,8 @@ pub struct Context {
     pub kafka: Arc<KafkaAccess>,
     /// Namespace watched; all when `None`.
     pub watch_namespace: Option<String>,
+    /// Lifetimes of the cluster PKI's certificates.
+    pub pki: crate::kafkacluster::certificates::PkiConfig,
 }
 
 impl Context {
@@ -56,7 +58,7 @@ impl Context {
         watch_namespace: Option<String>,
     ) -> Self {
         let reporter = Reporter { controller: "koperator".into(), instance: Some(identity) };
-        Context { client, reporter, rules, metrics, kafka, watch_namespace }
+        Context { client, reporter, rules, metrics, kafka, watch_namespace, pki: Default::default() }
     }
 
     /// An `Api` over the watched namespace (or all namespaces).

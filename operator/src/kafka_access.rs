@@ -2,30 +2,49 @@
 //! the internal listener marked `usedForKafkaAdminCommunication` (else the inter-broker one,
 //! see `render::names::admin_nodes`). The client connects only to the broker addresses derived
 //! here from the cluster's name, namespace and brokers, never to hosts the brokers advertise.
+//!
+//! On an SSL admin listener the client presents the operator's own certificate, issued from
+//! the cluster CA into `<cluster>-controller` (a super user in the rendered config), and
+//! verifies the brokers' certificates against the CA in that Secret. The Secret is read by
+//! name each time a client is asked for, and only when the KafkaCluster controls it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use koperator_shared::api::KafkaCluster;
-use koperator_shared::kafka::{Admin, ConnectOptions, Resolver};
-use koperator_shared::render::names::{AdminAccessError, admin_nodes};
+use koperator_shared::kafka::{Admin, ConnectOptions, Resolver, client_config};
+use koperator_shared::render::names::{AdminAccessError, admin_nodes, admin_tls};
+use koperator_shared::render::tls;
 use koperator_shared::validated::ValidatedCluster;
-use kube::ResourceExt;
+use kube::{Api, ResourceExt};
 
-/// A cluster's admin client and the broker addresses (by node id) it was built for.
-type Client = (BTreeMap<i32, String>, Arc<Admin>);
+/// A cluster's admin client, with the broker addresses (by node id) and the fingerprint of the
+/// TLS material it was built for.
+struct Client {
+    nodes: BTreeMap<i32, String>,
+    tls: Option<String>,
+    admin: Arc<Admin>,
+}
 
-/// Admin clients by cluster, rebuilt when the cluster's brokers or listener change.
+/// Admin clients by cluster, rebuilt when the cluster's brokers, listener or certificates change.
 pub struct KafkaAccess {
+    kube: kube::Client,
     opts: ConnectOptions,
     clients: Mutex<HashMap<String, Client>>,
 }
 
 impl KafkaAccess {
-    /// Clients that resolve broker names through `hosts_file` first (out-of-cluster runs).
-    pub fn new(hosts_file: Option<PathBuf>, connect_timeout: Duration, request_timeout: Duration) -> Self {
+    /// Clients that resolve broker names through `hosts_file` first (out-of-cluster runs) and
+    /// read client certificates with `kube`.
+    pub fn new(
+        kube: kube::Client,
+        hosts_file: Option<PathBuf>,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Self {
         let opts = ConnectOptions {
             client_id: "koperator".into(),
             connect_timeout,
@@ -33,22 +52,59 @@ impl KafkaAccess {
             tls: None,
             resolver: Resolver::with_hosts_file(hosts_file),
         };
-        KafkaAccess { opts, clients: Mutex::new(HashMap::new()) }
+        KafkaAccess { kube, opts, clients: Mutex::new(HashMap::new()) }
     }
 
     /// The admin client of `cluster`, or why the operator cannot talk to it.
-    pub fn admin(&self, cluster: &ValidatedCluster) -> Result<Arc<Admin>, AdminAccessError> {
+    pub async fn admin(&self, cluster: &ValidatedCluster) -> Result<Arc<Admin>, AdminAccessError> {
         let nodes = admin_nodes(cluster)?;
+        let material = match admin_tls(cluster) {
+            true => Some(self.client_certificate(cluster).await?),
+            false => None,
+        };
+        let fingerprint = material.as_ref().map(|m| koperator_shared::hash::fnv1a64_hex(m.join("\0").as_bytes()));
         let key = format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any());
         let mut clients = self.clients.lock().expect("clients lock");
-        if let Some((n, admin)) = clients.get(&key)
-            && *n == nodes
+        if let Some(c) = clients.get(&key)
+            && c.nodes == nodes
+            && c.tls == fingerprint
         {
-            return Ok(admin.clone());
+            return Ok(c.admin.clone());
         }
-        let admin = Arc::new(Admin::for_nodes(nodes.clone(), self.opts.clone()).with_retry_for(Duration::from_secs(5)));
-        clients.insert(key, (nodes, admin.clone()));
+        let mut opts = self.opts.clone();
+        if let Some([ca, crt, key_pem]) = &material {
+            let config = client_config(ca, Some((crt, key_pem))).map_err(|e| AdminAccessError::ClientCertificate {
+                secret: tls::operator_secret(cluster),
+                reason: e.to_string(),
+            })?;
+            opts.tls = Some(config);
+        }
+        let admin = Arc::new(Admin::for_nodes(nodes.clone(), opts).with_retry_for(Duration::from_secs(5)));
+        clients.insert(key, Client { nodes, tls: fingerprint, admin: admin.clone() });
         Ok(admin)
+    }
+
+    /// `[ca.crt, tls.crt, tls.key]` of the operator's client certificate of `cluster`.
+    async fn client_certificate(&self, cluster: &ValidatedCluster) -> Result<[String; 3], AdminAccessError> {
+        let name = tls::operator_secret(cluster);
+        let unusable = |reason: String| AdminAccessError::ClientCertificate { secret: name.clone(), reason };
+        let api: Api<Secret> = Api::namespaced(self.kube.clone(), &cluster.namespace().unwrap_or_default());
+        let secret = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| unusable(format!("cannot read it: {e}")))?
+            .ok_or_else(|| unusable("it does not exist yet (the operator issues it)".into()))?;
+        let uid = cluster.uid().unwrap_or_default();
+        if !crate::apply::owned_by_uid(&secret, &uid) {
+            return Err(unusable("it is not controlled by this KafkaCluster".into()));
+        }
+        let data = secret.data.unwrap_or_default();
+        let get = |k: &str| {
+            data.get(k)
+                .and_then(|b| String::from_utf8(b.0.clone()).ok())
+                .ok_or_else(|| unusable(format!("it has no {k}")))
+        };
+        Ok([get(tls::CA_CRT)?, get(tls::TLS_CRT)?, get(tls::TLS_KEY)?])
     }
 
     /// Drops the client of a deleted cluster.

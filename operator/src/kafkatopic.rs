@@ -124,7 +124,7 @@ async fn reconcile(kt: Arc<KafkaTopic>, ctx: &Context, writes: &Writes) -> Resul
                 format!("the KafkaCluster is not valid: {e}"),
                 Duration::from_secs(30),
             ),
-            Ok(cluster) => match ctx.kafka.admin(&cluster) {
+            Ok(cluster) => match ctx.kafka.admin(&cluster).await {
                 Err(why) => Outcome::waiting(why.category(), why.to_string(), Duration::from_secs(30)),
                 Ok(admin) => match claim(&kt, kc, &mut st, ctx).await {
                     Err(e) => {
@@ -444,7 +444,7 @@ async fn finalize(
     };
     if st.managed_by == MANAGED_BY_KOPERATOR && !keep {
         if let Some(cluster) = &live_cluster {
-            let admin = match ctx.kafka.admin(cluster) {
+            let admin = match ctx.kafka.admin(cluster).await {
                 Ok(a) => a,
                 Err(why) => {
                     warn!(topic, %why, "cannot delete the Kafka topic yet");

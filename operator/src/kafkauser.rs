@@ -204,7 +204,7 @@ async fn reconcile(user: Arc<KafkaUser>, ctx: &Context, writes: &Writes) -> Resu
         }
         Some(kc) => match ValidatedCluster::new(kc, &ctx.rules) {
             Err(e) => (false, "ClusterInvalid", format!("the KafkaCluster is not valid: {e}"), Duration::from_secs(30)),
-            Ok(cluster) => match ctx.kafka.admin(&cluster) {
+            Ok(cluster) => match ctx.kafka.admin(&cluster).await {
                 Err(why) => (false, why.category(), why.to_string(), Duration::from_secs(30)),
                 Ok(admin) => match sync(&user, &admin, kc, &mut st, &api, ctx, writes).await {
                     Ok(message) => (true, "InSync", message, Duration::from_secs(300)),
@@ -518,7 +518,7 @@ async fn finalize(
     };
     if let Some(cluster) = &live {
         let done = async {
-            let admin = ctx.kafka.admin(cluster).map_err(SyncError::NoAccess)?;
+            let admin = ctx.kafka.admin(cluster).await.map_err(SyncError::NoAccess)?;
             let owned: Vec<AclFilter> = owned_acls(&st).iter().map(AclBinding::to_filter).collect();
             let acls = admin.delete_acls(&owned).await;
             acls.map_err(kafka_err(format!("delete the ACLs of {principal}")))?;

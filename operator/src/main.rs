@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use koperator_operator::controller::Context;
 use koperator_operator::kafka_access::KafkaAccess;
+use koperator_operator::kafkacluster::certificates::PkiConfig;
 use koperator_operator::leader::{self, LeaseConfig};
 use koperator_operator::{kafkacluster, kafkatopic, kafkauser, metrics};
 use koperator_shared::cli::CommonArgs;
@@ -37,6 +38,12 @@ struct Args {
     /// Lease duration.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     lease_duration: Duration,
+    /// Lifetime of a cluster CA the operator creates (`sslSecrets.create: true`).
+    #[arg(long, default_value = "3650days", value_parser = humantime::parse_duration)]
+    cluster_ca_validity: Duration,
+    /// Lifetime of the broker and operator certificates it issues (renewed at two thirds).
+    #[arg(long, default_value = "365days", value_parser = humantime::parse_duration)]
+    cluster_cert_validity: Duration,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -78,12 +85,14 @@ async fn main() -> Result<()> {
     }
     info!(namespace = ?args.watch_namespace, "starting the KafkaCluster, KafkaTopic and KafkaUser controllers");
     let kafka = Arc::new(KafkaAccess::new(
+        client.clone(),
         args.common.kafka_hosts_file.clone(),
         args.common.kafka_connect_timeout,
         args.common.kafka_timeout_or(Duration::from_secs(10)),
     ));
-    let ctx =
-        Arc::new(Context::new(client.clone(), identity, args.common.rules.clone(), m, kafka, args.watch_namespace));
+    let mut ctx = Context::new(client.clone(), identity, args.common.rules.clone(), m, kafka, args.watch_namespace);
+    ctx.pki = PkiConfig { ca_validity: args.cluster_ca_validity, leaf_validity: args.cluster_cert_validity };
+    let ctx = Arc::new(ctx);
     tokio::join!(kafkacluster::run(ctx.clone()), kafkatopic::run(ctx.clone()), kafkauser::run(ctx));
     // The controllers have stopped (SIGTERM): stop renewing, then hand the lease over.
     if let Some((holder, cfg)) = leading {

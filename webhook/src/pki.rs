@@ -13,8 +13,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-pub use koperator_shared::pki::{is_ca, key_matches, signed_by, split_pem, validity};
 use koperator_shared::pki::common_name;
+pub use koperator_shared::pki::{is_ca, key_matches, signed_by, split_pem, validity};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 use serde::{Deserialize, Serialize};
 

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::ListParams;
 use kube::{Api, Resource, ResourceExt};
@@ -18,6 +18,7 @@ use koperator_shared::render::{self, names::AdminAccessError};
 use koperator_shared::validated::ValidatedCluster;
 
 use super::Error;
+use super::certificates::{self, LiveSecrets, PkiConfig};
 use super::plan;
 use crate::controller::Context;
 use crate::controller::kube_err;
@@ -57,6 +58,12 @@ pub struct LiveState {
     pub pdb: Option<PodDisruptionBudget>,
     /// Kafka's side.
     pub kafka: KafkaState,
+    /// The cluster PKI's Secrets (CA, broker and operator certificates) that exist.
+    pub secrets: LiveSecrets,
+    /// Lifetimes of the certificates the operator issues.
+    pub pki: PkiConfig,
+    /// When this state was read (unix seconds), for certificate validity.
+    pub now: u64,
 }
 
 /// The objects of kind `K` labelled with `selector`, and those named in `wanted` (read one by
@@ -95,6 +102,9 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
         services: list(ctx, ns, &selector, &names.services).await?,
         pdb: pdb_api.get_opt(&pdb_name).await.map_err(kube_err("get", "PodDisruptionBudget"))?,
         kafka: KafkaState::NotAsked,
+        secrets: read_secrets(ctx, ns, &certificates::secret_names(cluster)).await?,
+        pki: ctx.pki,
+        now: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
     };
     let wants = plan::kafka_wants(cluster, &live);
     if wants.configs {
@@ -103,8 +113,20 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
     Ok(live)
 }
 
+/// The Secrets named `names` that exist, read one by one (the operator may not list Secrets).
+async fn read_secrets(ctx: &Context, ns: &str, names: &[String]) -> Result<LiveSecrets, Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let mut found = BTreeMap::new();
+    for name in names {
+        if let Some(s) = api.get_opt(name).await.map_err(kube_err("get", format!("Secret/{name}")))? {
+            found.insert(name.clone(), s);
+        }
+    }
+    Ok(LiveSecrets(found))
+}
+
 async fn read_kafka(cluster: &ValidatedCluster, ctx: &Context, health: bool) -> KafkaState {
-    let admin = match ctx.kafka.admin(cluster) {
+    let admin = match ctx.kafka.admin(cluster).await {
         Ok(a) => a,
         Err(e) => return KafkaState::NoAccess(e),
     };

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Preconditions};
 use kube::runtime::events::EventType;
@@ -15,6 +15,7 @@ use koperator_shared::api::KafkaCluster;
 use koperator_shared::validated::ValidatedCluster;
 
 use super::Error;
+use super::certificates;
 use super::plan::{Object, OwnedKind, Plan};
 use crate::apply::apply;
 use crate::controller::kube_err;
@@ -46,6 +47,53 @@ where
     }
 }
 
+/// Issues the certificates the plan orders (each into its Secret, owned by the cluster) before
+/// anything that mounts them is applied. Keys are made here and go nowhere but their Secret.
+async fn issue_certificates(
+    cluster: &ValidatedCluster,
+    plan: &Plan,
+    ctx: &Context,
+    writes: &Writes,
+) -> Result<(), Error> {
+    if plan.certificates.is_empty() {
+        return Ok(());
+    }
+    let ns = cluster.namespace().unwrap_or_default();
+    let owner = cluster.controller_owner_ref(&()).expect("a stored KafkaCluster has a uid");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let ca = plan.ca.as_ref().map(|(k, chain)| (k, chain.as_str()));
+    for order in &plan.certificates {
+        let data = match certificates::issue(order, ca, &cluster.name_any(), now, &ctx.pki) {
+            Ok(data) => data,
+            Err(e) => {
+                // Nothing to write; the next pass orders it again.
+                warn!(%ns, cluster = %cluster.name_any(), secret = %order.secret, error = %e, "cannot issue a certificate");
+                let note = format!("cannot issue the certificate in Secret {}: {e}", order.secret);
+                ctx.publish(&**cluster, EventType::Warning, "CertificateFailed", &note).await;
+                continue;
+            }
+        };
+        let mut secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(order.secret.clone()),
+                namespace: Some(ns.clone()),
+                labels: Some(koperator_shared::render::objects::cluster_labels(cluster)),
+                ..Default::default()
+            },
+            type_: Some(if order.spec.is_some() { "kubernetes.io/tls" } else { "Opaque" }.into()),
+            data: Some(data),
+            ..Default::default()
+        };
+        crate::apply::owned_by(&mut secret, owner.clone());
+        apply(&api::<Secret>(ctx, &ns), &secret)
+            .await
+            .map_err(kube_err("apply", format!("Secret/{}", order.secret)))?;
+        info!(%ns, cluster = %cluster.name_any(), secret = %order.secret, reason = %order.reason, "issued a certificate");
+        writes.count(true);
+    }
+    Ok(())
+}
+
 /// Carries out `plan` for `kc` (`cluster` is its validated form; absent when the spec was
 /// rejected, in which case the plan only sets the status).
 pub async fn execute(
@@ -57,6 +105,9 @@ pub async fn execute(
 ) -> Result<kube::runtime::controller::Action, Error> {
     let ns = kc.namespace().unwrap_or_default();
     let name = kc.name_any();
+    if let Some(cluster) = cluster {
+        issue_certificates(cluster, &plan, ctx, writes).await?;
+    }
     for obj in &plan.apply {
         let done = match obj {
             Object::ConfigMap(o) => apply(&api::<ConfigMap>(ctx, &ns), o).await,
@@ -73,7 +124,7 @@ pub async fn execute(
     {
         let mut failed: BTreeMap<Option<i32>, String> = BTreeMap::new();
         let mut done = Vec::new();
-        match ctx.kafka.admin(cluster) {
+        match ctx.kafka.admin(cluster).await {
             Err(e) => {
                 failed.insert(None, e.to_string());
             }

@@ -16,6 +16,7 @@ use koperator_shared::render::{self, objects};
 use koperator_shared::support;
 use koperator_shared::validated::{ValidatedCluster, ValidationError};
 
+use super::certificates::{self, CertPlan};
 use super::dereference::{KafkaState, LiveState};
 use super::{ALLOW_BROKER_REMOVAL, cluster_id_from_uid};
 use crate::apply::{OWNER_UID, is_applied, is_ours, owned_by, owned_by_uid, unless_applied};
@@ -119,7 +120,15 @@ pub struct Plan {
     pub status_changed: bool,
     /// When to reconcile again.
     pub requeue: Duration,
+    /// Certificates of the cluster PKI to issue, before anything is applied.
+    pub certificates: Vec<certificates::Order>,
+    /// The CA (certificate and key) and the CA chain the certificates are issued from.
+    pub ca: Option<(koperator_shared::pki::KeyAndCert, String)>,
 }
+
+/// Pod annotation with the fingerprint of the broker's certificate: a reissued certificate
+/// makes the Pod out of date, so the broker picks it up through the health-gated roll.
+pub const CERTIFICATE_ANNOTATION: &str = "koperator.banzaicloud.io/certificate-hash";
 
 impl Plan {
     /// True when the reconcile writes nothing and asks Kafka for no change.
@@ -129,6 +138,7 @@ impl Plan {
             && self.restart.is_none()
             && self.dynamic.is_empty()
             && self.events.is_empty()
+            && self.certificates.is_empty()
             && !self.status_changed
     }
 
@@ -214,6 +224,8 @@ fn finish(old: KafkaClusterStatus, status: KafkaClusterStatus, requeue: Duration
         status_changed: !same_status(&old, &status),
         status,
         requeue,
+        certificates: Vec::new(),
+        ca: None,
     }
 }
 
@@ -256,12 +268,23 @@ fn desired_brokers(cluster: &ValidatedCluster) -> Vec<DesiredBroker> {
 
 /// [`desired_brokers`] on the disks the brokers already have: a disk whose live PVC has another
 /// name (made before PVC names carried a hash, or by Koperator) keeps it, never a second PVC.
-fn desired_brokers_on(cluster: &ValidatedCluster, live: &LiveState) -> Vec<DesiredBroker> {
+/// On TLS clusters each Pod also carries its certificate's fingerprint ([`CERTIFICATE_ANNOTATION`]).
+fn desired_brokers_on(cluster: &ValidatedCluster, live: &LiveState, certs: &CertPlan) -> Vec<DesiredBroker> {
     let mut desired = desired_brokers(cluster);
+    let tls = koperator_shared::render::tls::enabled(cluster);
     for b in &mut desired {
         objects::keep_existing_pvcs(b.id, &mut b.pod, &mut b.pvcs, live.pvcs.values());
+        if tls {
+            let fp = certs.broker_fingerprints.get(&b.id).cloned().unwrap_or_default();
+            b.pod.annotations_mut().insert(CERTIFICATE_ANNOTATION.into(), fp);
+        }
     }
     desired
+}
+
+/// The cluster PKI's plan for `live`.
+fn certificate_plan(cluster: &ValidatedCluster, live: &LiveState) -> CertPlan {
+    certificates::plan(cluster, &live.secrets, live.now, &live.pki)
 }
 
 /// The objects one reconcile applies, and the same-named live objects it must not touch.
@@ -356,7 +379,8 @@ pub fn kafka_wants(cluster: &ValidatedCluster, live: &LiveState) -> KafkaWants {
         return KafkaWants { configs: false, health: false };
     }
     let uid = cluster.meta().uid.clone().unwrap_or_default();
-    let pods = broker_pods(&desired_brokers_on(cluster, live), live, &uid);
+    let certs = certificate_plan(cluster, live);
+    let pods = broker_pods(&desired_brokers_on(cluster, live, &certs), live, &uid);
     KafkaWants { configs: pods.all_ready, health: pods.all_ready && !pods.out_of_date.is_empty() }
 }
 
@@ -392,7 +416,9 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     }
 
     let mut wanted = Wanted { uid: &uid, apply: Vec::new(), foreign: Vec::new() };
-    let desired = desired_brokers_on(cluster, live);
+    let certs = certificate_plan(cluster, live);
+    let tls = koperator_shared::render::tls::enabled(cluster);
+    let desired = desired_brokers_on(cluster, live, &certs);
     let pods = broker_pods(&desired, live, &uid);
     let mut brokers_state: BTreeMap<String, BrokerState> = BTreeMap::new();
     for b in &desired {
@@ -401,8 +427,10 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         for pvc in &b.pvcs {
             wanted.object(pvc.clone(), live.pvcs.get(&pvc.name_any()), Object::Pvc);
         }
-        // A broker whose ConfigMap or disk is someone else's would run on their data.
-        let own_inputs = wanted.foreign.len() == foreign_before;
+        // A broker whose ConfigMap or disk is someone else's would run on their data; a TLS
+        // broker starts once its certificate exists.
+        let own_inputs =
+            wanted.foreign.len() == foreign_before && (!tls || certs.broker_fingerprints.contains_key(&b.id));
         let live_pod = live.pods.get(&b.pod.name_any());
         match live_pod {
             // A missing Pod is created; an existing one is replaced only by a restart.
@@ -509,7 +537,8 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     let out_of_date = &pods.out_of_date;
     let mut restart = None;
     let mut roll_blocked = None;
-    if !out_of_date.is_empty() && pods.all_ready {
+    // While certificates are being issued, no broker restarts (its new one is not there yet).
+    if !out_of_date.is_empty() && pods.all_ready && certs.orders.is_empty() {
         let ids: Vec<i32> = out_of_date.iter().map(|(id, _, _)| *id).collect();
         let expected = render::broker_role_ids(cluster);
         let threshold = cluster.spec.rolling_upgrade_config.failure_threshold.unwrap_or(1);
@@ -565,6 +594,9 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
             ),
         ));
     }
+    if !certs.problems.is_empty() {
+        degraded.push(("CertificateError", certs.problems.join("; ")));
+    }
     if !foreign.is_empty() {
         degraded.push((
             "ForeignObject",
@@ -601,8 +633,23 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         generation,
     );
     st.observed_generation = generation;
-    let settled = ready && !waits && dynamic.is_empty();
-    let mut plan = finish(old, st, if settled { SETTLED } else { BUSY });
+    let settled = ready && !waits && dynamic.is_empty() && certs.orders.is_empty();
+    let mut requeue = if settled { SETTLED } else { BUSY };
+    if let Some(at) = certs.next_renewal {
+        requeue = requeue.min(Duration::from_secs(at.saturating_sub(live.now) + 1));
+    }
+    for o in &certs.orders {
+        events.push(PlannedEvent {
+            warning: false,
+            reason: "CertificateIssued",
+            note: format!("issued the certificate in Secret {} ({})", o.secret, o.reason),
+        });
+    }
+    let mut plan = finish(old, st, requeue);
+    if !certs.orders.is_empty() {
+        plan.ca = certificates::ca_of(cluster, &live.secrets);
+    }
+    plan.certificates = certs.orders;
     plan.apply = out;
     plan.delete = delete;
     plan.restart = restart;

@@ -89,6 +89,9 @@ fn empty() -> LiveState {
         services: BTreeMap::new(),
         pdb: None,
         kafka: KafkaState::NotAsked,
+        secrets: Default::default(),
+        pki: Default::default(),
+        now: 1_800_000_000,
     }
 }
 
@@ -566,7 +569,7 @@ fn an_object_of_another_owner_is_never_taken_over() {
 }
 
 #[test]
-fn fields_not_acted_on_are_named_and_ssl_renders_nothing() {
+fn fields_not_acted_on_are_named_and_sasl_ssl_renders_nothing() {
     let (mut v, live) = settled(&sample(COMBINED));
     v["spec"]["monitoringConfig"] = json!({"jmxImage": "jmx"});
     let p = plan(&validated(&v), &live);
@@ -576,16 +579,105 @@ fn fields_not_acted_on_are_named_and_ssl_renders_nothing() {
     assert_eq!(condition(&p, "Ready").0, "True", "the cluster runs without it");
     assert_eq!(p.requeue, SETTLED);
 
-    let mut ssl = sample(COMBINED);
-    ssl["spec"]["listenersConfig"]["internalListeners"][0]["type"] = json!("ssl");
-    ssl["spec"]["listenersConfig"]["sslSecrets"] = json!({"tlsSecretName": "kafka-tls", "create": true});
-    let c = validated(&ssl);
+    let mut sasl = sample(COMBINED);
+    sasl["spec"]["listenersConfig"]["internalListeners"][0]["type"] = json!("sasl_ssl");
+    sasl["spec"]["listenersConfig"]["sslSecrets"] = json!({"tlsSecretName": "kafka-tls", "create": true});
+    let c = validated(&sasl);
     assert_eq!(kafka_wants(&c, &empty()), KafkaWants { configs: false, health: false });
     let p = plan(&c, &empty());
     assert!(p.apply.is_empty(), "brokers that cannot start are not rendered: {:?}", kinds(&p));
+    assert!(p.certificates.is_empty());
     let (_, reason, message) = condition(&p, "Degraded");
     assert_eq!(reason, "NotSupported");
     assert!(message.contains("internalListeners[0].type"), "{message}");
+}
+
+/// The execute step's certificate issuing, on the fixture's live state.
+fn certificates_issued(c: &ValidatedCluster, p: &Plan, live: &mut LiveState) {
+    for o in &p.certificates {
+        let ca = p.ca.as_ref().map(|(k, chain)| (k, chain.as_str()));
+        let data = super::certificates::issue(o, ca, &c.name_any(), live.now, &live.pki).unwrap();
+        let mut secret = k8s_openapi::api::core::v1::Secret { data: Some(data), ..Default::default() };
+        crate::apply::owned_by(&mut secret, c.controller_owner_ref(&()).unwrap());
+        live.secrets.0.insert(o.secret.clone(), secret);
+    }
+}
+
+#[test]
+fn a_tls_cluster_issues_its_certificates_before_its_brokers_and_rolls_on_renewal() {
+    let mut v = sample(COMBINED);
+    for i in 0..2 {
+        v["spec"]["listenersConfig"]["internalListeners"][i]["type"] = json!("ssl");
+    }
+    v["spec"]["listenersConfig"]["sslSecrets"] = json!({"tlsSecretName": "kafka-tls", "create": true});
+    let c = validated(&v);
+    let mut live = empty();
+    live.pki = super::certificates::PkiConfig {
+        ca_validity: Duration::from_secs(100_000),
+        leaf_validity: Duration::from_secs(3000),
+    };
+
+    // The CA first, then the brokers' and the operator's certificates; no Pod before its own.
+    let p = plan(&c, &live);
+    assert_eq!(p.certificates.iter().map(|o| o.secret.as_str()).collect::<Vec<_>>(), ["kafka-tls"]);
+    assert!(!kinds(&p).iter().any(|k| k.starts_with("Pod/")), "{:?}", kinds(&p));
+    assert_eq!(p.requeue, BUSY);
+    assert!(p.events.iter().any(|e| e.reason == "CertificateIssued" && e.note.contains("kafka-tls (missing)")));
+    certificates_issued(&c, &p, &mut live);
+    let p = plan(&c, &live);
+    assert_eq!(p.certificates.len(), 4, "{:?}", p.certificates);
+    assert!(p.ca.is_some());
+    assert!(!format!("{p:?}").contains("PRIVATE KEY"), "a plan never shows a key");
+    assert!(!kinds(&p).iter().any(|k| k.starts_with("Pod/")));
+    certificates_issued(&c, &p, &mut live);
+
+    // Every certificate is there: the Pods, each with its certificate's fingerprint.
+    let p = plan(&c, &live);
+    assert!(p.certificates.is_empty());
+    let pods: Vec<Pod> = p
+        .apply
+        .iter()
+        .filter_map(|o| match o {
+            Object::Pod(p) => Some((**p).clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pods.len(), 3);
+    assert!(pods.iter().all(|p| p.annotations()[CERTIFICATE_ANNOTATION].len() == 16), "{pods:?}");
+    let mut live = carried_out(&p, live);
+    live.kafka = healthy(&c);
+    let mut v = v.clone();
+    for _ in 0..3 {
+        let p = plan(&validated(&v), &live);
+        v["status"] = serde_json::to_value(&p.status).unwrap();
+    }
+    let p = plan(&validated(&v), &live);
+    assert!(p.is_noop(), "{p:?}");
+    assert!(p.requeue <= Duration::from_secs(2000), "looks again when renewal is due: {:?}", p.requeue);
+
+    // Renewal: new certificates first (no restart meanwhile), then a health-gated roll.
+    live.now += 2000;
+    let p = plan(&validated(&v), &live);
+    assert_eq!(p.certificates.len(), 4);
+    assert!(p.restart.is_none(), "no restart while certificates are issued");
+    certificates_issued(&c, &p, &mut live);
+    live.kafka = healthy(&c);
+    let p = plan(&validated(&v), &live);
+    assert!(p.certificates.is_empty());
+    assert!(p.restart.is_some(), "the renewed certificate reaches a broker through a restart: {p:?}");
+}
+
+#[test]
+fn a_missing_user_ca_is_reported_and_no_broker_starts() {
+    let mut v = sample(COMBINED);
+    v["spec"]["listenersConfig"]["internalListeners"][0]["type"] = json!("ssl");
+    v["spec"]["listenersConfig"]["sslSecrets"] = json!({"tlsSecretName": "my-ca", "create": false});
+    let p = plan(&validated(&v), &empty());
+    assert!(p.certificates.is_empty());
+    assert!(!kinds(&p).iter().any(|k| k.starts_with("Pod/")), "{:?}", kinds(&p));
+    let (status, reason, message) = condition(&p, "Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "CertificateError"));
+    assert!(message.contains("Secret my-ca does not exist"), "{message}");
 }
 
 #[test]

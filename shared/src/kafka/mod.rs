@@ -12,6 +12,7 @@ mod error;
 pub mod health;
 mod resolver;
 pub mod scram;
+mod tls;
 mod types;
 pub mod user_acls;
 
@@ -20,4 +21,5 @@ pub use admin::Admin;
 pub use connection::{ConnectOptions, Connection, MAX_RESPONSE_BYTES};
 pub use error::{Error, ResponseError, Result};
 pub use resolver::{Resolver, lookup_hosts, split_host_port};
+pub use tls::client_config;
 pub use types::*;

@@ -169,6 +169,16 @@ pub enum AdminAccessError {
     /// The cluster has no broker-role node to ask.
     #[error("the cluster has no broker-role node")]
     NoBroker,
+    /// The admin listener is SSL and the operator's client certificate cannot be used yet.
+    #[error(
+        "the admin listener is SSL and the operator's client certificate in Secret {secret} cannot be used: {reason}"
+    )]
+    ClientCertificate {
+        /// The certificate's Secret.
+        secret: String,
+        /// Why (missing, not ours, unreadable).
+        reason: String,
+    },
 }
 
 impl AdminAccessError {
@@ -178,6 +188,7 @@ impl AdminAccessError {
             AdminAccessError::NoAdminListener => "NoAdminListener",
             AdminAccessError::UnsupportedProtocol { .. } => "UnsupportedProtocol",
             AdminAccessError::NoBroker => "NoBroker",
+            AdminAccessError::ClientCertificate { .. } => "ClientCertificateUnavailable",
         }
     }
 }
