@@ -53,6 +53,7 @@ e2e: e2e-deps
 	$(CARGO) test -p koperator-operator --test reconcile_e2e
 	# Real Kafka clusters one at a time (3 JVMs each on a 2-core machine).
 	$(CARGO) test -p koperator-operator --test kafka_e2e -- --test-threads=1
+	$(CARGO) test -p koperator-operator --test tls_e2e
 	$(CARGO) build -p koperator-webhook -p koperator-operator
 	$(CARGO) test -p koperator-e2e --test helm --test least_privilege
 

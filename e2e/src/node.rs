@@ -12,7 +12,14 @@
 //! - the container image is not pulled: a KRaft Pod runs the release pinned in
 //!   `e2e/tools/kafka/pom.xml`, a ZooKeeper-mode Pod the one in `e2e/tools/kafka-zk/pom.xml`;
 //!   the command is not run, its effect is (format in KRaft mode, then start);
-//!   `KAFKA_HEAP_OPTS` and `KAFKA_JVM_PERFORMANCE_OPTS` from the container's env are used.
+//!   `KAFKA_HEAP_OPTS` and `KAFKA_JVM_PERFORMANCE_OPTS` from the container's env are used;
+//! - a Secret volume is written, key by key, to `<pod dir>/secrets/<volume>` (the Pod waits
+//!   while the Secret does not exist, as kubelet does) and rendered paths under its mount path
+//!   (`ssl.keystore.location`...) point there.
+//!
+//! On SSL listeners the readiness check speaks TLS with the broker's own mounted certificate
+//! (the one it presents to other brokers) and verifies the broker's name against the CA in
+//! the same volume, so a broker is Ready only when its TLS setup works.
 //!
 //! Pod status (phase, podIP, Ready) follows the broker: Ready once every listener answers
 //! ApiVersions and, for a broker, the broker lists itself in its metadata. A deleted Pod's
@@ -26,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -52,6 +59,10 @@ struct Slot {
     process: Component,
     launch: BrokerLaunch,
     listeners: Vec<String>,
+    /// TLS client settings for SSL listeners, by Kafka listener name (upper case).
+    tls: HashMap<String, Arc<rustls::ClientConfig>>,
+    /// The DNS name the Pod is reached at (its certificate names it).
+    host: String,
     inter_broker: Option<String>,
     node_id: Option<i32>,
     is_broker: bool,
@@ -248,12 +259,13 @@ impl NodeState {
         }
         // Start new Pods.
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &self.ns);
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &self.ns);
         for (name, pod) in &pods {
             if self.slots.contains_key(name) {
                 continue;
             }
             let ip = self.ip_for(name);
-            match self.launch(&cms, pod, &ip).await {
+            match self.launch(&cms, &secrets, pod, &ip).await {
                 Ok(slot) => {
                     self.shared.pids.lock().unwrap().insert(name.clone(), slot.process.pid());
                     self.event(NodeEvent::Started(name.clone()));
@@ -316,7 +328,7 @@ impl NodeState {
         Ok(())
     }
 
-    async fn launch(&self, cms: &Api<ConfigMap>, pod: &Pod, ip: &str) -> Result<Slot> {
+    async fn launch(&self, cms: &Api<ConfigMap>, secrets: &Api<Secret>, pod: &Pod, ip: &str) -> Result<Slot> {
         let name = pod.name_any();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let spec = pod.spec.as_ref().ok_or_else(|| anyhow!("pod without spec"))?;
@@ -343,12 +355,36 @@ impl NodeState {
                 Some((m.mount_path.clone(), self.dir.join("pvcs").join(&claim.claim_name)))
             })
             .collect();
-        let props = node_properties(text, ip, &pvc_dirs);
         let env = |key: &str| {
             container.env.iter().flatten().find(|e| e.name == key).and_then(|e| e.value.clone()).unwrap_or_default()
         };
         let dir = self.dir.join("pods").join(format!("{name}-{}", &uid[..8.min(uid.len())]));
         std::fs::create_dir_all(&dir)?;
+        // Secret volumes: written out key by key; the Pod waits until each Secret exists.
+        let mut secret_dirs: Vec<(String, PathBuf)> = Vec::new();
+        for m in &mounts {
+            let Some(source) = volumes.iter().find(|v| v.name == m.name).and_then(|v| v.secret.as_ref()) else {
+                continue;
+            };
+            let secret_name = source.secret_name.clone().unwrap_or_default();
+            let secret = secrets
+                .get_opt(&secret_name)
+                .await?
+                .ok_or_else(|| anyhow!("Secret {secret_name} does not exist yet"))?;
+            let local = dir.join("secrets").join(&m.name);
+            std::fs::create_dir_all(&local)?;
+            for (key, value) in secret.data.unwrap_or_default() {
+                std::fs::write(local.join(&key), &value.0)?;
+            }
+            secret_dirs.push((m.mount_path.clone(), local));
+        }
+        let props = node_properties(text, ip, &pvc_dirs);
+        let props = with_secret_paths(&props, &secret_dirs);
+        let host = match (spec.hostname.as_ref(), spec.subdomain.as_ref()) {
+            (Some(h), Some(sub)) => format!("{h}.{sub}.{}.svc.cluster.local", self.ns),
+            (Some(h), None) => format!("{h}.{}.svc.cluster.local", self.ns),
+            _ => ip.to_string(),
+        };
         let properties = dir.join("server.properties");
         std::fs::write(&properties, &props)?;
         let mut jvm_opts: Vec<String> = Vec::new();
@@ -366,7 +402,10 @@ impl NodeState {
         };
         let process = launch.start()?;
         let get = |k: &str| property(&props, k);
+        let tls = tls_settings(&props)?;
         Ok(Slot {
+            tls,
+            host,
             uid,
             ip: ip.to_string(),
             process,
@@ -400,22 +439,34 @@ async fn probe(slot: &Slot, hosts: &Path) -> bool {
         resolver: Resolver::with_hosts_file(Some(hosts.to_path_buf())),
         ..ConnectOptions::default()
     };
-    let mut broker_addr = None;
+    let mut broker = None;
     for l in &slot.listeners {
         let Some((name, hostport)) = l.split_once("://") else { return false };
         let port = hostport.rsplit(':').next().unwrap_or_default();
-        let addr = format!("{}:{port}", slot.ip);
-        if Connection::open(&addr, &opts).await.is_err() {
+        let mut opts = opts.clone();
+        // TLS verifies the broker's name, so SSL listeners are reached at the Pod's DNS name.
+        let addr = match slot.tls.get(name) {
+            Some(config) => {
+                opts.tls = Some(config.clone());
+                format!("{}:{port}", slot.host)
+            }
+            None => format!("{}:{port}", slot.ip),
+        };
+        if let Err(e) = Connection::open(&addr, &opts).await {
+            // A broker still starting refuses connections; a TLS failure says more.
+            if slot.tls.contains_key(name) && !e.to_string().contains("Connection refused") {
+                eprintln!("[node] {addr} ({name}) not ready: {e}");
+            }
             return false;
         }
         if slot.inter_broker.as_deref().is_some_and(|ib| ib.eq_ignore_ascii_case(name)) {
-            broker_addr = Some(addr);
+            broker = Some((addr, opts));
         }
     }
     if !slot.is_broker {
         return true;
     }
-    let (Some(addr), Some(id)) = (broker_addr, slot.node_id) else { return false };
+    let (Some((addr, opts)), Some(id)) = (broker, slot.node_id) else { return false };
     let admin = Admin::new(vec![addr], opts).with_retry_for(Duration::ZERO);
     admin.metadata(Some(&[])).await.is_ok_and(|m| m.brokers.contains_key(&id))
 }
@@ -498,6 +549,49 @@ pub fn node_properties(rendered: &str, ip: &str, pvc_dirs: &[(String, PathBuf)])
         out.push('\n');
     }
     out
+}
+
+/// `properties` with every value under a Secret volume's mount path moved to the directory the
+/// node wrote that Secret to.
+pub fn with_secret_paths(properties: &str, secret_dirs: &[(String, PathBuf)]) -> String {
+    let mut out = String::new();
+    for line in properties.lines() {
+        let moved = line.split_once('=').and_then(|(k, v)| {
+            let (mount, local) = secret_dirs
+                .iter()
+                .filter(|(mount, _)| v.starts_with(&format!("{}/", mount.trim_end_matches('/'))))
+                .max_by_key(|(mount, _)| mount.len())?;
+            Some(format!("{k}={}{}", local.display(), &v[mount.trim_end_matches('/').len()..]))
+        });
+        out.push_str(moved.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// TLS client settings for each SSL listener of `properties` (by Kafka listener name): trust
+/// the listener's truststore, present the certificate of its keystore (the broker's own).
+fn tls_settings(properties: &str) -> Result<HashMap<String, Arc<rustls::ClientConfig>>> {
+    let mut out = HashMap::new();
+    let Some(map) = property(properties, "listener.security.protocol.map") else { return Ok(out) };
+    for entry in map.split(',') {
+        let Some((name, protocol)) = entry.split_once(':') else { continue };
+        if protocol != "SSL" {
+            continue;
+        }
+        let prefix = format!("listener.name.{}.ssl.", name.to_lowercase());
+        let (Some(keystore), Some(truststore)) = (
+            property(properties, &format!("{prefix}keystore.location")),
+            property(properties, &format!("{prefix}truststore.location")),
+        ) else {
+            continue;
+        };
+        let ca = std::fs::read_to_string(truststore).with_context(|| format!("truststore {truststore}"))?;
+        let pem = std::fs::read_to_string(keystore).with_context(|| format!("keystore {keystore}"))?;
+        let config = koperator_shared::kafka::client_config(&ca, Some((&pem, &pem)))?;
+        out.insert(name.to_string(), config);
+    }
+    Ok(out)
 }
 
 /// `/etc/hosts` lines for the Pods' DNS names and the Services that select them.
