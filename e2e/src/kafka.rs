@@ -171,6 +171,100 @@ pub fn run_tool(
     Ok((status, text))
 }
 
+/// A Kafka command-line tool running in the background (see [`spawn_tool`]).
+pub struct BackgroundTool {
+    child: std::process::Child,
+    stdout: Option<std::thread::JoinHandle<String>>,
+}
+
+impl BackgroundTool {
+    /// Stops the tool with SIGTERM (its shutdown hooks flush and report), waits up to
+    /// `grace`, then returns everything it printed on stdout.
+    pub fn stop(mut self, grace: Duration) -> String {
+        // SAFETY: kill(2) on the child this struct owns.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + grace;
+        while self.child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stdout.take().and_then(|h| h.join().ok()).unwrap_or_default()
+    }
+}
+
+impl Drop for BackgroundTool {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a Kafka command-line tool like [`run_tool`], in the background: its stdout is kept
+/// for [`BackgroundTool::stop`], its stderr goes to `stderr_log`.
+pub fn spawn_tool(
+    class: &str,
+    args: &[String],
+    hosts_file: Option<&Path>,
+    stderr_log: &Path,
+) -> Result<BackgroundTool> {
+    use std::io::Read;
+    let mut cmd = Command::new(java());
+    cmd.arg("-Xmx256m").arg("-cp").arg(format!("{}/*", libs()?.display()));
+    if let Some(h) = hosts_file {
+        cmd.arg(format!("-Djdk.net.hosts.file={}", h.display())).arg("-Dsun.net.inetaddr.negative.ttl=0");
+    }
+    cmd.arg(class).args(args);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(stderr_log).context("tool log")?);
+    let mut child = cmd.spawn().context("run java")?;
+    let mut out = child.stdout.take().expect("piped");
+    let stdout = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    Ok(BackgroundTool { child, stdout: Some(stdout) })
+}
+
+/// What `VerifiableProducer` reported: the values Kafka acknowledged, the sends that failed
+/// after the producer's own retries, and the longest gap between two acknowledgements (ms).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProducerReport {
+    /// Acknowledged values, in order.
+    pub acked: Vec<u64>,
+    /// `producer_send_error` lines.
+    pub errors: usize,
+    /// Longest time without an acknowledgement, in milliseconds.
+    pub longest_stall_ms: u64,
+}
+
+/// Reads `VerifiableProducer`'s JSON lines.
+pub fn producer_report(stdout: &str) -> ProducerReport {
+    let mut r = ProducerReport::default();
+    let mut last: Option<u64> = None;
+    for line in stdout.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        match v["name"].as_str() {
+            Some("producer_send_success") => {
+                if let Some(n) = v["value"].as_str().and_then(|s| s.parse().ok()) {
+                    r.acked.push(n);
+                }
+                if let Some(ts) = v["timestamp"].as_u64() {
+                    if let Some(prev) = last {
+                        r.longest_stall_ms = r.longest_stall_ms.max(ts.saturating_sub(prev));
+                    }
+                    last = Some(ts);
+                }
+            }
+            Some("producer_send_error") => r.errors += 1,
+            _ => {}
+        }
+    }
+    r
+}
+
 /// The same for the log4j 1 (reload4j) of the ZooKeeper-mode release.
 const LOG4J: &str = "\
 log4j.rootLogger=INFO, stdout

@@ -60,6 +60,7 @@ fn assert_single_namespace(cp: &ControlPlane, operator: (&str, &str), webhook: (
         ("get secrets -n {w}", true),
         ("create secrets -n {w}", true),
         ("patch secrets -n {w}", true),
+        ("update secrets -n {w}", true),
         ("list secrets -n {w}", false),
         ("watch secrets -n {w}", false),
         ("delete secrets -n {w}", false),
@@ -87,7 +88,9 @@ fn assert_single_namespace(cp: &ControlPlane, operator: (&str, &str), webhook: (
         ("list kafkaclusters.kafka.banzaicloud.io -n {o}", false),
         ("list kafkausers.kafka.banzaicloud.io --all-namespaces", false),
         ("update kafkaclusters.kafka.banzaicloud.io -n {w}", false),
+        ("get secrets -n {w}", true),
         ("list secrets -n {w}", false),
+        ("watch secrets -n {w}", false),
         ("get secrets --all-namespaces", false),
         (&format!("update validatingwebhookconfigurations.admissionregistration.k8s.io/{config}"), true),
         ("update validatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses", false),
@@ -349,8 +352,10 @@ fn cluster_wide_install_never_lists_or_watches_secrets() {
         (release, "kop-all-webhook"),
         &[
             ("list kafkausers.kafka.banzaicloud.io --all-namespaces", true),
-            ("get secrets -n any", false),
+            // The operator's client certificate of an SSL cluster, by name (topic checks).
+            ("get secrets -n any", true),
             ("list secrets --all-namespaces", false),
+            ("watch secrets --all-namespaces", false),
         ],
     );
     cp.helm(&["uninstall", release, "-n", release]).unwrap();

@@ -94,17 +94,7 @@ impl KafkaAccess {
             .await
             .map_err(|e| unusable(format!("cannot read it: {e}")))?
             .ok_or_else(|| unusable("it does not exist yet (the operator issues it)".into()))?;
-        let uid = cluster.uid().unwrap_or_default();
-        if !crate::apply::owned_by_uid(&secret, &uid) {
-            return Err(unusable("it is not controlled by this KafkaCluster".into()));
-        }
-        let data = secret.data.unwrap_or_default();
-        let get = |k: &str| {
-            data.get(k)
-                .and_then(|b| String::from_utf8(b.0.clone()).ok())
-                .ok_or_else(|| unusable(format!("it has no {k}")))
-        };
-        Ok([get(tls::CA_CRT)?, get(tls::TLS_CRT)?, get(tls::TLS_KEY)?])
+        tls::client_identity(&secret, &cluster.uid().unwrap_or_default()).map_err(unusable)
     }
 
     /// Drops the client of a deleted cluster.

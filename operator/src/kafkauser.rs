@@ -5,8 +5,10 @@
 //! addition) the operator generates a password into the Secret `spec.secretName` (keys
 //! `username`, `password`, `sasl.jaas.config`; owned by the KafkaUser) and sets the user's
 //! SCRAM-SHA-512 credential in Kafka; the principal is `User:<name>`. Without it the principal
-//! is Koperator's certificate DN `User:CN=<name>`; issuing mTLS client certificates is not built
-//! yet, so only the ACLs are managed then.
+//! is Koperator's certificate DN `User:CN=<name>`, and (unless `createCert: false`) the operator
+//! issues the user a client certificate from the cluster CA (`sslSecrets`) into the same Secret
+//! (`ca.crt`, `tls.crt`, `tls.key`; JKS stores with `includeJKS`), renewed at two thirds of its
+//! lifetime ([`crate::user_certificate`]).
 //!
 //! Ownership (nothing in Kafka says who made a credential or an ACL, so the status does):
 //! - the KafkaCluster must accept the user's namespace (`allowed-namespaces`), checked again
@@ -36,12 +38,15 @@ use koperator_shared::api::common::ClusterReference;
 use koperator_shared::api::kafkauser::{KafkaUser, KafkaUserStatus};
 use koperator_shared::kafka::user_acls::acls_for;
 use koperator_shared::kafka::{self as kafka, AclBinding, AclFilter, Admin, scram};
+use koperator_shared::pki;
+use koperator_shared::render::tls;
 use koperator_shared::rules::namespaces::not_allowed_message;
 use koperator_shared::support;
 use koperator_shared::validated::ValidatedCluster;
 
 use crate::controller::{self, Context, Reconcile, RefersToCluster, Writes};
 use crate::status;
+use crate::user_certificate;
 
 /// Finalizer of KafkaUsers (Koperator's name).
 pub const FINALIZER: &str = "finalizer.kafkausers.kafka.banzaicloud.io";
@@ -82,6 +87,14 @@ pub enum SyncError {
     /// The operator cannot talk to the cluster.
     #[error(transparent)]
     NoAccess(#[from] koperator_shared::render::names::AdminAccessError),
+    /// The user wants a client certificate and the cluster has no CA to issue it from.
+    #[error(
+        "the KafkaCluster has no CA to issue the user's client certificate from: set listenersConfig.sslSecrets on it (with an SSL listener), use SCRAM credentials (annotation {CREDENTIALS_ANNOTATION}: {SCRAM_SHA_512}), or set createCert: false"
+    )]
+    NoClusterCa,
+    /// The cluster CA cannot be read or used.
+    #[error("cannot issue the user's client certificate: {0}")]
+    Certificate(String),
     /// The credentials Secret exists without a password.
     #[error("Secret {0} exists but has no password key; delete it to get a new one")]
     NoPassword(String),
@@ -127,6 +140,8 @@ impl SyncError {
             SyncError::NoAccess(e) => e.category(),
             SyncError::Secret { .. } => "SecretUnavailable",
             SyncError::NoPassword(_) => "SecretWithoutPassword",
+            SyncError::NoClusterCa => "NoClusterCA",
+            SyncError::Certificate(_) => "CertificateError",
             SyncError::SecretNotOwned(_) => "SecretNotOwned",
             SyncError::PrincipalInUse { .. } | SyncError::ClaimedBy { .. } => "PrincipalInUse",
             SyncError::ListUsers(e) => crate::controller::Categorized::category(e),
@@ -283,7 +298,7 @@ async fn sync(
     let mut notes = Vec::new();
     // A Secret of that name that is not ours is never read (its password would become the
     // user's) nor overwritten.
-    let secret = if uses_scram(user) { owned_secret(user, ctx).await? } else { None };
+    let secret = if uses_scram(user) || wants_certificate(user) { owned_secret(user, ctx).await? } else { None };
     if !claims(st, &principal, cluster_uid) {
         if let Some(by) = other_claimant(user, cluster, &principal, ctx).await? {
             return Err(SyncError::ClaimedBy { principal, by });
@@ -293,8 +308,11 @@ async fn sync(
     if uses_scram(user) {
         ensure_scram(user, secret, admin, ctx, writes).await?;
         notes.push(format!("SCRAM-SHA-512 credentials in Secret {}", user.spec.secret_name));
+    } else if wants_certificate(user) {
+        let until = ensure_certificate(user, cluster, secret, ctx, writes).await?;
+        notes.push(format!("client certificate in Secret {} (renewed at {until})", user.spec.secret_name));
     } else {
-        notes.push("mTLS client certificates are not issued yet; ACLs only".to_string());
+        notes.push("no credentials (createCert: false); ACLs only".to_string());
     }
     let desired = acls_for(&principal, user.spec.topic_grants.as_deref().unwrap_or_default());
     let owned = owned_acls(st);
@@ -404,6 +422,104 @@ async fn owned_secret(user: &KafkaUser, ctx: &Context) -> Result<Option<Secret>,
     let uid = user.uid().unwrap_or_default();
     let ours = secret.owner_references().iter().any(|o| o.controller == Some(true) && !uid.is_empty() && o.uid == uid);
     if ours { Ok(Some(secret)) } else { Err(SyncError::SecretNotOwned(secret_name.clone())) }
+}
+
+/// Whether the user gets a client certificate: no SCRAM credentials and `createCert` not false.
+fn wants_certificate(user: &KafkaUser) -> bool {
+    !uses_scram(user) && user.spec.create_cert != Some(false)
+}
+
+/// The user's client certificate in its Secret, issued from the cluster CA when missing or
+/// due ([`user_certificate::due`]); returns when it is renewed next (RFC 3339).
+async fn ensure_certificate(
+    user: &KafkaUser,
+    cluster: &KafkaCluster,
+    existing: Option<Secret>,
+    ctx: &Context,
+    writes: &Writes,
+) -> Result<String, SyncError> {
+    if !tls::enabled(cluster) {
+        return Err(SyncError::NoClusterCa);
+    }
+    let cluster_ns = cluster.namespace().unwrap_or_default();
+    let ca_name = tls::ca_secret(cluster).unwrap_or_default().to_string();
+    let ca_secret = Api::<Secret>::namespaced(ctx.client.clone(), &cluster_ns)
+        .get_opt(&ca_name)
+        .await
+        .map_err(|source| SyncError::Secret { action: "read", name: ca_name.clone(), source })?;
+    let text = |key: &str| {
+        ca_secret.as_ref().and_then(|s| s.data.as_ref()?.get(key)).and_then(|b| String::from_utf8(b.0.clone()).ok())
+    };
+    let (Some(chain), Some(key)) = (text(tls::CA_CERT), text(tls::CA_KEY)) else {
+        return Err(SyncError::Certificate(format!(
+            "the cluster CA in Secret {cluster_ns}/{ca_name} is not there yet"
+        )));
+    };
+    let ca = pki::split_pem(&chain)
+        .into_iter()
+        .next()
+        .map(|cert| pki::KeyAndCert { cert, key })
+        .ok_or_else(|| SyncError::Certificate(format!("Secret {cluster_ns}/{ca_name} holds no CA certificate")))?;
+    let want = user_certificate::spec(user);
+    let jks = user.spec.include_jks == Some(true);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (reason, renew_at) = user_certificate::due(existing.as_ref(), &want, jks, &chain, now);
+    let renew_at = match reason {
+        None => renew_at.unwrap_or(now),
+        Some(reason) => {
+            let data = user_certificate::issue(&ca, &chain, &want, jks, now)
+                .map_err(|e| SyncError::Certificate(e.to_string()))?;
+            write_certificate(user, existing, data, ctx).await?;
+            writes.count(true);
+            let note = format!(
+                "client certificate for User:CN={} issued into Secret {} ({reason})",
+                want.common_name, user.spec.secret_name
+            );
+            ctx.publish(user, EventType::Normal, "CertificateIssued", &note).await;
+            let (nb, na) = (now.saturating_sub(pki::backdate(want.validity)), now + want.validity.as_secs());
+            nb + (na - nb) * 2 / 3
+        }
+    };
+    Ok(k8s_openapi::jiff::Timestamp::from_second(renew_at as i64).map(|t| t.to_string()).unwrap_or_default())
+}
+
+/// Writes the certificate Secret: created when missing (a Secret someone made meanwhile is a
+/// conflict, never overwritten), else replaced at the resourceVersion read as ours.
+async fn write_certificate(
+    user: &KafkaUser,
+    existing: Option<Secret>,
+    data: BTreeMap<String, ByteString>,
+    ctx: &Context,
+) -> Result<(), SyncError> {
+    let ns = user.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret_name = &user.spec.secret_name;
+    let fail = |action| move |source| SyncError::Secret { action, name: secret_name.clone(), source };
+    match existing {
+        Some(mut s) => {
+            s.data = Some(data);
+            secrets.replace(secret_name, &PostParams::default(), &s).await.map_err(fail("update"))?;
+        }
+        None => {
+            let secret = Secret {
+                metadata: ObjectMeta {
+                    name: Some(secret_name.clone()),
+                    namespace: Some(ns.clone()),
+                    labels: Some(BTreeMap::from([
+                        ("app.kubernetes.io/managed-by".to_string(), "koperator".to_string()),
+                        ("kafka.banzaicloud.io/user".to_string(), user.name_any()),
+                    ])),
+                    owner_references: user.controller_owner_ref(&()).map(|o| vec![o]),
+                    ..Default::default()
+                },
+                type_: Some("kubernetes.io/tls".into()),
+                data: Some(data),
+                ..Default::default()
+            };
+            secrets.create(&PostParams::default(), &secret).await.map_err(fail("create"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The credentials Secret exists (created with a fresh password if not) and Kafka knows the

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod controller;
 pub mod dynamic_config;
+pub mod jks;
 pub mod kafka_access;
 pub mod kafkacluster;
 pub mod kafkatopic;
@@ -11,3 +12,4 @@ pub mod leader;
 pub mod metrics;
 pub mod rolling;
 pub mod status;
+pub mod user_certificate;

@@ -1,14 +1,20 @@
 //! Secure clusters on real Kafka (issue 15, the parts built so far): a 3-broker KRaft cluster
-//! whose only listeners are SSL with `sslClientAuth: required`, its CA created by the operator
-//! (`sslSecrets.create: true`), every broker with a certificate of its own and the operator
-//! with its client certificate. Through `kubectl` and Kafka's own clients:
+//! whose only listeners are SSL with `sslClientAuth: required` and ACLs enforced, its CA created
+//! by the operator (`sslSecrets.create: true`), every broker with a certificate of its own and
+//! the operator with its client certificate (lifetime 240 s here, so they renew during the
+//! test). Through `kubectl` and Kafka's own clients:
 //!
 //! - the cluster comes up (brokers talk mTLS to each other and to the KRaft controllers) and
-//!   the operator reaches it over TLS: a KafkaTopic is created, a dynamic config is applied,
-//!   a read-only change rolls the brokers one at a time through the health gate;
-//! - Kafka's console producer and consumer with a PEM keystore signed by the cluster CA write
-//!   and read a topic; a client without a certificate and one whose certificate another CA
-//!   signed are refused at the handshake;
+//!   the operator reaches it over TLS: a KafkaTopic is created, a dynamic config is applied;
+//! - topic admission against this Kafka (the webhook's checks, with the operator's client
+//!   certificate read under the webhook's own RBAC) refuses a partition decrease;
+//! - a KafkaUser gets a client certificate in its Secret: Kafka's console producer and
+//!   consumer write and read a topic its grants allow with it (PEM and, with `includeJKS`, JKS
+//!   stores), and are refused a topic it has no grant for; a client without a certificate and
+//!   one whose certificate another CA signed are refused at the handshake;
+//! - while `VerifiableProducer` writes with acks=all as that user, the certificates' renewal
+//!   and then a read-only change roll the brokers one at a time through the health gate, and
+//!   every acknowledged message is read back;
 //! - a cluster with `create: false` runs on a CA the user put in the Secret, and reports a
 //!   missing one.
 //!
@@ -38,7 +44,10 @@ fn ssl_spec() -> Value {
     let text = std::fs::read_to_string(repo_root().join("config/samples/simplekafkacluster_ssl.yaml")).unwrap();
     let mut v: Value = serde_saphyr::from_str(&text).unwrap();
     v["spec"]["brokerConfigGroups"]["default"]["kafkaHeapOpts"] = json!("-Xmx384m -Xms384m");
-    v["spec"]["readOnlyConfig"] = json!("auto.create.topics.enable=false\noffsets.topic.replication.factor=3\n");
+    v["spec"]["readOnlyConfig"] = json!(
+        "auto.create.topics.enable=false\noffsets.topic.replication.factor=3\n\
+         authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n"
+    );
     v
 }
 
@@ -68,7 +77,7 @@ fn ssl_only_clusters_with_mtls() {
     let ns = ns.name.clone();
     let node = Node::start(&cp.kubeconfig, &ns).unwrap();
     let hosts = format!("--kafka-hosts-file={}", node.hosts_file.display());
-    let op = start_operator(cp, &ns, "kafka-tls", "kafka-tls", std::slice::from_ref(&hosts));
+    let op = start_operator(cp, &ns, "kafka-tls", "kafka-tls", &[hosts, "--cluster-cert-validity=240s".into()]);
     let get = |name: &str| get_json(cp, &["get", "kafkacluster", name, "-n", &ns]);
     let running = |name: &str| {
         let kc = get(name);
@@ -145,12 +154,61 @@ fn ssl_only_clusters_with_mtls() {
             .is_some_and(|e| e.value.as_deref() == Some("2"))
     });
 
-    // Kafka's console clients with a PEM keystore from the cluster CA.
+    // Topic admission against this Kafka: the webhook's checks, as the webhook's
+    // ServiceAccount, present the operator's client certificate.
+    // The client's background worker lives on the runtime the checks run on.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let webhook_kube = runtime.block_on(async {
+        let kubeconfig = cp.service_account_kubeconfig("koperator", "koperator-webhook").unwrap();
+        let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+        kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap()).unwrap()
+    });
+    let checks = koperator_webhook::kafka_checks::LiveKafkaChecks::new(
+        runtime.handle().clone(),
+        Some(node.hosts_file.clone()),
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+    )
+    .with_client_certificates(webhook_kube);
+    let kc: koperator_shared::api::KafkaCluster = serde_json::from_value(get(CLUSTER)).unwrap();
+    let cluster = koperator_shared::validated::must(&kc);
+    let mut shrink: koperator_shared::api::KafkaTopic = serde_json::from_value(topic.clone()).unwrap();
+    shrink.metadata.namespace = Some(ns.clone());
+    shrink.spec.partitions = 1;
+    use koperator_webhook::admission::KafkaTopicChecks;
+    let errors = checks.check(&shrink, &cluster, true).unwrap();
+    assert!(
+        errors.iter().any(|e| e.path == "spec.partitions" && e.message.contains("3")),
+        "a partition decrease is refused against the SSL cluster: {errors:?}"
+    );
+    drop(runtime);
+
+    // A KafkaUser's certificate: what its grants allow, and nothing else.
+    let user = json!({
+        "apiVersion": "kafka.banzaicloud.io/v1alpha1", "kind": "KafkaUser",
+        "metadata": {"name": "app"},
+        "spec": {"clusterRef": {"name": CLUSTER}, "secretName": "app-tls", "includeJKS": true,
+                 "topicGrants": [{"topicName": "payments", "accessType": "write"},
+                                 {"topicName": "payments", "accessType": "read"}]}
+    });
+    apply(cp, &ns, &user);
+    let closed = json!({
+        "apiVersion": "kafka.banzaicloud.io/v1alpha1", "kind": "KafkaTopic",
+        "metadata": {"name": "audit"},
+        "spec": {"clusterRef": {"name": CLUSTER}, "name": "audit", "partitions": 1, "replicationFactor": 3}
+    });
+    apply(cp, &ns, &closed);
+    wait_for("the KafkaUser's certificate and ACLs", Duration::from_secs(60), &op, || {
+        let u = get_json(cp, &["get", "kafkauser", "app", "-n", &ns]);
+        condition(&u, "Ready").is_some_and(|c| c.0 == "True")
+    });
+    let user_cert = secret_key(cp, &ns, "app-tls", "tls.crt");
+    assert_eq!(pki::common_name(&user_cert).as_deref(), Some("app"), "User:CN=app");
+    assert!(pki::signed_by(&user_cert, &ca));
     let dir = tempfile::tempdir().unwrap();
-    let (ca_cert, ca_key) = (ca.clone(), secret_key(cp, &ns, "kafka-ssl-ca", "caKey"));
-    let user = pki::issue(&pki::KeyAndCert { cert: ca_cert, key: ca_key }, &client_leaf("app"), now()).unwrap();
-    std::fs::write(dir.path().join("keystore.pem"), format!("{}{}", user.key, user.cert)).unwrap();
-    std::fs::write(dir.path().join("ca.crt"), &ca).unwrap();
+    let key = secret_key(cp, &ns, "app-tls", "tls.key");
+    std::fs::write(dir.path().join("keystore.pem"), format!("{key}{user_cert}")).unwrap();
+    std::fs::write(dir.path().join("ca.crt"), secret_key(cp, &ns, "app-tls", "ca.crt")).unwrap();
     let config = format!(
         "security.protocol=SSL\nssl.keystore.type=PEM\nssl.keystore.location={0}/keystore.pem\n\
          ssl.truststore.type=PEM\nssl.truststore.location={0}/ca.crt\n",
@@ -159,21 +217,46 @@ fn ssl_only_clusters_with_mtls() {
     let records = "one\ntwo\nthree\n";
     let (ok, out) =
         console(&node, &ns, PRODUCER, &["--topic", "payments", "--producer-property", "acks=all"], records, &config);
-    assert!(ok, "the console producer over mTLS:\n{out}");
+    assert!(ok, "the console producer with the KafkaUser's certificate:\n{out}");
+    // The JKS stores of includeJKS, as a Java client that cannot read PEM uses them.
+    let secret = get_json(cp, &["get", "secret", "app-tls", "-n", &ns]);
+    let decode =
+        |k: &str| base64::engine::general_purpose::STANDARD.decode(secret["data"][k].as_str().unwrap()).unwrap();
+    std::fs::write(dir.path().join("keystore.jks"), decode("keystore.jks")).unwrap();
+    std::fs::write(dir.path().join("truststore.jks"), decode("truststore.jks")).unwrap();
+    let password = String::from_utf8(decode("password")).unwrap();
+    let jks_config = format!(
+        "security.protocol=SSL\nssl.keystore.type=JKS\nssl.keystore.location={0}/keystore.jks\n\
+         ssl.keystore.password={password}\nssl.key.password={password}\nssl.truststore.type=JKS\n\
+         ssl.truststore.location={0}/truststore.jks\nssl.truststore.password={password}\n",
+        dir.path().display()
+    );
     let (ok, out) = console(
         &node,
         &ns,
         CONSUMER,
         &["--topic", "payments", "--from-beginning", "--max-messages", "3", "--timeout-ms", "30000"],
         "",
-        &config,
+        &jks_config,
     );
-    assert!(ok, "the console consumer over mTLS:\n{out}");
+    assert!(ok, "the console consumer with the JKS stores:\n{out}");
     for r in ["one", "two", "three"] {
         assert!(out.lines().any(|l| l == r), "{r} consumed:\n{out}");
     }
-    let no_cert = config.lines().filter(|l| !l.starts_with("ssl.keystore")).collect::<Vec<_>>().join("\n");
     let (ok, out) = console(
+        &node,
+        &ns,
+        PRODUCER,
+        &["--topic", "audit", "--producer-property", "max.block.ms=15000"],
+        "x\n",
+        &config,
+    );
+    assert!(
+        out.contains("TopicAuthorizationException") || out.contains("Not authorized"),
+        "no grant, no write ({ok}):\n{out}"
+    );
+    let no_cert = config.lines().filter(|l| !l.starts_with("ssl.keystore")).collect::<Vec<_>>().join("\n");
+    let (_, out) = console(
         &node,
         &ns,
         PRODUCER,
@@ -181,20 +264,89 @@ fn ssl_only_clusters_with_mtls() {
         "x\n",
         &no_cert,
     );
-    assert!(!ok || out.contains("SSL handshake failed") || out.contains("SslAuthenticationException"), "{out}");
+    assert!(out.contains("SSL handshake failed") || out.contains("SslAuthenticationException"), "{out}");
 
-    // A read-only change rolls the brokers one at a time, gated by Kafka's health over TLS.
+    // While a producer writes with acks=all: the certificates' renewal, then a read-only
+    // change, each rolling the brokers one at a time; every acknowledged message stays.
+    let pods = ["kafka-ssl-0", "kafka-ssl-1", "kafka-ssl-2"];
     let since = Instant::now();
     let mark = EventMark::now(cp, &ns);
+    let props = dir.path().join("producer.properties");
+    std::fs::write(&props, format!("{config}enable.idempotence=true\n")).unwrap();
+    let producer = koperator_e2e::kafka::spawn_tool(
+        "org.apache.kafka.tools.VerifiableProducer",
+        &[
+            "--topic".into(),
+            "payments".into(),
+            "--bootstrap-server".into(),
+            bootstrap(&ns, CLUSTER, 3).join(","),
+            "--throughput".into(),
+            "50".into(),
+            "--acks".into(),
+            "-1".into(),
+            "--producer.config".into(),
+            props.display().to_string(),
+        ],
+        Some(&node.hosts_file),
+        &dir.path().join("producer.log"),
+    )
+    .unwrap();
+    // Renewal is due two thirds into the 240 s lifetime; each broker then runs its new one.
+    let renewed = |id: usize| {
+        mark.since(cp, &ns, "CertificateIssued").iter().any(|e| {
+            e["note"].as_str().is_some_and(|n| n.contains(&format!("kafka-ssl-{id}-server-certificate (renewal due)")))
+        })
+    };
+    wait_for("every broker certificate renewed", Duration::from_secs(300), &op, || (0..3).all(renewed));
+    let renewal = Instant::now();
+    wait_for("every broker running its renewed certificate", Duration::from_secs(300), &op, || {
+        running(CLUSTER)
+            && (0..3).all(|id| {
+                let cert = secret_key(cp, &ns, &format!("kafka-ssl-{id}-server-certificate"), "tls.crt");
+                let pod = get_json(cp, &["get", "pod", &format!("kafka-ssl-{id}"), "-n", &ns]);
+                pod["metadata"]["annotations"]["koperator.banzaicloud.io/certificate-hash"]
+                    == koperator_shared::hash::fnv1a64_hex(cert.as_bytes()).as_str()
+            })
+    });
+    eprintln!("certificate renewal rolled 3 brokers in {:.1}s", renewal.elapsed().as_secs_f64());
+    let roll = Instant::now();
+    let roll_mark = EventMark::now(cp, &ns);
     desired["spec"]["readOnlyConfig"] =
         json!(desired["spec"]["readOnlyConfig"].as_str().unwrap().to_string() + "num.network.threads=4\n");
     apply(cp, &ns, &desired);
-    wait_for("the roll started", Duration::from_secs(30), &op, || !mark.since(cp, &ns, "RollingRestart").is_empty());
+    wait_for("the roll started", Duration::from_secs(30), &op, || {
+        !roll_mark.since(cp, &ns, "RollingRestart").is_empty()
+    });
     wait_for("the SSL cluster rolled and Running", Duration::from_secs(300), &op, || running(CLUSTER));
-    let pods = ["kafka-ssl-0", "kafka-ssl-1", "kafka-ssl-2"];
-    assert_eq!(mark.since(cp, &ns, "RollingRestart").len(), 3);
+    eprintln!("SSL roll of 3 brokers for a read-only change: {:.1}s", roll.elapsed().as_secs_f64());
+    std::thread::sleep(Duration::from_secs(3));
+    let report = koperator_e2e::kafka::producer_report(&producer.stop(Duration::from_secs(30)));
+    // Two rolls of three brokers (a renewal that falls into the second roll adds restarts).
+    assert!(mark.since(cp, &ns, "RollingRestart").len() >= 6, "two rolls of three brokers");
     assert_eq!(node.max_down(&pods, since), 1, "one broker down at a time");
-    eprintln!("SSL roll of 3 brokers: {:.1}s", since.elapsed().as_secs_f64());
+    let (ok, out) = console(
+        &node,
+        &ns,
+        CONSUMER,
+        &["--topic", "payments", "--from-beginning", "--timeout-ms", "20000"],
+        "",
+        &config,
+    );
+    let consumed: std::collections::BTreeSet<u64> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert!(!consumed.is_empty(), "consumed ({ok}):\n{}", &out[..out.len().min(3000)]);
+    let acked: std::collections::BTreeSet<u64> = report.acked.iter().copied().collect();
+    let lost: Vec<u64> = acked.iter().copied().filter(|v| !consumed.contains(v)).collect();
+    eprintln!(
+        "acks=all through a certificate renewal and a roll ({:.0}s): {} acknowledged, {} consumed, {} lost, {} send errors after retries, longest stall {} ms",
+        since.elapsed().as_secs_f64(),
+        acked.len(),
+        consumed.len(),
+        lost.len(),
+        report.errors,
+        report.longest_stall_ms
+    );
+    assert!(acked.len() > 1000, "the producer kept writing: {} acknowledged", acked.len());
+    assert!(lost.is_empty(), "acknowledged and lost: {:?}", &lost[..lost.len().min(20)]);
 
     // A cluster on the user's own CA (create: false): reported while the Secret is missing,
     // Running once it is there. One broker, after the first cluster is gone.

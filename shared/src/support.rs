@@ -199,27 +199,37 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
     out
 }
 
-/// Every field of a KafkaUser that the operator accepts but does not act on yet: client
-/// certificates are not issued, so the certificate fields of a user that does not ask for
-/// SCRAM credentials (annotation `koperator.banzaicloud.io/credentials`) are not acted on.
+/// Every field of a KafkaUser that the operator accepts but does not act on: the certificate
+/// fields of a user without a certificate (SCRAM credentials, annotation
+/// `koperator.banzaicloud.io/credentials`, or `createCert: false`), and the annotations of a
+/// cert-manager Certificate or CSR, which the operator's own PKI does not make.
 pub fn kafkauser(user: &KafkaUser, uses_scram: bool) -> Vec<Unsupported> {
-    const NOTE: &str = "mTLS client certificates are not issued yet; only the ACLs are managed";
     let s = &user.spec;
     let mut out = Vec::new();
-    if !uses_scram && s.create_cert != Some(false) {
-        out.push(Unsupported::ignored("spec.createCert", NOTE));
-    }
-    let fields: [(&str, bool); 5] = [
-        ("includeJKS", s.include_jks == Some(true)),
-        ("pkiBackendSpec", set(&s.pki_backend_spec)),
-        ("dnsNames", s.dns_names.as_ref().is_some_and(|d| !d.is_empty())),
-        ("expirationSeconds", set(&s.expiration_seconds)),
-        ("annotations", s.annotations.as_ref().is_some_and(|a| !a.is_empty())),
-    ];
-    for (field, is_set) in fields {
-        if is_set {
-            out.push(Unsupported::ignored(format!("spec.{field}"), NOTE));
+    let no_cert = if uses_scram {
+        Some("the user has SCRAM credentials; no client certificate is issued")
+    } else if s.create_cert == Some(false) {
+        Some("createCert is false; no client certificate is issued")
+    } else {
+        None
+    };
+    if let Some(note) = no_cert {
+        let fields: [(&str, bool); 3] = [
+            ("includeJKS", s.include_jks == Some(true)),
+            ("dnsNames", s.dns_names.as_ref().is_some_and(|d| !d.is_empty())),
+            ("expirationSeconds", set(&s.expiration_seconds)),
+        ];
+        for (field, is_set) in fields {
+            if is_set {
+                out.push(Unsupported::ignored(format!("spec.{field}"), note));
+            }
         }
+    }
+    if s.annotations.as_ref().is_some_and(|a| !a.is_empty()) {
+        out.push(Unsupported::ignored(
+            "spec.annotations",
+            "the operator issues certificates itself; no Certificate or CertificateSigningRequest carries them",
+        ));
     }
     out
 }
@@ -285,13 +295,17 @@ mod tests {
     }
 
     #[test]
-    fn users_without_scram_ask_for_certificates_by_default() {
+    fn certificate_fields_are_named_only_when_no_certificate_is_issued() {
         let mut user = KafkaUser::new("alice", Default::default());
-        assert_eq!(kafkauser(&user, false).len(), 1);
-        assert!(kafkauser(&user, true).is_empty());
-        user.spec.create_cert = Some(false);
-        assert!(kafkauser(&user, false).is_empty());
         user.spec.dns_names = Some(vec!["a.example.com".into()]);
-        assert_eq!(kafkauser(&user, false)[0].path, "spec.dnsNames");
+        user.spec.include_jks = Some(true);
+        assert!(kafkauser(&user, false).is_empty(), "a certificate user gets them");
+        let scram: Vec<String> = kafkauser(&user, true).into_iter().map(|u| u.path).collect();
+        assert_eq!(scram, ["spec.includeJKS", "spec.dnsNames"]);
+        user.spec.create_cert = Some(false);
+        assert_eq!(kafkauser(&user, false)[0].path, "spec.includeJKS");
+        assert!(kafkauser(&user, false)[0].note.contains("createCert is false"));
+        user.spec.annotations = Some([("a".to_string(), "b".to_string())].into());
+        assert_eq!(kafkauser(&user, false).last().unwrap().path, "spec.annotations");
     }
 }

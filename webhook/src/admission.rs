@@ -709,17 +709,17 @@ mod tests {
 
     #[test]
     fn unsupported_fields_are_decided_on_the_defaulted_object() {
-        // An SSL listener without sslClientAuth gets `required` from the defaults, which the
-        // operator does not render either; the request does not carry it.
+        // An external listener without accessMethod gets `LoadBalancer` from the defaults, whose
+        // Envoy is not deployed yet; the request does not carry it.
         let obj = with(&sample_cluster(), |v| {
-            v["spec"]["listenersConfig"]["sslSecrets"] = json!({"tlsSecretName": "tls", "create": true});
-            v["spec"]["listenersConfig"]["internalListeners"][0]["type"] = json!("ssl");
-            v["spec"]["clientSSLCertSecret"] = json!({"name": "client"});
+            v["spec"]["listenersConfig"]["externalListeners"] = json!([{
+                "type": "plaintext", "name": "external", "externalStartingPort": 19090, "containerPort": 9094,
+                "hostnameOverride": "kafka.example.com"
+            }]);
         });
         let r = admission(with_kafka()).handle(VALIDATE_CLUSTER, &request("KafkaCluster", "v1beta1", "CREATE", obj));
         let fields = fields_warned(&r.warnings);
-        assert!(fields.contains(&"spec.listenersConfig.internalListeners[0].sslClientAuth"), "{:?}", r.warnings);
-        assert!(fields.contains(&"spec.listenersConfig.internalListeners[0].type"), "{:?}", r.warnings);
+        assert!(fields.contains(&"spec.listenersConfig.externalListeners[0].accessMethod"), "{:?}", r.warnings);
     }
 
     #[test]
@@ -758,15 +758,21 @@ mod tests {
         };
         let scram = json!({"koperator.banzaicloud.io/credentials": "SCRAM-SHA-512"});
         let cases: Vec<(&str, Value, Vec<&str>)> = vec![
-            ("certificate by default", user(json!({}), json!({})), vec!["spec.createCert"]),
+            ("certificate by default", user(json!({}), json!({})), vec![]),
             ("no certificate asked for", user(json!({}), json!({"createCert": false})), vec![]),
             ("SCRAM (any case)", user(scram.clone(), json!({})), vec![]),
             ("SCRAM with certificate fields", user(scram, json!({"includeJKS": true})), vec!["spec.includeJKS"]),
             (
-                "certificate details",
-                user(json!({}), json!({"dnsNames": ["a.example.com"], "expirationSeconds": 7200})),
-                vec!["spec.createCert", "spec.dnsNames", "spec.expirationSeconds"],
+                "certificate details are acted on",
+                user(json!({}), json!({"dnsNames": ["a.example.com"], "expirationSeconds": 7200, "includeJKS": true})),
+                vec![],
             ),
+            (
+                "no certificate, with its details",
+                user(json!({}), json!({"createCert": false, "expirationSeconds": 7200})),
+                vec!["spec.expirationSeconds"],
+            ),
+            ("certificate annotations", user(json!({}), json!({"annotations": {"a": "b"}})), vec!["spec.annotations"]),
         ];
         let a = admission(with_kafka());
         for (what, obj, want) in cases {

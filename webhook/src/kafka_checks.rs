@@ -11,6 +11,7 @@ use std::time::Duration;
 use koperator_shared::api::KafkaTopic;
 use koperator_shared::kafka::{self, Admin, ConfigResource, ConfigSource, ConnectOptions, Resolver};
 use koperator_shared::render::names::{admin_nodes, admin_tls};
+use koperator_shared::render::tls;
 use koperator_shared::rules::FieldError;
 use koperator_shared::rules::kafkatopic::{ExistingTopic, check_against_kafka};
 use koperator_shared::validated::ValidatedCluster;
@@ -28,6 +29,14 @@ pub enum KafkaCheckError {
     /// A Kafka request failed (unreachable, refused, an error code).
     #[error(transparent)]
     Kafka(#[from] kafka::Error),
+    /// The admin listener is SSL and the operator's client certificate cannot be used.
+    #[error("the admin listener is SSL and the client certificate in Secret {secret} cannot be used: {reason}")]
+    ClientCertificate {
+        /// `namespace/name` of the Secret.
+        secret: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl KafkaCheckError {
@@ -36,15 +45,19 @@ impl KafkaCheckError {
         match self {
             KafkaCheckError::Timeout(_) => "KafkaCheckTimeout",
             KafkaCheckError::Kafka(e) => e.category(),
+            KafkaCheckError::ClientCertificate { .. } => "ClientCertificateUnavailable",
         }
     }
 }
 
-/// Asks the topic's cluster.
+/// Asks the topic's cluster. On an SSL admin listener it presents the operator's client
+/// certificate of that cluster (`<cluster>-controller`, read by name with `kube`, only when the
+/// KafkaCluster controls it), verifying the brokers against the cluster CA.
 pub struct LiveKafkaChecks {
     runtime: Handle,
     opts: ConnectOptions,
     budget: Duration,
+    kube: Option<kube::Client>,
 }
 
 impl LiveKafkaChecks {
@@ -64,7 +77,35 @@ impl LiveKafkaChecks {
             tls: None,
             resolver: Resolver::with_hosts_file(hosts_file),
         };
-        LiveKafkaChecks { runtime, opts, budget }
+        LiveKafkaChecks { runtime, opts, budget, kube: None }
+    }
+
+    /// Reads client certificates with `client`, so that clusters with an SSL admin listener
+    /// are checked too (without it they are not asked).
+    pub fn with_client_certificates(mut self, client: kube::Client) -> Self {
+        self.kube = Some(client);
+        self
+    }
+
+    /// TLS settings with the operator's client certificate of `cluster`.
+    async fn tls_for(
+        &self,
+        kube: &kube::Client,
+        cluster: &ValidatedCluster,
+    ) -> Result<ConnectOptions, KafkaCheckError> {
+        use kube::ResourceExt;
+        let ns = cluster.namespace().unwrap_or_default();
+        let name = tls::operator_secret(cluster);
+        let fail = |reason: String| KafkaCheckError::ClientCertificate { secret: format!("{ns}/{name}"), reason };
+        let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(kube.clone(), &ns);
+        let secret = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| fail(format!("cannot read it: {e}")))?
+            .ok_or_else(|| fail("it does not exist yet (the operator issues it)".into()))?;
+        let [ca, crt, key] = tls::client_identity(&secret, &cluster.uid().unwrap_or_default()).map_err(fail)?;
+        let config = kafka::client_config(&ca, Some((&crt, &key))).map_err(|e| fail(e.to_string()))?;
+        Ok(ConnectOptions { tls: Some(config), ..self.opts.clone() })
     }
 }
 
@@ -95,10 +136,11 @@ impl KafkaTopicChecks for LiveKafkaChecks {
         cr_exists: bool,
     ) -> Result<Vec<FieldError>, KafkaCheckError> {
         // A cluster whose admin listener the client cannot speak has no Kafka to ask.
-        // The webhook holds no client certificate of the cluster yet (issue 15): an SSL admin
-        // listener is not asked, as before; the operator still refuses what Kafka refuses.
-        if admin_tls(cluster) {
-            debug!("KafkaTopic checks against Kafka skipped: the admin listener is SSL");
+        let tls = admin_tls(cluster);
+        if tls && self.kube.is_none() {
+            debug!(
+                "KafkaTopic checks against Kafka skipped: the admin listener is SSL and no client certificate can be read"
+            );
             return Ok(Vec::new());
         }
         let nodes = match admin_nodes(cluster) {
@@ -108,10 +150,18 @@ impl KafkaTopicChecks for LiveKafkaChecks {
                 return Ok(Vec::new());
             }
         };
-        let admin = Admin::for_nodes(nodes, self.opts.clone()).with_retry_for(Duration::ZERO);
         let budget = self.budget;
-        let read =
-            self.runtime.block_on(async { tokio::time::timeout(budget, read_topic(&admin, &topic.spec.name)).await });
+        let read = self.runtime.block_on(async {
+            tokio::time::timeout(budget, async {
+                let opts = match (&self.kube, tls) {
+                    (Some(kube), true) => self.tls_for(kube, cluster).await?,
+                    _ => self.opts.clone(),
+                };
+                let admin = Admin::for_nodes(nodes, opts).with_retry_for(Duration::ZERO);
+                read_topic(&admin, &topic.spec.name).await.map_err(KafkaCheckError::from)
+            })
+            .await
+        });
         let (existing, live) = read.map_err(|_| KafkaCheckError::Timeout(budget))??;
         Ok(check_against_kafka(topic, existing.as_ref(), cr_exists, live))
     }

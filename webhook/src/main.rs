@@ -161,12 +161,15 @@ async fn main() -> Result<()> {
 
     let admission = Arc::new(Admission {
         lookups: Arc::new(CachedLookups::start(client.clone(), args.watch_namespace.clone().filter(|n| !n.is_empty()))),
-        kafka: Arc::new(LiveKafkaChecks::new(
-            tokio::runtime::Handle::current(),
-            args.common.kafka_hosts_file.clone(),
-            args.common.kafka_connect_timeout,
-            args.common.kafka_timeout_or(DEFAULT_KAFKA_TIMEOUT),
-        )),
+        kafka: Arc::new(
+            LiveKafkaChecks::new(
+                tokio::runtime::Handle::current(),
+                args.common.kafka_hosts_file.clone(),
+                args.common.kafka_connect_timeout,
+                args.common.kafka_timeout_or(DEFAULT_KAFKA_TIMEOUT),
+            )
+            .with_client_certificates(client.clone()),
+        ),
         rules: args.common.rules.clone(),
     });
     let budget = koperator_webhook::limits::Budget::new(args.memory_budget).with_min_body_rate(args.min_body_rate);

@@ -262,11 +262,21 @@ fn fields_not_acted_on_yet_are_named_in_warnings() {
     let mut user = sample("example-user.yaml");
     kc["metadata"]["name"] = json!("kafka");
     apply(cp, &ns.name, &kc, &[]).unwrap();
+    user["spec"]["expirationSeconds"] = json!(7200);
     let out = apply(cp, &ns.name, &user, &[]).unwrap();
-    assert!(out.contains("Warning: spec.createCert: accepted but not acted on yet: "), "{out}");
+    assert!(!out.contains("Warning"), "certificate users get their certificate:\n{out}");
     user["metadata"]["annotations"] = json!({"koperator.banzaicloud.io/credentials": "scram-sha-512"});
     let out = apply(cp, &ns.name, &user, &[]).unwrap();
-    assert!(!out.contains("spec.createCert"), "SCRAM users get no certificate warning:\n{out}");
+    assert!(
+        out.contains("Warning: spec.expirationSeconds: accepted but not acted on yet: the user has SCRAM credentials"),
+        "a SCRAM user's certificate fields are named:\n{out}"
+    );
+    user["spec"]["pkiBackendSpec"] = json!({"pkiBackend": "cert-manager"});
+    let err = apply(cp, &ns.name, &user, &[]).unwrap_err();
+    assert!(
+        err.contains("spec.pkiBackendSpec.pkiBackend: Unsupported value: \"cert-manager\": the operator issues"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -185,6 +185,27 @@ pub fn listener_properties(l: &CommonListenerSpec, kafka_name: &str) -> Vec<(Str
     .collect()
 }
 
+/// `[ca.crt, tls.crt, tls.key]` of the operator's client certificate Secret
+/// ([`operator_secret`]), read by the operator and the webhook to reach an SSL admin listener;
+/// only from a Secret the KafkaCluster with `cluster_uid` controls (anything else of that name
+/// is someone else's and never used).
+pub fn client_identity(secret: &k8s_openapi::api::core::v1::Secret, cluster_uid: &str) -> Result<[String; 3], String> {
+    let ours = secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && !cluster_uid.is_empty() && o.uid == cluster_uid);
+    if !ours {
+        return Err("it is not controlled by this KafkaCluster".into());
+    }
+    let data = secret.data.as_ref();
+    let get = |k: &str| {
+        data.and_then(|d| d.get(k)).and_then(|b| String::from_utf8(b.0.clone()).ok()).ok_or(format!("it has no {k}"))
+    };
+    Ok([get(CA_CRT)?, get(TLS_CRT)?, get(TLS_KEY)?])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +265,25 @@ mod tests {
         c.spec.listeners_config.ssl_secrets = Some(SslSecrets { tls_secret_name: "ca".into(), ..Default::default() });
         assert!(enabled(&c));
         assert_eq!(listeners(&c).len(), 1, "SASL_SSL is not issued");
+    }
+
+    #[test]
+    fn the_client_identity_comes_only_from_the_clusters_own_secret() {
+        use k8s_openapi::ByteString;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let mut s = k8s_openapi::api::core::v1::Secret {
+            data: Some(
+                [CA_CRT, TLS_CRT, TLS_KEY].iter().map(|k| (k.to_string(), ByteString(k.as_bytes().to_vec()))).collect(),
+            ),
+            ..Default::default()
+        };
+        assert!(client_identity(&s, "uid-1").unwrap_err().contains("not controlled"));
+        s.metadata.owner_references =
+            Some(vec![OwnerReference { uid: "uid-1".into(), controller: Some(true), ..Default::default() }]);
+        assert_eq!(client_identity(&s, "uid-1").unwrap(), [CA_CRT, TLS_CRT, TLS_KEY].map(String::from));
+        assert!(client_identity(&s, "uid-2").is_err());
+        s.data.as_mut().unwrap().remove(TLS_KEY);
+        assert_eq!(client_identity(&s, "uid-1").unwrap_err(), "it has no tls.key");
     }
 
     #[test]

@@ -59,13 +59,13 @@ pub fn validate(user: &KafkaUser) -> Vec<FieldError> {
             errs.push(FieldError::invalid(&spec().child("dnsNames").index(i), dns, "not a valid lowercase DNS name"));
         }
     }
-    if let Some(pki) = &s.pki_backend_spec
-        && pki.pki_backend == UserPkiBackend::K8sCsr
-        && pki.signer_name.as_deref().unwrap_or_default().is_empty()
-    {
-        errs.push(FieldError::required(
-            &spec().child("pkiBackendSpec").child("signerName"),
-            "the k8s-csr backend needs the signerName of the CertificateSigningRequest signer",
+    if let Some(pki) = &s.pki_backend_spec {
+        let value = match pki.pki_backend {
+            UserPkiBackend::CertManager => "cert-manager",
+            UserPkiBackend::K8sCsr => "k8s-csr",
+        };
+        errs.push(FieldError::not_supported(&spec().child("pkiBackendSpec").child("pkiBackend"), value, &[]).with_message(
+            "the operator issues user certificates from the cluster CA (listenersConfig.sslSecrets) itself, without cert-manager or CertificateSigningRequests: remove pkiBackendSpec",
         ));
     }
     errs
@@ -169,7 +169,7 @@ mod tests {
                 ("spec.topicGrants[1].topicName", ErrorType::Invalid),
                 ("spec.expirationSeconds", ErrorType::Invalid),
                 ("spec.dnsNames[0]", ErrorType::Invalid),
-                ("spec.pkiBackendSpec.signerName", ErrorType::Required),
+                ("spec.pkiBackendSpec.pkiBackend", ErrorType::NotSupported),
             ]
         );
     }
