@@ -424,6 +424,20 @@ async fn owned_secret(user: &KafkaUser, ctx: &Context) -> Result<Option<Secret>,
     if ours { Ok(Some(secret)) } else { Err(SyncError::SecretNotOwned(secret_name.clone())) }
 }
 
+/// Metadata of the Secret `spec.secretName` the operator creates for `user` (owned by it).
+fn secret_meta(user: &KafkaUser) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(user.spec.secret_name.clone()),
+        namespace: user.namespace(),
+        labels: Some(BTreeMap::from([
+            ("app.kubernetes.io/managed-by".to_string(), "koperator".to_string()),
+            ("kafka.banzaicloud.io/user".to_string(), user.name_any()),
+        ])),
+        owner_references: user.controller_owner_ref(&()).map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
 /// Whether the user gets a client certificate: no SCRAM credentials and `createCert` not false.
 fn wants_certificate(user: &KafkaUser) -> bool {
     !uses_scram(user) && user.spec.create_cert != Some(false)
@@ -502,16 +516,7 @@ async fn write_certificate(
         }
         None => {
             let secret = Secret {
-                metadata: ObjectMeta {
-                    name: Some(secret_name.clone()),
-                    namespace: Some(ns.clone()),
-                    labels: Some(BTreeMap::from([
-                        ("app.kubernetes.io/managed-by".to_string(), "koperator".to_string()),
-                        ("kafka.banzaicloud.io/user".to_string(), user.name_any()),
-                    ])),
-                    owner_references: user.controller_owner_ref(&()).map(|o| vec![o]),
-                    ..Default::default()
-                },
+                metadata: secret_meta(user),
                 type_: Some("kubernetes.io/tls".into()),
                 data: Some(data),
                 ..Default::default()
@@ -553,20 +558,7 @@ async fn ensure_scram(
                 ("sasl.jaas.config".to_string(), ByteString(scram::jaas_config(&name, &password).into_bytes())),
                 ("sasl.mechanism".to_string(), ByteString(b"SCRAM-SHA-512".to_vec())),
             ]);
-            let secret = Secret {
-                metadata: ObjectMeta {
-                    name: Some(secret_name.clone()),
-                    namespace: Some(ns.clone()),
-                    labels: Some(BTreeMap::from([
-                        ("app.kubernetes.io/managed-by".to_string(), "koperator".to_string()),
-                        ("kafka.banzaicloud.io/user".to_string(), name.clone()),
-                    ])),
-                    owner_references: user.controller_owner_ref(&()).map(|o| vec![o]),
-                    ..Default::default()
-                },
-                data: Some(data),
-                ..Default::default()
-            };
+            let secret = Secret { metadata: secret_meta(user), data: Some(data), ..Default::default() };
             // `create`, never an update: a Secret made meanwhile by someone else is a
             // conflict, not overwritten.
             secrets.create(&PostParams::default(), &secret).await.map_err(|source| SyncError::Secret {

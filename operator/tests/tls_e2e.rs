@@ -272,7 +272,8 @@ fn ssl_only_clusters_with_mtls() {
     let since = Instant::now();
     let mark = EventMark::now(cp, &ns);
     let props = dir.path().join("producer.properties");
-    std::fs::write(&props, format!("{config}enable.idempotence=true\n")).unwrap();
+    // VerifiableProducer sets retries=0 unless told otherwise; idempotence needs them.
+    std::fs::write(&props, format!("{config}enable.idempotence=true\nretries=2147483647\n")).unwrap();
     let producer = koperator_e2e::kafka::spawn_tool(
         "org.apache.kafka.tools.VerifiableProducer",
         &[
@@ -320,7 +321,15 @@ fn ssl_only_clusters_with_mtls() {
     wait_for("the SSL cluster rolled and Running", Duration::from_secs(300), &op, || running(CLUSTER));
     eprintln!("SSL roll of 3 brokers for a read-only change: {:.1}s", roll.elapsed().as_secs_f64());
     std::thread::sleep(Duration::from_secs(3));
-    let report = koperator_e2e::kafka::producer_report(&producer.stop(Duration::from_secs(30)));
+    let produced = producer.stop(Duration::from_secs(30));
+    let report = koperator_e2e::kafka::producer_report(&produced);
+    let producer_log = std::fs::read_to_string(dir.path().join("producer.log")).unwrap_or_default();
+    assert!(
+        !report.acked.is_empty(),
+        "VerifiableProducer had nothing acknowledged:\n{}\n--- its log ---\n{}",
+        &produced[..produced.len().min(2000)],
+        &producer_log[producer_log.len().saturating_sub(4000)..]
+    );
     // Two rolls of three brokers (a renewal that falls into the second roll adds restarts).
     assert!(mark.since(cp, &ns, "RollingRestart").len() >= 6, "two rolls of three brokers");
     assert_eq!(node.max_down(&pods, since), 1, "one broker down at a time");

@@ -120,7 +120,10 @@ fn up(dir: &Path) -> Result<()> {
             }
             reader.read_to_string_lossy(&mut rest);
             print!("{rest}");
-            let _ = std::fs::remove_file(dir.join("demo.pid"));
+            // Kept while the process lives, so that `make demo-down` can still stop it.
+            if !alive(child.id() as i32) {
+                let _ = std::fs::remove_file(dir.join("demo.pid"));
+            }
             std::process::exit(1);
         }
     }

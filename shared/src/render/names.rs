@@ -204,12 +204,7 @@ pub fn admin_bootstrap(cluster: &ValidatedCluster) -> Result<Vec<String>, AdminA
 /// [`admin_bootstrap`] by node id: the only addresses the admin clients connect to
 /// (`kafka::Admin::for_nodes`), whatever the brokers advertise.
 pub fn admin_nodes(cluster: &ValidatedCluster) -> Result<std::collections::BTreeMap<i32, String>, AdminAccessError> {
-    let internal = &cluster.spec.listeners_config.internal_listeners;
-    let listener = internal
-        .iter()
-        .find(|l| l.common.used_for_kafka_admin_communication == Some(true))
-        .or_else(|| internal.iter().find(|l| l.common.used_for_inner_broker_communication))
-        .ok_or(AdminAccessError::NoAdminListener)?;
+    let listener = admin_listener(cluster).ok_or(AdminAccessError::NoAdminListener)?;
     let protocol = listener.common.listener_type.kafka_name();
     let issued_tls = super::tls::listeners(cluster).iter().any(|l| l.name == listener.common.name);
     if (listener.common.listener_type.is_ssl() && !issued_tls) || protocol.starts_with("SASL") {
@@ -234,12 +229,17 @@ pub fn admin_nodes(cluster: &ValidatedCluster) -> Result<std::collections::BTree
 /// Whether the admin listener ([`admin_nodes`]) is SSL: the operator and the webhook then
 /// connect with the operator's client certificate from [`super::tls::operator_secret`].
 pub fn admin_tls(cluster: &ValidatedCluster) -> bool {
+    admin_listener(cluster).is_some_and(|l| l.common.listener_type.is_ssl())
+}
+
+/// The internal listener the admin clients use: the one marked
+/// `usedForKafkaAdminCommunication`, else the inter-broker one.
+fn admin_listener(cluster: &ValidatedCluster) -> Option<&crate::api::kafkacluster::InternalListenerConfig> {
     let internal = &cluster.spec.listeners_config.internal_listeners;
     internal
         .iter()
         .find(|l| l.common.used_for_kafka_admin_communication == Some(true))
         .or_else(|| internal.iter().find(|l| l.common.used_for_inner_broker_communication))
-        .is_some_and(|l| l.common.listener_type.is_ssl())
 }
 
 #[cfg(test)]
