@@ -3,8 +3,8 @@
 //!
 //! Nothing is silently ignored (DESIGN §8): the webhook answers each entry with a warning, and
 //! the operator sets `Degraded` with reason `NotSupported` naming the fields. Entries whose
-//! effect is [`Effect::CannotStart`] would give brokers that cannot start (an SSL listener
-//! without keystores), so the operator renders nothing for such a cluster. The issue that builds
+//! effect is [`Effect::CannotStart`] would give brokers that cannot start (a SASL_SSL listener
+//! without a JAAS configuration), so the operator renders nothing for such a cluster. The issue that builds
 //! a feature removes its entries here.
 
 use crate::api::kafkacluster::{AccessMethod, BrokerConfig, KafkaClusterSpec, SecurityProtocol};
