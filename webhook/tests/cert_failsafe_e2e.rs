@@ -232,10 +232,12 @@ async fn tampered_secrets_and_failing_reads_fail_no_admission() {
     }
     assert!(counter(&w, &series("CertSecretFieldMismatch")).await >= 1.0, "foreign ca.crt not counted");
 
-    // (ii) The Secret cannot be read (its RoleBinding is gone): ready all along.
+    // (ii) The Secret cannot be read (its RoleBindings are gone): ready all along.
     let read_failures = "koperator_webhook_certificate_maintenance_failures_total{category=\"CertSecretRead\"}";
     let failures_before = counter(&w, read_failures).await;
     cp.kubectl(&["delete", "rolebinding", "-n", NAMESPACE, "koperator-webhook"]).unwrap();
+    // Its client-certificate reads (KafkaTopic checks on SSL clusters) may read Secrets too.
+    cp.kubectl(&["delete", "clusterrolebinding", "koperator-webhook-client-certs"]).unwrap();
     let cut = Instant::now();
     let mut probes = 0;
     while cut.elapsed() < Duration::from_secs(8) {
