@@ -87,11 +87,6 @@ pub enum SyncError {
     /// The operator cannot talk to the cluster.
     #[error(transparent)]
     NoAccess(#[from] koperator_shared::render::names::AdminAccessError),
-    /// The user wants a client certificate and the cluster has no CA to issue it from.
-    #[error(
-        "the KafkaCluster has no CA to issue the user's client certificate from: set listenersConfig.sslSecrets on it (with an SSL listener), use SCRAM credentials (annotation {CREDENTIALS_ANNOTATION}: {SCRAM_SHA_512}), or set createCert: false"
-    )]
-    NoClusterCa,
     /// The cluster CA cannot be read or used.
     #[error("cannot issue the user's client certificate: {0}")]
     Certificate(String),
@@ -140,7 +135,6 @@ impl SyncError {
             SyncError::NoAccess(e) => e.category(),
             SyncError::Secret { .. } => "SecretUnavailable",
             SyncError::NoPassword(_) => "SecretWithoutPassword",
-            SyncError::NoClusterCa => "NoClusterCA",
             SyncError::Certificate(_) => "CertificateError",
             SyncError::SecretNotOwned(_) => "SecretNotOwned",
             SyncError::PrincipalInUse { .. } | SyncError::ClaimedBy { .. } => "PrincipalInUse",
@@ -229,7 +223,15 @@ async fn reconcile(user: Arc<KafkaUser>, ctx: &Context, writes: &Writes) -> Resu
         },
     };
     // Fields not acted on are named; the user is Degraded/NotSupported while it sets them.
-    let unsupported = support::kafkauser(&user, uses_scram(&user));
+    let mut unsupported = support::kafkauser(&user, uses_scram(&user));
+    // A certificate asked for (by default) from a cluster without a CA: ACLs only, and said so.
+    if wants_certificate(&user) && cluster.as_ref().is_some_and(|kc| !tls::enabled(kc)) {
+        unsupported.push(support::Unsupported {
+            path: "spec.createCert".into(),
+            note: "the KafkaCluster has no listenersConfig.sslSecrets (with an SSL listener) to issue a client certificate from; only the ACLs are managed (set createCert: false if none is wanted)",
+            effect: support::Effect::Ignored,
+        });
+    }
     let not_supported = support::message(&unsupported);
     let both = format!("{message}; {not_supported}");
     let degraded = match (ready, unsupported.is_empty()) {
@@ -308,9 +310,11 @@ async fn sync(
     if uses_scram(user) {
         ensure_scram(user, secret, admin, ctx, writes).await?;
         notes.push(format!("SCRAM-SHA-512 credentials in Secret {}", user.spec.secret_name));
-    } else if wants_certificate(user) {
+    } else if wants_certificate(user) && tls::enabled(cluster) {
         let until = ensure_certificate(user, cluster, secret, ctx, writes).await?;
         notes.push(format!("client certificate in Secret {} (renewed at {until})", user.spec.secret_name));
+    } else if wants_certificate(user) {
+        notes.push("no client certificate (the cluster has no CA); ACLs only".to_string());
     } else {
         notes.push("no credentials (createCert: false); ACLs only".to_string());
     }
@@ -452,9 +456,6 @@ async fn ensure_certificate(
     ctx: &Context,
     writes: &Writes,
 ) -> Result<String, SyncError> {
-    if !tls::enabled(cluster) {
-        return Err(SyncError::NoClusterCa);
-    }
     let cluster_ns = cluster.namespace().unwrap_or_default();
     let ca_name = tls::ca_secret(cluster).unwrap_or_default().to_string();
     let ca_secret = Api::<Secret>::namespaced(ctx.client.clone(), &cluster_ns)
