@@ -243,11 +243,12 @@ fn admin_listener(cluster: &ValidatedCluster) -> Option<&crate::api::kafkacluste
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::KafkaClusterSpec;
 
-    fn cluster(headless: bool) -> KafkaCluster {
+    /// Cluster `kafka` in namespace `team-a`, with or without the headless Service.
+    pub(crate) fn cluster(headless: bool) -> KafkaCluster {
         let mut c =
             KafkaCluster::new("kafka", KafkaClusterSpec { headless_service_enabled: headless, ..Default::default() });
         c.metadata.namespace = Some("team-a".into());

@@ -209,15 +209,8 @@ pub fn client_identity(secret: &k8s_openapi::api::core::v1::Secret, cluster_uid:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::KafkaClusterSpec;
     use crate::api::kafkacluster::SslSecrets;
-
-    fn cluster(headless: bool) -> KafkaCluster {
-        let mut c =
-            KafkaCluster::new("kafka", KafkaClusterSpec { headless_service_enabled: headless, ..Default::default() });
-        c.metadata.namespace = Some("team-a".into());
-        c
-    }
+    use crate::render::names::tests::cluster;
 
     #[test]
     fn koperator_names_and_principals() {
