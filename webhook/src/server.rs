@@ -153,7 +153,8 @@ impl BodyError {
 
 /// Reads a body of `declared` bytes (its `Content-Length`) until `deadline`: a large body is
 /// first admitted to the budget by its declared size ([`Budget::admit_body`], waiting for
-/// other requests, first come first served), then every body is charged as it arrives
+/// other requests, first come first served, until there is just time left to read it at the
+/// minimum rate; 503 after that), then every body is charged as it arrives
 /// ([`Budget::charge_body`]: what its buffer grows by, at most twice what has arrived and at
 /// most `declared`).
 ///
@@ -171,7 +172,11 @@ async fn read_body(
     limit: Duration,
     deadline: Instant,
 ) -> Result<Vec<u8>, BodyError> {
-    budget.admit_body(held, declared, deadline).await?;
+    // A large body admitted too late to be read by `deadline` at the minimum rate would only
+    // be cut off (408) after holding the pool: past that point it is refused as busy (503).
+    let now = Instant::now();
+    let admit_by = deadline.checked_sub(budget.body_deadline(now, declared) - now).unwrap_or(now);
+    budget.admit_body(held, declared, admit_by).await?;
     let started = Instant::now();
     let by = budget.body_deadline(started, declared);
     let (until, slow) = if by < deadline { (by, true) } else { (deadline, false) };
@@ -472,5 +477,33 @@ mod tests {
         // A client cannot keep a body slot longer than the API server would wait.
         assert_eq!(deadline(Some("30s")), Duration::from_millis(29750));
         assert_eq!(deadline(Some("1h")), Duration::from_millis(29750));
+    }
+
+    #[tokio::test]
+    async fn a_large_body_that_could_not_be_read_in_time_is_busy_not_admitted_late() {
+        let budget = Budget::new(DEFAULT_MEMORY_BUDGET);
+        let declared = 6 * 1024 * 1024;
+        // Another large body holds the pool for a while.
+        let mut other = Held::default();
+        budget.admit_body(&mut other, declared, Instant::now()).await.unwrap();
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(other);
+        });
+        // 6 MiB takes 7 s at the default rate: a request due in 5 s is refused at once, not
+        // admitted when the pool frees and then cut off while being read.
+        let started = Instant::now();
+        let mut held = Held::default();
+        let body = Body::from(vec![b' '; declared]);
+        let due = Instant::now() + Duration::from_secs(5);
+        let err = read_body(body, declared, &budget, &mut held, Duration::from_secs(5), due).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE, "{err}");
+        assert!(started.elapsed() < Duration::from_millis(200), "waited {:?}", started.elapsed());
+        release.await.unwrap();
+        // With time to read it, the same body waits for the pool and is read.
+        let body = Body::from(vec![b' '; declared]);
+        let due = Instant::now() + Duration::from_secs(20);
+        let read = read_body(body, declared, &budget, &mut held, Duration::from_secs(20), due).await.unwrap();
+        assert_eq!(read.len(), declared);
     }
 }

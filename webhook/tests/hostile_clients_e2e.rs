@@ -204,7 +204,11 @@ fn concurrent_large_bodies_wait_for_the_memory_budget() {
     let statuses: Vec<(u16, Value)> = rt.block_on(async {
         let all = (0..24).map(|_| async {
             let (status, text) = post(w, "/mutate-kafkatopic?timeout=30s", &body).await;
-            (status, if status == 200 { serde_json::from_slice(&text).unwrap() } else { Value::Null })
+            let answer = match status {
+                200 => serde_json::from_slice(&text).unwrap(),
+                _ => Value::String(String::from_utf8_lossy(&text).into_owned()),
+            };
+            (status, answer)
         });
         futures::future::join_all(all).await
     });
@@ -213,7 +217,8 @@ fn concurrent_large_bodies_wait_for_the_memory_budget() {
     let answered = statuses.iter().filter(|(s, _)| *s == 200).count();
     let busy = statuses.iter().filter(|(s, _)| *s == 503).count();
     for (s, v) in &statuses {
-        assert!(*s == 200 || *s == 503, "status {s}");
+        // 408 would mean a body admitted too late to be read: it must be refused as busy.
+        assert!(*s == 200 || *s == 503, "status {s}: {v}");
         if *s == 200 {
             assert_eq!(v["response"]["allowed"], true, "{v}");
         }
