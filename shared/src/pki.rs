@@ -202,6 +202,18 @@ pub fn validity(pem: &str) -> Option<(u64, u64)> {
     .flatten()
 }
 
+/// When a certificate valid over `(not_before, not_after)` (unix seconds) is renewed: two
+/// thirds into its life.
+pub fn renew_at((not_before, not_after): (u64, u64)) -> u64 {
+    not_before + not_after.saturating_sub(not_before) * 2 / 3
+}
+
+/// The earliest end of validity (unix seconds) among the certificates of a PEM bundle (a
+/// chain expires with its first link to expire); `None` when it holds none that can be read.
+pub fn earliest_not_after(bundle: &str) -> Option<u64> {
+    split_pem(bundle).iter().filter_map(|c| validity(c)).map(|(_, na)| na).min()
+}
+
 /// The subject common name of one certificate.
 pub fn common_name(pem: &str) -> Option<String> {
     with_cert(pem, |c| c.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(String::from))
@@ -294,6 +306,17 @@ mod tests {
         assert!(matches!(issue(&mixed, &leaf("x", &[]), NOW), Err(Error::Ca { what: "key", .. })));
         let garbage = KeyAndCert { cert: "nope".into(), key: ca.key.clone() };
         assert!(issue(&garbage, &leaf("x", &[]), NOW).is_err());
+    }
+
+    #[test]
+    fn renewal_is_due_two_thirds_in_and_a_chain_expires_with_its_first_link() {
+        assert_eq!(renew_at((1000, 4000)), 3000);
+        assert_eq!(renew_at((1000, 1000)), 1000);
+        let long = new_ca("long", NOW, Duration::from_secs(7200)).unwrap();
+        let short = new_ca("short", NOW, Duration::from_secs(3600)).unwrap();
+        assert_eq!(earliest_not_after(&format!("{}{}", long.cert, short.cert)), Some(NOW + 3600));
+        assert_eq!(earliest_not_after(&long.cert), Some(NOW + 7200));
+        assert_eq!(earliest_not_after("no certificate"), None);
     }
 
     #[test]

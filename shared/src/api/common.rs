@@ -1,6 +1,6 @@
 //! Types shared by several custom resources.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -57,3 +57,20 @@ pub mod condition {
 
 /// Conditions list type used in every status (Ready, Reconciling, Degraded).
 pub type Conditions = Vec<Condition>;
+
+/// When a certificate in a Secret expires, and when the operator issues its successor (our
+/// addition to Koperator's API). Read from the certificate in the Secret, not from what was
+/// asked for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    /// The Secret that holds the certificate.
+    pub secret_name: String,
+    /// End of the certificate's validity (RFC 3339): clients and brokers refuse it after this.
+    pub not_after: Time,
+    /// When the operator issues a new certificate in its place (RFC 3339): two thirds into
+    /// its lifetime, or earlier when its names or the CA change. Absent when the operator
+    /// does not renew it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<Time>,
+}

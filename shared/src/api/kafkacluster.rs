@@ -15,7 +15,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Conditions, IssuerReference};
+use super::common::{CertificateStatus, Conditions, IssuerReference};
 
 /// Default Envoy admin port.
 pub const DEFAULT_ENVOY_ADMIN_PORT: i32 = 8081;
@@ -218,6 +218,30 @@ pub struct KafkaClusterStatus {
     /// keys that Kafka or other tools set are never touched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic_config_keys: Option<DynamicConfigKeys>,
+    /// Expiry and renewal of the cluster PKI's certificates (addition to Koperator), read from
+    /// the certificates in their Secrets. Only for clusters with `listenersConfig.sslSecrets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<ClusterCertificates>,
+}
+
+/// The certificates of a cluster's PKI as they are in their Secrets; a Secret that is missing,
+/// holds no readable certificate or (for brokers and the operator) is not the cluster's own is
+/// left out.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterCertificates {
+    /// The cluster CA (`sslSecrets.tlsSecretName`, key `caCert`). `notAfter` is the earliest
+    /// end of validity among the certificates in `caCert` (a chain: intermediates, then the
+    /// root); there is never a `renewAt`: the operator does not rotate a CA, not even one it
+    /// created, so replace it before `notAfter` or every certificate it signed stops working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<CertificateStatus>,
+    /// Each broker's certificate (`<cluster>-<id>-server-certificate`), by broker id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub brokers: BTreeMap<String, CertificateStatus>,
+    /// The operator's client certificate (`<cluster>-controller`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<CertificateStatus>,
 }
 
 /// Dynamic broker config keys set by the operator, per level.

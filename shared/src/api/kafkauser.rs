@@ -6,7 +6,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{ClusterReference, Conditions, IssuerReference};
+use super::common::{CertificateStatus, ClusterReference, Conditions, IssuerReference};
 
 /// Minimum certificate lifetime a user may ask for (one hour).
 pub const MIN_EXPIRATION_SECONDS: i32 = 3600;
@@ -170,6 +170,11 @@ pub struct KafkaUserStatus {
     /// addition); only that credential is ever changed or deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scram_credential: Option<String>,
+    /// Expiry and renewal of the client certificate the operator issued into `spec.secretName`
+    /// (our addition), read from the certificate in the Secret; absent when the operator
+    /// issues none (SCRAM credentials, `createCert: false`, a cluster without a CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateStatus>,
     /// Ready, Reconciling and Degraded conditions (addition to Koperator).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Conditions,
