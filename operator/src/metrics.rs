@@ -16,6 +16,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+pub mod certificate_expiry;
+
+use certificate_expiry::CertificateExpiry;
+
 /// Labels of a reconcile: which controller, and how it ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
@@ -53,6 +57,8 @@ pub struct Metrics {
     pub writes: Family<ControllerLabel, Counter>,
     /// 1 while this replica leads.
     pub leader: Gauge,
+    /// notAfter of each certificate of the clusters and users this replica reconciles.
+    pub certificate_expiry: CertificateExpiry,
     /// Set once the replica is up (leading or standing by).
     pub ready: AtomicBool,
     registry: Registry,
@@ -78,7 +84,22 @@ impl Metrics {
             writes.clone(),
         );
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
-        Arc::new(Metrics { reconciles, errors, duration, writes, leader, ready: AtomicBool::new(false), registry })
+        let certificate_expiry = CertificateExpiry::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When each certificate of a KafkaCluster's PKI or a KafkaUser expires (notAfter, unix seconds)",
+            certificate_expiry.family(),
+        );
+        Arc::new(Metrics {
+            reconciles,
+            errors,
+            duration,
+            writes,
+            leader,
+            certificate_expiry,
+            ready: AtomicBool::new(false),
+            registry,
+        })
     }
 
     /// The writes counted so far for `controller`.
