@@ -1,6 +1,7 @@
 //! The operator: kube-runtime controllers for Koperator's custom resources (DESIGN §8).
 
 pub mod apply;
+pub mod certificate_status;
 pub mod controller;
 pub mod dynamic_config;
 pub mod jks;

@@ -20,7 +20,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
-use koperator_shared::pki::{self, KeyAndCert, LeafSpec};
+use koperator_shared::pki::{self, KeyAndCert, LeafSpec, renew_at};
 use koperator_shared::render::{self, tls};
 use koperator_shared::validated::ValidatedCluster;
 
@@ -57,7 +57,8 @@ impl std::fmt::Debug for LiveSecrets {
 }
 
 impl LiveSecrets {
-    fn text(&self, secret: &str, key: &str) -> Option<String> {
+    /// The text (UTF-8) under `key` of Secret `secret`, when both exist.
+    pub fn text(&self, secret: &str, key: &str) -> Option<String> {
         let data = self.0.get(secret)?.data.as_ref()?;
         String::from_utf8(data.get(key)?.0.clone()).ok()
     }
@@ -136,11 +137,6 @@ fn wanted(cluster: &ValidatedCluster, cfg: &PkiConfig) -> Vec<(String, Kind, Lea
     };
     out.push((tls::operator_secret(cluster), Kind::Operator, operator));
     out
-}
-
-/// When a certificate valid over `(not_before, not_after)` is renewed: at two thirds of its life.
-fn renew_at((nb, na): (u64, u64)) -> u64 {
-    nb + na.saturating_sub(nb) * 2 / 3
 }
 
 /// Why the CA in `secrets` cannot be used, or the CA.

@@ -1,6 +1,7 @@
 //! The execute step: carries out a [`Plan`] — server-side applies, UID-checked deletes, the one
-//! restart, dynamic configs through the Admin API, Events, then the status. No decisions beyond
-//! recording what Kafka refused.
+//! restart, dynamic configs through the Admin API, Events, then the status; and the
+//! certificate expiry metric from the planned status. No decisions beyond recording what
+//! Kafka refused.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,7 @@ use super::plan::{Object, OwnedKind, Plan};
 use crate::apply::apply;
 use crate::controller::kube_err;
 use crate::controller::{Context, Writes};
+use crate::metrics::certificate_expiry::Owner;
 
 fn api<K>(ctx: &Context, ns: &str) -> Api<K>
 where
@@ -94,6 +96,11 @@ async fn issue_certificates(
     Ok(())
 }
 
+/// The owner of `kc`'s certificate expiry series.
+pub fn certificate_owner(kc: &KafkaCluster) -> Owner {
+    Owner { kind: "KafkaCluster", namespace: kc.namespace().unwrap_or_default(), name: kc.name_any() }
+}
+
 /// Carries out `plan` for `kc` (`cluster` is its validated form; absent when the spec was
 /// rejected, in which case the plan only sets the status).
 pub async fn execute(
@@ -105,6 +112,9 @@ pub async fn execute(
 ) -> Result<kube::runtime::controller::Action, Error> {
     let ns = kc.namespace().unwrap_or_default();
     let name = kc.name_any();
+    // Every pass, so a restarted operator exports them too; before any write that may fail.
+    let certs = super::pki_status::expiry_series(plan.status.certificates.as_ref());
+    ctx.metrics.certificate_expiry.set(&certificate_owner(kc), &certs);
     if let Some(cluster) = cluster {
         issue_certificates(cluster, &plan, ctx, writes).await?;
     }

@@ -12,6 +12,7 @@
 pub mod certificates;
 pub mod dereference;
 pub mod execute;
+pub mod pki_status;
 pub mod plan;
 
 use std::sync::Arc;
@@ -56,9 +57,11 @@ impl Reconcile for KafkaCluster {
         }
     }
 
-    /// Pods, ConfigMaps and Services go with their owner; PVCs are kept unless opted in.
+    /// Pods, ConfigMaps and Services go with their owner; PVCs are kept unless opted in. The
+    /// cluster's certificate expiry series go at once.
     async fn cleanup(kc: Arc<Self>, ctx: &Context, writes: &Writes) -> Result<Action, Error> {
         ctx.kafka.forget(&kc);
+        ctx.metrics.certificate_expiry.forget(&execute::certificate_owner(&kc));
         if kc.annotations().get(DELETE_PVCS_ANNOTATION).is_some_and(|v| v == "true") {
             let (ns, name) = (kc.namespace().unwrap_or_default(), kc.name_any());
             let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);

@@ -1,6 +1,7 @@
 //! The planner: a pure function from the validated spec and the live state to everything one
 //! reconcile does — objects to apply and delete, the one broker to restart (with why), dynamic
-//! config changes, Events, the new status and when to look again. No I/O: table-tested below.
+//! config changes, Events, the new status (with the certificates read from their Secrets,
+//! [`pki_status`]) and when to look again. No I/O: table-tested below.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use koperator_shared::validated::{ValidatedCluster, ValidationError};
 
 use super::certificates::{self, CertPlan};
 use super::dereference::{KafkaState, LiveState};
+use super::pki_status;
 use super::{ALLOW_BROKER_REMOVAL, cluster_id_from_uid};
 use crate::apply::{OWNER_UID, is_applied, is_ours, owned_by, owned_by_uid, unless_applied};
 use crate::dynamic_config::{self, ConfigChange};
@@ -184,6 +186,7 @@ fn same_status(a: &KafkaClusterStatus, b: &KafkaClusterStatus) -> bool {
         && a.cluster_id == b.cluster_id
         && a.observed_generation == b.observed_generation
         && a.dynamic_config_keys == b.dynamic_config_keys
+        && a.certificates == b.certificates
         && status::same_conditions(&a.conditions, &b.conditions)
 }
 
@@ -417,6 +420,7 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
 
     let mut wanted = Wanted { uid: &uid, apply: Vec::new(), foreign: Vec::new() };
     let certs = certificate_plan(cluster, live);
+    st.certificates = pki_status::status(cluster, &live.secrets);
     let tls = koperator_shared::render::tls::enabled(cluster);
     let desired = desired_brokers_on(cluster, live, &certs);
     let pods = broker_pods(&desired, live, &uid);

@@ -625,6 +625,9 @@ fn a_tls_cluster_issues_its_certificates_before_its_brokers_and_rolls_on_renewal
     assert!(p.events.iter().any(|e| e.reason == "CertificateIssued" && e.note.contains("kafka-tls (missing)")));
     certificates_issued(&c, &p, &mut live);
     let p = plan(&c, &live);
+    let certs = p.status.certificates.as_ref().expect("the CA is in the status once it exists");
+    assert_eq!(certs.ca.as_ref().unwrap().not_after.0.as_second() as u64, live.now + 100_000);
+    assert!(certs.brokers.is_empty() && certs.operator.is_none(), "ordered, not issued yet: {certs:?}");
     assert_eq!(p.certificates.len(), 4, "{:?}", p.certificates);
     assert!(p.ca.is_some());
     assert!(!format!("{p:?}").contains("PRIVATE KEY"), "a plan never shows a key");
@@ -634,6 +637,10 @@ fn a_tls_cluster_issues_its_certificates_before_its_brokers_and_rolls_on_renewal
     // Every certificate is there: the Pods, each with its certificate's fingerprint.
     let p = plan(&c, &live);
     assert!(p.certificates.is_empty());
+    let certs = p.status.certificates.as_ref().unwrap();
+    assert_eq!(certs.brokers.len(), 3);
+    assert_eq!(certs.operator.as_ref().unwrap().secret_name, "kafka-combined-controller");
+    assert!(certs.brokers.values().all(|b| b.not_after.0.as_second() as u64 == live.now + 3000));
     let pods: Vec<Pod> = p
         .apply
         .iter()
@@ -665,6 +672,9 @@ fn a_tls_cluster_issues_its_certificates_before_its_brokers_and_rolls_on_renewal
     let p = plan(&validated(&v), &live);
     assert!(p.certificates.is_empty());
     assert!(p.restart.is_some(), "the renewed certificate reaches a broker through a restart: {p:?}");
+    assert!(p.status_changed, "the renewed certificates reach the status");
+    let renewed = p.status.certificates.as_ref().unwrap();
+    assert!(renewed.brokers.values().all(|b| b.not_after.0.as_second() as u64 == live.now + 3000), "{renewed:?}");
 }
 
 #[test]
