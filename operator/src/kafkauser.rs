@@ -8,7 +8,8 @@
 //! is Koperator's certificate DN `User:CN=<name>`, and (unless `createCert: false`) the operator
 //! issues the user a client certificate from the cluster CA (`sslSecrets`) into the same Secret
 //! (`ca.crt`, `tls.crt`, `tls.key`; JKS stores with `includeJKS`), renewed at two thirds of its
-//! lifetime ([`crate::user_certificate`]).
+//! lifetime ([`crate::user_certificate`]); `status.certificate` and the metric
+//! `koperator_certificate_expiry_timestamp_seconds{role="kafkauser"}` show when it expires.
 //!
 //! Ownership (nothing in Kafka says who made a credential or an ACL, so the status does):
 //! - the KafkaCluster must accept the user's namespace (`allowed-namespaces`), checked again
@@ -34,6 +35,7 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::warn;
 
 use koperator_shared::api::KafkaCluster;
+use koperator_shared::api::common::CertificateStatus;
 use koperator_shared::api::common::ClusterReference;
 use koperator_shared::api::kafkauser::{KafkaUser, KafkaUserStatus};
 use koperator_shared::kafka::user_acls::acls_for;
@@ -44,7 +46,9 @@ use koperator_shared::rules::namespaces::not_allowed_message;
 use koperator_shared::support;
 use koperator_shared::validated::ValidatedCluster;
 
+use crate::certificate_status::series;
 use crate::controller::{self, Context, Reconcile, RefersToCluster, Writes};
+use crate::metrics::certificate_expiry::{Expiry, Owner, Role};
 use crate::status;
 use crate::user_certificate;
 
@@ -171,6 +175,7 @@ impl Reconcile for KafkaUser {
     }
 
     async fn cleanup(user: Arc<Self>, ctx: &Context, writes: &Writes) -> Result<Action, Error> {
+        ctx.metrics.certificate_expiry.forget(&certificate_owner(&user));
         let user = stored(&user, ctx).await?;
         let cluster = user.cluster(ctx).await?;
         finalize(&user, cluster.as_ref(), ctx, writes).await
@@ -242,12 +247,16 @@ async fn reconcile(user: Arc<KafkaUser>, ctx: &Context, writes: &Writes) -> Resu
     };
     status::set_all(&mut st.conditions, ready, !ready, degraded, reason, &message, user.meta().generation);
     st.observed_generation = user.meta().generation;
+    // Every pass (a restarted operator exports it too), before the status write that may fail.
+    let certs: Vec<Expiry> = st.certificate.iter().map(|c| series(Role::KafkaUser, c)).collect();
+    ctx.metrics.certificate_expiry.set(&certificate_owner(&user), &certs);
     // Written only when it changed (condition transition times aside).
     let unchanged = st.state == old.state
         && st.acls == old.acls
         && st.principal == old.principal
         && st.cluster_uid == old.cluster_uid
         && st.scram_credential == old.scram_credential
+        && st.certificate == old.certificate
         && st.observed_generation == old.observed_generation
         && status::same_conditions(&st.conditions, &old.conditions);
     if !unchanged {
@@ -307,12 +316,18 @@ async fn sync(
         }
         claim(user, admin, cluster_uid, &principal, secret.is_some(), st, api, writes).await?;
     }
+    let issues_certificate = !uses_scram(user) && wants_certificate(user) && tls::enabled(cluster);
+    if !issues_certificate {
+        st.certificate = None;
+    }
     if uses_scram(user) {
         ensure_scram(user, secret, admin, ctx, writes).await?;
         notes.push(format!("SCRAM-SHA-512 credentials in Secret {}", user.spec.secret_name));
-    } else if wants_certificate(user) && tls::enabled(cluster) {
-        let until = ensure_certificate(user, cluster, secret, ctx, writes).await?;
+    } else if issues_certificate {
+        let certificate = ensure_certificate(user, cluster, secret, ctx, writes).await?;
+        let until = certificate.renew_at.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
         notes.push(format!("client certificate in Secret {} (renewed at {until})", user.spec.secret_name));
+        st.certificate = Some(certificate);
     } else if wants_certificate(user) {
         notes.push("no client certificate (the cluster has no CA); ACLs only".to_string());
     } else {
@@ -442,20 +457,26 @@ fn secret_meta(user: &KafkaUser) -> ObjectMeta {
     }
 }
 
+/// The owner of `user`'s certificate expiry series.
+fn certificate_owner(user: &KafkaUser) -> Owner {
+    Owner { kind: "KafkaUser", namespace: user.namespace().unwrap_or_default(), name: user.name_any() }
+}
+
 /// Whether the user gets a client certificate: no SCRAM credentials and `createCert` not false.
 fn wants_certificate(user: &KafkaUser) -> bool {
     !uses_scram(user) && user.spec.create_cert != Some(false)
 }
 
 /// The user's client certificate in its Secret, issued from the cluster CA when missing or
-/// due ([`user_certificate::due`]); returns when it is renewed next (RFC 3339).
+/// due ([`user_certificate::due`]); returns its expiry and renewal as read from the
+/// certificate now in the Secret.
 async fn ensure_certificate(
     user: &KafkaUser,
     cluster: &KafkaCluster,
     existing: Option<Secret>,
     ctx: &Context,
     writes: &Writes,
-) -> Result<String, SyncError> {
+) -> Result<CertificateStatus, SyncError> {
     let cluster_ns = cluster.namespace().unwrap_or_default();
     let ca_name = tls::ca_secret(cluster).unwrap_or_default().to_string();
     let ca_secret = Api::<Secret>::namespaced(ctx.client.clone(), &cluster_ns)
@@ -478,12 +499,14 @@ async fn ensure_certificate(
     let want = user_certificate::spec(user);
     let jks = user.spec.include_jks == Some(true);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (reason, renew_at) = user_certificate::due(existing.as_ref(), &want, jks, &chain, now);
-    let renew_at = match reason {
-        None => renew_at.unwrap_or(now),
+    let secret_name = &user.spec.secret_name;
+    let (reason, _) = user_certificate::due(existing.as_ref(), &want, jks, &chain, now);
+    let status = match reason {
+        None => existing.as_ref().and_then(|s| user_certificate::status(secret_name, s.data.as_ref()?)),
         Some(reason) => {
             let data = user_certificate::issue(&ca, &chain, &want, jks, now)
                 .map_err(|e| SyncError::Certificate(e.to_string()))?;
+            let status = user_certificate::status(secret_name, &data);
             write_certificate(user, existing, data, ctx).await?;
             writes.count(true);
             let note = format!(
@@ -491,11 +514,10 @@ async fn ensure_certificate(
                 want.common_name, user.spec.secret_name
             );
             ctx.publish(user, EventType::Normal, "CertificateIssued", &note).await;
-            let (nb, na) = (now.saturating_sub(pki::backdate(want.validity)), now + want.validity.as_secs());
-            nb + (na - nb) * 2 / 3
+            status
         }
     };
-    Ok(k8s_openapi::jiff::Timestamp::from_second(renew_at as i64).map(|t| t.to_string()).unwrap_or_default())
+    status.ok_or_else(|| SyncError::Certificate(format!("the certificate in Secret {secret_name} cannot be read")))
 }
 
 /// Writes the certificate Secret: created when missing (a Secret someone made meanwhile is a

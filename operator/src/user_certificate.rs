@@ -3,7 +3,8 @@
 //! `expirationSeconds` (default 90 days), issued from the cluster CA of `sslSecrets` into the
 //! Secret `spec.secretName` with Koperator's keys `ca.crt`, `tls.crt`, `tls.key` (and with
 //! `includeJKS: true` also `keystore.jks`, `truststore.jks` and `password`). [`due`] decides,
-//! purely, whether the Secret's certificate must be (re)issued; [`issue`] makes its data.
+//! purely, whether the Secret's certificate must be (re)issued; [`issue`] makes its data;
+//! [`status`] reads its expiry for `status.certificate`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 
+use koperator_shared::api::common::CertificateStatus;
 use koperator_shared::api::kafkauser::KafkaUser;
 use koperator_shared::pki::{self, KeyAndCert, LeafSpec};
 use koperator_shared::render::tls;
@@ -49,6 +51,12 @@ fn text(secret: &Secret, key: &str) -> Option<String> {
     String::from_utf8(secret.data.as_ref()?.get(key)?.0.clone()).ok()
 }
 
+/// Expiry and renewal of the certificate in `data` (the data of Secret `secret_name`).
+pub fn status(secret_name: &str, data: &BTreeMap<String, ByteString>) -> Option<CertificateStatus> {
+    let pem = String::from_utf8(data.get(tls::TLS_CRT)?.0.clone()).ok()?;
+    crate::certificate_status::leaf(secret_name, &pem)
+}
+
 /// Why the certificate in `existing` must be issued again for `want` from the CA chain
 /// `ca_chain` at `now`, or `None` when it stands; with when it is due otherwise (unix seconds).
 pub fn due(
@@ -64,7 +72,7 @@ pub fn due(
     };
     let Some(ca) = pki::split_pem(ca_chain).into_iter().next() else { return (Some("no CA"), None) };
     let Some((nb, na)) = pki::validity(&cert) else { return (Some("unreadable"), None) };
-    let renew_at = nb + na.saturating_sub(nb) * 2 / 3;
+    let renew_at = pki::renew_at((nb, na));
     let lifetime = na.saturating_sub(nb).saturating_sub(pki::backdate(want.validity));
     let reason = if !pki::signed_by(&cert, &ca) {
         Some("not signed by the current CA")
@@ -150,6 +158,11 @@ mod tests {
         assert_eq!(reason, None);
         assert_eq!(renew_at, Some(NOW - 60 + 3660 * 2 / 3));
         assert_eq!(due(Some(&s), &want, false, &ca.cert, NOW + 2400).0, Some("renewal due"));
+        let st = status("app-tls", s.data.as_ref().unwrap()).unwrap();
+        assert_eq!(st.secret_name, "app-tls");
+        assert_eq!(st.not_after.0.as_second(), (NOW + 3600) as i64);
+        assert_eq!(st.renew_at.map(|t| t.0.as_second() as u64), renew_at, "the same renewal as `due`'s");
+        assert_eq!(status("app-tls", &BTreeMap::new()), None);
         let longer = spec(&user("app", Some(7200), &["a.example", "b.example"]));
         assert_eq!(due(Some(&s), &longer, false, &ca.cert, NOW).0, Some("its lifetime changed"));
         let renamed = spec(&user("app", Some(3600), &["a.example"]));
