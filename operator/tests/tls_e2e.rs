@@ -16,7 +16,9 @@
 //!   and then a read-only change roll the brokers one at a time through the health gate, and
 //!   every acknowledged message is read back;
 //! - a cluster with `create: false` runs on a CA the user put in the Secret, and reports a
-//!   missing one.
+//!   missing one;
+//! - `status.certificates` (CA, brokers, operator) and the KafkaUser's `status.certificate`
+//!   show the expiry and renewal of the certificates in the Secrets, the user's CA its own.
 //!
 //! One namespace, one test node and one operator for the lot (Kafka JVMs cost minutes here).
 
@@ -102,6 +104,23 @@ fn ssl_only_clusters_with_mtls() {
         assert!(pki::signed_by(&cert, &ca));
         let fqdn = format!("kafka-ssl-{id}.kafka-ssl-headless.{ns}.svc.cluster.local");
         assert!(pki::dns_names(&cert).unwrap().contains(&fqdn), "{fqdn}");
+    }
+    // status.certificates: each certificate as it is in its Secret, with its expiry and renewal.
+    let certs = &kc["status"]["certificates"];
+    let t = now();
+    assert_eq!(certs["ca"]["secretName"], "kafka-ssl-ca", "{certs}");
+    assert_eq!(Some(rfc3339(&certs["ca"]["notAfter"])), pki::validity(&ca).map(|v| v.1), "{certs}");
+    assert!(rfc3339(&certs["ca"]["notAfter"]) > t);
+    assert!(certs["ca"]["renewAt"].is_null(), "the operator does not rotate the CA: {certs}");
+    let leaves = (0..3)
+        .map(|id| (&certs["brokers"][id.to_string()], format!("kafka-ssl-{id}-server-certificate")))
+        .chain([(&certs["operator"], "kafka-ssl-controller".to_string())]);
+    for (c, secret) in leaves {
+        assert_eq!(c["secretName"], secret.as_str(), "{certs}");
+        let (not_after, renew_at) = (rfc3339(&c["notAfter"]), rfc3339(&c["renewAt"]));
+        assert!(t < renew_at && renew_at < not_after, "{secret} expires and renews in the future: {c}");
+        let validity = pki::validity(&secret_key(cp, &ns, &secret, "tls.crt")).unwrap();
+        assert_eq!((not_after, renew_at), (validity.1, pki::renew_at(validity)), "{secret}: as in its Secret");
     }
     let cm = get_json(cp, &["get", "configmap", "kafka-ssl-config-0", "-n", &ns]);
     let props = cm["data"]["broker-config"].as_str().unwrap();
@@ -205,6 +224,12 @@ fn ssl_only_clusters_with_mtls() {
     let user_cert = secret_key(cp, &ns, "app-tls", "tls.crt");
     assert_eq!(pki::common_name(&user_cert).as_deref(), Some("app"), "User:CN=app");
     assert!(pki::signed_by(&user_cert, &ca));
+    let status = get_json(cp, &["get", "kafkauser", "app", "-n", &ns])["status"]["certificate"].clone();
+    assert_eq!(status["secretName"], "app-tls", "{status}");
+    let validity = pki::validity(&user_cert).unwrap();
+    let (not_after, renew_at) = (rfc3339(&status["notAfter"]), rfc3339(&status["renewAt"]));
+    assert_eq!((not_after, renew_at), (validity.1, pki::renew_at(validity)), "the user's certificate: {status}");
+    assert!(now() < renew_at, "{status}");
     let dir = tempfile::tempdir().unwrap();
     let key = secret_key(cp, &ns, "app-tls", "tls.key");
     std::fs::write(dir.path().join("keystore.pem"), format!("{key}{user_cert}")).unwrap();
@@ -392,12 +417,25 @@ fn ssl_only_clusters_with_mtls() {
     let cert = secret_key(cp, &ns, "kafka-own-0-server-certificate", "tls.crt");
     assert!(pki::signed_by(&cert, &team_ca.cert), "issued from the user's CA");
     assert_eq!(secret_key(cp, &ns, "team-ca", "caKey"), team_ca.key, "the user's Secret is left as it was");
+    let ca_status = get("kafka-own")["status"]["certificates"]["ca"].clone();
+    assert_eq!(ca_status["secretName"], "team-ca");
+    assert_eq!(
+        Some(rfc3339(&ca_status["notAfter"])),
+        pki::validity(&team_ca.cert).map(|v| v.1),
+        "the user's CA shows its own expiry: {ca_status}"
+    );
     drop(op);
     drop(node);
 }
 
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// An RFC 3339 time of a status, in unix seconds.
+fn rfc3339(v: &Value) -> u64 {
+    let t: Option<k8s_openapi::jiff::Timestamp> = v.as_str().and_then(|s| s.parse().ok());
+    t.and_then(|t| u64::try_from(t.as_second()).ok()).unwrap_or_else(|| panic!("not an RFC 3339 time: {v}"))
 }
 
 fn client_leaf(cn: &str) -> LeafSpec {
