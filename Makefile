@@ -4,7 +4,7 @@ CARGO ?= cargo
 E2E_CACHE ?= $(CURDIR)/.cache/e2e
 export KOP_E2E_CACHE := $(E2E_CACHE)
 
-.PHONY: all build crds golden bench fmt fmt-check clippy deny lint unit e2e-deps e2e test demo demo-down cluster-up cluster-down clean
+.PHONY: all build crds golden bench fmt fmt-check clippy deny lint unit e2e-deps e2e test demo demo-try demo-down cluster-up cluster-down clean
 
 all: build
 
@@ -55,7 +55,7 @@ e2e: e2e-deps
 	$(CARGO) test -p koperator-operator --test kafka_e2e -- --test-threads=1
 	$(CARGO) test -p koperator-operator --test tls_e2e
 	$(CARGO) build -p koperator-webhook -p koperator-operator
-	$(CARGO) test -p koperator-e2e --test helm --test least_privilege
+	$(CARGO) test -p koperator-e2e --test helm --test least_privilege --test demo
 
 ## bench: criterion (in process) + HTTPS load on the release webhook; tables go to docs/benchmarks.md
 bench: e2e-deps
@@ -72,11 +72,17 @@ DEMO_DIR ?= $(CURDIR)/.cache/demo
 # release (what users run) or debug (CI, reusing the test build)
 DEMO_PROFILE ?= release
 DEMO_FLAGS := $(if $(filter release,$(DEMO_PROFILE)),--release,)
+# Extra arguments of `demo up`, e.g. DEMO_ARGS="--set operator.replicas=1 --helm-timeout 5m".
+DEMO_ARGS ?=
 DEMO_BIN := target/$(if $(filter release,$(DEMO_PROFILE)),release,debug)/demo
 demo: e2e-deps
 	$(CARGO) build -q $(DEMO_FLAGS) -p koperator-webhook -p koperator-operator
 	$(CARGO) build -q $(DEMO_FLAGS) -p koperator-e2e --bin demo
-	$(DEMO_BIN) up --dir $(DEMO_DIR)
+	$(DEMO_BIN) up --dir $(DEMO_DIR) $(DEMO_ARGS)
+
+## demo-try: run the commands the running demo printed, as printed, and check what each does
+demo-try:
+	$(DEMO_BIN) try --dir $(DEMO_DIR)
 
 ## demo-down: stop the demo and remove its files
 demo-down:

@@ -136,8 +136,10 @@ pub fn tail(path: &Path, n: usize) -> String {
     let Ok(mut f) = File::open(path) else { return String::new() };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
-    let mut s = String::new();
-    let _ = f.read_to_string(&mut s);
+    // Bytes, not a String: the cut may fall inside a UTF-8 character.
+    let mut bytes = Vec::new();
+    let _ = f.read_to_end(&mut bytes);
+    let s = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

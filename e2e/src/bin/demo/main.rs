@@ -4,7 +4,10 @@
 //!
 //! `up` starts a background `serve` process that owns every component (each dies with it) and
 //! prints its progress; `down` stops that process and removes the demo's directory. `up` while
-//! a demo runs stops the old one first, so no stray process is left.
+//! a demo runs stops the old one first, so no stray process is left. `try` runs the commands
+//! the demo printed and checks each does what it says ([`try_next`]).
+
+mod try_next;
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -32,10 +35,19 @@ enum Cmd {
         /// The demo's directory (kubeconfig, logs, data).
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        chart: ChartArgs,
     },
     /// Run the demo in the foreground (what `up` starts).
     #[command(hide = true)]
     Serve {
+        #[arg(long)]
+        dir: PathBuf,
+        #[command(flatten)]
+        chart: ChartArgs,
+    },
+    /// Run the commands the running demo printed, as printed, and check what each does.
+    Try {
         #[arg(long)]
         dir: PathBuf,
     },
@@ -44,6 +56,25 @@ enum Cmd {
         #[arg(long)]
         dir: PathBuf,
     },
+}
+
+/// How the chart is installed.
+#[derive(clap::Args, Clone)]
+struct ChartArgs {
+    /// A chart value, as `helm install --set` takes it (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// How long `helm install --wait` waits for the Deployments.
+    #[arg(long, default_value = "3m")]
+    helm_timeout: String,
+}
+
+impl ChartArgs {
+    fn to_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = self.set.iter().flat_map(|s| ["--set".to_string(), s.clone()]).collect();
+        args.push(format!("--helm-timeout={}", self.helm_timeout));
+        args
+    }
 }
 
 const OPERATOR_NS: &str = "koperator";
@@ -58,9 +89,10 @@ const FAILED: &str = "FAILED";
 
 fn main() -> Result<()> {
     match Args::parse().cmd {
-        Cmd::Up { dir } => up(&dir),
-        Cmd::Serve { dir } => serve(&dir),
+        Cmd::Up { dir, chart } => up(&dir, &chart),
+        Cmd::Serve { dir, chart } => serve(&dir, &chart),
         Cmd::Down { dir } => down(&dir, true),
+        Cmd::Try { dir } => try_next::run(&dir),
     }
 }
 
@@ -73,7 +105,7 @@ fn recorded_pid(dir: &Path) -> Option<i32> {
     std::fs::read_to_string(dir.join("demo.pid")).ok()?.trim().parse().ok()
 }
 
-fn up(dir: &Path) -> Result<()> {
+fn up(dir: &Path, chart: &ChartArgs) -> Result<()> {
     if recorded_pid(dir).is_some_and(alive) {
         println!("a demo is already running from {}; stopping it first", dir.display());
     }
@@ -82,7 +114,7 @@ fn up(dir: &Path) -> Result<()> {
     let log = std::fs::File::create(dir.join("demo.log"))?;
     std::fs::write(dir.join("progress"), "")?;
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.arg("serve").arg("--dir").arg(dir);
+    cmd.arg("serve").arg("--dir").arg(dir).args(chart.to_args());
     cmd.stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
     // SAFETY: setsid is async-signal-safe; the demo outlives this command.
     unsafe {
@@ -91,8 +123,12 @@ fn up(dir: &Path) -> Result<()> {
             Ok(())
         });
     }
-    let child = cmd.spawn().context("start the demo process")?;
-    std::fs::write(dir.join("demo.pid"), child.id().to_string())?;
+    let mut child = cmd.spawn().context("start the demo process")?;
+    // Our own child: once it exits it is a zombie (which `kill(pid, 0)` still finds) until
+    // it is waited for.
+    let pid = child.id();
+    let mut running = move || matches!(child.try_wait(), Ok(None));
+    std::fs::write(dir.join("demo.pid"), pid.to_string())?;
     // Follow the progress until the demo is ready or has failed.
     let file = std::fs::File::open(dir.join("progress"))?;
     let mut reader = std::io::BufReader::new(file);
@@ -100,7 +136,7 @@ fn up(dir: &Path) -> Result<()> {
     loop {
         line.clear();
         if reader.read_line(&mut line)? == 0 {
-            if !alive(child.id() as i32) {
+            if !running() {
                 bail!("the demo process exited; its log:\n{}", tail(&dir.join("demo.log"), 30));
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -115,13 +151,13 @@ fn up(dir: &Path) -> Result<()> {
             // The rest of the report follows; the process then exits.
             let mut rest = String::new();
             let deadline = Instant::now() + Duration::from_secs(90);
-            while alive(child.id() as i32) && Instant::now() < deadline {
+            while running() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(200));
             }
             reader.read_to_string_lossy(&mut rest);
             print!("{rest}");
             // Kept while the process lives, so that `make demo-down` can still stop it.
-            if !alive(child.id() as i32) {
+            if !running() {
                 let _ = std::fs::remove_file(dir.join("demo.pid"));
             }
             std::process::exit(1);
@@ -207,7 +243,7 @@ struct Demo {
     binary_node: Option<BinaryNode>,
 }
 
-fn serve(dir: &Path) -> Result<()> {
+fn serve(dir: &Path, chart: &ChartArgs) -> Result<()> {
     // SAFETY: installing a handler that only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
@@ -216,7 +252,7 @@ fn serve(dir: &Path) -> Result<()> {
     let file = std::fs::OpenOptions::new().append(true).open(dir.join("progress"))?;
     let mut p = Progress { file, started: Instant::now(), step_started: Instant::now() };
     let mut demo = None;
-    match run(dir, &mut p, &mut demo) {
+    match run(dir, chart, &mut p, &mut demo) {
         Ok(()) => {
             while !STOP.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(200));
@@ -245,7 +281,7 @@ fn serve(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn run(dir: &Path, p: &mut Progress, demo: &mut Option<Demo>) -> Result<(), Failure> {
+fn run(dir: &Path, chart_args: &ChartArgs, p: &mut Progress, demo: &mut Option<Demo>) -> Result<(), Failure> {
     let cp_dir = dir.join("control-plane");
     let api_log = cp_dir.join("logs/kube-apiserver.log");
     p.step("starting etcd, kube-apiserver and kube-controller-manager");
@@ -281,7 +317,8 @@ fn run(dir: &Path, p: &mut Progress, demo: &mut Option<Demo>) -> Result<(), Fail
 
     p.step("helm install koperator charts/koperator (webhook and operator Deployments, 2 replicas each)");
     let chart = tools::repo_root().join("charts/koperator").display().to_string();
-    cp.helm(&[
+    let timeout = format!("--timeout={}", chart_args.helm_timeout);
+    let mut helm = vec![
         "install",
         "koperator",
         &chart,
@@ -293,9 +330,12 @@ fn run(dir: &Path, p: &mut Progress, demo: &mut Option<Demo>) -> Result<(), Fail
         "--set",
         "image.operator.tag=local",
         "--wait",
-        "--timeout=3m",
-    ])
-    .map_err(failed("helm install", vec![api_log.clone()]))?;
+        &timeout,
+    ];
+    for s in &chart_args.set {
+        helm.extend(["--set", s]);
+    }
+    cp.helm(&helm).map_err(failed("helm install", vec![api_log.clone()]))?;
     p.done("chart installed; all four Pods Ready");
 
     p.step("waiting for the webhook to inject its CA and for an operator replica to lead");
@@ -410,34 +450,23 @@ fn run(dir: &Path, p: &mut Progress, demo: &mut Option<Demo>) -> Result<(), Fail
     }
     p.done("3 records produced (acks=all) and consumed back");
 
-    let bin = tools::cache_dir().join("bin");
-    let libs = kafka::libs().map(|l| l.display().to_string()).unwrap_or_default();
-    let java = kafka::java().display().to_string();
-    let repo = tools::repo_root().display().to_string();
+    let info = try_next::DemoInfo {
+        kubeconfig: cp.kubeconfig.clone(),
+        tools_bin: tools::cache_dir().join("bin"),
+        hosts: hosts.clone(),
+        dir: dir.to_path_buf(),
+        java: kafka::java().display().to_string(),
+        kafka_libs: kafka::libs().map(|l| l.display().to_string()).unwrap_or_default(),
+        bootstrap,
+    };
+    let next = try_next::build(&info).map_err(failed("demo", vec![]))?;
+    try_next::save(dir, &next).map_err(failed("demo", vec![]))?;
     let elapsed = p.started.elapsed().as_secs_f64();
     p.line(&format!(
-        "\nThe demo is running ({elapsed:.0}s to a producing cluster). Try it:\n\n\
-  export KUBECONFIG={kc} PATH={bin}:$PATH\n\
-  kubectl get kafkaclusters,kafkatopics,pods,pvc -n {KAFKA_NS}\n\
-  kubectl get pods -n {OPERATOR_NS} -o wide              # the chart's webhook and operator\n\n\
-  # a rejected apply: two brokers with the same id (the webhook names the field)\n\
-  kubectl patch kafkacluster {CLUSTER} -n {KAFKA_NS} --type=json -p '[{{\"op\":\"replace\",\"path\":\"/spec/brokers/2/id\",\"value\":0}}]'\n\
-  # reconfigure: a cluster-wide dynamic config, applied without a restart\n\
-  kubectl patch kafkacluster {CLUSTER} -n {KAFKA_NS} --type=merge -p '{{\"spec\":{{\"clusterWideConfig\":\"log.retention.ms=86400000\"}}}}'\n\
-  # a read-only config: a health-gated rolling restart, one broker at a time\n\
-  kubectl patch kafkacluster {CLUSTER} -n {KAFKA_NS} --type=merge -p '{{\"spec\":{{\"readOnlyConfig\":\"auto.create.topics.enable=false\\noffsets.topic.replication.factor=3\\nmin.insync.replicas=2\\n{AUTHORIZER}\\n{SUPER_USERS}\\nnum.io.threads=9\"}}}}'\n\
-  # scale: a fourth broker (broker role only) gets its own Pod, ConfigMap and PVC\n\
-  kubectl patch kafkacluster {CLUSTER} -n {KAFKA_NS} --type=json -p '[{{\"op\":\"add\",\"path\":\"/spec/brokerConfigGroups/brokers\",\"value\":{{\"processRoles\":[\"broker\"],\"storageConfigs\":[{{\"mountPath\":\"/kafka-logs\",\"pvcSpec\":{{\"accessModes\":[\"ReadWriteOnce\"],\"resources\":{{\"requests\":{{\"storage\":\"10Gi\"}}}}}}}}]}}}},{{\"op\":\"add\",\"path\":\"/spec/brokers/-\",\"value\":{{\"id\":3,\"brokerConfigGroup\":\"brokers\"}}}}]'\n\
-  # a KafkaTopic and a KafkaUser (ACLs from topicGrants)\n\
-  kubectl apply -n {KAFKA_NS} -f {repo}/config/samples/example-topic.yaml\n\
-  kubectl apply -n {KAFKA_NS} -f {repo}/config/samples/example-user.yaml\n\
-  # Kafka's own clients (broker names resolve through the node's hosts file)\n\
-  {java} -cp '{libs}/*' -Djdk.net.hosts.file={hosts} org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server {bootstrap} --topic {TOPIC} --from-beginning\n\n\
+        "\nThe demo is running ({elapsed:.0}s to a producing cluster). Try it:\n\n{}\n\
 Logs: {dir}/demo.log, {dir}/node/pods/*/log, {kafka}/pods/*/kafka.log, {dir}/control-plane/logs\n\
-Stop everything: make demo-down",
-        kc = cp.kubeconfig.display(),
-        bin = bin.display(),
-        hosts = hosts.display(),
+`make demo-try` runs the commands above and checks what each does. Stop everything: make demo-down",
+        next.render(),
         dir = dir.display(),
         kafka = kafka_dir.display(),
     ));
