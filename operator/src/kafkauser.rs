@@ -479,13 +479,8 @@ async fn ensure_certificate(
 ) -> Result<CertificateStatus, SyncError> {
     let cluster_ns = cluster.namespace().unwrap_or_default();
     let ca_name = tls::ca_secret(cluster).unwrap_or_default().to_string();
-    let ca_secret = Api::<Secret>::namespaced(ctx.client.clone(), &cluster_ns)
-        .get_opt(&ca_name)
-        .await
-        .map_err(|source| SyncError::Secret { action: "read", name: ca_name.clone(), source })?;
-    let text = |key: &str| {
-        ca_secret.as_ref().and_then(|s| s.data.as_ref()?.get(key)).and_then(|b| String::from_utf8(b.0.clone()).ok())
-    };
+    let ca_secret = read_secret(ctx, &cluster_ns, &ca_name).await?;
+    let text = |key: &str| secret_text(ca_secret.as_ref(), key);
     let (Some(chain), Some(key)) = (text(tls::CA_CERT), text(tls::CA_KEY)) else {
         return Err(SyncError::Certificate(format!(
             "the cluster CA in Secret {cluster_ns}/{ca_name} is not there yet"
@@ -496,15 +491,34 @@ async fn ensure_certificate(
         .next()
         .map(|cert| pki::KeyAndCert { cert, key })
         .ok_or_else(|| SyncError::Certificate(format!("Secret {cluster_ns}/{ca_name} holds no CA certificate")))?;
+    // The CAs the cluster trusts now are those of the operator's own certificate Secret (during
+    // a CA rollover the old one too); once that certificate is of the current CA, every broker
+    // trusts it.
+    let operator = read_secret(ctx, &cluster_ns, &tls::operator_secret(cluster)).await?;
+    let operator_text = |key: &str| secret_text(operator.as_ref(), key);
+    let bundle = operator_text(tls::CA_CRT).filter(|b| pki::split_pem(b).contains(&ca.cert)).unwrap_or(chain.clone());
+    let current_trusted = operator_text(tls::TLS_CRT).is_none_or(|c| pki::signed_by(&c, &ca.cert));
+    let trust = user_certificate::Trust { chain: &chain, bundle: &bundle, current_trusted };
     let want = user_certificate::spec(user);
     let jks = user.spec.include_jks == Some(true);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let secret_name = &user.spec.secret_name;
-    let (reason, _) = user_certificate::due(existing.as_ref(), &want, jks, &chain, now);
-    let status = match reason {
+    let (todo, _) = user_certificate::due(existing.as_ref(), &want, jks, &trust, now);
+    let status = match todo {
         None => existing.as_ref().and_then(|s| user_certificate::status(secret_name, s.data.as_ref()?)),
-        Some(reason) => {
-            let data = user_certificate::issue(&ca, &chain, &want, jks, now)
+        Some(user_certificate::Todo::Retrust) => {
+            let live = existing.as_ref().expect("only an existing certificate is retrusted");
+            let data =
+                user_certificate::retrust(live, &trust, now).map_err(|e| SyncError::Certificate(e.to_string()))?;
+            let status = user_certificate::status(secret_name, &data);
+            write_certificate(user, existing, data, ctx).await?;
+            writes.count(true);
+            let note = format!("Secret {secret_name} now trusts the cluster's CAs of the moment (ca.crt)");
+            ctx.publish(user, EventType::Normal, "CertificateTrustChanged", &note).await;
+            status
+        }
+        Some(user_certificate::Todo::Issue(reason)) => {
+            let data = user_certificate::issue(&ca, &trust, &want, jks, now)
                 .map_err(|e| SyncError::Certificate(e.to_string()))?;
             let status = user_certificate::status(secret_name, &data);
             write_certificate(user, existing, data, ctx).await?;
@@ -518,6 +532,20 @@ async fn ensure_certificate(
         }
     };
     status.ok_or_else(|| SyncError::Certificate(format!("the certificate in Secret {secret_name} cannot be read")))
+}
+
+/// Secret `name` of `ns`, when it exists.
+async fn read_secret(ctx: &Context, ns: &str, name: &str) -> Result<Option<Secret>, SyncError> {
+    Api::<Secret>::namespaced(ctx.client.clone(), ns).get_opt(name).await.map_err(|source| SyncError::Secret {
+        action: "read",
+        name: name.to_string(),
+        source,
+    })
+}
+
+/// The text (UTF-8) under `key` of `secret`.
+fn secret_text(secret: Option<&Secret>, key: &str) -> Option<String> {
+    String::from_utf8(secret?.data.as_ref()?.get(key)?.0.clone()).ok()
 }
 
 /// Writes the certificate Secret: created when missing (a Secret someone made meanwhile is a

@@ -31,6 +31,7 @@ use common::*;
 use koperator_e2e::node::Node;
 use koperator_e2e::shared;
 use koperator_e2e::tools::repo_root;
+use koperator_operator::kafkacluster::certificates::fingerprint;
 use koperator_shared::kafka::{Admin, ConfigResource, ConnectOptions, Connection, Resolver, client_config};
 use koperator_shared::pki::{self, LeafSpec};
 use serde_json::{Value, json};
@@ -256,14 +257,7 @@ fn ssl_only_clusters_with_mtls() {
          ssl.truststore.location={0}/truststore.jks\nssl.truststore.password={password}\n",
         dir.path().display()
     );
-    let (ok, out) = console(
-        &node,
-        &ns,
-        CONSUMER,
-        &["--topic", "payments", "--from-beginning", "--max-messages", "3", "--timeout-ms", "30000"],
-        "",
-        &jks_config,
-    );
+    let (ok, out) = read_three(&node, &ns, &jks_config);
     assert!(ok, "the console consumer with the JKS stores:\n{out}");
     for r in ["one", "two", "three"] {
         assert!(out.lines().any(|l| l == r), "{r} consumed:\n{out}");
@@ -328,10 +322,11 @@ fn ssl_only_clusters_with_mtls() {
     wait_for("every broker running its renewed certificate", Duration::from_secs(300), &op, || {
         running(CLUSTER)
             && (0..3).all(|id| {
-                let cert = secret_key(cp, &ns, &format!("kafka-ssl-{id}-server-certificate"), "tls.crt");
+                let secret = format!("kafka-ssl-{id}-server-certificate");
+                let (cert, trust) = (secret_key(cp, &ns, &secret, "tls.crt"), secret_key(cp, &ns, &secret, "ca.crt"));
                 let pod = get_json(cp, &["get", "pod", &format!("kafka-ssl-{id}"), "-n", &ns]);
                 pod["metadata"]["annotations"]["koperator.banzaicloud.io/certificate-hash"]
-                    == koperator_shared::hash::fnv1a64_hex(cert.as_bytes()).as_str()
+                    == fingerprint(&cert, &trust).as_str()
             })
     });
     eprintln!("certificate renewal rolled 3 brokers in {:.1}s", renewal.elapsed().as_secs_f64());
@@ -381,6 +376,58 @@ fn ssl_only_clusters_with_mtls() {
     );
     assert!(acked.len() > 1000, "the producer kept writing: {} acknowledged", acked.len());
     assert!(lost.is_empty(), "acknowledged and lost: {:?}", &lost[..lost.len().min(20)]);
+
+    // A CA rollover asked for by annotation: every certificate Secret trusts both CAs, then
+    // the certificates move to the new CA, then (once the KafkaUser has moved too) the old CA
+    // is trusted no more; three health-gated rolls, never two brokers down.
+    let old_ca = secret_key(cp, &ns, "kafka-ssl-ca", "caCert");
+    let old_user = (secret_key(cp, &ns, "app-tls", "tls.key"), secret_key(cp, &ns, "app-tls", "tls.crt"));
+    let since = Instant::now();
+    let rollover_mark = EventMark::now(cp, &ns);
+    cp.kubectl(&["annotate", "kafkacluster", CLUSTER, "-n", &ns, "koperator.banzaicloud.io/renew-ca=1"]).unwrap();
+    wait_for("a new CA", Duration::from_secs(60), &op, || secret_key(cp, &ns, "kafka-ssl-ca", "caCert") != old_ca);
+    let new_ca = secret_key(cp, &ns, "kafka-ssl-ca", "caCert");
+    let leaves = ["kafka-ssl-0-server-certificate", "kafka-ssl-1-server-certificate", "kafka-ssl-2-server-certificate"]
+        .into_iter()
+        .chain(["kafka-ssl-controller", "app-tls"]);
+    let moved = |secret: &str| {
+        pki::signed_by(&secret_key(cp, &ns, secret, "tls.crt"), &new_ca)
+            && pki::split_pem(&secret_key(cp, &ns, secret, "ca.crt")) == vec![new_ca.clone()]
+    };
+    let mut saw_both = false;
+    wait_for("every certificate on the new CA and the old CA no longer trusted", Duration::from_secs(900), &op, || {
+        saw_both |= pki::split_pem(&secret_key(cp, &ns, "kafka-ssl-0-server-certificate", "ca.crt")).len() == 2;
+        running(CLUSTER) && leaves.clone().all(moved)
+    });
+    eprintln!("CA rollover (trust both, move, drop the old) in {:.1}s", since.elapsed().as_secs_f64());
+    assert!(saw_both, "the brokers trusted both CAs on the way");
+    let reasons: Vec<String> = ["CertificateIssued", "CertificateTrustChanged"]
+        .iter()
+        .flat_map(|r| rollover_mark.since(cp, &ns, r))
+        .filter_map(|e| e["note"].as_str().map(String::from))
+        .collect();
+    for step in ["trusting the new CA beside the old one", "moving to the new CA", "the old CA is no longer trusted"] {
+        assert!(reasons.iter().any(|r| r.contains(step)), "no {step:?} in {reasons:#?}");
+    }
+    assert!(rollover_mark.since(cp, &ns, "RollingRestart").len() >= 9, "three rolls of three brokers");
+    assert_eq!(node.max_down(&pods, since), 1, "one broker down at a time");
+    // The KafkaUser's new certificate reads what was written before; its old one is refused.
+    let new_user =
+        format!("{}{}", secret_key(cp, &ns, "app-tls", "tls.key"), secret_key(cp, &ns, "app-tls", "tls.crt"));
+    std::fs::write(dir.path().join("keystore.pem"), new_user).unwrap();
+    std::fs::write(dir.path().join("ca.crt"), secret_key(cp, &ns, "app-tls", "ca.crt")).unwrap();
+    let (ok, out) = read_three(&node, &ns, &config);
+    assert!(ok && out.lines().count() >= 3, "the moved KafkaUser reads ({ok}):\n{out}");
+    std::fs::write(dir.path().join("keystore.pem"), format!("{}{}", old_user.0, old_user.1)).unwrap();
+    let (ok, out) = console(
+        &node,
+        &ns,
+        PRODUCER,
+        &["--topic", "payments", "--producer-property", "acks=all", "--producer-property", "max.block.ms=15000"],
+        "late\n",
+        &config,
+    );
+    assert!(!ok || out.contains("SSL handshake failed"), "the old CA's certificate still got in:\n{out}");
 
     // A cluster on the user's own CA (create: false): reported while the Secret is missing,
     // Running once it is there. One broker, after the first cluster is gone.
@@ -450,6 +497,12 @@ fn client_leaf(cn: &str) -> LeafSpec {
 
 const PRODUCER: &str = "org.apache.kafka.tools.ConsoleProducer";
 const CONSUMER: &str = "org.apache.kafka.tools.consumer.ConsoleConsumer";
+
+/// The first three records of `payments`, read with `config`.
+fn read_three(node: &Node, ns: &str, config: &str) -> (bool, String) {
+    let args = ["--topic", "payments", "--from-beginning", "--max-messages", "3", "--timeout-ms", "30000"];
+    console(node, ns, CONSUMER, &args, "", config)
+}
 
 /// Runs a console producer or consumer against broker 0's SSL listener with `config`.
 fn console(node: &Node, ns: &str, class: &str, extra: &[&str], input: &str, config: &str) -> (bool, String) {

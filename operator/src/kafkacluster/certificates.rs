@@ -10,8 +10,17 @@
 //!   `<cluster>-controller` (client use). Both are owned by the KafkaCluster and reissued when
 //!   missing, not from the current CA, not matching their key, with other names, or past two
 //!   thirds of their lifetime.
-//! - A broker Pod is created only once its certificate exists, and carries the certificate's
-//!   fingerprint, so a reissued certificate reaches the broker through the health-gated roll.
+//! - A broker Pod is created only once its certificate exists, and carries the fingerprint of
+//!   its certificate and trusted CAs, so a change reaches the broker through the health-gated
+//!   roll.
+//! - A new CA (an operator-made one at two thirds of its life or when the annotation
+//!   [`RENEW_CA_ANNOTATION`] gets a new value; a user's when they put another in the Secret) is
+//!   rolled out in three steps, each a health-gated roll, so that no two brokers, the operator
+//!   or a KafkaUser ever distrust each other: (1) every certificate Secret trusts the old and
+//!   the new CA (`ca.crt`), (2) once every broker runs with both, the certificates move to the
+//!   new CA, (3) once every broker, the operator and every KafkaUser of the cluster hold a
+//!   certificate of the new CA, the old one is no longer trusted. The old CA is known from the
+//!   `ca.crt` of the certificates it signed: nothing else needs to remember it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -44,6 +53,10 @@ impl Default for PkiConfig {
     }
 }
 
+/// On a KafkaCluster: any new value asks for a new operator-made CA. On the CA Secret: the value
+/// that CA was made for.
+pub const RENEW_CA_ANNOTATION: &str = "koperator.banzaicloud.io/renew-ca";
+
 /// Live Secrets by name, as read for the PKI. `Debug` prints names and keys, never values.
 #[derive(Clone, Default)]
 pub struct LiveSecrets(pub BTreeMap<String, Secret>);
@@ -75,17 +88,45 @@ pub enum Kind {
     Operator,
 }
 
-/// One certificate to issue now.
+/// What an [`Order`] writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// A new CA, made for the value of [`RENEW_CA_ANNOTATION`] the cluster has, if any.
+    NewCa { request: Option<String> },
+    /// A new certificate for this spec from the current CA.
+    Issue(LeafSpec),
+    /// Only `ca.crt` (the CAs trusted) changes; the certificate and key stay.
+    Retrust,
+}
+
+/// One certificate Secret to write now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Order {
     /// The Secret it goes to.
     pub secret: String,
     /// What it is.
     pub kind: Kind,
-    /// What it is issued for (`None` for the CA).
-    pub spec: Option<LeafSpec>,
+    /// What is written.
+    pub action: Action,
+    /// The CA certificates to trust (`ca.crt`), PEM; empty for the CA itself.
+    pub trust: String,
     /// Why now (`missing`, `renewal due`...).
     pub reason: String,
+}
+
+/// How far a CA rollover has reached, beyond the Secrets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rollout {
+    /// The fingerprint ([`fingerprint`]) each broker's live Pod was started with.
+    pub running: BTreeMap<i32, String>,
+    /// The certificates (`tls.crt`) of the cluster's KafkaUsers, read while a CA other than
+    /// the current one is still trusted (`None`: not read).
+    pub users: Option<Vec<String>>,
+}
+
+/// The fingerprint of a broker's certificate and trusted CAs, carried by its Pod.
+pub fn fingerprint(cert: &str, trust: &str) -> String {
+    koperator_shared::hash::fnv1a64_hex(format!("{cert}{trust}").as_bytes())
 }
 
 /// What the PKI needs this reconcile.
@@ -99,6 +140,9 @@ pub struct CertPlan {
     pub broker_fingerprints: BTreeMap<i32, String>,
     /// Earliest time (unix seconds) a certificate is due for renewal.
     pub next_renewal: Option<u64>,
+    /// A CA rollover is under way (an old CA is still trusted): the plan is looked at again
+    /// soon, as brokers, the operator and KafkaUsers move.
+    pub rollover: bool,
 }
 
 /// Every Secret the PKI of `cluster` reads: the CA, the brokers', the operator's.
@@ -169,21 +213,59 @@ fn read_ca(cluster: &ValidatedCluster, secrets: &LiveSecrets, now: u64) -> Resul
     }
 }
 
-/// What to issue for `cluster` given its live Secrets at `now` (unix seconds). Pure.
-pub fn plan(cluster: &ValidatedCluster, secrets: &LiveSecrets, now: u64, cfg: &PkiConfig) -> CertPlan {
+/// CA certificates trusted by the cluster's certificate Secrets besides the current CA chain
+/// and still valid at `now`: a CA rollover is under way while there are any.
+pub fn old_cas(cluster: &ValidatedCluster, secrets: &LiveSecrets, now: u64) -> Vec<String> {
+    let Some(ca_name) = tls::ca_secret(cluster) else { return Vec::new() };
+    let current = pki::split_pem(&secrets.text(ca_name, tls::CA_CERT).unwrap_or_default());
+    let mut old: Vec<String> = Vec::new();
+    for name in secret_names(cluster).iter().filter(|n| *n != ca_name) {
+        for ca in pki::split_pem(&secrets.text(name, tls::CA_CRT).unwrap_or_default()) {
+            let valid = pki::validity(&ca).is_some_and(|(nb, na)| nb <= now + 300 && now < na);
+            if valid && !current.contains(&ca) && !old.contains(&ca) {
+                old.push(ca);
+            }
+        }
+    }
+    old
+}
+
+/// A leaf certificate Secret as it is now.
+struct LiveLeaf {
+    cert: String,
+    key: String,
+    trust: String,
+}
+
+/// What to write for `cluster` given its live Secrets and `rollout` at `now` (unix seconds).
+/// Pure.
+pub fn plan(
+    cluster: &ValidatedCluster,
+    secrets: &LiveSecrets,
+    rollout: &Rollout,
+    now: u64,
+    cfg: &PkiConfig,
+) -> CertPlan {
     let mut out = CertPlan::default();
     if !tls::enabled(cluster) {
         return out;
     }
     let uid = cluster.uid().unwrap_or_default();
     let ca_name = tls::ca_secret(cluster).unwrap_or_default().to_string();
+    let new_ca = |reason: &str| Order {
+        secret: ca_name.clone(),
+        kind: Kind::Ca,
+        action: Action::NewCa { request: cluster.annotations().get(RENEW_CA_ANNOTATION).cloned() },
+        trust: String::new(),
+        reason: reason.into(),
+    };
     let ca = match read_ca(cluster, secrets, now) {
         Err(problem) => {
             out.problems.push(problem);
             return out;
         }
         Ok(None) if tls::creates_ca(cluster) => {
-            out.orders.push(Order { secret: ca_name, kind: Kind::Ca, spec: None, reason: "missing".into() });
+            out.orders.push(new_ca("missing"));
             return out;
         }
         Ok(None) => {
@@ -197,46 +279,124 @@ pub fn plan(cluster: &ValidatedCluster, secrets: &LiveSecrets, now: u64, cfg: &P
         Ok(Some(ca)) => ca,
     };
     let ca_chain = secrets.text(&ca_name, tls::CA_CERT).unwrap_or_default();
-    for (name, kind, spec) in wanted(cluster, cfg) {
-        let live = secrets.0.get(&name);
-        if live.is_some_and(|s| !is_ours(s, &uid)) {
+    let current = pki::split_pem(&ca_chain);
+    let old = old_cas(cluster, secrets, now);
+    let wanted = wanted(cluster, cfg);
+    let live: BTreeMap<String, LiveLeaf> = wanted
+        .iter()
+        .filter_map(|(name, _, _)| {
+            secrets.0.get(name).filter(|s| is_ours(*s, &uid))?;
+            Some((
+                name.clone(),
+                LiveLeaf {
+                    cert: secrets.text(name, tls::TLS_CRT)?,
+                    key: secrets.text(name, tls::TLS_KEY)?,
+                    trust: secrets.text(name, tls::CA_CRT).unwrap_or_default(),
+                },
+            ))
+        })
+        .collect();
+
+    // A new operator-made CA, only when no rollover is under way; the certificates follow it
+    // in the next passes.
+    if tls::creates_ca(cluster) && old.is_empty() {
+        let request = cluster.annotations().get(RENEW_CA_ANNOTATION);
+        let made_for = secrets.0.get(&ca_name).and_then(|s| s.annotations().get(RENEW_CA_ANNOTATION));
+        let reason = if request.is_some() && request != made_for {
+            Some("renewal requested (annotation koperator.banzaicloud.io/renew-ca)")
+        } else if pki::validity(&ca.cert).is_some_and(|v| now >= renew_at(v)) {
+            Some("renewal due")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            out.orders.push(new_ca(reason));
+            for (name, kind, _) in &wanted {
+                if let (Kind::Broker(id), Some(l)) = (kind, live.get(name)) {
+                    out.broker_fingerprints.insert(*id, fingerprint(&l.cert, &l.trust));
+                }
+            }
+            return out;
+        }
+    }
+
+    out.rollover = !old.is_empty();
+    let on_current = |cert: &str| pki::signed_by(cert, &ca.cert);
+    let moving = |cert: &str| !on_current(cert) && old.iter().any(|o| pki::signed_by(cert, o));
+    let users_moved = rollout.users.as_ref().is_some_and(|u| u.iter().all(|c| on_current(c)));
+    let any_moving = live.values().any(|l| moving(&l.cert));
+    // Every broker Pod was started with its Secret as it is now.
+    let brokers_run_it = wanted.iter().all(|(name, kind, _)| match (kind, live.get(name)) {
+        (Kind::Broker(id), Some(l)) => rollout.running.get(id) == Some(&fingerprint(&l.cert, &l.trust)),
+        _ => true,
+    });
+    // The CAs to trust: the old ones too while anything still holds (or a broker still
+    // presents) a certificate of theirs.
+    let trust = if !old.is_empty() && (any_moving || !users_moved || !brokers_run_it) {
+        current.iter().chain(&old).cloned().collect::<String>()
+    } else {
+        ca_chain.clone()
+    };
+    let trusted_everywhere = live.values().all(|l| l.trust == trust);
+    for (name, kind, spec) in wanted {
+        let secret = secrets.0.get(&name);
+        if secret.is_some_and(|s| !is_ours(s, &uid)) {
             out.problems.push(format!(
                 "Secret {name} exists and belongs to another owner; the operator does not take it over: delete or rename it"
             ));
             continue;
         }
-        let cert = secrets.text(&name, tls::TLS_CRT);
-        let key = secrets.text(&name, tls::TLS_KEY);
-        let reason = match (&cert, &key) {
-            _ if live.is_none() => Some("missing".to_string()),
-            (Some(cert), Some(key)) => {
-                let validity = pki::validity(cert);
-                if !pki::signed_by(cert, &ca.cert) {
-                    Some("not signed by the current CA".into())
-                } else if !pki::key_matches(cert, key) {
-                    Some("its key does not match".into())
-                } else if pki::common_name(cert).as_deref() != Some(spec.common_name.as_str())
-                    || pki::dns_names(cert).unwrap_or_default() != spec.dns_names
+        let issue = |reason: &str| Some((Action::Issue(spec.clone()), reason.to_string()));
+        let retrust = |l: &LiveLeaf| {
+            let (want, have) = (pki::split_pem(&trust), pki::split_pem(&l.trust));
+            let reason = if want.len() > have.len() && have.iter().all(|c| want.contains(c)) {
+                "trusting the new CA beside the old one"
+            } else if want.len() < have.len() && want.iter().all(|c| have.contains(c)) {
+                "the old CA is no longer trusted"
+            } else {
+                "the trusted CA changed"
+            };
+            Some((Action::Retrust, reason.to_string()))
+        };
+        let todo = match live.get(&name) {
+            None if secret.is_none() => issue("missing"),
+            None => issue("incomplete"),
+            Some(l) => {
+                let validity = pki::validity(&l.cert);
+                if !pki::key_matches(&l.cert, &l.key) {
+                    issue("its key does not match")
+                } else if pki::common_name(&l.cert).as_deref() != Some(spec.common_name.as_str())
+                    || pki::dns_names(&l.cert).unwrap_or_default() != spec.dns_names
                 {
-                    Some("its names changed".into())
-                } else if secrets.text(&name, tls::CA_CRT).as_deref() != Some(ca_chain.as_str()) {
-                    Some("the trusted CA changed".into())
+                    issue("its names changed")
+                } else if moving(&l.cert) {
+                    if l.trust != trust {
+                        retrust(l)
+                    } else if trusted_everywhere && brokers_run_it {
+                        issue("moving to the new CA")
+                    } else {
+                        None
+                    }
+                } else if !on_current(&l.cert) {
+                    issue("not signed by the current CA")
+                } else if l.trust != trust {
+                    retrust(l)
                 } else if validity.is_none_or(|v| now >= renew_at(v)) {
-                    Some("renewal due".into())
+                    issue("renewal due")
                 } else {
                     let at = renew_at(validity.expect("checked"));
                     out.next_renewal = Some(out.next_renewal.map_or(at, |n| n.min(at)));
                     None
                 }
             }
-            _ => Some("incomplete".into()),
         };
-        match reason {
-            Some(reason) => out.orders.push(Order { secret: name, kind, spec: Some(spec), reason }),
+        match todo {
+            Some((action, reason)) => {
+                out.orders.push(Order { secret: name, kind, action, trust: trust.clone(), reason });
+            }
             None => {
-                if let Kind::Broker(id) = kind {
-                    let fp = koperator_shared::hash::fnv1a64_hex(cert.unwrap_or_default().as_bytes());
-                    out.broker_fingerprints.insert(id, fp);
+                if let (Kind::Broker(id), Some(l)) = (kind, live.get(&name)) {
+                    out.broker_fingerprints.insert(id, fingerprint(&l.cert, &l.trust));
                 }
             }
         }
@@ -246,7 +406,8 @@ pub fn plan(cluster: &ValidatedCluster, secrets: &LiveSecrets, now: u64, cfg: &P
 
 /// The data of the Secret that `order` asks for, issued now from `ca` (the CA's own order needs
 /// none). The CA's Secret holds `caCert`/`caKey`; a leaf's holds `tls.crt`, `tls.key`, `ca.crt`
-/// (the CA certificates in `caCert`) and, for a broker, `keystore.pem` (key, certificate, CA).
+/// (the order's trusted CAs) and, for a broker, `keystore.pem` (key, certificate, the CA chain
+/// that signed it). A [`Action::Retrust`] order writes `ca.crt` alone (a merge into the Secret).
 pub fn issue(
     order: &Order,
     ca: Option<(&KeyAndCert, &str)>,
@@ -255,16 +416,26 @@ pub fn issue(
     cfg: &PkiConfig,
 ) -> Result<BTreeMap<String, ByteString>, pki::Error> {
     let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
-    let Some(spec) = &order.spec else {
-        let ca = pki::new_ca(&format!("{cluster_name}-ca"), now, cfg.ca_validity)?;
-        return Ok(BTreeMap::from([(tls::CA_CERT.into(), bytes(&ca.cert)), (tls::CA_KEY.into(), bytes(&ca.key))]));
+    let spec = match &order.action {
+        Action::NewCa { .. } => {
+            // Each CA its own name, so that old and new are told apart while both are trusted.
+            let name = if order.reason == "missing" {
+                format!("{cluster_name}-ca")
+            } else {
+                format!("{cluster_name}-ca-{now}")
+            };
+            let ca = pki::new_ca(&name, now, cfg.ca_validity)?;
+            return Ok(BTreeMap::from([(tls::CA_CERT.into(), bytes(&ca.cert)), (tls::CA_KEY.into(), bytes(&ca.key))]));
+        }
+        Action::Retrust => return Ok(BTreeMap::from([(tls::CA_CRT.to_string(), bytes(&order.trust))])),
+        Action::Issue(spec) => spec,
     };
     let (ca, chain) = ca.ok_or(pki::Error::Ca { what: "certificate", reason: "no CA to sign with".into() })?;
     let leaf = pki::issue(ca, spec, now)?;
     let mut data = BTreeMap::from([
         (tls::TLS_CRT.to_string(), bytes(&leaf.cert)),
         (tls::TLS_KEY.to_string(), bytes(&leaf.key)),
-        (tls::CA_CRT.to_string(), bytes(chain)),
+        (tls::CA_CRT.to_string(), bytes(&order.trust)),
     ]);
     if matches!(order.kind, Kind::Broker(_)) {
         data.insert(tls::KEYSTORE_PEM.into(), bytes(&format!("{}{}{}", leaf.key, leaf.cert, chain)));
@@ -315,22 +486,152 @@ mod tests {
         let ca = ca_of(c, secrets);
         for o in &p.orders {
             let data = issue(o, ca.as_ref().map(|(k, ch)| (k, ch.as_str())), "kafka-ssl", now, &cfg()).unwrap();
-            secrets.0.insert(o.secret.clone(), secret(data, Some("uid-1")));
+            match &o.action {
+                Action::Retrust => secrets.0.get_mut(&o.secret).unwrap().data.as_mut().unwrap().extend(data),
+                action => {
+                    let mut s = secret(data, Some("uid-1"));
+                    if let Action::NewCa { request: Some(r) } = action {
+                        s.metadata.annotations = Some(BTreeMap::from([(RENEW_CA_ANNOTATION.into(), r.clone())]));
+                    }
+                    secrets.0.insert(o.secret.clone(), s);
+                }
+            }
         }
+    }
+
+    /// The Secrets of `c` once its CA and certificates are issued at `NOW`.
+    fn settled(c: &ValidatedCluster) -> LiveSecrets {
+        let mut secrets = LiveSecrets::default();
+        for _ in 0..2 {
+            let p = plan(c, &secrets, &Rollout::default(), NOW, &cfg());
+            carry_out(c, &p, &mut secrets, NOW);
+        }
+        secrets
+    }
+
+    /// Every broker Pod started with its Secret as it is now.
+    fn all_running(secrets: &LiveSecrets) -> BTreeMap<i32, String> {
+        (0..3)
+            .map(|id| {
+                let name = format!("kafka-ssl-{id}-server-certificate");
+                let text = |k| secrets.text(&name, k).unwrap();
+                (id, fingerprint(&text(tls::TLS_CRT), &text(tls::CA_CRT)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_ca_is_trusted_everywhere_before_anything_moves_and_the_old_one_goes_last() {
+        let mut kc = (*cluster(true)).clone();
+        let mut secrets = settled(&cluster(true));
+        let old_ca = ca_of(&cluster(true), &secrets).unwrap().0;
+        let client = LeafSpec {
+            common_name: "app".into(),
+            dns_names: vec![],
+            server: false,
+            client: true,
+            validity: Duration::from_secs(3000),
+        };
+        let user_on_old = pki::issue(&old_ca, &client, NOW).unwrap().cert;
+        let kinds = |p: &CertPlan| p.orders.iter().map(|o| (o.action.clone(), o.reason.clone())).collect::<Vec<_>>();
+        let t = NOW + 10;
+
+        // Asked for by annotation: a new CA, nothing else yet; the brokers keep running as they are.
+        kc.metadata.annotations = Some(BTreeMap::from([(RENEW_CA_ANNOTATION.into(), "1".into())]));
+        let c = koperator_shared::validated::must(&kc);
+        let running = Rollout { running: all_running(&secrets), users: None };
+        let p = plan(&c, &secrets, &running, t, &cfg());
+        assert_eq!(
+            kinds(&p),
+            vec![(
+                Action::NewCa { request: Some("1".into()) },
+                "renewal requested (annotation koperator.banzaicloud.io/renew-ca)".into()
+            )]
+        );
+        assert_eq!(p.broker_fingerprints, running.running, "no broker restarts for the CA itself");
+        carry_out(&c, &p, &mut secrets, t);
+        let new_ca = ca_of(&c, &secrets).unwrap().0;
+        assert_ne!(new_ca.cert, old_ca.cert);
+        assert_ne!(pki::common_name(&new_ca.cert), pki::common_name(&old_ca.cert), "told apart by name");
+
+        // (1) Everyone trusts both; no certificate moves yet.
+        let p = plan(&c, &secrets, &running, t, &cfg());
+        assert!(p.rollover);
+        assert_eq!(p.orders.len(), 4, "{p:?}");
+        assert!(
+            p.orders
+                .iter()
+                .all(|o| o.action == Action::Retrust && o.reason == "trusting the new CA beside the old one")
+        );
+        assert_eq!(pki::split_pem(&p.orders[0].trust), vec![new_ca.cert.clone(), old_ca.cert.clone()]);
+        carry_out(&c, &p, &mut secrets, t);
+        let p = plan(&c, &secrets, &running, t, &cfg());
+        assert_eq!(kinds(&p), vec![], "nothing moves while a broker still runs without the new CA");
+        assert!(p.broker_fingerprints.iter().all(|(id, fp)| running.running[id] != *fp), "the trust change rolls");
+
+        // (2) Once every broker runs with both: the certificates move to the new CA.
+        let both = Rollout { running: all_running(&secrets), users: Some(vec![user_on_old.clone()]) };
+        let p = plan(&c, &secrets, &both, t, &cfg());
+        assert_eq!(p.orders.len(), 4, "{p:?}");
+        assert!(p.orders.iter().all(|o| matches!(o.action, Action::Issue(_)) && o.reason == "moving to the new CA"));
+        carry_out(&c, &p, &mut secrets, t);
+        let cert = secrets.text("kafka-ssl-2-server-certificate", tls::TLS_CRT).unwrap();
+        assert!(pki::signed_by(&cert, &new_ca.cert));
+        assert_eq!(pki::split_pem(&secrets.text("kafka-ssl-controller", tls::CA_CRT).unwrap()).len(), 2);
+
+        // (3) The old CA stays trusted while a broker still runs a certificate of it...
+        let user_on_new = pki::issue(&new_ca, &client, t).unwrap().cert;
+        let restarting = Rollout { running: both.running.clone(), users: Some(vec![user_on_new.clone()]) };
+        let p = plan(&c, &secrets, &restarting, t, &cfg());
+        assert_eq!(kinds(&p), vec![], "the brokers still present the old CA's certificates");
+        // ...or a KafkaUser still holds one...
+        let moved = Rollout { running: all_running(&secrets), users: Some(vec![user_on_old]) };
+        let p = plan(&c, &secrets, &moved, t, &cfg());
+        assert_eq!(kinds(&p), vec![]);
+        assert!(p.rollover);
+        // ...and goes once every one has moved.
+        let users_moved = Rollout { running: all_running(&secrets), users: Some(vec![user_on_new]) };
+        let p = plan(&c, &secrets, &users_moved, t, &cfg());
+        assert_eq!(p.orders.len(), 4, "{p:?}");
+        assert!(p.orders.iter().all(|o| o.action == Action::Retrust && o.reason == "the old CA is no longer trusted"));
+        assert_eq!(pki::split_pem(&p.orders[0].trust), vec![new_ca.cert.clone()]);
+        carry_out(&c, &p, &mut secrets, t);
+        let done = Rollout { running: all_running(&secrets), users: None };
+        let p = plan(&c, &secrets, &done, t, &cfg());
+        assert_eq!(kinds(&p), vec![]);
+        assert!(!p.rollover);
+        // The same annotation value asks for nothing more.
+        assert_eq!(plan(&c, &secrets, &done, t + 100, &cfg()).orders, vec![]);
+    }
+
+    #[test]
+    fn an_operator_made_ca_is_renewed_at_two_thirds_of_its_life() {
+        let c = cluster(true);
+        let secrets = settled(&c);
+        // cfg(): the CA lives 100,000 s, the leaves 3,000 s (renewed on their own schedule).
+        let due = NOW - 60 + 100_060 * 2 / 3;
+        let p = plan(&c, &secrets, &Rollout::default(), due - 1, &cfg());
+        assert!(p.orders.iter().all(|o| o.kind != Kind::Ca), "{p:?}");
+        let p = plan(&c, &secrets, &Rollout::default(), due, &cfg());
+        assert_eq!(p.orders.len(), 1);
+        assert_eq!((p.orders[0].kind.clone(), p.orders[0].reason.as_str()), (Kind::Ca, "renewal due"));
+        // A user's CA (create: false) is never replaced by the operator.
+        let mine = cluster(false);
+        assert!(plan(&mine, &secrets, &Rollout::default(), due, &cfg()).orders.iter().all(|o| o.kind != Kind::Ca));
     }
 
     #[test]
     fn create_true_makes_the_ca_then_every_certificate_then_nothing() {
         let c = cluster(true);
         let mut secrets = LiveSecrets::default();
-        let p = plan(&c, &secrets, NOW, &cfg());
+        let p = plan(&c, &secrets, &Rollout::default(), NOW, &cfg());
         assert_eq!(p.orders.iter().map(|o| o.kind.clone()).collect::<Vec<_>>(), vec![Kind::Ca]);
         carry_out(&c, &p, &mut secrets, NOW);
-        let p = plan(&c, &secrets, NOW, &cfg());
+        let p = plan(&c, &secrets, &Rollout::default(), NOW, &cfg());
         assert_eq!(p.orders.len(), 4, "three brokers and the operator: {p:?}");
         assert!(p.broker_fingerprints.is_empty(), "brokers wait for their certificates");
         carry_out(&c, &p, &mut secrets, NOW);
-        let p = plan(&c, &secrets, NOW + 10, &cfg());
+        let p = plan(&c, &secrets, &Rollout::default(), NOW + 10, &cfg());
         assert_eq!(p.orders, vec![], "{p:?}");
         assert_eq!(p.broker_fingerprints.len(), 3);
         assert_eq!(p.next_renewal, Some(NOW - 60 + 3060 * 2 / 3));
@@ -347,17 +648,13 @@ mod tests {
     #[test]
     fn renewal_and_changed_names_reissue_only_what_is_due() {
         let c = cluster(true);
-        let mut secrets = LiveSecrets::default();
-        for _ in 0..2 {
-            let p = plan(&c, &secrets, NOW, &cfg());
-            carry_out(&c, &p, &mut secrets, NOW);
-        }
-        let before = plan(&c, &secrets, NOW, &cfg()).broker_fingerprints;
-        let p = plan(&c, &secrets, NOW + 2000, &cfg());
+        let mut secrets = settled(&c);
+        let before = plan(&c, &secrets, &Rollout::default(), NOW, &cfg()).broker_fingerprints;
+        let p = plan(&c, &secrets, &Rollout::default(), NOW + 2000, &cfg());
         assert_eq!(p.orders.len(), 4);
         assert!(p.orders.iter().all(|o| o.reason == "renewal due"), "{p:?}");
         carry_out(&c, &p, &mut secrets, NOW + 2000);
-        let after = plan(&c, &secrets, NOW + 2000, &cfg()).broker_fingerprints;
+        let after = plan(&c, &secrets, &Rollout::default(), NOW + 2000, &cfg()).broker_fingerprints;
         assert_eq!(after.len(), 3);
         assert!(after.iter().all(|(id, fp)| before[id] != *fp), "new fingerprints roll the brokers");
 
@@ -366,7 +663,7 @@ mod tests {
         more.spec.brokers[3].id = 3;
         more.spec.headless_service_enabled = false;
         let more = koperator_shared::validated::must(&more);
-        let p = plan(&more, &secrets, NOW + 2000, &cfg());
+        let p = plan(&more, &secrets, &Rollout::default(), NOW + 2000, &cfg());
         let reasons: Vec<&str> = p.orders.iter().map(|o| o.reason.as_str()).collect();
         assert_eq!(
             reasons,
@@ -378,7 +675,7 @@ mod tests {
     #[test]
     fn a_missing_or_broken_ca_is_reported_never_replaced() {
         let c = cluster(false);
-        let p = plan(&c, &LiveSecrets::default(), NOW, &cfg());
+        let p = plan(&c, &LiveSecrets::default(), &Rollout::default(), NOW, &cfg());
         assert!(p.orders.is_empty());
         assert!(p.problems[0].contains("does not exist: with sslSecrets.create false"), "{p:?}");
 
@@ -399,7 +696,7 @@ mod tests {
             for create in [false, true] {
                 let c = cluster(create);
                 let secrets = LiveSecrets(BTreeMap::from([("kafka-ssl-ca".to_string(), secret(data.clone(), None))]));
-                let p = plan(&c, &secrets, NOW, &cfg());
+                let p = plan(&c, &secrets, &Rollout::default(), NOW, &cfg());
                 assert!(p.orders.is_empty(), "never replaced: {p:?}");
                 assert!(p.problems[0].contains(want), "{want}: {p:?}");
             }
@@ -408,7 +705,7 @@ mod tests {
             "kafka-ssl-ca".to_string(),
             secret(BTreeMap::from([(tls::CA_CERT.into(), bytes(&a.cert)), (tls::CA_KEY.into(), bytes(&a.key))]), None),
         )]));
-        assert!(plan(&c, &expired, NOW + 5000, &cfg()).problems[0].contains("not valid now"));
+        assert!(plan(&c, &expired, &Rollout::default(), NOW + 5000, &cfg()).problems[0].contains("not valid now"));
     }
 
     #[test]
@@ -424,7 +721,7 @@ mod tests {
             ),
         )]));
         secrets.0.insert("kafka-ssl-controller".into(), secret(BTreeMap::new(), Some("someone-else")));
-        let p = plan(&c, &secrets, NOW, &cfg());
+        let p = plan(&c, &secrets, &Rollout::default(), NOW, &cfg());
         assert_eq!(p.orders.len(), 3, "the brokers' certificates: {p:?}");
         assert_eq!(p.problems.len(), 1);
         assert!(p.problems[0].starts_with("Secret kafka-ssl-controller exists and belongs to another owner"));
@@ -438,7 +735,7 @@ mod tests {
         let kc: KafkaCluster =
             serde_saphyr::from_str(include_str!("../../../config/samples/kafkacluster_kraft.yaml")).unwrap();
         let c = koperator_shared::validated::must(&kc);
-        assert_eq!(plan(&c, &LiveSecrets::default(), NOW, &cfg()), CertPlan::default());
+        assert_eq!(plan(&c, &LiveSecrets::default(), &Rollout::default(), NOW, &cfg()), CertPlan::default());
         assert!(secret_names(&c).is_empty());
     }
 }

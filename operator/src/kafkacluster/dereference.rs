@@ -13,7 +13,9 @@ use kube::api::ListParams;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use koperator_shared::api::KafkaUser;
 use koperator_shared::kafka;
+use koperator_shared::render::tls;
 use koperator_shared::render::{self, names::AdminAccessError};
 use koperator_shared::validated::ValidatedCluster;
 
@@ -60,6 +62,9 @@ pub struct LiveState {
     pub kafka: KafkaState,
     /// The cluster PKI's Secrets (CA, broker and operator certificates) that exist.
     pub secrets: LiveSecrets,
+    /// The client certificates (`tls.crt`) of the cluster's KafkaUsers, read only while a CA
+    /// rollover still trusts an old CA ([`certificates::Rollout::users`]).
+    pub user_certificates: Option<Vec<String>>,
     /// Lifetimes of the certificates the operator issues.
     pub pki: PkiConfig,
     /// When this state was read (unix seconds), for certificate validity.
@@ -103,9 +108,13 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
         pdb: pdb_api.get_opt(&pdb_name).await.map_err(kube_err("get", "PodDisruptionBudget"))?,
         kafka: KafkaState::NotAsked,
         secrets: read_secrets(ctx, ns, &certificates::secret_names(cluster)).await?,
+        user_certificates: None,
         pki: ctx.pki,
         now: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
     };
+    if !certificates::old_cas(cluster, &live.secrets, live.now).is_empty() {
+        live.user_certificates = Some(user_certificates(cluster, ctx).await?);
+    }
     let wants = plan::kafka_wants(cluster, &live);
     if wants.configs {
         live.kafka = read_kafka(cluster, ctx, wants.health).await;
@@ -123,6 +132,31 @@ async fn read_secrets(ctx: &Context, ns: &str, names: &[String]) -> Result<LiveS
         }
     }
     Ok(LiveSecrets(found))
+}
+
+/// The `tls.crt` of every KafkaUser of `cluster` (in the namespaces the operator watches) that
+/// has one in its Secret.
+async fn user_certificates(cluster: &ValidatedCluster, ctx: &Context) -> Result<Vec<String>, Error> {
+    let users: Api<KafkaUser> = match &ctx.watch_namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let cluster_ns = cluster.namespace().unwrap_or_default();
+    let mut certs = Vec::new();
+    for user in users.list(&ListParams::default()).await.map_err(kube_err("list", "KafkaUser"))? {
+        let ns = user.namespace().unwrap_or_default();
+        let refers =
+            user.spec.cluster_ref.name == cluster.name_any() && user.spec.cluster_ref.namespace_or(&ns) == cluster_ns;
+        if !refers {
+            continue;
+        }
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        let name = &user.spec.secret_name;
+        let secret = secrets.get_opt(name).await.map_err(kube_err("get", format!("Secret/{name}")))?;
+        let cert = secret.and_then(|s| String::from_utf8(s.data?.get(tls::TLS_CRT)?.0.clone()).ok());
+        certs.extend(cert);
+    }
+    Ok(certs)
 }
 
 async fn read_kafka(cluster: &ValidatedCluster, ctx: &Context, health: bool) -> KafkaState {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{DeleteParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
@@ -18,7 +18,7 @@ use koperator_shared::validated::ValidatedCluster;
 use super::Error;
 use super::certificates;
 use super::plan::{Object, OwnedKind, Plan};
-use crate::apply::apply;
+use crate::apply::{FIELD_MANAGER, apply};
 use crate::controller::kube_err;
 use crate::controller::{Context, Writes};
 use crate::metrics::certificate_expiry::Owner;
@@ -75,21 +75,41 @@ async fn issue_certificates(
                 continue;
             }
         };
-        let mut secret = Secret {
-            metadata: kube::api::ObjectMeta {
-                name: Some(order.secret.clone()),
-                namespace: Some(ns.clone()),
-                labels: Some(koperator_shared::render::objects::cluster_labels(cluster)),
+        let secrets = api::<Secret>(ctx, &ns);
+        if order.action == certificates::Action::Retrust {
+            // Only ca.crt: the certificate and key in the Secret stay as they are.
+            let patch = serde_json::json!({ "data": data });
+            secrets
+                .patch(
+                    &order.secret,
+                    &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map_err(kube_err("patch", format!("Secret/{}", order.secret)))?;
+        } else {
+            let request = match &order.action {
+                certificates::Action::NewCa { request: Some(r) } => {
+                    Some(BTreeMap::from([(certificates::RENEW_CA_ANNOTATION.to_string(), r.clone())]))
+                }
+                _ => None,
+            };
+            let is_ca = matches!(order.action, certificates::Action::NewCa { .. });
+            let mut secret = Secret {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(order.secret.clone()),
+                    namespace: Some(ns.clone()),
+                    labels: Some(koperator_shared::render::objects::cluster_labels(cluster)),
+                    annotations: request,
+                    ..Default::default()
+                },
+                type_: Some(if is_ca { "Opaque" } else { "kubernetes.io/tls" }.into()),
+                data: Some(data),
                 ..Default::default()
-            },
-            type_: Some(if order.spec.is_some() { "kubernetes.io/tls" } else { "Opaque" }.into()),
-            data: Some(data),
-            ..Default::default()
-        };
-        crate::apply::owned_by(&mut secret, owner.clone());
-        apply(&api::<Secret>(ctx, &ns), &secret)
-            .await
-            .map_err(kube_err("apply", format!("Secret/{}", order.secret)))?;
+            };
+            crate::apply::owned_by(&mut secret, owner.clone());
+            apply(&secrets, &secret).await.map_err(kube_err("apply", format!("Secret/{}", order.secret)))?;
+        }
         info!(%ns, cluster = %cluster.name_any(), secret = %order.secret, reason = %order.reason, "issued a certificate");
         writes.count(true);
     }

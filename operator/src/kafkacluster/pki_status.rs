@@ -91,7 +91,7 @@ mod tests {
     /// at `now`.
     fn issued(c: &ValidatedCluster, mut secrets: LiveSecrets, now: u64) -> LiveSecrets {
         for _ in 0..2 {
-            let p = certificates::plan(c, &secrets, now, &cfg());
+            let p = certificates::plan(c, &secrets, &certificates::Rollout::default(), now, &cfg());
             let ca = certificates::ca_of(c, &secrets);
             for o in &p.orders {
                 let data =

@@ -287,7 +287,18 @@ fn desired_brokers_on(cluster: &ValidatedCluster, live: &LiveState, certs: &Cert
 
 /// The cluster PKI's plan for `live`.
 fn certificate_plan(cluster: &ValidatedCluster, live: &LiveState) -> CertPlan {
-    certificates::plan(cluster, &live.secrets, live.now, &live.pki)
+    let uid = cluster.uid().unwrap_or_default();
+    let running = live
+        .pods
+        .values()
+        .filter(|p| is_ours(*p, &uid))
+        .filter_map(|p| {
+            let id = p.labels().get("brokerId")?.parse().ok()?;
+            Some((id, p.annotations().get(CERTIFICATE_ANNOTATION)?.clone()))
+        })
+        .collect();
+    let rollout = certificates::Rollout { running, users: live.user_certificates.clone() };
+    certificates::plan(cluster, &live.secrets, &rollout, live.now, &live.pki)
 }
 
 /// The objects one reconcile applies, and the same-named live objects it must not touch.
@@ -637,17 +648,19 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         generation,
     );
     st.observed_generation = generation;
-    let settled = ready && !waits && dynamic.is_empty() && certs.orders.is_empty();
+    let settled = ready && !waits && dynamic.is_empty() && certs.orders.is_empty() && !certs.rollover;
     let mut requeue = if settled { SETTLED } else { BUSY };
     if let Some(at) = certs.next_renewal {
         requeue = requeue.min(Duration::from_secs(at.saturating_sub(live.now) + 1));
     }
     for o in &certs.orders {
-        events.push(PlannedEvent {
-            warning: false,
-            reason: "CertificateIssued",
-            note: format!("issued the certificate in Secret {} ({})", o.secret, o.reason),
-        });
+        let (reason, note) = match o.action {
+            certificates::Action::Retrust => {
+                ("CertificateTrustChanged", format!("Secret {} trusts other CAs ({})", o.secret, o.reason))
+            }
+            _ => ("CertificateIssued", format!("issued the certificate in Secret {} ({})", o.secret, o.reason)),
+        };
+        events.push(PlannedEvent { warning: false, reason, note });
     }
     let mut plan = finish(old, st, requeue);
     if !certs.orders.is_empty() {

@@ -90,6 +90,7 @@ fn empty() -> LiveState {
         pdb: None,
         kafka: KafkaState::NotAsked,
         secrets: Default::default(),
+        user_certificates: None,
         pki: Default::default(),
         now: 1_800_000_000,
     }
