@@ -249,6 +249,9 @@ async fn sync(
         };
         match admin.create_topic(&new).await {
             Ok(()) => {}
+            // The controller took the request and may finish it after answering: the topic is
+            // this KafkaTopic's (the next pass creates it again if it never appears).
+            Err(e) if e.code() == Some(ResponseError::RequestTimedOut) => {}
             // Made meanwhile by someone else: not ours; the next pass applies the adoption rules.
             Err(e) if e.code() == Some(ResponseError::TopicAlreadyExists) => {
                 return Outcome::waiting(

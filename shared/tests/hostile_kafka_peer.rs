@@ -18,12 +18,14 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    ApiVersionsResponse, BrokerId, DescribeConfigsResponse, MetadataResponse, ResponseHeader, TopicName,
+    ApiVersionsResponse, BrokerId, CreateTopicsResponse, DescribeConfigsResponse, MetadataResponse, ResponseHeader,
+    TopicName,
 };
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 use koperator_shared::kafka::{Admin, ConfigResource, ConnectOptions, Connection, Error, MAX_RESPONSE_BYTES, NewTopic};
@@ -319,4 +321,40 @@ async fn a_large_honest_metadata_answer_fits_under_the_cap() {
     let meta = admin.metadata(None).await.unwrap();
     assert_eq!(meta.topics.len(), topics as usize);
     assert_eq!(meta.topics.iter().map(|t| t.partitions.len()).sum::<usize>(), (topics * partitions) as usize);
+}
+
+/// A controller that leaves the first CreateTopics unanswered (as a busy or restarting broker
+/// may, having created the topic) and answers every later one `TopicAlreadyExists`.
+async fn lossy_controller() -> (Peer, Arc<AtomicUsize>) {
+    let creates = Arc::new(AtomicUsize::new(0));
+    let seen = creates.clone();
+    let peer = Peer::start(move |req| match req.api_key {
+        API_VERSIONS => api_versions(req, &[(METADATA, 12), (CREATE_TOPICS, 7)]),
+        METADATA => frame(req, &metadata_with_broker("127.0.0.1", 0)),
+        CREATE_TOPICS if seen.fetch_add(1, Ordering::SeqCst) == 0 => Vec::new(),
+        CREATE_TOPICS => frame(
+            req,
+            &CreateTopicsResponse::default().with_topics(vec![
+                CreatableTopicResult::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_error_code(36),
+            ]),
+        ),
+        other => panic!("unexpected request {other}"),
+    })
+    .await;
+    (peer, creates)
+}
+
+#[tokio::test]
+async fn a_topic_that_exists_after_an_unanswered_create_is_the_callers() {
+    let topic = NewTopic { name: "t".into(), partitions: 1, replication_factor: 1, configs: BTreeMap::new() };
+    let (peer, creates) = lossy_controller().await;
+    let admin =
+        Admin::for_nodes(BTreeMap::from([(0, peer.addr.clone())]), opts()).with_retry_for(Duration::from_secs(10));
+    admin.create_topic(&topic).await.expect("the unanswered attempt created it");
+    assert_eq!(creates.load(Ordering::SeqCst), 2, "one retry after the timeout");
+    // Answered at once: the topic was there before this call, someone else's.
+    let err = admin.create_topic(&topic).await.unwrap_err();
+    assert_eq!(err.code(), Some(kafka_protocol::ResponseError::TopicAlreadyExists), "{err:?}");
 }

@@ -357,7 +357,10 @@ impl Admin {
         Ok(())
     }
 
-    /// Creates a topic. Fails with `TopicAlreadyExists` when it exists.
+    /// Creates a topic. Fails with `TopicAlreadyExists` when it exists, except when an
+    /// earlier attempt of this call went unanswered (a timeout, a lost connection): Kafka may
+    /// have created the topic then, so `TopicAlreadyExists` on the retry is this call's own
+    /// topic, not someone else's.
     pub async fn create_topic(&self, topic: &NewTopic) -> Result<()> {
         let configs = topic
             .configs
@@ -377,9 +380,20 @@ impl Admin {
                     .with_configs(configs),
             ])
             .with_timeout_ms(self.opts.request_timeout.as_millis() as i32);
-        let resp = self.retrying(|| self.call_controller(&req)).await?;
+        let mut attempts = 0;
+        let resp = self
+            .retrying(|| {
+                attempts += 1;
+                self.call_controller(&req)
+            })
+            .await?;
         for t in resp.topics {
-            check("CreateTopics", &topic.name, t.error_code, t.error_message.as_deref())?;
+            match check("CreateTopics", &topic.name, t.error_code, t.error_message.as_deref()) {
+                Err(e) if attempts > 1 && e.code() == Some(ResponseError::TopicAlreadyExists) => {
+                    tracing::debug!(topic = %topic.name, "topic exists after an unanswered create: taken as created");
+                }
+                other => other?,
+            }
         }
         Ok(())
     }
