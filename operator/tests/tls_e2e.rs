@@ -1,7 +1,7 @@
 //! Secure clusters on real Kafka (issue 15, the parts built so far): a 3-broker KRaft cluster
 //! whose only listeners are SSL with `sslClientAuth: required` and ACLs enforced, its CA created
 //! by the operator (`sslSecrets.create: true`), every broker with a certificate of its own and
-//! the operator with its client certificate (lifetime 240 s here, so they renew during the
+//! the operator with its client certificate (lifetime 360 s here, so they renew during the
 //! test). Through `kubectl` and Kafka's own clients:
 //!
 //! - the cluster comes up (brokers talk mTLS to each other and to the KRaft controllers) and
@@ -80,7 +80,7 @@ fn ssl_only_clusters_with_mtls() {
     let ns = ns.name.clone();
     let node = Node::start(&cp.kubeconfig, &ns).unwrap();
     let hosts = format!("--kafka-hosts-file={}", node.hosts_file.display());
-    let op = start_operator(cp, &ns, "kafka-tls", "kafka-tls", &[hosts, "--cluster-cert-validity=240s".into()]);
+    let op = start_operator(cp, &ns, "kafka-tls", "kafka-tls", &[hosts, "--cluster-cert-validity=360s".into()]);
     let get = |name: &str| get_json(cp, &["get", "kafkacluster", name, "-n", &ns]);
     let running = |name: &str| {
         let kc = get(name);
@@ -311,13 +311,15 @@ fn ssl_only_clusters_with_mtls() {
         &dir.path().join("producer.log"),
     )
     .unwrap();
-    // Renewal is due two thirds into the 240 s lifetime; each broker then runs its new one.
+    // Renewal is due two thirds into the 360 s lifetime; each broker then runs its new one.
+    // (Long enough that a CA rollover's two rolls finish before a broker's running
+    // certificate expires, even when a renewal roll comes just before them.)
     let renewed = |id: usize| {
         mark.since(cp, &ns, "CertificateIssued").iter().any(|e| {
             e["note"].as_str().is_some_and(|n| n.contains(&format!("kafka-ssl-{id}-server-certificate (renewal due)")))
         })
     };
-    wait_for("every broker certificate renewed", Duration::from_secs(300), &op, || (0..3).all(renewed));
+    wait_for("every broker certificate renewed", Duration::from_secs(420), &op, || (0..3).all(renewed));
     let renewal = Instant::now();
     wait_for("every broker running its renewed certificate", Duration::from_secs(300), &op, || {
         running(CLUSTER)
