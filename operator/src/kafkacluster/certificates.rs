@@ -453,28 +453,39 @@ pub fn ca_of(cluster: &ValidatedCluster, secrets: &LiveSecrets) -> Option<(KeyAn
     Some((KeyAndCert { cert: first, key }, chain))
 }
 
+/// Test fixtures of the cluster PKI, shared by the planner's and the status's tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use koperator_shared::api::KafkaCluster;
 
-    const NOW: u64 = 1_800_000_000;
+    pub const NOW: u64 = 1_800_000_000;
+    pub const UID: &str = "uid-1";
 
-    fn cluster(create: bool) -> ValidatedCluster {
+    /// The SSL sample (in namespace `kafka`, uid [`UID`]) with `create` and its first
+    /// `brokers` brokers.
+    pub fn cluster_with(create: bool, brokers: usize) -> ValidatedCluster {
         let mut kc: KafkaCluster =
             serde_saphyr::from_str(include_str!("../../../config/samples/simplekafkacluster_ssl.yaml")).unwrap();
         kc.metadata.namespace = Some("kafka".into());
-        kc.metadata.uid = Some("uid-1".into());
+        kc.metadata.uid = Some(UID.into());
         kc.spec.listeners_config.ssl_secrets.as_mut().unwrap().create = Some(create);
+        kc.spec.brokers.truncate(brokers);
         koperator_shared::validated::must(&kc)
     }
 
-    fn cfg() -> PkiConfig {
+    /// The SSL sample with its three brokers.
+    pub fn cluster(create: bool) -> ValidatedCluster {
+        cluster_with(create, 3)
+    }
+
+    /// A CA of 100,000 s, leaves of 3,000 s.
+    pub fn cfg() -> PkiConfig {
         PkiConfig { ca_validity: Duration::from_secs(100_000), leaf_validity: Duration::from_secs(3000) }
     }
 
-    fn secret(data: BTreeMap<String, ByteString>, owner: Option<&str>) -> Secret {
+    pub fn secret(data: BTreeMap<String, ByteString>, owner: Option<&str>) -> Secret {
         let mut s = Secret { data: Some(data), ..Default::default() };
         s.metadata.owner_references =
             owner.map(|uid| vec![OwnerReference { uid: uid.into(), controller: Some(true), ..Default::default() }]);
@@ -482,14 +493,14 @@ mod tests {
     }
 
     /// Carries out `plan`'s orders into `secrets` as the execute step would.
-    fn carry_out(c: &ValidatedCluster, p: &CertPlan, secrets: &mut LiveSecrets, now: u64) {
+    pub fn carry_out(c: &ValidatedCluster, p: &CertPlan, secrets: &mut LiveSecrets, now: u64) {
         let ca = ca_of(c, secrets);
         for o in &p.orders {
             let data = issue(o, ca.as_ref().map(|(k, ch)| (k, ch.as_str())), "kafka-ssl", now, &cfg()).unwrap();
             match &o.action {
                 Action::Retrust => secrets.0.get_mut(&o.secret).unwrap().data.as_mut().unwrap().extend(data),
                 action => {
-                    let mut s = secret(data, Some("uid-1"));
+                    let mut s = secret(data, Some(UID));
                     if let Action::NewCa { request: Some(r) } = action {
                         s.metadata.annotations = Some(BTreeMap::from([(RENEW_CA_ANNOTATION.into(), r.clone())]));
                     }
@@ -499,15 +510,27 @@ mod tests {
         }
     }
 
-    /// The Secrets of `c` once its CA and certificates are issued at `NOW`.
-    fn settled(c: &ValidatedCluster) -> LiveSecrets {
-        let mut secrets = LiveSecrets::default();
+    /// `secrets` after the two passes that issue `c`'s CA (when the operator makes it) and
+    /// certificates at `now`.
+    pub fn issued(c: &ValidatedCluster, mut secrets: LiveSecrets, now: u64) -> LiveSecrets {
         for _ in 0..2 {
-            let p = plan(c, &secrets, &Rollout::default(), NOW, &cfg());
-            carry_out(c, &p, &mut secrets, NOW);
+            let p = plan(c, &secrets, &Rollout::default(), now, &cfg());
+            carry_out(c, &p, &mut secrets, now);
         }
         secrets
     }
+
+    /// The Secrets of `c` once its CA and certificates are issued at [`NOW`].
+    pub fn settled(c: &ValidatedCluster) -> LiveSecrets {
+        issued(c, LiveSecrets::default(), NOW)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+    use koperator_shared::api::KafkaCluster;
 
     /// Every broker Pod started with its Secret as it is now.
     fn all_running(secrets: &LiveSecrets) -> BTreeMap<i32, String> {

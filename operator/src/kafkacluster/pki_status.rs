@@ -51,56 +51,14 @@ mod tests {
     use std::time::Duration;
 
     use k8s_openapi::ByteString;
-    use k8s_openapi::api::core::v1::Secret;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use koperator_shared::api::KafkaCluster;
     use koperator_shared::pki;
 
     use super::*;
-    use crate::kafkacluster::certificates::{self, PkiConfig};
-
-    const NOW: u64 = 1_800_000_000;
-    const UID: &str = "uid-1";
-
-    fn cluster(create: bool, brokers: usize) -> ValidatedCluster {
-        let mut kc: KafkaCluster =
-            serde_saphyr::from_str(include_str!("../../../config/samples/simplekafkacluster_ssl.yaml")).unwrap();
-        kc.metadata.namespace = Some("kafka".into());
-        kc.metadata.uid = Some(UID.into());
-        kc.spec.listeners_config.ssl_secrets.as_mut().unwrap().create = Some(create);
-        kc.spec.brokers.truncate(brokers);
-        koperator_shared::validated::must(&kc)
-    }
-
-    fn cfg() -> PkiConfig {
-        PkiConfig { ca_validity: Duration::from_secs(100_000), leaf_validity: Duration::from_secs(3000) }
-    }
-
-    fn secret(data: BTreeMap<String, ByteString>, owner: Option<&str>) -> Secret {
-        let mut s = Secret { data: Some(data), ..Default::default() };
-        s.metadata.owner_references =
-            owner.map(|uid| vec![OwnerReference { uid: uid.into(), controller: Some(true), ..Default::default() }]);
-        s
-    }
+    use crate::kafkacluster::certificates::fixtures::{NOW, cluster_with as cluster, issued, secret};
 
     fn bytes(s: &str) -> ByteString {
         ByteString(s.as_bytes().to_vec())
-    }
-
-    /// What the planner and the execute step leave in the Secrets after `passes` reconciles
-    /// at `now`.
-    fn issued(c: &ValidatedCluster, mut secrets: LiveSecrets, now: u64) -> LiveSecrets {
-        for _ in 0..2 {
-            let p = certificates::plan(c, &secrets, &certificates::Rollout::default(), now, &cfg());
-            let ca = certificates::ca_of(c, &secrets);
-            for o in &p.orders {
-                let data =
-                    certificates::issue(o, ca.as_ref().map(|(k, ch)| (k, ch.as_str())), "kafka-ssl", now, &cfg())
-                        .unwrap();
-                secrets.0.insert(o.secret.clone(), secret(data, Some(UID)));
-            }
-        }
-        secrets
     }
 
     fn unix(t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Option<u64> {
