@@ -4,7 +4,6 @@ pub mod apply;
 pub mod certificate_status;
 pub mod controller;
 pub mod dynamic_config;
-pub mod jks;
 pub mod kafka_access;
 pub mod kafkacluster;
 pub mod kafkatopic;

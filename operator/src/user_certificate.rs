@@ -17,7 +17,7 @@ use koperator_shared::api::kafkauser::KafkaUser;
 use koperator_shared::pki::{self, KeyAndCert, LeafSpec};
 use koperator_shared::render::tls;
 
-use crate::jks;
+use koperator_shared::jks;
 
 /// Lifetime of a user certificate when `expirationSeconds` is not set (Koperator's 90 days).
 pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);

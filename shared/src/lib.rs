@@ -8,6 +8,8 @@ pub mod cli;
 pub mod crd;
 pub mod defaults;
 pub mod hash;
+#[cfg(feature = "pki")]
+pub mod jks;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(feature = "runtime")]
