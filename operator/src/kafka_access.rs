@@ -3,10 +3,11 @@
 //! see `render::names::admin_nodes`). The client connects only to the broker addresses derived
 //! here from the cluster's name, namespace and brokers, never to hosts the brokers advertise.
 //!
-//! On an SSL admin listener the client presents the operator's own certificate, issued from
-//! the cluster CA into `<cluster>-controller` (a super user in the rendered config), and
-//! verifies the brokers' certificates against the CA in that Secret. The Secret is read by
-//! name each time a client is asked for, and only when the KafkaCluster controls it.
+//! On an SSL admin listener the client presents the cluster's `clientSSLCertSecret` (JKS, the
+//! user's own) or else the operator's own certificate, issued from the cluster CA into
+//! `<cluster>-controller` (a super user in the rendered config), and verifies the brokers'
+//! certificates against the CAs in that Secret. The Secret is read by name each time a client
+//! is asked for; the issued one is used only when the KafkaCluster controls it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -74,7 +75,7 @@ impl KafkaAccess {
         let mut opts = self.opts.clone();
         if let Some([ca, crt, key_pem]) = &material {
             let config = client_config(ca, Some((crt, key_pem))).map_err(|e| AdminAccessError::ClientCertificate {
-                secret: tls::operator_secret(cluster),
+                secret: tls::client_identity_source(cluster).map(|s| s.secret().to_string()).unwrap_or_default(),
                 reason: e.to_string(),
             })?;
             opts.tls = Some(config);
@@ -84,17 +85,24 @@ impl KafkaAccess {
         Ok(admin)
     }
 
-    /// `[ca.crt, tls.crt, tls.key]` of the operator's client certificate of `cluster`.
+    /// `[trusted CAs, chain, key]` of the client certificate of `cluster`: its
+    /// `clientSSLCertSecret`, else the operator's issued one.
     async fn client_certificate(&self, cluster: &ValidatedCluster) -> Result<[String; 3], AdminAccessError> {
-        let name = tls::operator_secret(cluster);
+        let source = tls::client_identity_source(cluster).ok_or(AdminAccessError::ClientCertificate {
+            secret: String::new(),
+            reason: "the cluster has neither clientSSLCertSecret nor listenersConfig.sslSecrets".into(),
+        })?;
+        let name = source.secret().to_string();
         let unusable = |reason: String| AdminAccessError::ClientCertificate { secret: name.clone(), reason };
         let api: Api<Secret> = Api::namespaced(self.kube.clone(), &cluster.namespace().unwrap_or_default());
-        let secret = api
-            .get_opt(&name)
-            .await
-            .map_err(|e| unusable(format!("cannot read it: {e}")))?
-            .ok_or_else(|| unusable("it does not exist yet (the operator issues it)".into()))?;
-        tls::client_identity(&secret, &cluster.uid().unwrap_or_default()).map_err(unusable)
+        let secret =
+            api.get_opt(&name).await.map_err(|e| unusable(format!("cannot read it: {e}")))?.ok_or_else(|| {
+                unusable(match source {
+                    tls::ClientIdentitySource::Issued(_) => "it does not exist yet (the operator issues it)".into(),
+                    tls::ClientIdentitySource::Own(_) => "it does not exist (spec.clientSSLCertSecret names it)".into(),
+                })
+            })?;
+        tls::client_identity(&source, &secret, &cluster.uid().unwrap_or_default()).map_err(unusable)
     }
 
     /// Drops the client of a deleted cluster.

@@ -96,12 +96,6 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
             }
         }
     }
-    if spec.client_ssl_cert_secret.is_some() {
-        out.push(Unsupported::ignored(
-            "spec.clientSSLCertSecret",
-            "the operator's client certificate is issued from listenersConfig.sslSecrets",
-        ));
-    }
     let internal =
         lc.internal_listeners.iter().enumerate().map(|(i, l)| (format!("internalListeners[{i}]"), &l.common));
     let external = lc.external().iter().enumerate().map(|(i, l)| (format!("externalListeners[{i}]"), &l.common));
@@ -111,12 +105,6 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
             out.push(Unsupported {
                 path: format!("{path}.type"),
                 note: "SASL_SSL listeners need a JAAS configuration the operator does not render, so brokers could not start; nothing is rendered",
-                effect: Effect::CannotStart,
-            });
-        } else if l.listener_type.is_ssl() && l.server_ssl_cert_secret.is_some() {
-            out.push(Unsupported {
-                path: format!("{path}.serverSSLCertSecret"),
-                note: "listener certificates of your own (JKS) are not mounted yet, so brokers could not start; use listenersConfig.sslSecrets",
                 effect: Effect::CannotStart,
             });
         }
@@ -266,7 +254,7 @@ mod tests {
         let found = kafkacluster(&spec);
         assert!(blocks_start(&found), "{found:?}");
         let p: Vec<&str> = found.iter().map(|u| u.path.as_str()).collect();
-        assert!(p.contains(&"spec.listenersConfig.internalListeners[0].serverSSLCertSecret"), "{p:?}");
+        assert!(!p.contains(&"spec.listenersConfig.internalListeners[0].serverSSLCertSecret"), "acted on: {p:?}");
         assert!(p.contains(&"spec.listenersConfig.internalListeners[1].type"), "{p:?}");
     }
 

@@ -41,6 +41,7 @@ pub struct ValidatedCluster {
     cluster: KafkaCluster,
     warnings: Vec<String>,
     unsupported: Vec<Unsupported>,
+    principals: Vec<String>,
 }
 
 impl ValidatedCluster {
@@ -53,7 +54,7 @@ impl ValidatedCluster {
             return Err(ValidationError::Invalid(verdict));
         }
         let unsupported = support::kafkacluster(&cluster.spec);
-        Ok(ValidatedCluster { cluster, warnings: verdict.warnings, unsupported })
+        Ok(ValidatedCluster { cluster, warnings: verdict.warnings, unsupported, principals: Vec::new() })
     }
 
     /// The rules' warnings (accepted anyway).
@@ -64,6 +65,20 @@ impl ValidatedCluster {
     /// The fields this cluster sets that the operator does not act on yet.
     pub fn unsupported(&self) -> &[Unsupported] {
         &self.unsupported
+    }
+
+    /// The cluster with the principals of certificates of the user's own that the brokers must
+    /// treat as super users (read by the operator from `serverSSLCertSecret` of the
+    /// inter-broker and controller listeners and from `clientSSLCertSecret`; see
+    /// `render::tls::super_users`).
+    pub fn with_principals(mut self, principals: Vec<String>) -> Self {
+        self.principals = principals;
+        self
+    }
+
+    /// The principals set by [`ValidatedCluster::with_principals`].
+    pub fn principals(&self) -> &[String] {
+        &self.principals
     }
 }
 

@@ -87,7 +87,8 @@ impl LiveKafkaChecks {
         self
     }
 
-    /// TLS settings with the operator's client certificate of `cluster`.
+    /// TLS settings with the client certificate of `cluster` (`clientSSLCertSecret`, else the
+    /// operator's issued one).
     async fn tls_for(
         &self,
         kube: &kube::Client,
@@ -95,15 +96,20 @@ impl LiveKafkaChecks {
     ) -> Result<ConnectOptions, KafkaCheckError> {
         use kube::ResourceExt;
         let ns = cluster.namespace().unwrap_or_default();
-        let name = tls::operator_secret(cluster);
+        let source = tls::client_identity_source(cluster).ok_or(KafkaCheckError::ClientCertificate {
+            secret: ns.clone(),
+            reason: "the cluster has neither clientSSLCertSecret nor listenersConfig.sslSecrets".into(),
+        })?;
+        let name = source.secret().to_string();
         let fail = |reason: String| KafkaCheckError::ClientCertificate { secret: format!("{ns}/{name}"), reason };
         let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(kube.clone(), &ns);
         let secret = api
             .get_opt(&name)
             .await
             .map_err(|e| fail(format!("cannot read it: {e}")))?
-            .ok_or_else(|| fail("it does not exist yet (the operator issues it)".into()))?;
-        let [ca, crt, key] = tls::client_identity(&secret, &cluster.uid().unwrap_or_default()).map_err(fail)?;
+            .ok_or_else(|| fail("it does not exist".into()))?;
+        let [ca, crt, key] =
+            tls::client_identity(&source, &secret, &cluster.uid().unwrap_or_default()).map_err(fail)?;
         let config = kafka::client_config(&ca, Some((&crt, &key))).map_err(|e| fail(e.to_string()))?;
         Ok(ConnectOptions { tls: Some(config), ..self.opts.clone() })
     }

@@ -107,7 +107,7 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
         services: list(ctx, ns, &selector, &names.services).await?,
         pdb: pdb_api.get_opt(&pdb_name).await.map_err(kube_err("get", "PodDisruptionBudget"))?,
         kafka: KafkaState::NotAsked,
-        secrets: read_secrets(ctx, ns, &certificates::secret_names(cluster)).await?,
+        secrets: read_secrets(ctx, ns, &secret_names(cluster)).await?,
         user_certificates: None,
         pki: ctx.pki,
         now: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
@@ -120,6 +120,15 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
         live.kafka = read_kafka(cluster, ctx, wants.health).await;
     }
     Ok(live)
+}
+
+/// The Secrets the planner reads: the cluster PKI's and those of the user's own.
+fn secret_names(cluster: &ValidatedCluster) -> Vec<String> {
+    let mut names = certificates::secret_names(cluster);
+    names.extend(super::own_certificates::secret_names(cluster));
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The Secrets named `names` that exist, read one by one (the operator may not list Secrets).

@@ -12,6 +12,7 @@
 pub mod certificates;
 pub mod dereference;
 pub mod execute;
+pub mod own_certificates;
 pub mod pki_status;
 pub mod plan;
 

@@ -19,6 +19,7 @@ use koperator_shared::validated::{ValidatedCluster, ValidationError};
 
 use super::certificates::{self, CertPlan};
 use super::dereference::{KafkaState, LiveState};
+use super::own_certificates::{self, OwnCertificates};
 use super::pki_status;
 use super::{ALLOW_BROKER_REMOVAL, cluster_id_from_uid};
 use crate::apply::{OWNER_UID, is_applied, is_ours, owned_by, owned_by_uid, unless_applied};
@@ -271,8 +272,14 @@ fn desired_brokers(cluster: &ValidatedCluster) -> Vec<DesiredBroker> {
 
 /// [`desired_brokers`] on the disks the brokers already have: a disk whose live PVC has another
 /// name (made before PVC names carried a hash, or by Koperator) keeps it, never a second PVC.
-/// On TLS clusters each Pod also carries its certificate's fingerprint ([`CERTIFICATE_ANNOTATION`]).
-fn desired_brokers_on(cluster: &ValidatedCluster, live: &LiveState, certs: &CertPlan) -> Vec<DesiredBroker> {
+/// On TLS clusters each Pod also carries its certificate's fingerprint ([`CERTIFICATE_ANNOTATION`]),
+/// and the fingerprint of the listener Secrets of the user's own when there are any.
+fn desired_brokers_on(
+    cluster: &ValidatedCluster,
+    live: &LiveState,
+    certs: &CertPlan,
+    own: &OwnCertificates,
+) -> Vec<DesiredBroker> {
     let mut desired = desired_brokers(cluster);
     let tls = koperator_shared::render::tls::enabled(cluster);
     for b in &mut desired {
@@ -280,6 +287,9 @@ fn desired_brokers_on(cluster: &ValidatedCluster, live: &LiveState, certs: &Cert
         if tls {
             let fp = certs.broker_fingerprints.get(&b.id).cloned().unwrap_or_default();
             b.pod.annotations_mut().insert(CERTIFICATE_ANNOTATION.into(), fp);
+        }
+        if let Some(fp) = &own.fingerprint {
+            b.pod.annotations_mut().insert(own_certificates::OWN_CERTIFICATE_ANNOTATION.into(), fp.clone());
         }
     }
     desired
@@ -386,6 +396,13 @@ pub struct KafkaWants {
     pub health: bool,
 }
 
+/// `cluster` with the principals of the certificates of the user's own its brokers trust as
+/// super users, and what was made of those certificates.
+fn with_own_certificates(cluster: &ValidatedCluster, live: &LiveState) -> (ValidatedCluster, OwnCertificates) {
+    let own = own_certificates::check(cluster, &live.secrets);
+    (cluster.clone().with_principals(own.principals.clone()), own)
+}
+
 /// Which Kafka facts the plan needs, given the Kubernetes side of `live`: none until every
 /// broker is up, the health snapshot only when a broker waits for a restart.
 pub fn kafka_wants(cluster: &ValidatedCluster, live: &LiveState) -> KafkaWants {
@@ -393,8 +410,9 @@ pub fn kafka_wants(cluster: &ValidatedCluster, live: &LiveState) -> KafkaWants {
         return KafkaWants { configs: false, health: false };
     }
     let uid = cluster.meta().uid.clone().unwrap_or_default();
-    let certs = certificate_plan(cluster, live);
-    let pods = broker_pods(&desired_brokers_on(cluster, live, &certs), live, &uid);
+    let (cluster, own) = with_own_certificates(cluster, live);
+    let certs = certificate_plan(&cluster, live);
+    let pods = broker_pods(&desired_brokers_on(&cluster, live, &certs, &own), live, &uid);
     KafkaWants { configs: pods.all_ready, health: pods.all_ready && !pods.out_of_date.is_empty() }
 }
 
@@ -428,12 +446,14 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     if cluster.spec.kraft && st.cluster_id.is_none() {
         st.cluster_id = Some(cluster_id(cluster));
     }
+    let (with_principals, own) = with_own_certificates(cluster, live);
+    let cluster = &with_principals;
 
     let mut wanted = Wanted { uid: &uid, apply: Vec::new(), foreign: Vec::new() };
     let certs = certificate_plan(cluster, live);
     st.certificates = pki_status::status(cluster, &live.secrets);
     let tls = koperator_shared::render::tls::enabled(cluster);
-    let desired = desired_brokers_on(cluster, live, &certs);
+    let desired = desired_brokers_on(cluster, live, &certs, &own);
     let pods = broker_pods(&desired, live, &uid);
     let mut brokers_state: BTreeMap<String, BrokerState> = BTreeMap::new();
     for b in &desired {
@@ -443,9 +463,10 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
             wanted.object(pvc.clone(), live.pvcs.get(&pvc.name_any()), Object::Pvc);
         }
         // A broker whose ConfigMap or disk is someone else's would run on their data; a TLS
-        // broker starts once its certificate exists.
-        let own_inputs =
-            wanted.foreign.len() == foreign_before && (!tls || certs.broker_fingerprints.contains_key(&b.id));
+        // broker starts once its certificate exists and every Secret of the user's own opens.
+        let own_inputs = wanted.foreign.len() == foreign_before
+            && (!tls || certs.broker_fingerprints.contains_key(&b.id))
+            && own.problems.is_empty();
         let live_pod = live.pods.get(&b.pod.name_any());
         match live_pod {
             // A missing Pod is created; an existing one is replaced only by a restart.
@@ -553,7 +574,8 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     let mut restart = None;
     let mut roll_blocked = None;
     // While certificates are being issued, no broker restarts (its new one is not there yet).
-    if !out_of_date.is_empty() && pods.all_ready && certs.orders.is_empty() {
+    // Nor while a Secret of the user's own cannot be used (the broker would not start on it).
+    if !out_of_date.is_empty() && pods.all_ready && certs.orders.is_empty() && own.problems.is_empty() {
         let ids: Vec<i32> = out_of_date.iter().map(|(id, _, _)| *id).collect();
         let expected = render::broker_role_ids(cluster);
         let threshold = cluster.spec.rolling_upgrade_config.failure_threshold.unwrap_or(1);
@@ -609,8 +631,9 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
             ),
         ));
     }
-    if !certs.problems.is_empty() {
-        degraded.push(("CertificateError", certs.problems.join("; ")));
+    let cert_problems: Vec<&String> = certs.problems.iter().chain(&own.problems).collect();
+    if !cert_problems.is_empty() {
+        degraded.push(("CertificateError", cert_problems.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("; ")));
     }
     if !foreign.is_empty() {
         degraded.push((

@@ -195,8 +195,8 @@ impl AdminAccessError {
 
 /// `host:port` of every broker-role node on the listener the operator and webhook use to reach
 /// Kafka: the internal listener marked `usedForKafkaAdminCommunication`, else the inter-broker
-/// one. PLAINTEXT, and SSL with the operator's own certificate ([`admin_tls`]); SASL listeners
-/// and SSL listeners with certificates of the user's own give an error saying so.
+/// one. PLAINTEXT, and SSL with a client certificate ([`admin_tls`]: `clientSSLCertSecret` or
+/// the operator's issued one); SASL listeners, and SSL without either, give an error saying so.
 pub fn admin_bootstrap(cluster: &ValidatedCluster) -> Result<Vec<String>, AdminAccessError> {
     Ok(admin_nodes(cluster)?.into_values().collect())
 }
@@ -206,8 +206,8 @@ pub fn admin_bootstrap(cluster: &ValidatedCluster) -> Result<Vec<String>, AdminA
 pub fn admin_nodes(cluster: &ValidatedCluster) -> Result<std::collections::BTreeMap<i32, String>, AdminAccessError> {
     let listener = admin_listener(cluster).ok_or(AdminAccessError::NoAdminListener)?;
     let protocol = listener.common.listener_type.kafka_name();
-    let issued_tls = super::tls::listeners(cluster).iter().any(|l| l.name == listener.common.name);
-    if (listener.common.listener_type.is_ssl() && !issued_tls) || protocol.starts_with("SASL") {
+    let has_identity = super::tls::client_identity_source(cluster).is_some();
+    if (listener.common.listener_type.is_ssl() && !has_identity) || protocol.starts_with("SASL") {
         return Err(AdminAccessError::UnsupportedProtocol {
             protocol: protocol.to_string(),
             listener: listener.common.name.clone(),
@@ -227,7 +227,7 @@ pub fn admin_nodes(cluster: &ValidatedCluster) -> Result<std::collections::BTree
 }
 
 /// Whether the admin listener ([`admin_nodes`]) is SSL: the operator and the webhook then
-/// connect with the operator's client certificate from [`super::tls::operator_secret`].
+/// connect with the client certificate [`super::tls::client_identity_source`] names.
 pub fn admin_tls(cluster: &ValidatedCluster) -> bool {
     admin_listener(cluster).is_some_and(|l| l.common.listener_type.is_ssl())
 }
@@ -334,15 +334,37 @@ mod admin_bootstrap_tests {
     }
 
     #[test]
-    fn ssl_admin_listener_is_spoken_with_operator_certificates_only() {
+    fn ssl_admin_listener_is_spoken_with_a_client_certificate() {
+        use super::super::tls::{ClientIdentitySource, client_identity_source};
         let kc = sample(include_str!("../../../config/samples/simplekafkacluster_ssl.yaml"));
         assert_eq!(admin_bootstrap(&kc).unwrap().len(), 3);
         assert!(admin_tls(&kc));
+        assert_eq!(client_identity_source(&kc), Some(ClientIdentitySource::Issued("kafka-ssl-controller".into())));
+        // A listener certificate of the user's own, with the operator's issued client certificate.
         let mut own = (*kc).clone();
-        own.spec.listeners_config.internal_listeners[0].common.server_ssl_cert_secret = Some(Default::default());
+        for l in &mut own.spec.listeners_config.internal_listeners {
+            l.common.server_ssl_cert_secret =
+                Some(k8s_openapi::api::core::v1::LocalObjectReference { name: "server-jks".into() });
+        }
+        let rejected = crate::validated::ValidatedCluster::new(&own, &Default::default()).unwrap_err();
+        assert!(rejected.to_string().contains("clientSSLCertSecret"), "no client certificate: {rejected}");
+        // No PKI at all: clientSSLCertSecret is the identity.
+        own.spec.listeners_config.ssl_secrets = None;
+        own.spec.client_ssl_cert_secret =
+            Some(k8s_openapi::api::core::v1::LocalObjectReference { name: "client-jks".into() });
         let own = crate::validated::must(&own);
-        let err = admin_bootstrap(&own).unwrap_err();
+        assert_eq!(admin_bootstrap(&own).unwrap().len(), 3);
+        assert_eq!(client_identity_source(&own), Some(ClientIdentitySource::Own("client-jks".into())));
+        // SASL stays unspoken.
+        let mut sasl = (*kc).clone();
+        for l in &mut sasl.spec.listeners_config.internal_listeners {
+            if l.common.listener_type.is_ssl() {
+                l.common.listener_type = crate::api::kafkacluster::SecurityProtocol::SaslPlaintext;
+                l.common.ssl_client_auth = None;
+            }
+        }
+        let err = admin_bootstrap(&crate::validated::must(&sasl)).unwrap_err();
         assert_eq!(err.category(), "UnsupportedProtocol");
-        assert!(err.to_string().contains("does not yet speak SSL"), "{err}");
+        assert!(err.to_string().contains("does not yet speak SASL_PLAINTEXT"), "{err}");
     }
 }

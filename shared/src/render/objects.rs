@@ -208,14 +208,12 @@ fn pod(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) 
         });
         mounts.push(VolumeMount { name, mount_path: sc.mount_path.clone(), ..Default::default() });
     }
-    // Each SSL listener's keystore: the broker's own certificate Secret, at Koperator's path.
-    for l in super::tls::listeners(c) {
+    // Each SSL listener's keystore at Koperator's path: the broker's issued certificate Secret,
+    // or the listener's Secret of the user's own.
+    for (l, secret) in super::tls::mounts(c, id) {
         volumes.push(Volume {
             name: super::tls::listener_volume(l),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(super::tls::broker_secret(c, id)),
-                ..Default::default()
-            }),
+            secret: Some(SecretVolumeSource { secret_name: Some(secret), ..Default::default() }),
             ..Default::default()
         });
         mounts.push(VolumeMount {

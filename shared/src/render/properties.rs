@@ -100,13 +100,17 @@ fn operator_properties(
 ) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> =
         static_properties(cluster, me, all).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    let tls = super::tls::listeners(cluster);
-    for l in &tls {
+    let tls = super::tls::mounts(cluster, me.broker.id);
+    for (l, _) in &tls {
         out.extend(super::tls::listener_properties(l, &listener_name(l)));
     }
+    out.extend(super::tls::config_provider_properties(cluster));
     if !tls.is_empty() {
         out.push(("ssl.principal.mapping.rules".into(), super::tls::PRINCIPAL_MAPPING_RULES.into()));
-        out.push((SUPER_USERS.into(), super::tls::super_users(cluster).join(";")));
+    }
+    let super_users = super::tls::super_users(cluster);
+    if !super_users.is_empty() {
+        out.push((SUPER_USERS.into(), super_users.join(";")));
     }
     out
 }

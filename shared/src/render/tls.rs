@@ -9,6 +9,11 @@
 //! Unlike Koperator, each broker gets a certificate of its own with its own DNS names, and the
 //! keystores are PEM (`ssl.keystore.type=PEM`), so no keystore password is ever written into a
 //! ConfigMap.
+//!
+//! A listener with `serverSSLCertSecret` serves the user's own JKS stores instead (Koperator's
+//! keys `keystore.jks`, `truststore.jks`, `password`), mounted at the same path. Its passwords
+//! are not copied into the ConfigMap as Koperator does: Kafka reads them from the mounted
+//! `password` file through its `DirectoryConfigProvider` (`${dir:<mount>:password}`).
 
 use super::names;
 use crate::api::KafkaCluster;
@@ -34,10 +39,44 @@ pub const PRINCIPAL_MAPPING_RULES: &str = "RULE:^.*?(CN=[^,]+).*$/$1/,DEFAULT";
 /// Longest common name X.509 allows; longer ones are replaced by a digest (as Koperator does).
 const MAX_COMMON_NAME: usize = 64;
 
+/// Key of the JKS keystore in a Secret of the user's own (Koperator's).
+pub const KEYSTORE_JKS: &str = "keystore.jks";
+/// Key of the JKS truststore in a Secret of the user's own (Koperator's).
+pub const TRUSTSTORE_JKS: &str = "truststore.jks";
+/// Key of the password of both JKS stores in a Secret of the user's own (Koperator's).
+pub const PASSWORD: &str = "password";
+/// The Kafka config provider that reads a listener's JKS password from its mounted Secret.
+const CONFIG_PROVIDER: &str = "org.apache.kafka.common.config.provider.DirectoryConfigProvider";
+
 /// Whether a listener gets operator-issued TLS: type `ssl` (SASL_SSL needs a JAAS
 /// configuration the operator does not render) without a certificate Secret of its own.
 fn issued(l: &CommonListenerSpec) -> bool {
     l.listener_type == SecurityProtocol::Ssl && l.server_ssl_cert_secret.is_none()
+}
+
+/// The Secret of the user's own that an SSL listener serves (`serverSSLCertSecret`).
+fn own_secret(l: &CommonListenerSpec) -> Option<&str> {
+    (l.listener_type == SecurityProtocol::Ssl).then_some(l.server_ssl_cert_secret.as_ref()?.name.as_str())
+}
+
+/// The SSL listeners that serve certificates of the user's own, with their Secrets, in spec
+/// order.
+pub fn own_listeners(c: &KafkaCluster) -> Vec<(&CommonListenerSpec, &str)> {
+    c.spec.all_listeners().filter_map(|l| Some((l, own_secret(l)?))).collect()
+}
+
+/// Every SSL listener broker `id` mounts a keystore for, with the Secret it comes from: the
+/// broker's issued certificate or the listener's own Secret.
+pub fn mounts(c: &KafkaCluster, id: i32) -> Vec<(&CommonListenerSpec, String)> {
+    let issued_listeners = listeners(c);
+    c.spec
+        .all_listeners()
+        .filter_map(|l| match own_secret(l) {
+            Some(secret) => Some((l, secret.to_string())),
+            None if issued_listeners.iter().any(|i| i.name == l.name) => Some((l, broker_secret(c, id))),
+            None => None,
+        })
+        .collect()
 }
 
 /// Whether the operator runs a PKI for this cluster: `sslSecrets` is set and an SSL listener
@@ -97,9 +136,22 @@ pub fn operator_common_name(c: &KafkaCluster) -> String {
     ))
 }
 
-/// The principals the brokers treat as super users: the brokers themselves (inter-broker and
-/// controller traffic) and the operator.
-pub fn super_users(c: &KafkaCluster) -> Vec<String> {
+/// The principals the brokers treat as super users: with the operator's PKI the brokers
+/// themselves (inter-broker and controller traffic) and the operator; then the principals of
+/// certificates of the user's own that the operator read ([`ValidatedCluster::principals`]:
+/// the inter-broker and controller listeners' and `clientSSLCertSecret`'s, as Koperator adds).
+pub fn super_users(c: &crate::validated::ValidatedCluster) -> Vec<String> {
+    let mut out = if enabled(c) { issued_super_users(c) } else { Vec::new() };
+    for p in c.principals() {
+        if !out.contains(p) {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// The principals of the brokers' and the operator's issued certificates.
+fn issued_super_users(c: &KafkaCluster) -> Vec<String> {
     vec![format!("User:CN={}", broker_common_name(c)), format!("User:CN={}", operator_common_name(c))]
 }
 
@@ -165,6 +217,9 @@ pub fn listener_volume(l: &CommonListenerSpec) -> String {
 /// `kafka_name` (`INTERNAL`). They serve both sides of the listener: the broker's server
 /// socket and its own connections to other brokers and controllers on it (mTLS with the
 /// broker's certificate).
+///
+/// A listener with a Secret of the user's own gets JKS stores whose password Kafka reads from
+/// the mounted `password` file; the others the operator's PEM files.
 pub fn listener_properties(l: &CommonListenerSpec, kafka_name: &str) -> Vec<(String, String)> {
     let dir = listener_dir(l);
     let prefix = format!("listener.name.{}.", kafka_name.to_lowercase());
@@ -173,23 +228,151 @@ pub fn listener_properties(l: &CommonListenerSpec, kafka_name: &str) -> Vec<(Str
         SslClientAuth::Requested => "requested",
         SslClientAuth::None => "none",
     };
-    [
-        ("ssl.client.auth", auth.to_string()),
-        ("ssl.keystore.location", format!("{dir}/{KEYSTORE_PEM}")),
-        ("ssl.keystore.type", "PEM".to_string()),
-        ("ssl.truststore.location", format!("{dir}/{CA_CRT}")),
-        ("ssl.truststore.type", "PEM".to_string()),
+    let mut props = vec![("ssl.client.auth", auth.to_string())];
+    if own_secret(l).is_some() {
+        let password = format!("${{dir:{dir}:{PASSWORD}}}");
+        props.extend([
+            ("ssl.key.password", password.clone()),
+            ("ssl.keystore.location", format!("{dir}/{KEYSTORE_JKS}")),
+            ("ssl.keystore.password", password.clone()),
+            ("ssl.keystore.type", "JKS".to_string()),
+            ("ssl.truststore.location", format!("{dir}/{TRUSTSTORE_JKS}")),
+            ("ssl.truststore.password", password),
+            ("ssl.truststore.type", "JKS".to_string()),
+        ]);
+    } else {
+        props.extend([
+            ("ssl.keystore.location", format!("{dir}/{KEYSTORE_PEM}")),
+            ("ssl.keystore.type", "PEM".to_string()),
+            ("ssl.truststore.location", format!("{dir}/{CA_CRT}")),
+            ("ssl.truststore.type", "PEM".to_string()),
+        ]);
+    }
+    props.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)).collect()
+}
+
+/// `config.providers` for clusters with listeners of the user's own: Kafka's
+/// `DirectoryConfigProvider`, allowed to read only under the keystore mounts.
+pub fn config_provider_properties(c: &KafkaCluster) -> Vec<(String, String)> {
+    if own_listeners(c).is_empty() {
+        return Vec::new();
+    }
+    vec![
+        ("config.providers".into(), "dir".into()),
+        ("config.providers.dir.class".into(), CONFIG_PROVIDER.into()),
+        ("config.providers.dir.param.allowed.paths".into(), SERVER_KEYSTORES.into()),
     ]
-    .into_iter()
-    .map(|(k, v)| (format!("{prefix}{k}"), v))
-    .collect()
+}
+
+/// Where the admin clients (operator, webhook) take their TLS identity and trusted CAs from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientIdentitySource {
+    /// The operator's certificate issued from the cluster CA (`<cluster>-controller`, PEM).
+    Issued(String),
+    /// The user's `clientSSLCertSecret` (JKS keystore, truststore and password).
+    Own(String),
+}
+
+impl ClientIdentitySource {
+    /// The Secret's name.
+    pub fn secret(&self) -> &str {
+        match self {
+            ClientIdentitySource::Issued(s) | ClientIdentitySource::Own(s) => s,
+        }
+    }
+}
+
+/// The admin clients' identity: `clientSSLCertSecret` when set (it wins, as in Koperator),
+/// else the operator's issued certificate when the operator runs a PKI for the cluster.
+pub fn client_identity_source(c: &KafkaCluster) -> Option<ClientIdentitySource> {
+    match &c.spec.client_ssl_cert_secret {
+        Some(s) => Some(ClientIdentitySource::Own(s.name.clone())),
+        None => enabled(c).then(|| ClientIdentitySource::Issued(operator_secret(c))),
+    }
+}
+
+/// A JKS Secret of the user's own read as PEM: its one private key and chain, the trusted
+/// certificates of its truststore, and the principal (`User:CN=...`) of its leaf.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OwnCertificate {
+    /// Trusted CA certificates (PEM), from `truststore.jks`.
+    pub trusted: String,
+    /// Certificate chain (PEM), leaf first.
+    pub chain: String,
+    /// Private key (PKCS#8 PEM).
+    pub key: String,
+    /// `User:CN=<common name>` of the leaf, as [`PRINCIPAL_MAPPING_RULES`] maps it.
+    pub principal: String,
+}
+
+impl std::fmt::Debug for OwnCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnCertificate").field("principal", &self.principal).finish_non_exhaustive()
+    }
+}
+
+/// Reads a Secret of the user's own: `keystore.jks` with exactly one private key entry,
+/// `truststore.jks` with at least one trusted certificate, both opened with `password`.
+#[cfg(feature = "pki")]
+pub fn read_own_certificate(secret: &k8s_openapi::api::core::v1::Secret) -> Result<OwnCertificate, String> {
+    let data = secret.data.as_ref();
+    let get = |k: &str| data.and_then(|d| d.get(k)).map(|b| b.0.as_slice()).filter(|b| !b.is_empty());
+    let missing: Vec<&str> =
+        [KEYSTORE_JKS, TRUSTSTORE_JKS, PASSWORD].into_iter().filter(|k| get(k).is_none()).collect();
+    if !missing.is_empty() {
+        return Err(format!("it has no {}", missing.join(", ")));
+    }
+    let password = std::str::from_utf8(get(PASSWORD).unwrap_or_default())
+        .map_err(|_| "its password is not UTF-8".to_string())?
+        .trim_end_matches(['\n', '\r']);
+    let keystore = crate::jks::read(get(KEYSTORE_JKS).unwrap_or_default(), password)
+        .map_err(|e| format!("{KEYSTORE_JKS}: {e}"))?;
+    let [entry] = keystore.keys.as_slice() else {
+        return Err(format!("{KEYSTORE_JKS} holds {} private keys; exactly one is used", keystore.keys.len()));
+    };
+    let leaf = entry.chain.first().ok_or(format!("{KEYSTORE_JKS}: the private key has no certificate"))?;
+    let chain: String = entry.chain.iter().map(|d| crate::jks::cert_pem(d)).collect();
+    let key = crate::jks::key_pem(&entry.pkcs8);
+    let leaf = crate::jks::cert_pem(leaf);
+    if !crate::pki::key_matches(&leaf, &key) {
+        return Err(format!("{KEYSTORE_JKS}: the private key is not the certificate's"));
+    }
+    let common_name = crate::pki::common_name(&leaf)
+        .filter(|cn| !cn.is_empty())
+        .ok_or(format!("{KEYSTORE_JKS}: the certificate has no common name"))?;
+    let truststore = crate::jks::read(get(TRUSTSTORE_JKS).unwrap_or_default(), password)
+        .map_err(|e| format!("{TRUSTSTORE_JKS}: {e}"))?;
+    if truststore.trusted.is_empty() {
+        return Err(format!("{TRUSTSTORE_JKS} holds no trusted certificate"));
+    }
+    Ok(OwnCertificate {
+        trusted: truststore.trusted.iter().map(|d| crate::jks::cert_pem(d)).collect(),
+        chain,
+        key,
+        principal: format!("User:CN={common_name}"),
+    })
+}
+
+/// `[trusted CAs, certificate chain, private key]` (PEM) the operator and the webhook present
+/// on an SSL admin listener, from the Secret [`client_identity_source`] names: the user's
+/// `clientSSLCertSecret` (JKS), or the operator's issued certificate, used only when the
+/// KafkaCluster with `cluster_uid` controls that Secret.
+#[cfg(feature = "pki")]
+pub fn client_identity(
+    source: &ClientIdentitySource,
+    secret: &k8s_openapi::api::core::v1::Secret,
+    cluster_uid: &str,
+) -> Result<[String; 3], String> {
+    match source {
+        ClientIdentitySource::Own(_) => read_own_certificate(secret).map(|o| [o.trusted, o.chain, o.key]),
+        ClientIdentitySource::Issued(_) => issued_identity(secret, cluster_uid),
+    }
 }
 
 /// `[ca.crt, tls.crt, tls.key]` of the operator's client certificate Secret
-/// ([`operator_secret`]), read by the operator and the webhook to reach an SSL admin listener;
-/// only from a Secret the KafkaCluster with `cluster_uid` controls (anything else of that name
-/// is someone else's and never used).
-pub fn client_identity(secret: &k8s_openapi::api::core::v1::Secret, cluster_uid: &str) -> Result<[String; 3], String> {
+/// ([`operator_secret`]); only from a Secret the KafkaCluster with `cluster_uid` controls
+/// (anything else of that name is someone else's and never used).
+fn issued_identity(secret: &k8s_openapi::api::core::v1::Secret, cluster_uid: &str) -> Result<[String; 3], String> {
     let ours = secret
         .metadata
         .owner_references
@@ -220,7 +403,7 @@ mod tests {
         assert_eq!(broker_common_name(&c), "kafka-headless.team-a.svc.cluster.local");
         assert_eq!(operator_common_name(&c), "kafka-controller.team-a.mgt.cluster.local");
         assert_eq!(
-            super_users(&c),
+            issued_super_users(&c),
             vec![
                 "User:CN=kafka-headless.team-a.svc.cluster.local",
                 "User:CN=kafka-controller.team-a.mgt.cluster.local"
@@ -270,13 +453,14 @@ mod tests {
             ),
             ..Default::default()
         };
-        assert!(client_identity(&s, "uid-1").unwrap_err().contains("not controlled"));
+        let issued = ClientIdentitySource::Issued("kafka-controller".into());
+        assert!(client_identity(&issued, &s, "uid-1").unwrap_err().contains("not controlled"));
         s.metadata.owner_references =
             Some(vec![OwnerReference { uid: "uid-1".into(), controller: Some(true), ..Default::default() }]);
-        assert_eq!(client_identity(&s, "uid-1").unwrap(), [CA_CRT, TLS_CRT, TLS_KEY].map(String::from));
-        assert!(client_identity(&s, "uid-2").is_err());
+        assert_eq!(client_identity(&issued, &s, "uid-1").unwrap(), [CA_CRT, TLS_CRT, TLS_KEY].map(String::from));
+        assert!(client_identity(&issued, &s, "uid-2").is_err());
         s.data.as_mut().unwrap().remove(TLS_KEY);
-        assert_eq!(client_identity(&s, "uid-1").unwrap_err(), "it has no tls.key");
+        assert_eq!(client_identity(&issued, &s, "uid-1").unwrap_err(), "it has no tls.key");
     }
 
     #[test]
@@ -294,5 +478,36 @@ mod tests {
             "/var/run/secrets/java.io/keystores/server/internal/keystore.pem".into()
         )));
         assert!(p.contains(&("listener.name.internal.ssl.truststore.type".into(), "PEM".into())));
+    }
+
+    #[test]
+    fn a_listener_of_the_users_own_serves_its_jks_with_the_password_from_the_mounted_file() {
+        let l = CommonListenerSpec {
+            name: "internal".into(),
+            listener_type: SecurityProtocol::Ssl,
+            server_ssl_cert_secret: Some(k8s_openapi::api::core::v1::LocalObjectReference { name: "mine".into() }),
+            ..Default::default()
+        };
+        let p = listener_properties(&l, "INTERNAL");
+        let dir = "/var/run/secrets/java.io/keystores/server/internal";
+        for (k, v) in [
+            ("ssl.keystore.type", "JKS".to_string()),
+            ("ssl.keystore.location", format!("{dir}/keystore.jks")),
+            ("ssl.truststore.location", format!("{dir}/truststore.jks")),
+            ("ssl.keystore.password", format!("${{dir:{dir}:password}}")),
+            ("ssl.key.password", format!("${{dir:{dir}:password}}")),
+            ("ssl.truststore.password", format!("${{dir:{dir}:password}}")),
+            ("ssl.client.auth", "required".to_string()),
+        ] {
+            assert!(p.contains(&(format!("listener.name.internal.{k}"), v.clone())), "{k}={v} in {p:?}");
+        }
+        let mut c = cluster(true);
+        c.spec.listeners_config.internal_listeners = vec![Default::default()];
+        c.spec.listeners_config.internal_listeners[0].common = l;
+        assert_eq!(own_listeners(&c).len(), 1);
+        assert_eq!(mounts(&c, 0)[0].1, "mine", "the broker mounts the user's Secret");
+        let providers = config_provider_properties(&c);
+        assert!(providers.contains(&("config.providers.dir.param.allowed.paths".into(), SERVER_KEYSTORES.into())));
+        assert!(config_provider_properties(&cluster(true)).is_empty());
     }
 }

@@ -28,16 +28,20 @@ pub fn check(spec: &KafkaClusterSpec) -> Vec<FieldError> {
                 "name the Secret that holds (or will hold, with create: true) the CA the operator issues broker certificates from",
             ));
     }
+    // The operator issues its own client certificate only when it issues listener certificates.
+    let operator_client_cert =
+        operator_pki && spec.all_listeners().any(|l| l.listener_type.is_ssl() && l.server_ssl_cert_secret.is_none());
     if let Some(admin) = admin_listener(spec)
         && admin.listener_type.is_ssl()
-        && !operator_pki
+        && !operator_client_cert
         && spec.client_ssl_cert_secret.is_none()
     {
         errs.push(FieldError::required(
                 &spec_path().child("clientSSLCertSecret"),
                 format!(
                     "the operator and Cruise Control reach Kafka on the SSL listener '{}': set clientSSLCertSecret to a Secret \
-                     with keystore.jks, truststore.jks and password, or set listenersConfig.sslSecrets so the operator issues one",
+                     with keystore.jks, truststore.jks and password, or set listenersConfig.sslSecrets with an SSL listener that \
+                     uses it so the operator issues one",
                     admin.name
                 ),
             ));
