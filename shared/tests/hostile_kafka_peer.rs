@@ -25,10 +25,12 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{
     ApiVersionsResponse, BrokerId, CreateTopicsResponse, DescribeConfigsResponse, MetadataResponse, ResponseHeader,
-    TopicName,
+    SaslAuthenticateResponse, SaslHandshakeResponse, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
-use koperator_shared::kafka::{Admin, ConfigResource, ConnectOptions, Connection, Error, MAX_RESPONSE_BYTES, NewTopic};
+use koperator_shared::kafka::{
+    Admin, ConfigResource, ConnectOptions, Connection, Error, MAX_RESPONSE_BYTES, NewTopic, SaslScram,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -36,6 +38,8 @@ const API_VERSIONS: i16 = 18;
 const METADATA: i16 = 3;
 const DESCRIBE_CONFIGS: i16 = 32;
 const CREATE_TOPICS: i16 = 19;
+const SASL_HANDSHAKE: i16 = 17;
+const SASL_AUTHENTICATE: i16 = 36;
 
 /// The first fields of every request header version.
 #[derive(Clone, Copy, Debug)]
@@ -357,4 +361,67 @@ async fn a_topic_that_exists_after_an_unanswered_create_is_the_callers() {
     // Answered at once: the topic was there before this call, someone else's.
     let err = admin.create_topic(&topic).await.unwrap_err();
     assert_eq!(err.code(), Some(kafka_protocol::ResponseError::TopicAlreadyExists), "{err:?}");
+}
+
+/// A SASL peer answering SaslHandshake with `handshake` and every SaslAuthenticate with
+/// `authenticate`.
+async fn sasl_peer(handshake: SaslHandshakeResponse, authenticate: SaslAuthenticateResponse) -> Peer {
+    Peer::start(move |req| match req.api_key {
+        API_VERSIONS => api_versions(req, &[(METADATA, 12), (SASL_HANDSHAKE, 1), (SASL_AUTHENTICATE, 2)]),
+        SASL_HANDSHAKE => frame(req, &handshake),
+        SASL_AUTHENTICATE => frame(req, &authenticate),
+        other => panic!("unexpected request {other} before authentication"),
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_sasl_peer_that_refuses_or_cannot_prove_the_credential_is_an_authentication_error() {
+    let scram = || SaslScram::new("admin", "do-not-show-this");
+    let ok_handshake = SaslHandshakeResponse::default().with_mechanisms(vec!["SCRAM-SHA-512".into()]);
+    let cases = [
+        (
+            SaslHandshakeResponse::default().with_error_code(33).with_mechanisms(vec!["PLAIN".into()]),
+            SaslAuthenticateResponse::default(),
+            "does not enable SCRAM-SHA-512 (it enables PLAIN)",
+        ),
+        (
+            SaslHandshakeResponse::default().with_error_code(34),
+            SaslAuthenticateResponse::default(),
+            "does not take SASL authentication",
+        ),
+        (
+            // A server-first message whose nonce is not the client's own extended: a replay.
+            ok_handshake.clone(),
+            SaslAuthenticateResponse::default().with_auth_bytes("r=replayed-nonce,s=c2FsdA==,i=4096".into()),
+            "nonce",
+        ),
+        (
+            ok_handshake.clone(),
+            SaslAuthenticateResponse::default()
+                .with_error_code(58)
+                .with_error_message(Some("Authentication failed: Invalid user credentials".into())),
+            "Invalid user credentials",
+        ),
+    ];
+    for (handshake, authenticate, want) in cases {
+        let peer = sasl_peer(handshake, authenticate).await;
+        let opts = ConnectOptions { sasl: Some(scram()), ..opts() };
+        let start = Instant::now();
+        let err = Connection::open(&peer.addr, &opts).await.err().expect("refused");
+        assert!(start.elapsed() < Duration::from_secs(1), "took {:?}", start.elapsed());
+        assert!(matches!(err, Error::Auth { .. }), "{err:?}");
+        assert_eq!(err.category(), "KafkaAuthentication");
+        assert!(!err.is_retriable());
+        let text = err.to_string();
+        assert!(text.contains(want) && text.contains("\"admin\"") && text.contains(&peer.addr), "{text}");
+        assert!(!text.contains("do-not-show") && !format!("{err:?}").contains("do-not-show"), "{err:?}");
+
+        // Through the admin client: the same error at once, not a retry loop or NoBroker.
+        let admin = Admin::new(vec![peer.addr.clone()], opts);
+        let start = Instant::now();
+        let err = admin.metadata(None).await.unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(1), "took {:?}", start.elapsed());
+        assert!(matches!(err, Error::Auth { .. }), "{err:?}");
+    }
 }

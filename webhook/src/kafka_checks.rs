@@ -75,6 +75,7 @@ impl LiveKafkaChecks {
             connect_timeout: connect_timeout.min(budget / 2),
             request_timeout: budget,
             tls: None,
+            sasl: None,
             resolver: Resolver::with_hosts_file(hosts_file),
         };
         LiveKafkaChecks { runtime, opts, budget, kube: None }

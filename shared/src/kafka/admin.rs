@@ -79,7 +79,9 @@ impl Admin {
     }
 
     async fn checkout(&self, addr: &str) -> Result<Connection> {
-        if let Some(conn) = self.idle.lock().await.remove(addr) {
+        if let Some(conn) = self.idle.lock().await.remove(addr)
+            && !conn.session_expired()
+        {
             return Ok(conn);
         }
         Connection::open(addr, &self.opts).await
@@ -98,7 +100,9 @@ impl Admin {
         for addr in &self.bootstrap {
             match self.call_at(addr, req).await {
                 Ok(resp) => return Ok(resp),
-                Err(e) if matches!(e, Error::Kafka { .. } | Error::Unsupported { .. }) => return Err(e),
+                Err(e) if matches!(e, Error::Kafka { .. } | Error::Unsupported { .. } | Error::Auth { .. }) => {
+                    return Err(e);
+                }
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "bootstrap broker did not answer");
                     last = Some(e)

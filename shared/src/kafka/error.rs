@@ -47,6 +47,21 @@ pub enum Error {
         /// The addresses this client may connect to.
         allowed: String,
     },
+    /// SASL authentication with the broker failed: wrong credentials, a listener without the
+    /// mechanism, or a server that failed SCRAM's checks. Names the user, never the password.
+    #[error("SASL {mechanism} authentication of user {user:?} with {addr} failed: {reason}")]
+    Auth {
+        /// The broker.
+        addr: String,
+        /// The user that tried to log in.
+        user: String,
+        /// The SASL mechanism.
+        mechanism: &'static str,
+        /// Kafka's error code, when the broker answered with one.
+        code: Option<ResponseError>,
+        /// What went wrong (Kafka's error message, or the client's check that failed).
+        reason: String,
+    },
     /// TLS settings that rustls refused.
     #[error("TLS: {0}")]
     Tls(String),
@@ -78,6 +93,7 @@ impl Error {
             Error::UnknownNode(_) => "KafkaUnknownNode",
             Error::UntrustedAddress { .. } => "KafkaUntrustedAddress",
             Error::Tls(_) => "KafkaTls",
+            Error::Auth { .. } => "KafkaAuthentication",
         }
     }
 
@@ -85,6 +101,7 @@ impl Error {
     pub fn code(&self) -> Option<ResponseError> {
         match self {
             Error::Kafka { code, .. } => Some(*code),
+            Error::Auth { code, .. } => *code,
             Error::NoBroker { last, .. } => last.code(),
             _ => None,
         }

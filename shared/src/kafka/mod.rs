@@ -1,6 +1,7 @@
 //! An async Kafka admin client on the `kafka-protocol` crate over tokio (tokio-rustls for SSL
-//! listeners): metadata, DescribeCluster, DescribeQuorum, configs, topics and ACLs, with
-//! timeouts, retries of retriable errors and errors that name the broker and resource.
+//! listeners, SCRAM-SHA-512 for SASL listeners): metadata, DescribeCluster, DescribeQuorum,
+//! configs, topics and ACLs, with timeouts, retries of retriable errors and errors that name
+//! the broker and resource.
 //!
 //! [`health`] holds the pure decisions built on what it reads (may a broker restart now?).
 
@@ -12,6 +13,7 @@ mod error;
 pub mod health;
 mod resolver;
 pub mod scram;
+mod scram_client;
 mod tls;
 mod types;
 pub mod user_acls;
@@ -21,5 +23,6 @@ pub use admin::Admin;
 pub use connection::{ConnectOptions, Connection, MAX_RESPONSE_BYTES};
 pub use error::{Error, ResponseError, Result};
 pub use resolver::{Resolver, lookup_hosts, split_host_port};
+pub use scram_client::SaslScram;
 pub use tls::client_config;
 pub use types::*;
