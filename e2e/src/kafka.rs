@@ -69,6 +69,9 @@ pub struct BrokerLaunch {
     pub jvm_opts: Vec<String>,
     /// The release to run.
     pub dist: Dist,
+    /// Extra arguments of `kafka-storage format` (KRaft), such as `--add-scram` to bootstrap
+    /// SCRAM credentials into the metadata log.
+    pub format_args: Vec<String>,
 }
 
 impl BrokerLaunch {
@@ -100,6 +103,7 @@ impl BrokerLaunch {
                 .map(String::from),
         );
         args.push(self.properties.display().to_string());
+        args.extend(self.format_args.iter().cloned());
         let out = Command::new(java()).args(&args).output().context("run java (kafka-storage format)")?;
         if !out.status.success() {
             bail!(
@@ -294,49 +298,81 @@ pub struct SingleNode {
     pub bootstrap: String,
     /// `127.0.0.1:<port>` of the SSL listener, when started with one.
     pub ssl_bootstrap: Option<String>,
+    /// `127.0.0.1:<port>` of the SASL_PLAINTEXT listener (SCRAM-SHA-512), when started with one.
+    pub sasl_bootstrap: Option<String>,
+    /// `127.0.0.1:<port>` of the SASL_SSL listener (SCRAM-SHA-512 over TLS), when started with
+    /// both SSL and SCRAM.
+    pub sasl_ssl_bootstrap: Option<String>,
     /// The process.
     pub process: Component,
     _dir: tempfile::TempDir,
 }
 
+/// The listeners of a [`SingleNode`] besides PLAINTEXT.
+#[derive(Debug, Clone, Default)]
+pub struct SingleNodeOptions {
+    /// An SSL listener serving `(certificate chain PEM, PKCS#8 key PEM)`.
+    pub ssl: Option<(String, String)>,
+    /// A SASL_PLAINTEXT listener with SCRAM-SHA-512 (and a SASL_SSL one with `ssl`), this
+    /// `(user, password)` bootstrapped at format time (`kafka-storage format --add-scram`) and
+    /// made a super user. The password must not contain `,`, `]` or `"`.
+    pub scram_admin: Option<(String, String)>,
+    /// Lines appended to `server.properties`.
+    pub extra_properties: String,
+}
+
 impl SingleNode {
     /// Starts the broker and waits until it answers on its listener.
     pub fn start(timeout: Duration) -> Result<Self> {
-        Self::start_with_ssl(timeout, None)
+        Self::start_with(timeout, SingleNodeOptions::default())
     }
 
     /// Like [`SingleNode::start`], plus an SSL listener serving `cert_chain` with `key` (PEM,
     /// PKCS#8) when given.
     pub fn start_with_ssl(timeout: Duration, ssl: Option<(&str, &str)>) -> Result<Self> {
+        let ssl = ssl.map(|(cert, key)| (cert.to_owned(), key.to_owned()));
+        Self::start_with(timeout, SingleNodeOptions { ssl, ..Default::default() })
+    }
+
+    /// Starts the broker with the listeners of `opts` and waits until each accepts connections.
+    pub fn start_with(timeout: Duration, opts: SingleNodeOptions) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("kop-kafka-").tempdir()?;
-        let port = crate::process::free_port()?;
         let controller = crate::process::free_port()?;
-        let props = dir.path().join("server.properties");
-        let mut text = single_node_properties(dir.path(), port, controller);
-        let mut ssl_bootstrap = None;
-        if let Some((cert, key)) = ssl {
-            let ssl_port = crate::process::free_port()?;
+        let mut listeners = vec![("PLAINTEXT", crate::process::free_port()?)];
+        if opts.ssl.is_some() {
+            listeners.push(("SSL", crate::process::free_port()?));
+        }
+        if opts.scram_admin.is_some() {
+            listeners.push(("SASL_PLAINTEXT", crate::process::free_port()?));
+            if opts.ssl.is_some() {
+                listeners.push(("SASL_SSL", crate::process::free_port()?));
+            }
+        }
+        let mut text = single_node_properties(dir.path(), &listeners, controller);
+        if let Some((cert, key)) = &opts.ssl {
             let pem = dir.path().join("keystore.pem");
             std::fs::write(&pem, format!("{key}{cert}"))?;
-            text = text
-                .replace(
-                    &format!("listeners=PLAINTEXT://127.0.0.1:{port},"),
-                    &format!("listeners=PLAINTEXT://127.0.0.1:{port},SSL://127.0.0.1:{ssl_port},"),
-                )
-                .replace(
-                    &format!("advertised.listeners=PLAINTEXT://127.0.0.1:{port}"),
-                    &format!("advertised.listeners=PLAINTEXT://127.0.0.1:{port},SSL://127.0.0.1:{ssl_port}"),
-                )
-                .replace(
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,",
-                );
-            text.push_str(&format!(
-                "listener.name.ssl.ssl.keystore.type=PEM\nlistener.name.ssl.ssl.keystore.location={}\n",
-                pem.display()
-            ));
-            ssl_bootstrap = Some(format!("127.0.0.1:{ssl_port}"));
+            for name in listeners.iter().map(|l| l.0.to_lowercase()).filter(|n| n.ends_with("ssl")) {
+                text.push_str(&format!(
+                    "listener.name.{name}.ssl.keystore.type=PEM\nlistener.name.{name}.ssl.keystore.location={}\n",
+                    pem.display()
+                ));
+            }
         }
+        let mut format_args = Vec::new();
+        if let Some((user, password)) = &opts.scram_admin {
+            text = text.replace("super.users=User:ANONYMOUS\n", &format!("super.users=User:ANONYMOUS;User:{user}\n"));
+            text.push_str("sasl.enabled.mechanisms=SCRAM-SHA-512\n");
+            // Credentials live in the KRaft metadata log; the broker's login module takes no options.
+            for name in listeners.iter().map(|l| l.0.to_lowercase()).filter(|n| n.starts_with("sasl")) {
+                text.push_str(&format!(
+                    "listener.name.{name}.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n"
+                ));
+            }
+            format_args = vec!["--add-scram".into(), format!("SCRAM-SHA-512=[name={user},password={password}]")];
+        }
+        text.push_str(&opts.extra_properties);
+        let props = dir.path().join("server.properties");
         std::fs::write(&props, text)?;
         let launch = BrokerLaunch {
             name: "kafka".into(),
@@ -346,25 +382,36 @@ impl SingleNode {
             hosts_file: None,
             jvm_opts: vec!["-Xmx512m".into(), "-Xms128m".into(), "-XX:+UseG1GC".into()],
             dist: Dist::Kraft,
+            format_args,
         };
         let process = launch.start()?;
-        let bootstrap = format!("127.0.0.1:{port}");
-        wait_for_port(&bootstrap, &process, timeout)?;
-        if let Some(ssl) = &ssl_bootstrap {
-            wait_for_port(ssl, &process, timeout)?;
+        let addr = |name: &str| listeners.iter().find(|l| l.0 == name).map(|l| format!("127.0.0.1:{}", l.1));
+        for (_, port) in &listeners {
+            wait_for_port(&format!("127.0.0.1:{port}"), &process, timeout)?;
         }
-        Ok(SingleNode { bootstrap, ssl_bootstrap, process, _dir: dir })
+        Ok(SingleNode {
+            bootstrap: addr("PLAINTEXT").expect("always there"),
+            ssl_bootstrap: addr("SSL"),
+            sasl_bootstrap: addr("SASL_PLAINTEXT"),
+            sasl_ssl_bootstrap: addr("SASL_SSL"),
+            process,
+            _dir: dir,
+        })
     }
 }
 
-fn single_node_properties(dir: &Path, port: u16, controller: u16) -> String {
+/// `listeners` are `(name, port)`, each with the security protocol of its name.
+fn single_node_properties(dir: &Path, listeners: &[(&str, u16)], controller: u16) -> String {
+    let join = |f: &dyn Fn(&(&str, u16)) -> String| listeners.iter().map(f).collect::<Vec<_>>().join(",");
+    let advertised = join(&|(name, port)| format!("{name}://127.0.0.1:{port}"));
+    let map = join(&|(name, _)| format!("{name}:{name}"));
     format!(
         "node.id=1
 process.roles=broker,controller
 controller.quorum.voters=1@127.0.0.1:{controller}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners={advertised},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners={advertised}
+listener.security.protocol.map={map},CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 log.dirs={}/data

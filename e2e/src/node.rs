@@ -399,6 +399,7 @@ impl NodeState {
             hosts_file: Some(self.hosts_file.clone()),
             jvm_opts,
             dist: Dist::for_properties(&props),
+            format_args: Vec::new(),
         };
         let process = launch.start()?;
         let get = |k: &str| property(&props, k);
