@@ -51,6 +51,7 @@ impl KafkaAccess {
             connect_timeout,
             request_timeout,
             tls: None,
+            sasl: None,
             resolver: Resolver::with_hosts_file(hosts_file),
         };
         KafkaAccess { kube, opts, clients: Mutex::new(HashMap::new()) }
