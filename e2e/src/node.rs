@@ -552,32 +552,70 @@ pub fn node_properties(rendered: &str, ip: &str, pvc_dirs: &[(String, PathBuf)])
     out
 }
 
-/// `properties` with every value under a Secret volume's mount path moved to the directory the
-/// node wrote that Secret to.
+/// `properties` with every path under a Secret volume's mount path moved to the directory the
+/// node wrote that Secret to: values that are such paths, and such paths inside values (lists,
+/// config provider references such as `${dir:<mount>:password}`).
 pub fn with_secret_paths(properties: &str, secret_dirs: &[(String, PathBuf)]) -> String {
+    let mut mounts: Vec<(&str, String)> =
+        secret_dirs.iter().map(|(m, local)| (m.trim_end_matches('/'), local.display().to_string())).collect();
+    mounts.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
     let mut out = String::new();
     for line in properties.lines() {
-        let moved = line.split_once('=').and_then(|(k, v)| {
-            let (mount, local) = secret_dirs
-                .iter()
-                .filter(|(mount, _)| v.starts_with(&format!("{}/", mount.trim_end_matches('/'))))
-                .max_by_key(|(mount, _)| mount.len())?;
-            Some(format!("{k}={}{}", local.display(), &v[mount.trim_end_matches('/').len()..]))
-        });
-        out.push_str(moved.as_deref().unwrap_or(line));
+        match line.split_once('=') {
+            Some((k, v)) => {
+                out.push_str(k);
+                out.push('=');
+                out.push_str(&move_paths(v, &mounts));
+            }
+            None => out.push_str(line),
+        }
         out.push('\n');
     }
     out
 }
 
+/// `value` with each occurrence of a mount path (followed by `/`, `:`, `,`, `}` or the end)
+/// replaced by its local directory; longer mounts first.
+fn move_paths(value: &str, mounts: &[(&str, String)]) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    'scan: while !rest.is_empty() {
+        for (mount, local) in mounts {
+            if let Some(after) = rest.strip_prefix(mount)
+                && (after.is_empty() || after.starts_with(['/', ':', ',', '}']))
+            {
+                out.push_str(local);
+                rest = after;
+                continue 'scan;
+            }
+        }
+        let c = rest.chars().next().expect("not empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// The value of a `${dir:<directory>:<file>}` reference: the file's content.
+fn resolve_dir_reference(value: &str) -> Result<String> {
+    let inner = value
+        .strip_prefix("${dir:")
+        .and_then(|v| v.strip_suffix('}'))
+        .with_context(|| format!("not a ${{dir:...}} reference: {value}"))?;
+    let (dir, file) = inner.rsplit_once(':').with_context(|| format!("no file in {value}"))?;
+    std::fs::read_to_string(Path::new(dir).join(file)).with_context(|| format!("read {dir}/{file}"))
+}
+
 /// TLS client settings for each SSL listener of `properties` (by Kafka listener name): trust
-/// the listener's truststore, present the certificate of its keystore (the broker's own).
+/// the listener's truststore, present the certificate of its keystore (the broker's own). PEM
+/// stores (the operator's) and JKS stores of the user's own, whose password comes from a
+/// `${dir:...}` reference.
 fn tls_settings(properties: &str) -> Result<HashMap<String, Arc<rustls::ClientConfig>>> {
     let mut out = HashMap::new();
     let Some(map) = property(properties, "listener.security.protocol.map") else { return Ok(out) };
     for entry in map.split(',') {
         let Some((name, protocol)) = entry.split_once(':') else { continue };
-        if protocol != "SSL" {
+        if protocol != "SSL" && protocol != "SASL_SSL" {
             continue;
         }
         let prefix = format!("listener.name.{}.ssl.", name.to_lowercase());
@@ -587,9 +625,25 @@ fn tls_settings(properties: &str) -> Result<HashMap<String, Arc<rustls::ClientCo
         ) else {
             continue;
         };
-        let ca = std::fs::read_to_string(truststore).with_context(|| format!("truststore {truststore}"))?;
-        let pem = std::fs::read_to_string(keystore).with_context(|| format!("keystore {keystore}"))?;
-        let config = koperator_shared::kafka::client_config(&ca, Some((&pem, &pem)))?;
+        let config = if property(properties, &format!("{prefix}keystore.type")) == Some("JKS") {
+            let reference = property(properties, &format!("{prefix}keystore.password")).unwrap_or_default();
+            let password = resolve_dir_reference(reference)?;
+            let read = |path: &str| -> Result<koperator_shared::jks::Store> {
+                let bytes = std::fs::read(path).with_context(|| format!("read {path}"))?;
+                koperator_shared::jks::read(&bytes, password.trim_end()).map_err(|e| anyhow::anyhow!("{path}: {e}"))
+            };
+            let keys = read(keystore)?;
+            let entry = keys.keys.first().with_context(|| format!("{keystore} has no private key"))?;
+            let chain: String = entry.chain.iter().map(|c| koperator_shared::jks::cert_pem(c)).collect();
+            let trusted: String =
+                read(truststore)?.trusted.iter().map(|c| koperator_shared::jks::cert_pem(c)).collect();
+            let key = koperator_shared::jks::key_pem(&entry.pkcs8);
+            koperator_shared::kafka::client_config(&trusted, Some((&chain, &key)))?
+        } else {
+            let ca = std::fs::read_to_string(truststore).with_context(|| format!("truststore {truststore}"))?;
+            let pem = std::fs::read_to_string(keystore).with_context(|| format!("keystore {keystore}"))?;
+            koperator_shared::kafka::client_config(&ca, Some((&pem, &pem)))?
+        };
         out.insert(name.to_string(), config);
     }
     Ok(out)
@@ -640,5 +694,18 @@ mod tests {
         );
         assert_eq!(property(rendered, "node.id"), Some("0"));
         assert_eq!(property(rendered, "node"), None);
+    }
+
+    #[test]
+    fn secret_paths_move_in_values_lists_and_provider_references() {
+        let m = "/var/run/secrets/java.io/keystores/server/internal";
+        let dirs = vec![(m.to_string(), PathBuf::from("/n/s/internal")), (format!("{m}-x"), PathBuf::from("/n/s/x"))];
+        let rendered = format!("a={m}/keystore.jks\nb=${{dir:{m}:password}}\nc={m},{m}-x\nd={m}extra/f\ne=plain\n");
+        assert_eq!(
+            with_secret_paths(&rendered, &dirs),
+            format!(
+                "a=/n/s/internal/keystore.jks\nb=${{dir:/n/s/internal:password}}\nc=/n/s/internal,/n/s/x\nd={m}extra/f\ne=plain\n"
+            )
+        );
     }
 }

@@ -17,6 +17,11 @@
 //!   every acknowledged message is read back;
 //! - a cluster with `create: false` runs on a CA the user put in the Secret, and reports a
 //!   missing one;
+//! - a cluster whose listeners serve JKS stores of the user's own (`serverSSLCertSecret`) and
+//!   whose operator connects with `clientSSLCertSecret` (stores made by openssl and keytool)
+//!   reports the missing Secrets, then runs with ACLs enforced (both certificates' principals
+//!   made super users, no password in the ConfigMap), gets a KafkaTopic, and rolls onto a new
+//!   keystore put in the Secret;
 //! - `status.certificates` (CA, brokers, operator) and the KafkaUser's `status.certificate`
 //!   show the expiry and renewal of the certificates in the Secrets, the user's CA its own.
 //!
@@ -34,6 +39,7 @@ use koperator_e2e::tools::repo_root;
 use koperator_operator::kafkacluster::certificates::fingerprint;
 use koperator_shared::kafka::{Admin, ConfigResource, ConnectOptions, Connection, Resolver, client_config};
 use koperator_shared::pki::{self, LeafSpec};
+use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
 const CLUSTER: &str = "kafka-ssl";
@@ -474,8 +480,210 @@ fn ssl_only_clusters_with_mtls() {
         pki::validity(&team_ca.cert).map(|v| v.1),
         "the user's CA shows its own expiry: {ca_status}"
     );
+
+    // Certificates of the user's own (serverSSLCertSecret, clientSSLCertSecret): JKS stores
+    // made by openssl and keytool, no sslSecrets. Reported while the Secrets are missing, then
+    // Running with the operator on the client JKS and the CNs as super users (ACLs enforced).
+    cp.kubectl(&["delete", "kafkacluster", "kafka-own", "-n", &ns, "--timeout=120s"]).unwrap();
+    let jks_cluster = "kafka-jks";
+    let mut jks = ssl_spec();
+    jks["metadata"]["name"] = json!(jks_cluster);
+    jks["spec"]["readOnlyConfig"] = json!(
+        "offsets.topic.replication.factor=3\n\
+         authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n"
+    );
+    jks["spec"]["listenersConfig"].as_object_mut().unwrap().remove("sslSecrets");
+    for l in jks["spec"]["listenersConfig"]["internalListeners"].as_array_mut().unwrap() {
+        l["serverSSLCertSecret"] = json!({"name": "broker-jks"});
+    }
+    jks["spec"]["clientSSLCertSecret"] = json!({"name": "admin-jks"});
+    apply(cp, &ns, &jks);
+    wait_for("missing JKS Secrets reported", Duration::from_secs(60), &op, || {
+        let kc = get(jks_cluster);
+        condition(&kc, "Degraded").is_some_and(|c| c.1 == "CertificateError")
+            && kc["status"]["conditions"].to_string().contains("Secret broker-jks (serverSSLCertSecret")
+    });
+    assert!(cp.kubectl(&["get", "pod", "kafka-jks-0", "-n", &ns]).is_err(), "no broker Pod before its keystore exists");
+    let user_ca = pki::new_ca("team-jks-ca", now(), Duration::from_secs(86400)).unwrap();
+    // One certificate for every broker (as users often make them), naming each.
+    let broker_leaf = LeafSpec {
+        common_name: "kafka-jks-broker".into(),
+        dns_names: (0..3).map(|id| format!("kafka-jks-{id}.kafka-jks-headless.{ns}.svc.cluster.local")).collect(),
+        server: true,
+        client: true,
+        validity: Duration::from_secs(86400),
+    };
+    let broker_cert = pki::issue(&user_ca, &broker_leaf, now()).unwrap();
+    let admin_cert = pki::issue(&user_ca, &client_leaf("kafka-jks-admin"), now()).unwrap();
+    let started = Instant::now();
+    for (secret, leaf) in [("broker-jks", &broker_cert), ("admin-jks", &admin_cert)] {
+        let dir = keytool_stores(leaf, &user_ca.cert, "jks-pass-1");
+        let file = |k: &str| format!("--from-file={k}={}", dir.path().join(k).display());
+        cp.kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            secret,
+            "-n",
+            &ns,
+            &file("keystore.jks"),
+            &file("truststore.jks"),
+            &file("password"),
+        ])
+        .unwrap();
+    }
+    wait_for("the cluster on JKS stores of the user's own Running", Duration::from_secs(240), &op, || {
+        running(jks_cluster)
+    });
+    eprintln!(
+        "1-broker cluster on the user's JKS stores Running {:.1}s after its Secrets",
+        started.elapsed().as_secs_f64()
+    );
+    let props = get_json(cp, &["get", "configmap", "kafka-jks-config-0", "-n", &ns])["data"]["broker-config"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!props.contains("jks-pass-1"), "no password in the ConfigMap:\n{props}");
+    assert!(props.contains("ssl.keystore.password=${dir:"), "{props}");
+    let super_users = props.lines().find(|l| l.starts_with("super.users=")).unwrap_or_default();
+    assert!(
+        super_users.contains("User:CN=kafka-jks-broker") && super_users.contains("User:CN=kafka-jks-admin"),
+        "the JKS certificates' principals are super users: {super_users}"
+    );
+    // The operator (as User:CN=kafka-jks-admin, through ACLs) creates a topic on it.
+    let topic = json!({
+        "apiVersion": "kafka.banzaicloud.io/v1alpha1", "kind": "KafkaTopic",
+        "metadata": {"name": "jks-events"},
+        "spec": {"clusterRef": {"name": jks_cluster}, "name": "jks-events", "partitions": 2, "replicationFactor": 3}
+    });
+    apply(cp, &ns, &topic);
+    let admin_tls = client_config(&user_ca.cert, Some((&admin_cert.cert, &admin_cert.key))).unwrap();
+    let jks_admin = Admin::new(bootstrap(&ns, jks_cluster, 3), opts(&node, Some(admin_tls)));
+    wait_for("the KafkaTopic created over the user's JKS listener", Duration::from_secs(60), &op, || {
+        rt().block_on(jks_admin.metadata(Some(&["jks-events"])))
+            .ok()
+            .and_then(|m| m.topic("jks-events").cloned())
+            .is_some()
+    });
+    // A new keystore (and password) in the listener's Secret rolls the brokers onto it.
+    let renewed = pki::issue(&user_ca, &broker_leaf, now()).unwrap();
+    let dir = keytool_stores(&renewed, &user_ca.cert, "jks-pass-2");
+    let b64 = |k: &str| base64::engine::general_purpose::STANDARD.encode(std::fs::read(dir.path().join(k)).unwrap());
+    let patch = json!({"data": {"keystore.jks": b64("keystore.jks"), "truststore.jks": b64("truststore.jks"), "password": b64("password")}});
+    cp.kubectl(&["patch", "secret", "broker-jks", "-n", &ns, "--type=merge", "-p", &patch.to_string()]).unwrap();
+    let renewed_der = rustls::pki_types::CertificateDer::from_pem_slice(renewed.cert.as_bytes()).unwrap();
+    let started = Instant::now();
+    wait_for("every broker serving the new keystore", Duration::from_secs(420), &op, || {
+        bootstrap(&ns, jks_cluster, 3)
+            .iter()
+            .all(|b| served_certificate(&node, b).is_some_and(|c| c == renewed_der.as_ref()))
+            && running(jks_cluster)
+    });
+    eprintln!("roll onto the new keystore {:.1}s", started.elapsed().as_secs_f64());
+    cp.kubectl(&["delete", "kafkacluster", jks_cluster, "-n", &ns, "--timeout=120s"]).unwrap();
     drop(op);
     drop(node);
+}
+
+/// `keystore.jks` (the leaf, its key and the CA), `truststore.jks` (the CA) and `password`,
+/// made the way users make them: openssl for PKCS#12, keytool for JKS.
+fn keytool_stores(leaf: &pki::KeyAndCert, ca: &str, password: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    std::fs::write(path("leaf.pem"), &leaf.cert).unwrap();
+    std::fs::write(path("leaf.key"), &leaf.key).unwrap();
+    std::fs::write(path("ca.pem"), ca).unwrap();
+    std::fs::write(path("password"), password).unwrap();
+    let pass = format!("pass:{password}");
+    let run = |program: &str, args: &[&str]| {
+        let out = std::process::Command::new(program).args(args).output().unwrap();
+        assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(
+        "openssl",
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            &path("leaf.pem"),
+            "-inkey",
+            &path("leaf.key"),
+            "-certfile",
+            &path("ca.pem"),
+            "-name",
+            "broker",
+            "-passout",
+            &pass,
+            "-out",
+            &path("store.p12"),
+        ],
+    );
+    run(
+        "keytool",
+        &[
+            "-importkeystore",
+            "-noprompt",
+            "-srckeystore",
+            &path("store.p12"),
+            "-srcstoretype",
+            "PKCS12",
+            "-srcstorepass",
+            password,
+            "-destkeystore",
+            &path("keystore.jks"),
+            "-deststoretype",
+            "JKS",
+            "-deststorepass",
+            password,
+            "-destkeypass",
+            password,
+        ],
+    );
+    run(
+        "keytool",
+        &[
+            "-importcert",
+            "-noprompt",
+            "-storetype",
+            "JKS",
+            "-keystore",
+            &path("truststore.jks"),
+            "-storepass",
+            password,
+            "-alias",
+            "ca",
+            "-file",
+            &path("ca.pem"),
+        ],
+    );
+    dir
+}
+
+/// The certificate (DER) `addr` presents, trusting anything (only to look at it).
+fn served_certificate(node: &Node, addr: &str) -> Option<Vec<u8>> {
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &resolve(node, addr), "-showcerts"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = rustls::pki_types::CertificateDer::pem_slice_iter(text.as_bytes()).next()?.ok()?;
+    Some(first.as_ref().to_vec())
+}
+
+/// `host:port` with the host looked up in the test node's hosts file.
+fn resolve(node: &Node, addr: &str) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let hosts = std::fs::read_to_string(&node.hosts_file).unwrap_or_default();
+    let ip = hosts
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            let ip = f.next()?;
+            f.any(|n| n == host).then(|| ip.to_string())
+        })
+        .unwrap_or_else(|| host.to_string());
+    format!("{ip}:{port}")
 }
 
 fn now() -> u64 {

@@ -252,15 +252,17 @@ pub fn listener_properties(l: &CommonListenerSpec, kafka_name: &str) -> Vec<(Str
 }
 
 /// `config.providers` for clusters with listeners of the user's own: Kafka's
-/// `DirectoryConfigProvider`, allowed to read only under the keystore mounts.
+/// `DirectoryConfigProvider`, allowed to read only those listeners' keystore mounts.
 pub fn config_provider_properties(c: &KafkaCluster) -> Vec<(String, String)> {
-    if own_listeners(c).is_empty() {
+    let own = own_listeners(c);
+    if own.is_empty() {
         return Vec::new();
     }
+    let allowed: Vec<String> = own.iter().map(|(l, _)| listener_dir(l)).collect();
     vec![
         ("config.providers".into(), "dir".into()),
         ("config.providers.dir.class".into(), CONFIG_PROVIDER.into()),
-        ("config.providers.dir.param.allowed.paths".into(), SERVER_KEYSTORES.into()),
+        ("config.providers.dir.param.allowed.paths".into(), allowed.join(",")),
     ]
 }
 
@@ -507,7 +509,7 @@ mod tests {
         assert_eq!(own_listeners(&c).len(), 1);
         assert_eq!(mounts(&c, 0)[0].1, "mine", "the broker mounts the user's Secret");
         let providers = config_provider_properties(&c);
-        assert!(providers.contains(&("config.providers.dir.param.allowed.paths".into(), SERVER_KEYSTORES.into())));
+        assert!(providers.contains(&("config.providers.dir.param.allowed.paths".into(), dir.into())));
         assert!(config_provider_properties(&cluster(true)).is_empty());
     }
 }
