@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
@@ -399,7 +399,7 @@ impl NodeState {
             hosts_file: Some(self.hosts_file.clone()),
             jvm_opts,
             dist: Dist::for_properties(&props),
-            format_args: Vec::new(),
+            format_args: format_arguments(container.command.as_deref().unwrap_or_default(), &secret_dirs)?,
         };
         let process = launch.start()?;
         let get = |k: &str| property(&props, k);
@@ -596,6 +596,30 @@ fn move_paths(value: &str, mounts: &[(&str, String)]) -> String {
     out
 }
 
+/// The `kafka-storage format` arguments of a broker container's command that the node acts
+/// on: `--add-scram "<mechanism>=[name=<user>,password=$(cat <file>)]"` (the admin SCRAM
+/// credential, its password read from a mounted Secret). Any other use of `--add-scram` is an
+/// error, not silently dropped.
+fn format_arguments(command: &[String], secret_dirs: &[(String, PathBuf)]) -> Result<Vec<String>> {
+    let script = command.last().map(String::as_str).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut rest = script;
+    while let Some(at) = rest.find("--add-scram") {
+        let after = rest[at + "--add-scram".len()..].trim_start();
+        let quoted = after.strip_prefix('"').and_then(|a| a.split_once('"'));
+        let Some((value, tail)) = quoted else { bail!("--add-scram without a quoted value in: {script}") };
+        let Some((head, file)) = value.split_once("$(cat ") else { bail!("--add-scram without $(cat FILE): {value}") };
+        let Some((file, end)) = file.split_once(')') else { bail!("unterminated $(cat ...) in {value}") };
+        let local = with_secret_paths(&format!("x={file}"), secret_dirs);
+        let local = local.trim_end().trim_start_matches("x=");
+        let password = std::fs::read_to_string(local).with_context(|| format!("read {local} (--add-scram)"))?;
+        out.push("--add-scram".to_string());
+        out.push(format!("{head}{}{end}", password.trim_end()));
+        rest = tail;
+    }
+    Ok(out)
+}
+
 /// The value of a `${dir:<directory>:<file>}` reference: the file's content.
 fn resolve_dir_reference(value: &str) -> Result<String> {
     let inner = value
@@ -707,5 +731,17 @@ mod tests {
                 "a=/n/s/internal/keystore.jks\nb=${{dir:/n/s/internal:password}}\nc=/n/s/internal,/n/s/x\nd={m}extra/f\ne=plain\n"
             )
         );
+    }
+
+    #[test]
+    fn add_scram_reads_the_password_from_the_mounted_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("password"), "s3cret\n").unwrap();
+        let mounts = vec![("/var/run/secrets/koperator/admin-scram".to_string(), dir.path().to_path_buf())];
+        let script = "kafka-storage.sh format --config c --add-scram \"SCRAM-SHA-512=[name=koperator-admin,password=$(cat /var/run/secrets/koperator/admin-scram/password)]\" && exec start";
+        let args = format_arguments(&["bash".into(), "-c".into(), script.into()], &mounts).unwrap();
+        assert_eq!(args, vec!["--add-scram", "SCRAM-SHA-512=[name=koperator-admin,password=s3cret]"]);
+        assert!(format_arguments(&["bash".into(), "-c".into(), "x --add-scram plain".into()], &mounts).is_err());
+        assert!(format_arguments(&["bash".into(), "-c".into(), "exec start".into()], &mounts).unwrap().is_empty());
     }
 }

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use koperator_shared::api::KafkaCluster;
-use koperator_shared::kafka::{Admin, ConnectOptions, Resolver, client_config};
+use koperator_shared::kafka::{Admin, ConnectOptions, Resolver, SaslScram, client_config};
 use koperator_shared::render::names::{AdminAccessError, admin_nodes, admin_tls};
-use koperator_shared::render::tls;
+use koperator_shared::render::{sasl, tls};
 use koperator_shared::validated::ValidatedCluster;
 use kube::{Api, ResourceExt};
 
@@ -64,7 +64,15 @@ impl KafkaAccess {
             true => Some(self.client_certificate(cluster).await?),
             false => None,
         };
-        let fingerprint = material.as_ref().map(|m| koperator_shared::hash::fnv1a64_hex(m.join("\0").as_bytes()));
+        let scram = match sasl::admin_scram(cluster) {
+            true => Some(self.admin_password(cluster).await?),
+            false => None,
+        };
+        let fingerprint = (material.is_some() || scram.is_some()).then(|| {
+            let mut all: Vec<&str> = material.iter().flatten().map(String::as_str).collect();
+            all.extend(scram.as_deref());
+            koperator_shared::hash::fnv1a64_hex(all.join("\0").as_bytes())
+        });
         let key = format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any());
         let mut clients = self.clients.lock().expect("clients lock");
         if let Some(c) = clients.get(&key)
@@ -81,6 +89,7 @@ impl KafkaAccess {
             })?;
             opts.tls = Some(config);
         }
+        opts.sasl = scram.map(|password| SaslScram::new(sasl::ADMIN_USER, password));
         let admin = Arc::new(Admin::for_nodes(nodes.clone(), opts).with_retry_for(Duration::from_secs(5)));
         clients.insert(key, Client { nodes, tls: fingerprint, admin: admin.clone() });
         Ok(admin)
@@ -104,6 +113,19 @@ impl KafkaAccess {
                 })
             })?;
         tls::client_identity(&source, &secret, &cluster.uid().unwrap_or_default()).map_err(unusable)
+    }
+
+    /// The admin SCRAM password of `cluster`, from the Secret the operator created for it.
+    async fn admin_password(&self, cluster: &ValidatedCluster) -> Result<String, AdminAccessError> {
+        let name = sasl::admin_secret(cluster);
+        let unusable = |reason: String| AdminAccessError::AdminCredential { secret: name.clone(), reason };
+        let api: Api<Secret> = Api::namespaced(self.kube.clone(), &cluster.namespace().unwrap_or_default());
+        let secret = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| unusable(format!("cannot read it: {e}")))?
+            .ok_or_else(|| unusable("it does not exist yet (the operator creates it)".into()))?;
+        sasl::admin_password(&secret, &cluster.uid().unwrap_or_default()).map_err(unusable)
     }
 
     /// Drops the client of a deleted cluster.

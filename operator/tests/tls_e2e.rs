@@ -22,6 +22,10 @@
 //!   reports the missing Secrets, then runs with ACLs enforced (both certificates' principals
 //!   made super users, no password in the ConfigMap), gets a KafkaTopic, and rolls onto a new
 //!   keystore put in the Secret;
+//! - a cluster whose admin listener is SASL_SSL (SCRAM-SHA-512) runs with the operator logged
+//!   in as the credential it created and the brokers bootstrapped; a KafkaTopic is created
+//!   through it, a wrong password is refused, and a SCRAM KafkaUser writes the topic its grant
+//!   allows there and nothing else;
 //! - `status.certificates` (CA, brokers, operator) and the KafkaUser's `status.certificate`
 //!   show the expiry and renewal of the certificates in the Secrets, the user's CA its own.
 //!
@@ -581,6 +585,113 @@ fn ssl_only_clusters_with_mtls() {
     });
     eprintln!("roll onto the new keystore {:.1}s", started.elapsed().as_secs_f64());
     cp.kubectl(&["delete", "kafkacluster", jks_cluster, "-n", &ns, "--timeout=120s"]).unwrap();
+
+    // A SASL_SSL listener (SCRAM-SHA-512) as the admin listener: the operator creates its
+    // credential, the brokers bootstrap it when their storage is formatted, and the operator
+    // (health-gated start, topics, users) and Kafka's clients log in there with SCRAM.
+    let sasl_cluster = "kafka-sasl";
+    let mut sasl = ssl_spec();
+    sasl["metadata"]["name"] = json!(sasl_cluster);
+    sasl["spec"]["listenersConfig"]["sslSecrets"] = json!({"tlsSecretName": "kafka-sasl-ca", "create": true});
+    sasl["spec"]["listenersConfig"]["internalListeners"].as_array_mut().unwrap().push(json!({
+        "type": "sasl_ssl", "name": "sasl", "containerPort": 29094, "usedForInnerBrokerCommunication": false,
+        "usedForKafkaAdminCommunication": true, "sslClientAuth": "none"
+    }));
+    let started = Instant::now();
+    apply(cp, &ns, &sasl);
+    wait_for("the cluster with a SASL_SSL admin listener Running", Duration::from_secs(240), &op, || {
+        running(sasl_cluster)
+    });
+    eprintln!("3-broker cluster with a SASL_SSL admin listener Running {:.1}s", started.elapsed().as_secs_f64());
+    let kc = get(sasl_cluster);
+    assert_eq!(condition(&kc, "Degraded").map(|c| c.0).as_deref(), Some("False"), "the operator reaches Kafka: {kc}");
+    let admin_secret = get_json(cp, &["get", "secret", "kafka-sasl-admin-scram", "-n", &ns]);
+    assert_eq!(admin_secret["metadata"]["ownerReferences"][0]["kind"], "KafkaCluster");
+    let password = secret_key(cp, &ns, "kafka-sasl-admin-scram", "password");
+    let props = get_json(cp, &["get", "configmap", "kafka-sasl-config-0", "-n", &ns])["data"]["broker-config"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!props.contains(&password), "no admin password in the ConfigMap");
+    assert!(props.contains("listener.name.sasl.sasl.enabled.mechanisms=SCRAM-SHA-512"), "{props}");
+    let sasl_ca = secret_key(cp, &ns, "kafka-sasl-ca", "caCert");
+    let sasl_nodes: Vec<String> =
+        (0..3).map(|i| format!("{sasl_cluster}-{i}.{sasl_cluster}-headless.{ns}.svc.cluster.local:29094")).collect();
+    let scram_opts = |password: &str| ConnectOptions {
+        sasl: Some(koperator_shared::kafka::SaslScram::new("koperator-admin", password)),
+        ..opts(&node, Some(client_config(&sasl_ca, None).unwrap()))
+    };
+    let topic = json!({
+        "apiVersion": "kafka.banzaicloud.io/v1alpha1", "kind": "KafkaTopic",
+        "metadata": {"name": "sasl-events"},
+        "spec": {"clusterRef": {"name": sasl_cluster}, "name": "sasl-events", "partitions": 3, "replicationFactor": 3}
+    });
+    apply(cp, &ns, &topic);
+    let sasl_admin = Admin::new(sasl_nodes.clone(), scram_opts(&password));
+    wait_for("the KafkaTopic created through the SCRAM admin listener", Duration::from_secs(60), &op, || {
+        rt().block_on(sasl_admin.metadata(Some(&["sasl-events"])))
+            .ok()
+            .and_then(|m| m.topic("sasl-events").cloned())
+            .is_some()
+    });
+    let wrong = rt().block_on(Admin::new(sasl_nodes.clone(), scram_opts("not-the-password")).metadata(None));
+    assert!(
+        matches!(wrong, Err(koperator_shared::kafka::Error::Auth { .. })),
+        "a wrong password is refused: {wrong:?}"
+    );
+    // A SCRAM KafkaUser writes the topic its grant allows, through the same listener.
+    let user = json!({
+        "apiVersion": "kafka.banzaicloud.io/v1alpha1", "kind": "KafkaUser",
+        "metadata": {"name": "sasl-app", "annotations": {"koperator.banzaicloud.io/credentials": "scram-sha-512"}},
+        "spec": {"clusterRef": {"name": sasl_cluster}, "secretName": "sasl-app-credentials",
+                 "topicGrants": [{"topicName": "sasl-events", "accessType": "write"}]}
+    });
+    apply(cp, &ns, &user);
+    wait_for("the SCRAM KafkaUser's Secret", Duration::from_secs(60), &op, || {
+        get_json(cp, &["get", "secret", "sasl-app-credentials", "-n", &ns])["data"]["sasl.jaas.config"].is_string()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &sasl_ca).unwrap();
+    let client = format!(
+        "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\nsasl.jaas.config={}\n\
+         ssl.truststore.type=PEM\nssl.truststore.location={}\n",
+        secret_key(cp, &ns, "sasl-app-credentials", "sasl.jaas.config"),
+        dir.path().join("ca.pem").display()
+    );
+    std::fs::write(dir.path().join("client.properties"), &client).unwrap();
+    let produce = |topic: &str| {
+        let args: Vec<String> = [
+            "--bootstrap-server",
+            &sasl_nodes[0],
+            "--topic",
+            topic,
+            "--producer-property",
+            "acks=all",
+            "--producer-property",
+            "max.block.ms=15000",
+            "--producer.config",
+            &dir.path().join("client.properties").display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        koperator_e2e::kafka::run_tool(PRODUCER, &args, "hello\n", Some(&node.hosts_file), Duration::from_secs(90))
+            .unwrap()
+    };
+    let mut wrote = false;
+    for _ in 0..10 {
+        let (status, out) = produce("sasl-events");
+        // ACLs reach every broker a moment after the KafkaUser's Secret.
+        if status.success() && !out.contains("Exception") {
+            wrote = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    assert!(wrote, "the SCRAM user writes the topic its grant allows");
+    let (status, out) = produce("payments-elsewhere");
+    assert!(!status.success() || out.contains("TopicAuthorizationException"), "no grant, no write:\n{out}");
+    cp.kubectl(&["delete", "kafkacluster", sasl_cluster, "-n", &ns, "--timeout=120s"]).unwrap();
     drop(op);
     drop(node);
 }

@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use koperator_shared::api::KafkaTopic;
-use koperator_shared::kafka::{self, Admin, ConfigResource, ConfigSource, ConnectOptions, Resolver};
+use koperator_shared::kafka::{self, Admin, ConfigResource, ConfigSource, ConnectOptions, Resolver, SaslScram};
 use koperator_shared::render::names::{admin_nodes, admin_tls};
-use koperator_shared::render::tls;
+use koperator_shared::render::{sasl, tls};
 use koperator_shared::rules::FieldError;
 use koperator_shared::rules::kafkatopic::{ExistingTopic, check_against_kafka};
 use koperator_shared::validated::ValidatedCluster;
@@ -37,6 +37,14 @@ pub enum KafkaCheckError {
         /// Why.
         reason: String,
     },
+    /// The admin listener is SASL and the admin SCRAM credential cannot be used.
+    #[error("the admin listener is SASL and the admin credential in Secret {secret} cannot be used: {reason}")]
+    AdminCredential {
+        /// `namespace/name` of the Secret.
+        secret: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl KafkaCheckError {
@@ -46,6 +54,7 @@ impl KafkaCheckError {
             KafkaCheckError::Timeout(_) => "KafkaCheckTimeout",
             KafkaCheckError::Kafka(e) => e.category(),
             KafkaCheckError::ClientCertificate { .. } => "ClientCertificateUnavailable",
+            KafkaCheckError::AdminCredential { .. } => "AdminCredentialUnavailable",
         }
     }
 }
@@ -116,6 +125,25 @@ impl LiveKafkaChecks {
     }
 }
 
+impl LiveKafkaChecks {
+    /// The admin SCRAM login of `cluster` (a SASL admin listener), from the Secret the
+    /// operator created for it.
+    async fn admin_login(&self, kube: &kube::Client, cluster: &ValidatedCluster) -> Result<SaslScram, KafkaCheckError> {
+        use kube::ResourceExt;
+        let ns = cluster.namespace().unwrap_or_default();
+        let name = sasl::admin_secret(cluster);
+        let fail = |reason: String| KafkaCheckError::AdminCredential { secret: format!("{ns}/{name}"), reason };
+        let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(kube.clone(), &ns);
+        let secret = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| fail(format!("cannot read it: {e}")))?
+            .ok_or_else(|| fail("it does not exist".into()))?;
+        let password = sasl::admin_password(&secret, &cluster.uid().unwrap_or_default()).map_err(fail)?;
+        Ok(SaslScram::new(sasl::ADMIN_USER, password))
+    }
+}
+
 async fn read_topic(admin: &Admin, name: &str) -> Result<(Option<ExistingTopic>, usize), kafka::Error> {
     let meta = admin.metadata(Some(&[name])).await?;
     let live = meta.brokers.len();
@@ -144,9 +172,11 @@ impl KafkaTopicChecks for LiveKafkaChecks {
     ) -> Result<Vec<FieldError>, KafkaCheckError> {
         // A cluster whose admin listener the client cannot speak has no Kafka to ask.
         let tls = admin_tls(cluster);
-        if tls && self.kube.is_none() {
+        let scram = sasl::admin_scram(cluster);
+        if (tls || scram) && self.kube.is_none() {
             debug!(
-                "KafkaTopic checks against Kafka skipped: the admin listener is SSL and no client certificate can be read"
+                "KafkaTopic checks against Kafka skipped: the admin listener needs a client certificate or the admin \
+                 credential, and no Secret can be read"
             );
             return Ok(Vec::new());
         }
@@ -160,10 +190,13 @@ impl KafkaTopicChecks for LiveKafkaChecks {
         let budget = self.budget;
         let read = self.runtime.block_on(async {
             tokio::time::timeout(budget, async {
-                let opts = match (&self.kube, tls) {
+                let mut opts = match (&self.kube, tls) {
                     (Some(kube), true) => self.tls_for(kube, cluster).await?,
                     _ => self.opts.clone(),
                 };
+                if let (Some(kube), true) = (&self.kube, scram) {
+                    opts.sasl = Some(self.admin_login(kube, cluster).await?);
+                }
                 let admin = Admin::for_nodes(nodes, opts).with_retry_for(Duration::ZERO);
                 read_topic(&admin, &topic.spec.name).await.map_err(KafkaCheckError::from)
             })

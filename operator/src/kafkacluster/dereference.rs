@@ -122,10 +122,14 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
     Ok(live)
 }
 
-/// The Secrets the planner reads: the cluster PKI's and those of the user's own.
+/// The Secrets the planner reads: the cluster PKI's, those of the user's own and the admin
+/// SCRAM credential's.
 fn secret_names(cluster: &ValidatedCluster) -> Vec<String> {
     let mut names = certificates::secret_names(cluster);
     names.extend(super::own_certificates::secret_names(cluster));
+    if render::sasl::admin_scram(cluster) {
+        names.push(render::sasl::admin_secret(cluster));
+    }
     names.sort();
     names.dedup();
     names

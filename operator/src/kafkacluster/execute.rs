@@ -13,6 +13,7 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use koperator_shared::api::KafkaCluster;
+use koperator_shared::render::sasl;
 use koperator_shared::validated::ValidatedCluster;
 
 use super::Error;
@@ -116,6 +117,43 @@ async fn issue_certificates(
     Ok(())
 }
 
+/// Creates the admin SCRAM Secret the plan asks for, with a new random password, owned by the
+/// cluster. Never overwrites: an existing Secret of that name (made meanwhile) is left alone.
+async fn create_admin_credential(
+    cluster: &ValidatedCluster,
+    plan: &Plan,
+    ctx: &Context,
+    writes: &Writes,
+) -> Result<(), Error> {
+    let Some(name) = &plan.admin_credential else { return Ok(()) };
+    let ns = cluster.namespace().unwrap_or_default();
+    let password = koperator_shared::kafka::scram::random_password(32);
+    let mut secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ns.clone()),
+            labels: Some(koperator_shared::render::objects::cluster_labels(cluster)),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([
+            ("username".to_string(), k8s_openapi::ByteString(sasl::ADMIN_USER.as_bytes().to_vec())),
+            (sasl::PASSWORD.to_string(), k8s_openapi::ByteString(password.into_bytes())),
+        ])),
+        ..Default::default()
+    };
+    crate::apply::owned_by(&mut secret, cluster.controller_owner_ref(&()).expect("a stored KafkaCluster has a uid"));
+    match api::<Secret>(ctx, &ns).create(&kube::api::PostParams::default(), &secret).await {
+        Ok(_) => {
+            info!(%ns, cluster = %cluster.name_any(), secret = %name, "created the admin SCRAM credential");
+            writes.count(true);
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(kube_err("create", format!("Secret/{name}"))(e)),
+    }
+}
+
 /// The owner of `kc`'s certificate expiry series.
 pub fn certificate_owner(kc: &KafkaCluster) -> Owner {
     Owner { kind: "KafkaCluster", namespace: kc.namespace().unwrap_or_default(), name: kc.name_any() }
@@ -136,6 +174,7 @@ pub async fn execute(
     let certs = super::pki_status::expiry_series(plan.status.certificates.as_ref());
     ctx.metrics.certificate_expiry.set(&certificate_owner(kc), &certs);
     if let Some(cluster) = cluster {
+        create_admin_credential(cluster, &plan, ctx, writes).await?;
         issue_certificates(cluster, &plan, ctx, writes).await?;
     }
     for obj in &plan.apply {

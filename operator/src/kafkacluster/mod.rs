@@ -9,6 +9,7 @@
 //! writes. A new feature adds a field to `LiveState`, a branch to `plan` with table cases, and a
 //! step to `execute`.
 
+pub mod admin_credential;
 pub mod certificates;
 pub mod dereference;
 pub mod execute;

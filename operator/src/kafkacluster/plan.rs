@@ -17,6 +17,7 @@ use koperator_shared::render::{self, objects};
 use koperator_shared::support;
 use koperator_shared::validated::{ValidatedCluster, ValidationError};
 
+use super::admin_credential::{self, AdminCredential};
 use super::certificates::{self, CertPlan};
 use super::dereference::{KafkaState, LiveState};
 use super::own_certificates::{self, OwnCertificates};
@@ -127,6 +128,8 @@ pub struct Plan {
     pub certificates: Vec<certificates::Order>,
     /// The CA (certificate and key) and the CA chain the certificates are issued from.
     pub ca: Option<(koperator_shared::pki::KeyAndCert, String)>,
+    /// The admin SCRAM Secret to create (with a new random password) before anything else.
+    pub admin_credential: Option<String>,
 }
 
 /// Pod annotation with the fingerprint of the broker's certificate: a reissued certificate
@@ -142,6 +145,7 @@ impl Plan {
             && self.dynamic.is_empty()
             && self.events.is_empty()
             && self.certificates.is_empty()
+            && self.admin_credential.is_none()
             && !self.status_changed
     }
 
@@ -230,6 +234,7 @@ fn finish(old: KafkaClusterStatus, status: KafkaClusterStatus, requeue: Duration
         requeue,
         certificates: Vec::new(),
         ca: None,
+        admin_credential: None,
     }
 }
 
@@ -448,6 +453,7 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     }
     let (with_principals, own) = with_own_certificates(cluster, live);
     let cluster = &with_principals;
+    let admin = admin_credential::check(cluster, &live.secrets);
 
     let mut wanted = Wanted { uid: &uid, apply: Vec::new(), foreign: Vec::new() };
     let certs = certificate_plan(cluster, live);
@@ -466,7 +472,8 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         // broker starts once its certificate exists and every Secret of the user's own opens.
         let own_inputs = wanted.foreign.len() == foreign_before
             && (!tls || certs.broker_fingerprints.contains_key(&b.id))
-            && own.problems.is_empty();
+            && own.problems.is_empty()
+            && admin.ready();
         let live_pod = live.pods.get(&b.pod.name_any());
         match live_pod {
             // A missing Pod is created; an existing one is replaced only by a restart.
@@ -631,7 +638,11 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
             ),
         ));
     }
-    let cert_problems: Vec<&String> = certs.problems.iter().chain(&own.problems).collect();
+    let admin_problem = match &admin {
+        AdminCredential::Unusable(why) => Some(why.clone()),
+        _ => None,
+    };
+    let cert_problems: Vec<&String> = certs.problems.iter().chain(&own.problems).chain(&admin_problem).collect();
     if !cert_problems.is_empty() {
         degraded.push(("CertificateError", cert_problems.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("; ")));
     }
@@ -671,7 +682,12 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         generation,
     );
     st.observed_generation = generation;
-    let settled = ready && !waits && dynamic.is_empty() && certs.orders.is_empty() && !certs.rollover;
+    let settled = ready
+        && !waits
+        && dynamic.is_empty()
+        && certs.orders.is_empty()
+        && !certs.rollover
+        && !matches!(admin, AdminCredential::Create(_));
     let mut requeue = if settled { SETTLED } else { BUSY };
     if let Some(at) = certs.next_renewal {
         requeue = requeue.min(Duration::from_secs(at.saturating_sub(live.now) + 1));
@@ -690,6 +706,9 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         plan.ca = certificates::ca_of(cluster, &live.secrets);
     }
     plan.certificates = certs.orders;
+    if let AdminCredential::Create(name) = admin {
+        plan.admin_credential = Some(name);
+    }
     plan.apply = out;
     plan.delete = delete;
     plan.restart = restart;

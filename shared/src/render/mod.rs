@@ -4,6 +4,7 @@
 pub mod names;
 pub mod objects;
 pub mod properties;
+pub mod sasl;
 pub mod tls;
 
 use crate::api::kafkacluster::{Broker, BrokerConfig, ProcessRole};

@@ -5,7 +5,7 @@ use crate::api::KafkaCluster;
 use crate::validated::ValidatedCluster;
 
 /// Name of the cluster object (empty when unset, which admission prevents).
-fn cluster_name(c: &KafkaCluster) -> &str {
+pub(crate) fn cluster_name(c: &KafkaCluster) -> &str {
     c.metadata.name.as_deref().unwrap_or_default()
 }
 
@@ -179,6 +179,14 @@ pub enum AdminAccessError {
         /// Why (missing, not ours, unreadable).
         reason: String,
     },
+    /// The admin listener is SASL and the admin SCRAM credential cannot be used yet.
+    #[error("the admin listener is SASL and the admin SCRAM credential in Secret {secret} cannot be used: {reason}")]
+    AdminCredential {
+        /// The credential's Secret.
+        secret: String,
+        /// Why (missing, not ours, unreadable).
+        reason: String,
+    },
 }
 
 impl AdminAccessError {
@@ -189,6 +197,7 @@ impl AdminAccessError {
             AdminAccessError::UnsupportedProtocol { .. } => "UnsupportedProtocol",
             AdminAccessError::NoBroker => "NoBroker",
             AdminAccessError::ClientCertificate { .. } => "ClientCertificateUnavailable",
+            AdminAccessError::AdminCredential { .. } => "AdminCredentialUnavailable",
         }
     }
 }
@@ -196,7 +205,8 @@ impl AdminAccessError {
 /// `host:port` of every broker-role node on the listener the operator and webhook use to reach
 /// Kafka: the internal listener marked `usedForKafkaAdminCommunication`, else the inter-broker
 /// one. PLAINTEXT, and SSL with a client certificate ([`admin_tls`]: `clientSSLCertSecret` or
-/// the operator's issued one); SASL listeners, and SSL without either, give an error saying so.
+/// the operator's issued one); SASL with SCRAM on KRaft clusters ([`super::sasl::admin_scram`]).
+/// SSL without a client certificate and SASL in ZooKeeper mode give an error saying so.
 pub fn admin_bootstrap(cluster: &ValidatedCluster) -> Result<Vec<String>, AdminAccessError> {
     Ok(admin_nodes(cluster)?.into_values().collect())
 }
@@ -207,7 +217,8 @@ pub fn admin_nodes(cluster: &ValidatedCluster) -> Result<std::collections::BTree
     let listener = admin_listener(cluster).ok_or(AdminAccessError::NoAdminListener)?;
     let protocol = listener.common.listener_type.kafka_name();
     let has_identity = super::tls::client_identity_source(cluster).is_some();
-    if (listener.common.listener_type.is_ssl() && !has_identity) || protocol.starts_with("SASL") {
+    let sasl_unspoken = protocol.starts_with("SASL") && !super::sasl::admin_scram(cluster);
+    if (listener.common.listener_type.is_ssl() && !has_identity) || sasl_unspoken {
         return Err(AdminAccessError::UnsupportedProtocol {
             protocol: protocol.to_string(),
             listener: listener.common.name.clone(),
@@ -355,7 +366,7 @@ mod admin_bootstrap_tests {
         let own = crate::validated::must(&own);
         assert_eq!(admin_bootstrap(&own).unwrap().len(), 3);
         assert_eq!(client_identity_source(&own), Some(ClientIdentitySource::Own("client-jks".into())));
-        // SASL stays unspoken.
+        // SASL is spoken with SCRAM on KRaft clusters.
         let mut sasl = (*kc).clone();
         for l in &mut sasl.spec.listeners_config.internal_listeners {
             if l.common.listener_type.is_ssl() {
@@ -363,8 +374,7 @@ mod admin_bootstrap_tests {
                 l.common.ssl_client_auth = None;
             }
         }
-        let err = admin_bootstrap(&crate::validated::must(&sasl)).unwrap_err();
-        assert_eq!(err.category(), "UnsupportedProtocol");
-        assert!(err.to_string().contains("does not yet speak SASL_PLAINTEXT"), "{err}");
+        assert!(super::super::sasl::admin_scram(&sasl));
+        assert_eq!(admin_bootstrap(&crate::validated::must(&sasl)).unwrap().len(), 3);
     }
 }

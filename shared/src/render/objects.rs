@@ -223,6 +223,20 @@ fn pod(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) 
             ..Default::default()
         });
     }
+    // The admin SCRAM password, read when KRaft storage is formatted.
+    if super::sasl::admin_scram(c) {
+        volumes.push(Volume {
+            name: super::sasl::ADMIN_SECRET_VOLUME.into(),
+            secret: Some(SecretVolumeSource { secret_name: Some(super::sasl::admin_secret(c)), ..Default::default() }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: super::sasl::ADMIN_SECRET_VOLUME.into(),
+            mount_path: super::sasl::ADMIN_SECRET_MOUNT.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
     volumes.extend(pick(b, |cfg| cfg.volumes.as_ref()).cloned().unwrap_or_default());
     mounts.extend(pick(b, |cfg| cfg.volume_mounts.as_ref()).cloned().unwrap_or_default());
 
@@ -262,8 +276,9 @@ fn pod(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) 
     let config_file = format!("{CONFIG_DIR}/{CONFIG_KEY}");
     let script = if spec.kraft {
         format!(
-            "/opt/kafka/bin/kafka-storage.sh format --ignore-formatted --cluster-id \"$KAFKA_CLUSTER_ID\" --config {config_file} && \
-             exec /opt/kafka/bin/kafka-server-start.sh {config_file}"
+            "/opt/kafka/bin/kafka-storage.sh format --ignore-formatted --cluster-id \"$KAFKA_CLUSTER_ID\" --config {config_file}{} && \
+             exec /opt/kafka/bin/kafka-server-start.sh {config_file}",
+            super::sasl::format_arguments(c)
         )
     } else {
         format!("exec /opt/kafka/bin/kafka-server-start.sh {config_file}")

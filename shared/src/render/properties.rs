@@ -108,7 +108,13 @@ fn operator_properties(
     if !tls.is_empty() {
         out.push(("ssl.principal.mapping.rules".into(), super::tls::PRINCIPAL_MAPPING_RULES.into()));
     }
-    let super_users = super::tls::super_users(cluster);
+    for l in super::sasl::listeners(cluster) {
+        out.extend(super::sasl::listener_properties(l, &listener_name(l)));
+    }
+    let mut super_users = super::tls::super_users(cluster);
+    if super::sasl::admin_scram(cluster) {
+        super_users.push(super::sasl::admin_principal());
+    }
     if !super_users.is_empty() {
         out.push((SUPER_USERS.into(), super_users.join(";")));
     }

@@ -17,7 +17,7 @@
 
 use super::names;
 use crate::api::KafkaCluster;
-use crate::api::kafkacluster::{AccessMethod, CommonListenerSpec, SecurityProtocol, SslClientAuth};
+use crate::api::kafkacluster::{AccessMethod, CommonListenerSpec, SslClientAuth};
 
 /// Key of the CA certificate (PEM) in the `tlsSecretName` Secret (Koperator's).
 pub const CA_CERT: &str = "caCert";
@@ -48,15 +48,15 @@ pub const PASSWORD: &str = "password";
 /// The Kafka config provider that reads a listener's JKS password from its mounted Secret.
 const CONFIG_PROVIDER: &str = "org.apache.kafka.common.config.provider.DirectoryConfigProvider";
 
-/// Whether a listener gets operator-issued TLS: type `ssl` (SASL_SSL needs a JAAS
-/// configuration the operator does not render) without a certificate Secret of its own.
+/// Whether a listener gets operator-issued TLS: type `ssl` or `sasl_ssl` without a
+/// certificate Secret of its own.
 fn issued(l: &CommonListenerSpec) -> bool {
-    l.listener_type == SecurityProtocol::Ssl && l.server_ssl_cert_secret.is_none()
+    l.listener_type.is_ssl() && l.server_ssl_cert_secret.is_none()
 }
 
-/// The Secret of the user's own that an SSL listener serves (`serverSSLCertSecret`).
+/// The Secret of the user's own that an SSL or SASL_SSL listener serves (`serverSSLCertSecret`).
 fn own_secret(l: &CommonListenerSpec) -> Option<&str> {
-    (l.listener_type == SecurityProtocol::Ssl).then_some(l.server_ssl_cert_secret.as_ref()?.name.as_str())
+    l.listener_type.is_ssl().then_some(l.server_ssl_cert_secret.as_ref()?.name.as_str())
 }
 
 /// The SSL listeners that serve certificates of the user's own, with their Secrets, in spec
@@ -394,7 +394,7 @@ fn issued_identity(secret: &k8s_openapi::api::core::v1::Secret, cluster_uid: &st
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::kafkacluster::SslSecrets;
+    use crate::api::kafkacluster::{SecurityProtocol, SslSecrets};
     use crate::render::names::tests::cluster;
 
     #[test]
@@ -434,7 +434,7 @@ mod tests {
     }
 
     #[test]
-    fn only_ssl_listeners_with_ssl_secrets_are_issued() {
+    fn only_tls_listeners_with_ssl_secrets_are_issued() {
         let mut c = cluster(true);
         c.spec.listeners_config.internal_listeners = vec![Default::default(), Default::default()];
         c.spec.listeners_config.internal_listeners[0].common.listener_type = SecurityProtocol::Ssl;
@@ -442,7 +442,7 @@ mod tests {
         assert!(!enabled(&c), "no sslSecrets");
         c.spec.listeners_config.ssl_secrets = Some(SslSecrets { tls_secret_name: "ca".into(), ..Default::default() });
         assert!(enabled(&c));
-        assert_eq!(listeners(&c).len(), 1, "SASL_SSL is not issued");
+        assert_eq!(listeners(&c).len(), 2, "SASL_SSL is issued too");
     }
 
     #[test]
