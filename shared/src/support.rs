@@ -3,8 +3,8 @@
 //!
 //! Nothing is silently ignored (DESIGN §8): the webhook answers each entry with a warning, and
 //! the operator sets `Degraded` with reason `NotSupported` naming the fields. Entries whose
-//! effect is [`Effect::CannotStart`] would give brokers that cannot start (a SASL_SSL listener
-//! without a JAAS configuration), so the operator renders nothing for such a cluster. The issue that builds
+//! effect is [`Effect::CannotStart`] would give brokers that cannot start (SASL on the
+//! inter-broker listener, without broker credentials), so the operator renders nothing for such a cluster. The issue that builds
 //! a feature removes its entries here.
 
 use crate::api::kafkacluster::{AccessMethod, BrokerConfig, KafkaClusterSpec, SecurityProtocol};
@@ -101,10 +101,15 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
     let external = lc.external().iter().enumerate().map(|(i, l)| (format!("externalListeners[{i}]"), &l.common));
     for (at, l) in internal.chain(external) {
         let path = format!("spec.listenersConfig.{at}");
-        if l.listener_type == SecurityProtocol::SaslSsl {
+        let sasl = matches!(l.listener_type, SecurityProtocol::SaslSsl | SecurityProtocol::SaslPlaintext);
+        let internal_role = lc.internal_listeners.iter().any(|i| {
+            i.common.name == l.name
+                && (i.common.used_for_inner_broker_communication || i.used_for_controller_communication)
+        });
+        if sasl && internal_role {
             out.push(Unsupported {
                 path: format!("{path}.type"),
-                note: "SASL_SSL listeners need a JAAS configuration the operator does not render, so brokers could not start; nothing is rendered",
+                note: "SASL on the inter-broker or controller listener needs broker credentials the operator does not manage (and KRaft controllers cannot use SCRAM), so brokers could not start; nothing is rendered: use ssl or plaintext there and SASL on other listeners",
                 effect: Effect::CannotStart,
             });
         }
@@ -256,6 +261,17 @@ mod tests {
         let p: Vec<&str> = found.iter().map(|u| u.path.as_str()).collect();
         assert!(!p.contains(&"spec.listenersConfig.internalListeners[0].serverSSLCertSecret"), "acted on: {p:?}");
         assert!(p.contains(&"spec.listenersConfig.internalListeners[1].type"), "{p:?}");
+
+        // SASL on a listener with neither role is rendered (SCRAM-SHA-512).
+        let mut sasl = spec.listeners_config.internal_listeners[0].clone();
+        sasl.common.name = "sasl".into();
+        sasl.common.container_port = 29094;
+        sasl.common.used_for_inner_broker_communication = false;
+        sasl.used_for_controller_communication = false;
+        spec.listeners_config.internal_listeners[1].common.listener_type = SecurityProtocol::Ssl;
+        spec.listeners_config.internal_listeners.push(sasl);
+        spec.listeners_config.internal_listeners[2].common.listener_type = SecurityProtocol::SaslPlaintext;
+        assert!(!blocks_start(&kafkacluster(&spec)), "{:?}", kafkacluster(&spec));
     }
 
     #[test]
