@@ -92,41 +92,20 @@ pub fn check(cluster: &ValidatedCluster, secrets: &LiveSecrets) -> OwnCertificat
     out
 }
 
+/// Test fixtures: Secrets of the user's own.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
     use k8s_openapi::ByteString;
     use k8s_openapi::api::core::v1::Secret;
     use koperator_shared::jks;
     use koperator_shared::pki::{self, LeafSpec};
-    use serde_json::json;
+    use koperator_shared::render::tls;
 
     const NOW: u64 = 1_800_000_000;
 
-    fn cluster(client: bool) -> ValidatedCluster {
-        let mut spec = json!({
-            "kRaft": true,
-            "brokers": [{"id": 0, "brokerConfig": {"processRoles": ["broker", "controller"],
-                "storageConfigs": [{"mountPath": "/kafka-logs", "emptyDir": {}}]}}],
-            "listenersConfig": {"internalListeners": [
-                {"name": "internal", "type": "ssl", "containerPort": 29092, "usedForInnerBrokerCommunication": true,
-                 "serverSSLCertSecret": {"name": "internal-jks"}},
-                {"name": "controller", "type": "plaintext", "containerPort": 29093, "usedForControllerCommunication": true,
-                 "usedForInnerBrokerCommunication": false}
-            ]}
-        });
-        if client {
-            spec["clientSSLCertSecret"] = json!({"name": "client-jks"});
-        }
-        let kc = serde_json::from_value(json!({
-            "apiVersion": "kafka.banzaicloud.io/v1beta1", "kind": "KafkaCluster",
-            "metadata": {"name": "kafka", "namespace": "team-a", "uid": "u1"}, "spec": spec
-        }))
-        .unwrap();
-        koperator_shared::validated::must(&kc)
-    }
-
-    fn jks_secret(cn: &str, password: &str) -> Secret {
+    /// A Secret with a JKS keystore (a leaf with common name `cn` from a new CA), truststore
+    /// (that CA) and `password`.
+    pub(crate) fn jks_secret(cn: &str, password: &str) -> Secret {
         let ca = pki::new_ca("user-ca", NOW, std::time::Duration::from_secs(3600)).unwrap();
         let leaf = pki::issue(
             &ca,
@@ -149,6 +128,38 @@ mod tests {
             data: Some(data.into_iter().map(|(k, v)| (k.to_string(), ByteString(v))).collect()),
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::jks_secret;
+    use super::*;
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    use serde_json::json;
+
+    fn cluster(client: bool) -> ValidatedCluster {
+        let mut spec = json!({
+            "kRaft": true,
+            "brokers": [{"id": 0, "brokerConfig": {"processRoles": ["broker", "controller"],
+                "storageConfigs": [{"mountPath": "/kafka-logs", "emptyDir": {}}]}}],
+            "listenersConfig": {"internalListeners": [
+                {"name": "internal", "type": "ssl", "containerPort": 29092, "usedForInnerBrokerCommunication": true,
+                 "serverSSLCertSecret": {"name": "internal-jks"}},
+                {"name": "controller", "type": "plaintext", "containerPort": 29093, "usedForControllerCommunication": true,
+                 "usedForInnerBrokerCommunication": false}
+            ]}
+        });
+        if client {
+            spec["clientSSLCertSecret"] = json!({"name": "client-jks"});
+        }
+        let kc = serde_json::from_value(json!({
+            "apiVersion": "kafka.banzaicloud.io/v1beta1", "kind": "KafkaCluster",
+            "metadata": {"name": "kafka", "namespace": "team-a", "uid": "u1"}, "spec": spec
+        }))
+        .unwrap();
+        koperator_shared::validated::must(&kc)
     }
 
     fn secrets(pairs: Vec<(&str, Secret)>) -> LiveSecrets {

@@ -32,6 +32,8 @@ use crate::status::{self, state};
 pub const SETTLED: Duration = Duration::from_secs(300);
 /// Requeue while something is under way.
 pub const BUSY: Duration = Duration::from_secs(5);
+/// How often a settled cluster with Secrets of the user's own reads them again.
+pub const OWN_SECRETS_POLL: Duration = Duration::from_secs(60);
 
 /// A desired object, with its applied-hash annotation set.
 #[derive(Debug, Clone)]
@@ -689,6 +691,11 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         && !certs.rollover
         && !matches!(admin, AdminCredential::Create(_));
     let mut requeue = if settled { SETTLED } else { BUSY };
+    // The operator may only get Secrets by name (no watch): Secrets of the user's own are read
+    // again at least this often, so a new keystore in them is noticed.
+    if !own_certificates::secret_names(cluster).is_empty() {
+        requeue = requeue.min(OWN_SECRETS_POLL);
+    }
     if let Some(at) = certs.next_renewal {
         requeue = requeue.min(Duration::from_secs(at.saturating_sub(live.now) + 1));
     }

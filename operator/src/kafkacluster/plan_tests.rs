@@ -915,3 +915,60 @@ fn desired_names_cover_every_applied_object() {
         assert!(listed, "{} is not read by name", obj.describe());
     }
 }
+
+/// The combined sample with a third listener of type ssl serving a JKS Secret of the user's own.
+fn with_own_listener() -> Value {
+    let mut v = sample(COMBINED);
+    v["spec"]["listenersConfig"]["internalListeners"].as_array_mut().unwrap().push(json!({
+        "type": "ssl", "name": "tls", "containerPort": 29094, "usedForInnerBrokerCommunication": false,
+        "serverSSLCertSecret": {"name": "tls-jks"}
+    }));
+    v
+}
+
+#[test]
+fn a_listener_secret_of_the_users_own_gates_the_pods_and_rolls_them_when_it_changes() {
+    use super::super::own_certificates::fixtures::jks_secret;
+    let v = with_own_listener();
+    // Missing: reported by name, no Pod (the broker could not start on it).
+    let p = plan(&validated(&v), &empty());
+    assert!(!kinds(&p).iter().any(|o| o.starts_with("Pod/")), "{:?}", kinds(&p));
+    let (_, reason, message) = condition(&p, "Degraded");
+    assert_eq!(reason, "CertificateError");
+    assert!(message.contains("Secret tls-jks (serverSSLCertSecret of listener 'tls') does not exist"), "{message}");
+
+    // There: the Pods carry its fingerprint; settled, it is read again every minute.
+    let mut base = empty();
+    base.secrets.0.insert("tls-jks".into(), jks_secret("tls-broker", "pw"));
+    let first = plan(&validated(&v), &base);
+    let mut live = carried_out(&first, base);
+    live.kafka = healthy(&validated(&v));
+    let mut v = v;
+    for _ in 0..3 {
+        let p = plan(&validated(&v), &live);
+        v["status"] = serde_json::to_value(&p.status).unwrap();
+    }
+    let p = plan(&validated(&v), &live);
+    assert!(p.is_noop(), "{p:?}");
+    assert_eq!(p.requeue, OWN_SECRETS_POLL);
+    let fingerprint = |live: &LiveState| {
+        live.pods
+            .values()
+            .map(|p| p.annotations()[own_certificates::OWN_CERTIFICATE_ANNOTATION].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(fingerprint(&live).len(), 3);
+
+    // A new keystore: every broker is out of date (the roll asks Kafka for its health first).
+    live.secrets.0.insert("tls-jks".into(), jks_secret("tls-broker", "pw"));
+    assert_eq!(kafka_wants(&validated(&v), &live), KafkaWants { configs: true, health: true });
+    let p = plan(&validated(&v), &live);
+    assert_eq!(p.status.state, "ClusterRollingUpgrading");
+    // An unusable Secret (wrong password): reported, and no restart onto it.
+    let mut broken = jks_secret("tls-broker", "pw");
+    broken.data.as_mut().unwrap().insert("password".into(), k8s_openapi::ByteString(b"nope".to_vec()));
+    live.secrets.0.insert("tls-jks".into(), broken);
+    let p = plan(&validated(&v), &live);
+    assert!(p.restart.is_none());
+    assert!(condition(&p, "Degraded").2.contains("wrong password"), "{:?}", condition(&p, "Degraded"));
+}
