@@ -129,6 +129,18 @@ mod tests {
     }
 
     #[test]
+    fn ssl_secrets_without_an_issued_listener_give_the_operator_no_certificate() {
+        // Every SSL listener serves a certificate of the user's own: the operator issues no
+        // listener certificates and so no client certificate of its own either.
+        let mut spec = ssl_spec();
+        spec.listeners_config.ssl_secrets =
+            Some(SslSecrets { tls_secret_name: "kafka-ca".into(), ..Default::default() });
+        spec.listeners_config.internal_listeners[0].common.server_ssl_cert_secret =
+            Some(LocalObjectReference { name: "server-cert".into() });
+        assert_eq!(paths_and_types(&check(&spec)), vec![("spec.clientSSLCertSecret".into(), ErrorType::Required)]);
+    }
+
+    #[test]
     fn ssl_client_auth_on_plaintext_is_forbidden() {
         let mut spec = valid_kraft_spec();
         spec.listeners_config.internal_listeners[1].common.ssl_client_auth = Some(SslClientAuth::Required);
