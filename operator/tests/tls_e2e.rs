@@ -540,7 +540,7 @@ fn ssl_only_clusters_with_mtls() {
         running(jks_cluster)
     });
     eprintln!(
-        "1-broker cluster on the user's JKS stores Running {:.1}s after its Secrets",
+        "3-broker cluster on the user's JKS stores Running {:.1}s after its Secrets",
         started.elapsed().as_secs_f64()
     );
     let props = get_json(cp, &["get", "configmap", "kafka-jks-config-0", "-n", &ns])["data"]["broker-config"]
