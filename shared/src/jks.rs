@@ -272,8 +272,8 @@ pub fn read(data: &[u8], password: &str) -> Result<Store, String> {
         });
     }
     let version = r.u32("the header")?;
-    if version != VERSION && version != 1 {
-        return Err(format!("JKS version {version} (1 and 2 are read)"));
+    if version != VERSION {
+        return Err(format!("JKS version {version} (only version 2, what keytool writes, is read)"));
     }
     if sha1(&[&password_bytes(password), b"Mighty Aphrodite", body]) != digest {
         return Err("the store's digest does not match: wrong password, or the store was altered".into());

@@ -106,6 +106,12 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
             i.common.name == l.name
                 && (i.common.used_for_inner_broker_communication || i.used_for_controller_communication)
         });
+        if !l.listener_type.is_ssl() && l.server_ssl_cert_secret.is_some() {
+            out.push(Unsupported::ignored(
+                format!("{path}.serverSSLCertSecret"),
+                "only ssl and sasl_ssl listeners serve a certificate",
+            ));
+        }
         if sasl && internal_role {
             out.push(Unsupported {
                 path: format!("{path}.type"),
@@ -272,6 +278,8 @@ mod tests {
         spec.listeners_config.internal_listeners.push(sasl);
         spec.listeners_config.internal_listeners[2].common.listener_type = SecurityProtocol::SaslPlaintext;
         assert!(!blocks_start(&kafkacluster(&spec)), "{:?}", kafkacluster(&spec));
+        spec.listeners_config.internal_listeners[2].common.server_ssl_cert_secret = Some(Default::default());
+        assert!(paths(&spec).contains(&"spec.listenersConfig.internalListeners[2].serverSSLCertSecret".to_string()));
     }
 
     #[test]

@@ -30,13 +30,20 @@ impl AdminCredential {
     }
 }
 
-/// The admin credential's state for `cluster` given the live `secrets`.
-pub fn check(cluster: &ValidatedCluster, secrets: &LiveSecrets) -> AdminCredential {
+/// The admin credential's state for `cluster` given the live `secrets`. `formatted` says
+/// whether brokers may already have formatted their storage (a Pod or disk of the cluster
+/// exists): the credential is bootstrapped only then, so a missing Secret is not made anew
+/// (a new password would lock the operator out for good).
+pub fn check(cluster: &ValidatedCluster, secrets: &LiveSecrets, formatted: bool) -> AdminCredential {
     if !sasl::admin_scram(cluster) {
         return AdminCredential::NotNeeded;
     }
     let name = sasl::admin_secret(cluster);
     match secrets.0.get(&name) {
+        None if formatted => AdminCredential::Unusable(format!(
+            "Secret {name} (the admin SCRAM credential) is missing, and the brokers' storage already holds the \
+             credential it had: restore the Secret with its password (a new one would not be known to Kafka)"
+        )),
         None => AdminCredential::Create(name),
         Some(s) => match sasl::admin_password(s, &cluster.uid().unwrap_or_default()) {
             Ok(_) => AdminCredential::Ready,
@@ -93,12 +100,14 @@ mod tests {
 
     #[test]
     fn a_sasl_admin_listener_needs_the_clusters_own_secret() {
-        assert_eq!(check(&cluster("plaintext"), &LiveSecrets::default()), AdminCredential::NotNeeded);
+        assert_eq!(check(&cluster("plaintext"), &LiveSecrets::default(), false), AdminCredential::NotNeeded);
         let c = cluster("sasl_plaintext");
-        assert_eq!(check(&c, &LiveSecrets::default()), AdminCredential::Create("kafka-admin-scram".into()));
+        assert_eq!(check(&c, &LiveSecrets::default(), false), AdminCredential::Create("kafka-admin-scram".into()));
+        let lost = check(&c, &LiveSecrets::default(), true);
+        assert!(matches!(&lost, AdminCredential::Unusable(m) if m.contains("restore")), "not made anew: {lost:?}");
         let live = |s| LiveSecrets([("kafka-admin-scram".to_string(), s)].into());
-        assert_eq!(check(&c, &live(secret("u1"))), AdminCredential::Ready);
-        let foreign = check(&c, &live(secret("someone-else")));
+        assert_eq!(check(&c, &live(secret("u1")), true), AdminCredential::Ready);
+        let foreign = check(&c, &live(secret("someone-else")), false);
         assert!(!foreign.ready());
         assert!(matches!(&foreign, AdminCredential::Unusable(m) if m.contains("not controlled")), "{foreign:?}");
     }

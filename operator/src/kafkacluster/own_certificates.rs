@@ -2,9 +2,12 @@
 //! `clientSSLCertSecret`): JKS stores in Secrets the user manages, which the brokers mount and
 //! the operator only reads. Pure: decides from the Secrets the dereference step read.
 //!
-//! - A broker Pod is created, and an out-of-date one restarted, only while every such Secret
-//!   opens (keystore with one private key matching its certificate, truststore with a CA, one
-//!   password); otherwise the cluster reports `Degraded/CertificateError` naming the Secret.
+//! - A broker Pod is created, and an out-of-date one restarted, only while every listener
+//!   Secret opens (keystore with one private key, truststore with a CA, one password without a
+//!   line break); otherwise the cluster reports `Degraded/CertificateError` naming the Secret.
+//!   A broken `clientSSLCertSecret` is reported too, but brokers do not mount it.
+//! - While any of them cannot be read, live broker ConfigMaps are left as they are (their
+//!   `super.users` would lose that certificate's principal).
 //! - The principals of the inter-broker and controller listeners' certificates and of the
 //!   client certificate become super users (as Koperator adds them).
 //! - The Pods carry a fingerprint of the listener Secrets, so a changed Secret reaches every
@@ -25,8 +28,23 @@ pub struct OwnCertificates {
     pub principals: Vec<String>,
     /// Fingerprint of the listener Secrets' data, when the cluster has any.
     pub fingerprint: Option<String>,
-    /// Why a Secret cannot be used (empty when all can).
+    /// Why a listener Secret cannot be used (empty when all can): brokers would not start.
     pub problems: Vec<String>,
+    /// Why `clientSSLCertSecret` cannot be used: only the admin clients need it.
+    pub client_problems: Vec<String>,
+}
+
+impl OwnCertificates {
+    /// Every problem, listener Secrets first.
+    pub fn all_problems(&self) -> impl Iterator<Item = &String> {
+        self.problems.iter().chain(&self.client_problems)
+    }
+
+    /// Whether the principals are complete: while a Secret cannot be read, its principal is
+    /// missing, and live broker configs must keep theirs.
+    pub fn complete(&self) -> bool {
+        self.problems.is_empty() && self.client_problems.is_empty()
+    }
 }
 
 /// The Secrets of the user's own the cluster names.
@@ -52,7 +70,7 @@ pub fn check(cluster: &ValidatedCluster, secrets: &LiveSecrets) -> OwnCertificat
             out.problems.push(format!("Secret {name} (serverSSLCertSecret of listener '{}') does not exist", l.name));
             continue;
         };
-        match tls::read_own_certificate(secret) {
+        match tls::read_own_certificate(secret, tls::OwnUse::Listener) {
             Ok(own) => {
                 let inner = cluster.spec.listeners_config.internal_listeners.iter().any(|i| {
                     i.common.name == l.name
@@ -69,10 +87,10 @@ pub fn check(cluster: &ValidatedCluster, secrets: &LiveSecrets) -> OwnCertificat
         hashed.push(name);
     }
     if let Some(name) = cluster.spec.client_ssl_cert_secret.as_ref().map(|s| s.name.as_str()) {
-        match secrets.0.get(name).map(tls::read_own_certificate) {
+        match secrets.0.get(name).map(|s| tls::read_own_certificate(s, tls::OwnUse::Client)) {
             Some(Ok(own)) => principal(own.principal, &mut out),
-            Some(Err(why)) => out.problems.push(format!("Secret {name} (clientSSLCertSecret): {why}")),
-            None => out.problems.push(format!("Secret {name} (clientSSLCertSecret) does not exist")),
+            Some(Err(why)) => out.client_problems.push(format!("Secret {name} (clientSSLCertSecret): {why}")),
+            None => out.client_problems.push(format!("Secret {name} (clientSSLCertSecret) does not exist")),
         }
     }
     if !hashed.is_empty() {
@@ -185,8 +203,9 @@ mod tests {
     fn a_missing_or_unusable_secret_is_a_problem_naming_it() {
         let c = cluster(true);
         let own = check(&c, &secrets(vec![]));
-        assert_eq!(own.problems.len(), 2, "{:?}", own.problems);
+        assert_eq!((own.problems.len(), own.client_problems.len()), (1, 1), "{own:?}");
         assert!(own.problems[0].contains("internal-jks") && own.problems[0].contains("does not exist"));
+        assert!(!own.complete());
         let mut wrong = jks_secret("broker", "pw1");
         wrong.data.as_mut().unwrap().insert(tls::PASSWORD.into(), ByteString(b"other".to_vec()));
         let own = check(&c, &secrets(vec![("internal-jks", wrong), ("client-jks", jks_secret("admin", "pw2"))]));
@@ -194,6 +213,17 @@ mod tests {
         assert!(own.problems[0].contains("wrong password"), "{}", own.problems[0]);
         assert!(!own.problems[0].contains("other"), "no password in messages: {}", own.problems[0]);
         assert_eq!(own.principals, vec!["User:CN=admin"]);
+        // Kafka reads the password file as is: a trailing line break is refused for listeners.
+        let mut newline = jks_secret("broker", "pw1");
+        newline.data.as_mut().unwrap().insert(tls::PASSWORD.into(), ByteString(b"pw1\n".to_vec()));
+        let own = check(&c, &secrets(vec![("internal-jks", newline), ("client-jks", jks_secret("admin", "pw2"))]));
+        assert!(own.problems[0].contains("line break"), "{:?}", own.problems);
+        // A common name that would change its principal.
+        let own = check(
+            &c,
+            &secrets(vec![("internal-jks", jks_secret("b;User:x", "pw1")), ("client-jks", jks_secret("admin", "pw2"))]),
+        );
+        assert!(own.problems[0].contains("common name"), "{:?}", own.problems);
     }
 
     #[test]

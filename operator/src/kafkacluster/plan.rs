@@ -455,7 +455,8 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     }
     let (with_principals, own) = with_own_certificates(cluster, live);
     let cluster = &with_principals;
-    let admin = admin_credential::check(cluster, &live.secrets);
+    let formatted = !live.pods.is_empty() || !live.pvcs.is_empty();
+    let admin = admin_credential::check(cluster, &live.secrets, formatted);
 
     let mut wanted = Wanted { uid: &uid, apply: Vec::new(), foreign: Vec::new() };
     let certs = certificate_plan(cluster, live);
@@ -466,7 +467,11 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     let mut brokers_state: BTreeMap<String, BrokerState> = BTreeMap::new();
     for b in &desired {
         let foreign_before = wanted.foreign.len();
-        wanted.object(b.config_map.clone(), live.config_maps.get(&b.config_map.name_any()), Object::ConfigMap);
+        let live_config = live.config_maps.get(&b.config_map.name_any());
+        // While a Secret of the user's own cannot be read, a live config keeps its super users.
+        if own.complete() || live_config.is_none() {
+            wanted.object(b.config_map.clone(), live_config, Object::ConfigMap);
+        }
         for pvc in &b.pvcs {
             wanted.object(pvc.clone(), live.pvcs.get(&pvc.name_any()), Object::Pvc);
         }
@@ -644,7 +649,7 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         AdminCredential::Unusable(why) => Some(why.clone()),
         _ => None,
     };
-    let cert_problems: Vec<&String> = certs.problems.iter().chain(&own.problems).chain(&admin_problem).collect();
+    let cert_problems: Vec<&String> = certs.problems.iter().chain(own.all_problems()).chain(&admin_problem).collect();
     if !cert_problems.is_empty() {
         degraded.push(("CertificateError", cert_problems.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("; ")));
     }

@@ -12,6 +12,10 @@ use crate::validated::ValidatedCluster;
 /// which the user's own entries follow.
 const SUPER_USERS: &str = "super.users";
 
+/// Kafka's `config.providers`: the operator's `dir` provider (listener passwords), then the
+/// user's own.
+const CONFIG_PROVIDERS: &str = "config.providers";
+
 /// Suffix of every log dir under a mount path (Koperator's layout: `<mountPath>/kafka`).
 pub const LOG_DIR_SUFFIX: &str = "/kafka";
 
@@ -26,8 +30,25 @@ pub fn server_properties(cluster: &ValidatedCluster, id: i32) -> Option<String> 
         props.extend(properties::parse(text).unwrap_or_default());
     }
     let user_super_users = props.remove(SUPER_USERS);
+    let user_providers = props.remove(CONFIG_PROVIDERS);
     for (k, v) in operator_properties(cluster, me, &all) {
         props.insert(k, v);
+    }
+    if let Some(theirs) = user_providers {
+        // The user's config providers stay beside the operator's `dir` (their `${...}` keep
+        // resolving).
+        let merged = match props.remove(CONFIG_PROVIDERS) {
+            Some(ours) => {
+                let extra: Vec<&str> = theirs
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty() && !ours.split(',').any(|o| o == *p))
+                    .collect();
+                std::iter::once(ours.as_str()).chain(extra).collect::<Vec<_>>().join(",")
+            }
+            None => theirs,
+        };
+        props.insert(CONFIG_PROVIDERS.to_string(), merged);
     }
     if let Some(theirs) = user_super_users {
         // The user's super users stay, after the brokers and the operator.
@@ -266,6 +287,25 @@ mod tests {
         assert_eq!(get(&p, "log.dirs").as_deref(), Some("/kafka-logs/kafka"));
         assert_eq!(get(&p, "broker.id"), None);
         assert!(server_properties(&c, 99).is_none());
+    }
+
+    #[test]
+    fn the_users_config_providers_stay_beside_the_operators() {
+        use crate::api::kafkacluster::SecurityProtocol;
+        use k8s_openapi::api::core::v1::LocalObjectReference;
+        let mut spec = valid_kraft_spec();
+        spec.read_only_config = Some("config.providers=file,dir\nconfig.providers.file.class=X\n".into());
+        assert_eq!(
+            get(&server_properties(&cluster(spec.clone()), 0).unwrap(), "config.providers").as_deref(),
+            Some("file,dir")
+        );
+        let l = &mut spec.listeners_config.internal_listeners[0].common;
+        l.listener_type = SecurityProtocol::Ssl;
+        l.server_ssl_cert_secret = Some(LocalObjectReference { name: "jks".into() });
+        spec.client_ssl_cert_secret = Some(LocalObjectReference { name: "client".into() });
+        let p = server_properties(&cluster(spec), 0).unwrap();
+        assert_eq!(get(&p, "config.providers").as_deref(), Some("dir,file"), "{p}");
+        assert_eq!(get(&p, "config.providers.file.class").as_deref(), Some("X"));
     }
 
     #[test]

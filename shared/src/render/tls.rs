@@ -313,10 +313,27 @@ impl std::fmt::Debug for OwnCertificate {
     }
 }
 
+/// How a Secret of the user's own is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnUse {
+    /// Mounted by brokers (`serverSSLCertSecret`): Kafka reads `password` byte for byte, so a
+    /// trailing newline would make the stores unopenable there and is refused here. The key
+    /// is Kafka's to load (Java reads EC keys that ring cannot), so only the certificate is
+    /// checked.
+    Listener,
+    /// Presented by the operator and the webhook (`clientSSLCertSecret`): a trailing newline
+    /// of `password` is ignored, and the key must be one they can sign with.
+    Client,
+}
+
 /// Reads a Secret of the user's own: `keystore.jks` with exactly one private key entry,
-/// `truststore.jks` with at least one trusted certificate, both opened with `password`.
+/// `truststore.jks` with at least one trusted certificate, both opened with `password`. The
+/// leaf's common name must map to a principal unchanged (no RFC 2253 special characters).
 #[cfg(feature = "pki")]
-pub fn read_own_certificate(secret: &k8s_openapi::api::core::v1::Secret) -> Result<OwnCertificate, String> {
+pub fn read_own_certificate(
+    secret: &k8s_openapi::api::core::v1::Secret,
+    usage: OwnUse,
+) -> Result<OwnCertificate, String> {
     let data = secret.data.as_ref();
     let get = |k: &str| data.and_then(|d| d.get(k)).map(|b| b.0.as_slice()).filter(|b| !b.is_empty());
     let missing: Vec<&str> =
@@ -324,9 +341,15 @@ pub fn read_own_certificate(secret: &k8s_openapi::api::core::v1::Secret) -> Resu
     if !missing.is_empty() {
         return Err(format!("it has no {}", missing.join(", ")));
     }
-    let password = std::str::from_utf8(get(PASSWORD).unwrap_or_default())
-        .map_err(|_| "its password is not UTF-8".to_string())?
-        .trim_end_matches(['\n', '\r']);
+    let raw =
+        std::str::from_utf8(get(PASSWORD).unwrap_or_default()).map_err(|_| "its password is not UTF-8".to_string())?;
+    let password = raw.trim_end_matches(['\n', '\r']);
+    if usage == OwnUse::Listener && password.len() != raw.len() {
+        return Err(format!(
+            "its {PASSWORD} ends with a line break, which Kafka would read as part of the password: store it without \
+             one (kubectl create secret generic ... --from-literal={PASSWORD}=...)"
+        ));
+    }
     let keystore = crate::jks::read(get(KEYSTORE_JKS).unwrap_or_default(), password)
         .map_err(|e| format!("{KEYSTORE_JKS}: {e}"))?;
     let [entry] = keystore.keys.as_slice() else {
@@ -336,12 +359,21 @@ pub fn read_own_certificate(secret: &k8s_openapi::api::core::v1::Secret) -> Resu
     let chain: String = entry.chain.iter().map(|d| crate::jks::cert_pem(d)).collect();
     let key = crate::jks::key_pem(&entry.pkcs8);
     let leaf = crate::jks::cert_pem(leaf);
-    if !crate::pki::key_matches(&leaf, &key) {
-        return Err(format!("{KEYSTORE_JKS}: the private key is not the certificate's"));
+    if usage == OwnUse::Client && !crate::pki::key_matches(&leaf, &key) {
+        return Err(format!(
+            "{KEYSTORE_JKS}: the private key is not the certificate's, or is one the operator cannot sign with \
+             (RSA of 2048 bits or more, and ECDSA P-256/P-384 keys that carry their public key, are)"
+        ));
     }
     let common_name = crate::pki::common_name(&leaf)
         .filter(|cn| !cn.is_empty())
         .ok_or(format!("{KEYSTORE_JKS}: the certificate has no common name"))?;
+    if common_name.starts_with(['#', ' ']) || common_name.contains([',', '+', '"', '\\', '<', '>', '=', ';']) {
+        return Err(format!(
+            "{KEYSTORE_JKS}: the certificate's common name {common_name:?} holds characters (,+\"\\<>=; or a leading # or \
+             space) that change its Kafka principal; use a plain name"
+        ));
+    }
     let truststore = crate::jks::read(get(TRUSTSTORE_JKS).unwrap_or_default(), password)
         .map_err(|e| format!("{TRUSTSTORE_JKS}: {e}"))?;
     if truststore.trusted.is_empty() {
@@ -366,7 +398,9 @@ pub fn client_identity(
     cluster_uid: &str,
 ) -> Result<[String; 3], String> {
     match source {
-        ClientIdentitySource::Own(_) => read_own_certificate(secret).map(|o| [o.trusted, o.chain, o.key]),
+        ClientIdentitySource::Own(_) => {
+            read_own_certificate(secret, OwnUse::Client).map(|o| [o.trusted, o.chain, o.key])
+        }
         ClientIdentitySource::Issued(_) => issued_identity(secret, cluster_uid),
     }
 }

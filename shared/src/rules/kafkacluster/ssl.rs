@@ -28,9 +28,12 @@ pub fn check(spec: &KafkaClusterSpec) -> Vec<FieldError> {
                 "name the Secret that holds (or will hold, with create: true) the CA the operator issues broker certificates from",
             ));
     }
-    // The operator issues its own client certificate only when it issues listener certificates.
+    // The operator issues its own client certificate only when it issues listener certificates,
+    // and a listener serving the user's own certificate trusts the user's CAs, not the cluster's.
     let operator_client_cert =
         operator_pki && spec.all_listeners().any(|l| l.listener_type.is_ssl() && l.server_ssl_cert_secret.is_none());
+    let operator_client_cert =
+        operator_client_cert && admin_listener(spec).is_none_or(|a| a.server_ssl_cert_secret.is_none());
     if let Some(admin) = admin_listener(spec)
         && admin.listener_type.is_ssl()
         && !operator_client_cert
@@ -137,6 +140,14 @@ mod tests {
             Some(SslSecrets { tls_secret_name: "kafka-ca".into(), ..Default::default() });
         spec.listeners_config.internal_listeners[0].common.server_ssl_cert_secret =
             Some(LocalObjectReference { name: "server-cert".into() });
+        assert_eq!(paths_and_types(&check(&spec)), vec![("spec.clientSSLCertSecret".into(), ErrorType::Required)]);
+        // Another listener issued, the admin listener on the user's certificate: the issued
+        // client certificate would not be trusted there.
+        let mut other = spec.listeners_config.internal_listeners[0].clone();
+        other.common.name = "issued".into();
+        other.common.server_ssl_cert_secret = None;
+        other.common.used_for_inner_broker_communication = false;
+        spec.listeners_config.internal_listeners.push(other);
         assert_eq!(paths_and_types(&check(&spec)), vec![("spec.clientSSLCertSecret".into(), ErrorType::Required)]);
     }
 

@@ -25,6 +25,31 @@ pub fn check(old: &KafkaClusterSpec, new: &KafkaClusterSpec, v: &mut Verdict) {
         let Some(ob) = old.brokers.iter().find(|b| b.id == nb.id) else { continue };
         check_broker(old, ob, new, nb, i, v);
     }
+    if new.kraft
+        && let Some((i, name)) = sasl_admin_listener(new)
+        && sasl_admin_listener(old).is_none_or(|(_, old_name)| old_name != name)
+    {
+        v.errors.push(FieldError::forbidden(
+            &super::internal_path(i),
+            format!(
+                "listener '{name}' would become the SASL admin listener of a running cluster: the operator's SCRAM \
+                 credential is bootstrapped only when a cluster's storage is first formatted, so it could not log in; \
+                 keep the admin listener as it is (SASL listeners for clients are fine), or create a new cluster"
+            ),
+        ));
+    }
+}
+
+/// The internal listener the operator uses (marked `usedForKafkaAdminCommunication`, else the
+/// inter-broker one), with its index, when it is SASL.
+fn sasl_admin_listener(spec: &KafkaClusterSpec) -> Option<(usize, &str)> {
+    let internal = &spec.listeners_config.internal_listeners;
+    let i = internal
+        .iter()
+        .position(|l| l.common.used_for_kafka_admin_communication == Some(true))
+        .or_else(|| internal.iter().position(|l| l.common.used_for_inner_broker_communication))?;
+    let l = &internal[i].common;
+    l.listener_type.kafka_name().starts_with("SASL").then_some((i, l.name.as_str()))
 }
 
 fn check_broker(old: &KafkaClusterSpec, ob: &Broker, new: &KafkaClusterSpec, nb: &Broker, i: usize, v: &mut Verdict) {
@@ -88,6 +113,26 @@ mod tests {
         let mut v = Verdict::default();
         check(old, new, &mut v);
         v
+    }
+
+    #[test]
+    fn a_running_cluster_does_not_move_its_admin_listener_to_sasl() {
+        use crate::api::kafkacluster::SecurityProtocol;
+        let old = valid_kraft_spec();
+        let mut new = old.clone();
+        let mut sasl = new.listeners_config.internal_listeners[0].clone();
+        sasl.common.name = "sasl".into();
+        sasl.common.container_port = 29094;
+        sasl.common.used_for_inner_broker_communication = false;
+        sasl.common.listener_type = SecurityProtocol::SaslPlaintext;
+        new.listeners_config.internal_listeners.push(sasl);
+        assert_eq!(run(&old, &new), Verdict::default(), "a SASL listener for clients is fine");
+        new.listeners_config.internal_listeners[2].common.used_for_kafka_admin_communication = Some(true);
+        assert_eq!(
+            paths_and_types(&run(&old, &new).errors),
+            vec![("spec.listenersConfig.internalListeners[2]".into(), ErrorType::Forbidden)]
+        );
+        assert_eq!(run(&new, &new), Verdict::default(), "a cluster created with it keeps it");
     }
 
     #[test]
