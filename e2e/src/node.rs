@@ -654,7 +654,7 @@ fn tls_settings(properties: &str) -> Result<HashMap<String, Arc<rustls::ClientCo
             let password = resolve_dir_reference(reference)?;
             let read = |path: &str| -> Result<koperator_shared::jks::Store> {
                 let bytes = std::fs::read(path).with_context(|| format!("read {path}"))?;
-                koperator_shared::jks::read(&bytes, password.trim_end()).map_err(|e| anyhow::anyhow!("{path}: {e}"))
+                koperator_shared::jks::read(&bytes, &password).map_err(|e| anyhow::anyhow!("{path}: {e}"))
             };
             let keys = read(keystore)?;
             let entry = keys.keys.first().with_context(|| format!("{keystore} has no private key"))?;
