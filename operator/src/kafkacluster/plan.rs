@@ -588,8 +588,9 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     let mut restart = None;
     let mut roll_blocked = None;
     // While certificates are being issued, no broker restarts (its new one is not there yet).
-    // Nor while a Secret of the user's own cannot be used (the broker would not start on it).
-    if !out_of_date.is_empty() && pods.all_ready && certs.orders.is_empty() && own.problems.is_empty() {
+    // Nor while a Secret of the user's own cannot be read (a listener's: the broker would not start
+    // on it; any: the live configs are kept as they are, and a restart would not change them).
+    if !out_of_date.is_empty() && pods.all_ready && certs.orders.is_empty() && own.complete() {
         let ids: Vec<i32> = out_of_date.iter().map(|(id, _, _)| *id).collect();
         let expected = render::broker_role_ids(cluster);
         let threshold = cluster.spec.rolling_upgrade_config.failure_threshold.unwrap_or(1);

@@ -972,3 +972,34 @@ fn a_listener_secret_of_the_users_own_gates_the_pods_and_rolls_them_when_it_chan
     assert!(p.restart.is_none());
     assert!(condition(&p, "Degraded").2.contains("wrong password"), "{:?}", condition(&p, "Degraded"));
 }
+
+#[test]
+fn live_configs_keep_their_super_users_while_a_secret_of_the_users_own_cannot_be_read() {
+    use super::super::own_certificates::fixtures::jks_secret;
+    let mut v = sample(COMBINED);
+    v["spec"]["listenersConfig"]["internalListeners"][0]["type"] = json!("ssl");
+    v["spec"]["listenersConfig"]["internalListeners"][0]["serverSSLCertSecret"] = json!({"name": "inner-jks"});
+    v["spec"]["clientSSLCertSecret"] = json!({"name": "client-jks"});
+    let mut base = empty();
+    base.secrets.0.insert("inner-jks".into(), jks_secret("broker", "pw"));
+    base.secrets.0.insert("client-jks".into(), jks_secret("admin", "pw"));
+    let first = plan(&validated(&v), &base);
+    let cm = first.apply.iter().find_map(|o| match o {
+        Object::ConfigMap(c) => Some(c.data.as_ref().unwrap()["broker-config"].clone()),
+        _ => None,
+    });
+    let cm = cm.expect("configs rendered");
+    assert!(cm.contains("super.users=User:CN=broker;User:CN=admin"), "{cm}");
+    let mut live = carried_out(&first, base);
+    live.kafka = healthy(&validated(&v));
+    for _ in 0..3 {
+        let p = plan(&validated(&v), &live);
+        v["status"] = serde_json::to_value(&p.status).unwrap();
+    }
+    // The client Secret is gone: reported, no config loses User:CN=admin, no broker waits.
+    live.secrets.0.remove("client-jks");
+    let p = plan(&validated(&v), &live);
+    assert!(!kinds(&p).iter().any(|o| o.starts_with("ConfigMap/")), "{:?}", kinds(&p));
+    assert!(p.restart.is_none());
+    assert!(condition(&p, "Degraded").2.contains("client-jks"), "{:?}", condition(&p, "Degraded"));
+}
