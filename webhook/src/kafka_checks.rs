@@ -112,12 +112,7 @@ impl LiveKafkaChecks {
         })?;
         let name = source.secret().to_string();
         let fail = |reason: String| KafkaCheckError::ClientCertificate { secret: format!("{ns}/{name}"), reason };
-        let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(kube.clone(), &ns);
-        let secret = api
-            .get_opt(&name)
-            .await
-            .map_err(|e| fail(format!("cannot read it: {e}")))?
-            .ok_or_else(|| fail("it does not exist".into()))?;
+        let secret = read_secret(kube, &ns, &name).await.map_err(fail)?;
         let [ca, crt, key] =
             tls::client_identity(&source, &secret, &cluster.uid().unwrap_or_default()).map_err(fail)?;
         let config = kafka::client_config(&ca, Some((&crt, &key))).map_err(|e| fail(e.to_string()))?;
@@ -133,15 +128,16 @@ impl LiveKafkaChecks {
         let ns = cluster.namespace().unwrap_or_default();
         let name = sasl::admin_secret(cluster);
         let fail = |reason: String| KafkaCheckError::AdminCredential { secret: format!("{ns}/{name}"), reason };
-        let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(kube.clone(), &ns);
-        let secret = api
-            .get_opt(&name)
-            .await
-            .map_err(|e| fail(format!("cannot read it: {e}")))?
-            .ok_or_else(|| fail("it does not exist".into()))?;
+        let secret = read_secret(kube, &ns, &name).await.map_err(fail)?;
         let password = sasl::admin_password(&secret, &cluster.uid().unwrap_or_default()).map_err(fail)?;
         Ok(SaslScram::new(sasl::ADMIN_USER, password))
     }
+}
+
+/// Secret `ns/name`, or why it cannot be had.
+async fn read_secret(kube: &kube::Client, ns: &str, name: &str) -> Result<k8s_openapi::api::core::v1::Secret, String> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(kube.clone(), ns);
+    api.get_opt(name).await.map_err(|e| format!("cannot read it: {e}"))?.ok_or_else(|| "it does not exist".into())
 }
 
 async fn read_topic(admin: &Admin, name: &str) -> Result<(Option<ExistingTopic>, usize), kafka::Error> {

@@ -83,15 +83,7 @@ pub fn format_arguments(c: &KafkaCluster) -> String {
 /// The admin password from [`admin_secret`], used only when the KafkaCluster with
 /// `cluster_uid` controls that Secret (anything else of that name is someone else's).
 pub fn admin_password(secret: &k8s_openapi::api::core::v1::Secret, cluster_uid: &str) -> Result<String, String> {
-    let ours = secret
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.controller == Some(true) && !cluster_uid.is_empty() && o.uid == cluster_uid);
-    if !ours {
-        return Err("it is not controlled by this KafkaCluster".into());
-    }
+    super::tls::controlled_by(secret, cluster_uid)?;
     secret
         .data
         .as_ref()

@@ -405,19 +405,23 @@ pub fn client_identity(
     }
 }
 
-/// `[ca.crt, tls.crt, tls.key]` of the operator's client certificate Secret
-/// ([`operator_secret`]); only from a Secret the KafkaCluster with `cluster_uid` controls
-/// (anything else of that name is someone else's and never used).
-fn issued_identity(secret: &k8s_openapi::api::core::v1::Secret, cluster_uid: &str) -> Result<[String; 3], String> {
+/// Ok when the KafkaCluster with `cluster_uid` controls `secret` (a Secret the operator made
+/// for it); anything else of that name is someone else's and never used.
+pub fn controlled_by(secret: &k8s_openapi::api::core::v1::Secret, cluster_uid: &str) -> Result<(), String> {
     let ours = secret
         .metadata
         .owner_references
         .iter()
         .flatten()
         .any(|o| o.controller == Some(true) && !cluster_uid.is_empty() && o.uid == cluster_uid);
-    if !ours {
-        return Err("it is not controlled by this KafkaCluster".into());
-    }
+    if ours { Ok(()) } else { Err("it is not controlled by this KafkaCluster".into()) }
+}
+
+/// `[ca.crt, tls.crt, tls.key]` of the operator's client certificate Secret
+/// ([`operator_secret`]); only from a Secret the KafkaCluster with `cluster_uid` controls
+/// (anything else of that name is someone else's and never used).
+fn issued_identity(secret: &k8s_openapi::api::core::v1::Secret, cluster_uid: &str) -> Result<[String; 3], String> {
+    controlled_by(secret, cluster_uid)?;
     let data = secret.data.as_ref();
     let get = |k: &str| {
         data.and_then(|d| d.get(k)).and_then(|b| String::from_utf8(b.0.clone()).ok()).ok_or(format!("it has no {k}"))
