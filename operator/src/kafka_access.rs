@@ -104,14 +104,11 @@ impl KafkaAccess {
         })?;
         let name = source.secret().to_string();
         let unusable = |reason: String| AdminAccessError::ClientCertificate { secret: name.clone(), reason };
-        let api: Api<Secret> = Api::namespaced(self.kube.clone(), &cluster.namespace().unwrap_or_default());
-        let secret =
-            api.get_opt(&name).await.map_err(|e| unusable(format!("cannot read it: {e}")))?.ok_or_else(|| {
-                unusable(match source {
-                    tls::ClientIdentitySource::Issued(_) => "it does not exist yet (the operator issues it)".into(),
-                    tls::ClientIdentitySource::Own(_) => "it does not exist (spec.clientSSLCertSecret names it)".into(),
-                })
-            })?;
+        let missing = match source {
+            tls::ClientIdentitySource::Issued(_) => "it does not exist yet (the operator issues it)",
+            tls::ClientIdentitySource::Own(_) => "it does not exist (spec.clientSSLCertSecret names it)",
+        };
+        let secret = self.read_secret(cluster, &name, missing).await.map_err(unusable)?;
         tls::client_identity(&source, &secret, &cluster.uid().unwrap_or_default()).map_err(unusable)
     }
 
@@ -119,13 +116,17 @@ impl KafkaAccess {
     async fn admin_password(&self, cluster: &ValidatedCluster) -> Result<String, AdminAccessError> {
         let name = sasl::admin_secret(cluster);
         let unusable = |reason: String| AdminAccessError::AdminCredential { secret: name.clone(), reason };
-        let api: Api<Secret> = Api::namespaced(self.kube.clone(), &cluster.namespace().unwrap_or_default());
-        let secret = api
-            .get_opt(&name)
+        let secret = self
+            .read_secret(cluster, &name, "it does not exist yet (the operator creates it)")
             .await
-            .map_err(|e| unusable(format!("cannot read it: {e}")))?
-            .ok_or_else(|| unusable("it does not exist yet (the operator creates it)".into()))?;
+            .map_err(unusable)?;
         sasl::admin_password(&secret, &cluster.uid().unwrap_or_default()).map_err(unusable)
+    }
+
+    /// Secret `name` in the cluster's namespace, or why not (`missing` when it does not exist).
+    async fn read_secret(&self, cluster: &ValidatedCluster, name: &str, missing: &str) -> Result<Secret, String> {
+        let api: Api<Secret> = Api::namespaced(self.kube.clone(), &cluster.namespace().unwrap_or_default());
+        api.get_opt(name).await.map_err(|e| format!("cannot read it: {e}"))?.ok_or_else(|| missing.to_string())
     }
 
     /// Drops the client of a deleted cluster.
