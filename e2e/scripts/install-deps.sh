@@ -57,7 +57,7 @@ maven_libs() {
     log "$name: cached ($libs)"
     return
   fi
-  log "$name: resolving Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$pom") jars with Maven"
+  log "$name: resolving $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:Kafka \1 :p' "$pom")jars with Maven"
   local start=$SECONDS
   rm -rf "$libs.tmp"
   mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs.tmp"
@@ -68,4 +68,6 @@ maven_libs() {
 }
 maven_libs kafka
 maven_libs kafka-zk
+maven_libs kafka-previous
+maven_libs jmx-exporter
 log "all tools ready in $bin and $cache/kafka*/libs"

@@ -17,6 +17,9 @@ pub enum Dist {
     Kraft,
     /// The last ZooKeeper-mode release line, with ZooKeeper (`e2e/tools/kafka-zk/pom.xml`).
     ZooKeeper,
+    /// The KRaft release before [`Dist::Kraft`] (`e2e/tools/kafka-previous/pom.xml`), for
+    /// version upgrades.
+    Previous,
 }
 
 impl Dist {
@@ -25,12 +28,50 @@ impl Dist {
         if props.lines().any(|l| l.starts_with("process.roles=")) { Dist::Kraft } else { Dist::ZooKeeper }
     }
 
+    /// The release a Pod runs: the KRaft release whose version its image tag names
+    /// (`…/kafka:2.13-4.0.0` runs [`Dist::Previous`]), else the one its properties need.
+    pub fn for_pod(props: &str, image: &str) -> Dist {
+        let by_properties = Dist::for_properties(props);
+        if by_properties == Dist::ZooKeeper {
+            return by_properties;
+        }
+        let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or_default();
+        [Dist::Kraft, Dist::Previous]
+            .into_iter()
+            .find(|d| d.version().is_ok_and(|v| tag.split('-').any(|part| part == v)))
+            .unwrap_or(by_properties)
+    }
+
+    /// The Kafka version its pom pins.
+    pub fn version(self) -> Result<String> {
+        let pom = crate::tools::repo_root().join("e2e/tools").join(self.dir()).join("pom.xml");
+        let text = std::fs::read_to_string(&pom).with_context(|| format!("read {}", pom.display()))?;
+        text.split_once("<kafka.version>")
+            .and_then(|(_, rest)| rest.split_once("</kafka.version>"))
+            .map(|(v, _)| v.trim().to_string())
+            .with_context(|| format!("no <kafka.version> in {}", pom.display()))
+    }
+
     fn dir(self) -> &'static str {
         match self {
             Dist::Kraft => "kafka",
             Dist::ZooKeeper => "kafka-zk",
+            Dist::Previous => "kafka-previous",
         }
     }
+}
+
+/// The Prometheus JMX exporter agent jar installed by `make e2e-deps`.
+pub fn jmx_exporter_jar() -> Result<PathBuf> {
+    let dir = cache_dir().join("jmx-exporter").join("libs");
+    std::fs::read_dir(&dir)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "jar"))
+        .with_context(|| format!("the JMX exporter agent is not in {}: run `make e2e-deps`", dir.display()))
 }
 
 /// The directory of the KRaft release's jars, or a clear error saying how to get them.
@@ -119,7 +160,7 @@ impl BrokerLaunch {
 
     /// Formats the storage (KRaft) and starts the broker; its output goes to `<dir>/kafka.log`.
     pub fn start(&self) -> Result<Component> {
-        if self.dist == Dist::Kraft {
+        if self.dist != Dist::ZooKeeper {
             self.format_storage()?;
         }
         let mut args = self.jvm_args()?;

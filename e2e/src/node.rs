@@ -9,10 +9,15 @@
 //! - the Pod's DNS names (`<hostname>.<subdomain>.<ns>.svc.cluster.local` and the names of the
 //!   Services that select it) go to a hosts file that the brokers read through
 //!   `-Djdk.net.hosts.file` and the operator through `--kafka-hosts-file`;
-//! - the container image is not pulled: a KRaft Pod runs the release pinned in
-//!   `e2e/tools/kafka/pom.xml`, a ZooKeeper-mode Pod the one in `e2e/tools/kafka-zk/pom.xml`;
-//!   the command is not run, its effect is (format in KRaft mode, then start);
-//!   `KAFKA_HEAP_OPTS` and `KAFKA_JVM_PERFORMANCE_OPTS` from the container's env are used;
+//! - the container image is not pulled: a KRaft Pod runs the release its image tag names when
+//!   the node has it (`…:2.13-4.0.0` runs `e2e/tools/kafka-previous/pom.xml`), else the
+//!   release pinned in `e2e/tools/kafka/pom.xml`; a ZooKeeper-mode Pod the one in
+//!   `e2e/tools/kafka-zk/pom.xml`; the command is not run, its effect is (format in KRaft mode,
+//!   then start); `KAFKA_HEAP_OPTS`, `KAFKA_JVM_PERFORMANCE_OPTS` and `KAFKA_OPTS` from the
+//!   container's env are used, the Prometheus JMX exporter agent of `KAFKA_OPTS` loaded from
+//!   the jar `make e2e-deps` installs (what the `jmxImage` init container copies) and bound to
+//!   the Pod's address;
+//! - ConfigMap volumes are written, key by key, to `<pod dir>/configmaps/<volume>`;
 //! - a Secret volume is written, key by key, to `<pod dir>/secrets/<volume>` (the Pod waits
 //!   while the Secret does not exist, as kubelet does) and rendered paths under its mount path
 //!   (`ssl.keystore.location`...) point there.
@@ -24,7 +29,10 @@
 //! Pod status (phase, podIP, Ready) follows the broker: Ready once every listener answers
 //! ApiVersions and, for a broker, the broker lists itself in its metadata. A deleted Pod's
 //! process gets SIGTERM (Kafka's controlled shutdown) and its grace period; an exited process
-//! is restarted like `restartPolicy: Always`.
+//! is restarted like `restartPolicy: Always` (at once, then with kubelet's back-off, the
+//! container `waiting` in `CrashLoopBackOff`), and reported in `lastState.terminated` with its
+//! exit code and, under `terminationMessagePolicy: FallbackToLogsOnError`, kubelet's message:
+//! the last 80 lines of its log, at most 2048 bytes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -72,6 +80,13 @@ struct Slot {
     image: String,
     grace: Duration,
     reported: Option<serde_json::Value>,
+    /// `terminationMessagePolicy: FallbackToLogsOnError`: a failed process's log tail becomes
+    /// its termination message.
+    fallback_to_logs: bool,
+    /// `lastState.terminated` of the container, once a process has exited.
+    last_terminated: Option<serde_json::Value>,
+    /// When an exited process is started again (CrashLoopBackOff until then).
+    restart_at: Option<Instant>,
 }
 
 /// A running test node for one namespace. Stops every broker when dropped.
@@ -294,16 +309,56 @@ impl NodeState {
             let exited = self.slots[&name].process.exited();
             if let Some(status) = exited {
                 let slot = self.slots.get_mut(&name).expect("listed");
-                eprintln!(
-                    "[node {}] {name} exited ({status}); restarting. Log tail:\n{}",
-                    self.ns,
-                    slot.process.log_tail(60)
-                );
-                slot.restarts += 1;
-                slot.ready = false;
-                slot.process = slot.launch.start()?;
-                self.shared.pids.lock().unwrap().insert(name.clone(), slot.process.pid());
-                self.event(NodeEvent::Down(name.clone()));
+                let mut went_down = false;
+                if slot.restart_at.is_none() {
+                    // Like kubelet: the first restart at once, then 10 s, 20 s... up to 5 min.
+                    let backoff = match slot.restarts {
+                        0 => Duration::ZERO,
+                        n => {
+                            Duration::from_secs(10 * 2u64.pow((n - 1).clamp(0, 5) as u32)).min(Duration::from_secs(300))
+                        }
+                    };
+                    eprintln!(
+                        "[node {}] {name} exited ({status}); restarting in {backoff:?}. Log tail:\n{}",
+                        self.ns,
+                        slot.process.log_tail(60)
+                    );
+                    let code = slot.process.exit_code().unwrap_or(1);
+                    let message = if slot.fallback_to_logs && code != 0 {
+                        termination_message(&slot.process.log_tail(TERMINATION_MESSAGE_LINES))
+                    } else {
+                        String::new()
+                    };
+                    slot.last_terminated = Some(json!({
+                        "exitCode": code,
+                        "reason": if code == 0 { "Completed" } else { "Error" },
+                        "message": message,
+                        "startedAt": slot.started_at,
+                        "finishedAt": now_rfc3339(),
+                    }));
+                    slot.restart_at = Some(Instant::now() + backoff);
+                    slot.ready = false;
+                    went_down = true;
+                }
+                if slot.restart_at.is_some_and(|t| Instant::now() >= t) {
+                    slot.restarts += 1;
+                    slot.restart_at = None;
+                    slot.started_at = now_rfc3339();
+                    slot.process = slot.launch.start()?;
+                    self.shared.pids.lock().unwrap().insert(name.clone(), slot.process.pid());
+                }
+                if went_down {
+                    self.event(NodeEvent::Down(name.clone()));
+                }
+                let slot = self.slots.get_mut(&name).expect("listed");
+                let status = pod_status(slot);
+                if slot.reported.as_ref() != Some(&status) {
+                    pods_api
+                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+                        .await
+                        .with_context(|| format!("report status of {name}"))?;
+                    slot.reported = Some(status);
+                }
                 continue;
             }
             let frozen = self.shared.frozen.lock().unwrap().contains(&name);
@@ -378,6 +433,19 @@ impl NodeState {
             }
             secret_dirs.push((m.mount_path.clone(), local));
         }
+        // ConfigMap volumes (the JMX exporter's configuration...): written out key by key.
+        for m in &mounts {
+            let Some(source) = volumes.iter().find(|v| v.name == m.name).and_then(|v| v.config_map.as_ref()) else {
+                continue;
+            };
+            let data = cms.get(&source.name).await.with_context(|| format!("ConfigMap {}", source.name))?.data;
+            let local = dir.join("configmaps").join(&m.name);
+            std::fs::create_dir_all(&local)?;
+            for (key, value) in data.unwrap_or_default() {
+                std::fs::write(local.join(&key), value)?;
+            }
+            secret_dirs.push((m.mount_path.clone(), local));
+        }
         let props = node_properties(text, ip, &pvc_dirs);
         let props = with_secret_paths(&props, &secret_dirs);
         let host = match (spec.hostname.as_ref(), spec.subdomain.as_ref()) {
@@ -391,6 +459,7 @@ impl NodeState {
         for key in ["KAFKA_HEAP_OPTS", "KAFKA_JVM_PERFORMANCE_OPTS"] {
             jvm_opts.extend(env(key).split_whitespace().map(String::from));
         }
+        jvm_opts.extend(kafka_opts(&env("KAFKA_OPTS"), ip, &secret_dirs)?);
         let launch = BrokerLaunch {
             name: name.clone(),
             dir,
@@ -398,7 +467,7 @@ impl NodeState {
             cluster_id: env("KAFKA_CLUSTER_ID"),
             hosts_file: Some(self.hosts_file.clone()),
             jvm_opts,
-            dist: Dist::for_properties(&props),
+            dist: Dist::for_pod(&props, container.image.as_deref().unwrap_or_default()),
             format_args: format_arguments(container.command.as_deref().unwrap_or_default(), &secret_dirs)?,
         };
         let process = launch.start()?;
@@ -421,6 +490,9 @@ impl NodeState {
             image: container.image.clone().unwrap_or_default(),
             grace: Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).clamp(5, 60) as u64),
             reported: None,
+            fallback_to_logs: container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError"),
+            last_terminated: None,
+            restart_at: None,
         })
     }
 
@@ -472,8 +544,29 @@ async fn probe(slot: &Slot, hosts: &Path) -> bool {
     admin.metadata(Some(&[])).await.is_ok_and(|m| m.brokers.contains_key(&id))
 }
 
+/// kubelet's limits for a termination message taken from the log: the last 80 lines, at most
+/// 2048 bytes.
+const TERMINATION_MESSAGE_LINES: usize = 80;
+const TERMINATION_MESSAGE_BYTES: usize = 2048;
+
+/// The end of a log tail, cut to kubelet's byte limit on a character boundary.
+fn termination_message(tail: &str) -> String {
+    let mut start = tail.len().saturating_sub(TERMINATION_MESSAGE_BYTES);
+    while !tail.is_char_boundary(start) {
+        start += 1;
+    }
+    tail[start..].to_string()
+}
+
 fn pod_status(slot: &Slot) -> serde_json::Value {
     let ready = if slot.ready { "True" } else { "False" };
+    let state = match slot.restart_at {
+        Some(_) => {
+            json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container kafka"}})
+        }
+        None => json!({"running": {"startedAt": slot.started_at}}),
+    };
+    let last_state = slot.last_terminated.as_ref().map(|t| json!({"terminated": t})).unwrap_or_else(|| json!({}));
     json!({
         "phase": "Running",
         "hostIP": "127.0.0.1",
@@ -491,7 +584,8 @@ fn pod_status(slot: &Slot) -> serde_json::Value {
             "restartCount": slot.restarts,
             "image": slot.image,
             "imageID": "koperator-e2e-node://apache-kafka",
-            "state": {"running": {"startedAt": slot.started_at}},
+            "state": state,
+            "lastState": last_state,
         }],
     })
 }
@@ -620,6 +714,34 @@ fn format_arguments(command: &[String], secret_dirs: &[(String, PathBuf)]) -> Re
     Ok(out)
 }
 
+/// The JVM options of a container's `KAFKA_OPTS` as the node runs them: paths under mounted
+/// volumes moved to the node's copies, and the Prometheus JMX exporter agent
+/// (`-javaagent:<…jmx_prometheus…jar>=[host:]<port>:<config>`) loaded from the jar
+/// `make e2e-deps` installed (what the `jmxImage` init container delivers in a cluster),
+/// listening on the Pod's own address. Any other java agent is an error.
+fn kafka_opts(value: &str, ip: &str, dirs: &[(String, PathBuf)]) -> Result<Vec<String>> {
+    let moved = |v: &str| with_secret_paths(&format!("x={v}"), dirs).trim_end().trim_start_matches("x=").to_string();
+    let mut out = Vec::new();
+    for opt in value.split_whitespace() {
+        let Some(agent) = opt.strip_prefix("-javaagent:") else {
+            out.push(moved(opt));
+            continue;
+        };
+        let (jar, args) = agent.split_once('=').unwrap_or((agent, ""));
+        if !Path::new(jar).file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains("jmx_prometheus")) {
+            bail!("the test node runs only the Prometheus JMX exporter agent, not {jar}");
+        }
+        // `[host:]port:config`: the port and the configuration file stay, the host is the Pod's.
+        let mut parts: Vec<&str> = args.splitn(3, ':').collect();
+        if parts.len() == 3 {
+            parts.remove(0);
+        }
+        let [port, config] = parts[..] else { bail!("-javaagent:{jar}: expected <port>:<config>, got {args:?}") };
+        out.push(format!("-javaagent:{}={ip}:{port}:{}", crate::kafka::jmx_exporter_jar()?.display(), moved(config)));
+    }
+    Ok(out)
+}
+
 /// The value of a `${dir:<directory>:<file>}` reference: the file's content.
 fn resolve_dir_reference(value: &str) -> Result<String> {
     let inner = value
@@ -706,6 +828,41 @@ pub fn hosts_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kafka_opts_load_the_jmx_exporter_on_the_pod_ip_with_the_mounted_config() {
+        let dirs = vec![("/etc/jmx-exporter/".to_string(), PathBuf::from("/n/pods/p/configmaps/jmx"))];
+        let jar = crate::kafka::jmx_exporter_jar().map(|j| j.display().to_string());
+        let opts = "-javaagent:/opt/jmx-exporter/jmx_prometheus.jar=9020:/etc/jmx-exporter/config.yaml -Dx=/etc/jmx-exporter/a";
+        match (kafka_opts(opts, "127.0.0.9", &dirs), jar) {
+            (Ok(out), Ok(jar)) => assert_eq!(
+                out,
+                [
+                    format!("-javaagent:{jar}=127.0.0.9:9020:/n/pods/p/configmaps/jmx/config.yaml"),
+                    "-Dx=/n/pods/p/configmaps/jmx/a".to_string()
+                ]
+            ),
+            (Err(e), Err(_)) => assert!(e.to_string().contains("make e2e-deps"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let host_given =
+            kafka_opts("-javaagent:/x/jmx_prometheus_javaagent.jar=0.0.0.0:9404:/c.yaml", "127.0.0.9", &[]);
+        if let Ok(out) = host_given {
+            assert!(out[0].ends_with("=127.0.0.9:9404:/c.yaml"), "{out:?}");
+        }
+        let other = kafka_opts("-javaagent:/opt/otel.jar", "127.0.0.9", &[]).unwrap_err();
+        assert!(other.to_string().contains("only the Prometheus JMX exporter agent"), "{other}");
+        assert_eq!(kafka_opts("", "127.0.0.9", &[]).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_termination_message_is_the_logs_last_2048_bytes() {
+        let tail: String = (0..100).map(|i| format!("line {i} é, and some more text\n")).collect();
+        let message = termination_message(&tail);
+        assert!(message.len() <= 2048 && message.len() > 2000, "{}", message.len());
+        assert!(message.ends_with("line 99 é, and some more text\n"));
+        assert_eq!(termination_message("short\n"), "short\n");
+    }
 
     #[test]
     fn listeners_bind_to_the_pod_ip_and_log_dirs_move_to_pvc_dirs() {

@@ -102,6 +102,15 @@ impl Component {
         }
     }
 
+    /// The exit code once the process has exited: its own, or 128 + the signal that ended it
+    /// (as a container runtime reports it).
+    pub fn exit_code(&self) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        let mut guard = self.child.lock().expect("child lock");
+        let status = guard.as_mut()?.try_wait().ok()??;
+        status.code().or_else(|| status.signal().map(|s| 128 + s))
+    }
+
     /// The last `n` lines of the log.
     pub fn log_tail(&self, n: usize) -> String {
         tail(&self.log, n)
