@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -59,7 +60,10 @@ pub struct ControlPlane {
     pub ca_pem: String,
     /// Time from start to `/readyz` ok.
     pub ready_after: Duration,
-    components: Vec<Component>,
+    components: Mutex<Vec<Component>>,
+    /// How kube-apiserver was started, for [`ControlPlane::restart_apiserver`].
+    apiserver: (PathBuf, Vec<String>, bool),
+    restarts: AtomicU32,
 }
 
 impl ControlPlane {
@@ -113,7 +117,9 @@ impl ControlPlane {
             server: server.clone(),
             ca_pem: pki.ca_cert.clone(),
             ready_after: Duration::ZERO,
-            components: Vec::new(),
+            components: Mutex::new(Vec::new()),
+            apiserver: (apiserver_bin.clone(), Vec::new(), opts.detached),
+            restarts: AtomicU32::new(0),
         };
         let s = |p: &Path| p.display().to_string();
 
@@ -129,7 +135,13 @@ impl ControlPlane {
             "--quota-backend-bytes=4294967296".into(),
             "--log-level=warn".into(),
         ];
-        cp.components.push(Component::start("etcd", &etcd_bin, &etcd_args, logs.join("etcd.log"), opts.detached)?);
+        cp.components.get_mut().expect("components").push(Component::start(
+            "etcd",
+            &etcd_bin,
+            &etcd_args,
+            logs.join("etcd.log"),
+            opts.detached,
+        )?);
         cp.wait_tcp(etcd_client, "etcd", Duration::from_secs(20))?;
 
         let api_args = vec![
@@ -153,13 +165,14 @@ impl ControlPlane {
             "--profiling=false".into(),
             "--v=1".into(),
         ];
-        cp.components.push(Component::start(
+        cp.components.get_mut().expect("components").push(Component::start(
             "kube-apiserver",
             &apiserver_bin,
             &api_args,
             logs.join("kube-apiserver.log"),
             opts.detached,
         )?);
+        cp.apiserver.1 = api_args;
         cp.wait_ready(READY_TIMEOUT)?;
         cp.ready_after = started.elapsed();
 
@@ -177,7 +190,7 @@ impl ControlPlane {
             "--concurrent-gc-syncs=5".into(),
             "--v=1".into(),
         ];
-        cp.components.push(Component::start(
+        cp.components.get_mut().expect("components").push(Component::start(
             "kube-controller-manager",
             &kcm_bin,
             &kcm_args,
@@ -191,7 +204,7 @@ impl ControlPlane {
 
     /// Errors when a component has exited, with its log tail and log path.
     pub fn check_alive(&self) -> Result<()> {
-        for c in &self.components {
+        for c in self.components.lock().expect("components").iter() {
             if let Some(status) = c.exited() {
                 bail!("{} exited ({status}); log: {}\n--- last lines ---\n{}", c.name, c.log.display(), c.log_tail(15));
             }
@@ -379,15 +392,38 @@ impl ControlPlane {
         Ok(kube::Client::try_from(config)?)
     }
 
+    /// Stops kube-apiserver (SIGTERM, then SIGKILL after `grace`), starts it again with the
+    /// same flags, etcd and port, and waits for `/readyz`. Its log continues in
+    /// `logs/kube-apiserver-<n>.log`. Returns how long the API server was unavailable.
+    pub fn restart_apiserver(&self, grace: Duration) -> Result<Duration> {
+        let down = Instant::now();
+        {
+            let components = self.components.lock().expect("components");
+            let api = components.iter().find(|c| c.name == "kube-apiserver").context("no kube-apiserver")?;
+            api.stop(grace);
+        }
+        let n = self.restarts.fetch_add(1, Ordering::SeqCst) + 1;
+        let (bin, args, detached) = &self.apiserver;
+        let log = self.dir.join("logs").join(format!("kube-apiserver-{n}.log"));
+        let started = Component::start("kube-apiserver", bin, args, log, *detached)?;
+        {
+            let mut components = self.components.lock().expect("components");
+            let slot = components.iter_mut().find(|c| c.name == "kube-apiserver").context("no kube-apiserver")?;
+            *slot = started;
+        }
+        self.wait_ready(READY_TIMEOUT)?;
+        Ok(down.elapsed())
+    }
+
     /// Process ids of the components.
     pub fn pids(&self) -> Vec<u32> {
-        self.components.iter().map(Component::pid).collect()
+        self.components.lock().expect("components").iter().map(Component::pid).collect()
     }
 
     /// Stops every component (controller-manager, API server, etcd) and removes the data,
     /// keeping the logs.
     pub fn stop(&self) {
-        for c in self.components.iter().rev() {
+        for c in self.components.lock().expect("components").iter().rev() {
             c.stop(Duration::from_secs(5));
         }
         let _ = std::fs::remove_dir_all(self.dir.join("etcd"));

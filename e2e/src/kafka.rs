@@ -220,9 +220,15 @@ pub fn run_tool(
 pub struct BackgroundTool {
     child: std::process::Child,
     stdout: Option<std::thread::JoinHandle<String>>,
+    so_far: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl BackgroundTool {
+    /// What the tool has printed on stdout so far.
+    pub fn output(&self) -> String {
+        self.so_far.lock().expect("output lock").clone()
+    }
+
     /// Stops the tool with SIGTERM (its shutdown hooks flush and report), waits up to
     /// `grace`, then returns everything it printed on stdout.
     pub fn stop(mut self, grace: Duration) -> String {
@@ -253,7 +259,6 @@ pub fn spawn_tool(
     hosts_file: Option<&Path>,
     stderr_log: &Path,
 ) -> Result<BackgroundTool> {
-    use std::io::Read;
     let mut cmd = Command::new(java());
     cmd.arg("-Xmx256m").arg("-cp").arg(format!("{}/*", libs()?.display()));
     if let Some(h) = hosts_file {
@@ -264,13 +269,19 @@ pub fn spawn_tool(
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(stderr_log).context("tool log")?);
     let mut child = cmd.spawn().context("run java")?;
-    let mut out = child.stdout.take().expect("piped");
+    let out = child.stdout.take().expect("piped");
+    let so_far = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = so_far.clone();
     let stdout = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let mut s = sink.lock().expect("output lock");
+            s.push_str(&line);
+            s.push('\n');
+        }
+        sink.lock().expect("output lock").clone()
     });
-    Ok(BackgroundTool { child, stdout: Some(stdout) })
+    Ok(BackgroundTool { child, stdout: Some(stdout), so_far })
 }
 
 /// What `VerifiableProducer` reported: the values Kafka acknowledged, the sends that failed

@@ -10,6 +10,7 @@ pub mod binary_node;
 pub mod controlplane;
 pub mod kafka;
 pub mod load;
+pub mod loss;
 pub mod node;
 pub mod pki;
 pub mod process;
