@@ -10,6 +10,7 @@
 //! step to `execute`.
 
 pub mod admin_credential;
+pub mod broker_failure;
 pub mod certificates;
 pub mod dereference;
 pub mod execute;

@@ -18,6 +18,7 @@ use koperator_shared::support;
 use koperator_shared::validated::{ValidatedCluster, ValidationError};
 
 use super::admin_credential::{self, AdminCredential};
+use super::broker_failure;
 use super::certificates::{self, CertPlan};
 use super::dereference::{KafkaState, LiveState};
 use super::own_certificates::{self, OwnCertificates};
@@ -372,26 +373,38 @@ pub fn desired_names(cluster: &ValidatedCluster) -> DesiredNames {
 struct BrokerPods {
     /// Every desired broker Pod exists and is Ready.
     all_ready: bool,
+    /// Every desired broker Pod exists, and those not Ready are out of date: a restart may be
+    /// considered (restarting a broker that is down anyway costs no availability, and is how
+    /// a broker that cannot start on its old spec gets a fixed one).
+    may_roll: bool,
     /// Brokers whose live Pod runs another spec: (id, Pod name, Pod UID).
     out_of_date: Vec<(i32, String, String)>,
+    /// Brokers whose Pod is not Ready because its container failed: (id, what it said).
+    failed: Vec<(i32, String)>,
 }
 
 /// A same-named Pod that is not ours counts as missing: never waited on, restarted or deleted.
 fn broker_pods(desired: &[DesiredBroker], live: &LiveState, uid: &str) -> BrokerPods {
-    let mut all_ready = true;
-    let mut out_of_date = Vec::new();
+    let (mut all_ready, mut may_roll) = (true, true);
+    let (mut out_of_date, mut failed) = (Vec::new(), Vec::new());
     for b in desired {
         match live.pods.get(&b.pod.name_any()).filter(|p| is_ours(*p, uid)) {
-            None => all_ready = false,
+            None => (all_ready, may_roll) = (false, false),
             Some(p) => {
-                all_ready &= pod_ready(p);
-                if !is_applied(&b.pod, p) {
+                let ready = pod_ready(p);
+                let current = is_applied(&b.pod, p);
+                all_ready &= ready;
+                may_roll &= ready || !current;
+                if !current {
                     out_of_date.push((b.id, p.name_any(), p.uid().unwrap_or_default()));
+                }
+                if let Some(why) = (!ready).then(|| broker_failure::of(p)).flatten() {
+                    failed.push((b.id, why));
                 }
             }
         }
     }
-    BrokerPods { all_ready, out_of_date }
+    BrokerPods { all_ready, may_roll, out_of_date, failed }
 }
 
 /// What the dereference step should ask Kafka.
@@ -420,7 +433,7 @@ pub fn kafka_wants(cluster: &ValidatedCluster, live: &LiveState) -> KafkaWants {
     let (cluster, own) = with_own_certificates(cluster, live);
     let certs = certificate_plan(&cluster, live);
     let pods = broker_pods(&desired_brokers_on(&cluster, live, &certs, &own), live, &uid);
-    KafkaWants { configs: pods.all_ready, health: pods.all_ready && !pods.out_of_date.is_empty() }
+    KafkaWants { configs: pods.all_ready, health: pods.may_roll && !pods.out_of_date.is_empty() }
 }
 
 /// The plan for a valid cluster.
@@ -590,7 +603,15 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     // While certificates are being issued, no broker restarts (its new one is not there yet).
     // Nor while a Secret of the user's own cannot be read (a listener's: the broker would not start
     // on it; any: the live configs are kept as they are, and a restart would not change them).
-    if !out_of_date.is_empty() && pods.all_ready && certs.orders.is_empty() && own.complete() {
+    if !out_of_date.is_empty() && !pods.may_roll {
+        let down: Vec<String> = desired
+            .iter()
+            .filter(|b| live.pods.get(&b.pod.name_any()).is_none_or(|p| !pod_ready(p)))
+            .map(|b| b.id.to_string())
+            .collect();
+        roll_blocked = Some(format!("broker(s) {} are not Ready on their current spec", down.join(",")));
+    }
+    if !out_of_date.is_empty() && pods.may_roll && certs.orders.is_empty() && own.complete() {
         let ids: Vec<i32> = out_of_date.iter().map(|(id, _, _)| *id).collect();
         let expected = render::broker_role_ids(cluster);
         let threshold = cluster.spec.rolling_upgrade_config.failure_threshold.unwrap_or(1);
@@ -645,6 +666,9 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
                 waiting_removal.join(",")
             ),
         ));
+    }
+    for (id, why) in &pods.failed {
+        degraded.push(("BrokerFailed", format!("broker {id} cannot run: {why}")));
     }
     let admin_problem = match &admin {
         AdminCredential::Unusable(why) => Some(why.clone()),

@@ -490,19 +490,68 @@ fn kafka_unreachable_stops_the_roll_and_says_why() {
     assert!(condition(&p, "Ready").2.contains("cannot read the KRaft quorum"));
 }
 
-#[test]
-fn a_broker_that_is_not_ready_holds_the_roll_and_kafka_is_not_asked() {
-    let (mut v, mut live) = settled(&sample(COMBINED));
-    v["spec"]["readOnlyConfig"] = json!("num.network.threads=5\n");
+/// A cluster-wide read-only change after broker 1 was restarted onto it (the first of the roll).
+fn mid_roll(readonly: &str) -> (Value, ValidatedCluster, LiveState) {
+    let (mut v, live) = settled(&sample(COMBINED));
+    let original = v.clone();
+    v["spec"]["readOnlyConfig"] = json!(readonly);
     bump(&mut v);
     let c = validated(&v);
+    let mut live = carried_out(&plan(&c, &live), live);
+    let restarted = plan(&c, &live).restart.unwrap();
+    assert_eq!(restarted.broker, 1);
+    live.pods.remove(&restarted.pod);
     live = carried_out(&plan(&c, &live), live);
-    live.pods.get_mut("kafka-combined-2").unwrap().status = None;
+    (original, c, live)
+}
+
+#[test]
+fn a_broker_that_is_not_ready_on_its_current_spec_holds_the_roll_and_kafka_is_not_asked() {
+    let (_, c, mut live) = mid_roll("num.network.threads=5\n");
+    live.pods.get_mut("kafka-combined-1").unwrap().status = None;
     assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: false, health: false });
     let p = plan(&c, &live);
     assert!(p.restart.is_none());
     assert_eq!(p.status.state, "ClusterRollingUpgrading");
+    assert!(
+        condition(&p, "Ready").2.contains("broker(s) 1 are not Ready on their current spec"),
+        "{:?}",
+        condition(&p, "Ready")
+    );
     assert_eq!(p.requeue, BUSY);
+}
+
+#[test]
+fn a_broker_that_cannot_start_is_reported_in_its_own_words_and_a_fixed_spec_restarts_it() {
+    let (original, c, mut live) = mid_roll("num.io.threads=0\n");
+    let crashed: PodStatus = serde_json::from_value(json!({"containerStatuses": [{
+        "name": "kafka", "image": "i", "imageID": "", "ready": false, "restartCount": 2,
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 1, "message": "[t] ERROR Exiting Kafka due to fatal exception (kafka.Kafka$)\norg.apache.kafka.common.config.ConfigException: Invalid value 0 for configuration num.io.threads: Value must be at least 1\n\tat kafka.Kafka.main(Kafka.scala)\n"}},
+    }]}))
+    .unwrap();
+    live.pods.get_mut("kafka-combined-1").unwrap().status = Some(crashed);
+    let p = plan(&c, &live);
+    assert!(p.restart.is_none(), "no other broker goes down");
+    let (status, reason, message) = condition(&p, "Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "BrokerFailed"));
+    assert_eq!(
+        message,
+        "broker 1 cannot run: org.apache.kafka.common.config.ConfigException: Invalid value 0 for configuration num.io.threads: Value must be at least 1 (exit code 1, restarted 2 times)"
+    );
+    // The spec is fixed: brokers 0 and 2 never left it; broker 1 is down and out of date, so
+    // restarting it costs nothing, and Kafka is asked whether it may.
+    let mut fixed = original.clone();
+    bump(&mut fixed);
+    bump(&mut fixed);
+    let c = validated(&fixed);
+    live = carried_out(&plan(&c, &live), live);
+    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: false, health: true });
+    if let KafkaState::Reachable { health: Some(Ok(h)), .. } = &mut live.kafka {
+        h.meta.brokers.remove(&1);
+    }
+    let p = plan(&c, &live);
+    assert_eq!(p.restart.map(|r| r.broker), Some(1));
 }
 
 #[test]
