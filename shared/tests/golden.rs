@@ -62,6 +62,7 @@ fn server_properties_match_golden_files() {
         let objects = serde_json::json!({
             "pod": broker.pod,
             "configMap": broker.config_map,
+            "jmxExporterConfigMap": koperator_shared::render::jmx::config_map(&cluster),
             "pvcs": broker.pvcs,
             "services": objects::services(&cluster),
             "pdb": objects::pdb(&cluster),

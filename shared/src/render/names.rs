@@ -18,6 +18,12 @@ pub fn config_map(c: &KafkaCluster, id: i32) -> String {
     format!("{}-config-{id}", cluster_name(c))
 }
 
+/// The brokers' Prometheus JMX exporter configuration: `<cluster>-kafka-jmx-exporter`
+/// (Koperator's).
+pub fn jmx_exporter_config_map(c: &KafkaCluster) -> String {
+    format!("{}-kafka-jmx-exporter", cluster_name(c))
+}
+
 /// Broker Pod (and, without headless service, its per-broker Service): `<cluster>-<id>`.
 pub fn broker(c: &KafkaCluster, id: i32) -> String {
     format!("{}-{id}", cluster_name(c))

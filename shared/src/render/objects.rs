@@ -185,7 +185,9 @@ fn pod(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) 
     let id = b.broker.id;
     let mut labels = pick(b, |cfg| cfg.broker_labels.as_ref()).cloned().unwrap_or_default();
     labels.extend(broker_labels(c, b));
-    let mut annotations = pick(b, |cfg| cfg.broker_annotations.as_ref()).cloned().unwrap_or_default();
+    let mut annotations: BTreeMap<String, String> =
+        super::jmx::SCRAPE_ANNOTATIONS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    annotations.extend(pick(b, |cfg| cfg.broker_annotations.as_ref()).cloned().unwrap_or_default());
     annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash(props));
 
     let mut volumes = vec![Volume {
@@ -237,6 +239,9 @@ fn pod(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) 
             ..Default::default()
         });
     }
+    // The JMX exporter's jar and configuration.
+    volumes.extend(super::jmx::volumes(c));
+    mounts.extend(super::jmx::mounts(c));
     volumes.extend(pick(b, |cfg| cfg.volumes.as_ref()).cloned().unwrap_or_default());
     mounts.extend(pick(b, |cfg| cfg.volume_mounts.as_ref()).cloned().unwrap_or_default());
 
@@ -250,28 +255,23 @@ fn pod(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) 
         })
         .collect();
     ports.extend(spec.additional_ports.clone().unwrap_or_default());
+    ports.push(super::jmx::port());
 
-    let heap = pick(b, |cfg| cfg.kafka_heap_opts.as_ref()).cloned().unwrap_or_else(|| "-Xmx2G -Xms2G".into());
-    let jvm = pick(b, |cfg| cfg.kafka_jvm_perf_opts.as_ref()).cloned().unwrap_or_else(|| {
-        "-server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
-         -Djava.awt.headless=true -Dsun.net.inetaddr.ttl=60"
-            .into()
-    });
-    let env_var = |n: &str, v: String| EnvVar { name: n.into(), value: Some(v), ..Default::default() };
-    let mut env = vec![env_var("KAFKA_HEAP_OPTS", heap), env_var("KAFKA_JVM_PERFORMANCE_OPTS", jvm)];
-    if spec.kraft {
-        env.push(env_var("KAFKA_CLUSTER_ID", cluster_id.to_string()));
-    }
-    for extra in [
+    let user_env: Vec<&EnvVar> = [
         spec.envs.as_ref(),
         b.group.and_then(|g| g.envs.as_ref()),
         b.broker.broker_config.as_ref().and_then(|c| c.envs.as_ref()),
     ]
     .into_iter()
     .flatten()
-    {
-        env.extend(extra.iter().cloned());
-    }
+    .flatten()
+    .collect();
+    let env = broker_env(
+        &user_env,
+        pick(b, |cfg| cfg.kafka_heap_opts.as_ref()).map(String::as_str).filter(|s| !s.is_empty()),
+        pick(b, |cfg| cfg.kafka_jvm_perf_opts.as_ref()).map(String::as_str).filter(|s| !s.is_empty()),
+        spec.kraft.then_some(cluster_id),
+    );
 
     let config_file = format!("{CONFIG_DIR}/{CONFIG_KEY}");
     let script = if spec.kraft {
@@ -322,6 +322,9 @@ fn pod(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) 
     };
     let mut containers = vec![kafka];
     containers.extend(pick(b, |cfg| cfg.containers.as_ref()).cloned().unwrap_or_default());
+    // The user's init containers, then the one copying the JMX exporter's jar.
+    let mut init_containers = pick(b, |cfg| cfg.init_containers.as_ref()).cloned().unwrap_or_default();
+    init_containers.push(super::jmx::init_container(c));
 
     let mut m = meta(c, names::broker(c, id), labels);
     m.annotations = Some(annotations);
@@ -331,7 +334,7 @@ fn pod(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) 
             hostname: Some(names::broker(c, id)),
             subdomain: spec.headless_service_enabled.then(|| names::headless_service(c)),
             containers,
-            init_containers: pick(b, |cfg| cfg.init_containers.as_ref()).cloned(),
+            init_containers: Some(init_containers),
             volumes: Some(volumes),
             affinity: Some(affinity(c, b)),
             tolerations: pick(b, |cfg| cfg.tolerations.as_ref()).cloned(),
@@ -349,6 +352,56 @@ fn pod(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) 
         }),
         ..Default::default()
     }
+}
+
+/// Koperator's default `KAFKA_HEAP_OPTS`.
+pub const DEFAULT_HEAP_OPTS: &str = "-Xmx2G -Xms2G";
+/// Koperator's default `KAFKA_JVM_PERFORMANCE_OPTS`.
+pub const DEFAULT_JVM_PERFORMANCE_OPTS: &str = "-server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+     -Dsun.net.inetaddr.ttl=60";
+
+/// The Kafka container's environment, merged as Koperator merges it: the operator's
+/// `KAFKA_OPTS` (the JMX exporter agent) first; then the user's `envs` (cluster, group,
+/// broker, in that order): a plain name (or one from `valueFrom`) replaces the variable, a `+`
+/// prefix prepends its value, a `+` suffix appends it (no separator is added); then
+/// `KAFKA_HEAP_OPTS` and `KAFKA_JVM_PERFORMANCE_OPTS` from `kafkaHeapOpts`/`kafkaJvmPerfOpts`
+/// (or their defaults when neither those fields nor `envs` set them); sorted by name; and in
+/// KRaft mode `KAFKA_CLUSTER_ID` last, unless the user set it.
+fn broker_env(user: &[&EnvVar], heap: Option<&str>, jvm: Option<&str>, cluster_id: Option<&str>) -> Vec<EnvVar> {
+    let plain = |n: &str, v: &str| EnvVar { name: n.into(), value: Some(v.into()), ..Default::default() };
+    let mut env: BTreeMap<String, EnvVar> = BTreeMap::new();
+    env.insert("KAFKA_OPTS".into(), plain("KAFKA_OPTS", &super::jmx::kafka_opts()));
+    for e in user {
+        let name = e.name.trim();
+        let value = e.value.clone().unwrap_or_default();
+        let (key, prepend) = match (e.value_from.is_some(), name.strip_prefix('+'), name.strip_suffix('+')) {
+            (false, Some(n), _) => (n, Some(true)),
+            (false, None, Some(n)) => (n, Some(false)),
+            _ => (name, None),
+        };
+        match (prepend, env.get_mut(key)) {
+            (Some(true), Some(old)) => old.value = Some(value + old.value.as_deref().unwrap_or_default()),
+            (Some(false), Some(old)) => old.value.get_or_insert_default().push_str(&value),
+            _ => {
+                env.insert(key.to_string(), EnvVar { name: key.to_string(), ..(*e).clone() });
+            }
+        }
+    }
+    for (name, set, default) in [
+        ("KAFKA_HEAP_OPTS", heap, DEFAULT_HEAP_OPTS),
+        ("KAFKA_JVM_PERFORMANCE_OPTS", jvm, DEFAULT_JVM_PERFORMANCE_OPTS),
+    ] {
+        if set.is_some() || !env.contains_key(name) {
+            env.insert(name.into(), plain(name, set.unwrap_or(default)));
+        }
+    }
+    let user_cluster_id = env.contains_key("KAFKA_CLUSTER_ID");
+    let mut out: Vec<EnvVar> = env.into_values().collect();
+    if let Some(id) = cluster_id.filter(|_| !user_cluster_id) {
+        out.push(plain("KAFKA_CLUSTER_ID", id));
+    }
+    out
 }
 
 /// The broker's affinity: its own, else one broker per node (required with
@@ -520,11 +573,198 @@ mod tests {
         let spec = p.spec.unwrap();
         let kafka = &spec.containers[0];
         let ports: Vec<_> = kafka.ports.as_ref().unwrap().iter().map(|p| p.name.clone().unwrap()).collect();
-        assert_eq!(ports, ["tcp-internal", "tcp-controller"]);
+        assert_eq!(ports, ["tcp-internal", "tcp-controller", "metrics"]);
         let vols = spec.volumes.unwrap();
         assert_eq!(vols[1].persistent_volume_claim.as_ref().unwrap().claim_name, names::pvc(&c, 1, "/kafka-logs"));
         assert!(kafka.command.as_ref().unwrap()[2].contains("kafka-storage.sh format"));
         assert_eq!(spec.termination_grace_period_seconds, Some(120));
+    }
+
+    fn env_of(p: &Pod) -> Vec<(String, String)> {
+        let kafka = &p.spec.as_ref().unwrap().containers[0];
+        kafka.env.iter().flatten().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect()
+    }
+
+    fn plain(name: &str, value: &str) -> EnvVar {
+        EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() }
+    }
+
+    #[test]
+    fn every_broker_runs_the_jmx_exporter_with_koperators_defaults() {
+        let c = must(&cluster());
+        let p = broker_objects(&c, &brokers(&c)[0], "abc").pod;
+        let annotations = p.metadata.annotations.clone().unwrap();
+        assert_eq!(annotations["prometheus.io/scrape"], "true");
+        assert_eq!(annotations["prometheus.io/port"], "9020");
+        let spec = p.spec.clone().unwrap();
+        let init = spec.init_containers.as_ref().unwrap();
+        assert_eq!(init.len(), 1);
+        assert_eq!(init[0].name, "jmx-exporter");
+        assert_eq!(init[0].image.as_deref(), Some("ghcr.io/adobe/koperator/jmx-javaagent:1.5.0"));
+        assert_eq!(
+            init[0].command.as_deref().unwrap(),
+            ["cp", "/jmx_prometheus_javaagent.jar", "/opt/jmx-exporter/jmx_prometheus.jar"]
+        );
+        assert_eq!(init[0].volume_mounts.as_ref().unwrap()[0].mount_path, "/opt/jmx-exporter/");
+        let kafka = &spec.containers[0];
+        let env: BTreeMap<_, _> = env_of(&p).into_iter().collect();
+        assert_eq!(
+            env["KAFKA_OPTS"],
+            "-javaagent:/opt/jmx-exporter/jmx_prometheus.jar=9020:/etc/jmx-exporter/config.yaml"
+        );
+        let metrics = kafka.ports.as_ref().unwrap().iter().find(|p| p.name.as_deref() == Some("metrics")).unwrap();
+        assert_eq!((metrics.container_port, metrics.protocol.as_deref()), (9020, Some("TCP")));
+        let vols = spec.volumes.as_ref().unwrap();
+        let mounts = kafka.volume_mounts.as_ref().unwrap();
+        let jar = vols.iter().find(|v| v.name == "jmx-jar-data").unwrap();
+        assert!(jar.empty_dir.is_some());
+        let config = vols.iter().find(|v| v.name == "kafka-kafka-jmx-exporter").unwrap();
+        let source = config.config_map.as_ref().unwrap();
+        assert_eq!((source.name.as_str(), source.default_mode), ("kafka-kafka-jmx-exporter", Some(0o644)));
+        let mounted = |name: &str| mounts.iter().find(|m| m.name == name).map(|m| m.mount_path.as_str());
+        assert_eq!(mounted("jmx-jar-data"), Some("/opt/jmx-exporter/"));
+        assert_eq!(mounted("kafka-kafka-jmx-exporter"), Some("/etc/jmx-exporter/"));
+        assert_eq!(mounts[0].name, "broker-config", "the broker's own config stays the first ConfigMap mount");
+
+        let cm = super::super::jmx::config_map(&c);
+        assert_eq!(cm.metadata.name.as_deref(), Some("kafka-kafka-jmx-exporter"));
+        assert_eq!(cm.metadata.namespace.as_deref(), Some("team-a"));
+        let labels = cm.metadata.labels.unwrap();
+        assert_eq!((labels["app"].as_str(), labels["kafka_cr"].as_str()), ("kafka-jmx", "kafka"));
+        assert_eq!(cm.data.unwrap()["config.yaml"], super::super::jmx::DEFAULT_KAFKA_CONFIG);
+    }
+
+    #[test]
+    fn monitoring_config_sets_image_jar_and_exporter_config() {
+        use crate::api::kafkacluster::MonitoringConfig;
+        let mut kc = cluster();
+        kc.spec.monitoring_config = Some(MonitoringConfig {
+            jmx_image: Some("registry.example/jmx:2".into()),
+            path_to_jar: Some("/opt/agent.jar".into()),
+            kafka_jmx_exporter_config: Some("rules:\n- pattern: '.*'\n".into()),
+            cc_jmx_exporter_config: None,
+        });
+        kc.spec.brokers[0].broker_config = Some(BrokerConfig {
+            init_containers: Some(vec![Container { name: "zz-first".into(), ..Default::default() }]),
+            broker_annotations: Some(BTreeMap::from([("prometheus.io/scrape".to_string(), "false".to_string())])),
+            ..Default::default()
+        });
+        let c = must(&kc);
+        let p = broker_objects(&c, &brokers(&c)[0], "abc").pod;
+        let init = p.spec.as_ref().unwrap().init_containers.clone().unwrap();
+        let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["zz-first", "jmx-exporter"], "the user's init containers keep their order and come first");
+        assert_eq!(init[1].image.as_deref(), Some("registry.example/jmx:2"));
+        assert_eq!(init[1].command.as_ref().unwrap()[1], "/opt/agent.jar");
+        let annotations = p.metadata.annotations.unwrap();
+        assert_eq!(annotations["prometheus.io/scrape"], "false", "the broker's own annotations win");
+        assert_eq!(annotations["prometheus.io/port"], "9020");
+        assert_eq!(super::super::jmx::config_map(&c).data.unwrap()["config.yaml"], "rules:\n- pattern: '.*'\n");
+
+        // Empty strings are unset, as in Koperator.
+        kc.spec.monitoring_config = Some(MonitoringConfig {
+            jmx_image: Some(String::new()),
+            kafka_jmx_exporter_config: Some(String::new()),
+            ..Default::default()
+        });
+        let c = must(&kc);
+        let p = broker_objects(&c, &brokers(&c)[1], "abc").pod;
+        let init = p.spec.unwrap().init_containers.unwrap();
+        assert_eq!(init[0].image.as_deref(), Some(super::super::jmx::DEFAULT_IMAGE));
+        assert_eq!(
+            super::super::jmx::config_map(&c).data.unwrap()["config.yaml"],
+            super::super::jmx::DEFAULT_KAFKA_CONFIG
+        );
+    }
+
+    #[test]
+    fn envs_merge_as_in_koperator() {
+        let agent = super::super::jmx::kafka_opts();
+        let id = Some("CID");
+        type Case<'a> = (&'a str, Vec<EnvVar>, Option<&'a str>, Option<&'a str>, Vec<(&'a str, String)>);
+        let cases: Vec<Case> = vec![
+            (
+                "defaults, sorted by name, the cluster id last",
+                vec![],
+                None,
+                None,
+                vec![
+                    ("KAFKA_HEAP_OPTS", DEFAULT_HEAP_OPTS.into()),
+                    ("KAFKA_JVM_PERFORMANCE_OPTS", DEFAULT_JVM_PERFORMANCE_OPTS.into()),
+                    ("KAFKA_OPTS", agent.clone()),
+                    ("KAFKA_CLUSTER_ID", "CID".into()),
+                ],
+            ),
+            (
+                "a plain KAFKA_OPTS replaces the agent; a later one wins",
+                vec![plain("KAFKA_OPTS", "-Da=1"), plain("KAFKA_OPTS", "-Db=2"), plain("A", "x")],
+                None,
+                None,
+                vec![
+                    ("A", "x".into()),
+                    ("KAFKA_HEAP_OPTS", DEFAULT_HEAP_OPTS.into()),
+                    ("KAFKA_JVM_PERFORMANCE_OPTS", DEFAULT_JVM_PERFORMANCE_OPTS.into()),
+                    ("KAFKA_OPTS", "-Db=2".into()),
+                    ("KAFKA_CLUSTER_ID", "CID".into()),
+                ],
+            ),
+            (
+                "+ prefix prepends, + suffix appends, no separator added; unknown names are set",
+                vec![plain("+KAFKA_OPTS", "-Dfirst=1 "), plain("KAFKA_OPTS+", " -Dlast=1"), plain("NEW+", "v")],
+                None,
+                None,
+                vec![
+                    ("KAFKA_HEAP_OPTS", DEFAULT_HEAP_OPTS.into()),
+                    ("KAFKA_JVM_PERFORMANCE_OPTS", DEFAULT_JVM_PERFORMANCE_OPTS.into()),
+                    ("KAFKA_OPTS", format!("-Dfirst=1 {agent} -Dlast=1")),
+                    ("NEW", "v".into()),
+                    ("KAFKA_CLUSTER_ID", "CID".into()),
+                ],
+            ),
+            (
+                "heap from envs unless kafkaHeapOpts is set; the user's cluster id",
+                vec![
+                    plain("KAFKA_HEAP_OPTS", "-Xmx1G"),
+                    plain("KAFKA_JVM_PERFORMANCE_OPTS", "-server"),
+                    plain("KAFKA_CLUSTER_ID", "mine"),
+                ],
+                None,
+                Some("-client"),
+                vec![
+                    ("KAFKA_CLUSTER_ID", "mine".into()),
+                    ("KAFKA_HEAP_OPTS", "-Xmx1G".into()),
+                    ("KAFKA_JVM_PERFORMANCE_OPTS", "-client".into()),
+                    ("KAFKA_OPTS", agent.clone()),
+                ],
+            ),
+        ];
+        for (what, user, heap, jvm, want) in cases {
+            let refs: Vec<&EnvVar> = user.iter().collect();
+            let got: Vec<(String, String)> =
+                broker_env(&refs, heap, jvm, id).into_iter().map(|e| (e.name, e.value.unwrap_or_default())).collect();
+            let want: Vec<(String, String)> = want.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
+            assert_eq!(got, want, "{what}");
+        }
+        // valueFrom replaces, even under a + name (Koperator does not append to a reference).
+        let from = EnvVar { name: "KAFKA_OPTS".into(), value_from: Some(Default::default()), ..Default::default() };
+        let env = broker_env(&[&from], None, None, None);
+        let opts = env.iter().find(|e| e.name == "KAFKA_OPTS").unwrap();
+        assert!(opts.value.is_none() && opts.value_from.is_some(), "{opts:?}");
+        assert!(env.iter().all(|e| e.name != "KAFKA_CLUSTER_ID"), "ZooKeeper mode has no cluster id");
+    }
+
+    #[test]
+    fn cluster_group_and_broker_envs_apply_in_that_order() {
+        let mut kc = cluster();
+        kc.spec.envs = Some(vec![plain("KAFKA_OPTS+", " -Dcluster=1")]);
+        kc.spec.brokers[0].broker_config =
+            Some(BrokerConfig { envs: Some(vec![plain("KAFKA_OPTS+", " -Dbroker=1")]), ..Default::default() });
+        let c = must(&kc);
+        let env: BTreeMap<_, _> = env_of(&broker_objects(&c, &brokers(&c)[0], "abc").pod).into_iter().collect();
+        assert_eq!(env["KAFKA_OPTS"], format!("{} -Dcluster=1 -Dbroker=1", super::super::jmx::kafka_opts()));
+        let env: BTreeMap<_, _> = env_of(&broker_objects(&c, &brokers(&c)[1], "abc").pod).into_iter().collect();
+        assert_eq!(env["KAFKA_OPTS"], format!("{} -Dcluster=1", super::super::jmx::kafka_opts()));
+        assert_eq!(env["KAFKA_CLUSTER_ID"], "abc");
     }
 
     #[test]
