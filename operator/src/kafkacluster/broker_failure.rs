@@ -29,8 +29,8 @@ pub fn error_line(message: &str) -> Option<&str> {
         !class.contains(' ') && (class.ends_with("Exception") || class.ends_with("Error"))
     });
     exception
-        .or_else(|| lines().filter(|l| l.contains(" ERROR ") || l.contains(" FATAL ")).last())
-        .or_else(|| lines().last())
+        .or_else(|| lines().rev().find(|l| l.contains(" ERROR ") || l.contains(" FATAL ")))
+        .or_else(|| lines().next_back())
 }
 
 #[cfg(test)]
