@@ -318,6 +318,9 @@ fn pod(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) 
         readiness_probe: probe.clone(),
         liveness_probe: probe.map(|p| Probe { initial_delay_seconds: Some(60), ..p }),
         security_context: pick(b, |cfg| cfg.security_context.as_ref()).cloned(),
+        // A broker that exits on an error leaves the end of its log in the container status,
+        // where the operator reads why it cannot start.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     };
     let mut containers = vec![kafka];
