@@ -22,7 +22,7 @@ pub enum Effect {
 /// One field that is accepted but not acted on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unsupported {
-    /// The field path (`spec.monitoringConfig`, `spec.brokers[0].brokerConfig.networkConfig`).
+    /// The field path (`spec.monitoringConfig.cCJMXExporterConfig`, `spec.brokers[0].brokerConfig.networkConfig`).
     pub path: String,
     /// What the operator does instead.
     pub note: &'static str,
@@ -152,7 +152,13 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
     let cluster_fields: [(&str, bool, &'static str); 9] = [
         ("envoyConfig", set(&spec.envoy_config), "no Envoy is deployed"),
         ("contourIngressConfig", set(&spec.contour_ingress_config), "no Contour HTTPProxy is rendered"),
-        ("monitoringConfig", set(&spec.monitoring_config), "no JMX exporter is added to the brokers"),
+        (
+            "monitoringConfig.cCJMXExporterConfig",
+            spec.monitoring_config
+                .as_ref()
+                .is_some_and(|m| m.cc_jmx_exporter_config.as_deref().is_some_and(|c| !c.is_empty())),
+            "no Cruise Control is deployed, so no Cruise Control exporter runs (the brokers' exporter does)",
+        ),
         ("alertManagerConfig", set(&spec.alert_manager_config), "alerts do not scale the cluster"),
         ("rackAwareness", set(&spec.rack_awareness), "broker.rack is not set from node labels"),
         ("taintedBrokersSelector", set(&spec.tainted_brokers_selector), "tainted brokers are not drained"),
@@ -283,9 +289,46 @@ mod tests {
     }
 
     #[test]
+    fn monitoring_config_is_acted_on_except_for_cruise_control() {
+        use crate::api::kafkacluster::MonitoringConfig;
+        let cases: [(&str, MonitoringConfig, Vec<&str>); 4] = [
+            ("empty", MonitoringConfig::default(), vec![]),
+            (
+                "the brokers' exporter",
+                MonitoringConfig {
+                    jmx_image: Some("jmx:1".into()),
+                    path_to_jar: Some("/agent.jar".into()),
+                    kafka_jmx_exporter_config: Some("rules: []".into()),
+                    cc_jmx_exporter_config: None,
+                },
+                vec![],
+            ),
+            (
+                "an empty Cruise Control config asks for nothing",
+                MonitoringConfig { cc_jmx_exporter_config: Some(String::new()), ..Default::default() },
+                vec![],
+            ),
+            (
+                "Cruise Control's exporter",
+                MonitoringConfig { cc_jmx_exporter_config: Some("rules: []".into()), ..Default::default() },
+                vec!["spec.monitoringConfig.cCJMXExporterConfig"],
+            ),
+        ];
+        for (what, m, want) in cases {
+            let mut spec = valid_kraft_spec();
+            spec.monitoring_config = Some(m);
+            assert_eq!(paths(&spec), want, "{what}");
+            assert!(!blocks_start(&kafkacluster(&spec)), "{what}");
+        }
+    }
+
+    #[test]
     fn ignored_fields_are_named_with_their_path() {
         let mut spec = valid_kraft_spec();
-        spec.monitoring_config = Some(Default::default());
+        spec.monitoring_config = Some(crate::api::kafkacluster::MonitoringConfig {
+            cc_jmx_exporter_config: Some("rules: []".into()),
+            ..Default::default()
+        });
         spec.brokers[1].broker_config = Some(BrokerConfig {
             network_config: Some(NetworkConfig::default()),
             log4j_config: Some("x".into()),
@@ -297,12 +340,16 @@ mod tests {
         assert_eq!(
             found.iter().map(|u| u.path.as_str()).collect::<Vec<_>>(),
             vec![
-                "spec.monitoringConfig",
+                "spec.monitoringConfig.cCJMXExporterConfig",
                 "spec.brokers[1].brokerConfig.log4jConfig",
                 "spec.brokers[1].brokerConfig.networkConfig"
             ]
         );
-        assert!(found[0].warning().starts_with("spec.monitoringConfig: accepted but not acted on yet: "));
+        assert!(
+            found[0]
+                .warning()
+                .starts_with("spec.monitoringConfig.cCJMXExporterConfig: accepted but not acted on yet: ")
+        );
         assert!(message(&found).contains("spec.brokers[1].brokerConfig.networkConfig (network throughput"));
     }
 

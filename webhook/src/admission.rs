@@ -677,9 +677,18 @@ mod tests {
         let cases: Vec<(&str, Value, Vec<&str>)> = vec![
             ("the sample uses only what is built (defaults included)", base.clone(), vec![]),
             (
-                "monitoringConfig",
-                with(&base, |v| v["spec"]["monitoringConfig"] = json!({"jmxImage": "jmx:1"})),
-                vec!["spec.monitoringConfig"],
+                "monitoringConfig for the brokers is acted on",
+                with(&base, |v| {
+                    v["spec"]["monitoringConfig"] = json!({"jmxImage": "jmx:1", "kafkaJMXExporterConfig": "rules: []"})
+                }),
+                vec![],
+            ),
+            (
+                "monitoringConfig for Cruise Control",
+                with(&base, |v| {
+                    v["spec"]["monitoringConfig"] = json!({"jmxImage": "jmx:1", "cCJMXExporterConfig": "rules: []"})
+                }),
+                vec!["spec.monitoringConfig.cCJMXExporterConfig"],
             ),
             (
                 "per-broker and cluster-wide fields",
@@ -701,9 +710,11 @@ mod tests {
                 assert_eq!(fields_warned(&warnings), want, "{what} ({op}): {warnings:?}");
             }
         }
-        let w = cluster_warnings("CREATE", with(&base, |v| v["spec"]["monitoringConfig"] = json!({})));
-        let monitoring =
-            "spec.monitoringConfig: accepted but not acted on yet: no JMX exporter is added to the brokers";
+        let w = cluster_warnings(
+            "CREATE",
+            with(&base, |v| v["spec"]["monitoringConfig"] = json!({"cCJMXExporterConfig": "rules: []"})),
+        );
+        let monitoring = "spec.monitoringConfig.cCJMXExporterConfig: accepted but not acted on yet: no Cruise Control is deployed, so no Cruise Control exporter runs (the brokers' exporter does)";
         assert_eq!(w.iter().filter(|w| *w == monitoring).count(), 1, "{w:?}");
     }
 
@@ -726,11 +737,11 @@ mod tests {
     fn rule_warnings_stay_next_to_unsupported_ones_and_mutate_has_none() {
         let obj = with(&sample_cluster(), |v| {
             v["spec"]["brokers"].as_array_mut().unwrap().push(json!({"id": 3, "brokerConfigGroup": "default"}));
-            v["spec"]["monitoringConfig"] = json!({});
+            v["spec"]["rackAwareness"] = json!({"labels": ["topology.kubernetes.io/zone"]});
         });
         let warnings = cluster_warnings("CREATE", obj.clone());
         assert!(warnings.iter().any(|w| w.contains("4 controllers")), "{warnings:?}");
-        assert_eq!(fields_warned(&warnings), vec!["spec.monitoringConfig"]);
+        assert_eq!(fields_warned(&warnings), vec!["spec.rackAwareness"]);
         let mutate = admission(with_kafka()).handle(
             Route { mode: Mode::Mutate, kind: Kind::KafkaCluster },
             &request("KafkaCluster", "v1beta1", "CREATE", obj),
@@ -742,11 +753,11 @@ mod tests {
     fn denied_cluster_still_names_its_unsupported_fields() {
         let obj = with(&sample_cluster(), |v| {
             v["spec"]["brokers"][2]["id"] = json!(0);
-            v["spec"]["monitoringConfig"] = json!({});
+            v["spec"]["rackAwareness"] = json!({"labels": ["topology.kubernetes.io/zone"]});
         });
         let r = admission(with_kafka()).handle(VALIDATE_CLUSTER, &request("KafkaCluster", "v1beta1", "CREATE", obj));
         assert!(!r.allowed);
-        assert_eq!(fields_warned(&r.warnings), vec!["spec.monitoringConfig"]);
+        assert_eq!(fields_warned(&r.warnings), vec!["spec.rackAwareness"]);
     }
 
     #[test]

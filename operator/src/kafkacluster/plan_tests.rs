@@ -621,11 +621,11 @@ fn an_object_of_another_owner_is_never_taken_over() {
 #[test]
 fn fields_not_acted_on_are_named_and_sasl_ssl_renders_nothing() {
     let (mut v, live) = settled(&sample(COMBINED));
-    v["spec"]["monitoringConfig"] = json!({"jmxImage": "jmx"});
+    v["spec"]["monitoringConfig"] = json!({"cCJMXExporterConfig": "rules: []"});
     let p = plan(&validated(&v), &live);
     let (status, reason, message) = condition(&p, "Degraded");
     assert_eq!((status.as_str(), reason.as_str()), ("True", "NotSupported"));
-    assert!(message.contains("spec.monitoringConfig"), "{message}");
+    assert!(message.contains("spec.monitoringConfig.cCJMXExporterConfig"), "{message}");
     assert_eq!(condition(&p, "Ready").0, "True", "the cluster runs without it");
     assert_eq!(p.requeue, SETTLED);
 
