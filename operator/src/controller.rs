@@ -45,6 +45,8 @@ pub struct Context {
     pub watch_namespace: Option<String>,
     /// Lifetimes of the cluster PKI's certificates.
     pub pki: crate::kafkacluster::certificates::PkiConfig,
+    /// The Kafka release each running broker's JMX exporter reported.
+    pub versions: crate::exporter::Versions,
 }
 
 impl Context {
@@ -58,7 +60,16 @@ impl Context {
         watch_namespace: Option<String>,
     ) -> Self {
         let reporter = Reporter { controller: "koperator".into(), instance: Some(identity) };
-        Context { client, reporter, rules, metrics, kafka, watch_namespace, pki: Default::default() }
+        Context {
+            client,
+            reporter,
+            rules,
+            metrics,
+            kafka,
+            watch_namespace,
+            pki: Default::default(),
+            versions: Default::default(),
+        }
     }
 
     /// An `Api` over the watched namespace (or all namespaces).

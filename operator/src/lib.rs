@@ -4,6 +4,7 @@ pub mod apply;
 pub mod certificate_status;
 pub mod controller;
 pub mod dynamic_config;
+pub mod exporter;
 pub mod kafka_access;
 pub mod kafkacluster;
 pub mod kafkatopic;

@@ -2,7 +2,8 @@
 //! the cluster's Pods, ConfigMaps, PVCs, Services and PDB (those labelled as the cluster's, and
 //! every object with a name the operator wants, labelled or not: the planner refuses to touch
 //! the ones that are not its own), and Kafka's side (dynamic configs; the health snapshot only
-//! while a restart is pending). Only I/O, no decisions: what
+//! while a restart is pending), and the release each Ready broker's JMX exporter reports
+//! ([`exporter::Versions`]: asked once per running Pod). Only I/O, no decisions: what
 //! to ask Kafka comes from [`plan::kafka_wants`](super::plan::kafka_wants).
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use super::plan;
 use crate::controller::Context;
 use crate::controller::kube_err;
 use crate::dynamic_config::{self, DynamicLive};
+use crate::exporter;
 use crate::rolling::{self, HealthReadError, HealthSnapshot};
 
 /// What Kafka told the operator.
@@ -69,6 +71,9 @@ pub struct LiveState {
     pub pki: PkiConfig,
     /// When this state was read (unix seconds), for certificate validity.
     pub now: u64,
+    /// The release each Ready broker's JMX exporter reports (`kafka_server_app_info_version`),
+    /// by broker id; a broker whose exporter did not answer is missing.
+    pub versions: BTreeMap<i32, String>,
 }
 
 /// The objects of kind `K` labelled with `selector`, and those named in `wanted` (read one by
@@ -111,7 +116,11 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
         user_certificates: None,
         pki: ctx.pki,
         now: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        versions: BTreeMap::new(),
     };
+    let port = u16::try_from(render::jmx::METRICS_PORT).expect("a port");
+    let uid = cluster.uid().unwrap_or_default();
+    live.versions = ctx.versions.read(&uid, &exporter_targets(&live.pods, &uid), port).await;
     if !certificates::old_cas(cluster, &live.secrets, live.now).is_empty() {
         live.user_certificates = Some(user_certificates(cluster, ctx).await?);
     }
@@ -120,6 +129,22 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
         live.kafka = read_kafka(cluster, ctx, wants.health).await;
     }
     Ok(live)
+}
+
+/// The cluster's Ready broker Pods whose JMX exporter may be asked for the broker's release:
+/// ours, labelled with a broker id, with an IP address. Each is known by its UID and its
+/// Kafka container's image (what it runs cannot change without one of them changing).
+fn exporter_targets(pods: &BTreeMap<String, Pod>, uid: &str) -> Vec<exporter::Target> {
+    pods.values()
+        .filter(|p| crate::apply::is_ours(*p, uid) && plan::pod_ready(p))
+        .filter_map(|p| {
+            let broker = p.labels().get("brokerId")?.parse().ok()?;
+            let ip = p.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
+            let spec = p.spec.as_ref()?;
+            let image = spec.containers.iter().find(|c| c.name == "kafka").and_then(|c| c.image.clone());
+            Some(exporter::Target { broker, key: format!("{}/{}", p.uid()?, image.unwrap_or_default()), ip })
+        })
+        .collect()
 }
 
 /// The Secrets the planner reads: the cluster PKI's, those of the user's own and the admin

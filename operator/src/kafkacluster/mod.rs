@@ -64,6 +64,7 @@ impl Reconcile for KafkaCluster {
     /// cluster's certificate expiry series go at once.
     async fn cleanup(kc: Arc<Self>, ctx: &Context, writes: &Writes) -> Result<Action, Error> {
         ctx.kafka.forget(&kc);
+        ctx.versions.forget(&kc.uid().unwrap_or_default());
         ctx.metrics.certificate_expiry.forget(&execute::certificate_owner(&kc));
         if kc.annotations().get(DELETE_PVCS_ANNOTATION).is_some_and(|v| v == "true") {
             let (ns, name) = (kc.namespace().unwrap_or_default(), kc.name_any());
@@ -91,9 +92,11 @@ impl Reconcile for KafkaCluster {
 /// Runs the KafkaCluster controller (owning broker Pods, ConfigMaps and Services).
 pub async fn run(ctx: Arc<Context>) {
     let labels = watcher::Config::default().labels("app=kafka");
+    // Broker ConfigMaps are `app=kafka`, the JMX exporter's `app=kafka-jmx` (Koperator's labels).
+    let config_maps = watcher::Config::default().labels("app in (kafka,kafka-jmx)");
     let c = controller::controller::<KafkaCluster>(&ctx)
         .owns(ctx.watched::<Pod>(), labels.clone())
-        .owns(ctx.watched::<ConfigMap>(), labels.clone())
+        .owns(ctx.watched::<ConfigMap>(), config_maps)
         .owns(ctx.watched::<Service>(), labels);
     controller::run(c, ctx).await;
 }

@@ -39,7 +39,7 @@ pub const OWN_SECRETS_POLL: Duration = Duration::from_secs(60);
 /// A desired object, with its applied-hash annotation set.
 #[derive(Debug, Clone)]
 pub enum Object {
-    /// A broker's ConfigMap.
+    /// A broker's ConfigMap, or the JMX exporter's.
     ConfigMap(ConfigMap),
     /// A broker's disk.
     Pvc(PersistentVolumeClaim),
@@ -198,7 +198,8 @@ fn same_status(a: &KafkaClusterStatus, b: &KafkaClusterStatus) -> bool {
         && status::same_conditions(&a.conditions, &b.conditions)
 }
 
-fn pod_ready(p: &Pod) -> bool {
+/// A Pod that is Ready and not being deleted.
+pub(crate) fn pod_ready(p: &Pod) -> bool {
     p.meta().deletion_timestamp.is_none()
         && p.status
             .as_ref()
@@ -347,7 +348,7 @@ impl Wanted<'_> {
 /// them, labelled or not, so a same-named object nobody labelled is seen too).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DesiredNames {
-    /// Broker ConfigMaps.
+    /// The JMX exporter's and the brokers' ConfigMaps.
     pub config_maps: Vec<String>,
     /// Broker PVCs.
     pub pvcs: Vec<String>,
@@ -360,6 +361,7 @@ pub struct DesiredNames {
 /// The names of what [`plan`] would apply for `cluster`.
 pub fn desired_names(cluster: &ValidatedCluster) -> DesiredNames {
     let mut names = DesiredNames::default();
+    names.config_maps.push(render::names::jmx_exporter_config_map(cluster));
     for b in desired_brokers(cluster) {
         names.config_maps.push(b.config_map.name_any());
         names.pvcs.extend(b.pvcs.iter().map(ResourceExt::name_any));
@@ -477,6 +479,14 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     let tls = koperator_shared::render::tls::enabled(cluster);
     let desired = desired_brokers_on(cluster, live, &certs, &own);
     let pods = broker_pods(&desired, live, &uid);
+    let owner = cluster.controller_owner_ref(&()).expect("a stored KafkaCluster has a uid");
+    // The JMX exporter's configuration, before the Pods that mount it; when someone else's
+    // ConfigMap has its name, no broker starts on their configuration.
+    let mut jmx = koperator_shared::render::jmx::config_map(cluster);
+    owned_by(&mut jmx, owner.clone());
+    let live_jmx = live.config_maps.get(&jmx.name_any());
+    wanted.object(jmx, live_jmx, Object::ConfigMap);
+    let jmx_ours = wanted.foreign.is_empty();
     let mut brokers_state: BTreeMap<String, BrokerState> = BTreeMap::new();
     for b in &desired {
         let foreign_before = wanted.foreign.len();
@@ -491,6 +501,7 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         // A broker whose ConfigMap or disk is someone else's would run on their data; a TLS
         // broker starts once its certificate exists and every Secret of the user's own opens.
         let own_inputs = wanted.foreign.len() == foreign_before
+            && jmx_ours
             && (!tls || certs.broker_fingerprints.contains_key(&b.id))
             && own.problems.is_empty()
             && admin.ready();
@@ -509,11 +520,12 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
             BrokerState {
                 configuration_state: if in_sync { "ConfigInSync" } else { "ConfigOutOfSync" }.into(),
                 image: b.pod.spec.as_ref().and_then(|s| s.containers[0].image.clone()),
+                // The release the broker's exporter reported, else the last one known.
+                version: live.versions.get(&b.id).cloned().or(previous.version.clone()),
                 ..previous
             },
         );
     }
-    let owner = cluster.controller_owner_ref(&()).expect("a stored KafkaCluster has a uid");
     let mut wanted_services = BTreeSet::new();
     for mut svc in objects::services(cluster) {
         owned_by(&mut svc, owner.clone());

@@ -93,6 +93,7 @@ fn empty() -> LiveState {
         user_certificates: None,
         pki: Default::default(),
         now: 1_800_000_000,
+        versions: BTreeMap::new(),
     }
 }
 
@@ -859,8 +860,9 @@ fn same_named_objects_someone_else_made_are_never_taken_over() {
     let mut live = empty();
     let mut planted = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
-    // One object of each kind, made before the operator got to it.
-    for obj in first.apply.clone() {
+    // One object of each kind, made before the operator got to it (the JMX exporter's
+    // ConfigMap: below).
+    for obj in first.apply.clone().into_iter().filter(|o| !o.describe().ends_with("-kafka-jmx-exporter")) {
         let kind = obj.describe().split('/').next().unwrap().to_string();
         if !seen.insert(kind) {
             continue;
@@ -901,6 +903,61 @@ fn same_named_objects_someone_else_made_are_never_taken_over() {
     let pod = format!("Pod/kafka-combined-{broker}");
     assert!(!kinds(&p).contains(&pod), "{pod} would run on their ConfigMap: {:?}", kinds(&p));
     assert!(kinds(&p).iter().filter(|k| k.starts_with("Pod/")).count() >= 2, "{:?}", kinds(&p));
+}
+
+#[test]
+fn the_jmx_exporter_config_goes_before_the_pods_and_no_broker_starts_on_someone_elses() {
+    let v = sample(COMBINED);
+    let first = plan(&validated(&v), &empty());
+    let objects = kinds(&first);
+    let jmx = "ConfigMap/kafka-combined-kafka-jmx-exporter";
+    let at = objects.iter().position(|o| o == jmx).unwrap_or_else(|| panic!("{jmx} missing: {objects:?}"));
+    assert!(objects.iter().skip(at).any(|o| o.starts_with("Pod/")), "applied before the Pods: {objects:?}");
+    assert!(objects.iter().take(at).all(|o| !o.starts_with("Pod/")), "applied before the Pods: {objects:?}");
+    let cm = first
+        .apply
+        .iter()
+        .find_map(|o| match o {
+            Object::ConfigMap(c) if c.name_any() == "kafka-combined-kafka-jmx-exporter" => Some(c.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(cm.owner_references()[0].uid, UID, "owned by the cluster, so it goes with it");
+    assert!(desired_names(&validated(&v)).config_maps.contains(&cm.name_any()), "read by name, labelled or not");
+
+    let mut live = empty();
+    live.config_maps.insert(cm.name_any(), theirs(cm));
+    let p = plan(&validated(&v), &live);
+    assert!(kinds(&p).iter().all(|k| !k.starts_with("Pod/") && k != jmx), "{:?}", kinds(&p));
+    let (status, reason, message) = condition(&p, "Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "ForeignObject"));
+    assert!(message.contains(jmx), "{message}");
+}
+
+#[test]
+fn broker_versions_come_from_the_exporters_and_the_last_known_one_stays() {
+    let (mut v, mut live) = settled(&sample(COMBINED));
+    let versions = |p: &Plan| -> Vec<Option<String>> {
+        p.status.brokers_state.as_ref().unwrap().values().map(|b| b.version.clone()).collect()
+    };
+    live.versions = (0..3).map(|id| (id, "4.1.1".to_string())).collect();
+    let p = plan(&validated(&v), &live);
+    assert!(p.status_changed && p.apply.is_empty() && p.restart.is_none(), "{p:?}");
+    assert_eq!(versions(&p), vec![Some("4.1.1".to_string()); 3]);
+    v["status"] = serde_json::to_value(&p.status).unwrap();
+    assert!(plan(&validated(&v), &live).is_noop(), "the same versions write nothing");
+
+    // Exporters that do not answer (or a broker not Ready): the versions stay as they were.
+    live.versions.clear();
+    let p = plan(&validated(&v), &live);
+    assert!(p.is_noop(), "{p:?}");
+    assert_eq!(versions(&p), vec![Some("4.1.1".to_string()); 3]);
+
+    // One broker runs another release.
+    live.versions.insert(1, "4.2.0".into());
+    let p = plan(&validated(&v), &live);
+    assert!(p.status_changed);
+    assert_eq!(versions(&p), [Some("4.1.1"), Some("4.2.0"), Some("4.1.1")].map(|s| s.map(String::from)));
 }
 
 #[test]
@@ -1034,7 +1091,7 @@ fn live_configs_keep_their_super_users_while_a_secret_of_the_users_own_cannot_be
     base.secrets.0.insert("client-jks".into(), jks_secret("admin", "pw"));
     let first = plan(&validated(&v), &base);
     let cm = first.apply.iter().find_map(|o| match o {
-        Object::ConfigMap(c) => Some(c.data.as_ref().unwrap()["broker-config"].clone()),
+        Object::ConfigMap(c) => c.data.as_ref().unwrap().get("broker-config").cloned(),
         _ => None,
     });
     let cm = cm.expect("configs rendered");
