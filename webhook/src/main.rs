@@ -93,6 +93,13 @@ struct Args {
     #[arg(long, default_value_t = koperator_webhook::limits::DEFAULT_MIN_BODY_RATE,
           value_parser = clap::value_parser!(u64).range(1..))]
     min_body_rate: u64,
+    /// On SIGTERM, keep serving this long, not ready (`/readyz` 503) and closing each connection
+    /// after its answer, before the listener closes: the Service's EndpointSlice drops this
+    /// replica and the API server moves its connections to the others first, so a rollout or a
+    /// node drain fails no admission. The Pod's terminationGracePeriodSeconds must exceed it
+    /// plus 10 s (open requests finishing). 0 stops accepting at once.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    shutdown_delay: Duration,
     /// Watch only this namespace (single-namespace installs): the lookups list and watch it
     /// alone, and references to KafkaClusters elsewhere are refused.
     #[arg(long, env = "WATCH_NAMESPACE")]
@@ -177,7 +184,15 @@ async fn main() -> Result<()> {
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
     info!(listen = %listener.local_addr()?, "serving admission webhook");
-    server::serve(listener, server::tls_config(&status), app, args.max_connections, shutdown_signal()).await;
+    server::serve(
+        listener,
+        server::tls_config(&status),
+        app,
+        args.max_connections,
+        shutdown_signal(),
+        args.shutdown_delay,
+    )
+    .await;
     info!("stopped");
     Ok(())
 }
@@ -235,6 +250,7 @@ mod tests {
         assert_eq!(args.common.kafka_connect_timeout, Duration::from_secs(1));
         assert_eq!(args.common.identity_or("koperator-webhook"), "webhook-0");
         assert_eq!(args.min_body_rate, 1024 * 1024);
+        assert_eq!(args.shutdown_delay, Duration::from_secs(5));
         let args =
             Args::try_parse_from(["koperator-webhook", "--kafka-timeout=1500ms", "--min-body-rate=65536"]).unwrap();
         assert_eq!(args.min_body_rate, 65536);

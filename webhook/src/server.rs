@@ -2,6 +2,7 @@
 //! limits of the AdmissionReview contract.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -16,7 +17,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::admission::{Admission, Mode, Precheck, Route, result_label};
 use crate::certs::CertStatus;
@@ -356,8 +357,19 @@ pub fn tls_config(certs: &CertStatus) -> Arc<rustls::ServerConfig> {
     Arc::new(cfg)
 }
 
-/// Serves `app` over TLS on `listener` until `shutdown` resolves, then lets open requests
-/// finish (up to 10 s).
+/// Serves `app` over TLS on `listener` until `shutdown` resolves, drains for `drain`, then
+/// stops accepting and lets open requests finish (up to [`IN_FLIGHT_GRACE`]).
+///
+/// Draining is what makes a rollout or a node drain lose no admission: when the Pod is deleted
+/// (SIGTERM), the API server may still dial this replica until its EndpointSlice drops it, and
+/// still holds kept-alive connections to it. So for `drain` the server keeps accepting and
+/// answering, `/readyz` answers 503 (the endpoint turns not-ready, as it would for a replica
+/// stopped without its Pod being deleted), and every answer carries `Connection: close`, so the
+/// API server moves its connections to the other replicas one answered request at a time
+/// instead of racing a close of an idle connection it is about to reuse (a write into a closed
+/// connection fails the admission: HTTP clients do not resend a POST). Only then is the
+/// listener closed. The Pod's `terminationGracePeriodSeconds` must exceed `drain` plus
+/// [`IN_FLIGHT_GRACE`].
 ///
 /// At most `max_connections` connections are served at once; past that, new ones wait in the
 /// kernel's accept queue. Every slot frees within a bounded time: the TLS handshake within
@@ -372,19 +384,32 @@ pub async fn serve(
     app: Router,
     max_connections: usize,
     shutdown: impl std::future::Future<Output = ()>,
+    drain: Duration,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let draining = Arc::new(AtomicBool::new(false));
+    let app = app.layer(axum::middleware::from_fn_with_state(draining.clone(), while_draining));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let max_connections = max_connections.max(1);
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     tokio::pin!(shutdown);
+    // Set when the shutdown signal came: the end of the drain.
+    let mut drained: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         let permit = tokio::select! {
-            _ = &mut shutdown => break,
+            _ = &mut shutdown, if drained.is_none() => {
+                drained = Some(start_drain(&draining, drain));
+                continue;
+            }
+            _ = async { drained.as_mut().expect("guarded").await }, if drained.is_some() => break,
             permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
         let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
+            _ = &mut shutdown, if drained.is_none() => {
+                drained = Some(start_drain(&draining, drain));
+                continue;
+            }
+            _ = async { drained.as_mut().expect("guarded").await }, if drained.is_some() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -416,9 +441,43 @@ pub async fn serve(
         });
     }
     drop(listener);
+    info!(open = max_connections - slots.available_permits(), "stopped accepting connections; finishing open requests");
     let _ = stop_tx.send(true);
     // Every connection holds a slot until it ends.
-    let _ = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(max_connections as u32)).await;
+    let _ = tokio::time::timeout(IN_FLIGHT_GRACE, slots.acquire_many(max_connections as u32)).await;
+}
+
+/// How long open requests may take to finish once the listener is closed.
+pub const IN_FLIGHT_GRACE: Duration = Duration::from_secs(10);
+
+fn start_drain(draining: &AtomicBool, drain: Duration) -> std::pin::Pin<Box<tokio::time::Sleep>> {
+    draining.store(true, Ordering::SeqCst);
+    if !drain.is_zero() {
+        info!(
+            ?drain,
+            "shutting down: not ready, still serving (each answer closes its connection) so that the \
+             Service's endpoints drop this replica before it stops accepting"
+        );
+    }
+    Box::pin(tokio::time::sleep(drain))
+}
+
+/// While draining: `/readyz` is 503 and every answer closes its connection (see [`serve`]).
+async fn while_draining(
+    State(draining): State<Arc<AtomicBool>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !draining.load(Ordering::Relaxed) {
+        return next.run(request).await;
+    }
+    let mut response = if request.uri().path() == "/readyz" {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    } else {
+        next.run(request).await
+    };
+    response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    response
 }
 
 /// One HTTP/1.1 connection with its lifetime bounds (see [`serve`]).
@@ -454,7 +513,7 @@ async fn serve_connection(
             }
             _ = stop.wait_for(|s| *s), if closing.is_none() => {
                 conn.as_mut().graceful_shutdown();
-                closing = Some(Box::pin(tokio::time::sleep(Duration::from_secs(10))));
+                closing = Some(Box::pin(tokio::time::sleep(IN_FLIGHT_GRACE)));
             }
             _ = async { closing.as_mut().expect("guarded").await }, if closing.is_some() => {
                 debug!("connection dropped: its answer was not taken within the close grace");
@@ -467,6 +526,121 @@ async fn serve_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client of `serve` over TLS trusting the test's self-signed certificate.
+    async fn connect(
+        port: u16,
+        roots: &rustls::RootCertStore,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await
+    }
+
+    /// `GET path` on a kept-alive connection: the status code, whether the answer closes the
+    /// connection, and whether the server then closed it.
+    async fn http_get(
+        tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+        path: &str,
+    ) -> (u16, bool, bool) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        let head = loop {
+            let n = tls.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed before an answer");
+            answer.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&answer).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0usize);
+                if body.len() >= length {
+                    break head.to_ascii_lowercase();
+                }
+            }
+        };
+        let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let close = head.lines().any(|l| l == "connection: close");
+        // A closed connection reads EOF (or fails: the server may skip close_notify); a kept one
+        // stays silent.
+        let closed = matches!(
+            tokio::time::timeout(Duration::from_millis(300), tls.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        );
+        (code, close, closed)
+    }
+
+    #[tokio::test]
+    async fn on_shutdown_the_server_drains_not_ready_then_stops_accepting() {
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(signing_key.serialize_der()).unwrap();
+        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .unwrap();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let app = Router::new().route("/readyz", get(|| async { "ok" })).route("/healthz", get(|| async { "ok" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (signal, shutdown) = tokio::sync::oneshot::channel::<()>();
+        let drain = Duration::from_secs(2);
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::new(tls),
+            app,
+            16,
+            async move {
+                let _ = shutdown.await;
+            },
+            drain,
+        ));
+
+        // Before: ready, connections kept alive.
+        let mut kept = connect(port, &roots).await.unwrap();
+        assert_eq!(http_get(&mut kept, "/readyz").await, (200, false, false));
+        let mut idle = connect(port, &roots).await.unwrap();
+        assert_eq!(http_get(&mut idle, "/healthz").await, (200, false, false));
+
+        signal.send(()).unwrap();
+        let signalled = Instant::now();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Draining: not ready, still answering on kept-alive and on new connections, each
+        // answer closing its connection; an idle connection is left open meanwhile.
+        assert_eq!(http_get(&mut kept, "/readyz").await, (503, true, true));
+        let mut new = connect(port, &roots).await.unwrap();
+        assert_eq!(http_get(&mut new, "/healthz").await, (200, true, true));
+        assert!(signalled.elapsed() < drain, "the checks took longer than the drain: make it longer");
+        assert_eq!(http_get(&mut idle, "/healthz").await, (200, true, true));
+
+        // After the drain: the listener is closed and the server returns.
+        tokio::time::timeout(drain + Duration::from_secs(5), server).await.unwrap().unwrap();
+        assert!(signalled.elapsed() >= drain);
+        assert!(connect(port, &roots).await.is_err(), "still accepting after the drain");
+    }
+
+    #[tokio::test]
+    async fn without_a_drain_the_server_stops_accepting_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tls = tls_config(&CertStatus::new());
+        serve(listener, tls, Router::new(), 4, async {}, Duration::ZERO).await;
+        assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err());
+    }
 
     #[test]
     fn deadline_keeps_a_margin_below_the_api_server_timeout() {

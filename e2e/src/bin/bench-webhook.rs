@@ -320,6 +320,8 @@ fn main() -> Result<()> {
         format!("--tls-cert-file={}", cert.display()),
         format!("--tls-key-file={}", key.display()),
         "--log-format=text".into(),
+        // Stopped at the end of the run: no drain needed.
+        "--shutdown-delay=0s".into(),
     ];
     let webhook = Component::start_with_env(
         "koperator-webhook",

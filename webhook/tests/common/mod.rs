@@ -63,6 +63,9 @@ impl WebhookUnderTest {
             "--extra-san=127.0.0.1".into(),
             "--cert-check-interval=1s".into(),
             "--log-format=text".into(),
+            // Tests stop their webhooks with SIGTERM and move on: no drain (the chart's
+            // replicas drain, see helm.rs).
+            "--shutdown-delay=0s".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let env = vec![
