@@ -88,6 +88,7 @@ pub struct BinaryNode {
     pub dir: PathBuf,
     stop: Arc<AtomicBool>,
     logs: Arc<Mutex<HashMap<String, PathBuf>>>,
+    pids: Arc<Mutex<HashMap<String, u32>>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -113,12 +114,14 @@ impl BinaryNode {
         let name = format!("e2e-{}-{}", opts.namespace, std::process::id());
         let stop = Arc::new(AtomicBool::new(false));
         let logs = Arc::new(Mutex::new(HashMap::new()));
+        let pids = Arc::new(Mutex::new(HashMap::new()));
         let mut state = State {
             opts,
             node: name.clone(),
             dir: dir.to_path_buf(),
             slots: BTreeMap::new(),
             logs: logs.clone(),
+            pids: pids.clone(),
             last_beat: None,
             last_volume_sync: Instant::now(),
         };
@@ -150,12 +153,25 @@ impl BinaryNode {
                 });
             })?;
         ready_rx.recv().map_err(|_| anyhow!("binary node thread died"))??;
-        Ok(BinaryNode { name, dir: dir.to_path_buf(), stop, logs, thread: Some(thread), _tmp: None })
+        Ok(BinaryNode { name, dir: dir.to_path_buf(), stop, logs, pids, thread: Some(thread), _tmp: None })
     }
 
     /// The log file of a Pod's current process.
     pub fn log(&self, pod: &str) -> Option<PathBuf> {
         self.logs.lock().unwrap().get(pod).cloned()
+    }
+
+    /// Sends `signal` to the running process of a Pod, as a crash or the OOM killer would
+    /// (SIGKILL) or as someone on the node might; the node then sees the exit and restarts
+    /// the process per `restartPolicy: Always`. Returns the process id signalled.
+    pub fn signal(&self, pod: &str, signal: i32) -> Result<u32> {
+        let pid = *self.pids.lock().unwrap().get(pod).ok_or_else(|| anyhow!("no running process for Pod {pod}"))?;
+        // SAFETY: kill(2) on a child process this node started and has not reaped yet (its
+        // pid is removed from the map before the node stops it).
+        if unsafe { libc::kill(pid as i32, signal) } != 0 {
+            bail!("kill({pid}, {signal}): {}", std::io::Error::last_os_error());
+        }
+        Ok(pid)
     }
 
     /// The last `n` lines of every process's log, for a failure message.
@@ -222,6 +238,8 @@ struct State {
     dir: PathBuf,
     slots: BTreeMap<String, Slot>,
     logs: Arc<Mutex<HashMap<String, PathBuf>>>,
+    /// Pod → process id of its running process, for [`BinaryNode::signal`].
+    pids: Arc<Mutex<HashMap<String, u32>>>,
     last_beat: Option<Instant>,
     last_volume_sync: Instant,
 }
@@ -304,6 +322,7 @@ impl State {
             .collect();
         for name in stale {
             let slot = self.slots.remove(&name).expect("listed");
+            self.pids.lock().unwrap().remove(&name);
             slot.process.stop(slot.grace);
         }
         for (name, pod) in &pods {
@@ -324,6 +343,7 @@ impl State {
             match self.launch(client, pod).await {
                 Ok(slot) => {
                     self.logs.lock().unwrap().insert(name.clone(), slot.launch.dir.join("log"));
+                    self.pids.lock().unwrap().insert(name.clone(), slot.process.pid());
                     self.slots.insert(name.clone(), slot);
                 }
                 Err(e) => eprintln!("[binary node {}] cannot start {name}: {e:#}", self.opts.namespace),
@@ -363,6 +383,7 @@ impl State {
                     slot.failing_since = None;
                     slot.started_at = crate::node::now_rfc3339();
                     slot.process = slot.launch.start(slot.restarts)?;
+                    self.pids.lock().unwrap().insert(name.clone(), slot.process.pid());
                 }
             } else {
                 let ready = match &slot.container.readiness_probe {
@@ -383,6 +404,7 @@ impl State {
                                 "[binary node {}] {name} failed its liveness probe for {allowed:?}; restarting",
                                 self.opts.namespace
                             );
+                            self.pids.lock().unwrap().remove(&name);
                             slot.process.stop(slot.grace);
                         }
                     }
@@ -518,6 +540,7 @@ impl State {
     }
 
     async fn shutdown(&mut self, client: &kube::Client) {
+        self.pids.lock().unwrap().clear();
         for (_, slot) in std::mem::take(&mut self.slots) {
             slot.process.stop(Duration::from_secs(5));
         }
