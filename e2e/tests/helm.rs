@@ -4,10 +4,13 @@
 //! certificates without failing an admission, and the operator replicas elect a leader.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use koperator_e2e::binary_node::{self, BinaryNode};
 use koperator_e2e::{ControlPlane, shared, tools};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::Value;
 
 fn chart() -> PathBuf {
@@ -225,6 +228,89 @@ fn install_runs_the_charts_deployments_then_upgrade_and_uninstall() {
         leaves.len() - 1
     );
 
+    // One of the two webhook replicas killed under a steady admission load: every admission
+    // is still answered, first when its Pod is deleted (SIGTERM with grace, as in a rollout or
+    // a node drain), then when its process is SIGKILLed (a crash; the node restarts it).
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let good: Value = serde_saphyr::from_str(&sample).unwrap();
+    let victim = webhook_pods(cp, ns)[0].clone();
+    let load = AdmissionLoad::start(&rt, cp, &good, &bad, 4);
+    std::thread::sleep(Duration::from_secs(1));
+    let killed = Instant::now();
+    cp.kubectl(&["delete", "pod", &victim, "-n", ns, "--wait=false"]).unwrap();
+    wait(&node, "the deleted webhook Pod gone", 60, || !get(cp, &["get", "pod", &victim, "-n", ns]));
+    let gone = killed.elapsed();
+    wait(&node, "2 webhook replicas Ready again after the Pod deletion", 90, || {
+        ready_replicas(cp, ns, "koperator-webhook") == 2 && ready_webhook_endpoints(cp, ns) == 2
+    });
+    let back = killed.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let deleted = load.stop(&rt, cp);
+    eprintln!(
+        "FIGURE: webhook Pod deleted (SIGTERM) under load: {} admissions, {} failed, {} mutations failed open, in {:.1}s (Pod gone after {:.1}s, 2 replicas Ready again after {:.1}s)",
+        deleted.admissions,
+        deleted.failed.len(),
+        deleted.failed_open,
+        deleted.duration.as_secs_f64(),
+        gone.as_secs_f64(),
+        back.as_secs_f64()
+    );
+    assert!(deleted.admissions > 0);
+    assert!(
+        deleted.failed.is_empty() && deleted.failed_open == 0,
+        "admissions failed while a webhook Pod was deleted: {:?}; {} mutations failed open",
+        &deleted.failed[..deleted.failed.len().min(10)],
+        deleted.failed_open
+    );
+
+    // A replica that has not restarted yet: the node restarts it at once (later restarts back
+    // off, as the kubelet's do).
+    let victim = webhook_pods(cp, ns).into_iter().find(|p| restart_count(cp, ns, p) == 0).unwrap();
+    let restarts = 0;
+    let load = AdmissionLoad::start(&rt, cp, &good, &bad, 4);
+    std::thread::sleep(Duration::from_secs(1));
+    let (killed, kill_at) = (Instant::now(), load.started.elapsed());
+    node.signal(&victim, libc::SIGKILL).unwrap();
+    wait(&node, "the SIGKILLed webhook restarted and Ready", 60, || {
+        restart_count(cp, ns, &victim) > restarts
+            && ready_replicas(cp, ns, "koperator-webhook") == 2
+            && ready_webhook_endpoints(cp, ns) == 2
+    });
+    let back = killed.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let crashed = load.stop(&rt, cp);
+    eprintln!(
+        "FIGURE: webhook process SIGKILLed under load: {} admissions, {} failed, {} mutations failed open, in {:.1}s (restarted and Ready again after {:.1}s)",
+        crashed.admissions,
+        crashed.failed.len(),
+        crashed.failed_open,
+        crashed.duration.as_secs_f64(),
+        back.as_secs_f64()
+    );
+    for (at, why) in crashed.failed.iter().take(10) {
+        eprintln!("  failed {:+.3}s from the kill: {why}", at.as_secs_f64() - kill_at.as_secs_f64());
+    }
+    assert!(crashed.admissions > 0);
+    // A crash cannot be hidden from the API server: it calls an admission webhook once (a POST
+    // is not resent after a connection error), so the calls the killed process was answering
+    // fail (EOF, connection reset), and so do connections dialled to its address before the
+    // listener is back or the EndpointSlice has dropped it (connection refused). What must
+    // hold: every failure is such a failed call at the crash, never a wrong answer or a
+    // timeout, and none once the replica is Ready again.
+    for (at, why) in &crashed.failed {
+        assert!(
+            why.contains("failed calling webhook")
+                && ["EOF", "connection reset", "connection refused", "broken pipe"].iter().any(|e| why.contains(e)),
+            "not a failed connection to the killed replica: {why}"
+        );
+        assert!(
+            *at < kill_at + back,
+            "failed {:.3}s after the kill, once the replica was Ready again: {why}",
+            (*at - kill_at).as_secs_f64()
+        );
+    }
+    drop(rt);
+
     // Leader election through the Deployment: deleting the leader's Pod (SIGTERM from the node)
     // makes it release the Lease as it stops, and another replica takes it.
     let leader = lease_holder(cp, ns);
@@ -297,4 +383,135 @@ fn install_runs_the_charts_deployments_then_upgrade_and_uninstall() {
         assert!(!get(cp, &["get", kind, name]), "{kind}/{name} left after uninstall");
     }
     assert!(get(cp, &["get", "crd", "kafkaclusters.kafka.banzaicloud.io"]), "CRDs are kept");
+}
+
+/// The webhook Deployment's Pods that are not being deleted.
+fn webhook_pods(cp: &ControlPlane, ns: &str) -> Vec<String> {
+    json(cp, &["get", "pods", "-n", ns, "-l", "app.kubernetes.io/component=webhook"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn restart_count(cp: &ControlPlane, ns: &str, pod: &str) -> i64 {
+    json(cp, &["get", "pod", pod, "-n", ns])["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0)
+}
+
+/// Ready endpoints of the webhook Service's EndpointSlices: what the API server dials.
+fn ready_webhook_endpoints(cp: &ControlPlane, ns: &str) -> usize {
+    let slices = json(cp, &["get", "endpointslices", "-n", ns, "-l", "kubernetes.io/service-name=koperator-webhook"]);
+    slices["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["conditions"]["ready"] == true)
+        .count()
+}
+
+/// Calls of the chart's mutating webhooks that failed and were ignored (`failurePolicy:
+/// Ignore`): the object was admitted without its defaults. From the API server's metrics.
+fn mutations_failed_open(cp: &ControlPlane) -> u64 {
+    let metrics = cp.kubectl(&["get", "--raw", "/metrics"]).unwrap_or_default();
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_admission_webhook_fail_open_count{") && l.contains("kafka.banzaicloud.io"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Failed admissions: when (from the load's start) and why.
+type Failures = Vec<(Duration, String)>;
+
+/// What a steady admission load saw.
+struct LoadReport {
+    /// Answers received (and requests that got none).
+    admissions: u64,
+    failed: Failures,
+    /// Mutating webhook calls that failed open meanwhile.
+    failed_open: u64,
+    duration: Duration,
+}
+
+/// Closed-loop clients, each with its own connection pool to the API server, doing
+/// server-side dry-run creates of a good KafkaCluster (must be accepted) and a bad one (must be
+/// rejected with its field error) in turn, until stopped. Anything else (a timeout, "failed
+/// calling webhook", a connection error) is a failed admission.
+struct AdmissionLoad {
+    stop: Arc<AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<(u64, Failures)>>,
+    started: Instant,
+    failed_open: u64,
+}
+
+impl AdmissionLoad {
+    fn start(rt: &tokio::runtime::Runtime, cp: &ControlPlane, good: &Value, bad: &Value, clients: usize) -> Self {
+        let gvk = GroupVersionKind::gvk("kafka.banzaicloud.io", "v1beta1", "KafkaCluster");
+        let resource = ApiResource::from_gvk_with_plural(&gvk, "kafkaclusters");
+        let good: DynamicObject = serde_json::from_value(good.clone()).unwrap();
+        let bad: DynamicObject = serde_json::from_value(bad.clone()).unwrap();
+        let (stop, started, failed_open) =
+            (Arc::new(AtomicBool::new(false)), Instant::now(), mutations_failed_open(cp));
+        let clients = (0..clients)
+            .map(|_| {
+                let client = rt.block_on(cp.client()).unwrap();
+                let api: Api<DynamicObject> = Api::namespaced_with(client, "kafka", &resource);
+                let (good, bad, stop) = (good.clone(), bad.clone(), stop.clone());
+                rt.spawn(async move {
+                    let dry_run = PostParams { dry_run: true, ..PostParams::default() };
+                    let (mut admissions, mut failed) = (0, Vec::new());
+                    while !stop.load(Ordering::SeqCst) {
+                        for (object, is_good) in [(&good, true), (&bad, false)] {
+                            let answer =
+                                tokio::time::timeout(Duration::from_secs(20), api.create(&dry_run, object)).await;
+                            admissions += 1;
+                            let which = if is_good { "good" } else { "bad" };
+                            let failure = match answer {
+                                Err(_) => Some("no answer within 20s".to_string()),
+                                Ok(Ok(_)) if is_good => None,
+                                Ok(Ok(_)) => Some("the bad KafkaCluster was accepted".into()),
+                                Ok(Err(kube::Error::Api(s)))
+                                    if !is_good
+                                        && s.code == 422
+                                        && s.message.contains("spec.brokers[2].id: Duplicate value: 0") =>
+                                {
+                                    None
+                                }
+                                Ok(Err(kube::Error::Api(s))) => {
+                                    Some(format!("{which} KafkaCluster: {} {}", s.code, s.message))
+                                }
+                                Ok(Err(e)) => Some(format!("{which} KafkaCluster: {e}")),
+                            };
+                            if let Some(why) = failure {
+                                failed.push((started.elapsed(), why));
+                            }
+                        }
+                    }
+                    (admissions, failed)
+                })
+            })
+            .collect();
+        AdmissionLoad { stop, clients, started, failed_open }
+    }
+
+    fn stop(self, rt: &tokio::runtime::Runtime, cp: &ControlPlane) -> LoadReport {
+        self.stop.store(true, Ordering::SeqCst);
+        let (mut admissions, mut failed) = (0, Vec::new());
+        for c in self.clients {
+            let (n, f) = rt.block_on(c).unwrap();
+            admissions += n;
+            failed.extend(f);
+        }
+        failed.sort_by_key(|(at, _)| *at);
+        let duration = self.started.elapsed();
+        LoadReport {
+            admissions,
+            failed,
+            failed_open: mutations_failed_open(cp).saturating_sub(self.failed_open),
+            duration,
+        }
+    }
 }
