@@ -57,6 +57,7 @@ const SHARED_TESTS: &[&str] = &[
     "metrics_readyz_and_leadership",
     "kafkausers_never_take_what_is_not_theirs",
     "namespaces_are_a_boundary_for_the_operator",
+    "brokers_export_jmx_metrics_and_the_status_names_their_release",
 ];
 
 fn rt() -> tokio::runtime::Runtime {
@@ -1176,4 +1177,87 @@ fn namespaces_are_a_boundary_for_the_operator() {
     let remove = "koperator.banzaicloud.io/allowed-namespaces-";
     cp.kubectl(&["annotate", "kafkacluster", CLUSTER, "-n", ns, remove]).unwrap();
     assert!(!rt().block_on(admin.has_scram_credential("frank")).unwrap(), "frank's credential goes with frank");
+}
+
+/// `GET /metrics` (HTTP/1.0: the exporter's JDK server then answers unchunked) on `ip`:9020,
+/// the body; `None` when the exporter does not answer 200.
+fn exporter_metrics(ip: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::new(ip.parse().ok()?, 9020);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// Every broker runs the Prometheus JMX exporter its Pod's `KAFKA_OPTS` loads (the test node
+/// runs the real jmx_prometheus_javaagent with the rendered `<cluster>-kafka-jmx-exporter`
+/// ConfigMap, on the Pod's IP): it serves the default rules' families with live values, and
+/// the operator writes the release it reports to `status.brokersState[<id>].version`.
+#[test]
+fn brokers_export_jmx_metrics_and_the_status_names_their_release() {
+    let c = cluster();
+    let pods = get_json(c.cp, &["get", "pods", "-n", &c.ns, "-l", &format!("kafka_cr={CLUSTER}")]);
+    let pods = pods["items"].as_array().unwrap().clone();
+    assert_eq!(pods.len(), 3);
+    let mut releases = BTreeMap::new();
+    let mut active_controllers = 0.0;
+    for pod in &pods {
+        let id = pod["metadata"]["labels"]["brokerId"].as_str().unwrap().to_string();
+        let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+        let kafka = pod["spec"]["containers"].as_array().unwrap().iter().find(|c| c["name"] == "kafka").unwrap();
+        let opts = kafka["env"].as_array().unwrap().iter().find(|e| e["name"] == "KAFKA_OPTS").unwrap();
+        assert_eq!(opts["value"], "-javaagent:/opt/jmx-exporter/jmx_prometheus.jar=9020:/etc/jmx-exporter/config.yaml");
+        // The release the test node runs for this Pod.
+        let props = "process.roles=broker,controller";
+        let release = koperator_e2e::kafka::Dist::for_pod(props, kafka["image"].as_str().unwrap()).version().unwrap();
+        let text = exporter_metrics(&ip).unwrap_or_else(|| panic!("broker {id}: nothing serves {ip}:9020/metrics"));
+        let families: BTreeSet<String> = text.lines().filter_map(parse_sample).map(|(n, _, _)| n).collect();
+        let has = |name: &str| families.contains(name);
+        assert_eq!(
+            sample(&text, "kafka_server_app_info_version", &[("broker_id", &id), ("version", &release)]),
+            Some(1.0),
+            "broker {id}: no release {release} in:\n{}",
+            text.lines().filter(|l| l.contains("app_info")).collect::<Vec<_>>().join("\n")
+        );
+        for name in [
+            "kafka_server_replicamanager_underreplicatedpartitions",
+            "kafka_server_replicamanager_underminisrpartitioncount",
+            "kafka_server_replicamanager_partitioncount",
+            "kafka_server_brokertopicmetrics_messagesin_total",
+            "kafka_server_brokertopicmetrics_bytesin_total",
+            "kafka_controller_kafkacontroller_activecontrollercount",
+            "kafka_controller_kafkacontroller_offlinepartitionscount",
+            "kafka_network_requestmetrics_requests_total",
+            "kafka_network_requestmetrics_totaltimems",
+            "kafka_log_log_size",
+        ] {
+            assert!(has(name), "broker {id}: {name} missing; kafka_* families: {:?}", {
+                families.iter().filter(|f| f.starts_with("kafka_")).collect::<Vec<_>>()
+            });
+        }
+        assert!(families.iter().any(|f| f.starts_with("jvm_")), "broker {id}: no JVM metrics: {families:?}");
+        // Live values: the settled cluster has every partition in sync, and `orders` (RF 3) has
+        // a log on every broker.
+        assert_eq!(sample_sum(&text, "kafka_server_replicamanager_underreplicatedpartitions", &[]), Some(0.0));
+        assert!(sample_sum(&text, "kafka_log_log_size", &[("topic", "orders")]).is_some(), "broker {id}");
+        assert!(
+            sample_sum(&text, "kafka_network_requestmetrics_requests_total", &[("request", "Fetch")])
+                .is_some_and(|n| n > 0.0),
+            "broker {id}: no Fetch requests counted"
+        );
+        active_controllers +=
+            sample_sum(&text, "kafka_controller_kafkacontroller_activecontrollercount", &[]).unwrap_or_default();
+        releases.insert(id, release);
+    }
+    assert_eq!(active_controllers, 1.0, "exactly one broker is the active controller");
+    eprintln!("FIGURE: brokers' exporters report releases {releases:?}");
+    assert!(releases.values().all(|r| r == "4.1.1"), "the shared cluster runs Kafka 4.1.1: {releases:?}");
+    c.wait("status.brokersState[*].version from the exporters", 60, |c| {
+        let states = c.kc()["status"]["brokersState"].clone();
+        releases.iter().all(|(id, r)| states[id]["version"] == *r.as_str())
+    });
 }
