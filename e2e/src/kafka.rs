@@ -135,39 +135,41 @@ impl BrokerLaunch {
         Ok(args)
     }
 
-    /// Formats the log directories (idempotent: already formatted directories are kept).
-    pub fn format_storage(&self) -> Result<()> {
+    /// `kafka-storage format` (idempotent: already formatted directories are kept).
+    fn format_args(&self) -> Result<Vec<String>> {
         let mut args = self.jvm_args()?;
-        args.retain(|a| !a.starts_with("-Xm"));
+        args.retain(|a| !a.starts_with("-Xm") && !a.starts_with("-javaagent:"));
         args.extend(
             ["kafka.tools.StorageTool", "format", "--ignore-formatted", "--cluster-id", &self.cluster_id, "--config"]
                 .map(String::from),
         );
         args.push(self.properties.display().to_string());
         args.extend(self.format_args.iter().cloned());
-        let out = Command::new(java()).args(&args).output().context("run java (kafka-storage format)")?;
-        if !out.status.success() {
-            bail!(
-                "kafka-storage format for {} failed ({}):\n{}{}",
-                self.name,
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
+        Ok(args)
     }
 
-    /// Formats the storage (KRaft) and starts the broker; its output goes to `<dir>/kafka.log`.
+    /// Starts the broker the way its container command does: in KRaft mode the storage is
+    /// formatted first, and a failing format ends the process with the tool's output and exit
+    /// code, as the container would. Everything goes to `<dir>/kafka.log`.
     pub fn start(&self) -> Result<Component> {
+        let mut run = self.jvm_args()?;
+        run.push("kafka.Kafka".into());
+        run.push(self.properties.display().to_string());
+        let java = java().display().to_string();
+        let mut script = String::new();
         if self.dist != Dist::ZooKeeper {
-            self.format_storage()?;
+            script.push_str(&shell_words(std::iter::once(&java).chain(&self.format_args()?)));
+            script.push_str(" && ");
         }
-        let mut args = self.jvm_args()?;
-        args.push("kafka.Kafka".into());
-        args.push(self.properties.display().to_string());
-        Component::start(&self.name, &java(), &args, self.dir.join("kafka.log"), false)
+        script.push_str("exec ");
+        script.push_str(&shell_words(std::iter::once(&java).chain(&run)));
+        Component::start(&self.name, Path::new("/bin/sh"), &["-c".into(), script], self.dir.join("kafka.log"), false)
     }
+}
+
+/// Words quoted for `sh`: each in single quotes, a quote inside as `'\''`.
+fn shell_words<'a>(words: impl Iterator<Item = &'a String>) -> String {
+    words.map(|w| format!("'{}'", w.replace('\'', "'\\''"))).collect::<Vec<_>>().join(" ")
 }
 
 /// Runs a Kafka command-line tool (`class`, e.g. `org.apache.kafka.tools.ConsoleProducer`)
@@ -547,5 +549,18 @@ impl ZooKeeper {
 impl Drop for ZooKeeper {
     fn drop(&mut self) {
         self.process.stop(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod shell_tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_survive_sh() {
+        let words: Vec<String> =
+            ["printf", "%s|", "a b", "it's", "$(x)", "[name=u,password=p'q]"].map(String::from).into();
+        let out = Command::new("/bin/sh").arg("-c").arg(shell_words(words.iter())).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|it's|$(x)|[name=u,password=p'q]|");
     }
 }

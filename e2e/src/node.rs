@@ -161,6 +161,15 @@ impl Node {
         Ok(())
     }
 
+    /// SIGKILLs a broker's process, the way the kernel's OOM killer or a crash ends it; the
+    /// node restarts it (`restartPolicy: Always`) in the same Pod, on the same PVCs.
+    pub fn kill(&self, pod: &str) -> Result<()> {
+        let pid = *self.shared.pids.lock().unwrap().get(pod).ok_or_else(|| anyhow!("no process for {pod}"))?;
+        // SAFETY: kill(2) on a process this node started.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        Ok(())
+    }
+
     /// Everything the node saw so far, with when.
     pub fn events(&self) -> Vec<(Instant, NodeEvent)> {
         self.events.lock().unwrap().clone()

@@ -20,17 +20,28 @@ pub fn of(pod: &Pod) -> Option<String> {
 }
 
 /// The line of a JVM's log tail that says what went wrong: the first exception with a
-/// message (`some.Class(Exception|Error): …`), else the last `ERROR`/`FATAL` line, else the
-/// last line.
+/// message (from its class name on: `…ConfigException: Invalid value…`, also after `Exception
+/// in thread "main"`), else the last `ERROR`/`FATAL` line, else the last line.
 pub fn error_line(message: &str) -> Option<&str> {
     let lines = || message.lines().map(str::trim).filter(|l| !l.is_empty());
-    let exception = lines().find(|l| {
-        let Some((class, _)) = l.split_once(": ") else { return false };
-        !class.contains(' ') && (class.ends_with("Exception") || class.ends_with("Error"))
-    });
-    exception
+    lines()
+        .find_map(exception)
         .or_else(|| lines().rev().find(|l| l.contains(" ERROR ") || l.contains(" FATAL ")))
         .or_else(|| lines().next_back())
+}
+
+/// `line` from the first word that names a throwable class followed by its message.
+fn exception(line: &str) -> Option<&str> {
+    let mut at = 0;
+    for word in line.split(' ') {
+        let class = word.strip_suffix(':').unwrap_or_default();
+        let named = class.ends_with("Exception") || class.ends_with("Error");
+        if named && class.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '$' || c == '_') {
+            return Some(&line[at..]);
+        }
+        at += word.len() + 1;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -52,6 +63,14 @@ org.apache.kafka.common.config.ConfigException: Invalid value 0 for configuratio
             Some(
                 "org.apache.kafka.common.config.ConfigException: Invalid value 0 for configuration num.io.threads: Value must be at least 1"
             )
+        );
+        assert_eq!(
+            error_line("[t] INFO x\nException in thread \"main\" org.a.ConfigException: Invalid value 0\n\tat b.C\n"),
+            Some("org.a.ConfigException: Invalid value 0")
+        );
+        assert_eq!(
+            error_line("Caused by: java.lang.OutOfMemoryError: Java heap space"),
+            Some("java.lang.OutOfMemoryError: Java heap space")
         );
         let errors = "[t] ERROR first (x)\n[t] INFO note: something\n[t] ERROR second (x)\n[t] INFO bye\n";
         assert_eq!(error_line(errors), Some("[t] ERROR second (x)"));
