@@ -7,7 +7,8 @@
 //! - the node registers a Node object and renews its Lease, binds the Pods it runs to it (the
 //!   EndpointSlice controller only lists Pods of existing Nodes), reports their status (phase,
 //!   `podIP`, Ready from the readiness probe, restarts) and finishes their deletion after the
-//!   process has stopped (SIGTERM, then SIGKILL after the grace period);
+//!   process has stopped (SIGTERM, then SIGKILL after the grace period; each Pod stopped on a
+//!   thread of its own, so a draining process holds up neither the others nor the node);
 //! - a ServiceAccount token bound to the Pod (TokenRequest) is the process's identity, so it
 //!   runs with exactly the RBAC rules of its ServiceAccount;
 //! - readiness and liveness probes (`httpGet` over HTTP or HTTPS without verification, as the
@@ -122,6 +123,7 @@ impl BinaryNode {
             slots: BTreeMap::new(),
             logs: logs.clone(),
             pids: pids.clone(),
+            stopping: BTreeMap::new(),
             last_beat: None,
             last_volume_sync: Instant::now(),
         };
@@ -240,6 +242,10 @@ struct State {
     logs: Arc<Mutex<HashMap<String, PathBuf>>>,
     /// Pod → process id of its running process, for [`BinaryNode::signal`].
     pids: Arc<Mutex<HashMap<String, u32>>>,
+    /// Pods whose process is being stopped (SIGTERM, its grace period, SIGKILL), each on a
+    /// thread of its own as the kubelet stops containers: one Pod's graceful shutdown holds
+    /// up neither the others nor the node. Its deletion is finished once the thread ends.
+    stopping: BTreeMap<String, std::thread::JoinHandle<()>>,
     last_beat: Option<Instant>,
     last_volume_sync: Instant,
 }
@@ -323,10 +329,23 @@ impl State {
         for name in stale {
             let slot = self.slots.remove(&name).expect("listed");
             self.pids.lock().unwrap().remove(&name);
-            slot.process.stop(slot.grace);
+            let stopper = std::thread::Builder::new()
+                .name(format!("stop-{name}"))
+                .spawn(move || {
+                    // The whole slot moves here (not only the fields used), so that the Pod's
+                    // address stays until the process has stopped.
+                    let slot = slot;
+                    slot.process.stop(slot.grace);
+                })
+                .context("spawn a thread to stop a process")?;
+            self.stopping.insert(name, stopper);
         }
+        self.stopping.retain(|_, t| !t.is_finished());
         for (name, pod) in &pods {
-            if pod.metadata.deletion_timestamp.is_some() && !self.slots.contains_key(name) {
+            if pod.metadata.deletion_timestamp.is_some()
+                && !self.slots.contains_key(name)
+                && !self.stopping.contains_key(name)
+            {
                 let dp = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() }
                     .preconditions(kube::api::Preconditions { uid: pod.metadata.uid.clone(), resource_version: None });
                 if let Err(e) = pods_api.delete(name, &dp).await {
@@ -541,8 +560,18 @@ impl State {
 
     async fn shutdown(&mut self, client: &kube::Client) {
         self.pids.lock().unwrap().clear();
-        for (_, slot) in std::mem::take(&mut self.slots) {
-            slot.process.stop(Duration::from_secs(5));
+        let stoppers: Vec<_> = std::mem::take(&mut self.slots)
+            .into_values()
+            .map(|slot| {
+                std::thread::spawn(move || {
+                    let slot = slot;
+                    slot.process.stop(Duration::from_secs(5));
+                })
+            })
+            .chain(std::mem::take(&mut self.stopping).into_values())
+            .collect();
+        for t in stoppers {
+            let _ = t.join();
         }
         let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
         let _ = nodes.delete(&self.node, &DeleteParams::default()).await;
