@@ -14,13 +14,18 @@
 //! Shared cluster: it forms a quorum with the operator's cluster id; KafkaTopics and KafkaUsers
 //! through kubectl; a no-op reconcile writes nothing; dynamic configs apply without a restart;
 //! a per-broker change restarts that broker alone; a hung broker that Kubernetes still sees
-//! Ready stops the roll (Kafka says it is unhealthy); a cluster-wide roll keeps at most one
-//! broker down and every partition in sync, even with the operator killed mid-roll; a deleted
-//! Pod comes back on its PVC with its data; an invalid spec touches nothing; metrics, health
-//! and leadership. On clusters of their own: deletion keeps PVCs (a 1-node cluster, since it
-//! destroys what it tests on); ZooKeeper mode rolls on Kafka 3.9.
+//! Ready stops the roll (Kafka says it is unhealthy); a deleted Pod comes back on its PVC with
+//! its data; an invalid spec touches nothing; metrics, health and leadership; and the loss
+//! scenarios of [`loss`] (rolls with the operator killed or the API server restarted, a broker
+//! killed, a broker that cannot start), each with Kafka's verifiable clients running. On
+//! clusters of their own: deletion keeps PVCs (a 1-node cluster, since it destroys what it
+//! tests on); ZooKeeper mode rolls on Kafka 3.9.
 
 mod common;
+#[path = "kafka_e2e/loss.rs"]
+mod loss;
+#[path = "kafka_e2e/upgrade.rs"]
+mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Deref, DerefMut};
@@ -51,13 +56,17 @@ const SHARED_TESTS: &[&str] = &[
     "dynamic_configs_apply_without_a_restart",
     "a_per_broker_change_restarts_only_that_broker",
     "a_hung_broker_stops_the_roll",
-    "a_cluster_wide_roll_keeps_one_broker_down_and_survives_an_operator_kill",
     "a_deleted_pod_comes_back_on_its_pvc_with_its_data",
     "an_invalid_spec_touches_nothing",
     "metrics_readyz_and_leadership",
     "kafkausers_never_take_what_is_not_theirs",
     "namespaces_are_a_boundary_for_the_operator",
     "brokers_export_jmx_metrics_and_the_status_names_their_release",
+    "loss::loss_a_read_only_config_roll",
+    "loss::loss_an_operator_killed_three_times_during_a_roll",
+    "loss::loss_an_api_server_restart_during_a_roll",
+    "loss::loss_a_broker_killed_while_idle",
+    "loss::loss_a_broker_that_cannot_start_stops_the_roll",
 ];
 
 fn rt() -> tokio::runtime::Runtime {
@@ -747,56 +756,6 @@ fn a_hung_broker_stops_the_roll() {
     });
     assert_eq!(c.pods().get(PODS[2]), uids_before.get(PODS[2]), "the recovered broker was restarted");
     assert_restart_events(c, &mark, &[0], &[1, 2]);
-}
-
-/// A cluster-wide change rolls every broker, one at a time with every partition back in sync
-/// before the next, and survives the operator being killed in the middle: its successor takes
-/// the Lease and finishes the roll.
-#[test]
-fn a_cluster_wide_roll_keeps_one_broker_down_and_survives_an_operator_kill() {
-    let mut g = cluster();
-    let c = &mut *g;
-    c.wait("orders fully in sync before the roll", 60, |c| fully_in_sync(&c.admin, "orders"));
-    let base = spec()["spec"]["readOnlyConfig"].as_str().unwrap().to_string();
-    let current =
-        c.desired["spec"]["readOnlyConfig"].as_str().unwrap_or_default().strip_prefix(base.as_str()).map(String::from);
-    let change = other(current.as_deref(), "num.network.threads=5\n", "num.network.threads=4\n");
-    c.desired["spec"]["readOnlyConfig"] = json!(format!("{base}{change}"));
-    let uids_before = c.pods();
-    let mark = c.events_now();
-    let roll_started = Instant::now();
-    c.apply_desired();
-    c.wait("the roll to start (a RollingRestart Event or a restarted Pod)", 60, |c| {
-        !mark.since(c.cp, &c.ns, "RollingRestart").is_empty() || c.pods() != uids_before
-    });
-    let killed = c.op.identity.clone();
-    c.replace_operator();
-    c.wait("the new operator takes the Lease", 30, |c| leads(c.cp, &c.op));
-    c.wait("every broker restarted with the new config", 300, |c| {
-        let cms = get_json(c.cp, &["get", "configmaps", "-n", &c.ns, "-l", &format!("kafka_cr={CLUSTER}")]);
-        let all_new = cms["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|cm| cm["data"]["broker-config"].as_str().unwrap().contains(change.trim()));
-        all_new && settled(&c.kc())
-    });
-    let rolled_in = roll_started.elapsed();
-    let max_down = c.node.max_down(&PODS, roll_started);
-    assert!(max_down <= 1, "{max_down} brokers were down at once during the roll");
-    let uids_after = c.pods();
-    for pod in PODS {
-        assert_ne!(uids_before.get(pod), uids_after.get(pod), "{pod} was not restarted");
-    }
-    c.wait("orders fully in sync after the roll", 60, |c| fully_in_sync(&c.admin, "orders"));
-    eprintln!(
-        "FIGURE: health-gated roll of 3 KRaft brokers in {} s, at most {max_down} down at a time",
-        rolled_in.as_secs()
-    );
-    let holder = lease_holder(c.cp, LEASE);
-    assert_eq!(holder.as_deref(), Some(c.op.identity.as_str()), "the Lease after the roll (killed: {killed})");
-    // Each restart is announced, by whichever operator made it.
-    assert_restart_events(c, &mark, &[0, 1, 2], &[]);
 }
 
 /// A deleted broker Pod comes back on the same PVC, with its data.

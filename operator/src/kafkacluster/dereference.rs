@@ -125,8 +125,8 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
         live.user_certificates = Some(user_certificates(cluster, ctx).await?);
     }
     let wants = plan::kafka_wants(cluster, &live);
-    if wants.configs {
-        live.kafka = read_kafka(cluster, ctx, wants.health).await;
+    if wants.configs || wants.health {
+        live.kafka = read_kafka(cluster, ctx, wants).await;
     }
     Ok(live)
 }
@@ -197,17 +197,22 @@ async fn user_certificates(cluster: &ValidatedCluster, ctx: &Context) -> Result<
     Ok(certs)
 }
 
-async fn read_kafka(cluster: &ValidatedCluster, ctx: &Context, health: bool) -> KafkaState {
+async fn read_kafka(cluster: &ValidatedCluster, ctx: &Context, wants: plan::KafkaWants) -> KafkaState {
     let admin = match ctx.kafka.admin(cluster).await {
         Ok(a) => a,
         Err(e) => return KafkaState::NoAccess(e),
     };
     let kraft = cluster.spec.kraft;
-    let dynamic = match dynamic_config::read(&admin, &render::broker_role_ids(cluster)).await {
-        Ok(d) => d,
-        Err(e) => return KafkaState::Unreachable(e),
+    // Dynamic configs only when every broker is up to answer for its own (a broker that is
+    // down and waits for a restart needs the health snapshot alone).
+    let dynamic = match wants.configs {
+        true => match dynamic_config::read(&admin, &render::broker_role_ids(cluster)).await {
+            Ok(d) => d,
+            Err(e) => return KafkaState::Unreachable(e),
+        },
+        false => Default::default(),
     };
-    let health = match health {
+    let health = match wants.health {
         true => Some(rolling::read_health(&admin, kraft).await),
         false => None,
     };
