@@ -1,6 +1,7 @@
 //! Rendering (DESIGN §8): pure functions from a validated, defaulted KafkaCluster to the objects
 //! and `server.properties` the operator applies. No I/O; golden-tested.
 
+pub mod cruise_control;
 pub mod jmx;
 pub mod names;
 pub mod objects;

@@ -242,6 +242,12 @@ fn pod(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) 
     // The JMX exporter's jar and configuration.
     volumes.extend(super::jmx::volumes(c));
     mounts.extend(super::jmx::mounts(c));
+    // The Cruise Control metrics reporter's jar, on the class path.
+    let reporter = super::cruise_control::configured(c);
+    if reporter {
+        volumes.push(super::cruise_control::extensions_volume());
+        mounts.push(super::cruise_control::extensions_mount());
+    }
     volumes.extend(pick(b, |cfg| cfg.volumes.as_ref()).cloned().unwrap_or_default());
     mounts.extend(pick(b, |cfg| cfg.volume_mounts.as_ref()).cloned().unwrap_or_default());
 
@@ -271,6 +277,7 @@ fn pod(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) 
         pick(b, |cfg| cfg.kafka_heap_opts.as_ref()).map(String::as_str).filter(|s| !s.is_empty()),
         pick(b, |cfg| cfg.kafka_jvm_perf_opts.as_ref()).map(String::as_str).filter(|s| !s.is_empty()),
         spec.kraft.then_some(cluster_id),
+        reporter,
     );
 
     let config_file = format!("{CONFIG_DIR}/{CONFIG_KEY}");
@@ -325,8 +332,12 @@ fn pod(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) 
     };
     let mut containers = vec![kafka];
     containers.extend(pick(b, |cfg| cfg.containers.as_ref()).cloned().unwrap_or_default());
-    // The user's init containers, then the one copying the JMX exporter's jar.
+    // The user's init containers, then the ones copying the Cruise Control metrics reporter's
+    // and the JMX exporter's jars (in Koperator's order).
     let mut init_containers = pick(b, |cfg| cfg.init_containers.as_ref()).cloned().unwrap_or_default();
+    if reporter {
+        init_containers.push(super::cruise_control::reporter_init_container(c, b));
+    }
     init_containers.push(super::jmx::init_container(c));
 
     let mut m = meta(c, names::broker(c, id), labels);
@@ -365,16 +376,26 @@ pub const DEFAULT_JVM_PERFORMANCE_OPTS: &str = "-server -XX:+UseG1GC -XX:MaxGCPa
      -Dsun.net.inetaddr.ttl=60";
 
 /// The Kafka container's environment, merged as Koperator merges it: the operator's
-/// `KAFKA_OPTS` (the JMX exporter agent) first; then the user's `envs` (cluster, group,
+/// `KAFKA_OPTS` (the JMX exporter agent) and, with the Cruise Control metrics reporter
+/// (`classpath`), `CLASSPATH` with the extension jars first; then the user's `envs` (cluster, group,
 /// broker, in that order): a plain name (or one from `valueFrom`) replaces the variable, a `+`
 /// prefix prepends its value, a `+` suffix appends it (no separator is added); then
 /// `KAFKA_HEAP_OPTS` and `KAFKA_JVM_PERFORMANCE_OPTS` from `kafkaHeapOpts`/`kafkaJvmPerfOpts`
 /// (or their defaults when neither those fields nor `envs` set them); sorted by name; and in
 /// KRaft mode `KAFKA_CLUSTER_ID` last, unless the user set it.
-fn broker_env(user: &[&EnvVar], heap: Option<&str>, jvm: Option<&str>, cluster_id: Option<&str>) -> Vec<EnvVar> {
+fn broker_env(
+    user: &[&EnvVar],
+    heap: Option<&str>,
+    jvm: Option<&str>,
+    cluster_id: Option<&str>,
+    classpath: bool,
+) -> Vec<EnvVar> {
     let plain = |n: &str, v: &str| EnvVar { name: n.into(), value: Some(v.into()), ..Default::default() };
     let mut env: BTreeMap<String, EnvVar> = BTreeMap::new();
     env.insert("KAFKA_OPTS".into(), plain("KAFKA_OPTS", &super::jmx::kafka_opts()));
+    if classpath {
+        env.insert("CLASSPATH".into(), plain("CLASSPATH", super::cruise_control::CLASSPATH));
+    }
     for e in user {
         let name = e.name.trim();
         let value = e.value.clone().unwrap_or_default();
@@ -744,13 +765,13 @@ mod tests {
         for (what, user, heap, jvm, want) in cases {
             let refs: Vec<&EnvVar> = user.iter().collect();
             let got: Vec<(String, String)> =
-                broker_env(&refs, heap, jvm, id).into_iter().map(|e| (e.name, e.value.unwrap_or_default())).collect();
+                broker_env(&refs, heap, jvm, id, false).into_iter().map(|e| (e.name, e.value.unwrap_or_default())).collect();
             let want: Vec<(String, String)> = want.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
             assert_eq!(got, want, "{what}");
         }
         // valueFrom replaces, even under a + name (Koperator does not append to a reference).
         let from = EnvVar { name: "KAFKA_OPTS".into(), value_from: Some(Default::default()), ..Default::default() };
-        let env = broker_env(&[&from], None, None, None);
+        let env = broker_env(&[&from], None, None, None, false);
         let opts = env.iter().find(|e| e.name == "KAFKA_OPTS").unwrap();
         assert!(opts.value.is_none() && opts.value_from.is_some(), "{opts:?}");
         assert!(env.iter().all(|e| e.name != "KAFKA_CLUSTER_ID"), "ZooKeeper mode has no cluster id");

@@ -31,6 +31,8 @@ pub fn server_properties(cluster: &ValidatedCluster, id: i32) -> Option<String> 
     }
     let user_super_users = props.remove(SUPER_USERS);
     let user_providers = props.remove(CONFIG_PROVIDERS);
+    let reporting = super::cruise_control::reports(cluster, me);
+    let user_reporters = if reporting { props.remove(super::cruise_control::METRIC_REPORTERS) } else { None };
     for (k, v) in operator_properties(cluster, me, &all) {
         props.insert(k, v);
     }
@@ -49,6 +51,13 @@ pub fn server_properties(cluster: &ValidatedCluster, id: i32) -> Option<String> 
             None => theirs,
         };
         props.insert(CONFIG_PROVIDERS.to_string(), merged);
+    }
+    if let Some(theirs) = user_reporters {
+        // The user's metric reporters stay beside Cruise Control's.
+        let key = super::cruise_control::METRIC_REPORTERS;
+        let ours = props.remove(key).unwrap_or_default();
+        let extra: Vec<&str> = theirs.split(',').map(str::trim).filter(|r| !r.is_empty() && *r != ours).collect();
+        props.insert(key.to_string(), std::iter::once(ours.as_str()).chain(extra).collect::<Vec<_>>().join(","));
     }
     if let Some(theirs) = user_super_users {
         // The user's super users stay, after the brokers and the operator.
@@ -132,6 +141,7 @@ fn operator_properties(
     for l in super::sasl::listeners(cluster) {
         out.extend(super::sasl::listener_properties(l, &listener_name(l)));
     }
+    out.extend(super::cruise_control::broker_properties(cluster, me));
     let mut super_users = super::tls::super_users(cluster);
     if super::sasl::admin_scram(cluster) {
         super_users.push(super::sasl::admin_principal());
