@@ -1,0 +1,478 @@
+//! The client against a small scripted HTTP server answering like Cruise Control (bodies in
+//! `testdata/`, shaped like its servlet's JSON).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use koperator_shared::api::KafkaCluster;
+use koperator_shared::kafka::Resolver;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::client::USER_TASK_ID_HEADER;
+use super::*;
+
+const STATE: &str = include_str!("testdata/state.json");
+const LOAD: &str = include_str!("testdata/load.json");
+const CLUSTER_STATE: &str = include_str!("testdata/kafka_cluster_state.json");
+const PARTITION_LOAD: &str = include_str!("testdata/partition_load.json");
+const OPTIMIZATION: &str = include_str!("testdata/optimization_result.json");
+const PROGRESS: &str = include_str!("testdata/progress.json");
+const USER_TASKS: &str = include_str!("testdata/user_tasks.json");
+const ERROR: &str = include_str!("testdata/error.json");
+const STOP: &str = include_str!("testdata/stop.json");
+
+const TASK: &str = "5a4c5c1b-9ee4-4c25-9e9c-4e5e3f9ee6a1";
+
+/// One scripted answer.
+#[derive(Clone)]
+struct Reply {
+    status: u16,
+    task_id: Option<&'static str>,
+    body: String,
+    delay: Duration,
+}
+
+fn reply(status: u16, body: &str) -> Reply {
+    Reply { status, task_id: None, body: body.into(), delay: Duration::ZERO }
+}
+
+fn with_task(mut r: Reply, task: &'static str) -> Reply {
+    r.task_id = Some(task);
+    r
+}
+
+/// A request as the server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    query: BTreeMap<String, String>,
+    headers: BTreeMap<String, String>,
+}
+
+/// Answers the scripted replies in order, one per connection, and records the requests.
+struct Server {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Server {
+    async fn start(replies: Vec<Reply>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            for r in replies {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = sock.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "client closed before the end of the request head");
+                    head.extend_from_slice(&buf[..n]);
+                }
+                log.lock().unwrap().push(parse(&String::from_utf8_lossy(&head)));
+                tokio::time::sleep(r.delay).await;
+                let mut answer = format!(
+                    "HTTP/1.1 {} X\r\nContent-Type: application/json;charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    r.status,
+                    r.body.len()
+                );
+                if let Some(t) = r.task_id {
+                    answer.push_str(&format!("{USER_TASK_ID_HEADER}: {t}\r\n"));
+                }
+                answer.push_str("\r\n");
+                answer.push_str(&r.body);
+                // The client may have given up (timeout test).
+                let _ = sock.write_all(answer.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            }
+        });
+        Server { port, seen }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/kafkacruisecontrol/", self.port)
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.url(), ClientOptions::default()).unwrap()
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn parse(head: &str) -> Seen {
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap().split(' ');
+    let method = first.next().unwrap().to_owned();
+    let target = first.next().unwrap();
+    let url = reqwest::Url::parse(&format!("http://x{target}")).unwrap();
+    let query = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Seen { method, path: url.path().to_owned(), query, headers }
+}
+
+fn query(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[tokio::test]
+async fn state_asks_for_all_substates_and_decodes_readiness() {
+    let server = Server::start(vec![reply(200, STATE)]).await;
+    let answer = server.client().state(&[]).await.unwrap();
+    let s = answer.result;
+    assert!(s.is_ready());
+    assert!(!s.in_execution());
+    assert_eq!(s.monitor.as_ref().unwrap().num_monitored_windows, 5.0);
+    assert_eq!(s.executor.as_ref().unwrap().recently_removed_brokers, vec![3]);
+    assert_eq!(s.analyzer.as_ref().unwrap().goal_readiness.len(), 2);
+    assert_eq!(s.anomaly_detector.as_ref().unwrap().ongoing_self_healing_anomaly.as_deref(), Some("None"));
+    let seen = server.seen();
+    assert_eq!(seen[0].method, "GET");
+    assert_eq!(seen[0].path, "/kafkacruisecontrol/state");
+    assert_eq!(
+        seen[0].query,
+        query(&[("substates", "ANALYZER,ANOMALY_DETECTOR,EXECUTOR,MONITOR"), ("verbose", "true"), ("json", "true")])
+    );
+    assert_eq!(seen[0].headers["user-agent"], "koperator");
+    assert_eq!(seen[0].headers["accept"], "application/json");
+}
+
+#[tokio::test]
+async fn load_decodes_broker_states_and_dead_disks() {
+    let server = Server::start(vec![reply(200, LOAD)]).await;
+    let load = server.client().load().await.unwrap().result;
+    assert_eq!(load.brokers_in_state(&["ALIVE", "NEW"]).collect::<Vec<_>>(), vec![0, 3]);
+    assert_eq!(load.brokers_in_state(&["NEW"]).collect::<Vec<_>>(), vec![3]);
+    let b0 = &load.brokers[0];
+    assert_eq!(b0.disk_state["/kafka-logs2/kafka"].num_replicas, 0);
+    assert_eq!(b0.disk_state["/kafka-logs2/kafka"].disk_mb, DiskUsage::Used(0.0));
+    assert_eq!(load.brokers[1].disk_state["/kafka-logs/kafka"].disk_mb, DiskUsage::Dead);
+    assert_eq!(load.hosts[0].replicas, 54);
+    let seen = server.seen();
+    assert_eq!(seen[0].path, "/kafkacruisecontrol/load");
+    assert_eq!(seen[0].query, query(&[("allow_capacity_estimation", "true"), ("json", "true")]));
+}
+
+#[tokio::test]
+async fn kafka_cluster_state_and_partition_load() {
+    let server = Server::start(vec![reply(200, CLUSTER_STATE), reply(200, PARTITION_LOAD)]).await;
+    let client = server.client();
+    let state = client.kafka_cluster_state().await.unwrap().result;
+    assert_eq!(state.brokers.replicas(1), 18);
+    assert_eq!(state.brokers.replicas(2), 0);
+    assert_eq!(state.brokers.replicas(9), 0);
+    assert_eq!(state.brokers.online_log_dirs_by_broker_id["2"].len(), 2);
+    let partitions = client.partition_load(&[0, 1]).await.unwrap().result;
+    assert_eq!(partitions.records.len(), 2);
+    assert_eq!(partitions.records[0].topic, "orders");
+    assert_eq!(partitions.records[0].followers, vec![1, 2]);
+    let seen = server.seen();
+    assert_eq!(seen[0].query, query(&[("verbose", "true"), ("json", "true")]));
+    assert_eq!(seen[1].path, "/kafkacruisecontrol/partition_load");
+    assert_eq!(
+        seen[1].query,
+        query(&[
+            ("allow_capacity_estimation", "true"),
+            ("resource", "disk"),
+            ("entries", "2147483647"),
+            ("brokerid", "0,1"),
+            ("json", "true")
+        ])
+    );
+}
+
+#[tokio::test]
+async fn add_broker_sends_koperators_parameters_and_completes_at_once() {
+    let server = Server::start(vec![with_task(reply(200, OPTIMIZATION), TASK)]).await;
+    let opts = OperationOptions { exclude_recently_removed_brokers: true, ..Default::default() };
+    let answer = server.client().add_broker(&[3, 4], &opts).await.unwrap();
+    assert_eq!(answer.task_id, Some(TaskId(TASK.into())));
+    assert_eq!(answer.result.summary.num_replica_movements, 12);
+    assert_eq!(answer.result.summary.provision_status.as_deref(), Some("RIGHT_SIZED"));
+    assert_eq!(answer.result.goal_summary[1].status, "FIXED");
+    let seen = server.seen();
+    assert_eq!(seen[0].method, "POST");
+    assert_eq!(seen[0].path, "/kafkacruisecontrol/add_broker");
+    assert_eq!(
+        seen[0].query,
+        query(&[
+            ("allow_capacity_estimation", "true"),
+            ("data_from", "VALID_WINDOWS"),
+            ("use_ready_default_goals", "true"),
+            ("dryrun", "false"),
+            ("exclude_recently_removed_brokers", "true"),
+            ("brokerid", "3,4"),
+            ("json", "true")
+        ])
+    );
+    assert!(!seen[0].headers.contains_key("user-task-id"));
+}
+
+#[tokio::test]
+async fn accepted_operation_is_in_progress_then_resumed_with_its_task_id() {
+    let server = Server::start(vec![
+        with_task(reply(202, PROGRESS), TASK),
+        with_task(reply(202, PROGRESS), TASK),
+        with_task(reply(200, OPTIMIZATION), TASK),
+    ])
+    .await;
+    let client = server.client();
+    let call = Call::remove_broker(&[2], &OperationOptions::default());
+    let err = client.execute(&call).await.unwrap_err();
+    assert_eq!(err.category(), "in_progress");
+    let Error::InProgress { task_id, progress, .. } = &err else { panic!("{err}") };
+    assert_eq!(task_id.0, TASK);
+    assert_eq!(progress.progress[0].steps.last().unwrap().step, "AggregatingMetrics");
+    assert!(err.to_string().contains("Add brokers: AggregatingMetrics (42.0%)"), "{err}");
+    let done = client.execute_and_wait(&call, Duration::from_millis(10), Duration::from_secs(5)).await;
+    // The second request of the script is a new 202; the wait resumes it to the 200.
+    let done = match done {
+        Ok(a) => a,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(done.result.summary.num_replica_movements, 12);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(!seen[1].headers.contains_key("user-task-id"));
+    assert_eq!(seen[2].headers["user-task-id"], TASK);
+    // Resuming re-sends the very same request: Cruise Control refuses the id for another one.
+    assert_eq!(seen[2].method, seen[0].method);
+    assert_eq!(seen[2].path, seen[0].path);
+    assert_eq!(seen[2].query, seen[0].query);
+}
+
+#[tokio::test]
+async fn execute_and_wait_does_not_sleep_past_its_deadline() {
+    let server = Server::start(vec![with_task(reply(202, PROGRESS), TASK)]).await;
+    let call = Call::rebalance(&[], false, &OperationOptions::default());
+    let start = std::time::Instant::now();
+    let err = server.client().execute_and_wait(&call, Duration::from_secs(10), Duration::from_secs(5)).await;
+    assert_eq!(err.unwrap_err().in_progress_task(), Some(&TaskId(TASK.into())));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(server.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn accepted_without_task_id_is_a_decode_error() {
+    let server = Server::start(vec![reply(202, PROGRESS)]).await;
+    let err = server.client().rebalance(&[], true, &OperationOptions::default()).await.unwrap_err();
+    assert_eq!(err.category(), "decode");
+    assert!(err.to_string().contains("User-Task-ID"), "{err}");
+}
+
+#[tokio::test]
+async fn rebalance_disk_and_destination_brokers_with_concurrency() {
+    let server = Server::start(vec![reply(200, OPTIMIZATION)]).await;
+    let opts = OperationOptions {
+        exclude_recently_demoted_brokers: true,
+        concurrency: Concurrency {
+            partition_movements_per_broker: Some(5),
+            intra_broker_partition_movements: Some(2),
+            leader_movements: Some(1000),
+        },
+        ..Default::default()
+    };
+    server.client().rebalance(&[1, 2], true, &opts).await.unwrap();
+    let q = &server.seen()[0].query;
+    assert_eq!(q["rebalance_disk"], "true");
+    assert_eq!(q["destination_broker_ids"], "1,2");
+    assert_eq!(q["exclude_recently_demoted_brokers"], "true");
+    assert!(!q.contains_key("exclude_recently_removed_brokers"));
+    assert_eq!(q["concurrent_partition_movements_per_broker"], "5");
+    assert_eq!(q["concurrent_intra_broker_partition_movements"], "2");
+    assert_eq!(q["concurrent_leader_movements"], "1000");
+    assert_eq!(q["dryrun"], "false");
+}
+
+#[tokio::test]
+async fn remove_disks_lists_broker_and_log_dir_pairs() {
+    let server = Server::start(vec![reply(200, OPTIMIZATION)]).await;
+    let dirs = BTreeMap::from([
+        (101, vec!["/kafka-logs-1/kafka".to_owned(), "/kafka-logs-2/kafka".to_owned()]),
+        (7, vec!["/data/kafka".to_owned()]),
+    ]);
+    server.client().remove_disks(&dirs).await.unwrap();
+    let seen = &server.seen()[0];
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.path, "/kafkacruisecontrol/remove_disks");
+    assert_eq!(
+        seen.query,
+        query(&[
+            ("brokerid_and_logdirs", "7-/data/kafka,101-/kafka-logs-1/kafka,101-/kafka-logs-2/kafka"),
+            ("dryrun", "false"),
+            ("json", "true")
+        ])
+    );
+}
+
+#[tokio::test]
+async fn stop_and_user_tasks() {
+    let server = Server::start(vec![reply(200, STOP), reply(200, USER_TASKS)]).await;
+    let client = server.client();
+    let stop = client.stop_proposal_execution(false).await.unwrap().result;
+    assert_eq!(stop.message, "Proposal execution stopped.");
+    let ids = [TaskId(TASK.into()), TaskId("0b7f3f5e-2a8f-4e0b-8d87-6a1c2c3d4e5f".into())];
+    let tasks = client.user_tasks(&ids, true).await.unwrap().result.user_tasks;
+    assert_eq!(tasks.len(), 2);
+    assert_eq!(tasks[0].status, UserTaskStatus::Completed);
+    assert_eq!(tasks[0].start_ms, 1_764_880_000_123);
+    let original: StopProposalResult = tasks[0].original().unwrap().unwrap();
+    assert_eq!(original.message, "unused");
+    assert_eq!(tasks[1].status, UserTaskStatus::InExecution);
+    assert!(tasks[1].original::<StopProposalResult>().is_none());
+    let seen = server.seen();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        ("POST", "/kafkacruisecontrol/stop_proposal_execution")
+    );
+    assert_eq!(seen[0].query, query(&[("json", "true")]));
+    assert_eq!(
+        seen[1].query,
+        query(&[
+            ("fetch_completed_task", "true"),
+            ("user_task_ids", "5a4c5c1b-9ee4-4c25-9e9c-4e5e3f9ee6a1,0b7f3f5e-2a8f-4e0b-8d87-6a1c2c3d4e5f"),
+            ("json", "true")
+        ])
+    );
+}
+
+#[tokio::test]
+async fn error_status_carries_cruise_controls_error_message() {
+    let server = Server::start(vec![reply(500, ERROR), reply(404, "<html><body>Not Found</body></html>")]).await;
+    let client = server.client();
+    let err = client.remove_broker(&[7], &OperationOptions::default()).await.unwrap_err();
+    match &err {
+        Error::Status { status, message, .. } => {
+            assert_eq!(*status, 500);
+            assert_eq!(message, "java.lang.IllegalArgumentException: Broker 7 does not exist.");
+        }
+        other => panic!("{other}"),
+    }
+    // Not Cruise Control's JSON (Jetty's own page): the start of the body instead.
+    let err = client.load().await.unwrap_err();
+    assert!(matches!(&err, Error::Status { status: 404, message, .. } if message.contains("Not Found")), "{err}");
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_decode_error_with_a_snippet() {
+    let long = format!("{{\"MonitorState\": {{\"state\": 5}}, \"pad\": \"{}\"}}", "x".repeat(500));
+    let server = Server::start(vec![reply(200, "{\"hosts\": [tru"), reply(200, &long)]).await;
+    let client = server.client();
+    let err = client.load().await.unwrap_err();
+    match &err {
+        Error::Decode { status, snippet, .. } => {
+            assert_eq!(*status, 200);
+            assert_eq!(snippet, "{\"hosts\": [tru");
+        }
+        other => panic!("{other}"),
+    }
+    // Well-formed but the wrong shape; the snippet is cut.
+    let err = client.state(&[Substate::Monitor]).await.unwrap_err();
+    let Error::Decode { snippet, reason, .. } = &err else { panic!("{err}") };
+    assert!(reason.contains("invalid type"), "{reason}");
+    assert_eq!(snippet.chars().count(), 201);
+    assert!(snippet.ends_with('…'));
+}
+
+#[tokio::test]
+async fn slow_answer_times_out() {
+    let mut slow = reply(200, STATE);
+    slow.delay = Duration::from_secs(5);
+    let server = Server::start(vec![slow]).await;
+    let opts = ClientOptions {
+        timeouts: Timeouts { read: Duration::from_millis(200), ..Default::default() },
+        ..Default::default()
+    };
+    let client = Client::new(&server.url(), opts).unwrap();
+    let start = std::time::Instant::now();
+    let err = client.state(&[]).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { after, .. } if after == Duration::from_millis(200)), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn nothing_listening_is_unreachable() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let client = Client::new(&format!("http://127.0.0.1:{port}/kafkacruisecontrol"), ClientOptions::default()).unwrap();
+    let err = client.state(&[]).await.unwrap_err();
+    assert_eq!(err.category(), "unreachable", "{err}");
+}
+
+#[tokio::test]
+async fn service_names_resolve_through_the_hosts_file() {
+    let server = Server::start(vec![reply(200, STOP)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 kafka-cruisecontrol-svc.kafka.svc.cluster.local\n").unwrap();
+    let opts = ClientOptions { resolver: Resolver::with_hosts_file(Some(hosts)), ..Default::default() };
+    let url = format!("http://kafka-cruisecontrol-svc.kafka.svc.cluster.local:{}/kafkacruisecontrol/", server.port);
+    let client = Client::new(&url, opts).unwrap();
+    client.stop_proposal_execution(true).await.unwrap();
+    let seen = &server.seen()[0];
+    assert_eq!(seen.query["force_stop"], "true");
+    assert_eq!(seen.headers["host"], format!("kafka-cruisecontrol-svc.kafka.svc.cluster.local:{}", server.port));
+}
+
+fn cluster(name: &str, namespace: &str, domain: Option<&str>, endpoint: Option<&str>) -> KafkaCluster {
+    let mut c: KafkaCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kafka.banzaicloud.io/v1beta1",
+        "kind": "KafkaCluster",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"brokers": [], "cruiseControlConfig": {}, "listenersConfig": {"internalListeners": []}}
+    }))
+    .unwrap();
+    c.spec.kubernetes_cluster_domain = domain.map(Into::into);
+    c.spec.cruise_control_config.cruise_control_endpoint = endpoint.map(Into::into);
+    c
+}
+
+#[test]
+fn base_url_is_koperators_service_or_the_endpoint_override() {
+    assert_eq!(
+        base_url(&cluster("kafka", "team-a", None, None)),
+        "http://kafka-cruisecontrol-svc.team-a.svc.cluster.local:8090/kafkacruisecontrol/"
+    );
+    assert_eq!(
+        base_url(&cluster("kafka", "team-a", Some("corp.example"), None)),
+        "http://kafka-cruisecontrol-svc.team-a.svc.corp.example:8090/kafkacruisecontrol/"
+    );
+    assert_eq!(
+        base_url(&cluster("kafka", "team-a", None, Some("cc.example:9090"))),
+        "http://cc.example:9090/kafkacruisecontrol/"
+    );
+    assert_eq!(base_url(&cluster("kafka", "a", None, Some(""))), base_url(&cluster("kafka", "a", None, None)));
+    assert_eq!(
+        base_url(&cluster("kafka", "a", None, Some("https://cc.example/kafkacruisecontrol/"))),
+        "https://cc.example/kafkacruisecontrol/"
+    );
+    assert_eq!(
+        base_url(&cluster("kafka", "a", None, Some("https://cc.example"))),
+        "https://cc.example/kafkacruisecontrol/"
+    );
+}
+
+#[test]
+fn client_urls_join_the_base() {
+    let c = Client::new("http://cc.example:8090/kafkacruisecontrol", ClientOptions::default()).unwrap();
+    assert_eq!(c.base().as_str(), "http://cc.example:8090/kafkacruisecontrol/");
+    assert_eq!(
+        c.url(&Call::load()).as_str(),
+        "http://cc.example:8090/kafkacruisecontrol/load?allow_capacity_estimation=true&json=true"
+    );
+    assert_eq!(Call::load().reason(&"r".repeat(80)).get("reason").map(str::len), Some(50));
+    assert!(Client::new("cc.example:8090", ClientOptions::default()).is_err());
+    assert!(Client::new("ftp://cc.example/", ClientOptions::default()).is_err());
+}
