@@ -18,8 +18,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 
-/// How long one read may take (connect, scrape and answer).
-pub const TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one read may take (connect, scrape and answer). Each read makes the exporter walk
+/// every MBean of the broker, which takes seconds on a busy node.
+pub const TIMEOUT: Duration = Duration::from_secs(8);
 /// How soon a Pod whose exporter did not tell its release is asked again.
 pub const RETRY: Duration = Duration::from_secs(30);
 /// The metric carrying the release as its `version` label.

@@ -733,6 +733,14 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         && !certs.rollover
         && !matches!(admin, AdminCredential::Create(_));
     let mut requeue = if settled { SETTLED } else { BUSY };
+    // A Ready broker whose exporter has not told its release yet is asked again soon.
+    let version_unknown = desired.iter().any(|b| {
+        live.pods.get(&b.pod.name_any()).is_some_and(|p| is_ours(p, &uid) && pod_ready(p))
+            && !live.versions.contains_key(&b.id)
+    });
+    if version_unknown {
+        requeue = requeue.min(crate::exporter::RETRY);
+    }
     // The operator may only get Secrets by name (no watch): Secrets of the user's own are read
     // again at least this often, so a new keystore in them is noticed.
     if !own_certificates::secret_names(cluster).is_empty() {
