@@ -34,6 +34,7 @@ fn server_properties_match_golden_files() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut checked = 0;
     let mut blocked = Vec::new();
+    let mut with_cruise_control = 0;
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&samples).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
     for path in entries {
@@ -69,7 +70,29 @@ fn server_properties_match_golden_files() {
         });
         let rendered = serde_saphyr::to_string(&objects).unwrap();
         check(&golden.join(&stem).join(format!("objects-broker-{}.yaml", first.broker.id)), &rendered, update);
+        // Cruise Control's objects, for the samples that deploy it.
+        let cc_file = golden.join(&stem).join("cruise-control.yaml");
+        match koperator_shared::render::cruise_control::objects(&cluster) {
+            Some(cc) => {
+                let objects = serde_json::json!({
+                    "deployment": cc.deployment,
+                    "service": cc.service,
+                    "configMap": cc.config_map,
+                    "jmxExporterConfigMap": cc.jmx_config_map,
+                    "topic": cc.topic,
+                });
+                check(&cc_file, &serde_saphyr::to_string(&objects).unwrap(), update);
+                with_cruise_control += 1;
+            }
+            None => {
+                if update {
+                    let _ = std::fs::remove_file(&cc_file);
+                }
+                assert!(!cc_file.exists(), "{stem}: a Cruise Control golden file for a cluster without it");
+            }
+        }
     }
     assert!(checked >= 20, "only {checked} brokers rendered");
     assert!(blocked.is_empty(), "samples that cannot start: {blocked:?}");
+    assert!(with_cruise_control >= 2, "only {with_cruise_control} samples deploy Cruise Control");
 }

@@ -24,7 +24,7 @@ fn samples() -> Vec<(PathBuf, Value)> {
 #[test]
 fn every_sample_passes_defaults_and_rules() {
     let all = samples();
-    assert!(all.len() >= 11, "expected the sample set, found {}", all.len());
+    assert!(all.len() >= 12, "expected the sample set, found {}", all.len());
     let mut kinds = std::collections::HashSet::new();
     for (path, mut obj) in all {
         let kind = Kind::from_kind(obj["kind"].as_str().unwrap_or_default())

@@ -173,7 +173,9 @@ fn client_listener(c: &ValidatedCluster) -> Option<&crate::api::kafkacluster::Co
         .iter()
         .find(|l| l.common.used_for_kafka_admin_communication == Some(true))
         .or_else(|| {
-            internal.iter().find(|l| l.common.used_for_inner_broker_communication && !l.used_for_controller_communication)
+            internal
+                .iter()
+                .find(|l| l.common.used_for_inner_broker_communication && !l.used_for_controller_communication)
         })
         .map(|l| &l.common)
 }
@@ -233,8 +235,11 @@ fn ssl_properties(c: &ValidatedCluster) -> Vec<(String, String)> {
 /// failure detection, else `zookeeper.connect`; the SSL client settings), sorted by key.
 pub fn cruise_control_properties(c: &ValidatedCluster) -> String {
     let spec = &c.spec;
-    let mut props: BTreeMap<String, String> =
-        given(&spec.cruise_control_config.config).and_then(|t| properties::parse(t).ok()).unwrap_or_default().into_iter().collect();
+    let mut props: BTreeMap<String, String> = given(&spec.cruise_control_config.config)
+        .and_then(|t| properties::parse(t).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     props.insert("bootstrap.servers".into(), bootstrap_servers(c));
     if spec.kraft {
         props.insert(
@@ -284,10 +289,18 @@ struct BrokerCapacity {
     doc: &'static str,
 }
 
+/// An entry of `capacity.json`: the user's as written, or generated (in Koperator's field order).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Entry {
+    User(serde_json::Value),
+    Generated(BrokerCapacity),
+}
+
 #[derive(Serialize)]
 struct CapacityConfig {
     #[serde(rename = "brokerCapacities")]
-    broker_capacities: Option<Vec<serde_json::Value>>,
+    broker_capacities: Option<Vec<Entry>>,
 }
 
 /// Why `capacityConfig` cannot be used, if it cannot (checked at admission).
@@ -317,11 +330,16 @@ fn generated_capacity(c: &ValidatedCluster, b: &BrokerView<'_>) -> BrokerCapacit
     let mut disk = BTreeMap::new();
     for sc in b.broker.effective_storage(spec) {
         let size = match (&sc.pvc_spec, &sc.empty_dir) {
-            (Some(p), _) => p.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage")).map(megabytes),
+            (Some(p), _) => {
+                p.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage")).map(megabytes)
+            }
             (None, Some(e)) => e.size_limit.as_ref().map(megabytes),
             _ => None,
         };
-        disk.insert(format!("{}{}", sc.mount_path.trim_end_matches('/'), super::properties::LOG_DIR_SUFFIX), size.unwrap_or(0).to_string());
+        disk.insert(
+            format!("{}{}", sc.mount_path.trim_end_matches('/'), super::properties::LOG_DIR_SUFFIX),
+            size.unwrap_or(0).to_string(),
+        );
     }
     // CPU in percent of a core: the limit, in hundredths (Koperator's default limit is 1500m).
     let cpu_limit = pick(b, |cfg| cfg.resources.as_ref())
@@ -365,20 +383,30 @@ fn default_capacity(id: &str) -> BrokerCapacity {
 /// of the spec, in the order of their ids as strings.
 pub fn capacity_json(c: &ValidatedCluster) -> String {
     let user = given(&c.spec.cruise_control_config.capacity_config);
-    let mut entries: Vec<serde_json::Value> = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     if let Some(text) = user {
         let parsed: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
         for e in parsed.get("brokerCapacities").and_then(|v| v.as_array()).cloned().unwrap_or_default() {
             if e.get("brokerId").and_then(|v| v.as_str()) == Some("-1") {
                 return text.to_string();
             }
-            entries.push(e);
+            entries.push(Entry::User(e));
         }
     }
-    let user_ids: Vec<String> =
-        entries.iter().filter_map(|e| e.get("brokerId").and_then(|v| v.as_str()).map(str::to_string)).collect();
+    let user_ids: Vec<String> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::User(v) => v.get("brokerId").and_then(|v| v.as_str()).map(str::to_string),
+            Entry::Generated(_) => None,
+        })
+        .collect();
     let views = brokers(c);
-    let mut ids: Vec<String> = c.status.as_ref().and_then(|s| s.brokers_state.as_ref()).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    let mut ids: Vec<String> = c
+        .status
+        .as_ref()
+        .and_then(|s| s.brokers_state.as_ref())
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
     ids.extend(views.iter().map(|b| b.broker.id.to_string()));
     ids.sort();
     ids.dedup();
@@ -387,11 +415,12 @@ pub fn capacity_json(c: &ValidatedCluster) -> String {
             Some(b) => generated_capacity(c, b),
             None => default_capacity(id),
         };
-        entries.push(serde_json::to_value(cap).expect("capacities serialize"));
+        entries.push(Entry::Generated(cap));
     }
     let config = CapacityConfig { broker_capacities: (!entries.is_empty()).then_some(entries) };
     let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"    "));
+    let mut ser =
+        serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"    "));
     config.serialize(&mut ser).expect("capacities serialize");
     String::from_utf8(out).expect("JSON is UTF-8")
 }
@@ -413,7 +442,8 @@ pub fn config_map(c: &ValidatedCluster) -> ConfigMap {
 
 /// The exporter configuration `<cluster>-cc-jmx-exporter` (`app=cruisecontrol-jmx`).
 pub fn jmx_config_map(c: &ValidatedCluster) -> ConfigMap {
-    let config = c.spec.monitoring_config.as_ref().and_then(|m| given(&m.cc_jmx_exporter_config)).unwrap_or(DEFAULT_JMX_CONFIG);
+    let config =
+        c.spec.monitoring_config.as_ref().and_then(|m| given(&m.cc_jmx_exporter_config)).unwrap_or(DEFAULT_JMX_CONFIG);
     let labels = BTreeMap::from([
         ("app".to_string(), "cruisecontrol-jmx".to_string()),
         ("kafka_cr".to_string(), cluster_name(c)),
@@ -533,7 +563,11 @@ pub fn deployment(c: &ValidatedCluster) -> Deployment {
             secret: Some(SecretVolumeSource { secret_name: secret, default_mode: Some(0o644), ..Default::default() }),
             ..Default::default()
         });
-        mounts.push(VolumeMount { name: KEYSTORE_VOLUME.into(), mount_path: KEYSTORE_DIR.into(), ..Default::default() });
+        mounts.push(VolumeMount {
+            name: KEYSTORE_VOLUME.into(),
+            mount_path: KEYSTORE_DIR.into(),
+            ..Default::default()
+        });
     }
     mounts.push(VolumeMount { name: config_map_name(c), mount_path: CONFIG_DIR.into(), ..Default::default() });
     mounts.push(VolumeMount { name: jmx::JAR_VOLUME.into(), mount_path: jmx::JAR_DIR.into(), ..Default::default() });
@@ -698,4 +732,461 @@ pub fn extensions_volume() -> Volume {
 /// Its mount at [`EXTENSIONS_DIR`].
 pub fn extensions_mount() -> VolumeMount {
     VolumeMount { name: EXTENSIONS_VOLUME.into(), mount_path: EXTENSIONS_DIR.into(), ..Default::default() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::KafkaCluster;
+    use crate::api::kafkacluster::{
+        BrokerState, CruiseControlTaskSpec, KafkaClusterStatus, MonitoringConfig, NetworkConfig, ProcessRole,
+        SslSecrets, TopicConfig,
+    };
+    use crate::rules::kafkacluster::fixtures::{pvc_storage, valid_kraft_spec, valid_zk_spec};
+    use crate::validated::must;
+    use k8s_openapi::api::core::v1::{LocalObjectReference, Toleration};
+
+    fn kc(cc: CruiseControlConfig) -> KafkaCluster {
+        let mut k = KafkaCluster::new("kafka", valid_kraft_spec());
+        k.metadata.namespace = Some("team-a".into());
+        k.spec.cruise_control_config = cc;
+        k
+    }
+
+    fn with_topic() -> CruiseControlConfig {
+        CruiseControlConfig {
+            topic_config: Some(TopicConfig { partitions: 6, replication_factor: 2 }),
+            ..Default::default()
+        }
+    }
+
+    fn props(text: &str) -> BTreeMap<String, String> {
+        properties::parse(text).unwrap().into_iter().collect()
+    }
+
+    #[test]
+    fn what_asks_for_cruise_control() {
+        let task = CruiseControlConfig {
+            cruise_control_task_spec: Some(CruiseControlTaskSpec { retry_duration_minutes: 5 }),
+            ..Default::default()
+        };
+        let external =
+            CruiseControlConfig { cruise_control_endpoint: Some("cc.example:8090".into()), ..Default::default() };
+        let cases: [(&str, CruiseControlConfig, bool, bool); 5] = [
+            ("the {} placeholder", CruiseControlConfig::default(), false, false),
+            ("only the defaulted task spec", task, false, false),
+            ("a topic config", with_topic(), true, true),
+            ("a config", CruiseControlConfig { config: Some("a=b".into()), ..Default::default() }, true, true),
+            ("an external Cruise Control: reporters, nothing deployed", external, true, false),
+        ];
+        for (what, cc, want_configured, want_deployed) in cases {
+            let c = must(&kc(cc));
+            assert_eq!((configured(&c), deployed(&c)), (want_configured, want_deployed), "{what}");
+            assert_eq!(objects(&c).is_some(), want_deployed, "{what}");
+        }
+    }
+
+    #[test]
+    fn cruise_control_properties_merge_the_users_config_under_the_operators_keys() {
+        let config =
+            "capacity.config.file=config/capacity.json\nbootstrap.servers=elsewhere:9092\nwebserver.http.port=8090";
+        let c = must(&kc(CruiseControlConfig { config: Some(config.into()), ..Default::default() }));
+        let p = props(&cruise_control_properties(&c));
+        assert_eq!(p["bootstrap.servers"], "kafka-all-broker.team-a.svc.cluster.local:29092");
+        assert_eq!(p["capacity.config.file"], "config/capacity.json");
+        assert_eq!(p["webserver.http.port"], "8090");
+        assert_eq!(
+            p["topic.config.provider.class"],
+            "com.linkedin.kafka.cruisecontrol.config.KafkaAdminTopicConfigProvider"
+        );
+        assert_eq!(p["kafka.broker.failure.detection.enable"], "true");
+        assert!(!p.contains_key("zookeeper.connect") && !p.contains_key("security.protocol"));
+        let text = cruise_control_properties(&c);
+        let keys: Vec<&str> = text.lines().map(|l| l.split('=').next().unwrap()).collect();
+        assert!(keys.is_sorted(), "{keys:?}");
+
+        // ZooKeeper mode, the headless Service, an admin listener of its own.
+        let mut k = kc(with_topic());
+        k.spec = valid_zk_spec();
+        k.spec.cruise_control_config = with_topic();
+        k.spec.zk_path = Some("kafka".into());
+        k.spec.headless_service_enabled = true;
+        let mut admin = k.spec.listeners_config.internal_listeners[0].clone();
+        admin.common.name = "admin".into();
+        admin.common.container_port = 29099;
+        admin.common.used_for_inner_broker_communication = false;
+        admin.common.used_for_kafka_admin_communication = Some(true);
+        k.spec.listeners_config.internal_listeners.push(admin);
+        let c = must(&k);
+        let p = props(&cruise_control_properties(&c));
+        assert_eq!(p["bootstrap.servers"], "kafka-headless.team-a.svc.cluster.local:29099");
+        let zk = k.spec.zk_addresses.clone().unwrap().join(",");
+        assert_eq!(p["zookeeper.connect"], format!("{zk}/kafka"));
+        assert!(!p.contains_key("topic.config.provider.class"));
+    }
+
+    fn ssl_cluster(own_client: bool) -> ValidatedCluster {
+        let mut k = kc(with_topic());
+        k.spec.listeners_config.internal_listeners[0].common.listener_type = SecurityProtocol::Ssl;
+        k.spec.listeners_config.ssl_secrets = Some(SslSecrets { tls_secret_name: "ca".into(), ..Default::default() });
+        if own_client {
+            k.spec.client_ssl_cert_secret = Some(LocalObjectReference { name: "my-client".into() });
+        }
+        must(&k)
+    }
+
+    #[test]
+    fn ssl_clusters_give_cruise_control_the_client_certificate() {
+        let cases: [(&str, bool, &str, &[(&str, &str)]); 2] = [
+            (
+                "the operator's issued PEM certificate",
+                false,
+                "kafka-controller",
+                &[
+                    ("ssl.keystore.type", "PEM"),
+                    ("ssl.keystore.key", "${dir:/var/run/secrets/java.io/keystores:tls.key}"),
+                    ("ssl.keystore.certificate.chain", "${dir:/var/run/secrets/java.io/keystores:tls.crt}"),
+                    ("ssl.truststore.type", "PEM"),
+                    ("ssl.truststore.certificates", "${dir:/var/run/secrets/java.io/keystores:ca.crt}"),
+                ],
+            ),
+            (
+                "clientSSLCertSecret (JKS, password from its file)",
+                true,
+                "my-client",
+                &[
+                    ("ssl.keystore.type", "JKS"),
+                    ("ssl.keystore.location", "/var/run/secrets/java.io/keystores/keystore.jks"),
+                    ("ssl.keystore.password", "${dir:/var/run/secrets/java.io/keystores:password}"),
+                    ("ssl.truststore.location", "/var/run/secrets/java.io/keystores/truststore.jks"),
+                    ("ssl.truststore.password", "${dir:/var/run/secrets/java.io/keystores:password}"),
+                ],
+            ),
+        ];
+        for (what, own, secret, want) in cases {
+            let c = ssl_cluster(own);
+            let p = props(&cruise_control_properties(&c));
+            assert_eq!(p["security.protocol"], "SSL", "{what}");
+            assert_eq!(p["config.providers"], "dir", "{what}");
+            assert_eq!(p["config.providers.dir.param.allowed.paths"], KEYSTORE_DIR, "{what}");
+            for (k, v) in want {
+                assert_eq!(p.get(*k).map(String::as_str), Some(*v), "{what}: {k}");
+            }
+            let d = deployment(&c);
+            let pod = d.spec.unwrap().template.spec.unwrap();
+            let ks = pod.volumes.unwrap().into_iter().find(|v| v.name == KEYSTORE_VOLUME).expect(what);
+            assert_eq!(ks.secret.unwrap().secret_name.as_deref(), Some(secret), "{what}");
+            let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+            assert!(mounts.iter().any(|m| m.name == KEYSTORE_VOLUME && m.mount_path == KEYSTORE_DIR), "{what}");
+        }
+        // Plaintext: no certificate is mounted.
+        let c = must(&kc(with_topic()));
+        let pod = deployment(&c).spec.unwrap().template.spec.unwrap();
+        assert!(pod.volumes.unwrap().iter().all(|v| v.name != KEYSTORE_VOLUME));
+    }
+
+    fn capacities(json: &str) -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        v["brokerCapacities"].as_array().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn capacity_json_as_koperator_generates_it() {
+        let mut k = kc(with_topic());
+        // Broker 1 has a second disk, a CPU limit and network throughput of its own.
+        k.spec.brokers[1].broker_config = Some(BrokerConfig {
+            storage_configs: Some(vec![pvc_storage("/data/", "500M")]),
+            resources: Some(ResourceRequirements {
+                limits: Some(BTreeMap::from([("cpu".to_string(), Quantity("2".into()))])),
+                ..Default::default()
+            }),
+            network_config: Some(NetworkConfig {
+                incoming_network_throughput: Some("200000".into()),
+                outgoing_network_throughput: None,
+            }),
+            ..Default::default()
+        });
+        // Broker 7 is being removed: still in the status, gone from the spec.
+        k.status = Some(KafkaClusterStatus {
+            brokers_state: Some(BTreeMap::from([("7".to_string(), BrokerState::default())])),
+            ..Default::default()
+        });
+        let c = must(&k);
+        let json = capacity_json(&c);
+        assert!(
+            json.starts_with("{\n    \"brokerCapacities\": [\n        {\n            \"brokerId\": \"0\""),
+            "{json}"
+        );
+        let caps = capacities(&json);
+        let ids: Vec<&str> = caps.iter().map(|c| c["brokerId"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["0", "1", "2", "7"]);
+        assert_eq!(caps[0]["capacity"]["DISK"], serde_json::json!({"/kafka-logs/kafka": "10737"}));
+        assert_eq!(caps[0]["capacity"]["CPU"], "150", "the default limit, 1500m");
+        assert_eq!(
+            (caps[0]["capacity"]["NW_IN"].as_str(), caps[0]["capacity"]["NW_OUT"].as_str()),
+            (Some("125000"), Some("125000"))
+        );
+        assert_eq!(
+            caps[1]["capacity"]["DISK"],
+            serde_json::json!({"/data/kafka": "500", "/kafka-logs/kafka": "10737"})
+        );
+        assert_eq!(caps[1]["capacity"]["CPU"], "200");
+        assert_eq!(caps[1]["capacity"]["NW_IN"], "200000");
+        assert_eq!(caps[1]["capacity"]["NW_OUT"], "125000");
+        assert_eq!(caps[3]["capacity"]["DISK"], serde_json::json!({"/kafka-logs/kafka": "10737"}), "defaults");
+        assert_eq!(caps[3]["doc"], DEFAULT_DOC);
+
+        // The user's entries come first and are not generated again.
+        let user = r#"{"brokerCapacities":[{"brokerId":"1","capacity":{"DISK":"1","CPU":"1","NW_IN":"1","NW_OUT":"1"},"doc":"mine"}]}"#;
+        k.spec.cruise_control_config.capacity_config = Some(user.into());
+        let caps = capacities(&capacity_json(&must(&k)));
+        let ids: Vec<&str> = caps.iter().map(|c| c["brokerId"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["1", "0", "2", "7"]);
+        assert_eq!(caps[0]["doc"], "mine");
+
+        // A default entry: the user's text as it is.
+        let user = r#"{"brokerCapacities":[{"brokerId":"-1","capacity":{"DISK":"1"},"doc":"all"}]}"#;
+        k.spec.cruise_control_config.capacity_config = Some(user.into());
+        assert_eq!(capacity_json(&must(&k)), user);
+        assert_eq!(capacity_config_error(user), None);
+        assert!(capacity_config_error("{").is_some());
+        assert!(capacity_config_error(r#"{"brokerCapacities": 1}"#).is_some());
+    }
+
+    #[test]
+    fn the_metrics_topic_is_a_kafka_topic_unless_the_reporter_creates_it() {
+        let mut k = kc(CruiseControlConfig { config: Some("a=b".into()), ..Default::default() });
+        let t = topic(&must(&k)).unwrap();
+        assert_eq!(t.metadata.name.as_deref(), Some("kafka-cruise-control-topic"));
+        assert_eq!(t.metadata.namespace.as_deref(), Some("team-a"));
+        let labels = t.metadata.labels.clone().unwrap();
+        assert_eq!(
+            (labels["app"].as_str(), labels["clusterName"].as_str(), labels["clusterNamespace"].as_str()),
+            ("kafka", "kafka", "team-a")
+        );
+        assert_eq!((t.spec.name.as_str(), t.spec.partitions, t.spec.replication_factor), (TOPIC_NAME, 12, 3));
+        assert_eq!(t.spec.cluster_ref, ClusterReference { name: "kafka".into(), namespace: Some("team-a".into()) });
+
+        k.spec.cruise_control_config.topic_config = Some(TopicConfig { partitions: 6, replication_factor: 2 });
+        k.spec.read_only_config = Some("cruise.control.metrics.topic=__Metrics".into());
+        let t = topic(&must(&k)).unwrap();
+        assert_eq!((t.spec.name.as_str(), t.spec.partitions, t.spec.replication_factor), ("__Metrics", 6, 2));
+
+        k.spec.read_only_config = Some("cruise.control.metrics.topic.auto.create=true".into());
+        assert!(topic(&must(&k)).is_none());
+    }
+
+    #[test]
+    fn the_deployment_carries_the_pod_settings_of_cruise_control_config() {
+        let cc = CruiseControlConfig {
+            image: Some("registry.example/cc:1".into()),
+            service_account_name: Some("cc".into()),
+            node_selector: Some(BTreeMap::from([("disk".to_string(), "ssd".to_string())])),
+            tolerations: Some(vec![Toleration { key: Some("dedicated".into()), ..Default::default() }]),
+            cruise_control_annotations: Some(BTreeMap::from([("team".to_string(), "a".to_string())])),
+            priority_class_name: Some("high".into()),
+            init_containers: Some(vec![Container { name: "first".into(), ..Default::default() }]),
+            volumes: Some(vec![Volume { name: "extra".into(), ..Default::default() }]),
+            volume_mounts: Some(vec![VolumeMount {
+                name: "extra".into(),
+                mount_path: "/extra".into(),
+                ..Default::default()
+            }]),
+            ..with_topic()
+        };
+        let mut k = kc(cc);
+        k.spec.monitoring_config =
+            Some(MonitoringConfig { cc_jmx_exporter_config: Some("rules: []\n".into()), ..Default::default() });
+        let c = must(&k);
+        let d = deployment(&c);
+        assert_eq!(d.metadata.name.as_deref(), Some("kafka-cruisecontrol"));
+        assert_eq!(d.metadata.labels.as_ref().unwrap(), &labels(&c));
+        let spec = d.spec.unwrap();
+        assert_eq!(spec.replicas, Some(1));
+        assert_eq!(spec.selector.match_labels.as_ref().unwrap(), &labels(&c));
+        let template = spec.template;
+        let meta = template.metadata.unwrap();
+        assert_eq!(meta.labels.unwrap()["app"], "cruisecontrol");
+        let annotations = meta.annotations.unwrap();
+        assert_eq!(annotations["team"], "a");
+        for key in [
+            "cruiseControlConfig.json",
+            "cruiseControlClusterConfig.json",
+            "cruiseControlLogConfig.json",
+            "cruiseControlCapacity.json",
+        ] {
+            assert!(annotations.contains_key(key), "{key}");
+        }
+        let pod = template.spec.unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("cc"));
+        assert_eq!(pod.node_selector.unwrap()["disk"], "ssd");
+        assert_eq!(pod.tolerations.unwrap()[0].key.as_deref(), Some("dedicated"));
+        assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
+        assert_eq!(pod.termination_grace_period_seconds, Some(30));
+        let init: Vec<&str> = pod.init_containers.as_ref().unwrap().iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(init, ["first", "jmx-exporter"]);
+        let container = &pod.containers[0];
+        assert_eq!(container.name, "kafka-cruisecontrol");
+        assert_eq!(container.image.as_deref(), Some("registry.example/cc:1"));
+        assert_eq!(container.resources.as_ref().unwrap(), &default_resources());
+        assert_eq!(container.env.as_ref().unwrap()[0].value.as_deref(), Some(jmx::kafka_opts().as_str()));
+        let ports: Vec<i32> = container.ports.as_ref().unwrap().iter().map(|p| p.container_port).collect();
+        assert_eq!(ports, [8090, 9020]);
+        let probe = container.readiness_probe.as_ref().unwrap();
+        assert_eq!(probe.tcp_socket.as_ref().unwrap().port, IntOrString::Int(8090));
+        let mounts: Vec<(&str, &str)> = container
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("extra", "/extra"),
+                ("kafka-cruisecontrol-config", "/opt/cruise-control/config"),
+                ("jmx-jar-data", "/opt/jmx-exporter/"),
+                ("kafka-cc-jmx-exporter", "/etc/jmx-exporter/"),
+            ]
+        );
+        let volumes: Vec<&str> = pod.volumes.as_ref().unwrap().iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(volumes, ["extra", "kafka-cruisecontrol-config", "kafka-cc-jmx-exporter", "jmx-jar-data"]);
+        assert_eq!(jmx_config_map(&c).data.unwrap()["config.yaml"], "rules: []\n");
+        assert_eq!(jmx_config_map(&c).metadata.labels.unwrap()["app"], "cruisecontrol-jmx");
+
+        // Defaults; a dynamic capacity annotation leaves capacity.json out of the hashes.
+        let mut k = kc(with_topic());
+        k.spec.cruise_control_config.cruise_control_annotations =
+            Some(BTreeMap::from([(CAPACITY_ANNOTATION.to_string(), "dynamic".to_string())]));
+        let c = must(&k);
+        let d = deployment(&c);
+        let t = d.spec.unwrap().template;
+        assert!(!t.metadata.unwrap().annotations.unwrap().contains_key("cruiseControlCapacity.json"));
+        let pod = t.spec.unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("default"));
+        assert_eq!(pod.containers[0].image.as_deref(), Some(DEFAULT_IMAGE));
+        assert_eq!(jmx_config_map(&c).data.unwrap()["config.yaml"], DEFAULT_JMX_CONFIG);
+        let cm = config_map(&c).data.unwrap();
+        assert_eq!(cm[LOG4J_KEY], DEFAULT_LOG4J);
+        assert_eq!(cm[CLUSTER_CONFIGS_KEY], "");
+    }
+
+    #[test]
+    fn a_config_change_changes_the_pod_template() {
+        let hash = |cc: CruiseControlConfig| {
+            let d = deployment(&must(&kc(cc)));
+            d.spec.unwrap().template.metadata.unwrap().annotations.unwrap()["cruiseControlConfig.json"].clone()
+        };
+        let a = hash(CruiseControlConfig { config: Some("a=1".into()), ..Default::default() });
+        let b = hash(CruiseControlConfig { config: Some("a=2".into()), ..Default::default() });
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn the_service_and_the_config_map() {
+        let mut k = kc(with_topic());
+        k.metadata.labels =
+            Some(BTreeMap::from([("team".to_string(), "a".to_string()), ("app".to_string(), "x".to_string())]));
+        let c = must(&k);
+        let s = service(&c);
+        assert_eq!(s.metadata.name.as_deref(), Some("kafka-cruisecontrol-svc"));
+        let l = s.metadata.labels.clone().unwrap();
+        assert_eq!((l["team"].as_str(), l["app"].as_str()), ("a", "cruisecontrol"));
+        let spec = s.spec.unwrap();
+        assert_eq!(spec.selector.unwrap(), labels(&c));
+        let ports: Vec<(Option<&str>, i32)> =
+            spec.ports.as_ref().unwrap().iter().map(|p| (p.name.as_deref(), p.port)).collect();
+        assert_eq!(ports, [(Some("cc"), 8090), (Some("metrics"), 9020)]);
+        let cm = config_map(&c);
+        assert_eq!(cm.metadata.name.as_deref(), Some("kafka-cruisecontrol-config"));
+        let keys: Vec<String> = cm.data.unwrap().into_keys().collect();
+        assert_eq!(keys, [CAPACITY_KEY, CLUSTER_CONFIGS_KEY, PROPERTIES_KEY, LOG4J_KEY]);
+    }
+
+    #[test]
+    fn brokers_run_the_metrics_reporter_when_cruise_control_is_configured() {
+        use super::super::objects::broker_objects;
+        use super::super::properties::server_properties;
+        // Broker 0 is controller-only, 1 and 2 combined; broker 2 has its own reporter image.
+        let mut k = kc(with_topic());
+        k.spec.cluster_metrics_reporter_image = Some("reporter:1".into());
+        k.spec.brokers[0].broker_config_group = None;
+        k.spec.brokers[0].broker_config = Some(BrokerConfig {
+            roles: Some(vec![ProcessRole::Controller]),
+            storage_configs: Some(vec![pvc_storage("/kafka-logs", "10Gi")]),
+            ..Default::default()
+        });
+        k.spec.brokers[2].broker_config =
+            Some(BrokerConfig { metrics_reporter_image: Some("reporter:2".into()), ..Default::default() });
+        k.spec.read_only_config = Some("metric.reporters=org.example.Mine".into());
+        let c = must(&k);
+        let p0 = props(&server_properties(&c, 0).unwrap());
+        assert_eq!(
+            p0.get(METRIC_REPORTERS).map(String::as_str),
+            Some("org.example.Mine"),
+            "a controller-only node keeps the user's"
+        );
+        assert!(!p0.contains_key(REPORTER_BOOTSTRAP));
+        let p1 = props(&server_properties(&c, 1).unwrap());
+        assert_eq!(p1[METRIC_REPORTERS], format!("{REPORTER_CLASS},org.example.Mine"));
+        assert_eq!(p1[REPORTER_BOOTSTRAP], "kafka-all-broker.team-a.svc.cluster.local:29092");
+        assert_eq!(p1[REPORTER_K8S_MODE], "true");
+        assert!(!p1.contains_key("cruise.control.metrics.reporter.security.protocol"));
+
+        let views = brokers(&c);
+        for (b, image) in [(0, "reporter:1"), (2, "reporter:2")] {
+            let pod = broker_objects(&c, &views[b], "id").pod.spec.unwrap();
+            let init = pod.init_containers.unwrap();
+            let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
+            assert_eq!(names, [REPORTER_INIT_CONTAINER, "jmx-exporter"]);
+            assert_eq!(init[0].image.as_deref(), Some(image));
+            assert_eq!(
+                init[0].command.as_ref().unwrap()[2],
+                "cp -v /opt/cruise-control/cruise-control/build/dependant-libs/cruise-control-metrics-reporter.jar /opt/kafka/libs/extensions/cruise-control-metrics-reporter.jar"
+            );
+            assert_eq!(init[0].volume_mounts.as_ref().unwrap()[0].mount_path, EXTENSIONS_DIR);
+            let kafka = &pod.containers[0];
+            assert!(
+                kafka
+                    .volume_mounts
+                    .as_ref()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m.name == EXTENSIONS_VOLUME && m.mount_path == EXTENSIONS_DIR)
+            );
+            assert!(pod.volumes.unwrap().iter().any(|v| v.name == EXTENSIONS_VOLUME && v.empty_dir.is_some()));
+            let env = kafka.env.as_ref().unwrap();
+            assert!(env.iter().any(|e| e.name == "CLASSPATH" && e.value.as_deref() == Some(CLASSPATH)), "{env:?}");
+        }
+
+        // The Cruise Control image when no reporter image is set; nothing without Cruise Control.
+        let mut k = kc(CruiseControlConfig { image: Some("cc:9".into()), ..Default::default() });
+        let c = must(&k);
+        let init = broker_objects(&c, &brokers(&c)[0], "id").pod.spec.unwrap().init_containers.unwrap();
+        assert_eq!(init[0].image.as_deref(), Some("cc:9"));
+        k.spec.cruise_control_config = CruiseControlConfig::default();
+        let c = must(&k);
+        let pod = broker_objects(&c, &brokers(&c)[0], "id").pod.spec.unwrap();
+        assert_eq!(pod.init_containers.unwrap().len(), 1);
+        assert!(pod.containers[0].env.as_ref().unwrap().iter().all(|e| e.name != "CLASSPATH"));
+        assert!(!server_properties(&c, 0).unwrap().contains(METRIC_REPORTERS));
+    }
+
+    #[test]
+    fn the_reporter_reaches_ssl_listeners_with_the_brokers_own_keystore() {
+        let c = ssl_cluster(false);
+        let p = props(&super::super::properties::server_properties(&c, 1).unwrap());
+        assert_eq!(p["cruise.control.metrics.reporter.security.protocol"], "SSL");
+        assert_eq!(p["cruise.control.metrics.reporter.ssl.keystore.type"], "PEM");
+        assert_eq!(
+            p["cruise.control.metrics.reporter.ssl.keystore.location"],
+            "/var/run/secrets/java.io/keystores/server/internal/keystore.pem"
+        );
+        assert_eq!(
+            p["cruise.control.metrics.reporter.ssl.truststore.location"],
+            "/var/run/secrets/java.io/keystores/server/internal/ca.crt"
+        );
+        assert!(!p.contains_key("cruise.control.metrics.reporter.ssl.client.auth"));
+    }
 }

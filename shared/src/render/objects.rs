@@ -764,8 +764,10 @@ mod tests {
         ];
         for (what, user, heap, jvm, want) in cases {
             let refs: Vec<&EnvVar> = user.iter().collect();
-            let got: Vec<(String, String)> =
-                broker_env(&refs, heap, jvm, id, false).into_iter().map(|e| (e.name, e.value.unwrap_or_default())).collect();
+            let got: Vec<(String, String)> = broker_env(&refs, heap, jvm, id, false)
+                .into_iter()
+                .map(|e| (e.name, e.value.unwrap_or_default()))
+                .collect();
             let want: Vec<(String, String)> = want.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
             assert_eq!(got, want, "{what}");
         }
