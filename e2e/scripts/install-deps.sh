@@ -3,7 +3,15 @@
 # etcd, kube-apiserver, kube-controller-manager, kubectl (from the pinned
 # k8s.io/kubernetes Go module), helm (from its pinned Go module) and the Apache
 # Kafka broker jars (from Maven Central: e2e/tools/kafka/pom.xml pins the KRaft release,
-# e2e/tools/kafka-zk/pom.xml the ZooKeeper-mode release and ZooKeeper itself).
+# e2e/tools/kafka-zk/pom.xml the ZooKeeper-mode release and ZooKeeper itself) and Cruise
+# Control, compiled with Maven (e2e/tools/cruise-control/pom.xml) from the unmodified source
+# snapshot in ${KOP_THIRD_PARTY:-<repo>/../shared/third_party}/cruise-control: its jars are
+# not on Maven Central, its dependencies are. Output: <cache>/cruise-control/libs (Cruise
+# Control and its runtime class path) and <cache>/cruise-control/reporter (the metrics
+# reporter jar alone, for brokers). Without the snapshot the step is skipped with a message,
+# and the tests that run Cruise Control fail saying so. To use a Cruise Control distribution
+# of your own instead, set KOP_CRUISE_CONTROL_HOME=<dir with libs/*.jar> when running the
+# tests (its metrics reporter jar is found in libs/ by name, cruise-control-metrics-reporter*.jar).
 #
 # Binaries land in $KOP_E2E_CACHE/bin (default: <repo>/.cache/e2e/bin, git-ignored).
 # A binary is rebuilt only when the go.mod/go.sum that pins it changes, so a
@@ -70,4 +78,42 @@ maven_libs kafka
 maven_libs kafka-zk
 maven_libs kafka-previous
 maven_libs jmx-exporter
-log "all tools ready in $bin and $cache/kafka*/libs"
+
+# Cruise Control: compiled from source, rebuilt when the pom or the source changes.
+cc_src=${KOP_THIRD_PARTY:-$repo/../shared/third_party}/cruise-control
+cruise_control() {
+  local pom=$repo/e2e/tools/cruise-control/pom.xml out=$cache/cruise-control want src_hash
+  if [[ ! -d $cc_src/cruise-control/src/main/java ]]; then
+    log "cruise-control: SKIPPED: no source snapshot at $cc_src (set KOP_THIRD_PARTY to the directory" \
+      "holding cruise-control/, or KOP_CRUISE_CONTROL_HOME to a Cruise Control distribution); the" \
+      "tests that run Cruise Control will fail"
+    return
+  fi
+  # The file list and contents of what the build reads (a few MB: well under a second).
+  src_hash=$(cd "$cc_src" && find cruise-control/src/main cruise-control-core/src/main \
+    cruise-control-metrics-reporter/src/main build.gradle gradle.properties -type f -print0 |
+    LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+  want=$(cat "$pom" | sha256sum | cut -d' ' -f1)-$src_hash
+  if [[ -d $out/libs && -d $out/reporter && -f $cache/stamps/cruise-control && $(cat "$cache/stamps/cruise-control") == "$want" ]]; then
+    log "cruise-control: cached ($out/libs, $out/reporter)"
+    return
+  fi
+  log "cruise-control: compiling $cc_src with Maven"
+  local start=$SECONDS build=$out/build
+  rm -rf "$build" "$out/libs.tmp" "$out/reporter.tmp"
+  mkdir -p "$build/version/cruise-control" "$out/reporter.tmp"
+  printf 'commitId=%s\nversion=%s\n' "${src_hash:0:12}" \
+    "$(sed -n 's:^  <version>\(.*\)</version>$:\1:p' "$pom")-source" \
+    >"$build/version/cruise-control/cruise-control-version.properties"
+  mvn -q -B -f "$pom" -Dcc.source="$cc_src" -Dcc.build="$build" package \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$out/libs.tmp"
+  mv "$build"/*-metrics-reporter.jar "$out/reporter.tmp/"
+  cp "$build"/cruise-control-*.jar "$out/libs.tmp/"
+  rm -rf "$out/libs" "$out/reporter" "$build"
+  mv "$out/libs.tmp" "$out/libs"
+  mv "$out/reporter.tmp" "$out/reporter"
+  echo "$want" >"$cache/stamps/cruise-control"
+  log "cruise-control: $(ls "$out/libs" | wc -l) jars in $((SECONDS - start)) s"
+}
+cruise_control
+log "all tools ready in $bin, $cache/kafka*/libs and $cache/cruise-control"
