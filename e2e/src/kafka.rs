@@ -113,6 +113,10 @@ pub struct BrokerLaunch {
     /// Extra arguments of `kafka-storage format` (KRaft), such as `--add-scram` to bootstrap
     /// SCRAM credentials into the metadata log.
     pub format_args: Vec<String>,
+    /// Jars put before the release's own, like the `CLASSPATH` that `kafka-run-class.sh`
+    /// prepends (Koperator's `/opt/kafka/libs/extensions/*`: the Cruise Control metrics
+    /// reporter).
+    pub classpath: Vec<PathBuf>,
 }
 
 impl BrokerLaunch {
@@ -131,7 +135,9 @@ impl BrokerLaunch {
             args.push("-Dsun.net.inetaddr.ttl=1".into());
         }
         args.push("-cp".into());
-        args.push(format!("{}/*", libs_of(self.dist)?.display()));
+        let mut cp: Vec<String> = self.classpath.iter().map(|p| p.display().to_string()).collect();
+        cp.push(format!("{}/*", libs_of(self.dist)?.display()));
+        args.push(cp.join(":"));
         Ok(args)
     }
 
@@ -373,6 +379,9 @@ pub struct SingleNodeOptions {
     pub scram_admin: Option<(String, String)>,
     /// Lines appended to `server.properties`.
     pub extra_properties: String,
+    /// Jars before Kafka's own on the class path ([`BrokerLaunch::classpath`]), such as the
+    /// Cruise Control metrics reporter ([`crate::cruise_control::reporter_jar`]).
+    pub classpath: Vec<PathBuf>,
 }
 
 impl SingleNode {
@@ -437,6 +446,7 @@ impl SingleNode {
             jvm_opts: vec!["-Xmx512m".into(), "-Xms128m".into(), "-XX:+UseG1GC".into()],
             dist: Dist::Kraft,
             format_args,
+            classpath: opts.classpath.clone(),
         };
         let process = launch.start()?;
         let addr = |name: &str| listeners.iter().find(|l| l.0 == name).map(|l| format!("127.0.0.1:{}", l.1));

@@ -33,6 +33,7 @@ fn fixture() -> &'static Fixture {
                 ssl: Some((pki.serving_cert.clone(), pki.serving_key.clone())),
                 scram_admin: Some((ADMIN.into(), PASSWORD.into())),
                 extra_properties: format!("connections.max.reauth.ms={}\n", SESSION.as_millis()),
+                ..Default::default()
             },
         )
         .expect("start Kafka");
