@@ -1,5 +1,7 @@
-//! A test node that plays kubelet for broker Pods: every Pod the operator creates runs as a
-//! real Kafka process on this machine, from the Pod's own ConfigMap.
+//! A test node that plays kubelet for broker and Cruise Control Pods: every broker Pod
+//! (`app=kafka`) the operator creates runs as a real Kafka process on this machine, and every
+//! Cruise Control Pod (`app=cruisecontrol`, Koperator's `<cluster>-cruisecontrol` Deployment)
+//! as the real Cruise Control server, each from the Pod's own ConfigMaps.
 //!
 //! Substitutions (the only ones; everything else runs as rendered):
 //! - each Pod gets its own loopback address (`127.x.y.z`, stable per Pod name) and listeners
@@ -17,6 +19,20 @@
 //!   container's env are used, the Prometheus JMX exporter agent of `KAFKA_OPTS` loaded from
 //!   the jar `make e2e-deps` installs (what the `jmxImage` init container copies) and bound to
 //!   the Pod's address;
+//! - a broker whose `metric.reporters` loads the Cruise Control metrics reporter gets the
+//!   reporter jar `make e2e-deps` compiles (`crate::cruise_control::reporter_jar`) before
+//!   Kafka's own jars: the effect of Koperator's `cruise-control-reporter` init container,
+//!   which copies it into `/opt/kafka/libs/extensions`, named by the container's `CLASSPATH`;
+//! - a Cruise Control Pod runs `KafkaCruiseControlMain` with the jars `make e2e-deps` compiles
+//!   from the source snapshot (or `KOP_CRUISE_CONTROL_HOME`'s), not the image's; its
+//!   `cruisecontrol.properties` is the one in the ConfigMap volume that holds that key, with
+//!   `webserver.http.address` set to the Pod's address, relative file paths taken against the
+//!   image's working directory `/opt/cruise-control` and then moved like any path under a
+//!   mount (the rest of `/opt/cruise-control` goes to `<pod dir>/workdir`); it logs to
+//!   `<pod dir>/cruise-control.log` with the node's log4j2 configuration (not the
+//!   ConfigMap's `log4j.properties`); `KAFKA_HEAP_OPTS` (default here 64–256 MiB, not the
+//!   image's 1 GiB), `KAFKA_JVM_PERFORMANCE_OPTS` and `KAFKA_OPTS` (the JMX exporter agent as
+//!   for brokers) from the container's env;
 //! - ConfigMap volumes are written, key by key, to `<pod dir>/configmaps/<volume>`;
 //! - a Secret volume is written, key by key, to `<pod dir>/secrets/<volume>` (the Pod waits
 //!   while the Secret does not exist, as kubelet does) and rendered paths under its mount path
@@ -26,9 +42,11 @@
 //! (the one it presents to other brokers) and verifies the broker's name against the CA in
 //! the same volume, so a broker is Ready only when its TLS setup works.
 //!
-//! Pod status (phase, podIP, Ready) follows the broker: Ready once every listener answers
-//! ApiVersions and, for a broker, the broker lists itself in its metadata. A deleted Pod's
-//! process gets SIGTERM (Kafka's controlled shutdown) and its grace period; an exited process
+//! Pod status (phase, podIP, Ready) follows the program: a Kafka Pod is Ready once every
+//! listener answers ApiVersions and, for a broker, the broker lists itself in its metadata; a
+//! Cruise Control Pod once `GET /kafkacruisecontrol/state?json=true` answers 200 on its
+//! address (Koperator's probe only checks the TCP port). A deleted Pod's process gets SIGTERM
+//! (Kafka's controlled shutdown) and its grace period; an exited process
 //! is restarted like `restartPolicy: Always` (at once, then with kubelet's back-off, the
 //! container `waiting` in `CrashLoopBackOff`), and reported in `lastState.terminated` with its
 //! exit code and, under `terminationMessagePolicy: FallbackToLogsOnError`, kubelet's message:
@@ -46,6 +64,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use crate::cruise_control::{CruiseControlLaunch, IMAGE_WORKDIR};
 use crate::kafka::{BrokerLaunch, Dist};
 use crate::process::Component;
 use koperator_shared::kafka::{Admin, ConnectOptions, Connection, Resolver};
@@ -61,11 +80,30 @@ pub enum NodeEvent {
     Down(String),
 }
 
+/// What a Pod runs.
+enum Launch {
+    /// A Kafka broker or controller (`app=kafka`).
+    Kafka(BrokerLaunch),
+    /// Cruise Control (`app=cruisecontrol`), its REST API at `address` (`<pod ip>:<port>`).
+    CruiseControl { launch: CruiseControlLaunch, address: String },
+}
+
+impl Launch {
+    fn start(&self) -> Result<Component> {
+        match self {
+            Launch::Kafka(l) => l.start(),
+            Launch::CruiseControl { launch, .. } => launch.start(),
+        }
+    }
+}
+
 struct Slot {
     uid: String,
     ip: String,
     process: Component,
-    launch: BrokerLaunch,
+    launch: Launch,
+    /// The container's name (in its status).
+    container: String,
     listeners: Vec<String>,
     /// TLS client settings for SSL listeners, by Kafka listener name (upper case).
     tls: HashMap<String, Arc<rustls::ClientConfig>>,
@@ -103,7 +141,8 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node that runs the `app=kafka` Pods of `namespace`, using `kubeconfig`.
+    /// Starts a node that runs the broker Pods (`app=kafka`) and Cruise Control Pods
+    /// (`app=cruisecontrol`) of `namespace`, using `kubeconfig`.
     pub fn start(kubeconfig: &Path, namespace: &str) -> Result<Node> {
         crate::kafka::libs()?;
         let tmp = tempfile::Builder::new().prefix("kop-node-").tempdir()?;
@@ -235,6 +274,11 @@ struct Shared {
     frozen: Mutex<std::collections::HashSet<String>>,
 }
 
+/// The Pods the node runs: brokers, and Cruise Control (Koperator's
+/// `<cluster>-cruisecontrol` Deployment).
+const KAFKA_PODS: &str = "app=kafka";
+const CRUISE_CONTROL_PODS: &str = "app=cruisecontrol";
+
 struct NodeState {
     shared: Arc<Shared>,
     ns: String,
@@ -257,13 +301,13 @@ impl NodeState {
 
     async fn step(&mut self, client: &kube::Client) -> Result<()> {
         let pods_api: Api<Pod> = Api::namespaced(client.clone(), &self.ns);
-        let pods: BTreeMap<String, Pod> = pods_api
-            .list(&ListParams::default().labels("app=kafka"))
-            .await?
-            .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .map(|p| (p.name_any(), p))
-            .collect();
+        let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
+        for selector in [KAFKA_PODS, CRUISE_CONTROL_PODS] {
+            let listed = pods_api.list(&ListParams::default().labels(selector)).await?;
+            pods.extend(
+                listed.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(|p| (p.name_any(), p)),
+            );
+        }
         // Stop what no longer has its Pod.
         let gone: Vec<String> = self
             .slots
@@ -392,7 +436,56 @@ impl NodeState {
         Ok(())
     }
 
+    /// Writes the Secret and ConfigMap volumes `container` mounts into `dir` (`secrets/<volume>`,
+    /// `configmaps/<volume>`, key by key) and returns `(mount path, local directory)` of each.
+    /// Fails while a Secret does not exist yet (the Pod waits, as kubelet does).
+    async fn write_volumes(
+        &self,
+        cms: &Api<ConfigMap>,
+        secrets: &Api<Secret>,
+        spec: &k8s_openapi::api::core::v1::PodSpec,
+        container: &k8s_openapi::api::core::v1::Container,
+        dir: &Path,
+    ) -> Result<Vec<(String, PathBuf)>> {
+        let volumes = spec.volumes.clone().unwrap_or_default();
+        let mounts = container.volume_mounts.clone().unwrap_or_default();
+        let mut secret_dirs: Vec<(String, PathBuf)> = Vec::new();
+        for m in &mounts {
+            let Some(source) = volumes.iter().find(|v| v.name == m.name).and_then(|v| v.secret.as_ref()) else {
+                continue;
+            };
+            let secret_name = source.secret_name.clone().unwrap_or_default();
+            let secret = secrets
+                .get_opt(&secret_name)
+                .await?
+                .ok_or_else(|| anyhow!("Secret {secret_name} does not exist yet"))?;
+            let local = dir.join("secrets").join(&m.name);
+            std::fs::create_dir_all(&local)?;
+            for (key, value) in secret.data.unwrap_or_default() {
+                std::fs::write(local.join(&key), &value.0)?;
+            }
+            secret_dirs.push((m.mount_path.clone(), local));
+        }
+        // ConfigMap volumes (the JMX exporter's configuration...): written out key by key.
+        for m in &mounts {
+            let Some(source) = volumes.iter().find(|v| v.name == m.name).and_then(|v| v.config_map.as_ref()) else {
+                continue;
+            };
+            let data = cms.get(&source.name).await.with_context(|| format!("ConfigMap {}", source.name))?.data;
+            let local = dir.join("configmaps").join(&m.name);
+            std::fs::create_dir_all(&local)?;
+            for (key, value) in data.unwrap_or_default() {
+                std::fs::write(local.join(&key), value)?;
+            }
+            secret_dirs.push((m.mount_path.clone(), local));
+        }
+        Ok(secret_dirs)
+    }
+
     async fn launch(&self, cms: &Api<ConfigMap>, secrets: &Api<Secret>, pod: &Pod, ip: &str) -> Result<Slot> {
+        if pod.labels().get("app").map(String::as_str) == Some("cruisecontrol") {
+            return self.launch_cruise_control(cms, secrets, pod, ip).await;
+        }
         let name = pod.name_any();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let spec = pod.spec.as_ref().ok_or_else(|| anyhow!("pod without spec"))?;
@@ -424,37 +517,7 @@ impl NodeState {
         };
         let dir = self.dir.join("pods").join(format!("{name}-{}", &uid[..8.min(uid.len())]));
         std::fs::create_dir_all(&dir)?;
-        // Secret volumes: written out key by key; the Pod waits until each Secret exists.
-        let mut secret_dirs: Vec<(String, PathBuf)> = Vec::new();
-        for m in &mounts {
-            let Some(source) = volumes.iter().find(|v| v.name == m.name).and_then(|v| v.secret.as_ref()) else {
-                continue;
-            };
-            let secret_name = source.secret_name.clone().unwrap_or_default();
-            let secret = secrets
-                .get_opt(&secret_name)
-                .await?
-                .ok_or_else(|| anyhow!("Secret {secret_name} does not exist yet"))?;
-            let local = dir.join("secrets").join(&m.name);
-            std::fs::create_dir_all(&local)?;
-            for (key, value) in secret.data.unwrap_or_default() {
-                std::fs::write(local.join(&key), &value.0)?;
-            }
-            secret_dirs.push((m.mount_path.clone(), local));
-        }
-        // ConfigMap volumes (the JMX exporter's configuration...): written out key by key.
-        for m in &mounts {
-            let Some(source) = volumes.iter().find(|v| v.name == m.name).and_then(|v| v.config_map.as_ref()) else {
-                continue;
-            };
-            let data = cms.get(&source.name).await.with_context(|| format!("ConfigMap {}", source.name))?.data;
-            let local = dir.join("configmaps").join(&m.name);
-            std::fs::create_dir_all(&local)?;
-            for (key, value) in data.unwrap_or_default() {
-                std::fs::write(local.join(&key), value)?;
-            }
-            secret_dirs.push((m.mount_path.clone(), local));
-        }
+        let secret_dirs = self.write_volumes(cms, secrets, spec, container, &dir).await?;
         let props = node_properties(text, ip, &pvc_dirs);
         let props = with_secret_paths(&props, &secret_dirs);
         let host = match (spec.hostname.as_ref(), spec.subdomain.as_ref()) {
@@ -478,7 +541,9 @@ impl NodeState {
             jvm_opts,
             dist: Dist::for_pod(&props, container.image.as_deref().unwrap_or_default()),
             format_args: format_arguments(container.command.as_deref().unwrap_or_default(), &secret_dirs)?,
+            classpath: broker_classpath(&props)?,
         };
+        let launch = Launch::Kafka(launch);
         let process = launch.start()?;
         let get = |k: &str| property(&props, k);
         let tls = tls_settings(&props)?;
@@ -489,10 +554,81 @@ impl NodeState {
             ip: ip.to_string(),
             process,
             launch,
+            container: container.name.clone(),
             listeners: get("listeners").map(|l| l.split(',').map(String::from).collect()).unwrap_or_default(),
             inter_broker: get("inter.broker.listener.name").map(String::from),
             node_id: get("node.id").or_else(|| get("broker.id")).and_then(|v| v.parse().ok()),
             is_broker: get("process.roles").is_none_or(|r| r.split(',').any(|r| r.trim() == "broker")),
+            ready: false,
+            restarts: 0,
+            started_at: now_rfc3339(),
+            image: container.image.clone().unwrap_or_default(),
+            grace: Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).clamp(5, 60) as u64),
+            reported: None,
+            fallback_to_logs: container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError"),
+            last_terminated: None,
+            restart_at: None,
+        })
+    }
+
+    /// A Cruise Control Pod: the real server from the `cruisecontrol.properties` of the
+    /// ConfigMap volume that holds one, on the Pod's address.
+    async fn launch_cruise_control(
+        &self,
+        cms: &Api<ConfigMap>,
+        secrets: &Api<Secret>,
+        pod: &Pod,
+        ip: &str,
+    ) -> Result<Slot> {
+        let name = pod.name_any();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let spec = pod.spec.as_ref().ok_or_else(|| anyhow!("pod without spec"))?;
+        let container = &spec.containers.first().ok_or_else(|| anyhow!("{name} has no container"))?;
+        let dir = self.dir.join("pods").join(format!("{name}-{}", &uid[..8.min(uid.len())]));
+        std::fs::create_dir_all(&dir)?;
+        let mounts = self.write_volumes(cms, secrets, spec, container, &dir).await?;
+        let rendered = mounts
+            .iter()
+            .find_map(|(_, local)| std::fs::read_to_string(local.join("cruisecontrol.properties")).ok())
+            .ok_or_else(|| anyhow!("{name} mounts no ConfigMap with cruisecontrol.properties"))?;
+        let workdir = dir.join("workdir");
+        std::fs::create_dir_all(&workdir)?;
+        let props = cruise_control_properties(&rendered, ip, &mounts, &workdir);
+        let properties = dir.join("cruisecontrol.properties");
+        std::fs::write(&properties, &props)?;
+        let env = |key: &str| {
+            container.env.iter().flatten().find(|e| e.name == key).and_then(|e| e.value.clone()).unwrap_or_default()
+        };
+        let mut jvm_opts: Vec<String> = match env("KAFKA_HEAP_OPTS") {
+            heap if heap.trim().is_empty() => vec!["-Xms64m".into(), "-Xmx256m".into()],
+            heap => heap.split_whitespace().map(String::from).collect(),
+        };
+        jvm_opts.extend(env("KAFKA_JVM_PERFORMANCE_OPTS").split_whitespace().map(String::from));
+        jvm_opts.extend(kafka_opts(&env("KAFKA_OPTS"), ip, &mounts)?);
+        let port = property(&props, "webserver.http.port").unwrap_or("9090");
+        let launch = Launch::CruiseControl {
+            launch: CruiseControlLaunch {
+                name: name.clone(),
+                dir: dir.clone(),
+                properties,
+                hosts_file: Some(self.hosts_file.clone()),
+                jvm_opts,
+            },
+            address: format!("{ip}:{port}"),
+        };
+        let process = launch.start()?;
+        Ok(Slot {
+            tls: HashMap::new(),
+            host: ip.to_string(),
+            uid,
+            ip: ip.to_string(),
+            process,
+            launch,
+            container: container.name.clone(),
+            listeners: Vec::new(),
+            inter_broker: None,
+            node_id: None,
+            is_broker: false,
             ready: false,
             restarts: 0,
             started_at: now_rfc3339(),
@@ -515,6 +651,12 @@ impl NodeState {
 /// Ready: every listener answers ApiVersions; a broker also lists itself in the metadata it
 /// serves on its inter-broker listener.
 async fn probe(slot: &Slot, hosts: &Path) -> bool {
+    if let Launch::CruiseControl { address, .. } = &slot.launch {
+        let address = address.clone();
+        let answers =
+            tokio::task::spawn_blocking(move || crate::cruise_control::state_answers(&address, Duration::from_secs(2)));
+        return answers.await.unwrap_or(false);
+    }
     let opts = ConnectOptions {
         connect_timeout: Duration::from_millis(800),
         request_timeout: Duration::from_secs(2),
@@ -571,7 +713,8 @@ fn pod_status(slot: &Slot) -> serde_json::Value {
     let ready = if slot.ready { "True" } else { "False" };
     let state = match slot.restart_at {
         Some(_) => {
-            json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container kafka"}})
+            let message = format!("back-off restarting failed container {}", slot.container);
+            json!({"waiting": {"reason": "CrashLoopBackOff", "message": message}})
         }
         None => json!({"running": {"startedAt": slot.started_at}}),
     };
@@ -587,12 +730,15 @@ fn pod_status(slot: &Slot) -> serde_json::Value {
             {"type": "ContainersReady", "status": ready},
         ],
         "containerStatuses": [{
-            "name": "kafka",
+            "name": slot.container,
             "ready": slot.ready,
             "started": true,
             "restartCount": slot.restarts,
             "image": slot.image,
-            "imageID": "koperator-e2e-node://apache-kafka",
+            "imageID": match slot.launch {
+                Launch::Kafka(_) => "koperator-e2e-node://apache-kafka",
+                Launch::CruiseControl { .. } => "koperator-e2e-node://cruise-control",
+            },
             "state": state,
             "lastState": last_state,
         }],
@@ -655,6 +801,20 @@ pub fn node_properties(rendered: &str, ip: &str, pvc_dirs: &[(String, PathBuf)])
     out
 }
 
+/// A Cruise Control Pod's `cruisecontrol.properties` as the node runs it: the web server bound
+/// to the Pod's address; relative file paths (`capacity.config.file=config/capacity.json`)
+/// taken as relative to the image's working directory ([`IMAGE_WORKDIR`]); paths under a
+/// mounted volume moved to the node's copy of it, other paths under the working directory to
+/// `workdir`.
+pub fn cruise_control_properties(rendered: &str, ip: &str, mounts: &[(String, PathBuf)], workdir: &Path) -> String {
+    let text = crate::cruise_control::with_properties(rendered, &[("webserver.http.address", ip)]);
+    let text = crate::cruise_control::absolute_paths(&text, IMAGE_WORKDIR);
+    // Mounts first (longer mount paths win), then the rest of the working directory.
+    let mut dirs = mounts.to_vec();
+    dirs.push((IMAGE_WORKDIR.to_string(), workdir.to_path_buf()));
+    with_secret_paths(&text, &dirs)
+}
+
 /// `properties` with every path under a Secret volume's mount path moved to the directory the
 /// node wrote that Secret to: values that are such paths, and such paths inside values (lists,
 /// config provider references such as `${dir:<mount>:password}`).
@@ -697,6 +857,18 @@ fn move_paths(value: &str, mounts: &[(&str, String)]) -> String {
         rest = &rest[c.len_utf8()..];
     }
     out
+}
+
+/// The jars a broker gets before Kafka's own: the Cruise Control metrics reporter when its
+/// properties load it (`metric.reporters`), as Koperator's `cruise-control-reporter` init
+/// container copies it into `/opt/kafka/libs/extensions`, which the container's `CLASSPATH`
+/// names.
+fn broker_classpath(properties: &str) -> Result<Vec<PathBuf>> {
+    let reporters = property(properties, "metric.reporters").unwrap_or_default();
+    if reporters.split(',').any(|r| r.trim().ends_with(".CruiseControlMetricsReporter")) {
+        return Ok(vec![crate::cruise_control::reporter_jar()?]);
+    }
+    Ok(Vec::new())
 }
 
 /// The `kafka-storage format` arguments of a broker container's command that the node acts
@@ -862,6 +1034,45 @@ mod tests {
         let other = kafka_opts("-javaagent:/opt/otel.jar", "127.0.0.9", &[]).unwrap_err();
         assert!(other.to_string().contains("only the Prometheus JMX exporter agent"), "{other}");
         assert_eq!(kafka_opts("", "127.0.0.9", &[]).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn cruise_control_binds_the_pod_ip_and_reads_files_from_the_node_copies() {
+        let rendered = "bootstrap.servers=kafka-all-broker.ns.svc.cluster.local:29092\n\
+                        webserver.http.address=0.0.0.0\nwebserver.http.port=8090\n\
+                        capacity.config.file=config/capacity.json\n\
+                        cluster.configs.file=/opt/cruise-control/config/clusterConfigs.json\n\
+                        webserver.ui.diskpath=./cruise-control-ui/dist/\n\
+                        ssl.truststore.location=/var/run/secrets/java.io/keystores/truststore.jks\n";
+        let mounts = vec![
+            ("/opt/cruise-control/config".to_string(), PathBuf::from("/n/p/configmaps/cc")),
+            ("/var/run/secrets/java.io/keystores".to_string(), PathBuf::from("/n/p/secrets/ks")),
+        ];
+        assert_eq!(
+            cruise_control_properties(rendered, "127.0.3.4", &mounts, Path::new("/n/p/workdir")),
+            "bootstrap.servers=kafka-all-broker.ns.svc.cluster.local:29092\n\
+             webserver.http.address=127.0.3.4\nwebserver.http.port=8090\n\
+             capacity.config.file=/n/p/configmaps/cc/capacity.json\n\
+             cluster.configs.file=/n/p/configmaps/cc/clusterConfigs.json\n\
+             webserver.ui.diskpath=/n/p/workdir/cruise-control-ui/dist/\n\
+             ssl.truststore.location=/n/p/secrets/ks/truststore.jks\n"
+        );
+        assert!(
+            cruise_control_properties("a=b\n", "127.0.3.4", &[], Path::new("/w"))
+                .contains("webserver.http.address=127.0.3.4\n")
+        );
+    }
+
+    #[test]
+    fn brokers_that_load_the_cruise_control_reporter_get_its_jar() {
+        assert!(broker_classpath("metric.reporters=\nnode.id=1\n").unwrap().is_empty());
+        assert!(broker_classpath("node.id=1\n").unwrap().is_empty());
+        let props = format!("metric.reporters=a.B, {}\n", crate::cruise_control::METRICS_REPORTER);
+        match (broker_classpath(&props), crate::cruise_control::reporter_jar()) {
+            (Ok(cp), Ok(jar)) => assert_eq!(cp, [jar]),
+            (Err(e), Err(_)) => assert!(e.to_string().contains("make e2e-deps"), "{e}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
