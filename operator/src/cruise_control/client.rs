@@ -231,12 +231,23 @@ fn ids(ids: &[i32]) -> String {
 }
 
 /// Concurrency limits of an execution; unset ones are Cruise Control's configured defaults
-/// (Koperator sends none).
+/// (Koperator sends none). The intra-broker limit is [`Rebalance`]'s: `add_broker` and
+/// `remove_broker` refuse it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Concurrency {
     pub partition_movements_per_broker: Option<u32>,
-    pub intra_broker_partition_movements: Option<u32>,
     pub leader_movements: Option<u32>,
+}
+
+/// A `rebalance`: onto `destination_brokers` only when given; with `rebalance_disk` between
+/// the log dirs of each broker (intra-broker, JBOD) instead of between brokers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rebalance {
+    pub destination_brokers: Vec<i32>,
+    pub rebalance_disk: bool,
+    /// Concurrent moves between the log dirs of a broker.
+    pub intra_broker_partition_movements: Option<u32>,
+    pub options: OperationOptions,
 }
 
 /// Options common to the operations Koperator starts.
@@ -259,7 +270,6 @@ impl<T> Call<T> {
             .flag("exclude_recently_demoted_brokers", opts.exclude_recently_demoted_brokers)
             .flag("exclude_recently_removed_brokers", opts.exclude_recently_removed_brokers)
             .optional("concurrent_partition_movements_per_broker", opts.concurrency.partition_movements_per_broker)
-            .optional("concurrent_intra_broker_partition_movements", opts.concurrency.intra_broker_partition_movements)
             .optional("concurrent_leader_movements", opts.concurrency.leader_movements)
     }
 }
@@ -322,13 +332,14 @@ impl Call<OptimizationResult> {
         Call::operation(Method::POST, "remove_broker", opts).param("brokerid", ids(brokers))
     }
 
-    /// `POST rebalance`, onto `destination_brokers` only when given; `rebalance_disk` balances
-    /// between the log dirs of each broker (intra-broker, JBOD) instead of between brokers.
-    pub fn rebalance(destination_brokers: &[i32], rebalance_disk: bool, opts: &OperationOptions) -> Self {
-        let call = Call::operation(Method::POST, "rebalance", opts).flag("rebalance_disk", rebalance_disk);
-        match destination_brokers.is_empty() {
+    /// `POST rebalance` (see [`Rebalance`]).
+    pub fn rebalance(r: &Rebalance) -> Self {
+        let call = Call::operation(Method::POST, "rebalance", &r.options)
+            .flag("rebalance_disk", r.rebalance_disk)
+            .optional("concurrent_intra_broker_partition_movements", r.intra_broker_partition_movements);
+        match r.destination_brokers.is_empty() {
             true => call,
-            false => call.param("destination_broker_ids", ids(destination_brokers)),
+            false => call.param("destination_broker_ids", ids(&r.destination_brokers)),
         }
     }
 
@@ -489,14 +500,9 @@ impl Client {
         self.execute(&Call::remove_broker(brokers, opts)).await
     }
 
-    /// Starts a rebalance (between log dirs with `rebalance_disk`).
-    pub async fn rebalance(
-        &self,
-        destination_brokers: &[i32],
-        rebalance_disk: bool,
-        opts: &OperationOptions,
-    ) -> Result<Answer<OptimizationResult>> {
-        self.execute(&Call::rebalance(destination_brokers, rebalance_disk, opts)).await
+    /// Starts a rebalance (between the log dirs of each broker with `rebalance_disk`).
+    pub async fn rebalance(&self, rebalance: &Rebalance) -> Result<Answer<OptimizationResult>> {
+        self.execute(&Call::rebalance(rebalance)).await
     }
 
     /// Starts draining log dirs (broker id → dirs).

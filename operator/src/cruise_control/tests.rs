@@ -254,7 +254,7 @@ async fn accepted_operation_is_in_progress_then_resumed_with_its_task_id() {
 #[tokio::test]
 async fn execute_and_wait_does_not_sleep_past_its_deadline() {
     let server = Server::start(vec![with_task(reply(202, PROGRESS), TASK)]).await;
-    let call = Call::rebalance(&[], false, &OperationOptions::default());
+    let call = Call::rebalance(&Rebalance::default());
     let start = std::time::Instant::now();
     let err = server.client().execute_and_wait(&call, Duration::from_secs(10), Duration::from_secs(5)).await;
     assert_eq!(err.unwrap_err().in_progress_task(), Some(&TaskId(TASK.into())));
@@ -265,7 +265,8 @@ async fn execute_and_wait_does_not_sleep_past_its_deadline() {
 #[tokio::test]
 async fn accepted_without_task_id_is_a_decode_error() {
     let server = Server::start(vec![reply(202, PROGRESS)]).await;
-    let err = server.client().rebalance(&[], true, &OperationOptions::default()).await.unwrap_err();
+    let rebalance = Rebalance { rebalance_disk: true, ..Default::default() };
+    let err = server.client().rebalance(&rebalance).await.unwrap_err();
     assert_eq!(err.category(), "decode");
     assert!(err.to_string().contains("User-Task-ID"), "{err}");
 }
@@ -273,16 +274,17 @@ async fn accepted_without_task_id_is_a_decode_error() {
 #[tokio::test]
 async fn rebalance_disk_and_destination_brokers_with_concurrency() {
     let server = Server::start(vec![reply(200, OPTIMIZATION)]).await;
-    let opts = OperationOptions {
-        exclude_recently_demoted_brokers: true,
-        concurrency: Concurrency {
-            partition_movements_per_broker: Some(5),
-            intra_broker_partition_movements: Some(2),
-            leader_movements: Some(1000),
+    let rebalance = Rebalance {
+        destination_brokers: vec![1, 2],
+        rebalance_disk: true,
+        intra_broker_partition_movements: Some(2),
+        options: OperationOptions {
+            exclude_recently_demoted_brokers: true,
+            concurrency: Concurrency { partition_movements_per_broker: Some(5), leader_movements: Some(1000) },
+            ..Default::default()
         },
-        ..Default::default()
     };
-    server.client().rebalance(&[1, 2], true, &opts).await.unwrap();
+    server.client().rebalance(&rebalance).await.unwrap();
     let q = &server.seen()[0].query;
     assert_eq!(q["rebalance_disk"], "true");
     assert_eq!(q["destination_broker_ids"], "1,2");
@@ -475,4 +477,119 @@ fn client_urls_join_the_base() {
     assert_eq!(Call::load().reason(&"r".repeat(80)).get("reason").map(str::len), Some(50));
     assert!(Client::new("cc.example:8090", ClientOptions::default()).is_err());
     assert!(Client::new("ftp://cc.example/", ClientOptions::default()).is_err());
+}
+
+/// The parameters each endpoint accepts, from Cruise Control's `servlet/parameters/*Parameters`
+/// classes (`validParameterNames`, with those of the classes they extend): it refuses any other
+/// with a 400.
+fn accepted_parameters(endpoint: &str) -> Vec<&'static str> {
+    const COMMON: &[&str] = &["json", "get_response_schema", "doAs", "reason"];
+    const KAFKA_OPTIMIZATION: &[&str] = &["allow_capacity_estimation", "verbose", "exclude_recently_demoted_brokers"];
+    const GOAL_BASED: &[&str] = &[
+        "data_from",
+        "use_ready_default_goals",
+        "excluded_topics",
+        "exclude_recently_removed_brokers",
+        "goals",
+        "fast_mode",
+    ];
+    const ADDED_OR_REMOVED: &[&str] = &[
+        "kafka_assigner",
+        "brokerid",
+        "concurrent_partition_movements_per_broker",
+        "max_partition_movements_in_cluster",
+        "concurrent_leader_movements",
+        "broker_concurrent_leader_movements",
+        "execution_progress_check_interval_ms",
+        "dryrun",
+        "replication_throttle",
+        "skip_hard_goal_check",
+        "replica_movement_strategies",
+        "review_id",
+        "stop_ongoing_execution",
+    ];
+    const REBALANCE: &[&str] = &[
+        "kafka_assigner",
+        "destination_broker_ids",
+        "ignore_proposal_cache",
+        "rebalance_disk",
+        "dryrun",
+        "concurrent_partition_movements_per_broker",
+        "max_partition_movements_in_cluster",
+        "concurrent_intra_broker_partition_movements",
+        "concurrent_leader_movements",
+        "broker_concurrent_leader_movements",
+        "execution_progress_check_interval_ms",
+        "skip_hard_goal_check",
+        "replica_movement_strategies",
+        "replication_throttle",
+        "review_id",
+        "stop_ongoing_execution",
+    ];
+    let own: &[&[&str]] = match endpoint {
+        "state" => &[&["substates", "verbose", "super_verbose"]],
+        "kafka_cluster_state" => &[&["verbose", "topic"]],
+        "load" => &[&["time", "end", "start", "allow_capacity_estimation", "populate_disk_info", "capacity_only"]],
+        "partition_load" => &[&[
+            "resource",
+            "start",
+            "end",
+            "entries",
+            "topic",
+            "partition",
+            "min_valid_partition_ratio",
+            "allow_capacity_estimation",
+            "max_load",
+            "avg_load",
+            "brokerid",
+        ]],
+        "add_broker" => &[KAFKA_OPTIMIZATION, GOAL_BASED, ADDED_OR_REMOVED, &["throttle_added_broker"]],
+        "remove_broker" => {
+            &[KAFKA_OPTIMIZATION, GOAL_BASED, ADDED_OR_REMOVED, &["throttle_removed_broker", "destination_broker_ids"]]
+        }
+        "rebalance" => &[KAFKA_OPTIMIZATION, GOAL_BASED, REBALANCE],
+        "remove_disks" => &[&["brokerid_and_logdirs", "dryrun", "stop_ongoing_execution"]],
+        "stop_proposal_execution" => &[&["review_id", "force_stop", "stop_external_agent"]],
+        "user_tasks" => &[&["user_task_ids", "client_ids", "endpoints", "types", "entries", "fetch_completed_task"]],
+        other => panic!("no parameter list for {other}"),
+    };
+    own.iter().flat_map(|l| l.iter().copied()).chain(COMMON.iter().copied()).collect()
+}
+
+#[test]
+fn every_call_sends_only_parameters_its_endpoint_accepts() {
+    let all = OperationOptions {
+        exclude_recently_demoted_brokers: true,
+        exclude_recently_removed_brokers: true,
+        concurrency: Concurrency { partition_movements_per_broker: Some(5), leader_movements: Some(100) },
+        dry_run: true,
+    };
+    let rebalance = Rebalance {
+        destination_brokers: vec![1],
+        rebalance_disk: true,
+        intra_broker_partition_movements: Some(2),
+        options: all.clone(),
+    };
+    let client = Client::new("http://cc.example:8090/kafkacruisecontrol/", ClientOptions::default()).unwrap();
+    let urls = [
+        client.url(&Call::state(&[]).reason("check")),
+        client.url(&Call::kafka_cluster_state()),
+        client.url(&Call::load().with_disk_info()),
+        client.url(&Call::partition_load(&[1, 2])),
+        client.url(&Call::add_broker(&[3], &all)),
+        client.url(&Call::remove_broker(&[3], &all)),
+        client.url(&Call::rebalance(&rebalance)),
+        client.url(&Call::remove_disks(&BTreeMap::from([(1, vec!["/d".to_owned()])]), true)),
+        client.url(&Call::stop_proposal_execution(true)),
+        client.url(&Call::user_tasks(&[TaskId(TASK.into())], true)),
+    ];
+    for url in urls {
+        let endpoint = url.path().rsplit('/').next().unwrap().to_owned();
+        let accepted = accepted_parameters(&endpoint);
+        let names: Vec<String> = url.query_pairs().map(|(n, _)| n.into_owned()).collect();
+        assert!(names.len() >= 2, "{url}");
+        for name in names {
+            assert!(accepted.contains(&name.as_str()), "{endpoint} does not accept {name}: {url}");
+        }
+    }
 }
