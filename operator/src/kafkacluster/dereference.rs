@@ -8,13 +8,14 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::ListParams;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use koperator_shared::api::KafkaUser;
+use koperator_shared::api::{KafkaTopic, KafkaUser};
 use koperator_shared::kafka;
 use koperator_shared::render::tls;
 use koperator_shared::render::{self, names::AdminAccessError};
@@ -60,6 +61,11 @@ pub struct LiveState {
     pub services: BTreeMap<String, Service>,
     /// The cluster's PDB.
     pub pdb: Option<PodDisruptionBudget>,
+    /// Cruise Control's Deployment by name (labelled `app=cruisecontrol`, or named as wanted).
+    pub deployments: BTreeMap<String, Deployment>,
+    /// The Cruise Control metrics topic's KafkaTopic by name (labelled with the cluster's name
+    /// and namespace as Koperator labels it, or named as wanted).
+    pub topics: BTreeMap<String, KafkaTopic>,
     /// Kafka's side.
     pub kafka: KafkaState,
     /// The cluster PKI's Secrets (CA, broker and operator certificates) that exist.
@@ -105,12 +111,23 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
     let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), ns);
     let pdb_name = render::names::pdb(cluster);
     let names = plan::desired_names(cluster);
+    // Cruise Control's objects carry Koperator's labels of their own: listed also when the
+    // spec no longer deploys it, so that ours are removed.
+    let cc_selector = format!("app=cruisecontrol,kafka_cr={}", cluster.name_any());
+    let cc_config_maps = format!("app in (cruisecontrol,cruisecontrol-jmx),kafka_cr={}", cluster.name_any());
+    let topic_selector = format!("app=kafka,clusterName={},clusterNamespace={ns}", cluster.name_any());
+    let mut config_maps = list(ctx, ns, &selector, &names.config_maps).await?;
+    config_maps.extend(list::<ConfigMap>(ctx, ns, &cc_config_maps, &[]).await?);
+    let mut services = list(ctx, ns, &selector, &names.services).await?;
+    services.extend(list::<Service>(ctx, ns, &cc_selector, &[]).await?);
     let mut live = LiveState {
-        config_maps: list(ctx, ns, &selector, &names.config_maps).await?,
+        config_maps,
         pvcs: list(ctx, ns, &selector, &names.pvcs).await?,
         pods: list(ctx, ns, &selector, &names.pods).await?,
-        services: list(ctx, ns, &selector, &names.services).await?,
+        services,
         pdb: pdb_api.get_opt(&pdb_name).await.map_err(kube_err("get", "PodDisruptionBudget"))?,
+        deployments: list(ctx, ns, &cc_selector, &names.deployments).await?,
+        topics: list(ctx, ns, &topic_selector, &names.topics).await?,
         kafka: KafkaState::NotAsked,
         secrets: read_secrets(ctx, ns, &secret_names(cluster)).await?,
         user_certificates: None,

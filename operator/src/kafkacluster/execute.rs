@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
@@ -12,7 +13,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use koperator_shared::api::KafkaCluster;
+use koperator_shared::api::{KafkaCluster, KafkaTopic};
 use koperator_shared::render::sasl;
 use koperator_shared::validated::ValidatedCluster;
 
@@ -184,6 +185,8 @@ pub async fn execute(
             Object::Pod(o) => apply(&api::<Pod>(ctx, &ns), o).await,
             Object::Service(o) => apply(&api::<Service>(ctx, &ns), o).await,
             Object::Pdb(o) => apply(&api::<PodDisruptionBudget>(ctx, &ns), o).await,
+            Object::Deployment(o) => apply(&api::<Deployment>(ctx, &ns), o.as_ref()).await,
+            Object::Topic(o) => apply(&api::<KafkaTopic>(ctx, &ns), o.as_ref()).await,
         };
         done.map_err(kube_err("apply", obj.describe()))?;
         writes.count(true);
@@ -225,6 +228,7 @@ pub async fn execute(
             OwnedKind::Pod => delete(api::<Pod>(ctx, &ns), &d.name, &d.uid).await?,
             OwnedKind::ConfigMap => delete(api::<ConfigMap>(ctx, &ns), &d.name, &d.uid).await?,
             OwnedKind::Service => delete(api::<Service>(ctx, &ns), &d.name, &d.uid).await?,
+            OwnedKind::Deployment => delete(api::<Deployment>(ctx, &ns), &d.name, &d.uid).await?,
         }
         writes.count(true);
     }

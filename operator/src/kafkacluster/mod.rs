@@ -20,6 +20,7 @@ pub mod plan;
 
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -92,12 +93,16 @@ impl Reconcile for KafkaCluster {
 /// Runs the KafkaCluster controller (owning broker Pods, ConfigMaps and Services).
 pub async fn run(ctx: Arc<Context>) {
     let labels = watcher::Config::default().labels("app=kafka");
-    // Broker ConfigMaps are `app=kafka`, the JMX exporter's `app=kafka-jmx` (Koperator's labels).
-    let config_maps = watcher::Config::default().labels("app in (kafka,kafka-jmx)");
+    // Broker ConfigMaps are `app=kafka`, the JMX exporter's `app=kafka-jmx`, Cruise Control's
+    // `app=cruisecontrol` and its exporter's `app=cruisecontrol-jmx` (Koperator's labels).
+    let config_maps = watcher::Config::default().labels("app in (kafka,kafka-jmx,cruisecontrol,cruisecontrol-jmx)");
+    let services = watcher::Config::default().labels("app in (kafka,cruisecontrol)");
+    let deployments = watcher::Config::default().labels("app=cruisecontrol");
     let c = controller::controller::<KafkaCluster>(&ctx)
-        .owns(ctx.watched::<Pod>(), labels.clone())
+        .owns(ctx.watched::<Pod>(), labels)
         .owns(ctx.watched::<ConfigMap>(), config_maps)
-        .owns(ctx.watched::<Service>(), labels);
+        .owns(ctx.watched::<Service>(), services)
+        .owns(ctx.watched::<Deployment>(), deployments);
     controller::run(c, ctx).await;
 }
 

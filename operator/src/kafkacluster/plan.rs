@@ -6,14 +6,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use koperator_shared::api::KafkaCluster;
 use koperator_shared::api::common::PAUSE_ANNOTATION;
 use koperator_shared::api::kafkacluster::{BrokerState, KafkaClusterStatus};
-use koperator_shared::render::{self, objects};
+use koperator_shared::api::{KafkaCluster, KafkaTopic};
+use koperator_shared::render::{self, cruise_control as cc, objects};
 use koperator_shared::support;
 use koperator_shared::validated::{ValidatedCluster, ValidationError};
 
@@ -49,6 +51,10 @@ pub enum Object {
     Service(Service),
     /// The cluster's PodDisruptionBudget.
     Pdb(PodDisruptionBudget),
+    /// Cruise Control's Deployment (boxed: large).
+    Deployment(Box<Deployment>),
+    /// The Cruise Control metrics topic's KafkaTopic.
+    Topic(Box<KafkaTopic>),
 }
 
 impl Object {
@@ -60,6 +66,8 @@ impl Object {
             Object::Pod(o) => format!("Pod/{}", o.name_any()),
             Object::Service(o) => format!("Service/{}", o.name_any()),
             Object::Pdb(o) => format!("PodDisruptionBudget/{}", o.name_any()),
+            Object::Deployment(o) => format!("Deployment/{}", o.name_any()),
+            Object::Topic(o) => format!("KafkaTopic/{}", o.name_any()),
         }
     }
 }
@@ -73,6 +81,8 @@ pub enum OwnedKind {
     ConfigMap,
     /// A Service.
     Service,
+    /// Cruise Control's Deployment.
+    Deployment,
 }
 
 /// An owned object to delete, checked against its UID.
@@ -195,6 +205,7 @@ fn same_status(a: &KafkaClusterStatus, b: &KafkaClusterStatus) -> bool {
         && a.observed_generation == b.observed_generation
         && a.dynamic_config_keys == b.dynamic_config_keys
         && a.certificates == b.certificates
+        && a.cruise_control_topic_status == b.cruise_control_topic_status
         && status::same_conditions(&a.conditions, &b.conditions)
 }
 
@@ -356,6 +367,10 @@ pub struct DesiredNames {
     pub pods: Vec<String>,
     /// Services.
     pub services: Vec<String>,
+    /// Cruise Control's Deployment.
+    pub deployments: Vec<String>,
+    /// The Cruise Control metrics topic's KafkaTopic.
+    pub topics: Vec<String>,
 }
 
 /// The names of what [`plan`] would apply for `cluster`.
@@ -368,6 +383,12 @@ pub fn desired_names(cluster: &ValidatedCluster) -> DesiredNames {
         names.pods.push(b.pod.name_any());
     }
     names.services = objects::services(cluster).iter().map(ResourceExt::name_any).collect();
+    if let Some(o) = cc::objects(cluster) {
+        names.config_maps.extend([o.jmx_config_map.name_any(), o.config_map.name_any()]);
+        names.services.push(o.service.name_any());
+        names.deployments.push(o.deployment.name_any());
+        names.topics.extend(o.topic.iter().map(ResourceExt::name_any));
+    }
     names
 }
 
@@ -537,6 +558,11 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         owned_by(&mut pdb, owner.clone());
         wanted.object(pdb, live.pdb.as_ref(), Object::Pdb);
     }
+    // ---- Cruise Control (see `cruise_control` below) ----
+    let cruise_control = cruise_control(cluster, live, &owner, pods.all_ready, &mut wanted);
+    wanted_services.extend(cruise_control.services.iter().cloned());
+    st.cruise_control_topic_status = cruise_control.topic_status.clone();
+    // ---- end of Cruise Control ----
     let Wanted { apply: out, foreign, .. } = wanted;
 
     // Brokers removed from the spec, and Services no longer wanted (ours only).
@@ -581,6 +607,7 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
             delete.push(Deletion { kind: OwnedKind::Service, name: name.clone(), uid: svc.uid().unwrap_or_default() });
         }
     }
+    delete.extend(cruise_control.delete);
 
     // Kafka-side state, once every broker is up: dynamic configs, then at most one restart.
     let mut dynamic = Vec::new();
@@ -773,6 +800,82 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     plan.events = events;
     plan
 }
+
+// ---- Cruise Control ----
+
+/// Status values of `cruiseControlTopicStatus` (Koperator's).
+pub const CC_TOPIC_READY: &str = "CruiseControlTopicReady";
+/// The metrics topic's KafkaTopic is not there yet.
+pub const CC_TOPIC_NOT_READY: &str = "CruiseControlTopicNotReady";
+
+/// What [`plan`] does about Cruise Control.
+struct CruiseControlPlan {
+    /// Services it wants (kept by the stale-Service sweep).
+    services: Vec<String>,
+    /// Its objects to delete (ours only) when the spec no longer deploys it.
+    delete: Vec<Deletion>,
+    /// `status.cruiseControlTopicStatus`.
+    topic_status: Option<String>,
+}
+
+/// Cruise Control's objects ([`cc::objects`], owned by the cluster): its exporter's and its
+/// own ConfigMap, its Service, the metrics topic's KafkaTopic and its Deployment, in that
+/// order. The first time only once every broker is Ready (Koperator creates them once it has
+/// reached Kafka); kept up to date from then on. When the spec no longer deploys it, its
+/// Deployment and ConfigMaps go (ours only; its Service goes with the stale-Service sweep);
+/// the metrics topic is kept, as Koperator keeps it.
+fn cruise_control(
+    cluster: &ValidatedCluster,
+    live: &LiveState,
+    owner: &OwnerReference,
+    brokers_ready: bool,
+    wanted: &mut Wanted<'_>,
+) -> CruiseControlPlan {
+    let uid = wanted.uid.to_string();
+    let live_deployment = live.deployments.get(&cc::deployment_name(cluster));
+    let Some(o) = cc::objects(cluster) else {
+        let mut delete = Vec::new();
+        if let Some(d) = live_deployment.filter(|d| owned_by_uid(*d, &uid)) {
+            delete.push(Deletion { kind: OwnedKind::Deployment, name: d.name_any(), uid: d.uid().unwrap_or_default() });
+        }
+        for name in [cc::config_map_name(cluster), cc::jmx_config_map_name(cluster)] {
+            if let Some(cm) = live.config_maps.get(&name).filter(|c| owned_by_uid(*c, &uid)) {
+                delete.push(Deletion { kind: OwnedKind::ConfigMap, name, uid: cm.uid().unwrap_or_default() });
+            }
+        }
+        return CruiseControlPlan { services: Vec::new(), delete, topic_status: None };
+    };
+    let services = vec![o.service.name_any()];
+    let topic_live = |t: &KafkaTopic| live.topics.get(&t.name_any()).is_some_and(|l| is_ours(l, &uid));
+    let topic_status = match &o.topic {
+        None => CC_TOPIC_READY,
+        Some(t) if topic_live(t) => CC_TOPIC_READY,
+        Some(_) => CC_TOPIC_NOT_READY,
+    };
+    if !brokers_ready && live_deployment.is_none() {
+        return CruiseControlPlan { services, delete: Vec::new(), topic_status: Some(CC_TOPIC_NOT_READY.into()) };
+    }
+    let cc::CruiseControlObjects { mut jmx_config_map, mut config_map, mut service, mut deployment, topic } = o;
+    owned_by(&mut jmx_config_map, owner.clone());
+    owned_by(&mut config_map, owner.clone());
+    owned_by(&mut service, owner.clone());
+    owned_by(&mut deployment, owner.clone());
+    let live_jmx = live.config_maps.get(&jmx_config_map.name_any());
+    wanted.object(jmx_config_map, live_jmx, Object::ConfigMap);
+    let live_config = live.config_maps.get(&config_map.name_any());
+    wanted.object(config_map, live_config, Object::ConfigMap);
+    let live_service = live.services.get(&service.name_any());
+    wanted.object(service, live_service, Object::Service);
+    if let Some(mut t) = topic {
+        owned_by(&mut t, owner.clone());
+        let live_topic = live.topics.get(&t.name_any());
+        wanted.object(t, live_topic, |t| Object::Topic(Box::new(t)));
+    }
+    wanted.object(deployment, live_deployment, |d| Object::Deployment(Box::new(d)));
+    CruiseControlPlan { services, delete: Vec::new(), topic_status: Some(topic_status.into()) }
+}
+
+// ---- end of Cruise Control ----
 
 #[cfg(test)]
 #[path = "plan_tests.rs"]

@@ -88,6 +88,8 @@ fn empty() -> LiveState {
         pods: BTreeMap::new(),
         services: BTreeMap::new(),
         pdb: None,
+        deployments: BTreeMap::new(),
+        topics: BTreeMap::new(),
         kafka: KafkaState::NotAsked,
         secrets: Default::default(),
         user_certificates: None,
@@ -125,6 +127,14 @@ fn carried_out(plan: &Plan, mut live: LiveState) -> LiveState {
                 live.services.insert(o.name_any(), o);
             }
             Object::Pdb(o) => live.pdb = Some(o),
+            Object::Deployment(mut o) => {
+                o.metadata.uid = Some(format!("uid-{}", o.name_any()));
+                live.deployments.insert(o.name_any(), *o);
+            }
+            Object::Topic(mut o) => {
+                o.metadata.uid = Some(format!("uid-{}", o.name_any()));
+                live.topics.insert(o.name_any(), *o);
+            }
         }
     }
     live
@@ -142,6 +152,8 @@ fn settled(v: &Value) -> (Value, LiveState) {
     live.versions = ids.map(|id| (id, "4.1.1".to_string())).collect();
     for _ in 0..3 {
         let p = plan(&validated(&v), &live);
+        // What waits for Ready brokers (Cruise Control) comes now.
+        live = carried_out(&p, live);
         v["status"] = serde_json::to_value(&p.status).unwrap();
     }
     assert!(plan(&validated(&v), &live).is_noop(), "the fixture settles");
@@ -217,7 +229,10 @@ fn scale_up_creates_only_the_new_broker() {
         [
             "ConfigMap/kafka-config-103".to_string(),
             format!("PersistentVolumeClaim/{}", pvc_name(&v, 103, "/kafka-logs-broker")),
-            "Pod/kafka-103".to_string()
+            "Pod/kafka-103".to_string(),
+            // The new broker's capacity (capacity.json) rolls Cruise Control, as in Koperator.
+            "ConfigMap/kafka-cruisecontrol-config".to_string(),
+            "Deployment/kafka-cruisecontrol".to_string(),
         ]
     );
     assert!(p.restart.is_none(), "a new broker-only node changes no other broker");
@@ -251,7 +266,15 @@ fn broker_removal_waits_for_the_annotation_and_keeps_the_pvcs() {
     assert_eq!(allowed.events[0].reason, "BrokerRemoved");
     // The sample sets cruiseControlConfig.topicConfig, which is not acted on yet.
     assert_eq!(condition(&allowed, "Degraded").1, "NotSupported", "no removal pending any more");
-    assert!(allowed.restart.is_none() && allowed.apply.is_empty(), "removing a broker-only node touches no other");
+    assert!(allowed.restart.is_none(), "removing a broker-only node restarts no other");
+    // Only Cruise Control's capacities change: the removed broker keeps an entry (defaults)
+    // while the status still lists it, as in Koperator.
+    assert_eq!(
+        cruise_control_kinds(&allowed),
+        ["ConfigMap/kafka-cruisecontrol-config", "Deployment/kafka-cruisecontrol"],
+        "removing a broker-only node touches no other"
+    );
+    assert_eq!(kinds(&allowed), cruise_control_kinds(&allowed));
 }
 
 #[test]
@@ -877,6 +900,8 @@ fn same_named_objects_someone_else_made_are_never_taken_over() {
             Object::Pod(o) => drop(live.pods.insert(o.name_any(), ready(theirs(*o)))),
             Object::Service(o) => drop(live.services.insert(o.name_any(), theirs(o))),
             Object::Pdb(o) => live.pdb = Some(theirs(o)),
+            Object::Deployment(o) => drop(live.deployments.insert(o.name_any(), theirs(*o))),
+            Object::Topic(o) => drop(live.topics.insert(o.name_any(), theirs(*o))),
         }
     }
     for kind in ["ConfigMap", "PersistentVolumeClaim", "Pod", "Service"] {
@@ -1022,6 +1047,8 @@ fn desired_names_cover_every_applied_object() {
             Object::Pod(o) => names.pods.contains(&o.name_any()),
             Object::Service(o) => names.services.contains(&o.name_any()),
             Object::Pdb(_) => true, // read by name already
+            Object::Deployment(o) => names.deployments.contains(&o.name_any()),
+            Object::Topic(o) => names.topics.contains(&o.name_any()),
         };
         assert!(listed, "{} is not read by name", obj.describe());
     }
@@ -1114,4 +1141,109 @@ fn live_configs_keep_their_super_users_while_a_secret_of_the_users_own_cannot_be
     assert!(!kinds(&p).iter().any(|o| o.starts_with("ConfigMap/")), "{:?}", kinds(&p));
     assert!(p.restart.is_none());
     assert!(condition(&p, "Degraded").2.contains("client-jks"), "{:?}", condition(&p, "Degraded"));
+}
+
+const WITH_CC: &str = include_str!("../../../config/samples/kafkacluster_kraft_cruisecontrol.yaml");
+
+/// Cruise Control's objects among `plan`'s.
+fn cruise_control_kinds(plan: &Plan) -> Vec<String> {
+    kinds(plan).into_iter().filter(|k| k.contains("cruise") || k.contains("-cc-jmx")).collect()
+}
+
+#[test]
+fn cruise_control_comes_once_the_brokers_are_ready() {
+    let v = sample(WITH_CC);
+    let c = validated(&v);
+    let p = plan(&c, &empty());
+    assert_eq!(cruise_control_kinds(&p), Vec::<String>::new(), "the brokers first");
+    assert_eq!(p.status.cruise_control_topic_status.as_deref(), Some(CC_TOPIC_NOT_READY));
+    assert!(desired_names(&c).deployments.contains(&"kafka-cc-cruisecontrol".to_string()));
+
+    let mut live = carried_out(&p, empty());
+    live.kafka = healthy(&c);
+    let p = plan(&c, &live);
+    assert_eq!(
+        cruise_control_kinds(&p),
+        [
+            "ConfigMap/kafka-cc-cc-jmx-exporter",
+            "ConfigMap/kafka-cc-cruisecontrol-config",
+            "Service/kafka-cc-cruisecontrol-svc",
+            "KafkaTopic/kafka-cc-cruise-control-topic",
+            "Deployment/kafka-cc-cruisecontrol",
+        ]
+    );
+    for o in &p.apply {
+        let owner = match o {
+            Object::Deployment(d) => d.owner_references().to_vec(),
+            Object::Topic(t) => t.owner_references().to_vec(),
+            _ => continue,
+        };
+        assert_eq!(owner.len(), 1, "{}", o.describe());
+        assert_eq!((owner[0].uid.as_str(), owner[0].controller), (UID, Some(true)), "{}", o.describe());
+    }
+    let names = desired_names(&c);
+    for obj in &p.apply {
+        let listed = match obj {
+            Object::ConfigMap(o) => names.config_maps.contains(&o.name_any()),
+            Object::Service(o) => names.services.contains(&o.name_any()),
+            Object::Deployment(o) => names.deployments.contains(&o.name_any()),
+            Object::Topic(o) => names.topics.contains(&o.name_any()),
+            _ => true,
+        };
+        assert!(listed, "{} is not read by name", obj.describe());
+    }
+
+    // Settled: the topic is there, nothing more to do. Once it exists, Cruise Control is kept up
+    // to date whatever the brokers do.
+    let (v, mut live) = settled(&v);
+    assert_eq!(validated(&v).status.as_ref().unwrap().cruise_control_topic_status.as_deref(), Some(CC_TOPIC_READY));
+    live.pods.get_mut("kafka-cc-0").unwrap().status = None;
+    let mut changed = v.clone();
+    changed["spec"]["cruiseControlConfig"]["config"] =
+        json!("webserver.http.port=8090\nnum.concurrent.leader.movements=100");
+    let p = plan(&validated(&changed), &live);
+    assert_eq!(
+        cruise_control_kinds(&p),
+        ["ConfigMap/kafka-cc-cruisecontrol-config", "Deployment/kafka-cc-cruisecontrol"],
+        "a changed config rolls Cruise Control (its Pod template carries the config's hash)"
+    );
+    assert!(p.restart.is_none(), "the brokers do not restart for Cruise Control's config");
+}
+
+#[test]
+fn cruise_control_goes_with_its_config_ours_only() {
+    let (v, live) = settled(&sample(WITH_CC));
+    let mut without = v.clone();
+    without["spec"]["cruiseControlConfig"] = json!({});
+    let p = plan(&validated(&without), &live);
+    assert_eq!(cruise_control_kinds(&p), Vec::<String>::new());
+    let mut deleted: Vec<(OwnedKind, String)> = p.delete.iter().map(|d| (d.kind, d.name.clone())).collect();
+    deleted.sort_by_key(|(_, n)| n.clone());
+    assert_eq!(
+        deleted,
+        [
+            (OwnedKind::ConfigMap, "kafka-cc-cc-jmx-exporter".to_string()),
+            (OwnedKind::Deployment, "kafka-cc-cruisecontrol".to_string()),
+            (OwnedKind::ConfigMap, "kafka-cc-cruisecontrol-config".to_string()),
+            (OwnedKind::Service, "kafka-cc-cruisecontrol-svc".to_string()),
+        ],
+        "the metrics topic is kept"
+    );
+    assert!(p.delete.iter().all(|d| d.uid.starts_with("uid-")), "{:?}", p.delete);
+    assert_eq!(p.status.cruise_control_topic_status, None);
+
+    // Someone else's objects of those names are neither deleted nor applied over.
+    let mut live = live;
+    for d in live.deployments.values_mut() {
+        *d = theirs(d.clone());
+    }
+    for name in ["kafka-cc-cruisecontrol-config", "kafka-cc-cc-jmx-exporter"] {
+        let cm = live.config_maps.get_mut(name).unwrap();
+        *cm = theirs(cm.clone());
+    }
+    let p = plan(&validated(&without), &live);
+    assert!(p.delete.iter().all(|d| d.kind == OwnedKind::Service), "{:?}", p.delete);
+    let p = plan(&validated(&v), &live);
+    assert!(!kinds(&p).contains(&"Deployment/kafka-cc-cruisecontrol".to_string()), "{:?}", kinds(&p));
+    assert_eq!(condition(&p, "Degraded").1, "ForeignObject");
 }
