@@ -172,6 +172,14 @@ impl Default for ClientOptions {
     }
 }
 
+impl ClientOptions {
+    /// The defaults, with names looked up in `hosts_file` first (the operator's
+    /// `--kafka-hosts-file`, re-read on every lookup).
+    pub fn with_hosts_file(hosts_file: Option<std::path::PathBuf>) -> Self {
+        ClientOptions { resolver: Resolver::with_hosts_file(hosts_file), ..Default::default() }
+    }
+}
+
 /// Which timeout of [`Timeouts`] a call gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallKind {
@@ -518,6 +526,13 @@ impl Client {
     /// The state of the user tasks `task_ids` (all recent ones when empty).
     pub async fn user_tasks(&self, task_ids: &[TaskId], fetch_completed_task: bool) -> Result<Answer<UserTaskState>> {
         self.execute(&Call::user_tasks(task_ids, fetch_completed_task)).await
+    }
+
+    /// The state of one user task with its own answer once completed, `None` when Cruise
+    /// Control does not know it (any more: it keeps completed tasks for a while only).
+    pub async fn user_task(&self, task_id: &TaskId) -> Result<Option<UserTask>> {
+        let tasks = self.user_tasks(std::slice::from_ref(task_id), true).await?.result.user_tasks;
+        Ok(tasks.into_iter().find(|t| t.user_task_id == task_id.0))
     }
 
     async fn send<T: DeserializeOwned>(&self, call: &Call<T>, task_id: Option<&TaskId>) -> Result<Answer<T>> {

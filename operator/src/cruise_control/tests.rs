@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use koperator_shared::api::KafkaCluster;
-use koperator_shared::kafka::Resolver;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -349,6 +348,19 @@ async fn stop_and_user_tasks() {
 }
 
 #[tokio::test]
+async fn one_user_task_by_id() {
+    let server = Server::start(vec![reply(200, USER_TASKS), reply(200, r#"{"userTasks":[],"version":1}"#)]).await;
+    let client = server.client();
+    let task = client.user_task(&TaskId("0b7f3f5e-2a8f-4e0b-8d87-6a1c2c3d4e5f".into())).await.unwrap().unwrap();
+    assert_eq!(task.status, UserTaskStatus::InExecution);
+    assert!(task.request_url.starts_with("POST /kafkacruisecontrol/remove_broker"));
+    assert_eq!(client.user_task(&TaskId(TASK.into())).await.unwrap(), None);
+    let seen = server.seen();
+    assert_eq!(seen[0].query["user_task_ids"], "0b7f3f5e-2a8f-4e0b-8d87-6a1c2c3d4e5f");
+    assert_eq!(seen[0].query["fetch_completed_task"], "true");
+}
+
+#[tokio::test]
 async fn error_status_carries_cruise_controls_error_message() {
     let server = Server::start(vec![reply(500, ERROR), reply(404, "<html><body>Not Found</body></html>")]).await;
     let client = server.client();
@@ -419,7 +431,7 @@ async fn service_names_resolve_through_the_hosts_file() {
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, "127.0.0.1 kafka-cruisecontrol-svc.kafka.svc.cluster.local\n").unwrap();
-    let opts = ClientOptions { resolver: Resolver::with_hosts_file(Some(hosts)), ..Default::default() };
+    let opts = ClientOptions::with_hosts_file(Some(hosts));
     let url = format!("http://kafka-cruisecontrol-svc.kafka.svc.cluster.local:{}/kafkacruisecontrol/", server.port);
     let client = Client::new(&url, opts).unwrap();
     client.stop_proposal_execution(true).await.unwrap();
