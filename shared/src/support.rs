@@ -56,15 +56,21 @@ fn set<T>(v: &Option<T>) -> bool {
     v.is_some()
 }
 
-/// Fields of a broker config (group or per broker) that rendering does not use.
-fn broker_config(prefix: &str, c: &BrokerConfig, out: &mut Vec<Unsupported>) {
+/// Fields of a broker config (group or per broker) that rendering does not use. `reporter`:
+/// the brokers run the Cruise Control metrics reporter; `capacities`: the operator writes
+/// Cruise Control's `capacity.json`.
+fn broker_config(prefix: &str, c: &BrokerConfig, reporter: bool, capacities: bool, out: &mut Vec<Unsupported>) {
     let fields: [(&str, bool, &'static str); 6] = [
         ("log4jConfig", set(&c.log4j_config), "brokers use the log4j configuration of their image"),
-        ("networkConfig", set(&c.network_config), "network throughput is not passed to Cruise Control"),
+        (
+            "networkConfig",
+            set(&c.network_config) && !capacities,
+            "no Cruise Control is deployed (spec.cruiseControlConfig asks for none), so no capacity.json uses it",
+        ),
         (
             "metricsReporterImage",
-            set(&c.metrics_reporter_image),
-            "the Cruise Control metrics reporter is not installed",
+            set(&c.metrics_reporter_image) && !reporter,
+            "spec.cruiseControlConfig asks for no Cruise Control, so the brokers run no metrics reporter",
         ),
         ("brokerIngressMapping", set(&c.broker_ingress_mapping), "Envoy/Contour ingress objects are not rendered"),
         ("nodePortExternalIP", set(&c.node_port_external_ip), "NodePort addresses are not advertised"),
@@ -149,15 +155,19 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
             out.push(Unsupported::ignored(format!("{path}.config"), "Envoy/Contour ingress objects are not rendered"));
         }
     }
+    let reporter = crate::render::cruise_control::configured_in(spec);
+    let deployed = crate::render::cruise_control::deployed_in(spec);
     let cluster_fields: [(&str, bool, &'static str); 9] = [
         ("envoyConfig", set(&spec.envoy_config), "no Envoy is deployed"),
         ("contourIngressConfig", set(&spec.contour_ingress_config), "no Contour HTTPProxy is rendered"),
         (
             "monitoringConfig.cCJMXExporterConfig",
-            spec.monitoring_config
-                .as_ref()
-                .is_some_and(|m| m.cc_jmx_exporter_config.as_deref().is_some_and(|c| !c.is_empty())),
-            "no Cruise Control is deployed, so no Cruise Control exporter runs (the brokers' exporter does)",
+            !deployed
+                && spec
+                    .monitoring_config
+                    .as_ref()
+                    .is_some_and(|m| m.cc_jmx_exporter_config.as_deref().is_some_and(|c| !c.is_empty())),
+            "no Cruise Control is deployed (spec.cruiseControlConfig asks for none, or names an external cruiseControlEndpoint), so no Cruise Control exporter runs (the brokers' exporter does)",
         ),
         ("alertManagerConfig", set(&spec.alert_manager_config), "alerts do not scale the cluster"),
         ("rackAwareness", set(&spec.rack_awareness), "broker.rack is not set from node labels"),
@@ -165,8 +175,8 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
         ("propagateLabels", spec.propagate_labels == Some(true), "KafkaCluster labels are not copied to its objects"),
         (
             "clusterMetricsReporterImage",
-            set(&spec.cluster_metrics_reporter_image),
-            "the Cruise Control metrics reporter is not installed",
+            set(&spec.cluster_metrics_reporter_image) && !reporter,
+            "spec.cruiseControlConfig asks for no Cruise Control, so the brokers run no metrics reporter",
         ),
         ("localDebugEnabled", spec.local_debug_enabled == Some(true), "no debug set-up is rendered"),
     ];
@@ -184,7 +194,7 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
     if cc != Default::default() {
         out.push(Unsupported::ignored(
             "spec.cruiseControlConfig",
-            "no Cruise Control is deployed; brokers are added and removed without rebalancing",
+            "Cruise Control is deployed (unless cruiseControlEndpoint names an external one) and the brokers run its metrics reporter, but the operator does not call it yet: brokers are added and removed without rebalancing, disks are removed without draining, and CruiseControlOperations are not carried out",
         ));
     }
     if spec.rolling_upgrade_config.concurrent_broker_restart_count_per_rack.is_some_and(|n| n > 1) {
@@ -194,11 +204,11 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
         ));
     }
     for (name, group) in spec.broker_config_groups.iter().flatten() {
-        broker_config(&format!("spec.brokerConfigGroups[{name}]"), group, &mut out);
+        broker_config(&format!("spec.brokerConfigGroups[{name}]"), group, reporter, deployed, &mut out);
     }
     for (i, b) in spec.brokers.iter().enumerate() {
         if let Some(c) = &b.broker_config {
-            broker_config(&format!("spec.brokers[{i}].brokerConfig"), c, &mut out);
+            broker_config(&format!("spec.brokers[{i}].brokerConfig"), c, reporter, deployed, &mut out);
         }
     }
     out
@@ -350,7 +360,59 @@ mod tests {
                 .warning()
                 .starts_with("spec.monitoringConfig.cCJMXExporterConfig: accepted but not acted on yet: ")
         );
-        assert!(message(&found).contains("spec.brokers[1].brokerConfig.networkConfig (network throughput"));
+        assert!(message(&found).contains("spec.brokers[1].brokerConfig.networkConfig (no Cruise Control is deployed"));
+    }
+
+    #[test]
+    fn cruise_control_fields_are_acted_on_once_cruise_control_is_asked_for() {
+        use crate::api::kafkacluster::{CruiseControlConfig, MonitoringConfig, TopicConfig};
+        let reporter_and_capacity = |cc: CruiseControlConfig| {
+            let mut spec = valid_kraft_spec();
+            spec.cruise_control_config = cc;
+            spec.cluster_metrics_reporter_image = Some("reporter:1".into());
+            spec.monitoring_config =
+                Some(MonitoringConfig { cc_jmx_exporter_config: Some("rules: []".into()), ..Default::default() });
+            spec.brokers[0].broker_config = Some(BrokerConfig {
+                network_config: Some(NetworkConfig::default()),
+                metrics_reporter_image: Some("reporter:2".into()),
+                ..Default::default()
+            });
+            paths(&spec)
+        };
+        let topic = CruiseControlConfig {
+            topic_config: Some(TopicConfig { partitions: 1, replication_factor: 2 }),
+            ..Default::default()
+        };
+        let external = CruiseControlConfig { cruise_control_endpoint: Some("cc:8090".into()), ..Default::default() };
+        let cases: [(&str, CruiseControlConfig, Vec<&str>); 3] = [
+            (
+                "no Cruise Control: none of them is used",
+                CruiseControlConfig::default(),
+                vec![
+                    "spec.monitoringConfig.cCJMXExporterConfig",
+                    "spec.clusterMetricsReporterImage",
+                    "spec.brokers[0].brokerConfig.networkConfig",
+                    "spec.brokers[0].brokerConfig.metricsReporterImage",
+                ],
+            ),
+            (
+                "deployed: all of them are used; the controller part is not built yet",
+                topic,
+                vec!["spec.cruiseControlConfig"],
+            ),
+            (
+                "external: the reporter runs, nothing is deployed",
+                external,
+                vec![
+                    "spec.monitoringConfig.cCJMXExporterConfig",
+                    "spec.cruiseControlConfig",
+                    "spec.brokers[0].brokerConfig.networkConfig",
+                ],
+            ),
+        ];
+        for (what, cc, want) in cases {
+            assert_eq!(reporter_and_capacity(cc), want, "{what}");
+        }
     }
 
     #[test]

@@ -714,7 +714,7 @@ mod tests {
             "CREATE",
             with(&base, |v| v["spec"]["monitoringConfig"] = json!({"cCJMXExporterConfig": "rules: []"})),
         );
-        let monitoring = "spec.monitoringConfig.cCJMXExporterConfig: accepted but not acted on yet: no Cruise Control is deployed, so no Cruise Control exporter runs (the brokers' exporter does)";
+        let monitoring = "spec.monitoringConfig.cCJMXExporterConfig: accepted but not acted on yet: no Cruise Control is deployed (spec.cruiseControlConfig asks for none, or names an external cruiseControlEndpoint), so no Cruise Control exporter runs (the brokers' exporter does)";
         assert_eq!(w.iter().filter(|w| *w == monitoring).count(), 1, "{w:?}");
     }
 

@@ -251,7 +251,7 @@ fn fields_not_acted_on_yet_are_named_in_warnings() {
     let mut kc = sample("kafkacluster_kraft_combined.yaml");
     kc["spec"]["monitoringConfig"] =
         json!({"jmxImage": "ghcr.io/adobe/koperator/jmx-javaagent:1.4.0", "cCJMXExporterConfig": "rules: []"});
-    let line = "Warning: spec.monitoringConfig.cCJMXExporterConfig: accepted but not acted on yet: no Cruise Control is deployed, so no Cruise Control exporter runs (the brokers' exporter does)";
+    let line = "Warning: spec.monitoringConfig.cCJMXExporterConfig: accepted but not acted on yet: no Cruise Control is deployed (spec.cruiseControlConfig asks for none, or names an external cruiseControlEndpoint), so no Cruise Control exporter runs (the brokers' exporter does)";
     let out = apply(cp, &ns.name, &kc, &[]).unwrap();
     assert_eq!(out.lines().filter(|l| *l == line).count(), 1, "CREATE:\n{out}");
     // An UPDATE that keeps the field warns again, and names the field it adds.

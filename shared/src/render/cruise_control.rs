@@ -38,7 +38,7 @@ use serde::Serialize;
 use super::{BrokerView, brokers, jmx, names, tls};
 use crate::api::KafkaTopic;
 use crate::api::common::ClusterReference;
-use crate::api::kafkacluster::{BrokerConfig, CruiseControlConfig, SecurityProtocol};
+use crate::api::kafkacluster::{BrokerConfig, CruiseControlConfig, KafkaClusterSpec, SecurityProtocol};
 use crate::api::kafkatopic::KafkaTopicSpec;
 use crate::rules::properties;
 use crate::validated::ValidatedCluster;
@@ -103,21 +103,27 @@ const DEFAULT_CPU: &str = "100";
 const DEFAULT_NW: &str = "125000";
 const DEFAULT_DOC: &str = "Capacity unit used for disk is in MB, cpu is in percentage, network throughput is in KB.";
 
-/// The Cruise Control settings the user asked for, without the task spec (the defaults pin one).
-fn asked(c: &ValidatedCluster) -> CruiseControlConfig {
-    CruiseControlConfig { cruise_control_task_spec: None, ..c.spec.cruise_control_config.clone() }
+/// Whether `spec` uses Cruise Control: anything in `cruiseControlConfig` besides the task spec
+/// (the defaults pin one). The brokers then run the metrics reporter.
+pub fn configured_in(spec: &KafkaClusterSpec) -> bool {
+    let asked = CruiseControlConfig { cruise_control_task_spec: None, ..spec.cruise_control_config.clone() };
+    asked != CruiseControlConfig::default()
 }
 
-/// Whether the cluster uses Cruise Control: anything in `cruiseControlConfig` besides the task
-/// spec. The brokers then run the metrics reporter.
-pub fn configured(c: &ValidatedCluster) -> bool {
-    asked(c) != CruiseControlConfig::default()
-}
-
-/// Whether the operator deploys Cruise Control: configured, and no external
+/// Whether the operator deploys Cruise Control for `spec`: configured, and no external
 /// `cruiseControlEndpoint`.
+pub fn deployed_in(spec: &KafkaClusterSpec) -> bool {
+    configured_in(spec) && spec.cruise_control_config.cruise_control_endpoint.as_deref().is_none_or(str::is_empty)
+}
+
+/// [`configured_in`] of the cluster's spec.
+pub fn configured(c: &ValidatedCluster) -> bool {
+    configured_in(&c.spec)
+}
+
+/// [`deployed_in`] of the cluster's spec.
 pub fn deployed(c: &ValidatedCluster) -> bool {
-    configured(c) && c.spec.cruise_control_config.cruise_control_endpoint.as_deref().is_none_or(str::is_empty)
+    deployed_in(&c.spec)
 }
 
 fn given(v: &Option<String>) -> Option<&str> {
