@@ -5,6 +5,7 @@
 
 pub mod addresses;
 pub mod brokers;
+pub mod cruise_control;
 pub mod external;
 pub mod kraft;
 pub mod listeners;
@@ -32,6 +33,7 @@ pub fn validate(spec: &KafkaClusterSpec, cfg: &RuleConfig) -> Verdict {
     v.extend(brokers::groups_and_storage(spec));
     v.extend(brokers::config_strings(spec));
     v.extend(brokers::resources(spec));
+    v.extend(cruise_control::check(spec));
     kraft::check(spec, &mut v);
     v.extend(ssl::check(spec));
     v.extend(addresses::check(spec));
