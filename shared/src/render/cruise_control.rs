@@ -843,7 +843,8 @@ mod tests {
 
     #[test]
     fn ssl_clusters_give_cruise_control_the_client_certificate() {
-        let cases: [(&str, bool, &str, &[(&str, &str)]); 2] = [
+        type Case<'a> = (&'a str, bool, &'a str, &'a [(&'a str, &'a str)]);
+        let cases: [Case; 2] = [
             (
                 "the operator's issued PEM certificate",
                 false,

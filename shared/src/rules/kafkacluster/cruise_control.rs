@@ -40,7 +40,8 @@ mod tests {
 
     #[test]
     fn config_and_capacities_must_be_readable() {
-        let cases: [(&str, Option<&str>, Option<&str>, Vec<&str>); 5] = [
+        type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Vec<&'a str>);
+        let cases: [Case; 5] = [
             ("unset", None, None, vec![]),
             ("valid", Some("webserver.http.port=8090"), Some(r#"{"brokerCapacities": []}"#), vec![]),
             ("a broken line", Some("a=b\n\\u12"), None, vec!["spec.cruiseControlConfig.config"]),
