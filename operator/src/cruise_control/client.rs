@@ -90,6 +90,40 @@ pub enum Error {
     Decode { url: String, status: u16, reason: String, snippet: String },
 }
 
+/// Why Cruise Control refused a request, read from its error message (it answers 500 for all
+/// of these). Each but [`Refusal::Other`] passes with time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `max.active.user.tasks` requests are under way (default 5; every request, even a
+    /// `state`, counts until Cruise Control's task scanner, every 5 s, retires it).
+    Busy,
+    /// The executor is moving replicas: a new execution waits for it (or `stop_proposal_execution`).
+    OngoingExecution,
+    /// The load monitor has no valid window yet (`NotEnoughValidWindowsException`), as after a
+    /// start.
+    NotEnoughData,
+    /// Broker or disk capacity is not resolved yet (Koperator's `NullPointerException` case).
+    MissingCapacity,
+    /// Anything else: a bad request, an unknown broker...
+    Other,
+}
+
+impl Refusal {
+    fn of(message: &str) -> Refusal {
+        if message.contains("reached the servlet capacity") {
+            Refusal::Busy
+        } else if message.contains("while there is an ongoing execution") {
+            Refusal::OngoingExecution
+        } else if message.contains("NotEnoughValidWindowsException") {
+            Refusal::NotEnoughData
+        } else if message.contains("BrokerCapacityResolutionException") || message.contains("NullPointerException") {
+            Refusal::MissingCapacity
+        } else {
+            Refusal::Other
+        }
+    }
+}
+
 impl Error {
     /// Stable label for metrics and Event reasons.
     pub fn category(&self) -> &'static str {
@@ -98,9 +132,34 @@ impl Error {
             Error::Unreachable { .. } => "unreachable",
             Error::Timeout { .. } => "timeout",
             Error::Transport { .. } => "transport",
-            Error::Status { .. } => "status",
+            Error::Status { .. } => match self.refusal() {
+                Some(Refusal::Busy) => "busy",
+                Some(Refusal::OngoingExecution) => "ongoing_execution",
+                Some(Refusal::NotEnoughData) => "not_enough_data",
+                Some(Refusal::MissingCapacity) => "missing_capacity",
+                _ => "status",
+            },
             Error::InProgress { .. } => "in_progress",
             Error::Decode { .. } => "decode",
+        }
+    }
+
+    /// Why Cruise Control refused, for an error status.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            Error::Status { message, .. } => Some(Refusal::of(message)),
+            _ => None,
+        }
+    }
+
+    /// Trying again later can succeed: Cruise Control was unreachable, slow, busy or not ready.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Unreachable { .. } | Error::Timeout { .. } | Error::Transport { .. } | Error::InProgress { .. } => {
+                true
+            }
+            Error::Status { .. } => self.refusal() != Some(Refusal::Other),
+            Error::InvalidUrl { .. } | Error::Build(_) | Error::Decode { .. } => false,
         }
     }
 

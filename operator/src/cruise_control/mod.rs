@@ -6,7 +6,8 @@ pub mod client;
 pub mod types;
 
 pub use client::{
-    Answer, Call, CallKind, Client, ClientOptions, Concurrency, Error, OperationOptions, Rebalance, Timeouts, base_url,
+    Answer, Call, CallKind, Client, ClientOptions, Concurrency, Error, OperationOptions, Rebalance, Refusal, Timeouts,
+    base_url,
 };
 pub use types::*;
 

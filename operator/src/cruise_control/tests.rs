@@ -377,6 +377,57 @@ async fn error_status_carries_cruise_controls_error_message() {
     assert!(matches!(&err, Error::Status { status: 404, message, .. } if message.contains("Not Found")), "{err}");
 }
 
+/// Error bodies as a real Cruise Control 2.5 sent them (`errorMessage` only; stack traces cut).
+fn refusal_body(message: &str) -> String {
+    serde_json::json!({"stackTrace": "java.lang.RuntimeException\n\tat ...", "errorMessage": message, "version": 1})
+        .to_string()
+}
+
+#[tokio::test]
+async fn refusals_are_classified_from_cruise_controls_messages() {
+    let cases = [
+        (
+            "Error processing GET request '/state' due to: 'There are already 5 active user tasks, which has reached the servlet capacity.'.",
+            Refusal::Busy,
+            "busy",
+            true,
+        ),
+        (
+            "Error processing GET request '/load' due to: 'com.linkedin.kafka.cruisecontrol.exception.KafkaCruiseControlException: com.linkedin.cruisecontrol.exception.NotEnoughValidWindowsException: There is no window available in range [-1, 1796418299895] (index [1, -1]). Window index (current: 0, oldest: 0).'.",
+            Refusal::NotEnoughData,
+            "not_enough_data",
+            true,
+        ),
+        (
+            "Error processing GET request '/load' due to: 'com.linkedin.kafka.cruisecontrol.exception.BrokerCapacityResolutionException: Unable to resolve capacity of broker 1.'.",
+            Refusal::MissingCapacity,
+            "missing_capacity",
+            true,
+        ),
+        (
+            "Error processing POST request '/rebalance' due to: 'java.lang.IllegalStateException: Cannot start a new execution while there is an ongoing execution. Please use stop_ongoing_execution=true to stop ongoing execution and start a new one.'.",
+            Refusal::OngoingExecution,
+            "ongoing_execution",
+            true,
+        ),
+        (
+            "Error processing POST request '/add_broker' due to: 'com.linkedin.kafka.cruisecontrol.exception.KafkaCruiseControlException: java.lang.IllegalArgumentException: Broker [7] does not exist.'.",
+            Refusal::Other,
+            "status",
+            false,
+        ),
+    ];
+    let server = Server::start(cases.iter().map(|(m, ..)| reply(500, &refusal_body(m))).collect()).await;
+    let client = server.client();
+    for (message, refusal, category, transient) in cases {
+        let err = client.load().await.unwrap_err();
+        assert_eq!(err.refusal(), Some(refusal), "{message}");
+        assert_eq!(err.category(), category);
+        assert_eq!(err.is_transient(), transient);
+        assert!(err.to_string().ends_with(message), "{err}");
+    }
+}
+
 #[tokio::test]
 async fn malformed_json_is_a_decode_error_with_a_snippet() {
     let long = format!("{{\"MonitorState\": {{\"state\": 5}}, \"pad\": \"{}\"}}", "x".repeat(500));
