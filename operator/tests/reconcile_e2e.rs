@@ -257,3 +257,61 @@ fn same_named_objects_someone_else_made_are_left_alone() {
     });
     op.stop(Duration::from_secs(5));
 }
+
+/// Cruise Control, from the sample that asks for it, with the RBAC of config/rbac: its
+/// ConfigMaps, Service, metrics KafkaTopic and Deployment are applied once the brokers are
+/// Ready, owned by the cluster; when the spec no longer asks for it they go, the metrics topic
+/// stays.
+#[test]
+fn cruise_control_objects_come_with_its_config_and_go_with_it() {
+    let cp = shared();
+    let ns = cp.namespace("cc").unwrap();
+    let op = start_operator(cp, &ns.name, "cruise-control", "cruise-control", &[]);
+    let sample =
+        std::fs::read_to_string(repo_root().join("config/samples/kafkacluster_kraft_cruisecontrol.yaml")).unwrap();
+    cp.kubectl_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&sample)).unwrap();
+    let kubelet = Kubelet::start(cp, ns.name.clone());
+    let exists = |kind: &str, name: &str| cp.kubectl(&["get", kind, name, "-n", &ns.name]).is_ok();
+    let objects = [
+        ("configmap", "kafka-cc-cc-jmx-exporter"),
+        ("configmap", "kafka-cc-cruisecontrol-config"),
+        ("service", "kafka-cc-cruisecontrol-svc"),
+        ("deployment", "kafka-cc-cruisecontrol"),
+    ];
+    wait_for("Cruise Control applied", Duration::from_secs(90), &op, || {
+        objects.iter().all(|(k, n)| exists(k, n)) && exists("kafkatopic", "kafka-cc-cruise-control-topic")
+    });
+    for (kind, name) in objects.iter().chain(&[("kafkatopic", "kafka-cc-cruise-control-topic")]) {
+        let o = get_json(cp, &["get", kind, name, "-n", &ns.name]);
+        let owner = &o["metadata"]["ownerReferences"][0];
+        assert_eq!(
+            (owner["kind"].as_str(), owner["name"].as_str()),
+            (Some("KafkaCluster"), Some("kafka-cc")),
+            "{kind}/{name}"
+        );
+        assert_eq!(owner["controller"], true, "{kind}/{name}");
+    }
+    let d = get_json(cp, &["get", "deployment", "kafka-cc-cruisecontrol", "-n", &ns.name]);
+    assert_eq!(d["spec"]["template"]["metadata"]["labels"]["app"], "cruisecontrol");
+    let topic = get_json(cp, &["get", "kafkatopic", "kafka-cc-cruise-control-topic", "-n", &ns.name]);
+    assert_eq!(topic["spec"]["name"], "__CruiseControlMetrics");
+    wait_for("cruiseControlTopicStatus", Duration::from_secs(30), &op, || {
+        let kc = get_json(cp, &["get", "kafkacluster", "kafka-cc", "-n", &ns.name]);
+        kc["status"]["cruiseControlTopicStatus"] == "CruiseControlTopicReady"
+    });
+    let broker = get_json(cp, &["get", "configmap", "kafka-cc-config-0", "-n", &ns.name]);
+    let props = broker["data"]["broker-config"].as_str().unwrap();
+    assert!(
+        props
+            .contains("metric.reporters=com.linkedin.kafka.cruisecontrol.metricsreporter.CruiseControlMetricsReporter"),
+        "{props}"
+    );
+
+    let mut obj: Value = serde_saphyr::from_str(&sample).unwrap();
+    obj["spec"]["cruiseControlConfig"] = json!({});
+    cp.kubectl_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&obj.to_string())).unwrap();
+    wait_for("Cruise Control removed", Duration::from_secs(60), &op, || objects.iter().all(|(k, n)| !exists(k, n)));
+    assert!(exists("kafkatopic", "kafka-cc-cruise-control-topic"), "the metrics topic is kept");
+    drop(kubelet);
+    op.stop(Duration::from_secs(5));
+}
