@@ -112,7 +112,9 @@ impl Refusal {
     fn of(message: &str) -> Refusal {
         if message.contains("reached the servlet capacity") {
             Refusal::Busy
-        } else if message.contains("while there is an ongoing execution") {
+        } else if message.contains("while there is an ongoing execution")
+            || message.contains("OngoingExecutionException")
+        {
             Refusal::OngoingExecution
         } else if message.contains("NotEnoughValidWindowsException") {
             Refusal::NotEnoughData

@@ -411,6 +411,12 @@ async fn refusals_are_classified_from_cruise_controls_messages() {
             true,
         ),
         (
+            "Error processing POST request '/rebalance' due to: 'com.linkedin.kafka.cruisecontrol.exception.OngoingExecutionException: Cannot generate proposals while the executor is in GENERATING_PROPOSALS_FOR_EXECUTION state.'.",
+            Refusal::OngoingExecution,
+            "ongoing_execution",
+            true,
+        ),
+        (
             "Error processing POST request '/add_broker' due to: 'com.linkedin.kafka.cruisecontrol.exception.KafkaCruiseControlException: java.lang.IllegalArgumentException: Broker [7] does not exist.'.",
             Refusal::Other,
             "status",
