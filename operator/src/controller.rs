@@ -47,6 +47,8 @@ pub struct Context {
     pub pki: crate::kafkacluster::certificates::PkiConfig,
     /// The Kafka release each running broker's JMX exporter reported.
     pub versions: crate::exporter::Versions,
+    /// How Cruise Control is reached (the hosts file of out-of-cluster runs, timeouts).
+    pub cruise_control: crate::cruise_control::ClientOptions,
 }
 
 impl Context {
@@ -69,6 +71,7 @@ impl Context {
             watch_namespace,
             pki: Default::default(),
             versions: Default::default(),
+            cruise_control: Default::default(),
         }
     }
 

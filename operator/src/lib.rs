@@ -4,6 +4,7 @@ pub mod apply;
 pub mod certificate_status;
 pub mod controller;
 pub mod cruise_control;
+pub mod cruisecontroloperation;
 pub mod dynamic_config;
 pub mod exporter;
 pub mod kafka_access;

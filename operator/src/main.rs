@@ -12,7 +12,7 @@ use koperator_operator::controller::Context;
 use koperator_operator::kafka_access::KafkaAccess;
 use koperator_operator::kafkacluster::certificates::PkiConfig;
 use koperator_operator::leader::{self, LeaseConfig};
-use koperator_operator::{kafkacluster, kafkatopic, kafkauser, metrics};
+use koperator_operator::{cruisecontroloperation, kafkacluster, kafkatopic, kafkauser, metrics};
 use koperator_shared::cli::CommonArgs;
 use tracing::{error, info};
 
@@ -83,17 +83,27 @@ async fn main() -> Result<()> {
         });
         leading = Some((holder, cfg));
     }
-    info!(namespace = ?args.watch_namespace, "starting the KafkaCluster, KafkaTopic and KafkaUser controllers");
+    info!(
+        namespace = ?args.watch_namespace,
+        "starting the KafkaCluster, KafkaTopic, KafkaUser and CruiseControlOperation controllers"
+    );
+    let hosts_file = args.common.kafka_hosts_file.clone();
     let kafka = Arc::new(KafkaAccess::new(
         client.clone(),
-        args.common.kafka_hosts_file.clone(),
+        hosts_file.clone(),
         args.common.kafka_connect_timeout,
         args.common.kafka_timeout_or(Duration::from_secs(10)),
     ));
     let mut ctx = Context::new(client.clone(), identity, args.common.rules.clone(), m, kafka, args.watch_namespace);
+    ctx.cruise_control.resolver = koperator_shared::kafka::Resolver::with_hosts_file(hosts_file);
     ctx.pki = PkiConfig { ca_validity: args.cluster_ca_validity, leaf_validity: args.cluster_cert_validity };
     let ctx = Arc::new(ctx);
-    tokio::join!(kafkacluster::run(ctx.clone()), kafkatopic::run(ctx.clone()), kafkauser::run(ctx));
+    tokio::join!(
+        kafkacluster::run(ctx.clone()),
+        kafkatopic::run(ctx.clone()),
+        kafkauser::run(ctx.clone()),
+        cruisecontroloperation::run(ctx)
+    );
     // The controllers have stopped (SIGTERM): stop renewing, then hand the lease over.
     if let Some((holder, cfg)) = leading {
         holder.abort();
