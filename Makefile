@@ -51,6 +51,7 @@ e2e: e2e-deps
 	$(CARGO) test -p koperator-e2e --test controlplane --test kafka_admin --test kafka_sasl --test kustomize --test derived_names --test cruise_control
 	$(CARGO) test -p koperator-webhook --test admission_e2e --test rotation_e2e --test file_certs_e2e --test hostile_clients_e2e --test cert_failsafe_e2e
 	$(CARGO) test -p koperator-operator --test reconcile_e2e
+	$(CARGO) test -p koperator-operator --test cruise_control_e2e
 	# Real Kafka clusters one at a time (3 JVMs each on a 2-core machine).
 	$(CARGO) test -p koperator-operator --test kafka_e2e -- --test-threads=1
 	$(CARGO) test -p koperator-operator --test tls_e2e
