@@ -72,7 +72,7 @@ use koperator_shared::kafka::{Admin, ConnectOptions, Connection, Resolver};
 /// What the node saw happen, in order, for tests that check how many brokers were down.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeEvent {
-    /// A Kafka process started for this Pod.
+    /// A process (Kafka or Cruise Control) started for this Pod.
     Started(String),
     /// The Pod became Ready.
     Ready(String),
@@ -127,7 +127,7 @@ struct Slot {
     restart_at: Option<Instant>,
 }
 
-/// A running test node for one namespace. Stops every broker when dropped.
+/// A running test node for one namespace. Stops every process when dropped.
 pub struct Node {
     shared: Arc<Shared>,
     /// The hosts file with every Pod's and Service's name.
@@ -235,14 +235,15 @@ impl Node {
         max
     }
 
-    /// The Kafka log of a Pod's current process.
+    /// The log of a Pod's current process: `kafka.log` of a broker, `cruise-control.log` of
+    /// Cruise Control.
     pub fn broker_log(&self, pod: &str) -> Option<PathBuf> {
         let mut logs: Vec<PathBuf> = std::fs::read_dir(self.dir.join("pods"))
             .ok()?
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{pod}-"))))
-            .map(|p| p.join("kafka.log"))
+            .flat_map(|p| [p.join("kafka.log"), p.join("cruise-control.log")])
             .filter(|p| p.exists())
             .collect();
         logs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
@@ -268,7 +269,7 @@ pub(crate) async fn client(kubeconfig: &Path) -> Result<kube::Client> {
 /// State the test thread and the node thread share.
 #[derive(Default)]
 struct Shared {
-    /// Pod name → pid of its Kafka process.
+    /// Pod name → pid of its process (Kafka or Cruise Control).
     pids: Mutex<HashMap<String, u32>>,
     /// Pods whose readiness is frozen (their process is paused).
     frozen: Mutex<std::collections::HashSet<String>>,
