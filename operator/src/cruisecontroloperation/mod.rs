@@ -16,6 +16,8 @@ pub mod params;
 
 #[cfg(test)]
 mod decide_tests;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -152,6 +154,53 @@ pub async fn read_tasks(client: &Client, ids: &[String]) -> Tasks {
     }
 }
 
+/// What one pass did against Cruise Control.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The decision (its status is the one before anything was sent).
+    pub decision: decide::Decision,
+    /// The status to write: the decision's, with the sent request recorded.
+    pub status: CruiseControlOperationStatus,
+    /// A request reached Cruise Control (or none was needed) and is recorded in `status`.
+    pub sent: bool,
+}
+
+/// One pass of `op` among its cluster's operations `all` against Cruise Control (`client`, or
+/// why there is none): asks what [`decide::wants`], decides at `now`, and sends the request
+/// when the decision says so, recording it in the status. Writes nothing to Kubernetes.
+pub async fn step(
+    op: &CruiseControlOperation,
+    all: &[CruiseControlOperation],
+    client: &Result<Client, String>,
+    now: Timestamp,
+) -> Step {
+    let wants = decide::wants(op, all);
+    let tasks = match (wants.task_ids.is_empty(), client) {
+        (true, _) => Tasks::NotAsked,
+        (false, Ok(c)) => read_tasks(c, &wants.task_ids).await,
+        (false, Err(why)) => Tasks::Unreachable(why.clone()),
+    };
+    let cc_state = match (wants.state, client) {
+        (false, _) => CcState::NotAsked,
+        (true, Ok(c)) => read_state(c).await,
+        (true, Err(why)) => CcState::Unreachable(why.clone()),
+    };
+    let decision = decide::decide(&decide::Input { op, all, now, cc_state, tasks });
+    let mut status = decision.status.clone();
+    let mut sent = false;
+    if let (Next::Execute { request, .. }, Ok(c)) = (&decision.next, client) {
+        let executed = send(c, request).await;
+        info!(
+            operation = %op.name_any(),
+            request = ?executed.as_ref().map(|e| &e.url),
+            outcome = ?executed.as_ref().map(|e| &e.outcome),
+            "Cruise Control task sent"
+        );
+        sent = decide::record_execution(op, &mut status, executed, now);
+    }
+    Step { decision, status, sent }
+}
+
 /// Sends `request` (never resumed: a 202 is recorded and the task is polled by its id).
 pub async fn send(client: &Client, request: &Request) -> Option<Executed> {
     fn failed<T>(url: String, r: Result<cc::Answer<T>, cc::Error>, done: impl FnOnce(T) -> Outcome) -> Executed {
@@ -249,30 +298,9 @@ async fn reconcile(op: &CruiseControlOperation, ctx: &Context, writes: &Writes) 
         .await
         .map_err(kube_err("list", "CruiseControlOperations"))?
         .items;
-    let wants = decide::wants(&op, &all);
-    let client = match (wants.state || !wants.task_ids.is_empty()).then(|| client(&cluster, ctx)) {
-        Some(Err(why)) => {
-            write_status(&api, &name, &old, &with_condition(&op, "CruiseControlUnreachable", &why, true), writes)
-                .await?;
-            return Ok(Action::requeue(decide::POLL));
-        }
-        Some(Ok(c)) => Some(c),
-        None => None,
-    };
-    let (cc_state, tasks) = match &client {
-        None => (CcState::NotAsked, Tasks::NotAsked),
-        Some(c) => {
-            let tasks = read_tasks(c, &wants.task_ids).await;
-            let state = match wants.state {
-                true => read_state(c).await,
-                false => CcState::NotAsked,
-            };
-            (state, tasks)
-        }
-    };
-    let d = decide::decide(&decide::Input { op: &op, all: &all, now: Timestamp::now(), cc_state, tasks });
-    let mut st = d.status.clone();
-    announce(&op, &old, &st, ctx, writes).await;
+    let client = client(&cluster, ctx);
+    let Step { decision: d, status: st, sent } = step(&op, &all, &client, Timestamp::now()).await;
+    announce(&op, &old, &d.status, ctx, writes).await;
     match d.next {
         Next::Wait => {}
         Next::Delete => {
@@ -288,19 +316,8 @@ async fn reconcile(op: &CruiseControlOperation, ctx: &Context, writes: &Writes) 
             }
             return Ok(Action::await_change());
         }
-        Next::Execute { request, pause_first } => {
-            if let Some(other) = pause_first {
-                let patch = json!({"metadata": {"labels": {PAUSE_LABEL: "true"}}});
-                api.patch(&other, &PatchParams::default(), &Patch::Merge(patch))
-                    .await
-                    .map_err(kube_err("pause", format!("CruiseControlOperation/{other}")))?;
-                writes.count(true);
-                info!(operation = %other, "failed remove_disks paused: a rebalance replaces it");
-            }
-            let client = client.expect("an operation that may start asked Cruise Control");
-            let executed = send(&client, &request).await;
-            info!(operation = %name, request = ?executed.as_ref().map(|e| &e.url), outcome = ?executed.as_ref().map(|e| &e.outcome), "Cruise Control task sent");
-            if decide::record_execution(&op, &mut st, executed, Timestamp::now()) {
+        Next::Execute { pause_first, .. } => {
+            if sent {
                 announce(&op, &d.status, &st, ctx, writes).await;
             }
             // The task id must not be lost: a status not written would send the task again.
@@ -315,6 +332,14 @@ async fn reconcile(op: &CruiseControlOperation, ctx: &Context, writes: &Writes) 
                     }
                     Err(e) => return Err(e),
                 }
+            }
+            if let Some(other) = pause_first {
+                let patch = json!({"metadata": {"labels": {PAUSE_LABEL: "true"}}});
+                api.patch(&other, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                    .map_err(kube_err("pause", format!("CruiseControlOperation/{other}")))?;
+                writes.count(true);
+                info!(operation = %other, "failed remove_disks paused: a rebalance replaces it");
             }
             return Ok(Action::requeue(decide::POLL));
         }
