@@ -305,8 +305,11 @@ fn the_test_node_runs_a_cruise_control_pod_until_it_is_deleted() {
         if ready {
             break status;
         }
-        let log = node.dir.join("pods");
-        assert!(Instant::now() < deadline, "{name} not Ready after 60 s: {status}; logs under {}", log.display());
+        if Instant::now() > deadline {
+            let log = node.broker_log(name);
+            let tail = log.as_deref().map(|l| koperator_e2e::process::tail(l, 40)).unwrap_or_default();
+            panic!("{name} not Ready after 60 s: {status}; log {log:?}:\n{tail}");
+        }
         std::thread::sleep(Duration::from_millis(500));
     };
     eprintln!("FIGURE: the Cruise Control Pod is Ready {:?} after it was created", start.elapsed());
