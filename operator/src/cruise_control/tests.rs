@@ -662,3 +662,78 @@ fn every_call_sends_only_parameters_its_endpoint_accepts() {
         }
     }
 }
+
+/// Answers a real Cruise Control gave (captured by `e2e/tests/cruise_control.rs`), served
+/// as it served them.
+mod captured {
+    use super::*;
+
+    macro_rules! captured {
+        ($name:literal) => {
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../e2e/tests/fixtures/cruise_control/", $name, ".json"))
+        };
+    }
+
+    #[tokio::test]
+    async fn real_answers_decode() {
+        let server = Server::start(vec![
+            with_task(reply(200, captured!("state")), TASK),
+            with_task(reply(200, captured!("load")), TASK),
+            with_task(reply(200, captured!("partition_load")), TASK),
+            with_task(reply(200, captured!("rebalance_dryrun")), TASK),
+            with_task(reply(500, captured!("add_broker_unknown")), TASK),
+            with_task(reply(500, captured!("remove_broker_unknown")), TASK),
+            with_task(reply(200, captured!("state_monitored")), TASK),
+            with_task(reply(500, captured!("load_not_ready")), TASK),
+            with_task(reply(200, captured!("user_tasks")), TASK),
+        ])
+        .await;
+        let client = server.client();
+
+        let state = client.state(&[]).await.unwrap().result;
+        assert_eq!(state.monitor.as_ref().unwrap().state, "RUNNING");
+        assert!(state.executor.as_ref().unwrap().is_idle());
+        assert!(!state.is_ready(), "no proposal is ready in the captured state");
+
+        let load = client.load().await.unwrap().result;
+        assert_eq!(load.brokers_in_state(&["ALIVE"]).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(load.brokers[0].replicas, 65);
+        assert!(load.brokers[0].disk_capacity_mb > 0.0);
+
+        let partitions = client.partition_load(&[]).await.unwrap().result;
+        assert!(partitions.records.iter().any(|p| p.topic == "__CruiseControlMetrics" && p.leader == 1));
+
+        let dry = OperationOptions { dry_run: true, ..Default::default() };
+        let rebalance = client.rebalance(&Rebalance { options: dry.clone(), ..Default::default() }).await.unwrap();
+        assert_eq!(rebalance.result.summary.provision_status.as_deref(), Some("RIGHT_SIZED"));
+        assert!(!rebalance.result.goal_summary.is_empty());
+        assert!(rebalance.result.goal_summary.iter().all(|g| !g.goal.is_empty() && !g.status.is_empty()));
+        assert_eq!(rebalance.result.load_after_optimization.unwrap().brokers[0].broker, 1);
+
+        for call in [Call::add_broker(&[7], &dry), Call::remove_broker(&[7], &dry)] {
+            let err = client.execute(&call).await.unwrap_err();
+            let Error::Status { status: 500, message, .. } = &err else { panic!("{err}") };
+            assert!(message.contains("7") && message.contains("does not exist."), "{message}");
+            assert_eq!(err.refusal(), Some(Refusal::Other));
+            assert!(!err.is_transient());
+        }
+
+        let monitored = client.state(&[]).await.unwrap().result;
+        let monitor = monitored.monitor.unwrap();
+        assert!(monitor.is_running() && monitor.num_monitored_windows >= 1.0, "{monitor:?}");
+        assert!(!monitored.analyzer.unwrap().ready_goals.is_empty());
+
+        let err = client.load().await.unwrap_err();
+        assert_eq!(err.refusal(), Some(Refusal::NotEnoughData), "{err}");
+        assert_eq!(err.category(), "not_enough_data");
+
+        let tasks = client.user_tasks(&[], false).await.unwrap().result.user_tasks;
+        assert!(tasks.iter().any(|t| t.status == UserTaskStatus::Active), "{tasks:?}");
+        assert!(tasks.iter().any(|t| t.status == UserTaskStatus::Completed), "{tasks:?}");
+        assert!(tasks.iter().all(|t| t.start_ms > 1_700_000_000_000 && !t.user_task_id.is_empty()), "{tasks:?}");
+        let rebalance =
+            tasks.iter().find(|t| t.request_url.starts_with("POST /kafkacruisecontrol/rebalance?")).unwrap();
+        assert!(rebalance.status.is_finished());
+        assert_eq!(rebalance.original_response, None, "only with fetch_completed_task");
+    }
+}
