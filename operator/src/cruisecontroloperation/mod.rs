@@ -238,17 +238,32 @@ fn same_status(a: &CruiseControlOperationStatus, b: &CruiseControlOperationStatu
         && status::same_conditions(&a.conditions, &b.conditions)
 }
 
+/// Replaces the status of `op` (as read) with `new` when it changed. `guarded`: only if nothing
+/// changed the object since it was read (a JSON patch `test` of its resourceVersion), so that a
+/// `currentTask` its creator set meanwhile is never overwritten with an older status. The status
+/// recording a task just sent goes unguarded: its user task id must not be lost.
 async fn write_status(
     api: &Api<CruiseControlOperation>,
-    name: &str,
-    old: &CruiseControlOperationStatus,
+    op: &CruiseControlOperation,
     new: &CruiseControlOperationStatus,
+    guarded: bool,
     writes: &Writes,
 ) -> Result<(), Error> {
-    if !same_status(old, new) {
-        status::replace(api, name, new).await?;
-        writes.count(true);
+    let name = op.name_any();
+    if same_status(&op.status.clone().unwrap_or_default(), new) {
+        return Ok(());
     }
+    let value = serde_json::to_value(new).expect("statuses serialize");
+    let mut ops = Vec::new();
+    if let (true, Some(rv)) = (guarded, op.resource_version()) {
+        ops.push(json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}));
+    }
+    ops.push(json!({"op": "add", "path": "/status", "value": value}));
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops)).expect("a valid JSON patch");
+    api.patch_status(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+        .map_err(kube_err("replace the status of", format!("CruiseControlOperation/{name}")))?;
+    writes.count(true);
     Ok(())
 }
 
@@ -268,13 +283,12 @@ async fn reconcile(op: &CruiseControlOperation, ctx: &Context, writes: &Writes) 
     let ns = op.namespace().unwrap_or_default();
     let name = op.name_any();
     let api: Api<CruiseControlOperation> = Api::namespaced(ctx.client.clone(), &ns);
-    let old = op.status.clone().unwrap_or_default();
     if matches!(decide::phase(op), Phase::Status) {
         return Ok(Action::await_change());
     }
     let Some(cluster_name) = decide::cluster_name(op).map(str::to_string) else {
         let msg = format!("no {KAFKA_CR_LABEL} label: label the operation with the name of its KafkaCluster");
-        write_status(&api, &name, &old, &with_condition(op, "NoCluster", &msg, false), writes).await?;
+        write_status(&api, op, &with_condition(op, "NoCluster", &msg, false), true, writes).await?;
         return Ok(Action::await_change());
     };
     let lock = cluster_lock(&ns, &cluster_name);
@@ -290,7 +304,7 @@ async fn reconcile(op: &CruiseControlOperation, ctx: &Context, writes: &Writes) 
         .map_err(kube_err("get", format!("KafkaCluster/{ns}/{cluster_name}")))?;
     let Some(cluster) = cluster else {
         let msg = format!("KafkaCluster {ns}/{cluster_name} (label {KAFKA_CR_LABEL}) does not exist");
-        write_status(&api, &name, &old, &with_condition(&op, "ClusterNotFound", &msg, true), writes).await?;
+        write_status(&api, &op, &with_condition(&op, "ClusterNotFound", &msg, true), true, writes).await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
     let all = api
@@ -323,7 +337,7 @@ async fn reconcile(op: &CruiseControlOperation, ctx: &Context, writes: &Writes) 
             // The task id must not be lost: a status not written would send the task again.
             let mut tries = 0;
             loop {
-                match write_status(&api, &name, &old, &st, writes).await {
+                match write_status(&api, &op, &st, false, writes).await {
                     Ok(()) => break,
                     Err(e) if tries < 4 => {
                         tries += 1;
@@ -344,7 +358,7 @@ async fn reconcile(op: &CruiseControlOperation, ctx: &Context, writes: &Writes) 
             return Ok(Action::requeue(decide::POLL));
         }
     }
-    write_status(&api, &name, &old, &st, writes).await?;
+    write_status(&api, &op, &st, true, writes).await?;
     Ok(d.requeue.map(Action::requeue).unwrap_or_else(Action::await_change))
 }
 
