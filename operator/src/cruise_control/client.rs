@@ -99,8 +99,8 @@ pub enum Refusal {
     Busy,
     /// The executor is moving replicas: a new execution waits for it (or `stop_proposal_execution`).
     OngoingExecution,
-    /// The load monitor has no valid window yet (`NotEnoughValidWindowsException`), as after a
-    /// start.
+    /// The load monitor has no valid window yet (`NotEnoughValidWindowsException`), or is still
+    /// loading its samples (`load monitor is in LOADING state`), as after a start.
     NotEnoughData,
     /// Broker or disk capacity is not resolved yet (Koperator's `NullPointerException` case).
     MissingCapacity,
@@ -116,7 +116,7 @@ impl Refusal {
             || message.contains("OngoingExecutionException")
         {
             Refusal::OngoingExecution
-        } else if message.contains("NotEnoughValidWindowsException") {
+        } else if message.contains("NotEnoughValidWindowsException") || message.contains("since load monitor is in") {
             Refusal::NotEnoughData
         } else if message.contains("BrokerCapacityResolutionException") || message.contains("NullPointerException") {
             Refusal::MissingCapacity

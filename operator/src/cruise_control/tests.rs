@@ -399,6 +399,12 @@ async fn refusals_are_classified_from_cruise_controls_messages() {
             true,
         ),
         (
+            "Error processing POST request '/add_broker' due to: 'java.lang.IllegalStateException: Unable to generate proposal since load monitor is in LOADING state.'.",
+            Refusal::NotEnoughData,
+            "not_enough_data",
+            true,
+        ),
+        (
             "Error processing GET request '/load' due to: 'com.linkedin.kafka.cruisecontrol.exception.BrokerCapacityResolutionException: Unable to resolve capacity of broker 1.'.",
             Refusal::MissingCapacity,
             "missing_capacity",

@@ -531,7 +531,10 @@ pub struct UserTask {
     pub start_ms: i64,
     #[serde(rename = "Status")]
     pub status: UserTaskStatus,
-    /// The task's own JSON answer, with `fetch_completed_task=true` once it completed.
+    /// The task's own JSON answer, with `fetch_completed_task=true` once it completed; for a
+    /// task that `CompletedWithError` it is that word, not JSON. (Cruise Control on Java 17
+    /// needs `--add-opens=java.base/java.lang=ALL-UNNAMED` to answer `fetch_completed_task=true`
+    /// at all once a task failed: without it the whole `user_tasks` call fails with a 500.)
     #[serde(default, rename = "originalResponse")]
     pub original_response: Option<String>,
 }
