@@ -116,42 +116,53 @@ fn not_ready(s: &cc::CruiseControlState) -> Option<String> {
     ))
 }
 
-/// Cruise Control's state as [`decide`] needs it.
+/// Cruise Control's state as [`decide`] needs it. A state Cruise Control computes longer than
+/// its `webserver.request.maxBlockTimeMs` (202) is asked again with its user task id for a few
+/// seconds; still under way, it counts as not ready.
 pub async fn read_state(client: &Client) -> CcState {
-    match client.state(&[]).await {
+    let call = cc::Call::state(&[]);
+    match client.execute_and_wait(&call, Duration::from_millis(300), Duration::from_secs(5)).await {
         Ok(a) => CcState::Answered { not_ready: not_ready(&a.result), executing: a.result.in_execution() },
-        Err(cc::Error::InProgress { task_id, .. }) => CcState::Answered {
-            not_ready: Some(format!("its state is still being computed (user task {task_id})")),
-            executing: false,
-        },
+        Err(cc::Error::InProgress { .. }) => {
+            CcState::Answered { not_ready: Some("its state is still being computed".into()), executing: false }
+        }
         Err(e) => CcState::Unreachable(e.to_string()),
     }
 }
 
-/// The user tasks `ids` (with the answers of completed ones, for their summary).
+/// The user tasks `ids`, asked as Koperator does (without `fetch_completed_task`: Cruise
+/// Control on Java 17 without `--add-opens java.base/java.lang` fails the whole call once any
+/// task failed). A completed task's summary comes from its own answer, asked for that task
+/// alone afterwards, best effort.
 pub async fn read_tasks(client: &Client, ids: &[String]) -> Tasks {
     if ids.is_empty() {
         return Tasks::NotAsked;
     }
     let ids: Vec<cc::TaskId> = ids.iter().map(|i| cc::TaskId(i.clone())).collect();
-    match client.user_tasks(&ids, true).await {
-        Ok(a) => Tasks::Answered(
-            a.result
-                .user_tasks
-                .into_iter()
-                .map(|t| {
-                    let summary = match t.status {
-                        cc::UserTaskStatus::Completed => {
-                            t.original::<OptimizationResult>().and_then(Result::ok).map(|r| decide::summary(&r))
-                        }
-                        _ => None,
-                    };
-                    (t.user_task_id.clone(), TaskReport { status: t.status, summary })
-                })
-                .collect::<BTreeMap<_, _>>(),
-        ),
-        Err(e) => Tasks::Unreachable(e.to_string()),
+    let answered = match client.user_tasks(&ids, false).await {
+        Ok(a) => a.result.user_tasks,
+        Err(e) => return Tasks::Unreachable(e.to_string()),
+    };
+    let mut reports = BTreeMap::new();
+    for t in answered {
+        let summary = match t.status {
+            cc::UserTaskStatus::Completed => match client.user_tasks(&[cc::TaskId(t.user_task_id.clone())], true).await
+            {
+                Ok(a) => a
+                    .result
+                    .user_tasks
+                    .iter()
+                    .find(|u| u.user_task_id == t.user_task_id)
+                    .and_then(|u| u.original::<OptimizationResult>())
+                    .and_then(Result::ok)
+                    .map(|r| decide::summary(&r)),
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        reports.insert(t.user_task_id.clone(), TaskReport { status: t.status, summary });
     }
+    Tasks::Answered(reports)
 }
 
 /// What one pass did against Cruise Control.
@@ -208,6 +219,10 @@ pub async fn send(client: &Client, request: &Request) -> Option<Executed> {
             Ok(a) => Executed { url, code: Some(200), task_id: a.task_id.map(|t| t.0), outcome: done(a.result) },
             Err(cc::Error::InProgress { task_id, .. }) => {
                 Executed { url, code: Some(202), task_id: Some(task_id.0), outcome: Outcome::InProgress }
+            }
+            // Too many requests under way: nothing started, not an attempt.
+            Err(e) if e.refusal() == Some(cc::Refusal::Busy) => {
+                Executed { url, code: None, task_id: None, outcome: Outcome::Unreachable(e.to_string()) }
             }
             Err(e @ cc::Error::Status { status, .. }) => {
                 Executed { url, code: Some(status), task_id: None, outcome: Outcome::Failed(e.to_string()) }
