@@ -238,6 +238,11 @@ pub fn refresh(st: &mut CruiseControlOperationStatus, tasks: &Tasks, now: Timest
             if r.status.is_finished() {
                 t.finished.get_or_insert(Time(now));
             }
+            if r.status == UserTaskStatus::CompletedWithError && t.error_message.is_none() {
+                // `user_tasks` carries no cause; Cruise Control's log does.
+                t.error_message =
+                    Some(format!("Cruise Control reports user task {id} CompletedWithError (its log has the cause)"));
+            }
             if t.summary.is_none() {
                 t.summary = r.summary.clone();
             }

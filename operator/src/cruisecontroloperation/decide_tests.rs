@@ -234,6 +234,17 @@ fn a_task_cruise_control_forgot_failed_and_is_retried_after_the_backoff() {
 }
 
 #[test]
+fn a_task_cruise_control_reports_failed_says_so() {
+    let op = cco("removebroker", Operation::RemoveBroker, 0).param("brokerid", "7").state(state::IN_EXECUTION, "t1");
+    let d = run(&op, &[], ready(), reports(&[("t1", UserTaskStatus::CompletedWithError)]));
+    let t = cur(&d.status);
+    assert_eq!(t.state.as_deref(), Some(state::COMPLETED_WITH_ERROR));
+    assert!(t.error_message.as_deref().unwrap().contains("user task t1 CompletedWithError"));
+    assert_eq!(t.finished, Some(Time(at(0))));
+    assert!(cond(&d.status, "Ready").message.contains("user task t1 CompletedWithError"));
+}
+
+#[test]
 fn cruise_control_unreachable_while_a_task_runs_keeps_its_state() {
     let op = cco("rebalance-1", Operation::Rebalance, 0).state(state::IN_EXECUTION, "t1");
     let d = run(&op, &[], CcState::NotAsked, Tasks::Unreachable("timed out".into()));
