@@ -131,6 +131,7 @@ fn user_created_operations_run_one_at_a_time_retry_and_go_after_their_ttl() {
     });
     eprintln!("FIGURE: rebalance completed after {:?}", started.elapsed());
     let o = completed.unwrap();
+    let completed_task = o["status"]["currentTask"].clone();
     let task = &o["status"]["currentTask"];
     assert!(task["id"].as_str().is_some_and(|id| !id.is_empty()), "{o}");
     assert!(task["httpRequest"].as_str().unwrap().contains("/kafkacruisecontrol/rebalance?"), "{o}");
@@ -163,6 +164,15 @@ fn user_created_operations_run_one_at_a_time_retry_and_go_after_their_ttl() {
     let error = o["status"]["currentTask"]["errorMessage"].as_str().unwrap_or_default();
     assert!(error.contains("CompletedWithError"), "{o}");
     eprintln!("remove_broker of broker 7 failed with: {error}");
+    // Priority: the remove_broker (created with the rebalance) was sent first, its retry after
+    // the rebalance started. (Finish times are stamped when each operation's own pass sees them,
+    // so they are not compared with the other's start.)
+    let rebalance = &completed_task;
+    let first = &failed[0];
+    let retry = &o["status"]["currentTask"];
+    let time = |v: &Value, f: &str| v[f].as_str().unwrap_or_else(|| panic!("no {f} in {v}")).to_string();
+    assert!(time(first, "started") <= time(rebalance, "started"), "{first} / {rebalance}");
+    assert!(time(rebalance, "started") <= time(retry, "started"), "{rebalance} / {retry}");
 
     // errorPolicy ignore: finished, and with its TTL of 0 deleted.
     cp.kubectl(&[
