@@ -551,12 +551,16 @@ fn pod_annotations(c: &ValidatedCluster, cm: &ConfigMap) -> BTreeMap<String, Str
     a
 }
 
+/// The Cruise Control configuration volume in its Pod.
+pub const CONFIG_VOLUME: &str = "cruisecontrol-config";
+
 /// The Deployment `<cluster>-cruisecontrol`.
 pub fn deployment(c: &ValidatedCluster) -> Deployment {
     let cc = &c.spec.cruise_control_config;
     let cm = config_map(c);
-    let cm_volume = |name: String| Volume {
-        name: name.clone(),
+    // Fixed volume names: the ConfigMaps' own names can exceed a volume name's 63 characters.
+    let cm_volume = |volume: &str, name: String| Volume {
+        name: volume.into(),
         config_map: Some(ConfigMapVolumeSource { name, default_mode: Some(0o644), ..Default::default() }),
         ..Default::default()
     };
@@ -575,11 +579,15 @@ pub fn deployment(c: &ValidatedCluster) -> Deployment {
             ..Default::default()
         });
     }
-    mounts.push(VolumeMount { name: config_map_name(c), mount_path: CONFIG_DIR.into(), ..Default::default() });
+    mounts.push(VolumeMount { name: CONFIG_VOLUME.into(), mount_path: CONFIG_DIR.into(), ..Default::default() });
     mounts.push(VolumeMount { name: jmx::JAR_VOLUME.into(), mount_path: jmx::JAR_DIR.into(), ..Default::default() });
-    mounts.push(VolumeMount { name: jmx_config_map_name(c), mount_path: jmx::CONFIG_DIR.into(), ..Default::default() });
-    volumes.push(cm_volume(config_map_name(c)));
-    volumes.push(cm_volume(jmx_config_map_name(c)));
+    mounts.push(VolumeMount {
+        name: jmx::CONFIG_VOLUME.into(),
+        mount_path: jmx::CONFIG_DIR.into(),
+        ..Default::default()
+    });
+    volumes.push(cm_volume(CONFIG_VOLUME, config_map_name(c)));
+    volumes.push(cm_volume(jmx::CONFIG_VOLUME, jmx_config_map_name(c)));
     volumes.push(Volume {
         name: jmx::JAR_VOLUME.into(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -1052,13 +1060,13 @@ mod tests {
             mounts,
             [
                 ("extra", "/extra"),
-                ("kafka-cruisecontrol-config", "/opt/cruise-control/config"),
+                ("cruisecontrol-config", "/opt/cruise-control/config"),
                 ("jmx-jar-data", "/opt/jmx-exporter/"),
-                ("kafka-cc-jmx-exporter", "/etc/jmx-exporter/"),
+                ("jmx-exporter-config", "/etc/jmx-exporter/"),
             ]
         );
         let volumes: Vec<&str> = pod.volumes.as_ref().unwrap().iter().map(|v| v.name.as_str()).collect();
-        assert_eq!(volumes, ["extra", "kafka-cruisecontrol-config", "kafka-cc-jmx-exporter", "jmx-jar-data"]);
+        assert_eq!(volumes, ["extra", "cruisecontrol-config", "jmx-exporter-config", "jmx-jar-data"]);
         assert_eq!(jmx_config_map(&c).data.unwrap()["config.yaml"], "rules: []\n");
         assert_eq!(jmx_config_map(&c).metadata.labels.unwrap()["app"], "cruisecontrol-jmx");
 

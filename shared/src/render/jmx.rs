@@ -47,10 +47,10 @@ pub const DEFAULT_KAFKA_CONFIG: &str = include_str!("jmx_exporter_kafka.yaml");
 /// own `brokerAnnotations` win over them.
 pub const SCRAPE_ANNOTATIONS: [(&str, &str); 2] = [("prometheus.io/scrape", "true"), ("prometheus.io/port", "9020")];
 
-/// The name of the ConfigMap volume in the broker Pod (the ConfigMap's own name, as Koperator).
-pub fn config_volume(c: &ValidatedCluster) -> String {
-    names::jmx_exporter_config_map(c)
-}
+/// The name of the ConfigMap volume in the broker Pod. Koperator names it after the ConfigMap,
+/// which limits cluster names to 44 characters (a volume name is a 63-character DNS label); a
+/// fixed name fits every cluster name admission accepts.
+pub const CONFIG_VOLUME: &str = "jmx-exporter-config";
 
 fn monitoring(c: &ValidatedCluster) -> MonitoringConfig {
     c.spec.monitoring_config.clone().unwrap_or_default()
@@ -113,7 +113,7 @@ pub fn volumes(c: &ValidatedCluster) -> Vec<Volume> {
     vec![
         Volume { name: JAR_VOLUME.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
         Volume {
-            name: config_volume(c),
+            name: CONFIG_VOLUME.into(),
             config_map: Some(ConfigMapVolumeSource {
                 name: names::jmx_exporter_config_map(c),
                 default_mode: Some(0o644),
@@ -125,10 +125,10 @@ pub fn volumes(c: &ValidatedCluster) -> Vec<Volume> {
 }
 
 /// Their mounts in the Kafka container.
-pub fn mounts(c: &ValidatedCluster) -> Vec<VolumeMount> {
+pub fn mounts() -> Vec<VolumeMount> {
     vec![
         VolumeMount { name: JAR_VOLUME.into(), mount_path: JAR_DIR.into(), ..Default::default() },
-        VolumeMount { name: config_volume(c), mount_path: CONFIG_DIR.into(), ..Default::default() },
+        VolumeMount { name: CONFIG_VOLUME.into(), mount_path: CONFIG_DIR.into(), ..Default::default() },
     ]
 }
 

@@ -241,7 +241,7 @@ fn pod(c: &ValidatedCluster, b: &BrokerView<'_>, cluster_id: &str, props: &str) 
     }
     // The JMX exporter's jar and configuration.
     volumes.extend(super::jmx::volumes(c));
-    mounts.extend(super::jmx::mounts(c));
+    mounts.extend(super::jmx::mounts());
     // The Cruise Control metrics reporter's jar, on the class path.
     let reporter = super::cruise_control::configured(c);
     if reporter {
@@ -642,12 +642,12 @@ mod tests {
         let mounts = kafka.volume_mounts.as_ref().unwrap();
         let jar = vols.iter().find(|v| v.name == "jmx-jar-data").unwrap();
         assert!(jar.empty_dir.is_some());
-        let config = vols.iter().find(|v| v.name == "kafka-kafka-jmx-exporter").unwrap();
+        let config = vols.iter().find(|v| v.name == "jmx-exporter-config").unwrap();
         let source = config.config_map.as_ref().unwrap();
         assert_eq!((source.name.as_str(), source.default_mode), ("kafka-kafka-jmx-exporter", Some(0o644)));
         let mounted = |name: &str| mounts.iter().find(|m| m.name == name).map(|m| m.mount_path.as_str());
         assert_eq!(mounted("jmx-jar-data"), Some("/opt/jmx-exporter/"));
-        assert_eq!(mounted("kafka-kafka-jmx-exporter"), Some("/etc/jmx-exporter/"));
+        assert_eq!(mounted("jmx-exporter-config"), Some("/etc/jmx-exporter/"));
         assert_eq!(mounts[0].name, "broker-config", "the broker's own config stays the first ConfigMap mount");
 
         let cm = super::super::jmx::config_map(&c);
