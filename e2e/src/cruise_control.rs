@@ -21,6 +21,44 @@ use crate::tools::cache_dir;
 /// The class brokers load (`metric.reporters`) to feed Cruise Control.
 pub const METRICS_REPORTER: &str = "com.linkedin.kafka.cruisecontrol.metricsreporter.CruiseControlMetricsReporter";
 
+/// How often a test broker's reporter sends metrics; Cruise Control must know it too (its
+/// sampling interval may not be shorter).
+pub const REPORTING_INTERVAL: &str = "cruise.control.metrics.reporter.metrics.reporting.interval.ms";
+/// [`REPORTING_INTERVAL`] of the test brokers, in milliseconds.
+pub const TEST_REPORTING_INTERVAL_MS: &str = "4000";
+
+/// Cruise Control's sampling settings for small tests: short windows, so that the load model
+/// has a valid window within seconds.
+pub const TEST_SAMPLING: [(&str, &str); 7] = [
+    (REPORTING_INTERVAL, TEST_REPORTING_INTERVAL_MS),
+    ("metric.sampling.interval.ms", "5000"),
+    ("metadata.max.age.ms", "5000"),
+    ("partition.metrics.window.ms", "10000"),
+    ("num.partition.metrics.windows", "1"),
+    ("broker.metrics.window.ms", "10000"),
+    ("num.broker.metrics.windows", "1"),
+];
+
+/// A single-node KRaft broker that runs the metrics reporter (the jar `make e2e-deps` built,
+/// on its class path), reporting every [`TEST_REPORTING_INTERVAL_MS`] to a one-partition
+/// metrics topic it creates.
+pub fn broker_with_reporter() -> Result<crate::kafka::SingleNode> {
+    crate::kafka::SingleNode::start_with(
+        Duration::from_secs(60),
+        crate::kafka::SingleNodeOptions {
+            classpath: vec![reporter_jar()?],
+            extra_properties: format!(
+                "metric.reporters={METRICS_REPORTER}\n\
+                 {REPORTING_INTERVAL}={TEST_REPORTING_INTERVAL_MS}\n\
+                 cruise.control.metrics.topic.auto.create=true\n\
+                 cruise.control.metrics.topic.num.partitions=1\n\
+                 cruise.control.metrics.topic.replication.factor=1\n"
+            ),
+            ..Default::default()
+        },
+    )
+}
+
 /// The working directory of Koperator's Cruise Control image: relative paths in its
 /// `cruisecontrol.properties` (`config/capacity.json`) are relative to it.
 pub const IMAGE_WORKDIR: &str = "/opt/cruise-control";

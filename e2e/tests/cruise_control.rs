@@ -15,16 +15,12 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use koperator_e2e::cruise_control::{self, CruiseControl, METRICS_REPORTER, Response};
-use koperator_e2e::kafka::{SingleNode, SingleNodeOptions};
+use koperator_e2e::cruise_control::{self, CruiseControl, Response};
+use koperator_e2e::kafka::SingleNode;
 use koperator_shared::kafka::{Admin, ConnectOptions};
 use serde_json::Value;
 
 const METRICS_TOPIC: &str = "__CruiseControlMetrics";
-/// How often the brokers' reporter sends metrics; Cruise Control wants to know it too (its
-/// sampling interval must not be shorter).
-const REPORTING_INTERVAL: &str = "cruise.control.metrics.reporter.metrics.reporting.interval.ms";
-const REPORTING_INTERVAL_MS: &str = "4000";
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cruise_control")
@@ -76,18 +72,6 @@ fn fixture(name: &str, method: &str, path: &str, r: &Response, status: u16) -> V
     body
 }
 
-/// Cruise Control's sampling settings for a small test: short windows, so that the load model
-/// has a valid window within seconds.
-const SAMPLING: [(&str, &str); 7] = [
-    (REPORTING_INTERVAL, REPORTING_INTERVAL_MS),
-    ("metric.sampling.interval.ms", "5000"),
-    ("metadata.max.age.ms", "5000"),
-    ("partition.metrics.window.ms", "10000"),
-    ("num.partition.metrics.windows", "1"),
-    ("broker.metrics.window.ms", "10000"),
-    ("num.broker.metrics.windows", "1"),
-];
-
 /// One broker for the tests of this file, running the metrics reporter (from the extra class
 /// path), which has created its topic.
 fn kafka() -> &'static SingleNode {
@@ -96,23 +80,8 @@ fn kafka() -> &'static SingleNode {
 }
 
 fn start_kafka() -> SingleNode {
-    let reporter = cruise_control::reporter_jar().unwrap_or_else(|e| panic!("{e:#}"));
     let start = Instant::now();
-    let kafka = SingleNode::start_with(
-        Duration::from_secs(60),
-        SingleNodeOptions {
-            classpath: vec![reporter],
-            extra_properties: format!(
-                "metric.reporters={METRICS_REPORTER}\n\
-                 {REPORTING_INTERVAL}={REPORTING_INTERVAL_MS}\n\
-                 cruise.control.metrics.topic.auto.create=true\n\
-                 cruise.control.metrics.topic.num.partitions=1\n\
-                 cruise.control.metrics.topic.replication.factor=1\n"
-            ),
-            ..Default::default()
-        },
-    )
-    .expect("start Kafka");
+    let kafka = cruise_control::broker_with_reporter().unwrap_or_else(|e| panic!("start Kafka: {e:#}"));
     eprintln!("FIGURE: broker listening after {:?}", start.elapsed());
 
     // The reporter (loaded from the extra class path) creates its topic.
@@ -140,7 +109,8 @@ fn start_kafka() -> SingleNode {
 fn cruise_control_monitors_a_broker_that_runs_its_metrics_reporter() {
     let kafka = kafka();
     let start = Instant::now();
-    let cc = CruiseControl::start(&kafka.bootstrap, &SAMPLING, Duration::from_secs(60)).expect("start Cruise Control");
+    let cc = CruiseControl::start(&kafka.bootstrap, &cruise_control::TEST_SAMPLING, Duration::from_secs(60))
+        .expect("start Cruise Control");
     eprintln!("FIGURE: Cruise Control's state endpoint answers after {:?}", start.elapsed());
 
     let path = "/kafkacruisecontrol/state?json=true";
@@ -222,7 +192,7 @@ fn cruise_control_pod(ns: &str, bootstrap: &str) -> (Value, Value, Value) {
         ("capacity.config.file", "config/capacity.json"),
         ("sample.store.topic.replication.factor", "1"),
     ];
-    set.extend_from_slice(&SAMPLING);
+    set.extend_from_slice(&cruise_control::TEST_SAMPLING);
     let properties = cruise_control::with_properties(&read("cruisecontrol.properties"), &set);
     let config = serde_json::json!({
         "apiVersion": "v1", "kind": "ConfigMap",

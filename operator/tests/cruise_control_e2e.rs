@@ -8,43 +8,19 @@
 
 use std::time::{Duration, Instant};
 
-use koperator_e2e::cruise_control::{self, CruiseControl, METRICS_REPORTER};
-use koperator_e2e::kafka::{SingleNode, SingleNodeOptions};
+use koperator_e2e::cruise_control::{self, CruiseControl};
+use koperator_e2e::kafka::SingleNode;
 use koperator_operator::cruise_control::*;
 
 const METRICS_TOPIC: &str = "__CruiseControlMetrics";
-const REPORTING_INTERVAL: &str = "cruise.control.metrics.reporter.metrics.reporting.interval.ms";
-/// Short sampling windows: a valid load window within seconds.
-const SETTINGS: [(&str, &str); 9] = [
-    ("webserver.request.maxBlockTimeMs", "1"),
-    ("max.active.user.tasks", "25"),
-    (REPORTING_INTERVAL, "4000"),
-    ("metric.sampling.interval.ms", "5000"),
-    ("metadata.max.age.ms", "5000"),
-    ("partition.metrics.window.ms", "10000"),
-    ("num.partition.metrics.windows", "1"),
-    ("broker.metrics.window.ms", "10000"),
-    ("num.broker.metrics.windows", "1"),
-];
 const POLL: Duration = Duration::from_millis(300);
 
 fn start() -> (SingleNode, CruiseControl) {
-    let reporter = cruise_control::reporter_jar().unwrap_or_else(|e| panic!("{e:#}"));
-    let kafka = SingleNode::start_with(
-        Duration::from_secs(60),
-        SingleNodeOptions {
-            classpath: vec![reporter],
-            extra_properties: format!(
-                "metric.reporters={METRICS_REPORTER}\n{REPORTING_INTERVAL}=4000\n\
-                 cruise.control.metrics.topic.auto.create=true\n\
-                 cruise.control.metrics.topic.num.partitions=1\n\
-                 cruise.control.metrics.topic.replication.factor=1\n"
-            ),
-            ..Default::default()
-        },
-    )
-    .expect("start Kafka");
-    let cc = CruiseControl::start(&kafka.bootstrap, &SETTINGS, Duration::from_secs(90)).expect("start Cruise Control");
+    let kafka = cruise_control::broker_with_reporter().unwrap_or_else(|e| panic!("start Kafka: {e:#}"));
+    // Every call that is not instant answers 202 first, so tasks are followed by their id.
+    let mut settings = vec![("webserver.request.maxBlockTimeMs", "1"), ("max.active.user.tasks", "25")];
+    settings.extend_from_slice(&cruise_control::TEST_SAMPLING);
+    let cc = CruiseControl::start(&kafka.bootstrap, &settings, Duration::from_secs(90)).expect("start Cruise Control");
     (kafka, cc)
 }
 
