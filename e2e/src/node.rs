@@ -127,6 +127,42 @@ struct Slot {
     restart_at: Option<Instant>,
 }
 
+impl Slot {
+    /// A Pod whose process was just started, not Ready yet; no Kafka listeners (a broker's
+    /// slot fills them in).
+    fn started(
+        uid: String,
+        ip: &str,
+        process: Component,
+        launch: Launch,
+        container: &k8s_openapi::api::core::v1::Container,
+        spec: &k8s_openapi::api::core::v1::PodSpec,
+    ) -> Slot {
+        Slot {
+            tls: HashMap::new(),
+            host: ip.to_string(),
+            uid,
+            ip: ip.to_string(),
+            process,
+            launch,
+            container: container.name.clone(),
+            listeners: Vec::new(),
+            inter_broker: None,
+            node_id: None,
+            is_broker: false,
+            ready: false,
+            restarts: 0,
+            started_at: now_rfc3339(),
+            image: container.image.clone().unwrap_or_default(),
+            grace: Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).clamp(5, 60) as u64),
+            reported: None,
+            fallback_to_logs: container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError"),
+            last_terminated: None,
+            restart_at: None,
+        }
+    }
+}
+
 /// A running test node for one namespace. Stops every process when dropped.
 pub struct Node {
     shared: Arc<Shared>,
@@ -551,24 +587,11 @@ impl NodeState {
         Ok(Slot {
             tls,
             host,
-            uid,
-            ip: ip.to_string(),
-            process,
-            launch,
-            container: container.name.clone(),
             listeners: get("listeners").map(|l| l.split(',').map(String::from).collect()).unwrap_or_default(),
             inter_broker: get("inter.broker.listener.name").map(String::from),
             node_id: get("node.id").or_else(|| get("broker.id")).and_then(|v| v.parse().ok()),
             is_broker: get("process.roles").is_none_or(|r| r.split(',').any(|r| r.trim() == "broker")),
-            ready: false,
-            restarts: 0,
-            started_at: now_rfc3339(),
-            image: container.image.clone().unwrap_or_default(),
-            grace: Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).clamp(5, 60) as u64),
-            reported: None,
-            fallback_to_logs: container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError"),
-            last_terminated: None,
-            restart_at: None,
+            ..Slot::started(uid, ip, process, launch, container, spec)
         })
     }
 
@@ -618,28 +641,7 @@ impl NodeState {
             address: format!("{ip}:{port}"),
         };
         let process = launch.start()?;
-        Ok(Slot {
-            tls: HashMap::new(),
-            host: ip.to_string(),
-            uid,
-            ip: ip.to_string(),
-            process,
-            launch,
-            container: container.name.clone(),
-            listeners: Vec::new(),
-            inter_broker: None,
-            node_id: None,
-            is_broker: false,
-            ready: false,
-            restarts: 0,
-            started_at: now_rfc3339(),
-            image: container.image.clone().unwrap_or_default(),
-            grace: Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).clamp(5, 60) as u64),
-            reported: None,
-            fallback_to_logs: container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError"),
-            last_terminated: None,
-            restart_at: None,
-        })
+        Ok(Slot::started(uid, ip, process, launch, container, spec))
     }
 
     fn stop_all(&mut self) {
