@@ -1206,10 +1206,22 @@ fn brokers_export_jmx_metrics_and_the_status_names_their_release() {
         // a log on every broker.
         assert_eq!(sample_sum(&text, "kafka_server_replicamanager_underreplicatedpartitions", &[]), Some(0.0));
         assert!(sample_sum(&text, "kafka_log_log_size", &[("topic", "orders")]).is_some(), "broker {id}");
+        // Fetch requests reach a broker once it leads a partition others replicate; on a cluster
+        // that has just formed that may take a few scrapes.
+        let fetches = |text: &str| {
+            sample_sum(text, "kafka_network_requestmetrics_requests_total", &[("request", "Fetch")])
+                .is_some_and(|n| n > 0.0)
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut latest = text.clone();
+        while !fetches(&latest) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_secs(3));
+            latest = exporter_metrics(&ip).unwrap_or_default();
+        }
         assert!(
-            sample_sum(&text, "kafka_network_requestmetrics_requests_total", &[("request", "Fetch")])
-                .is_some_and(|n| n > 0.0),
-            "broker {id}: no Fetch requests counted"
+            fetches(&latest),
+            "broker {id}: no Fetch requests counted in 90 s:\n{}",
+            latest.lines().filter(|l| l.contains("requestmetrics_requests_total")).collect::<Vec<_>>().join("\n")
         );
         active_controllers +=
             sample_sum(&text, "kafka_controller_kafkacontroller_activecontrollercount", &[]).unwrap_or_default();
