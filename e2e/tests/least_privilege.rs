@@ -77,6 +77,8 @@ fn assert_single_namespace(cp: &ControlPlane, operator: (&str, &str), webhook: (
         ("update kafkaclusters.kafka.banzaicloud.io --subresource=status -n {w}", true),
         ("update cruisecontroloperations.kafka.banzaicloud.io --subresource=status -n {w}", true),
         ("delete cruisecontroloperations.kafka.banzaicloud.io -n {w}", true),
+        ("create cruisecontroloperations.kafka.banzaicloud.io -n {w}", true),
+        ("create cruisecontroloperations.kafka.banzaicloud.io -n {o}", false),
         ("delete kafkaclusters.kafka.banzaicloud.io -n {w}", false),
         ("delete cruisecontroloperations.kafka.banzaicloud.io -n {o}", false),
         ("create events.events.k8s.io -n {w}", true),

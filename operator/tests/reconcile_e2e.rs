@@ -160,7 +160,7 @@ fn removing_a_broker_only_node_touches_no_other_broker() {
     });
     std::thread::sleep(Duration::from_secs(1));
     assert!(pod_uids(cp, &ns.name).contains_key("kafka-102"), "pod kept until annotated");
-    obj["metadata"]["annotations"] = json!({"koperator.banzaicloud.io/allow-broker-removal": "true"});
+    obj["metadata"]["annotations"] = json!({"koperator.banzaicloud.io/force-broker-removal": "true"});
     cp.kubectl_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&obj.to_string())).unwrap();
     wait_for("broker 102 removed", Duration::from_secs(60), &op, || {
         !pod_uids(cp, &ns.name).contains_key("kafka-102")

@@ -194,7 +194,7 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
     if cc != Default::default() {
         out.push(Unsupported::ignored(
             "spec.cruiseControlConfig",
-            "Cruise Control is deployed (unless cruiseControlEndpoint names an external one) and the brokers run its metrics reporter, but the KafkaCluster controller does not call it yet: brokers are added and removed without rebalancing and disks are removed without draining (CruiseControlOperations are carried out)",
+            "brokers are added and removed through Cruise Control (add_broker, remove_broker), but disks are not yet: a disk added to a broker is not rebalanced onto, and a disk removed from a broker is not drained first (its PVC is kept)",
         ));
     }
     if spec.rolling_upgrade_config.concurrent_broker_restart_count_per_rack.is_some_and(|n| n > 1) {

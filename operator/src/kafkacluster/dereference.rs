@@ -15,6 +15,7 @@ use kube::api::ListParams;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use koperator_shared::api::cruisecontroloperation::{CruiseControlOperation, KAFKA_CR_LABEL};
 use koperator_shared::api::{KafkaTopic, KafkaUser};
 use koperator_shared::kafka;
 use koperator_shared::render::tls;
@@ -80,6 +81,11 @@ pub struct LiveState {
     /// The release each Ready broker's JMX exporter reports (`kafka_server_app_info_version`),
     /// by broker id; a broker whose exporter did not answer is missing.
     pub versions: BTreeMap<i32, String>,
+    /// The cluster's CruiseControlOperations (label `kafka_cr`) by name.
+    pub operations: BTreeMap<String, CruiseControlOperation>,
+    /// Partition replicas Kafka places on each node, read while a node removed from the spec
+    /// is still there (`None`: not read, or Kafka did not answer).
+    pub replicas: Option<BTreeMap<i32, usize>>,
 }
 
 /// The objects of kind `K` labelled with `selector`, and those named in `wanted` (read one by
@@ -134,6 +140,8 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
         pki: ctx.pki,
         now: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         versions: BTreeMap::new(),
+        operations: list(ctx, ns, &format!("{KAFKA_CR_LABEL}={}", cluster.name_any()), &[]).await?,
+        replicas: None,
     };
     let port = u16::try_from(render::jmx::METRICS_PORT).expect("a port");
     let uid = cluster.uid().unwrap_or_default();
@@ -144,6 +152,9 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
     let wants = plan::kafka_wants(cluster, &live);
     if wants.configs || wants.health {
         live.kafka = read_kafka(cluster, ctx, wants).await;
+    }
+    if wants.replicas {
+        live.replicas = read_replicas(cluster, ctx).await;
     }
     Ok(live)
 }
@@ -212,6 +223,23 @@ async fn user_certificates(cluster: &ValidatedCluster, ctx: &Context) -> Result<
         certs.extend(cert);
     }
     Ok(certs)
+}
+
+/// How many partition replicas Kafka's metadata places on each node (`None` when it cannot be
+/// read: a removal then waits).
+async fn read_replicas(cluster: &ValidatedCluster, ctx: &Context) -> Option<BTreeMap<i32, usize>> {
+    let admin = ctx.kafka.admin(cluster).await.ok()?;
+    let meta = admin.metadata(None).await.ok()?;
+    let mut count = BTreeMap::new();
+    for t in &meta.topics {
+        if t.error.is_some() {
+            return None;
+        }
+        for replica in t.partitions.iter().flat_map(|p| &p.replicas) {
+            *count.entry(*replica).or_default() += 1;
+        }
+    }
+    Some(count)
 }
 
 async fn read_kafka(cluster: &ValidatedCluster, ctx: &Context, wants: plan::KafkaWants) -> KafkaState {

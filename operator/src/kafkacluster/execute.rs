@@ -13,6 +13,9 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
+use koperator_shared::api::cruisecontroloperation::{
+    CruiseControlOperation, CruiseControlOperationSpec, CruiseControlTask, ErrorPolicy, KAFKA_CR_LABEL,
+};
 use koperator_shared::api::{KafkaCluster, KafkaTopic};
 use koperator_shared::render::sasl;
 use koperator_shared::validated::ValidatedCluster;
@@ -155,6 +158,49 @@ async fn create_admin_credential(
     }
 }
 
+/// Creates the CruiseControlOperations the plan asks for (owned by the cluster, labelled
+/// `kafka_cr`, `errorPolicy: retry`), then gives each its task through the status subresource,
+/// as Koperator does. One that exists already (made by an earlier pass whose status write was
+/// lost) is kept; it gets its task only if it has none.
+async fn create_operations(kc: &KafkaCluster, plan: &Plan, ctx: &Context, writes: &Writes) -> Result<(), Error> {
+    let ns = kc.namespace().unwrap_or_default();
+    let ops = api::<CruiseControlOperation>(ctx, &ns);
+    for new in &plan.operations {
+        let mut op = CruiseControlOperation::new(
+            &new.name,
+            CruiseControlOperationSpec {
+                error_policy: Some(ErrorPolicy::Retry),
+                ttl_seconds_after_finished: plan.operation_ttl,
+            },
+        );
+        op.metadata.namespace = Some(ns.clone());
+        op.metadata.labels = Some(BTreeMap::from([
+            ("app".to_string(), "kafka".to_string()),
+            (KAFKA_CR_LABEL.to_string(), kc.name_any()),
+        ]));
+        crate::apply::owned_by(&mut op, kc.controller_owner_ref(&()).expect("a stored KafkaCluster has a uid"));
+        let live = match ops.create(&kube::api::PostParams::default(), &op).await {
+            Ok(o) => o,
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                ops.get(&new.name).await.map_err(kube_err("get", format!("CruiseControlOperation/{}", new.name)))?
+            }
+            Err(e) => return Err(kube_err("create", format!("CruiseControlOperation/{}", new.name))(e)),
+        };
+        writes.count(true);
+        if live.status.as_ref().and_then(|s| s.current_task.as_ref()).is_some() {
+            continue;
+        }
+        let task =
+            CruiseControlTask { operation: new.operation, parameters: Some(new.parameters()), ..Default::default() };
+        let status = serde_json::json!({ "status": { "currentTask": task } });
+        ops.patch_status(&new.name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .map_err(kube_err("patch", format!("CruiseControlOperation/{}/status", new.name)))?;
+        info!(%ns, cluster = %kc.name_any(), operation = %new.name, kind = new.operation.as_str(), brokers = ?new.brokers, "created a CruiseControlOperation");
+    }
+    Ok(())
+}
+
 /// The owner of `kc`'s certificate expiry series.
 pub fn certificate_owner(kc: &KafkaCluster) -> Owner {
     Owner { kind: "KafkaCluster", namespace: kc.namespace().unwrap_or_default(), name: kc.name_any() }
@@ -223,6 +269,7 @@ pub async fn execute(
         }
         plan.record_config_failures(&kc.status.clone().unwrap_or_default(), &failed);
     }
+    create_operations(kc, &plan, ctx, writes).await?;
     for d in &plan.delete {
         match d.kind {
             OwnedKind::Pod => delete(api::<Pod>(ctx, &ns), &d.name, &d.uid).await?,

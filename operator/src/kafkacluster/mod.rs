@@ -14,6 +14,9 @@ pub mod broker_failure;
 pub mod certificates;
 pub mod dereference;
 pub mod execute;
+pub mod graceful;
+#[cfg(test)]
+mod graceful_tests;
 pub mod own_certificates;
 pub mod pki_status;
 pub mod plan;
@@ -29,13 +32,16 @@ use kube::{Api, ResourceExt};
 use tracing::info;
 
 use koperator_shared::api::KafkaCluster;
+use koperator_shared::api::cruisecontroloperation::{CruiseControlOperation, KAFKA_CR_LABEL};
 use koperator_shared::validated::ValidatedCluster;
 
 use crate::controller::{self, Context, Reconcile, Writes, kube_err};
 
-/// Annotation that lets the operator delete the Pods of brokers removed from `spec.brokers`
-/// (until Cruise Control draining exists, removal waits for it). PVCs are kept regardless.
-pub const ALLOW_BROKER_REMOVAL: &str = "koperator.banzaicloud.io/allow-broker-removal";
+/// Annotation that makes the operator delete the Pods of brokers removed from `spec.brokers`
+/// without draining them first (their partition replicas are not moved: under-replicated, or
+/// lost where they were the last copy). Without it a removed broker holding replicas is drained
+/// by Cruise Control ([`graceful`]) or waits. PVCs are kept regardless.
+pub const FORCE_BROKER_REMOVAL: &str = "koperator.banzaicloud.io/force-broker-removal";
 /// Finalizer of KafkaClusters (Koperator's name).
 pub const FINALIZER: &str = "finalizer.kafkaclusters.kafka.banzaicloud.io";
 /// Opt-in: delete the cluster's PVCs when the KafkaCluster is deleted (default: keep them).
@@ -90,7 +96,8 @@ impl Reconcile for KafkaCluster {
     }
 }
 
-/// Runs the KafkaCluster controller (owning broker Pods, ConfigMaps and Services).
+/// Runs the KafkaCluster controller (owning broker Pods, ConfigMaps, Services, Cruise Control's
+/// Deployment and the CruiseControlOperations it creates).
 pub async fn run(ctx: Arc<Context>) {
     let labels = watcher::Config::default().labels("app=kafka");
     // Broker ConfigMaps are `app=kafka`, the JMX exporter's `app=kafka-jmx`, Cruise Control's
@@ -102,7 +109,9 @@ pub async fn run(ctx: Arc<Context>) {
         .owns(ctx.watched::<Pod>(), labels)
         .owns(ctx.watched::<ConfigMap>(), config_maps)
         .owns(ctx.watched::<Service>(), services)
-        .owns(ctx.watched::<Deployment>(), deployments);
+        .owns(ctx.watched::<Deployment>(), deployments)
+        // The broker up/downscale operations it creates: their progress moves the brokers on.
+        .owns(ctx.watched::<CruiseControlOperation>(), watcher::Config::default().labels(KAFKA_CR_LABEL));
     controller::run(c, ctx).await;
 }
 

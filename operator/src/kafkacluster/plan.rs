@@ -23,9 +23,10 @@ use super::admin_credential::{self, AdminCredential};
 use super::broker_failure;
 use super::certificates::{self, CertPlan};
 use super::dereference::{KafkaState, LiveState};
+use super::graceful::{self, NewOperation, RemovedNode, WantedNode};
 use super::own_certificates::{self, OwnCertificates};
 use super::pki_status;
-use super::{ALLOW_BROKER_REMOVAL, cluster_id_from_uid};
+use super::{FORCE_BROKER_REMOVAL, cluster_id_from_uid};
 use crate::apply::{OWNER_UID, is_applied, is_ours, owned_by, owned_by_uid, unless_applied};
 use crate::dynamic_config::{self, ConfigChange};
 use crate::rolling::{self, Decision};
@@ -35,6 +36,8 @@ use crate::status::{self, state};
 pub const SETTLED: Duration = Duration::from_secs(300);
 /// Requeue while something is under way.
 pub const BUSY: Duration = Duration::from_secs(5);
+/// How often a broker's Cruise Control operation is looked at while it runs.
+pub const GRACEFUL_POLL: Duration = Duration::from_secs(10);
 /// How often a settled cluster with Secrets of the user's own reads them again.
 pub const OWN_SECRETS_POLL: Duration = Duration::from_secs(60);
 
@@ -143,6 +146,11 @@ pub struct Plan {
     pub ca: Option<(koperator_shared::pki::KeyAndCert, String)>,
     /// The admin SCRAM Secret to create (with a new random password) before anything else.
     pub admin_credential: Option<String>,
+    /// CruiseControlOperations to create (graceful up- and downscale), with their
+    /// `ttlSecondsAfterFinished` (`cruiseControlConfig.cruiseControlOperationSpec`).
+    pub operations: Vec<NewOperation>,
+    /// `ttlSecondsAfterFinished` of the operations created.
+    pub operation_ttl: Option<i32>,
 }
 
 /// Pod annotation with the fingerprint of the broker's certificate: a reissued certificate
@@ -159,6 +167,7 @@ impl Plan {
             && self.events.is_empty()
             && self.certificates.is_empty()
             && self.admin_credential.is_none()
+            && self.operations.is_empty()
             && !self.status_changed
     }
 
@@ -250,6 +259,8 @@ fn finish(old: KafkaClusterStatus, status: KafkaClusterStatus, requeue: Duration
         certificates: Vec::new(),
         ca: None,
         admin_credential: None,
+        operations: Vec::new(),
+        operation_ttl: None,
     }
 }
 
@@ -437,6 +448,8 @@ pub struct KafkaWants {
     pub configs: bool,
     /// The health snapshot (and a restart is pending).
     pub health: bool,
+    /// Where Kafka places partition replicas (a node removed from the spec is still there).
+    pub replicas: bool,
 }
 
 /// `cluster` with the principals of the certificates of the user's own its brokers trust as
@@ -450,13 +463,15 @@ fn with_own_certificates(cluster: &ValidatedCluster, live: &LiveState) -> (Valid
 /// broker is up, the health snapshot only when a broker waits for a restart.
 pub fn kafka_wants(cluster: &ValidatedCluster, live: &LiveState) -> KafkaWants {
     if annotated(cluster, PAUSE_ANNOTATION) || support::blocks_start(cluster.unsupported()) {
-        return KafkaWants { configs: false, health: false };
+        return KafkaWants { configs: false, health: false, replicas: false };
     }
     let uid = cluster.meta().uid.clone().unwrap_or_default();
     let (cluster, own) = with_own_certificates(cluster, live);
     let certs = certificate_plan(&cluster, live);
-    let pods = broker_pods(&desired_brokers_on(&cluster, live, &certs, &own), live, &uid);
-    KafkaWants { configs: pods.all_ready, health: pods.may_roll && !pods.out_of_date.is_empty() }
+    let desired = desired_brokers_on(&cluster, live, &certs, &own);
+    let pods = broker_pods(&desired, live, &uid);
+    let replicas = !annotated(&cluster, FORCE_BROKER_REMOVAL) && !removed_nodes(&desired, live, &uid).is_empty();
+    KafkaWants { configs: pods.all_ready, health: pods.may_roll && !pods.out_of_date.is_empty(), replicas }
 }
 
 /// The plan for a valid cluster.
@@ -568,39 +583,71 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     // Brokers removed from the spec, and Services no longer wanted (ours only).
     let mut events = Vec::new();
     let mut delete = Vec::new();
-    let wanted_ids: BTreeSet<String> = desired.iter().map(|b| b.id.to_string()).collect();
-    let removal_allowed = annotated(cluster, ALLOW_BROKER_REMOVAL);
-    let removed =
-        |labels: &BTreeMap<String, String>| labels.get("brokerId").filter(|id| !wanted_ids.contains(*id)).cloned();
-    let removed_ids: BTreeSet<String> = live
-        .pods
-        .values()
-        .filter(|p| owned_by_uid(*p, &uid))
-        .filter_map(|p| removed(p.labels()))
-        .chain(live.config_maps.values().filter(|c| owned_by_uid(*c, &uid)).filter_map(|c| removed(c.labels())))
+    // Brokers added to or removed from a running cluster: moved through Cruise Control.
+    let removed = removed_nodes(&desired, live, &uid);
+    let roles: BTreeSet<i32> = render::broker_role_ids(cluster).into_iter().collect();
+    let wanted_nodes: Vec<WantedNode> = desired
+        .iter()
+        .map(|b| {
+            let pod = live.pods.get(&b.pod.name_any()).filter(|p| is_ours(*p, &uid));
+            WantedNode {
+                id: b.id,
+                pod_uid: pod.and_then(|p| p.uid()),
+                ready: pod.is_some_and(pod_ready),
+                broker: roles.contains(&b.id),
+            }
+        })
         .collect();
-    let mut waiting_removal = Vec::new();
-    for id in removed_ids {
-        if !removal_allowed {
-            waiting_removal.push(id);
-            continue;
-        }
-        let n: i32 = id.parse().unwrap_or(-1);
+    let no_states = BTreeMap::new();
+    let graceful = graceful::decide(graceful::Inputs {
+        cluster: &cluster.name_any(),
+        cruise_control: cc::configured(cluster),
+        force: annotated(cluster, FORCE_BROKER_REMOVAL),
+        old: old.brokers_state.as_ref().unwrap_or(&no_states),
+        wanted: &wanted_nodes,
+        removed: &removed,
+        operations: &live.operations,
+        replicas: live.replicas.as_ref(),
+        now: live.now,
+    });
+    for (id, action) in &graceful.states {
+        let previous = || old.brokers_state.as_ref().and_then(|m| m.get(id)).cloned().unwrap_or_default();
+        brokers_state.entry(id.clone()).or_insert_with(previous).graceful_action_state = action.clone();
+    }
+    for n in removed.iter().filter(|n| graceful.remove.contains(&n.id)) {
         let pod =
-            live.pods.get(&koperator_shared::render::names::broker(cluster, n)).filter(|p| owned_by_uid(*p, &uid));
+            live.pods.get(&koperator_shared::render::names::broker(cluster, n.id)).filter(|p| owned_by_uid(*p, &uid));
         if let Some(p) = pod.filter(|p| p.meta().deletion_timestamp.is_none()) {
             delete.push(Deletion { kind: OwnedKind::Pod, name: p.name_any(), uid: p.uid().unwrap_or_default() });
+            let how = if annotated(cluster, FORCE_BROKER_REMOVAL) {
+                format!("forced by {FORCE_BROKER_REMOVAL}, without moving its partitions")
+            } else {
+                "Kafka places no partition replica on it".to_string()
+            };
             events.push(PlannedEvent {
                 warning: false,
                 reason: "BrokerRemoved",
-                note: format!("broker {id} removed from the spec; its PVCs are kept"),
+                note: format!("broker {} removed from the spec ({how}); its PVCs are kept", n.id),
             });
         }
         // Its ConfigMap goes with it, also when the Pod is already gone.
-        let cm_name = koperator_shared::render::names::config_map(cluster, n);
+        let cm_name = koperator_shared::render::names::config_map(cluster, n.id);
         if let Some(cm) = live.config_maps.get(&cm_name).filter(|c| owned_by_uid(*c, &uid)) {
             delete.push(Deletion { kind: OwnedKind::ConfigMap, name: cm_name, uid: cm.uid().unwrap_or_default() });
         }
+    }
+    for op in &graceful.create {
+        let ids: Vec<String> = op.brokers.iter().map(i32::to_string).collect();
+        events.push(PlannedEvent {
+            warning: false,
+            reason: "CruiseControlOperationCreated",
+            note: format!(
+                "{} of broker(s) {} through CruiseControlOperation {}",
+                op.operation.as_str(),
+                ids.join(","),
+                op.name
+            ),
+        });
     }
     for (name, svc) in &live.services {
         if !wanted_services.contains(name) && owned_by_uid(svc, &uid) {
@@ -697,14 +744,9 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     };
     st.state = state.into();
     let mut degraded: Vec<(&str, String)> = Vec::new();
-    if !waiting_removal.is_empty() {
-        degraded.push((
-            "BrokerRemovalPending",
-            format!(
-                "brokers {} were removed from spec.brokers; annotate the KafkaCluster with {ALLOW_BROKER_REMOVAL}=\"true\" to delete their Pods (PVCs are kept)",
-                waiting_removal.join(",")
-            ),
-        ));
+    if !graceful.waiting.is_empty() {
+        let why: Vec<&str> = graceful.waiting.values().map(String::as_str).collect();
+        degraded.push(("BrokerRemovalPending", why.join("; ")));
     }
     for (id, why) in &pods.failed {
         degraded.push(("BrokerFailed", format!("broker {id} cannot run: {why}")));
@@ -760,6 +802,10 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         && !certs.rollover
         && !matches!(admin, AdminCredential::Create(_));
     let mut requeue = if settled { SETTLED } else { BUSY };
+    // A Cruise Control operation of a broker is followed until it is done.
+    if graceful.busy {
+        requeue = requeue.min(GRACEFUL_POLL);
+    }
     // A Ready broker whose exporter has not told its release yet is asked again soon.
     let version_unknown = desired.iter().any(|b| {
         live.pods.get(&b.pod.name_any()).is_some_and(|p| is_ours(p, &uid) && pod_ready(p))
@@ -794,11 +840,38 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         plan.admin_credential = Some(name);
     }
     plan.apply = out;
+    plan.operations = graceful.create;
+    plan.operation_ttl = cluster
+        .spec
+        .cruise_control_config
+        .cruise_control_operation_spec
+        .as_ref()
+        .and_then(|o| o.ttl_seconds_after_finished);
     plan.delete = delete;
     plan.restart = restart;
     plan.dynamic = dynamic;
     plan.events = events;
     plan
+}
+
+/// Nodes removed from the spec whose Pod or ConfigMap (ours) is still there.
+fn removed_nodes(desired: &[DesiredBroker], live: &LiveState, uid: &str) -> Vec<RemovedNode> {
+    let wanted: BTreeSet<String> = desired.iter().map(|b| b.id.to_string()).collect();
+    let removed = |labels: &BTreeMap<String, String>| {
+        labels.get("brokerId").filter(|id| !wanted.contains(*id)).and_then(|id| id.parse::<i32>().ok())
+    };
+    let mut nodes: BTreeMap<i32, Option<String>> = BTreeMap::new();
+    for p in live.pods.values().filter(|p| owned_by_uid(*p, uid)) {
+        if let Some(id) = removed(p.labels()) {
+            nodes.insert(id, p.uid());
+        }
+    }
+    for c in live.config_maps.values().filter(|c| owned_by_uid(*c, uid)) {
+        if let Some(id) = removed(c.labels()) {
+            nodes.entry(id).or_default();
+        }
+    }
+    nodes.into_iter().map(|(id, pod_uid)| RemovedNode { id, pod_uid }).collect()
 }
 
 // ---- Cruise Control ----

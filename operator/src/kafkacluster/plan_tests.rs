@@ -19,11 +19,13 @@ use koperator_shared::render::names::AdminAccessError;
 use koperator_shared::rules::RuleConfig;
 use koperator_shared::validated::{ValidatedCluster, must};
 
-use super::super::ALLOW_BROKER_REMOVAL;
+use super::super::FORCE_BROKER_REMOVAL;
 use super::super::dereference::{KafkaState, LiveState};
+use super::super::graceful::state as graceful_state;
 use super::*;
 use crate::dynamic_config::DynamicLive;
 use crate::rolling::{HealthReadError, HealthSnapshot};
+use koperator_shared::api::cruisecontroloperation::{CruiseControlOperation, CruiseControlTask, Operation};
 
 const UID: &str = "0a1b2c3d-4e5f-6789-abcd-ef0123456789";
 const COMBINED: &str = include_str!("../../../config/samples/kafkacluster_kraft_combined.yaml");
@@ -96,6 +98,8 @@ fn empty() -> LiveState {
         pki: Default::default(),
         now: 1_800_000_000,
         versions: BTreeMap::new(),
+        operations: BTreeMap::new(),
+        replicas: None,
     }
 }
 
@@ -177,7 +181,7 @@ fn bump(v: &mut Value) {
 fn new_cluster_creates_every_object_and_waits_for_the_pods() {
     let v = sample(COMBINED);
     let c = validated(&v);
-    assert_eq!(kafka_wants(&c, &empty()), KafkaWants { configs: false, health: false });
+    assert_eq!(kafka_wants(&c, &empty()), KafkaWants { configs: false, health: false, replicas: false });
     let p = plan(&c, &empty());
     let objects = kinds(&p);
     for id in 0..3 {
@@ -205,7 +209,7 @@ fn new_cluster_creates_every_object_and_waits_for_the_pods() {
 fn settled_cluster_plans_nothing() {
     let (v, live) = settled(&sample(COMBINED));
     let c = validated(&v);
-    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: true, health: false });
+    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: true, health: false, replicas: false });
     let p = plan(&c, &live);
     assert!(p.is_noop(), "{p:?}");
     assert_eq!(p.status.state, "ClusterRunning");
@@ -239,21 +243,67 @@ fn scale_up_creates_only_the_new_broker() {
     assert_eq!(p.status.brokers_state.as_ref().unwrap().len(), 7);
 }
 
+/// The CruiseControlOperation `name` as the CruiseControlOperation controller left it.
+fn operation(name: &str, kind: Operation, state: &str) -> CruiseControlOperation {
+    let mut op = CruiseControlOperation::new(name, Default::default());
+    let task = CruiseControlTask {
+        operation: kind,
+        state: Some(state.into()).filter(|s: &String| !s.is_empty()),
+        ..Default::default()
+    };
+    op.status = Some(koperator_shared::api::cruisecontroloperation::CruiseControlOperationStatus {
+        current_task: Some(task),
+        ..Default::default()
+    });
+    op
+}
+
+fn graceful_of(p: &Plan, id: &str) -> (String, Option<String>) {
+    let g = &p.status.brokers_state.as_ref().unwrap()[id].graceful_action_state;
+    (g.cruise_control_state.clone(), g.cruise_control_operation_reference.as_ref().map(|r| r.name.clone()))
+}
+
 #[test]
-fn broker_removal_waits_for_the_annotation_and_keeps_the_pvcs() {
-    let (mut v, live) = settled(&sample(DEDICATED));
+fn a_removed_broker_is_drained_by_cruise_control_and_its_pod_goes_once_kafka_shows_it_empty() {
+    // The sample deploys Cruise Control (cruiseControlConfig.topicConfig).
+    let (mut v, mut live) = settled(&sample(DEDICATED));
     v["spec"]["brokers"].as_array_mut().unwrap().retain(|b| b["id"] != 102);
     bump(&mut v);
-    let blocked = plan(&validated(&v), &live);
-    assert!(blocked.delete.is_empty());
-    let (status, reason, message) = condition(&blocked, "Degraded");
+    // Kafka's metadata not read yet: nothing is deleted; a remove_broker operation is made.
+    let c = validated(&v);
+    assert!(kafka_wants(&c, &live).replicas, "where the replicas are is asked");
+    let p = plan(&c, &live);
+    assert!(p.delete.is_empty(), "{:?}", p.delete);
+    assert_eq!(p.operations.len(), 1);
+    let op = &p.operations[0];
+    assert_eq!((op.operation, op.brokers.as_slice()), (Operation::RemoveBroker, &[102][..]));
+    assert!(op.name.starts_with("kafka-removebroker-"), "{}", op.name);
+    assert_eq!(op.parameters()["brokerid"], "102");
+    assert_eq!(graceful_of(&p, "102"), (graceful_state::DOWNSCALE_SCHEDULED.into(), Some(op.name.clone())));
+    let (status, reason, message) = condition(&p, "Degraded");
     assert_eq!((status.as_str(), reason.as_str()), ("True", "BrokerRemovalPending"));
-    assert!(message.contains("brokers 102") && message.contains(ALLOW_BROKER_REMOVAL), "{message}");
+    assert!(message.contains("broker 102 may hold partition replicas"), "{message}");
+    assert_eq!(p.requeue, BUSY);
+    let name = op.name.clone();
 
-    v["metadata"]["annotations"] = json!({ALLOW_BROKER_REMOVAL: "true"});
-    let allowed = plan(&validated(&v), &live);
+    // Cruise Control moves the replicas: the Pod stays while Kafka places any on it.
+    v["status"] = serde_json::to_value(&p.status).unwrap();
+    live.operations.insert(name.clone(), operation(&name, Operation::RemoveBroker, "InExecution"));
+    live.replicas = Some(BTreeMap::from([(100, 12), (101, 12), (102, 5)]));
+    let p = plan(&validated(&v), &live);
+    assert!(p.delete.is_empty() && p.operations.is_empty(), "{:?} {:?}", p.delete, p.operations);
+    assert_eq!(graceful_of(&p, "102"), (graceful_state::DOWNSCALE_RUNNING.into(), Some(name.clone())));
+    let message = condition(&p, "Degraded").2;
+    assert!(message.contains("broker 102 still holds 5 partition replica(s)"), "{message}");
+    assert!(message.contains(&format!("CruiseControlOperation {name} is InExecution")), "{message}");
+
+    // Done, and Kafka shows none left: the Pod and its ConfigMap go, the PVCs stay.
+    v["status"] = serde_json::to_value(&p.status).unwrap();
+    live.operations.insert(name.clone(), operation(&name, Operation::RemoveBroker, "Completed"));
+    live.replicas = Some(BTreeMap::from([(100, 14), (101, 15)]));
+    let p = plan(&validated(&v), &live);
     assert_eq!(
-        allowed.delete,
+        p.delete,
         [
             Deletion { kind: OwnedKind::Pod, name: "kafka-102".into(), uid: "uid-kafka-102".into() },
             Deletion {
@@ -263,18 +313,71 @@ fn broker_removal_waits_for_the_annotation_and_keeps_the_pvcs() {
             },
         ]
     );
-    assert_eq!(allowed.events[0].reason, "BrokerRemoved");
-    // The sample sets cruiseControlConfig.topicConfig, which is not acted on yet.
-    assert_eq!(condition(&allowed, "Degraded").1, "NotSupported", "no removal pending any more");
-    assert!(allowed.restart.is_none(), "removing a broker-only node restarts no other");
-    // Only Cruise Control's capacities change: the removed broker keeps an entry (defaults)
-    // while the status still lists it, as in Koperator.
+    assert!(p.events.iter().any(|e| e.reason == "BrokerRemoved"), "{:?}", p.events);
+    assert_eq!(graceful_of(&p, "102").0, graceful_state::DOWNSCALE_SUCCEEDED);
+    assert_eq!(condition(&p, "Degraded").1, "NotSupported", "no removal pending any more");
+    assert!(p.restart.is_none(), "removing a broker-only node restarts no other");
+    // Only Cruise Control's capacities change.
     assert_eq!(
-        cruise_control_kinds(&allowed),
+        cruise_control_kinds(&p),
         ["ConfigMap/kafka-cruisecontrol-config", "Deployment/kafka-cruisecontrol"],
         "removing a broker-only node touches no other"
     );
-    assert_eq!(kinds(&allowed), cruise_control_kinds(&allowed));
+    assert_eq!(kinds(&p), cruise_control_kinds(&p));
+}
+
+#[test]
+fn without_cruise_control_a_removed_broker_holding_replicas_waits_unless_forced() {
+    let mut base = sample(DEDICATED);
+    base["spec"]["cruiseControlConfig"] = json!({});
+    let (mut v, mut live) = settled(&base);
+    v["spec"]["brokers"].as_array_mut().unwrap().retain(|b| b["id"] != 102);
+    bump(&mut v);
+    live.replicas = Some(BTreeMap::from([(100, 3), (102, 3)]));
+    let p = plan(&validated(&v), &live);
+    assert!(p.delete.is_empty() && p.operations.is_empty(), "{:?} {:?}", p.delete, p.operations);
+    let (_, reason, message) = condition(&p, "Degraded");
+    assert_eq!(reason, "BrokerRemovalPending");
+    assert!(message.contains("broker 102 still holds 3 partition replica(s) and no Cruise Control runs"), "{message}");
+    assert!(message.contains(FORCE_BROKER_REMOVAL), "{message}");
+    // A broker Kafka places nothing on goes at once.
+    live.replicas = Some(BTreeMap::from([(100, 3)]));
+    assert_eq!(plan(&validated(&v), &live).delete.len(), 2);
+    // Forced: it goes without Kafka being asked.
+    live.replicas = None;
+    v["metadata"]["annotations"] = json!({FORCE_BROKER_REMOVAL: "true"});
+    let c = validated(&v);
+    assert!(!kafka_wants(&c, &live).replicas);
+    let p = plan(&c, &live);
+    assert_eq!(p.delete.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["kafka-102", "kafka-config-102"]);
+    assert!(p.events[0].note.contains("without moving its partitions"), "{:?}", p.events);
+}
+
+#[test]
+fn a_broker_added_to_a_running_cluster_gets_partitions_through_add_broker_once_ready() {
+    let (mut v, live) = settled(&sample(DEDICATED));
+    let mut b = v["spec"]["brokers"].as_array().unwrap().iter().find(|b| b["id"] == 102).unwrap().clone();
+    b["id"] = json!(103);
+    v["spec"]["brokers"].as_array_mut().unwrap().push(b);
+    bump(&mut v);
+    let p = plan(&validated(&v), &live);
+    assert!(p.operations.is_empty(), "not before its Pod is Ready");
+    assert_eq!(graceful_of(&p, "103").0, graceful_state::UPSCALE_REQUIRED);
+    assert_eq!(graceful_of(&p, "100").0, graceful_state::UPSCALE_SUCCEEDED, "brokers made with the cluster");
+    v["status"] = serde_json::to_value(&p.status).unwrap();
+    let mut live = carried_out(&p, live);
+    let p = plan(&validated(&v), &live);
+    let op = p.operations.first().expect("add_broker once Ready");
+    assert_eq!((op.operation, op.brokers.as_slice()), (Operation::AddBroker, &[103][..]));
+    assert_eq!(graceful_of(&p, "103"), (graceful_state::UPSCALE_SCHEDULED.into(), Some(op.name.clone())));
+    // Lost status write: the next pass names the same operation (it exists: kept).
+    assert_eq!(plan(&validated(&v), &live).operations[0].name, op.name);
+    let name = op.name.clone();
+    v["status"] = serde_json::to_value(&p.status).unwrap();
+    live.operations.insert(name.clone(), operation(&name, Operation::AddBroker, "Completed"));
+    let p = plan(&validated(&v), &live);
+    assert!(p.operations.is_empty());
+    assert_eq!(graceful_of(&p, "103"), (graceful_state::UPSCALE_SUCCEEDED.into(), Some(name)));
 }
 
 #[test]
@@ -285,7 +388,7 @@ fn per_broker_read_only_change_restarts_that_broker_only() {
     let c = validated(&v);
     let p = plan(&c, &live);
     assert_eq!(kinds(&p), ["ConfigMap/kafka-combined-config-1"]);
-    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: true, health: true });
+    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: true, health: true, replicas: false });
     let p = plan(&c, &carried_out(&p, live_with_health(&c, live)));
     let r = p.restart.as_ref().expect("broker 1 restarts");
     assert_eq!((r.broker, r.pod.as_str(), r.uid.as_str()), (1, "kafka-combined-1", "uid-kafka-combined-1"));
@@ -461,7 +564,7 @@ fn paused_cluster_changes_nothing() {
     v["metadata"]["annotations"] = json!({PAUSE_ANNOTATION: "true"});
     v["spec"]["clusterImage"] = json!("kafka:other");
     let c = validated(&v);
-    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: false, health: false });
+    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: false, health: false, replicas: false });
     let p = plan(&c, &live);
     assert!(p.apply.is_empty() && p.restart.is_none() && p.dynamic.is_empty() && p.delete.is_empty());
     assert_eq!(condition(&p, "Reconciling").1, "Paused");
@@ -536,7 +639,7 @@ fn mid_roll(readonly: &str) -> (Value, ValidatedCluster, LiveState) {
 fn a_broker_that_is_not_ready_on_its_current_spec_holds_the_roll_and_kafka_is_not_asked() {
     let (_, c, mut live) = mid_roll("num.network.threads=5\n");
     live.pods.get_mut("kafka-combined-1").unwrap().status = None;
-    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: false, health: false });
+    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: false, health: false, replicas: false });
     let p = plan(&c, &live);
     assert!(p.restart.is_none());
     assert_eq!(p.status.state, "ClusterRollingUpgrading");
@@ -573,7 +676,7 @@ fn a_broker_that_cannot_start_is_reported_in_its_own_words_and_a_fixed_spec_rest
     bump(&mut fixed);
     let c = validated(&fixed);
     live = carried_out(&plan(&c, &live), live);
-    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: false, health: true });
+    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: false, health: true, replicas: false });
     if let KafkaState::Reachable { health: Some(Ok(h)), .. } = &mut live.kafka {
         h.meta.brokers.remove(&1);
     }
@@ -660,7 +763,7 @@ fn fields_not_acted_on_are_named_and_sasl_ssl_renders_nothing() {
     sasl["spec"]["listenersConfig"]["internalListeners"][0]["type"] = json!("sasl_ssl");
     sasl["spec"]["listenersConfig"]["sslSecrets"] = json!({"tlsSecretName": "kafka-tls", "create": true});
     let c = validated(&sasl);
-    assert_eq!(kafka_wants(&c, &empty()), KafkaWants { configs: false, health: false });
+    assert_eq!(kafka_wants(&c, &empty()), KafkaWants { configs: false, health: false, replicas: false });
     let p = plan(&c, &empty());
     assert!(p.apply.is_empty(), "brokers that cannot start are not rendered: {:?}", kinds(&p));
     assert!(p.certificates.is_empty());
@@ -840,7 +943,7 @@ fn a_refused_key_removal_stays_managed_and_is_retried() {
 fn a_removed_brokers_config_map_goes_even_when_its_pod_is_gone() {
     let (mut v, mut live) = settled(&sample(DEDICATED));
     v["spec"]["brokers"].as_array_mut().unwrap().retain(|b| b["id"] != 102);
-    v["metadata"]["annotations"] = json!({ALLOW_BROKER_REMOVAL: "true"});
+    v["metadata"]["annotations"] = json!({FORCE_BROKER_REMOVAL: "true"});
     live.pods.remove("kafka-102");
     let p = plan(&validated(&v), &live);
     assert_eq!(
@@ -920,7 +1023,7 @@ fn same_named_objects_someone_else_made_are_never_taken_over() {
     }
     assert!(message.contains("delete or rename them"), "{message}");
     // A foreign broker Pod is not one of ours to wait for: Kafka is not asked through it.
-    assert_eq!(kafka_wants(&validated(&v), &live), KafkaWants { configs: false, health: false });
+    assert_eq!(kafka_wants(&validated(&v), &live), KafkaWants { configs: false, health: false, replicas: false });
 
     // Only a broker's ConfigMap is theirs: its Pod (which would mount it) is not created.
     let cm = live.config_maps.values().next().unwrap().clone();
@@ -1001,7 +1104,7 @@ fn a_same_named_pod_without_our_owner_is_never_restarted_or_deleted() {
     planted.annotations_mut().insert(crate::apply::APPLIED_HASH.into(), "stale".into());
     live.pods.insert(name.clone(), ready(planted));
     bump(&mut v);
-    v["metadata"]["annotations"] = json!({ ALLOW_BROKER_REMOVAL: "true" });
+    v["metadata"]["annotations"] = json!({ FORCE_BROKER_REMOVAL: "true" });
     let p = plan(&validated(&v), &live);
     assert!(p.restart.as_ref().is_none_or(|r| r.pod != name), "{:?}", p.restart);
     assert!(p.delete.iter().all(|d| d.name != name), "{:?}", p.delete);
@@ -1100,7 +1203,7 @@ fn a_listener_secret_of_the_users_own_gates_the_pods_and_rolls_them_when_it_chan
 
     // A new keystore: every broker is out of date (the roll asks Kafka for its health first).
     live.secrets.0.insert("tls-jks".into(), jks_secret("tls-broker", "pw"));
-    assert_eq!(kafka_wants(&validated(&v), &live), KafkaWants { configs: true, health: true });
+    assert_eq!(kafka_wants(&validated(&v), &live), KafkaWants { configs: true, health: true, replicas: false });
     let p = plan(&validated(&v), &live);
     assert_eq!(p.status.state, "ClusterRollingUpgrading");
     // An unusable Secret (wrong password): reported, and no restart onto it.
