@@ -276,7 +276,7 @@ pub fn spawn_tool(
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(stderr_log).context("tool log")?);
-    let mut child = cmd.spawn().context("run java")?;
+    let mut child = crate::process::spawn_tied(cmd).context("run java")?;
     let out = child.stdout.take().expect("piped");
     let so_far = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let sink = so_far.clone();

@@ -33,6 +33,21 @@ fn spawner() -> &'static Mutex<Sender<SpawnRequest>> {
     })
 }
 
+/// Spawns `cmd` so that it is SIGKILLed when the test binary goes away (also when the binary
+/// itself is killed, which would otherwise leave the child running and holding its files).
+pub fn spawn_tied(mut cmd: Command) -> io::Result<Child> {
+    // SAFETY: prctl is async-signal-safe and touches no Rust state.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let (tx, rx) = channel();
+    spawner().lock().expect("spawner lock").send((cmd, tx)).expect("spawner thread alive");
+    rx.recv().expect("spawner replies")
+}
+
 /// One running component.
 pub struct Component {
     /// Name used in messages (`etcd`, `kube-apiserver`...).
@@ -72,16 +87,7 @@ impl Component {
             }
             cmd.spawn()
         } else {
-            // SAFETY: prctl is async-signal-safe and touches no Rust state.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let (tx, rx) = channel();
-            spawner().lock().expect("spawner lock").send((cmd, tx)).expect("spawner thread alive");
-            rx.recv().expect("spawner replies")
+            spawn_tied(cmd)
         }
         .with_context(|| format!("start {name} ({})", program.display()))?;
         Ok(Component { name: name.into(), log, pid: child.id(), child: Mutex::new(Some(child)) })

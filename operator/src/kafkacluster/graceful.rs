@@ -79,6 +79,10 @@ pub struct Inputs<'a> {
     pub replicas: Option<&'a BTreeMap<i32, usize>>,
     /// Now (unix seconds).
     pub now: u64,
+    /// Every wanted broker runs its current spec (no roll under way): only then does a new
+    /// operation start, so that Cruise Control does not move partitions onto a restarting
+    /// broker.
+    pub quiet: bool,
 }
 
 /// How long after Cruise Control finished a drain Kafka's metadata may still show replicas on
@@ -157,7 +161,7 @@ pub fn decide(i: Inputs<'_>) -> Decision {
         d.busy |= in_progress(&next.cruise_control_state);
         d.states.insert(key, next);
     }
-    if !add.is_empty() {
+    if !add.is_empty() && i.quiet {
         let op = new_operation(i.cluster, Operation::AddBroker, &add, "");
         for (id, _) in &add {
             d.states.insert(id.to_string(), scheduled(UPSCALE_SCHEDULED, &op.name));
@@ -171,7 +175,20 @@ pub fn decide(i: Inputs<'_>) -> Decision {
         let key = n.id.to_string();
         let prev = i.old.get(&key).map(|s| s.graceful_action_state.clone()).unwrap_or_default();
         let held = i.replicas.map(|r| r.get(&n.id).copied().unwrap_or(0));
-        if i.force || held == Some(0) {
+        let s = prev.cruise_control_state.as_str();
+        let op = reference(&prev).and_then(|r| i.operations.get(r));
+        // Where its drain stands: "" when none was asked for yet, or the one asked for is gone
+        // before it completed (deleted, or Cruise Control's answer lost).
+        let current = match (s.starts_with("GracefulDownscale"), op) {
+            (false, _) => "",
+            (true, Some(op)) => follow(op, Operation::RemoveBroker).unwrap_or(DOWNSCALE_SCHEDULED),
+            (true, None) if s == DOWNSCALE_SUCCEEDED => DOWNSCALE_SUCCEEDED,
+            (true, None) => "",
+        };
+        // An operation still under way is let finish (its retries would otherwise run on a
+        // broker that is gone).
+        let in_flight = current != "" && current != DOWNSCALE_SUCCEEDED;
+        if i.force || (held == Some(0) && !in_flight) {
             d.remove.insert(n.id);
             let mut done = prev;
             if done.cruise_control_state.starts_with("GracefulDownscale") {
@@ -182,6 +199,7 @@ pub fn decide(i: Inputs<'_>) -> Decision {
         }
         d.busy = true;
         let holds = match held {
+            Some(0) => "holds no partition replica any more".to_string(),
             Some(k) => format!("still holds {k} partition replica(s)"),
             None => "may hold partition replicas (Kafka's metadata could not be read)".to_string(),
         };
@@ -196,16 +214,8 @@ pub fn decide(i: Inputs<'_>) -> Decision {
             d.states.insert(key, prev);
             continue;
         }
-        let s = prev.cruise_control_state.as_str();
-        let op = reference(&prev).and_then(|r| i.operations.get(r));
         let mut next = prev.clone();
-        next.cruise_control_state = match (s, op) {
-            (s, _) if !s.starts_with("GracefulDownscale") || s == DOWNSCALE_REQUIRED => DOWNSCALE_REQUIRED.into(),
-            // Gone before it completed (deleted, or Cruise Control's answer lost): drain again.
-            (s, None) if s != DOWNSCALE_SUCCEEDED => DOWNSCALE_REQUIRED.into(),
-            (_, None) => DOWNSCALE_SUCCEEDED.into(),
-            (_, Some(op)) => follow(op, Operation::RemoveBroker).unwrap_or(DOWNSCALE_SCHEDULED).into(),
-        };
+        next.cruise_control_state = if current.is_empty() { DOWNSCALE_REQUIRED } else { current }.into();
         let why = match next.cruise_control_state.as_str() {
             DOWNSCALE_SUCCEEDED if held.is_some() && finished_before(op, i.now, CONFIRM_SECS) => {
                 // Cruise Control is done, yet Kafka still places replicas here (a topic
@@ -226,7 +236,12 @@ pub fn decide(i: Inputs<'_>) -> Decision {
         d.waiting.insert(n.id, why);
         d.states.insert(key, next);
     }
-    if !remove.is_empty() {
+    if !remove.is_empty() && !i.quiet {
+        for (id, _) in &remove {
+            d.waiting.insert(*id, format!("broker {id} is drained once the rolling restart under way has finished"));
+        }
+    }
+    if !remove.is_empty() && i.quiet {
         let op = new_operation(i.cluster, Operation::RemoveBroker, &remove, &rerun_of);
         for (id, _) in &remove {
             d.states.insert(id.to_string(), scheduled(DOWNSCALE_SCHEDULED, &op.name));
@@ -269,6 +284,15 @@ fn scheduled(s: &str, name: &str) -> GracefulActionState {
 
 fn reference(s: &GracefulActionState) -> Option<&String> {
     s.cruise_control_operation_reference.as_ref().map(|r| &r.name).filter(|n| !n.is_empty())
+}
+
+/// The operation moving partitions now, if any (brokers do not restart meanwhile).
+pub fn moving(d: &Decision) -> Option<&str> {
+    d.states
+        .values()
+        .find(|s| s.cruise_control_state == UPSCALE_RUNNING || s.cruise_control_state == DOWNSCALE_RUNNING)
+        .and_then(reference)
+        .map(String::as_str)
 }
 
 /// Whether `s` is a step still under way.

@@ -54,6 +54,7 @@ struct Case<'a> {
     removed: Vec<RemovedNode>,
     ops: BTreeMap<String, CruiseControlOperation>,
     replicas: Option<BTreeMap<i32, usize>>,
+    quiet: bool,
     _p: std::marker::PhantomData<&'a ()>,
 }
 
@@ -67,6 +68,7 @@ impl Case<'_> {
             removed: Vec::new(),
             ops: BTreeMap::new(),
             replicas: None,
+            quiet: true,
             _p: Default::default(),
         }
     }
@@ -81,6 +83,7 @@ impl Case<'_> {
             operations: &self.ops,
             replicas: self.replicas.as_ref(),
             now: NOW,
+            quiet: self.quiet,
         })
     }
 }
@@ -219,5 +222,39 @@ fn without_cruise_control_or_when_forced() {
     assert!(d.remove.is_empty() && d.create.is_empty());
     assert!(d.waiting[&3].contains("no Cruise Control runs"), "{}", d.waiting[&3]);
     c.force = true;
+    assert!(c.run().remove.contains(&3));
+}
+
+#[test]
+fn no_operation_starts_during_a_roll_and_no_broker_restarts_while_one_moves_partitions() {
+    let mut c = Case::new();
+    c.old = running();
+    c.wanted.push(node(3, true));
+    c.removed.push(RemovedNode { id: 4, pod_uid: Some("uid-4".into()) });
+    c.replicas = Some(BTreeMap::from([(4, 2)]));
+    c.quiet = false;
+    let d = c.run();
+    assert!(d.create.is_empty(), "{:?}", d.create);
+    assert_eq!(d.states["3"].cruise_control_state, UPSCALE_REQUIRED);
+    assert!(d.waiting[&4].contains("rolling restart"), "{}", d.waiting[&4]);
+    assert_eq!(super::graceful::moving(&d), None);
+    c.quiet = true;
+    c.old.extend(states(&[(3, UPSCALE_SCHEDULED, Some("add"))]));
+    c.ops.extend([op("add", Operation::AddBroker, Some("InExecution"), None)]);
+    assert_eq!(super::graceful::moving(&c.run()), Some("add"));
+}
+
+#[test]
+fn a_drain_under_way_finishes_before_the_broker_goes_even_when_kafka_shows_it_empty() {
+    let mut c = Case::new();
+    c.old = running();
+    c.old.extend(states(&[(3, DOWNSCALE_RUNNING, Some("rm"))]));
+    c.removed.push(RemovedNode { id: 3, pod_uid: Some("uid-3".into()) });
+    c.replicas = Some(BTreeMap::from([(0, 9)]));
+    c.ops.extend([op("rm", Operation::RemoveBroker, Some("InExecution"), None)]);
+    let d = c.run();
+    assert!(d.remove.is_empty() && d.create.is_empty());
+    assert!(d.waiting[&3].contains("holds no partition replica any more"), "{}", d.waiting[&3]);
+    c.ops.extend([op("rm", Operation::RemoveBroker, Some("Completed"), Some(NOW))]);
     assert!(c.run().remove.contains(&3));
 }

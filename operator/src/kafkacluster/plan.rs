@@ -609,6 +609,7 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         operations: &live.operations,
         replicas: live.replicas.as_ref(),
         now: live.now,
+        quiet: pods.all_ready && pods.out_of_date.is_empty(),
     });
     for (id, action) in &graceful.states {
         let previous = || old.brokers_state.as_ref().and_then(|m| m.get(id)).cloned().unwrap_or_default();
@@ -697,7 +698,11 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
             .collect();
         roll_blocked = Some(format!("broker(s) {} are not Ready on their current spec", down.join(",")));
     }
-    if !out_of_date.is_empty() && pods.may_roll && certs.orders.is_empty() && own.complete() {
+    // Cruise Control moving partitions: a restart would fail the reassignment.
+    if let Some(op) = graceful::moving(&graceful).filter(|_| !out_of_date.is_empty() && roll_blocked.is_none()) {
+        roll_blocked = Some(format!("Cruise Control is moving partitions (CruiseControlOperation {op})"));
+    }
+    if !out_of_date.is_empty() && pods.may_roll && roll_blocked.is_none() && certs.orders.is_empty() && own.complete() {
         let ids: Vec<i32> = out_of_date.iter().map(|(id, _, _)| *id).collect();
         let expected = render::broker_role_ids(cluster);
         let threshold = cluster.spec.rolling_upgrade_config.failure_threshold.unwrap_or(1);

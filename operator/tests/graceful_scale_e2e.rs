@@ -1,0 +1,232 @@
+//! Graceful scaling through the real Cruise Control, on real Kafka, through `kubectl` only:
+//! the operator deploys Cruise Control for a 3-broker KRaft cluster (the test node runs its
+//! Deployment's Pod as the real server, the brokers with its metrics reporter). A fourth broker
+//! added to the spec gets partitions through an `add_broker` CruiseControlOperation; removed
+//! again while Cruise Control is stopped, it waits and nothing is deleted; with Cruise Control
+//! back it is drained by `remove_broker`, and Kafka's own metadata shows no replica left on it
+//! when its Pod goes. Kafka's verifiable producer (acks=all) and consumer run throughout: not
+//! one acknowledged message may be lost.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use koperator_e2e::cruise_control::{REPORTING_INTERVAL, TEST_REPORTING_INTERVAL_MS, TEST_SAMPLING};
+use koperator_e2e::loss::{LossOptions, LossRun};
+use koperator_e2e::node::Node;
+use koperator_e2e::shared;
+use koperator_e2e::tools::repo_root;
+use koperator_shared::kafka::{Admin, ConnectOptions, NewTopic, Resolver};
+use serde_json::{Value, json};
+
+const CLUSTER: &str = "kafka-cc";
+const NEW: i32 = 3;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn bootstrap(ns: &str, ids: &[i32]) -> Vec<String> {
+    ids.iter().map(|i| format!("{CLUSTER}-{i}.{CLUSTER}-headless.{ns}.svc.cluster.local:29092")).collect()
+}
+
+/// `key=value` set in a properties text (replaced where it is, else appended).
+fn set_property(text: &str, key: &str, value: &str) -> String {
+    let mut found = false;
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|l| match l.split_once('=') {
+            Some((k, _)) if k.trim() == key => {
+                found = true;
+                format!("{key}={value}")
+            }
+            _ => l.to_string(),
+        })
+        .collect();
+    if !found {
+        lines.push(format!("{key}={value}"));
+    }
+    lines.join("\n") + "\n"
+}
+
+/// The Cruise Control sample with small heaps and Cruise Control sampling every few seconds.
+fn spec() -> Value {
+    let text =
+        std::fs::read_to_string(repo_root().join("config/samples/kafkacluster_kraft_cruisecontrol.yaml")).unwrap();
+    let mut v: Value = serde_saphyr::from_str(&text).unwrap();
+    v["spec"]["brokerConfigGroups"]["default"]["kafkaHeapOpts"] = json!("-Xmx384m -Xms384m");
+    let ro = v["spec"]["readOnlyConfig"].as_str().unwrap().to_string();
+    v["spec"]["readOnlyConfig"] = json!(set_property(&ro, REPORTING_INTERVAL, TEST_REPORTING_INTERVAL_MS));
+    let mut cc = v["spec"]["cruiseControlConfig"]["config"].as_str().unwrap().to_string();
+    // Cruise Control checks that the brokers report at least as often as it samples.
+    for (k, val) in TEST_SAMPLING {
+        cc = set_property(&cc, k, val);
+    }
+    v["spec"]["cruiseControlConfig"]["config"] = json!(cc);
+    // One default capacity for every broker: Cruise Control's configuration then does not
+    // change when a broker comes or goes (a generated capacity.json does, and restarts it).
+    v["spec"]["cruiseControlConfig"]["capacityConfig"] = json!(
+        r#"{"brokerCapacities":[{"brokerId":"-1","capacity":{"DISK":"10737","CPU":"100","NW_IN":"125000","NW_OUT":"125000"},"doc":"every broker"}]}"#
+    );
+    v
+}
+
+fn with_broker(v: &Value, id: i32) -> Value {
+    let mut v = v.clone();
+    let brokers = v["spec"]["brokers"].as_array_mut().unwrap();
+    brokers.push(json!({"id": id, "brokerConfigGroup": "broker"}));
+    // Broker-only (roles are appended to the group's, so a group of its own): the quorum, and
+    // so every other broker's configuration, stays as it is.
+    let mut group = v["spec"]["brokerConfigGroups"]["default"].clone();
+    group["processRoles"] = json!(["broker"]);
+    v["spec"]["brokerConfigGroups"]["broker"] = group;
+    v
+}
+
+/// Partition replicas Kafka places on each broker.
+fn replicas(admin: &Admin) -> Option<BTreeMap<i32, usize>> {
+    let meta = rt().block_on(admin.metadata(None)).ok()?;
+    let mut count = BTreeMap::new();
+    for r in meta.topics.iter().flat_map(|t| &t.partitions).flat_map(|p| &p.replicas) {
+        *count.entry(*r).or_default() += 1;
+    }
+    Some(count)
+}
+
+fn graceful_state(kc: &Value, id: i32) -> String {
+    kc["status"]["brokersState"][id.to_string()]["gracefulActionState"]["cruiseControlState"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn operations(cp: &koperator_e2e::ControlPlane, ns: &str) -> Vec<Value> {
+    get_json(cp, &["get", "cco", "-n", ns])["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_broker_joins_and_leaves_through_cruise_control_without_losing_a_message() {
+    let cp = shared();
+    let namespace = cp.namespace("scale").unwrap();
+    let ns = namespace.name.clone();
+    let node = Node::start(&cp.kubeconfig, &ns).unwrap();
+    let hosts = format!("--kafka-hosts-file={}", node.hosts_file.display());
+    let op = start_operator(cp, &ns, "scale", "scale-0", std::slice::from_ref(&hosts));
+    let apply = |v: &Value| cp.kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], Some(&v.to_string())).unwrap();
+    let kc = || get_json(cp, &["get", "kafkacluster", CLUSTER, "-n", &ns]);
+    let base = spec();
+    let started = Instant::now();
+    apply(&base);
+    wait_for("ClusterRunning with Cruise Control", Duration::from_secs(300), &op, || {
+        let kc = kc();
+        kc["status"]["state"] == "ClusterRunning"
+            && condition(&kc, "Ready").is_some_and(|c| c.0 == "True")
+            && kc["status"]["cruiseControlTopicStatus"] == "CruiseControlTopicReady"
+    });
+    eprintln!("FIGURE: 3 brokers and Cruise Control running {} s after kubectl apply", started.elapsed().as_secs());
+    let opts =
+        ConnectOptions { resolver: Resolver::with_hosts_file(Some(node.hosts_file.clone())), ..Default::default() };
+    let admin = Admin::new(bootstrap(&ns, &[0, 1, 2]), opts);
+    let topic = "scale-loss";
+    rt().block_on(admin.create_topic(&NewTopic {
+        name: topic.into(),
+        partitions: 6,
+        replication_factor: 3,
+        configs: BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]),
+    }))
+    .unwrap();
+    let run = LossRun::start(LossOptions {
+        bootstrap: bootstrap(&ns, &[0, 1, 2]).join(","),
+        topic: topic.into(),
+        throughput: 100,
+        hosts_file: Some(node.hosts_file.clone()),
+        client_config: String::new(),
+        dir: cp.dir.join("loss").join(&ns),
+    })
+    .unwrap();
+    run.wait_acknowledged(200, Duration::from_secs(60)).unwrap();
+
+    // Scale up: the new broker gets replicas through add_broker once it is Ready.
+    let up = Instant::now();
+    apply(&with_broker(&base, NEW));
+    wait_for("broker 3 joined through add_broker", Duration::from_secs(600), &op, || {
+        graceful_state(&kc(), NEW) == "GracefulUpscaleSucceeded"
+    });
+    let on_new = replicas(&admin).unwrap_or_default().get(&NEW).copied().unwrap_or(0);
+    eprintln!(
+        "FIGURE: broker {NEW} added: add_broker done {} s after kubectl apply, {on_new} replicas on it",
+        up.elapsed().as_secs()
+    );
+    assert!(on_new > 0, "Cruise Control placed no replica on broker {NEW}");
+    let add = operations(cp, &ns);
+    assert!(
+        add.iter().any(|o| o["status"]["currentTask"]["operation"] == "add_broker"
+            && o["status"]["currentTask"]["state"] == "Completed"
+            && o["status"]["currentTask"]["parameters"]["brokerid"] == "3"),
+        "{add:#?}"
+    );
+
+    // Cruise Control stopped: the removal waits and deletes nothing.
+    let deployment = format!("{CLUSTER}-cruisecontrol");
+    cp.kubectl(&["scale", "deployment", &deployment, "-n", &ns, "--replicas=0"]).unwrap();
+    let cc_pods =
+        || get_json(cp, &["get", "pods", "-n", &ns, "-l", "app=cruisecontrol"])["items"].as_array().map_or(0, Vec::len);
+    wait_for("Cruise Control stopped", Duration::from_secs(60), &op, || cc_pods() == 0);
+    let down = Instant::now();
+    apply(&base);
+    wait_for("the removal waits for Cruise Control", Duration::from_secs(60), &op, || {
+        condition(&kc(), "Degraded").is_some_and(|c| c == ("True".into(), "BrokerRemovalPending".into()))
+    });
+    std::thread::sleep(Duration::from_secs(30));
+    let pod = format!("{CLUSTER}-{NEW}");
+    assert!(pod_uids(cp, &ns).contains_key(&pod), "broker {NEW}'s Pod was deleted while Cruise Control was stopped");
+    assert_eq!(cc_pods(), 0, "Cruise Control came back by itself");
+    let kc_now = kc();
+    let message = kc_now["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Degraded").unwrap()
+        ["message"]
+        .clone();
+    eprintln!("FIGURE: with Cruise Control stopped, broker {NEW} waits: {message}");
+    assert!(graceful_state(&kc_now, NEW).starts_with("GracefulDownscale"), "{}", graceful_state(&kc_now, NEW));
+
+    // Cruise Control back: drained, then the Pod goes with no replica left on the broker.
+    let held = replicas(&admin).unwrap_or_default().get(&NEW).copied().unwrap_or(0);
+    cp.kubectl(&["scale", "deployment", &deployment, "-n", &ns, "--replicas=1"]).unwrap();
+    let resumed = Instant::now();
+    let mut seen = Vec::new();
+    wait_for("broker 3 drained and its Pod deleted", Duration::from_secs(900), &op, || {
+        let state = graceful_state(&kc(), NEW);
+        if seen.last() != Some(&state) {
+            seen.push(state);
+        }
+        !pod_uids(cp, &ns).contains_key(&pod)
+    });
+    let left = replicas(&admin).unwrap_or_default().get(&NEW).copied().unwrap_or(0);
+    assert_eq!(left, 0, "broker {NEW}'s Pod was deleted with {left} replicas still on it");
+    eprintln!(
+        "FIGURE: broker {NEW} drained of {held} replicas and removed {} s after Cruise Control came back ({} s after kubectl apply); states {seen:?}",
+        resumed.elapsed().as_secs(),
+        down.elapsed().as_secs()
+    );
+    let rm = operations(cp, &ns);
+    assert!(
+        rm.iter().any(|o| o["status"]["currentTask"]["operation"] == "remove_broker"
+            && o["status"]["currentTask"]["state"] == "Completed"),
+        "{rm:#?}"
+    );
+    assert!(
+        get_json(cp, &["get", "pvc", "-n", &ns])["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["metadata"]["name"].as_str().is_some_and(|n| n.starts_with(&format!("{pod}-storage")))),
+        "broker {NEW}'s PVC is kept"
+    );
+    let report = run.finish(Duration::from_secs(60)).unwrap();
+    report.record(&format!("scale 3→4→3 through Cruise Control (drain of {held} replicas)"), 0);
+    eprintln!("FIGURE: {}", report.row("scale 3→4→3 through Cruise Control", 0));
+    report.assert_lossless("scale 3→4→3 through Cruise Control");
+    drop(op);
+    drop(node);
+}
