@@ -187,7 +187,7 @@ pub fn decide(i: Inputs<'_>) -> Decision {
         };
         // An operation still under way is let finish (its retries would otherwise run on a
         // broker that is gone).
-        let in_flight = current != "" && current != DOWNSCALE_SUCCEEDED;
+        let in_flight = !current.is_empty() && current != DOWNSCALE_SUCCEEDED;
         if i.force || (held == Some(0) && !in_flight) {
             d.remove.insert(n.id);
             let mut done = prev;
