@@ -101,14 +101,14 @@ pub struct NewOperation {
 }
 
 impl NewOperation {
-    /// The operation's Cruise Control parameters (Koperator's).
+    /// The operation's Cruise Control parameters (Koperator's, for both kinds).
     pub fn parameters(&self) -> BTreeMap<String, String> {
         let ids: Vec<String> = self.brokers.iter().map(i32::to_string).collect();
-        let mut p = BTreeMap::from([("brokerid".to_string(), ids.join(","))]);
-        if self.operation == Operation::RemoveBroker {
-            p.insert("exclude_recently_removed_brokers".into(), "true".into());
-        }
-        p
+        BTreeMap::from([
+            ("brokerid".to_string(), ids.join(",")),
+            ("exclude_recently_demoted_brokers".to_string(), "true".to_string()),
+            ("exclude_recently_removed_brokers".to_string(), "true".to_string()),
+        ])
     }
 }
 
@@ -123,46 +123,65 @@ pub struct Decision {
     pub remove: BTreeSet<i32>,
     /// Why each other removed node waits.
     pub waiting: BTreeMap<i32, String>,
+    /// The removed nodes among `waiting` that cannot go on by themselves (no Cruise Control,
+    /// Kafka's metadata unreadable, the drain failed or paused, Cruise Control unreachable,
+    /// drains repeated without effect): `Degraded`. The others are a drain making progress.
+    pub stuck: BTreeSet<i32>,
+    /// Operations of the cluster's own to delete (name, UID): a drain of a broker the spec
+    /// wants again, or the join of a broker removed meanwhile. Deleting a running one stops
+    /// its task (the operation's finalizer).
+    pub stop: Vec<(String, String)>,
     /// An action is under way: look again soon.
     pub busy: bool,
 }
+
+/// How many completed drains of one broker, Kafka still placing replicas on it after each,
+/// before the operator stops draining it again and asks the user.
+pub const MAX_DRAINS: usize = 3;
 
 /// Decides the graceful actions of one reconcile.
 pub fn decide(i: Inputs<'_>) -> Decision {
     let mut d = Decision::default();
     let running_before = !i.old.is_empty();
     let mut add = Vec::new();
+    let mut add_nonce = Vec::new();
     for n in i.wanted {
         let key = n.id.to_string();
         let old = i.old.get(&key).map(|s| s.graceful_action_state.clone());
         let prev = old.clone().unwrap_or_default();
         let s = prev.cruise_control_state.as_str();
+        let op = reference(&prev).and_then(|r| i.operations.get(r));
         let mut next = prev.clone();
         if s.is_empty() || s.starts_with("GracefulDownscale") {
             // New to a running cluster, or wanted again while it was being drained: it gets
             // partitions back through Cruise Control; at the cluster's creation nothing moves.
+            // A drain still under way is stopped first (its retries would empty it again).
+            if let Some(op) = op.filter(|op| s.starts_with("GracefulDownscale") && !finished(op)) {
+                d.stop.push((op.name_any(), op.uid().unwrap_or_default()));
+            }
             let joins = (old.is_none() && running_before) || s.starts_with("GracefulDownscale");
             next = state(if joins && i.cruise_control && n.broker { UPSCALE_REQUIRED } else { UPSCALE_SUCCEEDED });
         } else if s != UPSCALE_REQUIRED && s != UPSCALE_SUCCEEDED {
             // Scheduled, Running, CompletedWithError or Paused: follow the operation; one that
             // is gone has nothing more to do (adding is never a safety matter).
-            next.cruise_control_state = match reference(&prev).and_then(|r| i.operations.get(r)) {
+            next.cruise_control_state = match op {
                 Some(op) => follow(op, Operation::AddBroker).unwrap_or(UPSCALE_SCHEDULED).into(),
                 None => UPSCALE_SUCCEEDED.into(),
             };
         }
         if next.cruise_control_state == UPSCALE_REQUIRED {
-            if !i.cruise_control {
+            if !i.cruise_control || !n.broker {
                 next = state(UPSCALE_SUCCEEDED);
             } else if n.ready {
                 add.push((n.id, n.pod_uid.clone().unwrap_or_default()));
+                add_nonce.extend(reference(&prev).cloned());
             }
         }
         d.busy |= in_progress(&next.cruise_control_state);
         d.states.insert(key, next);
     }
     if !add.is_empty() && i.quiet {
-        let op = new_operation(i.cluster, Operation::AddBroker, &add, "");
+        let op = new_operation(i.cluster, Operation::AddBroker, &add, &add_nonce.join(","));
         for (id, _) in &add {
             d.states.insert(id.to_string(), scheduled(UPSCALE_SCHEDULED, &op.name));
         }
@@ -170,7 +189,7 @@ pub fn decide(i: Inputs<'_>) -> Decision {
     }
 
     let mut remove = Vec::new();
-    let mut rerun_of = String::new();
+    let mut remove_nonce = Vec::new();
     for n in i.removed {
         let key = n.id.to_string();
         let prev = i.old.get(&key).map(|s| s.graceful_action_state.clone()).unwrap_or_default();
@@ -186,10 +205,14 @@ pub fn decide(i: Inputs<'_>) -> Decision {
             (true, None) => "",
         };
         // An operation still under way is let finish (its retries would otherwise run on a
-        // broker that is gone).
-        let in_flight = !current.is_empty() && current != DOWNSCALE_SUCCEEDED;
+        // broker that is gone); a paused one is finished for the operation controller.
+        let in_flight = !current.is_empty() && current != DOWNSCALE_SUCCEEDED && current != DOWNSCALE_PAUSED;
         if i.force || (held == Some(0) && !in_flight) {
             d.remove.insert(n.id);
+            // A join of it still pending would be retried on a broker that is gone.
+            if let Some(op) = op.filter(|op| s.starts_with("GracefulUpscale") && !finished(op)) {
+                d.stop.push((op.name_any(), op.uid().unwrap_or_default()));
+            }
             let mut done = prev;
             if done.cruise_control_state.starts_with("GracefulDownscale") {
                 done.cruise_control_state = DOWNSCALE_SUCCEEDED.into();
@@ -211,38 +234,59 @@ pub fn decide(i: Inputs<'_>) -> Decision {
                 super::FORCE_BROKER_REMOVAL
             );
             d.waiting.insert(n.id, why);
+            d.stuck.insert(n.id);
             d.states.insert(key, prev);
             continue;
         }
+        if held.is_none() {
+            d.stuck.insert(n.id);
+        }
         let mut next = prev.clone();
         next.cruise_control_state = if current.is_empty() { DOWNSCALE_REQUIRED } else { current }.into();
+        let drains = completed_drains(i.operations, n.id);
         let why = match next.cruise_control_state.as_str() {
+            DOWNSCALE_SUCCEEDED
+                if held.is_some() && finished_before(op, i.now, CONFIRM_SECS) && drains >= MAX_DRAINS =>
+            {
+                d.stuck.insert(n.id);
+                format!(
+                    "broker {} {holds} after {drains} completed Cruise Control drains; move them with \
+                     kafka-reassign-partitions, or annotate the KafkaCluster with {}=\"true\" to delete it anyway",
+                    n.id,
+                    super::FORCE_BROKER_REMOVAL
+                )
+            }
             DOWNSCALE_SUCCEEDED if held.is_some() && finished_before(op, i.now, CONFIRM_SECS) => {
                 // Cruise Control is done, yet Kafka still places replicas here (a topic
                 // created during the drain): drain again.
-                rerun_of = reference(&prev).cloned().unwrap_or_default();
                 next.cruise_control_state = DOWNSCALE_REQUIRED.into();
                 format!("broker {} {holds} after Cruise Control drained it; draining it again", n.id)
             }
             DOWNSCALE_SUCCEEDED => format!("broker {} is drained; waiting for Kafka's metadata to confirm it", n.id),
             other => {
+                let blocked = op.is_some_and(degraded);
+                if blocked || other == DOWNSCALE_PAUSED || other == DOWNSCALE_COMPLETED_WITH_ERROR {
+                    d.stuck.insert(n.id);
+                }
                 let op_state = op.map(operation_message).unwrap_or_default();
                 format!("broker {} {holds}; Cruise Control drains it ({other}{op_state})", n.id)
             }
         };
         if next.cruise_control_state == DOWNSCALE_REQUIRED {
             remove.push((n.id, n.pod_uid.clone().unwrap_or_default()));
+            remove_nonce.extend(reference(&prev).cloned());
         }
         d.waiting.insert(n.id, why);
         d.states.insert(key, next);
     }
     if !remove.is_empty() && !i.quiet {
         for (id, _) in &remove {
-            d.waiting.insert(*id, format!("broker {id} is drained once the rolling restart under way has finished"));
+            let why = format!("broker {id} is drained once every broker runs its current spec and is Ready");
+            d.waiting.insert(*id, why);
         }
     }
     if !remove.is_empty() && i.quiet {
-        let op = new_operation(i.cluster, Operation::RemoveBroker, &remove, &rerun_of);
+        let op = new_operation(i.cluster, Operation::RemoveBroker, &remove, &remove_nonce.join(","));
         for (id, _) in &remove {
             d.states.insert(id.to_string(), scheduled(DOWNSCALE_SCHEDULED, &op.name));
         }
@@ -318,6 +362,30 @@ fn follow(op: &CruiseControlOperation, kind: Operation) -> Option<&'static str> 
     })
 }
 
+/// Whether `op`'s task finished (completed, or failed for good: ignored or paused).
+fn finished(op: &CruiseControlOperation) -> bool {
+    matches!(follow(op, Operation::RemoveBroker), Some(DOWNSCALE_SUCCEEDED) | Some(DOWNSCALE_PAUSED))
+}
+
+/// Whether `op` reports a problem (`Degraded=True`: Cruise Control unreachable, the task
+/// failed).
+fn degraded(op: &CruiseControlOperation) -> bool {
+    let st = op.status.as_ref();
+    st.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Degraded" && c.status == "True"))
+}
+
+/// Completed `remove_broker` operations whose brokers include `id`.
+fn completed_drains(ops: &BTreeMap<String, CruiseControlOperation>, id: i32) -> usize {
+    ops.values()
+        .filter_map(|o| o.status.as_ref()?.current_task.as_ref())
+        .filter(|t| t.operation == Operation::RemoveBroker && t.state.as_deref() == Some("Completed"))
+        .filter(|t| {
+            let ids = t.parameters.as_ref().and_then(|p| p.get("brokerid")).map(String::as_str).unwrap_or_default();
+            ids.split(',').any(|x| x.trim() == id.to_string())
+        })
+        .count()
+}
+
 /// Whether `op` finished at least `secs` before `now` (or is gone).
 fn finished_before(op: Option<&CruiseControlOperation>, now: u64, secs: u64) -> bool {
     let Some(op) = op else { return true };
@@ -338,11 +406,12 @@ fn operation_message(op: &CruiseControlOperation) -> String {
     format!("; CruiseControlOperation {} is {task}{why}", op.name_any())
 }
 
-/// The operation moving `brokers` (id and Pod UID): named after them, so that a reconcile that
-/// repeats it (the status write was lost) finds the one it made; a re-run names the one before.
-fn new_operation(cluster: &str, operation: Operation, brokers: &[(i32, String)], rerun_of: &str) -> NewOperation {
+/// The operation moving `brokers` (id and Pod UID): named after them and the operations their
+/// states named before (`nonce`), so that a reconcile that repeats it (the status write was
+/// lost) finds the one it made, and a later join or drain of the same brokers gets a new one.
+fn new_operation(cluster: &str, operation: Operation, brokers: &[(i32, String)], nonce: &str) -> NewOperation {
     let key: Vec<String> = brokers.iter().map(|(id, uid)| format!("{id}/{uid}")).collect();
-    let hash = koperator_shared::hash::fnv1a64_hex(format!("{}|{rerun_of}", key.join(",")).as_bytes());
+    let hash = koperator_shared::hash::fnv1a64_hex(format!("{}|{nonce}", key.join(",")).as_bytes());
     let kind = operation.as_str().replace('_', "");
     NewOperation {
         name: format!("{cluster}-{kind}-{}", &hash[..hash.len().min(10)]),

@@ -10,7 +10,7 @@ use koperator_shared::api::cruisecontroloperation::{
 use koperator_shared::api::kafkacluster::{BrokerState, GracefulActionState};
 
 use super::graceful::state::*;
-use super::graceful::{CONFIRM_SECS, Decision, Inputs, RemovedNode, WantedNode, decide};
+use super::graceful::{CONFIRM_SECS, Decision, Inputs, MAX_DRAINS, RemovedNode, WantedNode, decide};
 
 const NOW: u64 = 1_800_000_000;
 
@@ -236,7 +236,7 @@ fn no_operation_starts_during_a_roll_and_no_broker_restarts_while_one_moves_part
     let d = c.run();
     assert!(d.create.is_empty(), "{:?}", d.create);
     assert_eq!(d.states["3"].cruise_control_state, UPSCALE_REQUIRED);
-    assert!(d.waiting[&4].contains("rolling restart"), "{}", d.waiting[&4]);
+    assert!(d.waiting[&4].contains("once every broker runs its current spec"), "{}", d.waiting[&4]);
     assert_eq!(super::graceful::moving(&d), None);
     c.quiet = true;
     c.old.extend(states(&[(3, UPSCALE_SCHEDULED, Some("add"))]));
@@ -257,4 +257,100 @@ fn a_drain_under_way_finishes_before_the_broker_goes_even_when_kafka_shows_it_em
     assert!(d.waiting[&3].contains("holds no partition replica any more"), "{}", d.waiting[&3]);
     c.ops.extend([op("rm", Operation::RemoveBroker, Some("Completed"), Some(NOW))]);
     assert!(c.run().remove.contains(&3));
+}
+
+fn with_uid(mut o: (String, CruiseControlOperation), uid: &str) -> (String, CruiseControlOperation) {
+    o.1.metadata.uid = Some(uid.into());
+    o
+}
+
+#[test]
+fn a_broker_wanted_again_mid_drain_stops_the_drain_and_joins_under_a_new_name() {
+    let mut c = Case::new();
+    c.old = running();
+    c.old.extend(states(&[(3, DOWNSCALE_RUNNING, Some("kafka-removebroker-x"))]));
+    c.ops.extend([with_uid(op("kafka-removebroker-x", Operation::RemoveBroker, Some("InExecution"), None), "u-rm")]);
+    c.wanted.push(node(3, true));
+    let d = c.run();
+    assert_eq!(d.stop, [("kafka-removebroker-x".to_string(), "u-rm".to_string())]);
+    assert_eq!(d.create.len(), 1);
+    assert_eq!(d.create[0].operation, Operation::AddBroker);
+    // Its first join (same broker, same Pod) was named differently.
+    let first = Case {
+        old: running(),
+        wanted: vec![node(0, true), node(1, true), node(2, true), node(3, true)],
+        ..Case::new()
+    };
+    assert_ne!(first.run().create[0].name, d.create[0].name);
+}
+
+#[test]
+fn a_removed_broker_whose_join_is_pending_goes_with_its_join() {
+    let mut c = Case::new();
+    c.old = running();
+    c.old.extend(states(&[(3, UPSCALE_SCHEDULED, Some("add"))]));
+    c.ops.extend([with_uid(op("add", Operation::AddBroker, None, None), "u-add")]);
+    c.removed.push(RemovedNode { id: 3, pod_uid: Some("uid-3".into()) });
+    c.replicas = Some(BTreeMap::from([(0, 9)]));
+    let d = c.run();
+    assert!(d.remove.contains(&3));
+    assert_eq!(d.stop, [("add".to_string(), "u-add".to_string())]);
+}
+
+#[test]
+fn a_paused_drain_of_an_empty_broker_does_not_hold_it() {
+    let mut c = Case::new();
+    c.old = running();
+    c.old.extend(states(&[(3, DOWNSCALE_RUNNING, Some("rm"))]));
+    let (n, mut o) = op("rm", Operation::RemoveBroker, Some("CompletedWithError"), Some(NOW));
+    o.metadata.labels = Some([("pause".to_string(), "true".to_string())].into());
+    c.ops.insert(n, o);
+    c.removed.push(RemovedNode { id: 3, pod_uid: Some("uid-3".into()) });
+    c.replicas = Some(BTreeMap::from([(0, 9)]));
+    assert!(c.run().remove.contains(&3));
+    // Holding replicas, it waits and says so (Degraded).
+    c.replicas = Some(BTreeMap::from([(3, 1)]));
+    let d = c.run();
+    assert!(d.remove.is_empty() && d.stuck.contains(&3), "{d:?}");
+}
+
+#[test]
+fn repeated_drains_without_effect_stop_and_ask_the_user() {
+    let mut c = Case::new();
+    c.old = running();
+    c.old.extend(states(&[(3, DOWNSCALE_RUNNING, Some("rm-3"))]));
+    c.removed.push(RemovedNode { id: 3, pod_uid: Some("uid-3".into()) });
+    c.replicas = Some(BTreeMap::from([(3, 1)]));
+    for k in 1..=MAX_DRAINS {
+        let (n, mut o) = op(&format!("rm-{k}"), Operation::RemoveBroker, Some("Completed"), Some(NOW - CONFIRM_SECS));
+        o.status.as_mut().unwrap().current_task.as_mut().unwrap().parameters =
+            Some(BTreeMap::from([("brokerid".to_string(), "3".to_string())]));
+        c.ops.insert(n, o);
+    }
+    let d = c.run();
+    assert!(d.create.is_empty() && d.remove.is_empty(), "{d:?}");
+    assert!(d.stuck.contains(&3));
+    assert!(d.waiting[&3].contains("after 3 completed Cruise Control drains"), "{}", d.waiting[&3]);
+}
+
+#[test]
+fn a_controller_only_node_never_gets_an_add_broker() {
+    let mut c = Case::new();
+    c.old = running();
+    c.old.extend(states(&[(3, UPSCALE_REQUIRED, None)]));
+    c.wanted.push(WantedNode { broker: false, ..node(3, true) });
+    let d = c.run();
+    assert!(d.create.is_empty());
+    assert_eq!(d.states["3"].cruise_control_state, UPSCALE_SUCCEEDED);
+}
+
+#[test]
+fn both_kinds_carry_koperators_parameters() {
+    let mut c = Case::new();
+    c.old = running();
+    c.wanted.push(node(3, true));
+    let p = c.run().create[0].parameters();
+    assert_eq!(p["brokerid"], "3");
+    assert_eq!(p["exclude_recently_demoted_brokers"], "true");
+    assert_eq!(p["exclude_recently_removed_brokers"], "true");
 }

@@ -86,6 +86,8 @@ pub enum OwnedKind {
     Service,
     /// Cruise Control's Deployment.
     Deployment,
+    /// A CruiseControlOperation the cluster made (a join or drain no longer wanted).
+    CruiseControlOperation,
 }
 
 /// An owned object to delete, checked against its UID.
@@ -637,6 +639,11 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
             delete.push(Deletion { kind: OwnedKind::ConfigMap, name: cm_name, uid: cm.uid().unwrap_or_default() });
         }
     }
+    for (name, op_uid) in &graceful.stop {
+        if live.operations.get(name).is_some_and(|o| owned_by_uid(o, &uid) && o.meta().deletion_timestamp.is_none()) {
+            delete.push(Deletion { kind: OwnedKind::CruiseControlOperation, name: name.clone(), uid: op_uid.clone() });
+        }
+    }
     for op in &graceful.create {
         let ids: Vec<String> = op.brokers.iter().map(i32::to_string).collect();
         events.push(PlannedEvent {
@@ -749,9 +756,11 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     };
     st.state = state.into();
     let mut degraded: Vec<(&str, String)> = Vec::new();
-    if !graceful.waiting.is_empty() {
-        let why: Vec<&str> = graceful.waiting.values().map(String::as_str).collect();
-        degraded.push(("BrokerRemovalPending", why.join("; ")));
+    // A drain that cannot go on by itself is Degraded; one making progress is Reconciling.
+    let stuck: Vec<&str> =
+        graceful.waiting.iter().filter(|(id, _)| graceful.stuck.contains(id)).map(|(_, w)| w.as_str()).collect();
+    if !stuck.is_empty() {
+        degraded.push(("BrokerRemovalPending", stuck.join("; ")));
     }
     for (id, why) in &pods.failed {
         degraded.push(("BrokerFailed", format!("broker {id} cannot run: {why}")));
@@ -785,15 +794,23 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     }
     // Lasting conditions (no Kafka access until the client speaks the listener's protocol,
     // fields not acted on) do not make the operator look again every few seconds.
-    let waits = degraded.iter().any(|(r, _)| *r != "NoKafkaAccess");
+    // (A broker removal that waits is followed every GRACEFUL_POLL, not every few seconds.)
+    let waits = degraded.iter().any(|(r, _)| *r != "NoKafkaAccess" && *r != "BrokerRemovalPending");
     if !unsupported.is_empty() {
         degraded.push(("NotSupported", support::message(unsupported)));
     }
     let degraded_message = degraded.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
+    // Brokers joining or being drained: the cluster serves (Ready) and is still reconciling.
+    let draining: Vec<&str> =
+        graceful.waiting.iter().filter(|(id, _)| !graceful.stuck.contains(id)).map(|(_, w)| w.as_str()).collect();
+    let (reason, message) = match draining.is_empty() {
+        false if ready => ("GracefulScaling", draining.join("; ")),
+        _ => (reason, message),
+    };
     status::set_all(
         &mut st.conditions,
         ready,
-        !ready,
+        !ready || !draining.is_empty(),
         degraded.first().map(|(r, _)| (*r, degraded_message.as_str())),
         reason,
         &message,

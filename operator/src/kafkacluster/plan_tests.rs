@@ -283,7 +283,7 @@ fn a_removed_broker_is_drained_by_cruise_control_and_its_pod_goes_once_kafka_sho
     let (status, reason, message) = condition(&p, "Degraded");
     assert_eq!((status.as_str(), reason.as_str()), ("True", "BrokerRemovalPending"));
     assert!(message.contains("broker 102 may hold partition replicas"), "{message}");
-    assert_eq!(p.requeue, BUSY);
+    assert_eq!(p.requeue, GRACEFUL_POLL);
     let name = op.name.clone();
 
     // Cruise Control moves the replicas: the Pod stays while Kafka places any on it.
@@ -293,7 +293,11 @@ fn a_removed_broker_is_drained_by_cruise_control_and_its_pod_goes_once_kafka_sho
     let p = plan(&validated(&v), &live);
     assert!(p.delete.is_empty() && p.operations.is_empty(), "{:?} {:?}", p.delete, p.operations);
     assert_eq!(graceful_of(&p, "102"), (graceful_state::DOWNSCALE_RUNNING.into(), Some(name.clone())));
-    let message = condition(&p, "Degraded").2;
+    // A drain making progress: Ready, Reconciling says what moves; nothing Degraded about it.
+    assert_eq!(condition(&p, "Degraded").1, "NotSupported");
+    assert_eq!(condition(&p, "Ready").0, "True");
+    let (status, reason, message) = condition(&p, "Reconciling");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "GracefulScaling"));
     assert!(message.contains("broker 102 still holds 5 partition replica(s)"), "{message}");
     assert!(message.contains(&format!("CruiseControlOperation {name} is InExecution")), "{message}");
 
