@@ -5,7 +5,9 @@
 //! again while Cruise Control is stopped, it waits and nothing is deleted; with Cruise Control
 //! back it is drained by `remove_broker`, and Kafka's own metadata shows no replica left on it
 //! when its Pod goes. Kafka's verifiable producer (acks=all) and consumer run throughout: not
-//! one acknowledged message may be lost.
+//! one acknowledged message may be lost. Then, on the same Cruise Control, a user's
+//! CruiseControlOperations: a `rebalance` completes and goes after its TTL; a failing
+//! `remove_broker` is retried, then given up with `errorPolicy: ignore`.
 
 mod common;
 
@@ -104,6 +106,72 @@ fn graceful_state(kc: &Value, id: i32) -> String {
 
 fn operations(cp: &koperator_e2e::ControlPlane, ns: &str) -> Vec<Value> {
     get_json(cp, &["get", "cco", "-n", ns])["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// `kubectl create` of an operation of the cluster, then its task through the status
+/// subresource (what a user does).
+fn create_operation(cp: &koperator_e2e::ControlPlane, ns: &str, name: &str, spec: Value, task: Value) {
+    let obj = json!({
+        "apiVersion": "kafka.banzaicloud.io/v1alpha1",
+        "kind": "CruiseControlOperation",
+        "metadata": {"name": name, "namespace": ns, "labels": {"kafka_cr": CLUSTER}},
+        "spec": spec,
+    });
+    cp.kubectl_stdin(&["create", "-f", "-"], Some(&obj.to_string())).unwrap();
+    let patch = json!({"status": {"currentTask": task}}).to_string();
+    cp.kubectl(&["patch", "cco", name, "-n", ns, "--subresource=status", "--type=merge", "-p", &patch]).unwrap();
+}
+
+fn operation(cp: &koperator_e2e::ControlPlane, ns: &str, name: &str) -> Option<Value> {
+    let out = cp.kubectl(&["get", "cco", name, "-n", ns, "-o", "json", "--ignore-not-found"]).unwrap();
+    (!out.trim().is_empty()).then(|| serde_json::from_str(&out).unwrap())
+}
+
+/// On the same Cruise Control: a user's `rebalance` completes and goes after its TTL; a
+/// `remove_broker` of a broker that does not exist fails, is retried (errorPolicy retry), and
+/// with `errorPolicy: ignore` counts as finished and goes after its TTL of 0.
+fn user_operations(cp: &koperator_e2e::ControlPlane, ns: &str, op: &Operator) {
+    let started = Instant::now();
+    let rebalance = json!({"operation": "rebalance", "parameters": {"exclude_recently_removed_brokers": "true"}});
+    create_operation(cp, ns, "rebalance-1", json!({"ttlSecondsAfterFinished": 5}), rebalance);
+    let failing = json!({"operation": "remove_broker", "parameters": {"brokerid": "7"}});
+    create_operation(cp, ns, "removebroker-7", json!({"errorPolicy": "retry", "ttlSecondsAfterFinished": 0}), failing);
+    let mut completed = None;
+    wait_for("the user's rebalance completes", Duration::from_secs(180), op, || {
+        completed = operation(cp, ns, "rebalance-1").filter(|o| o["status"]["currentTask"]["state"] == "Completed");
+        completed.is_some()
+    });
+    let task = completed.unwrap()["status"]["currentTask"].clone();
+    assert!(task["id"].as_str().is_some_and(|id| !id.is_empty()), "{task}");
+    assert!(task["httpRequest"].as_str().unwrap().contains("/kafkacruisecontrol/rebalance?"), "{task}");
+    eprintln!("FIGURE: a user's rebalance completed {} s after kubectl create", started.elapsed().as_secs());
+    wait_for("the finished rebalance is deleted after its TTL", Duration::from_secs(30), op, || {
+        operation(cp, ns, "rebalance-1").is_none()
+    });
+    wait_for("the failing remove_broker is retried", Duration::from_secs(120), op, || {
+        let o = operation(cp, ns, "removebroker-7").expect("a failing operation stays");
+        o["status"]["retryCount"].as_i64() >= Some(1) && o["status"]["currentTask"]["state"] == "CompletedWithError"
+    });
+    let o = operation(cp, ns, "removebroker-7").unwrap();
+    assert!(o["status"]["failedTasks"].as_array().is_some_and(|f| !f.is_empty()), "{o}");
+    cp.kubectl(&[
+        "patch",
+        "cco",
+        "removebroker-7",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"errorPolicy":"ignore"}}"#,
+    ])
+    .unwrap();
+    wait_for("the ignored failure is deleted after its TTL", Duration::from_secs(60), op, || {
+        operation(cp, ns, "removebroker-7").is_none()
+    });
+    eprintln!(
+        "FIGURE: user operations (rebalance, a failing remove_broker retried then ignored) done in {} s",
+        started.elapsed().as_secs()
+    );
 }
 
 #[test]
@@ -227,6 +295,8 @@ fn a_broker_joins_and_leaves_through_cruise_control_without_losing_a_message() {
     report.record(&format!("scale 3→4→3 through Cruise Control (drain of {held} replicas)"), 0);
     eprintln!("FIGURE: {}", report.row("scale 3→4→3 through Cruise Control", 0));
     report.assert_lossless("scale 3→4→3 through Cruise Control");
+
+    user_operations(cp, &ns, &op);
     drop(op);
     drop(node);
 }
