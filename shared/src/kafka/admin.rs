@@ -13,7 +13,7 @@ use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsRe
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     BrokerId, CreateAclsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteAclsRequest, DeleteTopicsRequest,
-    DescribeAclsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeQuorumRequest,
+    DescribeAclsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeLogDirsRequest, DescribeQuorumRequest,
     IncrementalAlterConfigsRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
@@ -238,6 +238,31 @@ impl Admin {
                 })
                 .collect(),
         })
+    }
+
+    /// The log directories of broker `node` and the replicas each holds (asked of that broker:
+    /// each answers for its own disks).
+    pub async fn describe_log_dirs(&self, node: i32) -> Result<Vec<LogDir>> {
+        // No topic list: every partition of every directory.
+        let req = DescribeLogDirsRequest::default().with_topics(None);
+        let resp = self.retrying(|| self.call_node(node, &req)).await?;
+        check("DescribeLogDirs", format!("broker {node}"), resp.error_code, None)?;
+        Ok(resp
+            .results
+            .into_iter()
+            .map(|r| {
+                let partitions = r.topics.iter().flat_map(|t| &t.partitions);
+                LogDir {
+                    path: r.log_dir.to_string(),
+                    error: (r.error_code != 0).then(|| {
+                        ResponseError::try_from_code(r.error_code)
+                            .map_or_else(|| format!("error code {}", r.error_code), |e| format!("{e:?}"))
+                    }),
+                    replicas: partitions.clone().count(),
+                    bytes: partitions.map(|p| p.partition_size).sum(),
+                }
+            })
+            .collect())
     }
 
     /// The KRaft metadata quorum: leader, voters and observers with their log end offsets.

@@ -76,6 +76,19 @@ pub struct ClusterBroker {
     pub fenced: bool,
 }
 
+/// One log directory of a broker (DescribeLogDirs): where it is and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogDir {
+    /// The directory, as in the broker's `log.dirs`.
+    pub path: String,
+    /// The broker cannot use it (`KAFKA_STORAGE_ERROR`, offline), with Kafka's error name.
+    pub error: Option<String>,
+    /// Partition replicas stored in it, future replicas (moving in) included.
+    pub replicas: usize,
+    /// Bytes of those replicas.
+    pub bytes: i64,
+}
+
 /// The KRaft metadata quorum (DescribeQuorum).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuorumInfo {
