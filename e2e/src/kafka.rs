@@ -117,6 +117,25 @@ pub struct BrokerLaunch {
     /// prepends (Koperator's `/opt/kafka/libs/extensions/*`: the Cruise Control metrics
     /// reporter).
     pub classpath: Vec<PathBuf>,
+    /// Directories bound at a path of the process's own (`(local directory, mount path)`),
+    /// the way a container mounts its volumes: the process runs in a mount namespace of its
+    /// own ([`mount_namespaces`]) where each local directory appears at its mount path, so
+    /// Kafka reports the log directories the rendered `log.dirs` names.
+    pub mounts: Vec<(PathBuf, String)>,
+}
+
+/// Whether this machine lets the tests give a process a mount namespace of its own
+/// (`unshare --mount`, root): asked once.
+pub fn mount_namespaces() -> bool {
+    static ABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ABLE.get_or_init(|| {
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "true"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }
 
 impl BrokerLaunch {
@@ -169,7 +188,33 @@ impl BrokerLaunch {
         }
         script.push_str("exec ");
         script.push_str(&shell_words(std::iter::once(&java).chain(&run)));
-        Component::start(&self.name, Path::new("/bin/sh"), &["-c".into(), script], self.dir.join("kafka.log"), false)
+        if self.mounts.is_empty() {
+            return Component::start(
+                &self.name,
+                Path::new("/bin/sh"),
+                &["-c".into(), script],
+                self.dir.join("kafka.log"),
+                false,
+            );
+        }
+        // unshare execs the shell in place (same pid), so signals reach the broker as before;
+        // the binds go with the process.
+        let mut binds = String::new();
+        for (local, mount) in &self.mounts {
+            std::fs::create_dir_all(local)?;
+            let (local, mount) = (local.display().to_string(), mount.clone());
+            binds.push_str(&format!(
+                "mkdir -p {m} && mount --bind {l} {m} && ",
+                m = shell_words(std::iter::once(&mount)),
+                l = shell_words(std::iter::once(&local))
+            ));
+        }
+        let args: Vec<String> = ["--mount", "--propagation", "private", "/bin/sh", "-c"]
+            .into_iter()
+            .map(String::from)
+            .chain([format!("{binds}{script}")])
+            .collect();
+        Component::start(&self.name, Path::new("/usr/bin/unshare"), &args, self.dir.join("kafka.log"), false)
     }
 }
 
@@ -447,6 +492,7 @@ impl SingleNode {
             dist: Dist::Kraft,
             format_args,
             classpath: opts.classpath.clone(),
+            mounts: Vec::new(),
         };
         let process = launch.start()?;
         let addr = |name: &str| listeners.iter().find(|l| l.0 == name).map(|l| format!("127.0.0.1:{}", l.1));

@@ -555,7 +555,14 @@ impl NodeState {
         let dir = self.dir.join("pods").join(format!("{name}-{}", &uid[..8.min(uid.len())]));
         std::fs::create_dir_all(&dir)?;
         let secret_dirs = self.write_volumes(cms, secrets, spec, container, &dir).await?;
-        let props = node_properties(text, ip, &pvc_dirs);
+        // With mount namespaces each disk is bound at its mount path, as in a container, and
+        // Kafka reports the log directories the operator rendered; without, log.dirs moves to
+        // the node's directories.
+        let (rewrite, mounts) = match crate::kafka::mount_namespaces() {
+            true => (Vec::new(), pvc_dirs.iter().map(|(mount, local)| (local.clone(), mount.clone())).collect()),
+            false => (pvc_dirs, Vec::new()),
+        };
+        let props = node_properties(text, ip, &rewrite);
         let props = with_secret_paths(&props, &secret_dirs);
         let host = match (spec.hostname.as_ref(), spec.subdomain.as_ref()) {
             (Some(h), Some(sub)) => format!("{h}.{sub}.{}.svc.cluster.local", self.ns),
@@ -579,6 +586,7 @@ impl NodeState {
             dist: Dist::for_pod(&props, container.image.as_deref().unwrap_or_default()),
             format_args: format_arguments(container.command.as_deref().unwrap_or_default(), &secret_dirs)?,
             classpath: broker_classpath(&props)?,
+            mounts,
         };
         let launch = Launch::Kafka(launch);
         let process = launch.start()?;
