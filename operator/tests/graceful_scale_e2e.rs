@@ -174,6 +174,104 @@ fn user_operations(cp: &koperator_e2e::ControlPlane, ns: &str, op: &Operator) {
     );
 }
 
+fn volume_state(kc: &Value, id: i32, mount: &str) -> String {
+    kc["status"]["brokersState"][id.to_string()]["gracefulActionState"]["volumeStates"][mount]["cruiseControlVolumeState"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Partition replicas broker `id` stores in the log directory of the disk at `mount` (`None`:
+/// the broker does not use it, or did not answer).
+fn replicas_on_disk(admin: &Admin, id: i32, mount: &str) -> Option<usize> {
+    let dirs = rt().block_on(admin.describe_log_dirs(id)).ok()?;
+    dirs.iter().find(|d| d.path.trim_end_matches('/') == format!("{mount}/kafka")).map(|d| d.replicas)
+}
+
+/// The PVC of broker `id`'s disk at `mount`, unless it is gone or being deleted.
+fn disk_pvc(cp: &koperator_e2e::ControlPlane, ns: &str, id: i32, mount: &str) -> Option<String> {
+    let pvcs = get_json(cp, &["get", "pvc", "-n", ns, "-l", &format!("brokerId={id}")]);
+    pvcs["items"].as_array()?.iter().find_map(|p| {
+        let live = p["metadata"]["deletionTimestamp"].is_null();
+        (live && p["metadata"]["annotations"]["mountPath"] == mount)
+            .then(|| p["metadata"]["name"].as_str().unwrap().to_string())
+    })
+}
+
+/// On the same cluster and Cruise Control: a second disk given to broker 0 gets partitions
+/// through a disk rebalance (`rebalance_disk=true`); taken out of the spec again, it stays
+/// mounted and in `log.dirs` while `remove_disks` moves its replicas to the other disk, and
+/// leaves the broker, its PVC deleted, only once Kafka reports it empty.
+fn disk_changes(cp: &koperator_e2e::ControlPlane, ns: &str, op: &Operator, admin: &Admin, base: &Value) {
+    const SECOND: &str = "/kafka-logs2";
+    let apply = |v: &Value| cp.kubectl_stdin(&["apply", "-n", ns, "-f", "-"], Some(&v.to_string())).unwrap();
+    let kc = || get_json(cp, &["get", "kafkacluster", CLUSTER, "-n", ns]);
+    let disk = |mount: &str| json!({"mountPath": mount, "pvcSpec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}});
+    // Disk operations need Cruise Control's capacities per disk (JBOD): the generated ones.
+    let mut one = base.clone();
+    one["spec"]["cruiseControlConfig"].as_object_mut().unwrap().remove("capacityConfig");
+    one["spec"]["brokers"][0]["brokerConfig"] = json!({"storageConfigs": [disk("/kafka-logs")]});
+    let mut two = one.clone();
+    two["spec"]["brokers"][0]["brokerConfig"] = json!({"storageConfigs": [disk("/kafka-logs"), disk(SECOND)]});
+
+    let added = Instant::now();
+    apply(&two);
+    wait_for("the new disk rebalanced onto", Duration::from_secs(600), op, || {
+        volume_state(&kc(), 0, SECOND) == "GracefulDiskRebalanceSucceeded"
+    });
+    let moved = replicas_on_disk(admin, 0, SECOND).unwrap_or(0);
+    eprintln!(
+        "FIGURE: disk {SECOND} added to broker 0: disk rebalance done {} s after kubectl apply, {moved} replicas on it",
+        added.elapsed().as_secs()
+    );
+    let ops = operations(cp, ns);
+    assert!(
+        ops.iter().any(|o| o["status"]["currentTask"]["operation"] == "rebalance"
+            && o["status"]["currentTask"]["parameters"]["rebalance_disk"] == "true"
+            && o["status"]["currentTask"]["state"] == "Completed"),
+        "{ops:#?}"
+    );
+    assert!(moved > 0, "Cruise Control placed no replica on the new disk");
+
+    let removed = Instant::now();
+    apply(&one);
+    let pvc = disk_pvc(cp, ns, 0, SECOND).expect("the new disk's PVC");
+    let mut held_last = None;
+    let mut seen = Vec::new();
+    wait_for("the removed disk drained, out of log.dirs, its PVC deleted", Duration::from_secs(600), op, || {
+        let kc = kc();
+        let state = volume_state(&kc, 0, SECOND);
+        if seen.last() != Some(&state) {
+            seen.push(state);
+        }
+        let held = replicas_on_disk(admin, 0, SECOND);
+        if let Some(n) = held {
+            // While Kafka stores replicas on it, the broker keeps it in its configuration.
+            let cm = get_json(cp, &["get", "configmap", &format!("{CLUSTER}-config-0"), "-n", ns]);
+            let config = cm["data"].as_object().unwrap().values().filter_map(Value::as_str).collect::<String>();
+            assert!(
+                n == 0 || config.contains(&format!("{SECOND}/kafka")),
+                "broker 0's log.dirs dropped the disk holding {n} replicas"
+            );
+            held_last = Some(n);
+        }
+        disk_pvc(cp, ns, 0, SECOND).is_none()
+    });
+    assert_eq!(held_last, Some(0), "Kafka showed the disk empty before its PVC went");
+    assert_eq!(replicas_on_disk(admin, 0, SECOND), None, "broker 0 runs without the disk");
+    let ops = operations(cp, ns);
+    assert!(
+        ops.iter().any(|o| o["status"]["currentTask"]["operation"] == "remove_disks"
+            && o["status"]["currentTask"]["state"] == "Completed"
+            && o["status"]["currentTask"]["parameters"]["brokerid_and_logdirs"] == format!("0-{SECOND}/kafka")),
+        "{ops:#?}"
+    );
+    eprintln!(
+        "FIGURE: disk {SECOND} removed from broker 0: drained, out of log.dirs and PVC {pvc} deleted {} s after kubectl apply; states {seen:?}",
+        removed.elapsed().as_secs()
+    );
+}
+
 #[test]
 fn a_broker_joins_and_leaves_through_cruise_control_without_losing_a_message() {
     let cp = shared();
@@ -297,6 +395,7 @@ fn a_broker_joins_and_leaves_through_cruise_control_without_losing_a_message() {
     report.assert_lossless("scale 3→4→3 through Cruise Control");
 
     user_operations(cp, &ns, &op);
+    disk_changes(cp, &ns, &op, &admin, &base);
     drop(op);
     drop(node);
 }

@@ -185,18 +185,6 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
             out.push(Unsupported::ignored(format!("spec.{field}"), note));
         }
     }
-    // `cruiseControlConfig: {}` (Koperator's required placeholder) asks for nothing specific;
-    // the defaults pin a task spec into it, which is not a user's choice either.
-    let cc = crate::api::kafkacluster::CruiseControlConfig {
-        cruise_control_task_spec: None,
-        ..spec.cruise_control_config.clone()
-    };
-    if cc != Default::default() {
-        out.push(Unsupported::ignored(
-            "spec.cruiseControlConfig",
-            "brokers are added and removed through Cruise Control (add_broker, remove_broker), but disks are not yet: a disk added to a broker is not rebalanced onto, and a disk removed from a broker is not drained first (its PVC is kept)",
-        ));
-    }
     if spec.rolling_upgrade_config.concurrent_broker_restart_count_per_rack.is_some_and(|n| n > 1) {
         out.push(Unsupported::ignored(
             "spec.rollingUpgradeConfig.concurrentBrokerRestartCountPerRack",
@@ -395,19 +383,11 @@ mod tests {
                     "spec.brokers[0].brokerConfig.metricsReporterImage",
                 ],
             ),
-            (
-                "deployed: all of them are used; the controller part is not built yet",
-                topic,
-                vec!["spec.cruiseControlConfig"],
-            ),
+            ("deployed: all of them are used", topic, vec![]),
             (
                 "external: the reporter runs, nothing is deployed",
                 external,
-                vec![
-                    "spec.monitoringConfig.cCJMXExporterConfig",
-                    "spec.cruiseControlConfig",
-                    "spec.brokers[0].brokerConfig.networkConfig",
-                ],
+                vec!["spec.monitoringConfig.cCJMXExporterConfig", "spec.brokers[0].brokerConfig.networkConfig"],
             ),
         ];
         for (what, cc, want) in cases {

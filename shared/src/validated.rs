@@ -5,6 +5,7 @@
 use std::ops::Deref;
 
 use crate::api::KafkaCluster;
+use crate::api::kafkacluster::StorageConfig;
 use crate::rules::{self, RuleConfig, Verdict};
 use crate::support::{self, Unsupported};
 
@@ -73,6 +74,22 @@ impl ValidatedCluster {
     /// `render::tls::super_users`).
     pub fn with_principals(mut self, principals: Vec<String>) -> Self {
         self.principals = principals;
+        self
+    }
+
+    /// `self` with disks the spec no longer lists kept on their brokers (the operator drains
+    /// them first): each is appended after the broker's effective storage configs, so it stays
+    /// mounted and in `log.dirs` (`disks`: broker id to storage configs).
+    pub fn with_retained_disks(mut self, disks: &std::collections::BTreeMap<i32, Vec<StorageConfig>>) -> Self {
+        let spec = self.cluster.spec.clone();
+        for b in &mut self.cluster.spec.brokers {
+            let Some(extra) = disks.get(&b.id).filter(|e| !e.is_empty()) else { continue };
+            let mut all: Vec<StorageConfig> = b.effective_storage(&spec).into_iter().cloned().collect();
+            all.extend(
+                extra.iter().filter(|e| !all.iter().any(|a| a.mount_path == e.mount_path)).cloned().collect::<Vec<_>>(),
+            );
+            b.broker_config.get_or_insert_with(Default::default).storage_configs = Some(all);
+        }
         self
     }
 

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use koperator_shared::api::cruisecontroloperation::{CruiseControlOperation, KAFKA_CR_LABEL};
 use koperator_shared::api::{KafkaTopic, KafkaUser};
-use koperator_shared::kafka;
+use koperator_shared::kafka::{self, LogDir};
 use koperator_shared::render::tls;
 use koperator_shared::render::{self, names::AdminAccessError};
 use koperator_shared::validated::ValidatedCluster;
@@ -86,6 +86,9 @@ pub struct LiveState {
     /// Partition replicas Kafka places on each node, read while a node removed from the spec
     /// is still there (`None`: not read, or Kafka did not answer).
     pub replicas: Option<BTreeMap<i32, usize>>,
+    /// The log directories each broker reports, read while a disk was removed from the spec or
+    /// waits to get partitions (`None`: not read; a broker that did not answer is missing).
+    pub log_dirs: Option<BTreeMap<i32, Vec<LogDir>>>,
 }
 
 /// The objects of kind `K` labelled with `selector`, and those named in `wanted` (read one by
@@ -142,6 +145,7 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
         versions: BTreeMap::new(),
         operations: list(ctx, ns, &format!("{KAFKA_CR_LABEL}={}", cluster.name_any()), &[]).await?,
         replicas: None,
+        log_dirs: None,
     };
     let port = u16::try_from(render::jmx::METRICS_PORT).expect("a port");
     let uid = cluster.uid().unwrap_or_default();
@@ -155,6 +159,9 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
     }
     if wants.replicas {
         live.replicas = read_replicas(cluster, ctx).await;
+    }
+    if wants.log_dirs {
+        live.log_dirs = read_log_dirs(cluster, ctx).await;
     }
     Ok(live)
 }
@@ -240,6 +247,21 @@ async fn read_replicas(cluster: &ValidatedCluster, ctx: &Context) -> Option<BTre
         }
     }
     Some(count)
+}
+
+/// Each broker's log directories; a broker that does not answer is left out (its disks wait).
+async fn read_log_dirs(cluster: &ValidatedCluster, ctx: &Context) -> Option<BTreeMap<i32, Vec<LogDir>>> {
+    let admin = ctx.kafka.admin(cluster).await.ok()?;
+    let mut out = BTreeMap::new();
+    for id in render::broker_role_ids(cluster) {
+        match admin.describe_log_dirs(id).await {
+            Ok(dirs) => {
+                out.insert(id, dirs);
+            }
+            Err(e) => tracing::debug!(broker = id, error = %e, "log directories not read"),
+        }
+    }
+    Some(out)
 }
 
 async fn read_kafka(cluster: &ValidatedCluster, ctx: &Context, wants: plan::KafkaWants) -> KafkaState {

@@ -94,21 +94,38 @@ pub const CONFIRM_SECS: u64 = 30;
 pub struct NewOperation {
     /// Its name (derived from the brokers it moves and their Pods: the same after a restart).
     pub name: String,
-    /// `add_broker` or `remove_broker`.
+    /// `add_broker`, `remove_broker`, `remove_disks` or `rebalance` (of disks).
     pub operation: Operation,
-    /// The brokers (`brokerid` parameter).
+    /// The brokers (`brokerid`, or `destination_broker_ids` of a disk rebalance).
     pub brokers: Vec<i32>,
+    /// The log directories (broker id, directory) a `remove_disks` drains.
+    pub log_dirs: Vec<(i32, String)>,
+    /// A `rebalance` moves replicas between each broker's disks (`rebalance_disk`: Cruise
+    /// Control knows the disks one by one); else between brokers, as Koperator then does.
+    pub rebalance_disk: bool,
 }
 
 impl NewOperation {
-    /// The operation's Cruise Control parameters (Koperator's, for both kinds).
+    /// The operation's Cruise Control parameters (Koperator's for each kind).
     pub fn parameters(&self) -> BTreeMap<String, String> {
         let ids: Vec<String> = self.brokers.iter().map(i32::to_string).collect();
-        BTreeMap::from([
-            ("brokerid".to_string(), ids.join(",")),
+        let exclude = [
             ("exclude_recently_demoted_brokers".to_string(), "true".to_string()),
             ("exclude_recently_removed_brokers".to_string(), "true".to_string()),
-        ])
+        ];
+        match self.operation {
+            Operation::RemoveDisks => {
+                let dirs: Vec<String> = self.log_dirs.iter().map(|(id, dir)| format!("{id}-{dir}")).collect();
+                BTreeMap::from([("brokerid_and_logdirs".to_string(), dirs.join(","))])
+            }
+            Operation::Rebalance => BTreeMap::from_iter(
+                [("destination_broker_ids".to_string(), ids.join(","))]
+                    .into_iter()
+                    .chain(self.rebalance_disk.then(|| ("rebalance_disk".to_string(), "true".to_string())))
+                    .chain(exclude),
+            ),
+            _ => BTreeMap::from_iter([("brokerid".to_string(), ids.join(","))].into_iter().chain(exclude)),
+        }
     }
 }
 
@@ -308,7 +325,13 @@ pub fn decide(i: Inputs<'_>) -> Decision {
             };
             let brokers =
                 d.states.iter().filter(|(_, o)| reference(o) == Some(name)).filter_map(|(k, _)| k.parse().ok());
-            d.create.push(NewOperation { name: name.clone(), operation: kind, brokers: brokers.collect() });
+            d.create.push(NewOperation {
+                name: name.clone(),
+                operation: kind,
+                brokers: brokers.collect(),
+                log_dirs: Vec::new(),
+                rebalance_disk: false,
+            });
         }
     }
     d
@@ -326,7 +349,7 @@ fn scheduled(s: &str, name: &str) -> GracefulActionState {
     }
 }
 
-fn reference(s: &GracefulActionState) -> Option<&String> {
+pub(super) fn reference(s: &GracefulActionState) -> Option<&String> {
     s.cruise_control_operation_reference.as_ref().map(|r| &r.name).filter(|n| !n.is_empty())
 }
 
@@ -362,14 +385,37 @@ fn follow(op: &CruiseControlOperation, kind: Operation) -> Option<&'static str> 
     })
 }
 
+/// Where an operation's task stands, as one of the four steps Koperator's states name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// `Active` or `InExecution`.
+    Running,
+    /// `Completed`, or failed with `errorPolicy: ignore`.
+    Succeeded,
+    /// Failed and paused (the pause label): finished for the operation controller.
+    Paused,
+    /// Failed; retried.
+    Failed,
+}
+
+/// The phase of `op`'s task; `None` while it has no task state yet (scheduled).
+pub(super) fn phase(op: &CruiseControlOperation) -> Option<Phase> {
+    Some(match follow(op, Operation::RemoveBroker)? {
+        DOWNSCALE_RUNNING => Phase::Running,
+        DOWNSCALE_SUCCEEDED => Phase::Succeeded,
+        DOWNSCALE_PAUSED => Phase::Paused,
+        _ => Phase::Failed,
+    })
+}
+
 /// Whether `op`'s task finished (completed, or failed for good: ignored or paused).
-fn finished(op: &CruiseControlOperation) -> bool {
+pub(super) fn finished(op: &CruiseControlOperation) -> bool {
     matches!(follow(op, Operation::RemoveBroker), Some(DOWNSCALE_SUCCEEDED) | Some(DOWNSCALE_PAUSED))
 }
 
 /// Whether `op` reports a problem (`Degraded=True`: Cruise Control unreachable, the task
 /// failed).
-fn degraded(op: &CruiseControlOperation) -> bool {
+pub(super) fn degraded(op: &CruiseControlOperation) -> bool {
     let st = op.status.as_ref();
     st.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Degraded" && c.status == "True"))
 }
@@ -387,14 +433,14 @@ fn completed_drains(ops: &BTreeMap<String, CruiseControlOperation>, id: i32) -> 
 }
 
 /// Whether `op` finished at least `secs` before `now` (or is gone).
-fn finished_before(op: Option<&CruiseControlOperation>, now: u64, secs: u64) -> bool {
+pub(super) fn finished_before(op: Option<&CruiseControlOperation>, now: u64, secs: u64) -> bool {
     let Some(op) = op else { return true };
     let finished = op.status.as_ref().and_then(|s| s.current_task.as_ref()).and_then(|t| t.finished.as_ref());
     finished.is_some_and(|t| u64::try_from(t.0.as_second()).is_ok_and(|at| at + secs <= now))
 }
 
 /// `: CruiseControlOperation <name> is <state>: <why>`, from the operation's status.
-fn operation_message(op: &CruiseControlOperation) -> String {
+pub(super) fn operation_message(op: &CruiseControlOperation) -> String {
     let st = op.status.clone().unwrap_or_default();
     let task = st.current_task.and_then(|t| t.state).unwrap_or_else(|| "not started".into());
     let why = st
@@ -411,11 +457,19 @@ fn operation_message(op: &CruiseControlOperation) -> String {
 /// lost) finds the one it made, and a later join or drain of the same brokers gets a new one.
 fn new_operation(cluster: &str, operation: Operation, brokers: &[(i32, String)], nonce: &str) -> NewOperation {
     let key: Vec<String> = brokers.iter().map(|(id, uid)| format!("{id}/{uid}")).collect();
-    let hash = koperator_shared::hash::fnv1a64_hex(format!("{}|{nonce}", key.join(",")).as_bytes());
-    let kind = operation.as_str().replace('_', "");
     NewOperation {
-        name: format!("{cluster}-{kind}-{}", &hash[..hash.len().min(10)]),
+        name: operation_name(cluster, operation, &key, nonce),
         operation,
         brokers: brokers.iter().map(|(id, _)| *id).collect(),
+        log_dirs: Vec::new(),
+        rebalance_disk: false,
     }
+}
+
+/// `<cluster>-<kind>-<hash of key and nonce>`: the same for the same work, so a reconcile
+/// that repeats a creation finds the operation it made.
+pub(super) fn operation_name(cluster: &str, operation: Operation, key: &[String], nonce: &str) -> String {
+    let hash = koperator_shared::hash::fnv1a64_hex(format!("{}|{nonce}", key.join(",")).as_bytes());
+    let kind = operation.as_str().replace('_', "");
+    format!("{cluster}-{kind}-{}", &hash[..hash.len().min(10)])
 }

@@ -15,6 +15,9 @@ pub mod certificates;
 pub mod dereference;
 pub mod execute;
 pub mod graceful;
+pub mod graceful_disks;
+#[cfg(test)]
+mod graceful_disks_tests;
 #[cfg(test)]
 mod graceful_tests;
 pub mod own_certificates;

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
 use koperator_shared::api::common::PAUSE_ANNOTATION;
-use koperator_shared::api::kafkacluster::{BrokerState, KafkaClusterStatus};
+use koperator_shared::api::kafkacluster::{BrokerState, GracefulActionState, KafkaClusterStatus, StorageConfig};
 use koperator_shared::api::{KafkaCluster, KafkaTopic};
 use koperator_shared::render::{self, cruise_control as cc, objects};
 use koperator_shared::support;
@@ -24,6 +24,7 @@ use super::broker_failure;
 use super::certificates::{self, CertPlan};
 use super::dereference::{KafkaState, LiveState};
 use super::graceful::{self, NewOperation, RemovedNode, WantedNode};
+use super::graceful_disks::{self, BrokerDisks};
 use super::own_certificates::{self, OwnCertificates};
 use super::pki_status;
 use super::{FORCE_BROKER_REMOVAL, cluster_id_from_uid};
@@ -86,6 +87,8 @@ pub enum OwnedKind {
     Service,
     /// Cruise Control's Deployment.
     Deployment,
+    /// A broker's disk removed from the spec, drained and no longer mounted.
+    Pvc,
     /// A CruiseControlOperation the cluster made (a join or drain no longer wanted).
     CruiseControlOperation,
 }
@@ -452,6 +455,9 @@ pub struct KafkaWants {
     pub health: bool,
     /// Where Kafka places partition replicas (a node removed from the spec is still there).
     pub replicas: bool,
+    /// Each broker's log directories (a disk was removed from the spec or waits to get
+    /// partitions).
+    pub log_dirs: bool,
 }
 
 /// `cluster` with the principals of the certificates of the user's own its brokers trust as
@@ -465,15 +471,24 @@ fn with_own_certificates(cluster: &ValidatedCluster, live: &LiveState) -> (Valid
 /// broker is up, the health snapshot only when a broker waits for a restart.
 pub fn kafka_wants(cluster: &ValidatedCluster, live: &LiveState) -> KafkaWants {
     if annotated(cluster, PAUSE_ANNOTATION) || support::blocks_start(cluster.unsupported()) {
-        return KafkaWants { configs: false, health: false, replicas: false };
+        return KafkaWants { configs: false, health: false, replicas: false, log_dirs: false };
     }
     let uid = cluster.meta().uid.clone().unwrap_or_default();
     let (cluster, own) = with_own_certificates(cluster, live);
+    // Log directories not read yet: every removed disk not confirmed drained stays.
+    let disks = disk_decision(&cluster, live, &uid, false);
+    let log_dirs = broker_disks(&cluster, live, &uid).iter().any(|b| b.live.iter().any(|m| !b.wanted.contains(m)))
+        || disks
+            .states
+            .values()
+            .flat_map(|m| m.values())
+            .any(|v| v.cruise_control_volume_state == graceful_disks::volume::REBALANCE_REQUIRED);
+    let cluster = with_retained(&cluster, live, &uid, &disks.retain);
     let certs = certificate_plan(&cluster, live);
     let desired = desired_brokers_on(&cluster, live, &certs, &own);
     let pods = broker_pods(&desired, live, &uid);
     let replicas = !annotated(&cluster, FORCE_BROKER_REMOVAL) && !removed_nodes(&desired, live, &uid).is_empty();
-    KafkaWants { configs: pods.all_ready, health: pods.may_roll && !pods.out_of_date.is_empty(), replicas }
+    KafkaWants { configs: pods.all_ready, health: pods.may_roll && !pods.out_of_date.is_empty(), replicas, log_dirs }
 }
 
 /// The plan for a valid cluster.
@@ -507,7 +522,10 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         st.cluster_id = Some(cluster_id(cluster));
     }
     let (with_principals, own) = with_own_certificates(cluster, live);
-    let cluster = &with_principals;
+    // Disks removed from the spec stay on their brokers until drained (graceful_disks).
+    let retain = disk_decision(&with_principals, live, &uid, false).retain;
+    let with_disks = with_retained(&with_principals, live, &uid, &retain);
+    let cluster = &with_disks;
     let formatted = !live.pods.is_empty() || !live.pvcs.is_empty();
     let admin = admin_credential::check(cluster, &live.secrets, formatted);
 
@@ -533,7 +551,13 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         if own.complete() || live_config.is_none() {
             wanted.object(b.config_map.clone(), live_config, Object::ConfigMap);
         }
+        // A disk kept only until it is drained is not applied again (its claim is as it was).
+        let kept = retain.get(&b.id);
         for pvc in &b.pvcs {
+            let mount = pvc.annotations().get(objects::MOUNT_PATH_ANNOTATION);
+            if mount.is_some_and(|m| kept.is_some_and(|k| k.contains(m))) {
+                continue;
+            }
             wanted.object(pvc.clone(), live.pvcs.get(&pvc.name_any()), Object::Pvc);
         }
         // A broker whose ConfigMap or disk is someone else's would run on their data; a TLS
@@ -613,9 +637,42 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         now: live.now,
         quiet: pods.all_ready && pods.out_of_date.is_empty(),
     });
+    let disks = disk_decision(&with_principals, live, &uid, pods.all_ready && pods.out_of_date.is_empty());
     for (id, action) in &graceful.states {
         let previous = || old.brokers_state.as_ref().and_then(|m| m.get(id)).cloned().unwrap_or_default();
-        brokers_state.entry(id.clone()).or_insert_with(previous).graceful_action_state = action.clone();
+        let entry = brokers_state.entry(id.clone()).or_insert_with(previous);
+        let volumes = entry.graceful_action_state.volume_states.take();
+        entry.graceful_action_state = GracefulActionState { volume_states: volumes, ..action.clone() };
+    }
+    for (id, volumes) in &disks.states {
+        if let Some(entry) = brokers_state.get_mut(&id.to_string()) {
+            entry.graceful_action_state.volume_states = Some(volumes.clone()).filter(|v| !v.is_empty());
+        }
+    }
+    // Drained disks go once their broker's Pod no longer mounts them.
+    for (id, mounts) in &disks.release {
+        let pod = live.pods.get(&koperator_shared::render::names::broker(cluster, *id)).filter(|p| is_ours(*p, &uid));
+        let Some(pod) = pod.filter(|p| p.meta().deletion_timestamp.is_none()) else { continue };
+        let claims: BTreeSet<&str> = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()))
+            .collect();
+        for (mount, pvc) in live_disks(live, &uid, *id) {
+            if !mounts.contains(&mount) || claims.contains(pvc.name_any().as_str()) {
+                continue;
+            }
+            delete.push(Deletion { kind: OwnedKind::Pvc, name: pvc.name_any(), uid: pvc.uid().unwrap_or_default() });
+            events.push(PlannedEvent {
+                warning: false,
+                reason: "DiskRemoved",
+                note: format!(
+                    "disk {mount} of broker {id} removed from the spec: Kafka stores nothing on it and the broker runs without it; PVC {} deleted",
+                    pvc.name_any()
+                ),
+            });
+        }
     }
     for n in removed.iter().filter(|n| graceful.remove.contains(&n.id)) {
         let pod =
@@ -644,17 +701,18 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
             delete.push(Deletion { kind: OwnedKind::CruiseControlOperation, name: name.clone(), uid: op_uid.clone() });
         }
     }
-    for op in &graceful.create {
+    for op in graceful.create.iter().chain(&disks.create) {
         let ids: Vec<String> = op.brokers.iter().map(i32::to_string).collect();
+        let dirs: Vec<String> = op.log_dirs.iter().map(|(id, dir)| format!("{id}-{dir}")).collect();
+        let what = if dirs.is_empty() {
+            format!("broker(s) {}", ids.join(","))
+        } else {
+            format!("disk(s) {}", dirs.join(","))
+        };
         events.push(PlannedEvent {
             warning: false,
             reason: "CruiseControlOperationCreated",
-            note: format!(
-                "{} of broker(s) {} through CruiseControlOperation {}",
-                op.operation.as_str(),
-                ids.join(","),
-                op.name
-            ),
+            note: format!("{} of {what} through CruiseControlOperation {}", op.operation.as_str(), op.name),
         });
     }
     for (name, svc) in &live.services {
@@ -706,7 +764,8 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         roll_blocked = Some(format!("broker(s) {} are not Ready on their current spec", down.join(",")));
     }
     // Cruise Control moving partitions: a restart would fail the reassignment.
-    if let Some(op) = graceful::moving(&graceful).filter(|_| !out_of_date.is_empty() && roll_blocked.is_none()) {
+    let moving = graceful::moving(&graceful).or(disks.moving());
+    if let Some(op) = moving.filter(|_| !out_of_date.is_empty() && roll_blocked.is_none()) {
         roll_blocked = Some(format!("Cruise Control is moving partitions (CruiseControlOperation {op})"));
     }
     if !out_of_date.is_empty() && pods.may_roll && roll_blocked.is_none() && certs.orders.is_empty() && own.complete() {
@@ -762,6 +821,9 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     if !stuck.is_empty() {
         degraded.push(("BrokerRemovalPending", stuck.join("; ")));
     }
+    if !disks.stuck.is_empty() {
+        degraded.push(("DiskRemovalPending", disks.stuck.join("; ")));
+    }
     for (id, why) in &pods.failed {
         degraded.push(("BrokerFailed", format!("broker {id} cannot run: {why}")));
     }
@@ -795,14 +857,21 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     // Lasting conditions (no Kafka access until the client speaks the listener's protocol,
     // fields not acted on) do not make the operator look again every few seconds.
     // (A broker removal that waits is followed every GRACEFUL_POLL, not every few seconds.)
-    let waits = degraded.iter().any(|(r, _)| *r != "NoKafkaAccess" && *r != "BrokerRemovalPending");
+    let waits = degraded
+        .iter()
+        .any(|(r, _)| *r != "NoKafkaAccess" && *r != "BrokerRemovalPending" && *r != "DiskRemovalPending");
     if !unsupported.is_empty() {
         degraded.push(("NotSupported", support::message(unsupported)));
     }
     let degraded_message = degraded.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
     // Brokers joining or being drained: the cluster serves (Ready) and is still reconciling.
-    let draining: Vec<&str> =
-        graceful.waiting.iter().filter(|(id, _)| !graceful.stuck.contains(id)).map(|(_, w)| w.as_str()).collect();
+    let draining: Vec<&str> = graceful
+        .waiting
+        .iter()
+        .filter(|(id, _)| !graceful.stuck.contains(id))
+        .map(|(_, w)| w.as_str())
+        .chain(disks.waiting.iter().filter(|w| !disks.stuck.contains(w)).map(String::as_str))
+        .collect();
     let (reason, message) = match draining.is_empty() {
         false if ready => ("GracefulScaling", draining.join("; ")),
         _ => (reason, message),
@@ -825,7 +894,7 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         && !matches!(admin, AdminCredential::Create(_));
     let mut requeue = if settled { SETTLED } else { BUSY };
     // A Cruise Control operation of a broker is followed until it is done.
-    if graceful.busy {
+    if graceful.busy || disks.busy {
         requeue = requeue.min(GRACEFUL_POLL);
     }
     // A Ready broker whose exporter has not told its release yet is asked again soon.
@@ -862,7 +931,7 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         plan.admin_credential = Some(name);
     }
     plan.apply = out;
-    plan.operations = graceful.create;
+    plan.operations = graceful.create.into_iter().chain(disks.create).collect();
     plan.operation_ttl = cluster
         .spec
         .cruise_control_config
@@ -874,6 +943,75 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     plan.dynamic = dynamic;
     plan.events = events;
     plan
+}
+
+/// The PVC-backed disks the spec gives each broker and the mount paths of its live PVCs.
+fn broker_disks(cluster: &ValidatedCluster, live: &LiveState, uid: &str) -> Vec<BrokerDisks> {
+    let roles: BTreeSet<i32> = render::broker_role_ids(cluster).into_iter().collect();
+    cluster
+        .spec
+        .brokers
+        .iter()
+        .map(|b| BrokerDisks {
+            id: b.id,
+            wanted: b
+                .effective_storage(&cluster.spec)
+                .into_iter()
+                .filter(|s| s.pvc_spec.is_some())
+                .map(|s| s.mount_path.clone())
+                .collect(),
+            live: live_disks(live, uid, b.id).into_keys().collect(),
+            broker: roles.contains(&b.id),
+        })
+        .collect()
+}
+
+/// The live PVCs (ours, not being deleted) of broker `id` by mount path.
+fn live_disks<'a>(live: &'a LiveState, uid: &str, id: i32) -> BTreeMap<String, &'a PersistentVolumeClaim> {
+    live.pvcs
+        .values()
+        .filter(|p| is_ours(*p, uid) && p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.labels().get("brokerId").is_some_and(|v| *v == id.to_string()))
+        .filter_map(|p| Some((p.annotations().get(objects::MOUNT_PATH_ANNOTATION)?.clone(), p)))
+        .collect()
+}
+
+/// The graceful disk decision on `cluster` as the spec gives it (before retention).
+fn disk_decision(cluster: &ValidatedCluster, live: &LiveState, uid: &str, quiet: bool) -> graceful_disks::Decision {
+    let no_states = BTreeMap::new();
+    let brokers = broker_disks(cluster, live, uid);
+    graceful_disks::decide(graceful_disks::Inputs {
+        cluster: &cluster.name_any(),
+        cruise_control: cc::configured(cluster),
+        jbod: cc::jbod(cluster),
+        force: annotated(cluster, FORCE_BROKER_REMOVAL),
+        old: cluster.status.as_ref().and_then(|s| s.brokers_state.as_ref()).unwrap_or(&no_states),
+        brokers: &brokers,
+        operations: &live.operations,
+        log_dirs: live.log_dirs.as_ref(),
+        now: live.now,
+        quiet,
+    })
+}
+
+/// `cluster` with the removed disks in `retain` kept on their brokers, on their live PVCs.
+fn with_retained(
+    cluster: &ValidatedCluster,
+    live: &LiveState,
+    uid: &str,
+    retain: &BTreeMap<i32, BTreeSet<String>>,
+) -> ValidatedCluster {
+    let disks: BTreeMap<i32, Vec<StorageConfig>> = retain
+        .iter()
+        .map(|(id, mounts)| {
+            let claims = live_disks(live, uid, *id);
+            let kept = mounts.iter().filter_map(|m| {
+                Some(StorageConfig { mount_path: m.clone(), pvc_spec: claims.get(m)?.spec.clone(), empty_dir: None })
+            });
+            (*id, kept.collect())
+        })
+        .collect();
+    cluster.clone().with_retained_disks(&disks)
 }
 
 /// Nodes removed from the spec whose Pod or ConfigMap (ours) is still there.

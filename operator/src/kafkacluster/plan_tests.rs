@@ -100,6 +100,7 @@ fn empty() -> LiveState {
         versions: BTreeMap::new(),
         operations: BTreeMap::new(),
         replicas: None,
+        log_dirs: None,
     }
 }
 
@@ -181,7 +182,10 @@ fn bump(v: &mut Value) {
 fn new_cluster_creates_every_object_and_waits_for_the_pods() {
     let v = sample(COMBINED);
     let c = validated(&v);
-    assert_eq!(kafka_wants(&c, &empty()), KafkaWants { configs: false, health: false, replicas: false });
+    assert_eq!(
+        kafka_wants(&c, &empty()),
+        KafkaWants { configs: false, health: false, replicas: false, log_dirs: false }
+    );
     let p = plan(&c, &empty());
     let objects = kinds(&p);
     for id in 0..3 {
@@ -209,7 +213,7 @@ fn new_cluster_creates_every_object_and_waits_for_the_pods() {
 fn settled_cluster_plans_nothing() {
     let (v, live) = settled(&sample(COMBINED));
     let c = validated(&v);
-    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: true, health: false, replicas: false });
+    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: true, health: false, replicas: false, log_dirs: false });
     let p = plan(&c, &live);
     assert!(p.is_noop(), "{p:?}");
     assert_eq!(p.status.state, "ClusterRunning");
@@ -294,7 +298,7 @@ fn a_removed_broker_is_drained_by_cruise_control_and_its_pod_goes_once_kafka_sho
     assert!(p.delete.is_empty() && p.operations.is_empty(), "{:?} {:?}", p.delete, p.operations);
     assert_eq!(graceful_of(&p, "102"), (graceful_state::DOWNSCALE_RUNNING.into(), Some(name.clone())));
     // A drain making progress: Ready, Reconciling says what moves; nothing Degraded about it.
-    assert_eq!(condition(&p, "Degraded").1, "NotSupported");
+    assert_eq!(condition(&p, "Degraded").0, "False");
     assert_eq!(condition(&p, "Ready").0, "True");
     let (status, reason, message) = condition(&p, "Reconciling");
     assert_eq!((status.as_str(), reason.as_str()), ("True", "GracefulScaling"));
@@ -319,7 +323,7 @@ fn a_removed_broker_is_drained_by_cruise_control_and_its_pod_goes_once_kafka_sho
     );
     assert!(p.events.iter().any(|e| e.reason == "BrokerRemoved"), "{:?}", p.events);
     assert_eq!(graceful_of(&p, "102").0, graceful_state::DOWNSCALE_SUCCEEDED);
-    assert_eq!(condition(&p, "Degraded").1, "NotSupported", "no removal pending any more");
+    assert_eq!(condition(&p, "Degraded").0, "False", "no removal pending any more");
     assert!(p.restart.is_none(), "removing a broker-only node restarts no other");
     // Only Cruise Control's capacities change.
     assert_eq!(
@@ -392,7 +396,7 @@ fn per_broker_read_only_change_restarts_that_broker_only() {
     let c = validated(&v);
     let p = plan(&c, &live);
     assert_eq!(kinds(&p), ["ConfigMap/kafka-combined-config-1"]);
-    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: true, health: true, replicas: false });
+    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: true, health: true, replicas: false, log_dirs: false });
     let p = plan(&c, &carried_out(&p, live_with_health(&c, live)));
     let r = p.restart.as_ref().expect("broker 1 restarts");
     assert_eq!((r.broker, r.pod.as_str(), r.uid.as_str()), (1, "kafka-combined-1", "uid-kafka-combined-1"));
@@ -568,7 +572,7 @@ fn paused_cluster_changes_nothing() {
     v["metadata"]["annotations"] = json!({PAUSE_ANNOTATION: "true"});
     v["spec"]["clusterImage"] = json!("kafka:other");
     let c = validated(&v);
-    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: false, health: false, replicas: false });
+    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: false, health: false, replicas: false, log_dirs: false });
     let p = plan(&c, &live);
     assert!(p.apply.is_empty() && p.restart.is_none() && p.dynamic.is_empty() && p.delete.is_empty());
     assert_eq!(condition(&p, "Reconciling").1, "Paused");
@@ -643,7 +647,7 @@ fn mid_roll(readonly: &str) -> (Value, ValidatedCluster, LiveState) {
 fn a_broker_that_is_not_ready_on_its_current_spec_holds_the_roll_and_kafka_is_not_asked() {
     let (_, c, mut live) = mid_roll("num.network.threads=5\n");
     live.pods.get_mut("kafka-combined-1").unwrap().status = None;
-    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: false, health: false, replicas: false });
+    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: false, health: false, replicas: false, log_dirs: false });
     let p = plan(&c, &live);
     assert!(p.restart.is_none());
     assert_eq!(p.status.state, "ClusterRollingUpgrading");
@@ -680,7 +684,7 @@ fn a_broker_that_cannot_start_is_reported_in_its_own_words_and_a_fixed_spec_rest
     bump(&mut fixed);
     let c = validated(&fixed);
     live = carried_out(&plan(&c, &live), live);
-    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: false, health: true, replicas: false });
+    assert_eq!(kafka_wants(&c, &live), KafkaWants { configs: false, health: true, replicas: false, log_dirs: false });
     if let KafkaState::Reachable { health: Some(Ok(h)), .. } = &mut live.kafka {
         h.meta.brokers.remove(&1);
     }
@@ -767,7 +771,10 @@ fn fields_not_acted_on_are_named_and_sasl_ssl_renders_nothing() {
     sasl["spec"]["listenersConfig"]["internalListeners"][0]["type"] = json!("sasl_ssl");
     sasl["spec"]["listenersConfig"]["sslSecrets"] = json!({"tlsSecretName": "kafka-tls", "create": true});
     let c = validated(&sasl);
-    assert_eq!(kafka_wants(&c, &empty()), KafkaWants { configs: false, health: false, replicas: false });
+    assert_eq!(
+        kafka_wants(&c, &empty()),
+        KafkaWants { configs: false, health: false, replicas: false, log_dirs: false }
+    );
     let p = plan(&c, &empty());
     assert!(p.apply.is_empty(), "brokers that cannot start are not rendered: {:?}", kinds(&p));
     assert!(p.certificates.is_empty());
@@ -1027,7 +1034,10 @@ fn same_named_objects_someone_else_made_are_never_taken_over() {
     }
     assert!(message.contains("delete or rename them"), "{message}");
     // A foreign broker Pod is not one of ours to wait for: Kafka is not asked through it.
-    assert_eq!(kafka_wants(&validated(&v), &live), KafkaWants { configs: false, health: false, replicas: false });
+    assert_eq!(
+        kafka_wants(&validated(&v), &live),
+        KafkaWants { configs: false, health: false, replicas: false, log_dirs: false }
+    );
 
     // Only a broker's ConfigMap is theirs: its Pod (which would mount it) is not created.
     let cm = live.config_maps.values().next().unwrap().clone();
@@ -1207,7 +1217,10 @@ fn a_listener_secret_of_the_users_own_gates_the_pods_and_rolls_them_when_it_chan
 
     // A new keystore: every broker is out of date (the roll asks Kafka for its health first).
     live.secrets.0.insert("tls-jks".into(), jks_secret("tls-broker", "pw"));
-    assert_eq!(kafka_wants(&validated(&v), &live), KafkaWants { configs: true, health: true, replicas: false });
+    assert_eq!(
+        kafka_wants(&validated(&v), &live),
+        KafkaWants { configs: true, health: true, replicas: false, log_dirs: false }
+    );
     let p = plan(&validated(&v), &live);
     assert_eq!(p.status.state, "ClusterRollingUpgrading");
     // An unusable Secret (wrong password): reported, and no restart onto it.
@@ -1353,4 +1366,116 @@ fn cruise_control_goes_with_its_config_ours_only() {
     let p = plan(&validated(&v), &live);
     assert!(!kinds(&p).contains(&"Deployment/kafka-cc-cruisecontrol".to_string()), "{:?}", kinds(&p));
     assert_eq!(condition(&p, "Degraded").1, "ForeignObject");
+}
+
+fn volume_of(p: &Plan, id: &str, mount: &str) -> String {
+    let g = &p.status.brokers_state.as_ref().unwrap()[id].graceful_action_state;
+    g.volume_states
+        .as_ref()
+        .and_then(|v| v.get(mount))
+        .map(|v| v.cruise_control_volume_state.clone())
+        .unwrap_or_default()
+}
+
+fn log_dirs(entries: &[(&str, usize)]) -> Option<BTreeMap<i32, Vec<koperator_shared::kafka::LogDir>>> {
+    let dirs: Vec<koperator_shared::kafka::LogDir> = entries
+        .iter()
+        .map(|(m, n)| koperator_shared::kafka::LogDir {
+            path: format!("{m}/kafka"),
+            error: None,
+            replicas: *n,
+            bytes: 0,
+        })
+        .collect();
+    Some((100..=102).map(|id| (id, dirs.clone())).collect())
+}
+
+#[test]
+fn a_removed_disk_is_drained_by_cruise_control_then_leaves_log_dirs_and_its_pvc_goes() {
+    const SECOND: &str = "/kafka-logs-broker2";
+    let mut base = sample(DEDICATED);
+    base["spec"]["brokerConfigGroups"]["broker"]["storageConfigs"].as_array_mut().unwrap().push(
+        json!({"mountPath": SECOND, "pvcSpec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}}),
+    );
+    let (mut v, mut live) = settled(&base);
+    let p = plan(&validated(&v), &live);
+    assert_eq!(volume_of(&p, "100", SECOND), super::graceful_disks::volume::REBALANCE_SUCCEEDED, "recorded");
+    v["spec"]["brokerConfigGroups"]["broker"]["storageConfigs"].as_array_mut().unwrap().pop();
+    bump(&mut v);
+    let c = validated(&v);
+    assert!(kafka_wants(&c, &live).log_dirs, "the brokers' log directories are asked");
+    // Kafka stores replicas on it: kept mounted and in log.dirs (no restart), remove_disks made.
+    live.log_dirs = log_dirs(&[("/kafka-logs-broker", 9), (SECOND, 4)]);
+    let p = plan(&c, &live);
+    assert!(p.restart.is_none() && p.apply.is_empty() && p.delete.is_empty(), "{:?} {:?}", kinds(&p), p.delete);
+    assert_eq!(p.operations.len(), 1, "{:?}", p.operations);
+    let op = p.operations[0].clone();
+    assert_eq!(op.operation, Operation::RemoveDisks);
+    assert_eq!(
+        op.parameters()["brokerid_and_logdirs"],
+        "100-/kafka-logs-broker2/kafka,101-/kafka-logs-broker2/kafka,102-/kafka-logs-broker2/kafka"
+    );
+    assert_eq!(volume_of(&p, "101", SECOND), super::graceful_disks::volume::REMOVAL_SCHEDULED);
+    assert_eq!(condition(&p, "Reconciling").1, "GracefulScaling");
+    assert_eq!(p.requeue, GRACEFUL_POLL);
+    v["status"] = serde_json::to_value(&p.status).unwrap();
+
+    // Drained and confirmed by Kafka: out of log.dirs, a roll; the PVCs stay while mounted.
+    let mut done = operation(&op.name, Operation::RemoveDisks, "Completed");
+    done.status.as_mut().unwrap().current_task.as_mut().unwrap().finished = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::from_second(1).unwrap()),
+    );
+    live.operations.insert(op.name.clone(), done);
+    live.log_dirs = log_dirs(&[("/kafka-logs-broker", 13), (SECOND, 0)]);
+    let p = plan(&validated(&v), &live);
+    assert!(kinds(&p).contains(&"ConfigMap/kafka-config-100".to_string()), "{:?}", kinds(&p));
+    assert!(p.restart.is_some(), "the brokers restart without the disk");
+    assert!(p.delete.is_empty(), "{:?}", p.delete);
+    assert_eq!(volume_of(&p, "100", SECOND), super::graceful_disks::volume::REMOVAL_SUCCEEDED);
+    v["status"] = serde_json::to_value(&p.status).unwrap();
+
+    // The brokers restarted without it (their Pods made anew): the PVCs go.
+    let mut live = carried_out(&p, live);
+    for id in 100..=102 {
+        live.pods.remove(&format!("kafka-{id}"));
+    }
+    let p = plan(&validated(&v), &live);
+    let mut live = carried_out(&p, live);
+    v["status"] = serde_json::to_value(&p.status).unwrap();
+    live.log_dirs = log_dirs(&[("/kafka-logs-broker", 13)]);
+    let p = plan(&validated(&v), &live);
+    let gone: Vec<String> = p.delete.iter().filter(|d| d.kind == OwnedKind::Pvc).map(|d| d.name.clone()).collect();
+    let expected: Vec<String> = (100..=102).map(|id| pvc_name(&v, id, SECOND)).collect();
+    assert_eq!(gone, expected, "{:?}", p.delete);
+    assert!(p.events.iter().any(|e| e.reason == "DiskRemoved"), "{:?}", p.events);
+}
+
+#[test]
+fn without_cruise_control_a_removed_disk_holding_replicas_stays() {
+    let mut base = sample(COMBINED);
+    base["spec"]["brokerConfigGroups"]["default"]["storageConfigs"].as_array_mut().unwrap().push(
+        json!({"mountPath": "/kafka-logs-2", "pvcSpec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}}),
+    );
+    let (mut v, mut live) = settled(&base);
+    v["spec"]["brokerConfigGroups"]["default"]["storageConfigs"].as_array_mut().unwrap().pop();
+    bump(&mut v);
+    let dirs: Vec<koperator_shared::kafka::LogDir> = [("/kafka-logs", 5), ("/kafka-logs-2", 2)]
+        .iter()
+        .map(|(m, n)| koperator_shared::kafka::LogDir {
+            path: format!("{m}/kafka"),
+            error: None,
+            replicas: *n,
+            bytes: 0,
+        })
+        .collect();
+    live.log_dirs = Some((0..3).map(|id| (id, dirs.clone())).collect());
+    let p = plan(&validated(&v), &live);
+    assert!(p.restart.is_none() && p.apply.is_empty() && p.operations.is_empty(), "{:?}", kinds(&p));
+    let (status, reason, message) = condition(&p, "Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "DiskRemovalPending"));
+    assert!(message.contains("disk /kafka-logs-2 of broker 0 still holds 2 partition replica(s)"), "{message}");
+    // Forced: out of log.dirs (a roll), the PVCs kept.
+    v["metadata"]["annotations"] = json!({FORCE_BROKER_REMOVAL: "true"});
+    let p = plan(&validated(&v), &live);
+    assert!(p.restart.is_some() && p.delete.is_empty(), "{:?}", p.delete);
 }

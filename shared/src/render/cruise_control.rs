@@ -431,6 +431,15 @@ pub fn capacity_json(c: &ValidatedCluster) -> String {
     String::from_utf8(out).expect("JSON is UTF-8")
 }
 
+/// Whether Cruise Control knows every broker's disks one by one (JBOD: each `DISK` of
+/// [`capacity_json`] maps log directories to sizes), which its disk operations need: the
+/// generated capacities always do; a `capacityConfig` with one `DISK` number does not.
+pub fn jbod(c: &ValidatedCluster) -> bool {
+    let parsed: serde_json::Value = serde_json::from_str(&capacity_json(c)).unwrap_or_default();
+    let entries = parsed.get("brokerCapacities").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    entries.iter().all(|e| e.get("capacity").and_then(|c| c.get("DISK")).is_some_and(|d| d.is_object()))
+}
+
 /// The ConfigMap `<cluster>-cruisecontrol-config`.
 pub fn config_map(c: &ValidatedCluster) -> ConfigMap {
     let cc = &c.spec.cruise_control_config;
@@ -950,6 +959,7 @@ mod tests {
         assert_eq!(caps[1]["capacity"]["NW_OUT"], "125000");
         assert_eq!(caps[3]["capacity"]["DISK"], serde_json::json!({"/kafka-logs/kafka": "10737"}), "defaults");
         assert_eq!(caps[3]["doc"], DEFAULT_DOC);
+        assert!(jbod(&must(&k)), "generated capacities are per disk");
 
         // The user's entries come first and are not generated again.
         let user = r#"{"brokerCapacities":[{"brokerId":"1","capacity":{"DISK":"1","CPU":"1","NW_IN":"1","NW_OUT":"1"},"doc":"mine"}]}"#;
@@ -958,6 +968,7 @@ mod tests {
         let ids: Vec<&str> = caps.iter().map(|c| c["brokerId"].as_str().unwrap()).collect();
         assert_eq!(ids, ["1", "0", "2", "7"]);
         assert_eq!(caps[0]["doc"], "mine");
+        assert!(!jbod(&must(&k)), "broker 1's DISK is one number");
 
         // A default entry: the user's text as it is.
         let user = r#"{"brokerCapacities":[{"brokerId":"-1","capacity":{"DISK":"1"},"doc":"all"}]}"#;

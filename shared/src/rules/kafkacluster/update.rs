@@ -77,8 +77,9 @@ fn check_broker(old: &KafkaClusterSpec, ob: &Broker, new: &KafkaClusterSpec, nb:
     for os in &old_storage {
         match new_storage.iter().find(|ns| ns.mount_path == os.mount_path) {
             None => v.warnings.push(format!(
-                "spec.brokers[{i}]: disk {} is removed from broker {}: its data is moved off by Cruise Control (remove_disks) \
-                 before the volume is released; the PVC is kept",
+                "spec.brokers[{i}]: disk {} is removed from broker {}: it stays in use until Cruise Control (remove_disks) \
+                 moved its data to the broker's other disks and Kafka shows it empty; then the broker restarts without it \
+                 and its PVC is deleted",
                 os.mount_path, nb.id
             )),
             Some(ns) => {
