@@ -81,12 +81,14 @@ fn topic_lifecycle() {
         let t = meta.topic("lifecycle").expect("topic listed");
         assert_eq!((t.partitions.len(), t.replication_factor()), (2, 1));
 
-        // The broker's one log directory holds both replicas of the topic.
+        // The broker's one log directory holds both replicas of the topic (once it made them).
         let node = *meta.brokers.keys().next().unwrap();
-        let dirs = admin.describe_log_dirs(node).await.unwrap();
-        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        let dirs = eventually("the topic's replicas in the log directory", || async {
+            let dirs = admin.describe_log_dirs(node).await.unwrap();
+            (dirs.len() == 1 && dirs[0].replicas >= 2).then_some(dirs)
+        })
+        .await;
         assert!(dirs[0].path.ends_with("/data") && dirs[0].error.is_none(), "{dirs:?}");
-        assert!(dirs[0].replicas >= 2, "{dirs:?}");
         assert!(matches!(admin.describe_log_dirs(node + 100).await, Err(Error::UnknownNode(_))));
 
         let configs = admin.describe_configs(&ConfigResource::Topic("lifecycle".into())).await.unwrap();
