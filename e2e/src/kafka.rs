@@ -124,13 +124,17 @@ pub struct BrokerLaunch {
     pub mounts: Vec<(PathBuf, String)>,
 }
 
-/// Whether this machine lets the tests give a process a mount namespace of its own
-/// (`unshare --mount`, root): asked once.
+/// Whether this machine lets the tests give a process a mount namespace of its own and bind
+/// directories in it (`unshare --mount` and `mount --bind`, root): tried once. (The mount
+/// paths are made as empty directories on the host, e.g. `/kafka-logs`; the binds go with the
+/// process.)
 pub fn mount_namespaces() -> bool {
     static ABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ABLE.get_or_init(|| {
-        Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "true"])
+        let Ok(dir) = tempfile::tempdir() else { return false };
+        let d = dir.path().display().to_string();
+        Command::new("/usr/bin/unshare")
+            .args(["--mount", "--propagation", "private", "/bin/sh", "-c", "mount --bind \"$0\" \"$0\"", &d])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()

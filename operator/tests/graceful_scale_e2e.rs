@@ -204,6 +204,11 @@ fn disk_pvc(cp: &koperator_e2e::ControlPlane, ns: &str, id: i32, mount: &str) ->
 /// leaves the broker, its PVC deleted, only once Kafka reports it empty.
 fn disk_changes(cp: &koperator_e2e::ControlPlane, ns: &str, op: &Operator, admin: &Admin, base: &Value) {
     const SECOND: &str = "/kafka-logs2";
+    assert!(
+        koperator_e2e::kafka::mount_namespaces(),
+        "the disk scenario needs the test node's mount namespaces (root, unshare --mount) so that Kafka reports the log \
+         directories the operator rendered"
+    );
     let apply = |v: &Value| cp.kubectl_stdin(&["apply", "-n", ns, "-f", "-"], Some(&v.to_string())).unwrap();
     let kc = || get_json(cp, &["get", "kafkacluster", CLUSTER, "-n", ns]);
     let disk = |mount: &str| json!({"mountPath": mount, "pvcSpec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}});

@@ -77,18 +77,13 @@ impl ValidatedCluster {
         self
     }
 
-    /// `self` with disks the spec no longer lists kept on their brokers (the operator drains
-    /// them first): each is appended after the broker's effective storage configs, so it stays
-    /// mounted and in `log.dirs` (`disks`: broker id to storage configs).
-    pub fn with_retained_disks(mut self, disks: &std::collections::BTreeMap<i32, Vec<StorageConfig>>) -> Self {
-        let spec = self.cluster.spec.clone();
+    /// `self` with the brokers of `storage` on exactly those storage configs, in that order
+    /// (the operator keeps a disk the spec no longer lists until it is drained).
+    pub fn with_storage(mut self, storage: &std::collections::BTreeMap<i32, Vec<StorageConfig>>) -> Self {
         for b in &mut self.cluster.spec.brokers {
-            let Some(extra) = disks.get(&b.id).filter(|e| !e.is_empty()) else { continue };
-            let mut all: Vec<StorageConfig> = b.effective_storage(&spec).into_iter().cloned().collect();
-            all.extend(
-                extra.iter().filter(|e| !all.iter().any(|a| a.mount_path == e.mount_path)).cloned().collect::<Vec<_>>(),
-            );
-            b.broker_config.get_or_insert_with(Default::default).storage_configs = Some(all);
+            if let Some(all) = storage.get(&b.id) {
+                b.broker_config.get_or_insert_with(Default::default).storage_configs = Some(all.clone());
+            }
         }
         self
     }

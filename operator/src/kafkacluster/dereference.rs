@@ -161,7 +161,15 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
         live.replicas = read_replicas(cluster, ctx).await;
     }
     if wants.log_dirs {
-        live.log_dirs = read_log_dirs(cluster, ctx).await;
+        // Only Ready brokers are asked (one that is down would hold the reconcile up to the
+        // request timeout); the others' disks wait.
+        let ready: Vec<i32> = live
+            .pods
+            .values()
+            .filter(|p| crate::apply::is_ours(*p, &uid) && plan::pod_ready(p))
+            .filter_map(|p| p.labels().get("brokerId")?.parse().ok())
+            .collect();
+        live.log_dirs = read_log_dirs(cluster, ctx, &ready).await;
     }
     Ok(live)
 }
@@ -249,11 +257,12 @@ async fn read_replicas(cluster: &ValidatedCluster, ctx: &Context) -> Option<BTre
     Some(count)
 }
 
-/// Each broker's log directories; a broker that does not answer is left out (its disks wait).
-async fn read_log_dirs(cluster: &ValidatedCluster, ctx: &Context) -> Option<BTreeMap<i32, Vec<LogDir>>> {
+/// The log directories of each Ready broker in `ready`; a broker that does not answer is left
+/// out (its disks wait).
+async fn read_log_dirs(cluster: &ValidatedCluster, ctx: &Context, ready: &[i32]) -> Option<BTreeMap<i32, Vec<LogDir>>> {
     let admin = ctx.kafka.admin(cluster).await.ok()?;
     let mut out = BTreeMap::new();
-    for id in render::broker_role_ids(cluster) {
+    for id in render::broker_role_ids(cluster).into_iter().filter(|id| ready.contains(id)) {
         match admin.describe_log_dirs(id).await {
             Ok(dirs) => {
                 out.insert(id, dirs);

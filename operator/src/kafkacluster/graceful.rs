@@ -173,7 +173,8 @@ pub fn decide(i: Inputs<'_>) -> Decision {
             // New to a running cluster, or wanted again while it was being drained: it gets
             // partitions back through Cruise Control; at the cluster's creation nothing moves.
             // A drain still under way is stopped first (its retries would empty it again).
-            if let Some(op) = op.filter(|op| s.starts_with("GracefulDownscale") && !finished(op)) {
+            let drain = op.filter(|op| of_kind(op, Operation::RemoveBroker));
+            if let Some(op) = drain.filter(|op| s.starts_with("GracefulDownscale") && !finished(op)) {
                 d.stop.push((op.name_any(), op.uid().unwrap_or_default()));
             }
             let joins = (old.is_none() && running_before) || s.starts_with("GracefulDownscale");
@@ -181,7 +182,7 @@ pub fn decide(i: Inputs<'_>) -> Decision {
         } else if s != UPSCALE_REQUIRED && s != UPSCALE_SUCCEEDED {
             // Scheduled, Running, CompletedWithError or Paused: follow the operation; one that
             // is gone has nothing more to do (adding is never a safety matter).
-            next.cruise_control_state = match op {
+            next.cruise_control_state = match op.filter(|op| of_kind(op, Operation::AddBroker)) {
                 Some(op) => follow(op, Operation::AddBroker).unwrap_or(UPSCALE_SCHEDULED).into(),
                 None => UPSCALE_SUCCEEDED.into(),
             };
@@ -212,7 +213,9 @@ pub fn decide(i: Inputs<'_>) -> Decision {
         let prev = i.old.get(&key).map(|s| s.graceful_action_state.clone()).unwrap_or_default();
         let held = i.replicas.map(|r| r.get(&n.id).copied().unwrap_or(0));
         let s = prev.cruise_control_state.as_str();
-        let op = reference(&prev).and_then(|r| i.operations.get(r));
+        let referenced = reference(&prev).and_then(|r| i.operations.get(r));
+        // Its drain (a join referenced from before is not one).
+        let op = referenced.filter(|op| of_kind(op, Operation::RemoveBroker));
         // Where its drain stands: "" when none was asked for yet, or the one asked for is gone
         // before it completed (deleted, or Cruise Control's answer lost).
         let current = match (s.starts_with("GracefulDownscale"), op) {
@@ -227,7 +230,8 @@ pub fn decide(i: Inputs<'_>) -> Decision {
         if i.force || (held == Some(0) && !in_flight) {
             d.remove.insert(n.id);
             // A join of it still pending would be retried on a broker that is gone.
-            if let Some(op) = op.filter(|op| s.starts_with("GracefulUpscale") && !finished(op)) {
+            let join = referenced.filter(|op| of_kind(op, Operation::AddBroker));
+            if let Some(op) = join.filter(|op| s.starts_with("GracefulUpscale") && !finished(op)) {
                 d.stop.push((op.name_any(), op.uid().unwrap_or_default()));
             }
             let mut done = prev;
@@ -406,6 +410,12 @@ pub(super) fn phase(op: &CruiseControlOperation) -> Option<Phase> {
         DOWNSCALE_PAUSED => Phase::Paused,
         _ => Phase::Failed,
     })
+}
+
+/// Whether `op`'s task is of `kind` (or it has no task yet: made here, not given its task
+/// yet): a reference left from another step is not followed.
+pub(super) fn of_kind(op: &CruiseControlOperation, kind: Operation) -> bool {
+    op.status.as_ref().and_then(|s| s.current_task.as_ref()).is_none_or(|t| t.operation == kind)
 }
 
 /// Whether `op`'s task finished (completed, or failed for good: ignored or paused).

@@ -26,7 +26,8 @@ use koperator_shared::kafka::LogDir;
 use koperator_shared::render::properties::LOG_DIR_SUFFIX;
 
 use super::graceful::{
-    CONFIRM_SECS, MAX_DRAINS, NewOperation, Phase, degraded, finished_before, operation_message, operation_name, phase,
+    CONFIRM_SECS, MAX_DRAINS, NewOperation, Phase, degraded, finished_before, of_kind, operation_message,
+    operation_name, phase,
 };
 
 /// Koperator's `CruiseControlVolumeState` values.
@@ -55,6 +56,11 @@ pub struct BrokerDisks {
     pub wanted: Vec<String>,
     /// Mount paths of its live PVCs (ours, not being deleted).
     pub live: BTreeSet<String>,
+    /// Each live PVC's UID by mount path (a disk made again is a new disk).
+    pub uids: BTreeMap<String, String>,
+    /// Mount paths whose log directory its live configuration (`log.dirs` of its ConfigMap)
+    /// lists.
+    pub configured: BTreeSet<String>,
     /// It has the broker role (controller-only nodes store no partitions).
     pub broker: bool,
 }
@@ -133,12 +139,18 @@ enum Seen<'a> {
     Unused,
     /// The broker uses it.
     Used(&'a LogDir),
+    /// The node uses it and stores no partitions (controller-only).
+    Empty,
 }
 
-fn seen<'a>(i: &Inputs<'a>, id: i32, mount_path: &str) -> Seen<'a> {
-    let Some(dirs) = i.log_dirs.and_then(|m| m.get(&id)) else { return Seen::Unknown };
+/// What Kafka reports of `b`'s disk at `mount_path`. A directory its answer leaves out counts
+/// as unused only when the broker's configuration does not list it either (an answer without
+/// a configured directory is not trusted).
+fn seen<'a>(i: &Inputs<'a>, b: &BrokerDisks, mount_path: &str) -> Seen<'a> {
+    let Some(dirs) = i.log_dirs.and_then(|m| m.get(&b.id)) else { return Seen::Unknown };
     let want = log_dir(mount_path);
     match dirs.iter().find(|d| d.path.trim_end_matches('/') == want) {
+        None if b.configured.contains(mount_path) => Seen::Unknown,
         None => Seen::Unused,
         Some(d) if d.error.is_some() => Seen::Unknown,
         Some(d) => Seen::Used(d),
@@ -165,7 +177,7 @@ pub fn decide(i: Inputs<'_>) -> Decision {
         for mount in &b.wanted {
             let prev = prev_states.get(mount).cloned().unwrap_or_default();
             let s = prev.cruise_control_volume_state.as_str();
-            let op = reference(&prev).and_then(|r| i.operations.get(r));
+            let op = reference(&prev).and_then(|r| i.operations.get(r)).filter(|o| of_kind(o, Operation::Rebalance));
             let moves = i.cruise_control && b.broker;
             let mut next = match s {
                 "" if recorded && moves => state(REBALANCE_REQUIRED),
@@ -189,8 +201,8 @@ pub fn decide(i: Inputs<'_>) -> Decision {
             if next.cruise_control_volume_state == REBALANCE_REQUIRED {
                 if !moves {
                     next = state(REBALANCE_SUCCEEDED);
-                } else if matches!(seen(&i, b.id, mount), Seen::Used(_)) {
-                    rebalance.push((b.id, mount.clone()));
+                } else if matches!(seen(&i, b, mount), Seen::Used(_)) {
+                    rebalance.push((b.id, mount.clone(), b.uids.get(mount).cloned().unwrap_or_default()));
                     rebalance_nonce.extend(reference(&prev).cloned());
                 } else {
                     d.waiting.push(format!(
@@ -205,9 +217,13 @@ pub fn decide(i: Inputs<'_>) -> Decision {
 
         let removed = b.live.iter().filter(|m| !b.wanted.contains(m));
         for mount in removed {
-            let prev = prev_states.get(mount).cloned().unwrap_or_default();
+            let mut prev = prev_states.get(mount).cloned().unwrap_or_default();
+            // A removal starts afresh: the operation of an earlier step is not its drain.
+            if !prev.cruise_control_volume_state.starts_with("GracefulDiskRemoval") {
+                prev.cruise_control_operation_reference = None;
+            }
             let s = prev.cruise_control_volume_state.as_str();
-            let op = reference(&prev).and_then(|r| i.operations.get(r));
+            let op = reference(&prev).and_then(|r| i.operations.get(r)).filter(|o| of_kind(o, Operation::RemoveDisks));
             let current = match (s.starts_with("GracefulDiskRemoval"), op) {
                 (false, _) => "",
                 (true, Some(op)) => phase(op).map_or(REMOVAL_SCHEDULED, removal_state),
@@ -215,9 +231,16 @@ pub fn decide(i: Inputs<'_>) -> Decision {
                 (true, None) => "",
             };
             let in_flight = !current.is_empty() && current != REMOVAL_SUCCEEDED && current != REMOVAL_PAUSED;
-            let seen = seen(&i, b.id, mount);
+            // A controller-only node stores no partitions: its configuration says whether it
+            // still uses the disk (it is not asked for its log directories).
+            let seen = match b.broker {
+                true => seen(&i, b, mount),
+                false if b.configured.contains(mount) => Seen::Empty,
+                false => Seen::Unused,
+            };
             let held = match seen {
                 Seen::Used(dir) => Some(dir.replicas),
+                Seen::Empty => Some(0),
                 _ => None,
             };
             // Drained and confirmed before: out of log.dirs for good (also while the broker
@@ -280,6 +303,8 @@ pub fn decide(i: Inputs<'_>) -> Decision {
                 REMOVAL_SUCCEEDED
                     if held.is_some() && finished_before(op, i.now, CONFIRM_SECS) && drains >= MAX_DRAINS =>
                 {
+                    // Succeeded means Kafka confirmed the disk empty; until then it is under way.
+                    next.cruise_control_volume_state = REMOVAL_RUNNING.into();
                     let why = format!(
                         "{disk} {holds} after {drains} completed Cruise Control drains; move them with \
                          kafka-reassign-partitions, or annotate the KafkaCluster with {}=\"true\" to take it out anyway",
@@ -292,7 +317,13 @@ pub fn decide(i: Inputs<'_>) -> Decision {
                     next.cruise_control_volume_state = REMOVAL_REQUIRED.into();
                     format!("{disk} {holds} after Cruise Control drained it; draining it again")
                 }
-                REMOVAL_SUCCEEDED => format!("{disk} is drained; waiting for Kafka's log directories to confirm it"),
+                REMOVAL_SUCCEEDED => {
+                    next.cruise_control_volume_state = REMOVAL_RUNNING.into();
+                    if held.is_none() {
+                        d.stuck.push(format!("{disk} is drained by Cruise Control; {holds}"));
+                    }
+                    format!("{disk} is drained; waiting for Kafka's log directories to confirm it")
+                }
                 other => {
                     let why = format!(
                         "{disk} {holds}; Cruise Control drains it ({other}{})",
@@ -309,7 +340,7 @@ pub fn decide(i: Inputs<'_>) -> Decision {
                 }
             };
             if next.cruise_control_volume_state == REMOVAL_REQUIRED {
-                removal.push((b.id, mount.clone()));
+                removal.push((b.id, mount.clone(), b.uids.get(mount).cloned().unwrap_or_default()));
                 removal_nonce.extend(reference(&prev).cloned());
             }
             d.waiting.push(why);
@@ -332,11 +363,11 @@ pub fn decide(i: Inputs<'_>) -> Decision {
             ));
             continue;
         }
-        let key: Vec<String> = disks.iter().map(|(id, m)| format!("{id}/{m}")).collect();
+        let key: Vec<String> = disks.iter().map(|(id, m, uid)| format!("{id}/{m}/{uid}")).collect();
         let name = operation_name(i.cluster, kind, &key, &nonce.join(","));
-        let mut brokers: Vec<i32> = disks.iter().map(|(id, _)| *id).collect();
+        let mut brokers: Vec<i32> = disks.iter().map(|(id, _, _)| *id).collect();
         brokers.dedup();
-        for (id, mount) in &disks {
+        for (id, mount, _) in &disks {
             let s = VolumeState {
                 cruise_control_volume_state: to.into(),
                 cruise_control_operation_reference: Some(LocalObjectReference { name: name.clone() }),
@@ -344,7 +375,7 @@ pub fn decide(i: Inputs<'_>) -> Decision {
             d.states.entry(*id).or_default().insert(mount.clone(), s);
         }
         let log_dirs = match kind {
-            Operation::RemoveDisks => disks.iter().map(|(id, m)| (*id, log_dir(m))).collect(),
+            Operation::RemoveDisks => disks.iter().map(|(id, m, _)| (*id, log_dir(m))).collect(),
             _ => Vec::new(),
         };
         d.create.push(NewOperation { name, operation: kind, brokers, log_dirs, rebalance_disk: i.jbod });
@@ -381,8 +412,8 @@ pub fn decide(i: Inputs<'_>) -> Decision {
     d
 }
 
-fn describe(disks: &[(i32, String)]) -> String {
-    disks.iter().map(|(id, m)| format!("{id}:{m}")).collect::<Vec<_>>().join(",")
+fn describe(disks: &[(i32, String, String)]) -> String {
+    disks.iter().map(|(id, m, _)| format!("{id}:{m}")).collect::<Vec<_>>().join(",")
 }
 
 fn state(s: &str) -> VolumeState {

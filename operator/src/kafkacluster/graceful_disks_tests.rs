@@ -18,12 +18,14 @@ const NOW: u64 = 1_800_000_000;
 const A: &str = "/kafka-logs";
 const B: &str = "/kafka-logs2";
 
-/// Broker `id` wanting `wanted` and having live PVCs for `live`.
+/// Broker `id` wanting `wanted` and having live PVCs for `live`, all in its configuration.
 fn broker(id: i32, wanted: &[&str], live: &[&str]) -> BrokerDisks {
     BrokerDisks {
         id,
         wanted: wanted.iter().map(|s| s.to_string()).collect(),
         live: live.iter().map(|s| s.to_string()).collect(),
+        uids: live.iter().map(|s| (s.to_string(), format!("uid{s}"))).collect(),
+        configured: live.iter().map(|s| s.to_string()).collect(),
         broker: true,
     }
 }
@@ -136,6 +138,7 @@ fn disks_of_a_new_cluster_or_broker_move_nothing() {
 fn an_added_disk_is_rebalanced_onto_once_kafka_uses_it() {
     let mut c = Case::new(&[A, B, "/kafka-logs3"]);
     c.brokers[0].live.insert("/kafka-logs3".into());
+    c.brokers[0].uids.insert("/kafka-logs3".into(), "uid3".into());
     // The broker has not restarted onto it yet.
     let d = c.run();
     assert_eq!(volume(&d, "/kafka-logs3"), REBALANCE_REQUIRED);
@@ -196,10 +199,11 @@ fn a_removed_disk_stays_until_cruise_control_drained_it() {
     let d = c.run();
     assert_eq!((volume(&d, B), retained(&d).len()), (REMOVAL_RUNNING.into(), 1));
     assert_eq!(d.moving(), Some(name.as_str()));
-    // Cruise Control done but Kafka still stores replicas there: kept, confirmed later.
+    // Cruise Control done but Kafka still stores replicas there: kept, still under way
+    // (Succeeded only once Kafka shows it empty).
     let c = c.with_op(op(&name, Operation::RemoveDisks, Some("Completed"), Some(NOW - 5), &[]));
     let d = c.run();
-    assert_eq!((volume(&d, B), retained(&d).len()), (REMOVAL_SUCCEEDED.into(), 1));
+    assert_eq!((volume(&d, B), retained(&d).len()), (REMOVAL_RUNNING.into(), 1));
     assert!(d.waiting.iter().any(|w| w.contains("waiting for Kafka's log directories")), "{:?}", d.waiting);
     // Kafka shows it empty: out of log.dirs (a restart), PVC not released yet (still used).
     let mut c = c;
@@ -211,8 +215,10 @@ fn a_removed_disk_stays_until_cruise_control_drained_it() {
     // While the broker restarts its log directories cannot be read: it stays out.
     c.log_dirs = Some(BTreeMap::new());
     assert!(retained(&c.run()).is_empty());
-    // Restarted without it: its PVC may go.
+    // Restarted without it (its configuration no longer lists it): its PVC may go.
     c.log_dirs = Some(BTreeMap::from([(0, dirs(&[(A, 17)]))]));
+    assert!(c.run().release.is_empty(), "an answer without a configured disk is not trusted");
+    c.brokers[0].configured.remove(B);
     let d = c.run();
     assert_eq!(d.release, BTreeMap::from([(0, BTreeSet::from([B.to_string()]))]));
 }
@@ -274,6 +280,7 @@ fn without_cruise_control_a_disk_holding_replicas_waits_unless_forced() {
 fn a_disk_the_broker_never_drained_and_does_not_use_is_left_alone() {
     // Removed before volume states existed (or forced): Kafka does not use it; PVC kept.
     let mut c = Case::new(&[A]);
+    c.brokers[0].configured.remove(B);
     c.log_dirs = Some(BTreeMap::from([(0, dirs(&[(A, 10)]))]));
     let d = c.run();
     assert!(retained(&d).is_empty() && d.release.is_empty() && d.create.is_empty(), "{d:?}");
@@ -329,4 +336,78 @@ fn without_per_disk_capacities_a_rebalance_moves_between_brokers_and_a_removal_w
     let d = c.run();
     assert!(d.create.is_empty() && retained(&d).len() == 1, "{d:?}");
     assert!(d.stuck[0].contains("capacityConfig"), "{:?}", d.stuck);
+}
+
+#[test]
+fn cruise_control_reporting_done_is_not_enough_while_kafka_cannot_be_read() {
+    // Drained by Cruise Control, then the broker's log directories unreadable twice: the disk
+    // stays (Succeeded is kept for what Kafka confirmed).
+    let name = "kafka-removedisks-1";
+    let mut c = Case::new(&[A]).with_op(op(name, Operation::RemoveDisks, Some("Completed"), Some(NOW - 5), &[]));
+    c.old = old(&[(A, REBALANCE_SUCCEEDED, None), (B, REMOVAL_RUNNING, Some(name))]);
+    c.log_dirs = None;
+    for _ in 0..2 {
+        let d = c.run();
+        assert_eq!((volume(&d, B), retained(&d).len()), (REMOVAL_RUNNING.into(), 1), "{d:?}");
+        assert!(d.release.is_empty() && !d.stuck.is_empty());
+        c.old = old(&[(A, REBALANCE_SUCCEEDED, None), (B, REMOVAL_RUNNING, Some(name))]);
+    }
+}
+
+#[test]
+fn a_removal_does_not_follow_the_rebalance_that_filled_the_disk() {
+    // The disk was rebalanced onto (operation R, completed); removed while a roll runs.
+    let mut c = Case::new(&[A]).with_op(op("R", Operation::Rebalance, Some("Completed"), Some(NOW - 999), &[]));
+    c.old = old(&[(A, REBALANCE_SUCCEEDED, None), (B, REBALANCE_SUCCEEDED, Some("R"))]);
+    c.quiet = false;
+    let d = c.run();
+    let v = &d.states[&0][B];
+    assert_eq!(
+        (v.cruise_control_volume_state.as_str(), v.cruise_control_operation_reference.is_none()),
+        (REMOVAL_REQUIRED, true)
+    );
+    // Even if a stale reference was kept, R is no drain.
+    c.old = old(&[(A, REBALANCE_SUCCEEDED, None), (B, REMOVAL_REQUIRED, Some("R"))]);
+    c.log_dirs = None;
+    let d = c.run();
+    assert_eq!(volume(&d, B), REMOVAL_REQUIRED);
+    assert_eq!(retained(&d).len(), 1);
+}
+
+#[test]
+fn a_disk_made_again_gets_a_new_rebalance() {
+    let mut c = Case::new(&[A, B]);
+    c.old = old(&[(A, REBALANCE_SUCCEEDED, None), (B, REBALANCE_REQUIRED, None)]);
+    let first = c.run().create[0].name.clone();
+    c.brokers[0].uids.insert(B.into(), "another".into());
+    assert_ne!(c.run().create[0].name, first, "the same name would find the old, completed operation");
+}
+
+#[test]
+fn a_controller_only_node_lets_a_disk_go_without_asking_kafka() {
+    let mut c = Case::new(&[A]);
+    c.brokers[0].broker = false;
+    c.log_dirs = None;
+    let d = c.run();
+    assert!(retained(&d).is_empty() && d.create.is_empty(), "{d:?}");
+    assert_eq!(volume(&d, B), REMOVAL_SUCCEEDED);
+    c.old = old(&[(A, REBALANCE_SUCCEEDED, None), (B, REMOVAL_SUCCEEDED, None)]);
+    c.brokers[0].configured.remove(B);
+    assert_eq!(c.run().release, BTreeMap::from([(0, BTreeSet::from([B.to_string()]))]));
+}
+
+#[test]
+fn an_unreachable_cruise_control_keeps_the_disk_and_says_why() {
+    let name = "kafka-removedisks-1";
+    let mut o = op(name, Operation::RemoveDisks, None, None, &[]);
+    let conditions = &mut o.status.as_mut().unwrap().conditions;
+    let why = "Cruise Control at http://cc:8090 is unreachable";
+    crate::status::set_condition(conditions, "Degraded", true, "CruiseControlUnreachable", why, None);
+    crate::status::set_condition(conditions, "Ready", false, "CruiseControlUnreachable", why, None);
+    let mut c = Case::new(&[A]).with_op(o);
+    c.old = old(&[(A, REBALANCE_SUCCEEDED, None), (B, REMOVAL_SCHEDULED, Some(name))]);
+    let d = c.run();
+    assert_eq!(retained(&d).len(), 1);
+    assert!(d.create.is_empty() && d.release.is_empty());
+    assert!(d.stuck.iter().any(|s| s.contains("unreachable")), "{:?}", d.stuck);
 }

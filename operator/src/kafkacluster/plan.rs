@@ -961,8 +961,22 @@ fn broker_disks(cluster: &ValidatedCluster, live: &LiveState, uid: &str) -> Vec<
                 .map(|s| s.mount_path.clone())
                 .collect(),
             live: live_disks(live, uid, b.id).into_keys().collect(),
+            uids: live_disks(live, uid, b.id).into_iter().map(|(m, p)| (m, p.uid().unwrap_or_default())).collect(),
+            configured: configured_disks(cluster, live, b.id).into_iter().collect(),
             broker: roles.contains(&b.id),
         })
+        .collect()
+}
+
+/// The mount paths of broker `id`'s log directories, in the order its live configuration
+/// (`log.dirs` of its ConfigMap) lists them.
+fn configured_disks(cluster: &ValidatedCluster, live: &LiveState, id: i32) -> Vec<String> {
+    let cm = live.config_maps.get(&render::names::config_map(cluster, id));
+    let text = cm.and_then(|c| c.data.as_ref()).and_then(|d| d.get(objects::CONFIG_KEY));
+    let dirs = text.and_then(|t| t.lines().find_map(|l| l.strip_prefix("log.dirs=")));
+    dirs.into_iter()
+        .flat_map(|d| d.split(','))
+        .filter_map(|d| d.trim().strip_suffix(render::properties::LOG_DIR_SUFFIX).map(str::to_string))
         .collect()
 }
 
@@ -994,24 +1008,27 @@ fn disk_decision(cluster: &ValidatedCluster, live: &LiveState, uid: &str, quiet:
     })
 }
 
-/// `cluster` with the removed disks in `retain` kept on their brokers, on their live PVCs.
+/// `cluster` with the removed disks in `retain` kept on their brokers, on their live PVCs,
+/// where the broker's live configuration has them (so keeping a disk changes nothing).
 fn with_retained(
     cluster: &ValidatedCluster,
     live: &LiveState,
     uid: &str,
     retain: &BTreeMap<i32, BTreeSet<String>>,
 ) -> ValidatedCluster {
-    let disks: BTreeMap<i32, Vec<StorageConfig>> = retain
-        .iter()
-        .map(|(id, mounts)| {
-            let claims = live_disks(live, uid, *id);
-            let kept = mounts.iter().filter_map(|m| {
-                Some(StorageConfig { mount_path: m.clone(), pvc_spec: claims.get(m)?.spec.clone(), empty_dir: None })
-            });
-            (*id, kept.collect())
-        })
-        .collect();
-    cluster.clone().with_retained_disks(&disks)
+    let mut storage: BTreeMap<i32, Vec<StorageConfig>> = BTreeMap::new();
+    for (id, mounts) in retain {
+        let Some(b) = cluster.spec.brokers.iter().find(|b| b.id == *id) else { continue };
+        let claims = live_disks(live, uid, *id);
+        let mut all: Vec<StorageConfig> = b.effective_storage(&cluster.spec).into_iter().cloned().collect();
+        all.extend(mounts.iter().filter_map(|m| {
+            Some(StorageConfig { mount_path: m.clone(), pvc_spec: claims.get(m)?.spec.clone(), empty_dir: None })
+        }));
+        let order = configured_disks(cluster, live, *id);
+        all.sort_by_key(|s| order.iter().position(|m| *m == s.mount_path).unwrap_or(usize::MAX));
+        storage.insert(*id, all);
+    }
+    cluster.clone().with_storage(&storage)
 }
 
 /// Nodes removed from the spec whose Pod or ConfigMap (ours) is still there.

@@ -1479,3 +1479,28 @@ fn without_cruise_control_a_removed_disk_holding_replicas_stays() {
     let p = plan(&validated(&v), &live);
     assert!(p.restart.is_some() && p.delete.is_empty(), "{:?}", p.delete);
 }
+
+#[test]
+fn a_removed_middle_disk_is_kept_where_it_was() {
+    let mut base = sample(COMBINED);
+    for m in ["/kafka-logs-2", "/kafka-logs-3"] {
+        base["spec"]["brokerConfigGroups"]["default"]["storageConfigs"].as_array_mut().unwrap().push(
+            json!({"mountPath": m, "pvcSpec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}}),
+        );
+    }
+    let (mut v, mut live) = settled(&base);
+    v["spec"]["brokerConfigGroups"]["default"]["storageConfigs"].as_array_mut().unwrap().remove(1);
+    bump(&mut v);
+    let dirs: Vec<koperator_shared::kafka::LogDir> = [("/kafka-logs", 5), ("/kafka-logs-2", 2), ("/kafka-logs-3", 1)]
+        .iter()
+        .map(|(m, n)| koperator_shared::kafka::LogDir {
+            path: format!("{m}/kafka"),
+            error: None,
+            replicas: *n,
+            bytes: 0,
+        })
+        .collect();
+    live.log_dirs = Some((0..3).map(|id| (id, dirs.clone())).collect());
+    let p = plan(&validated(&v), &live);
+    assert!(p.restart.is_none() && p.apply.is_empty(), "kept in its place, nothing changes: {:?}", kinds(&p));
+}

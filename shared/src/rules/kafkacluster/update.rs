@@ -4,8 +4,9 @@ use super::{broker_path, spec_path};
 use crate::api::kafkacluster::{Broker, KafkaClusterSpec};
 use crate::rules::{FieldError, Verdict, quantity};
 
-/// Changing `kRaft`, `headlessServiceEnabled` or a broker's roles, or shrinking a PVC, is
-/// Forbidden; removing a disk from a broker is allowed with a warning (Cruise Control drains it).
+/// Changing `kRaft`, `headlessServiceEnabled` or a broker's roles, shrinking a PVC, or removing
+/// or moving a KRaft node's first disk (its metadata log) is Forbidden; removing another disk
+/// is allowed with a warning (Cruise Control drains it).
 pub fn check(old: &KafkaClusterSpec, new: &KafkaClusterSpec, v: &mut Verdict) {
     if old.kraft != new.kraft {
         v.errors.push(FieldError::forbidden(
@@ -74,6 +75,23 @@ fn check_broker(old: &KafkaClusterSpec, ob: &Broker, new: &KafkaClusterSpec, nb:
     }
     let old_storage = ob.effective_storage(old);
     let new_storage = nb.effective_storage(new);
+    // KRaft keeps a node's metadata log (`__cluster_metadata`) in its first log directory
+    // (metadata.log.dir is the operator's): that disk cannot go or move, or the node would
+    // start without its metadata log.
+    if new.kraft
+        && old.kraft
+        && let (Some(of), Some(nf)) = (old_storage.first(), new_storage.first())
+        && of.mount_path != nf.mount_path
+    {
+        v.errors.push(FieldError::forbidden(
+            &broker_path(i).child("brokerConfig").child("storageConfigs"),
+            format!(
+                "node {}: its first disk {} holds the KRaft metadata log (__cluster_metadata) and must stay its first \
+                 disk; remove or reorder only the disks after it",
+                nb.id, of.mount_path
+            ),
+        ));
+    }
     for os in &old_storage {
         match new_storage.iter().find(|ns| ns.mount_path == os.mount_path) {
             None => v.warnings.push(format!(
@@ -190,12 +208,37 @@ mod tests {
     #[test]
     fn removing_a_disk_warns() {
         let mut old = valid_kraft_spec();
-        old.brokers[0].broker_config =
-            Some(BrokerConfig { storage_configs: Some(vec![pvc_storage("/extra", "1Gi")]), ..Default::default() });
+        old.brokers[0].broker_config = Some(BrokerConfig {
+            storage_configs: Some(vec![pvc_storage("/kafka-logs", "10Gi"), pvc_storage("/extra", "1Gi")]),
+            ..Default::default()
+        });
         let new = valid_kraft_spec();
         let v = run(&old, &new);
-        assert!(v.errors.is_empty());
+        assert!(v.errors.is_empty(), "{:?}", v.errors);
         assert_eq!(v.warnings.len(), 1);
         assert!(v.warnings[0].contains("disk /extra is removed from broker 0"));
+    }
+
+    #[test]
+    fn the_first_disk_of_a_kraft_node_holds_its_metadata_log_and_stays() {
+        let mut old = valid_kraft_spec();
+        old.brokers[0].broker_config =
+            Some(BrokerConfig { storage_configs: Some(vec![pvc_storage("/extra", "1Gi")]), ..Default::default() });
+        // Removed, or moved behind another disk: both take the metadata log away.
+        for new_first in [None, Some(vec![pvc_storage("/kafka-logs", "10Gi"), pvc_storage("/extra", "1Gi")])] {
+            let mut new = valid_kraft_spec();
+            new.brokers[0].broker_config =
+                new_first.map(|s| BrokerConfig { storage_configs: Some(s), ..Default::default() });
+            let v = run(&old, &new);
+            assert_eq!(
+                paths_and_types(&v.errors),
+                vec![("spec.brokers[0].brokerConfig.storageConfigs".into(), ErrorType::Forbidden)]
+            );
+            assert!(
+                v.errors[0].message.contains("first disk /extra holds the KRaft metadata log"),
+                "{}",
+                v.errors[0].message
+            );
+        }
     }
 }
