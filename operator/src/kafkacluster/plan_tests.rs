@@ -1377,7 +1377,16 @@ fn volume_of(p: &Plan, id: &str, mount: &str) -> String {
         .unwrap_or_default()
 }
 
+/// What brokers 100–102 report of their log directories (mount path, replicas).
 fn log_dirs(entries: &[(&str, usize)]) -> Option<BTreeMap<i32, Vec<koperator_shared::kafka::LogDir>>> {
+    log_dirs_of(100..=102, entries)
+}
+
+/// What brokers `ids` report of their log directories (mount path, replicas).
+fn log_dirs_of(
+    ids: impl IntoIterator<Item = i32>,
+    entries: &[(&str, usize)],
+) -> Option<BTreeMap<i32, Vec<koperator_shared::kafka::LogDir>>> {
     let dirs: Vec<koperator_shared::kafka::LogDir> = entries
         .iter()
         .map(|(m, n)| koperator_shared::kafka::LogDir {
@@ -1387,7 +1396,7 @@ fn log_dirs(entries: &[(&str, usize)]) -> Option<BTreeMap<i32, Vec<koperator_sha
             bytes: 0,
         })
         .collect();
-    Some((100..=102).map(|id| (id, dirs.clone())).collect())
+    Some(ids.into_iter().map(|id| (id, dirs.clone())).collect())
 }
 
 #[test]
@@ -1459,16 +1468,7 @@ fn without_cruise_control_a_removed_disk_holding_replicas_stays() {
     let (mut v, mut live) = settled(&base);
     v["spec"]["brokerConfigGroups"]["default"]["storageConfigs"].as_array_mut().unwrap().pop();
     bump(&mut v);
-    let dirs: Vec<koperator_shared::kafka::LogDir> = [("/kafka-logs", 5), ("/kafka-logs-2", 2)]
-        .iter()
-        .map(|(m, n)| koperator_shared::kafka::LogDir {
-            path: format!("{m}/kafka"),
-            error: None,
-            replicas: *n,
-            bytes: 0,
-        })
-        .collect();
-    live.log_dirs = Some((0..3).map(|id| (id, dirs.clone())).collect());
+    live.log_dirs = log_dirs_of(0..3, &[("/kafka-logs", 5), ("/kafka-logs-2", 2)]);
     let p = plan(&validated(&v), &live);
     assert!(p.restart.is_none() && p.apply.is_empty() && p.operations.is_empty(), "{:?}", kinds(&p));
     let (status, reason, message) = condition(&p, "Degraded");
@@ -1491,16 +1491,7 @@ fn a_removed_middle_disk_is_kept_where_it_was() {
     let (mut v, mut live) = settled(&base);
     v["spec"]["brokerConfigGroups"]["default"]["storageConfigs"].as_array_mut().unwrap().remove(1);
     bump(&mut v);
-    let dirs: Vec<koperator_shared::kafka::LogDir> = [("/kafka-logs", 5), ("/kafka-logs-2", 2), ("/kafka-logs-3", 1)]
-        .iter()
-        .map(|(m, n)| koperator_shared::kafka::LogDir {
-            path: format!("{m}/kafka"),
-            error: None,
-            replicas: *n,
-            bytes: 0,
-        })
-        .collect();
-    live.log_dirs = Some((0..3).map(|id| (id, dirs.clone())).collect());
+    live.log_dirs = log_dirs_of(0..3, &[("/kafka-logs", 5), ("/kafka-logs-2", 2), ("/kafka-logs-3", 1)]);
     let p = plan(&validated(&v), &live);
     assert!(p.restart.is_none() && p.apply.is_empty(), "kept in its place, nothing changes: {:?}", kinds(&p));
 }
