@@ -3,16 +3,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::LocalObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use koperator_shared::api::cruisecontroloperation::{
-    CruiseControlOperation, CruiseControlOperationStatus, CruiseControlTask, Operation,
-};
+use koperator_shared::api::cruisecontroloperation::{CruiseControlOperation, Operation};
 use koperator_shared::api::kafkacluster::{BrokerState, GracefulActionState, VolumeState};
 use koperator_shared::kafka::LogDir;
 
 use super::graceful::{CONFIRM_SECS, MAX_DRAINS};
 use super::graceful_disks::volume::*;
 use super::graceful_disks::{BrokerDisks, Decision, Inputs, decide};
+use super::graceful_tests::operation as op;
 
 const NOW: u64 = 1_800_000_000;
 const A: &str = "/kafka-logs";
@@ -48,27 +46,6 @@ fn old(entries: &[(&str, &str, Option<&str>)]) -> BTreeMap<String, BrokerState> 
 
 fn dirs(entries: &[(&str, usize)]) -> Vec<LogDir> {
     entries.iter().map(|(m, n)| LogDir { path: format!("{m}/kafka"), error: None, replicas: *n, bytes: 0 }).collect()
-}
-
-fn op(
-    name: &str,
-    kind: Operation,
-    state: Option<&str>,
-    finished: Option<u64>,
-    params: &[(&str, &str)],
-) -> CruiseControlOperation {
-    let mut o = CruiseControlOperation::new(name, Default::default());
-    o.status = Some(CruiseControlOperationStatus {
-        current_task: Some(CruiseControlTask {
-            operation: kind,
-            state: state.map(Into::into),
-            finished: finished.map(|s| Time(k8s_openapi::jiff::Timestamp::from_second(s as i64).unwrap())),
-            parameters: Some(params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    o
 }
 
 struct Case {

@@ -33,17 +33,31 @@ fn states(entries: &[(i32, &str, Option<&str>)]) -> BTreeMap<String, BrokerState
 }
 
 fn op(name: &str, kind: Operation, state: Option<&str>, finished: Option<u64>) -> (String, CruiseControlOperation) {
+    (name.to_string(), operation(name, kind, state, finished, &[]))
+}
+
+/// The operation `name` as the CruiseControlOperation controller left it: its task of `kind`
+/// in `state`, finished at `finished` (unix seconds), with `params` (none: no parameters).
+pub(super) fn operation(
+    name: &str,
+    kind: Operation,
+    state: Option<&str>,
+    finished: Option<u64>,
+    params: &[(&str, &str)],
+) -> CruiseControlOperation {
     let mut o = CruiseControlOperation::new(name, Default::default());
     o.status = Some(CruiseControlOperationStatus {
         current_task: Some(CruiseControlTask {
             operation: kind,
             state: state.map(Into::into),
             finished: finished.map(|s| Time(k8s_openapi::jiff::Timestamp::from_second(s as i64).unwrap())),
+            parameters: (!params.is_empty())
+                .then(|| params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
             ..Default::default()
         }),
         ..Default::default()
     });
-    (name.to_string(), o)
+    o
 }
 
 struct Case<'a> {
