@@ -250,7 +250,7 @@ pub trait Reconcile:
     /// The finalizer that guards the Kafka-side state (Koperator's name).
     const FINALIZER: &'static str;
     /// The reconcile error.
-    type Error: Categorized;
+    type Error: Categorized + From<KubeError>;
 
     /// Makes the world match the object.
     fn apply(
@@ -305,9 +305,47 @@ impl Backoff {
     }
 }
 
+/// The objects whose last reconcile wrote to the API. kube-runtime hands a reconcile the object
+/// from its watch cache, which may not show those writes yet (a requeue can fire before the
+/// watch event of the operator's own status patch arrives): such an object is read again from
+/// the API server first, so that no reconcile acts on a state older than its own writes (a
+/// KafkaTopic that just created its topic must not see a status without `managedBy`).
+#[derive(Default)]
+struct WroteLast(Mutex<std::collections::HashSet<(String, String)>>);
+
+impl WroteLast {
+    fn set(&self, key: (String, String), wrote: bool) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if wrote {
+            m.insert(key);
+        } else {
+            m.remove(&key);
+        }
+    }
+
+    fn contains(&self, key: &(String, String)) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).contains(key)
+    }
+}
+
 struct Runner {
     ctx: Arc<Context>,
     backoff: Backoff,
+    wrote_last: WroteLast,
+}
+
+/// `cached`, or, when the last reconcile of it wrote, the object as the API server has it now
+/// (`None`: it is gone). See [`WroteLast`].
+async fn current<K: Reconcile>(cached: Arc<K>, api: &Api<K>, runner: &Runner) -> Result<Option<Arc<K>>, Error<K>> {
+    if !runner.wrote_last.contains(&Backoff::key(cached.as_ref())) {
+        return Ok(Some(cached));
+    }
+    match api.get_opt(&cached.name_any()).await {
+        Ok(fresh) => Ok(fresh.map(Arc::new)),
+        Err(e) => Err(finalizer::Error::ApplyFailed(
+            kube_err("get", format!("{}/{}", K::kind(&()), cached.name_any()))(e).into(),
+        )),
+    }
 }
 
 async fn reconcile<K: Reconcile>(obj: Arc<K>, runner: Arc<Runner>) -> Result<Action, Error<K>> {
@@ -316,6 +354,11 @@ async fn reconcile<K: Reconcile>(obj: Arc<K>, runner: Arc<Runner>) -> Result<Act
     let writes = Writes::default();
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let key = Backoff::key(obj.as_ref());
+    let Some(obj) = current(obj, &api, &runner).await? else {
+        runner.wrote_last.set(key, false);
+        return Ok(Action::await_change());
+    };
     // kube-runtime adds the finalizer before the first apply (a write of this reconcile).
     writes.count(obj.meta().deletion_timestamp.is_none() && !obj.finalizers().iter().any(|f| f == K::FINALIZER));
     let result = finalizer::finalizer(&api, K::FINALIZER, obj.clone(), |event| async {
@@ -338,6 +381,7 @@ async fn reconcile<K: Reconcile>(obj: Arc<K>, runner: Arc<Runner>) -> Result<Act
     if ok {
         runner.backoff.succeeded(obj.as_ref());
     }
+    runner.wrote_last.set(key, writes.get() > 0);
     debug!(controller, namespace = %ns, name = %obj.name_any(), writes = writes.get(), ok, "reconciled");
     result
 }
@@ -361,7 +405,7 @@ fn error_policy<K: Reconcile>(obj: Arc<K>, err: &Error<K>, runner: Arc<Runner>) 
 
 /// Runs `controller` (built by the kind: what it owns and watches) until SIGTERM/ctrl-c.
 pub async fn run<K: Reconcile>(controller: Controller<K>, ctx: Arc<Context>) {
-    let runner = Arc::new(Runner { ctx, backoff: Backoff::default() });
+    let runner = Arc::new(Runner { ctx, backoff: Backoff::default(), wrote_last: WroteLast::default() });
     controller
         .shutdown_on_signal()
         .run(reconcile::<K>, error_policy::<K>, runner)

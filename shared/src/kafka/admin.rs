@@ -47,6 +47,10 @@ pub struct Admin {
     /// How long a call keeps retrying retriable errors.
     retry_for: Duration,
     idle: Mutex<HashMap<String, Connection>>,
+    /// Bootstrap addresses that last failed to answer, and when: tried after the others for
+    /// [`Admin::SHUNNED_FOR`], so that one hung broker (its kernel still accepts connections,
+    /// each request waits for the whole timeout) does not delay every call.
+    failed: std::sync::Mutex<HashMap<String, Instant>>,
 }
 
 impl Admin {
@@ -55,7 +59,7 @@ impl Admin {
     /// is one of `bootstrap`.
     pub fn new(bootstrap: Vec<String>, opts: ConnectOptions) -> Self {
         let retry_for = opts.request_timeout;
-        Admin { bootstrap, nodes: None, opts, retry_for, idle: Mutex::new(HashMap::new()) }
+        Admin { bootstrap, nodes: None, opts, retry_for, idle: Mutex::new(HashMap::new()), failed: Default::default() }
     }
 
     /// A client for the brokers `nodes` (node id → `host:port`, as the caller derived them, for
@@ -78,33 +82,68 @@ impl Admin {
         &self.bootstrap
     }
 
-    async fn checkout(&self, addr: &str) -> Result<Connection> {
+    /// How long a bootstrap address that did not answer is tried last.
+    pub const SHUNNED_FOR: Duration = Duration::from_secs(60);
+
+    /// A kept connection to `addr` (`true`: it may have broken while idle), or a new one.
+    async fn checkout(&self, addr: &str) -> Result<(Connection, bool)> {
         if let Some(conn) = self.idle.lock().await.remove(addr)
             && !conn.session_expired()
         {
-            return Ok(conn);
+            return Ok((conn, true));
         }
-        Connection::open(addr, &self.opts).await
+        Ok((Connection::open(addr, &self.opts).await?, false))
     }
 
     async fn call_at<R: Request>(&self, addr: &str, req: &R) -> Result<R::Response> {
-        let mut conn = self.checkout(addr).await?;
-        let resp = conn.call(req).await?;
+        let (mut conn, kept) = self.checkout(addr).await?;
+        let resp = match conn.call(req).await {
+            // The broker closed a kept connection (it restarted, or its idle timeout passed):
+            // that says nothing about the broker now, so one new connection is tried.
+            Err(Error::Io { .. }) if kept => {
+                conn = Connection::open(addr, &self.opts).await?;
+                conn.call(req).await?
+            }
+            other => other?,
+        };
         self.idle.lock().await.insert(addr.to_owned(), conn);
         Ok(resp)
+    }
+
+    /// The bootstrap addresses in the order to try them: those that recently did not answer
+    /// last.
+    fn bootstrap_order(&self) -> Vec<&String> {
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        let shunned = |a: &String| failed.get(a).is_some_and(|t| t.elapsed() < Self::SHUNNED_FOR);
+        let mut order: Vec<&String> = self.bootstrap.iter().collect();
+        order.sort_by_key(|a| shunned(a));
+        order
+    }
+
+    fn answered(&self, addr: &str, ok: bool) {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        if ok {
+            failed.remove(addr);
+        } else {
+            failed.insert(addr.to_owned(), Instant::now());
+        }
     }
 
     /// Sends to the first bootstrap broker that answers.
     async fn call_any<R: Request>(&self, req: &R) -> Result<R::Response> {
         let mut last = None;
-        for addr in &self.bootstrap {
+        for addr in self.bootstrap_order() {
             match self.call_at(addr, req).await {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => {
+                    self.answered(addr, true);
+                    return Ok(resp);
+                }
                 Err(e) if matches!(e, Error::Kafka { .. } | Error::Unsupported { .. } | Error::Auth { .. }) => {
                     return Err(e);
                 }
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "bootstrap broker did not answer");
+                    self.answered(addr, false);
                     last = Some(e)
                 }
             }
