@@ -2,6 +2,7 @@
 //! webhook and the operator. Everything here that decides is pure (no I/O), except the Kafka
 //! admin client behind the `kafka` feature.
 
+pub mod alerts;
 pub mod api;
 #[cfg(feature = "runtime")]
 pub mod cli;
