@@ -49,6 +49,8 @@ pub struct Context {
     pub versions: crate::exporter::Versions,
     /// How Cruise Control is reached (the hosts file of out-of-cluster runs, timeouts).
     pub cruise_control: crate::cruise_control::ClientOptions,
+    /// The firing alerts the alert receiver holds.
+    pub alerts: crate::alerts::Store,
 }
 
 impl Context {
@@ -72,6 +74,7 @@ impl Context {
             pki: Default::default(),
             versions: Default::default(),
             cruise_control: Default::default(),
+            alerts: Default::default(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The operator: kube-runtime controllers for Koperator's custom resources (DESIGN §8).
 
+pub mod alerts;
 pub mod apply;
 pub mod certificate_status;
 pub mod controller;

@@ -12,7 +12,7 @@ use koperator_operator::controller::Context;
 use koperator_operator::kafka_access::KafkaAccess;
 use koperator_operator::kafkacluster::certificates::PkiConfig;
 use koperator_operator::leader::{self, LeaseConfig};
-use koperator_operator::{cruisecontroloperation, kafkacluster, kafkatopic, kafkauser, metrics};
+use koperator_operator::{alerts, cruisecontroloperation, kafkacluster, kafkatopic, kafkauser, metrics};
 use koperator_shared::cli::CommonArgs;
 use tracing::{error, info};
 
@@ -26,6 +26,11 @@ struct Args {
     /// Address of /healthz, /readyz and /metrics (plain HTTP).
     #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:8080")]
     metrics_listen: SocketAddr,
+    /// Address of the alert receiver (plain HTTP; Prometheus or Alertmanager posts alerts
+    /// whose `command` annotation scales the cluster). Off when unset; the chart sets it and
+    /// restricts who may reach it with a NetworkPolicy.
+    #[arg(long, env = "ALERTS_LISTEN")]
+    alerts_listen: Option<SocketAddr>,
     /// Elect a leader through a Lease so that only one replica reconciles.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
@@ -98,6 +103,14 @@ async fn main() -> Result<()> {
     ctx.cruise_control.resolver = koperator_shared::kafka::Resolver::with_hosts_file(hosts_file);
     ctx.pki = PkiConfig { ca_validity: args.cluster_ca_validity, leaf_validity: args.cluster_cert_validity };
     let ctx = Arc::new(ctx);
+    // Only the leader acts on alerts: the receiver listens once leadership is held.
+    if let Some(addr) = args.alerts_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listen on {addr}"))?;
+        info!(listen = %listener.local_addr()?, "serving the alert receiver");
+        let router = alerts::router(ctx.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        tokio::spawn(alerts::retry_deferred(ctx.clone()));
+    }
     tokio::join!(
         kafkacluster::run(ctx.clone()),
         kafkatopic::run(ctx.clone()),

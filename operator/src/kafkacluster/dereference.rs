@@ -89,6 +89,8 @@ pub struct LiveState {
     /// The log directories each broker reports, read while a disk was removed from the spec or
     /// waits to get partitions (`None`: not read; a broker that did not answer is missing).
     pub log_dirs: Option<BTreeMap<i32, Vec<LogDir>>>,
+    /// Firing alerts with a command for this cluster, as the alert receiver holds them.
+    pub alerts: i32,
 }
 
 /// The objects of kind `K` labelled with `selector`, and those named in `wanted` (read one by
@@ -146,6 +148,7 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
         operations: list(ctx, ns, &format!("{KAFKA_CR_LABEL}={}", cluster.name_any()), &[]).await?,
         replicas: None,
         log_dirs: None,
+        alerts: ctx.alerts.count(ns, &cluster.name_any()),
     };
     let port = u16::try_from(render::jmx::METRICS_PORT).expect("a port");
     let uid = cluster.uid().unwrap_or_default();

@@ -115,6 +115,11 @@ pub async fn run(ctx: Arc<Context>) {
         .owns(ctx.watched::<Deployment>(), deployments)
         // The broker up/downscale operations it creates: their progress moves the brokers on.
         .owns(ctx.watched::<CruiseControlOperation>(), watcher::Config::default().labels(KAFKA_CR_LABEL));
+    // The alert receiver's count of firing alerts changed: `status.alertCount`.
+    let c = match ctx.alerts.take_triggers() {
+        Some(triggers) => c.reconcile_on(triggers),
+        None => c,
+    };
     controller::run(c, ctx).await;
 }
 

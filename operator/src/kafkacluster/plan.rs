@@ -814,6 +814,7 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         (state::RUNNING, true, "Running", "every broker runs its desired configuration".to_string())
     };
     st.state = state.into();
+    st.alert_count = live.alerts;
     let mut degraded: Vec<(&str, String)> = Vec::new();
     // A drain that cannot go on by itself is Degraded; one making progress is Reconciling.
     let stuck: Vec<&str> =

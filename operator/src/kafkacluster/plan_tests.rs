@@ -101,6 +101,7 @@ fn empty() -> LiveState {
         operations: BTreeMap::new(),
         replicas: None,
         log_dirs: None,
+        alerts: 0,
     }
 }
 

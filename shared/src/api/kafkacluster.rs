@@ -198,7 +198,8 @@ pub struct KafkaClusterStatus {
     /// Rolling upgrade progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolling_upgrade_status: Option<RollingUpgradeStatus>,
-    /// Kept for Koperator compatibility; this operator does not count alerts and leaves it 0.
+    /// Alerts with a command that fire for this cluster, as the operator's alert receiver
+    /// holds them.
     #[serde(default)]
     pub alert_count: i32,
     /// Addresses of the listeners.
