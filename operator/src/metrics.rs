@@ -36,6 +36,13 @@ pub struct ControllerLabel {
     pub controller: &'static str,
 }
 
+/// Labels of an alert the receiver got: what came of it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    /// `acted`, `deferred`, `refused`, `invalid`, `repeated`, `resolved`, `ignored`.
+    pub outcome: &'static str,
+}
+
 /// Labels of a failed reconcile: the controller and the error's category (a closed set).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -57,6 +64,8 @@ pub struct Metrics {
     pub writes: Family<ControllerLabel, Counter>,
     /// 1 while this replica leads.
     pub leader: Gauge,
+    /// Alerts the alert receiver got, by what came of them.
+    pub alerts: Family<AlertLabels, Counter>,
     /// notAfter of each certificate of the clusters and users this replica reconciles.
     pub certificate_expiry: CertificateExpiry,
     /// Set once the replica is up (leading or standing by).
@@ -84,6 +93,8 @@ impl Metrics {
             writes.clone(),
         );
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
+        let alerts = Family::<AlertLabels, Counter>::default();
+        registry.register("alerts", "Alerts the alert receiver got, by what came of them", alerts.clone());
         let certificate_expiry = CertificateExpiry::default();
         registry.register(
             "certificate_expiry_timestamp_seconds",
@@ -96,6 +107,7 @@ impl Metrics {
             duration,
             writes,
             leader,
+            alerts,
             certificate_expiry,
             ready: AtomicBool::new(false),
             registry,

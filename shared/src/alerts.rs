@@ -419,8 +419,10 @@ fn broker_index(kc: &KafkaCluster, id: i32) -> Result<usize, Refusal> {
         .ok_or_else(|| Refusal::Refused(format!("broker {id} of the PVC is not in spec.brokers")))
 }
 
-/// Adds the disk an addPvc alert asks for to broker `id` of `kc` (its own `storageConfigs`);
-/// the mount path is the prefix, `-` and six characters derived from `alert_key`, so the same
+/// Adds the disk an addPvc alert asks for to broker `id` of `kc`, last in its own
+/// `storageConfigs`; the disks it had from its config group are copied there first, so they
+/// keep their place in `log.dirs` (a KRaft node keeps its metadata log on its first disk). The
+/// mount path is the prefix, `-` and six characters derived from `alert_key`, so the same
 /// firing never adds two disks. Returns the mount path.
 pub fn add_disk(kc: &mut KafkaCluster, id: i32, cmd: &Command, alert_key: &str) -> Result<String, Refusal> {
     let Command::AddPvc { mount_path_prefix, size, storage_class, .. } = cmd else {
@@ -432,7 +434,9 @@ pub fn add_disk(kc: &mut KafkaCluster, id: i32, cmd: &Command, alert_key: &str) 
     if kc.spec.brokers[i].effective_storage(&kc.spec).iter().any(|s| s.mount_path == mount_path) {
         return Ok(mount_path);
     }
+    let current: Vec<StorageConfig> = kc.spec.brokers[i].effective_storage(&kc.spec).into_iter().cloned().collect();
     let config = kc.spec.brokers[i].broker_config.get_or_insert_with(Default::default);
+    config.storage_configs = Some(current);
     config.storage_configs.get_or_insert_with(Vec::new).push(StorageConfig {
         mount_path: mount_path.clone(),
         pvc_spec: Some(pvc_spec(size, storage_class.as_deref())),

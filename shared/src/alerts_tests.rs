@@ -186,7 +186,7 @@ fn add_disk_appends_one_disk_per_firing_to_the_brokers_own_configs() {
     let paths = |kc: &KafkaCluster| -> Vec<String> {
         kc.spec.brokers[1].effective_storage(&kc.spec).iter().map(|s| s.mount_path.clone()).collect()
     };
-    assert_eq!(paths(&kc), vec![path.clone(), "/kafka-logs".to_string()]);
+    assert_eq!(paths(&kc), vec!["/kafka-logs".to_string(), path.clone()], "the first disk stays first");
     let other = add_disk(&mut kc, 1, &cmd, "f@t2").unwrap();
     assert_ne!(other, path, "a later firing adds another disk");
     assert_eq!(paths(&kc).len(), 3);

@@ -152,13 +152,18 @@ async fn attempt(
     if alerts::acted_on(kc, &key) {
         return Ok(Some(Outcome::Done("already carried out for this firing".into())));
     }
-    if let Some(why) = alerts::busy(kc) {
-        return Err(Outcome::Deferred(format!("waiting: {why}")));
-    }
-    let state = kc.status.as_ref().map(|s| s.state.as_str()).unwrap_or_default();
-    if state != "ClusterRunning" {
-        return Err(Outcome::Deferred(format!("waiting for the cluster to run (it is {state:?})")));
-    }
+    // Limits and impossible changes are refused at once, busy or not; the rest waits for a
+    // quiet, running cluster.
+    let quiet = || {
+        if let Some(why) = alerts::busy(kc) {
+            return Err(Outcome::Deferred(format!("waiting: {why}")));
+        }
+        let state = kc.status.as_ref().map(|s| s.state.as_str()).unwrap_or_default();
+        if state != "ClusterRunning" {
+            return Err(Outcome::Deferred(format!("waiting for the cluster to run (it is {state:?})")));
+        }
+        Ok(())
+    };
     let mut new = kc.clone();
     let done = match cmd {
         Command::UpScale { .. } => {
@@ -170,7 +175,10 @@ async fn attempt(
         Command::DownScale { broker, .. } => {
             let replicas = match broker {
                 Some(_) => BTreeMap::new(),
-                None => replicas(ctx, kc).await?,
+                None => {
+                    quiet()?;
+                    replicas(ctx, kc).await?
+                }
             };
             let id = alerts::down_scale(kc, *broker, &replicas)?;
             new.spec.brokers.retain(|b| b.id != id);
@@ -190,6 +198,16 @@ async fn attempt(
     if let Err(e) = ValidatedCluster::new(&new, &ctx.rules) {
         return Err(Outcome::Refused(format!("the change would make the KafkaCluster invalid: {e}")));
     }
+    // The webhook's update rules too (it may not be installed, or bypassed).
+    let defaulted = |k: &KafkaCluster| koperator_shared::defaults::defaulted(k).map(|k| k.spec);
+    if let (Ok(old), Ok(next)) = (defaulted(kc), defaulted(&new)) {
+        let verdict = koperator_shared::rules::kafkacluster::validate_update(&old, &next, &ctx.rules);
+        if !verdict.allowed() {
+            let errors: Vec<String> = verdict.errors.iter().map(ToString::to_string).collect();
+            return Err(Outcome::Refused(format!("the admission rules refuse the change: {}", errors.join("; "))));
+        }
+    }
+    quiet()?;
     let mut annotations = kc.annotations().clone();
     let acted = alerts::record_acted_on(annotations.get(alerts::ACTED_ON_ANNOTATION).map(String::as_str), &key);
     annotations.insert(alerts::ACTED_ON_ANNOTATION.into(), acted);

@@ -49,6 +49,22 @@ pub struct Report {
     pub ignored: usize,
 }
 
+impl Report {
+    /// Adds this report to `koperator_alerts_total`.
+    fn count(&self, metrics: &crate::metrics::Metrics) {
+        let add = |outcome: &'static str, n: usize| {
+            metrics.alerts.get_or_create(&crate::metrics::AlertLabels { outcome }).inc_by(n as u64);
+        };
+        add("acted", self.acted.len());
+        add("deferred", self.deferred.len());
+        add("refused", self.refused.len());
+        add("invalid", self.invalid.len());
+        add("repeated", self.repeated);
+        add("resolved", self.resolved);
+        add("ignored", self.ignored);
+    }
+}
+
 /// The receiver's routes: `POST` on any path (Prometheus posts to `/api/v2/alerts`,
 /// Alertmanager's webhook to the URL it is given).
 pub fn router(ctx: Arc<Context>) -> Router {
@@ -69,6 +85,7 @@ async fn receive(State(ctx): State<Arc<Context>>, body: Bytes) -> Response {
         }
     };
     let report = handle(&ctx, alerts).await;
+    report.count(&ctx.metrics);
     let status = if report.invalid.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     (status, axum::Json(report)).into_response()
 }
