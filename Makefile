@@ -42,7 +42,7 @@ unit:
 	$(CARGO) test -p koperator-webhook --lib --bins --test http_contract
 	$(CARGO) test -p koperator-operator -p koperator-e2e --lib --bins
 
-## e2e-deps: build etcd, kube-apiserver, kube-controller-manager, kubectl, helm; fetch the Kafka jars; compile Cruise Control (cached)
+## e2e-deps: build etcd, kube-apiserver, kube-controller-manager, kubectl, helm, Prometheus, Alertmanager; fetch the Kafka jars; compile Cruise Control (cached)
 e2e-deps:
 	e2e/scripts/install-deps.sh
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real components the e2e tests run against (DESIGN §10):
 # etcd, kube-apiserver, kube-controller-manager, kubectl (from the pinned
-# k8s.io/kubernetes Go module), helm (from its pinned Go module) and the Apache
+# k8s.io/kubernetes Go module), helm, Prometheus and Alertmanager (from their pinned Go
+# modules) and the Apache
 # Kafka broker jars (from Maven Central: e2e/tools/kafka/pom.xml pins the KRaft release,
 # e2e/tools/kafka-zk/pom.xml the ZooKeeper-mode release and ZooKeeper itself) and Cruise
 # Control, compiled with Maven (e2e/tools/cruise-control/pom.xml) from the unmodified source
@@ -27,19 +28,19 @@ log() { printf '[e2e-deps %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 command -v go >/dev/null || { log "ERROR: 'go' is not on PATH; install Go >= 1.24"; exit 1; }
 
-# build <tools-dir> <output-name> <package>
+# build <tools-dir> <output-name> <package> [build tags]
 build() {
-  local dir=$repo/e2e/tools/$1 out=$2 pkg=$3
+  local dir=$repo/e2e/tools/$1 out=$2 pkg=$3 tags=${4:-}
   local stamp=$cache/stamps/$out
   local want
-  want=$(cat "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -d' ' -f1)
+  want=$( (cat "$dir/go.mod" "$dir/go.sum"; [[ -z $tags ]] || echo "$tags") | sha256sum | cut -d' ' -f1)
   if [[ -x $bin/$out && -f $stamp && $(cat "$stamp") == "$want" ]]; then
     log "$out: cached ($bin/$out)"
     return
   fi
   log "$out: building $pkg (this takes a few minutes on a cold machine)"
   local start=$SECONDS
-  (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$bin/$out.tmp" "$pkg")
+  (cd "$dir" && CGO_ENABLED=0 go build -tags="$tags" -trimpath -ldflags='-s -w' -o "$bin/$out.tmp" "$pkg")
   mv "$bin/$out.tmp" "$bin/$out"
   echo "$want" >"$stamp"
   log "$out: built in $((SECONDS - start)) s"
@@ -53,6 +54,12 @@ build k8s kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 build k8s kubectl k8s.io/kubernetes/cmd/kubectl
 (cd "$repo/e2e/tools/helm" && go mod download)
 build helm helm helm.sh/helm/v3/cmd/helm
+# Prometheus and Alertmanager for the alert tests; Prometheus with Kubernetes service
+# discovery alone (the cloud providers' SDKs would triple its build time).
+(cd "$repo/e2e/tools/prometheus" && go mod download)
+build prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus remove_all_sd,enable_kubernetes_sd
+(cd "$repo/e2e/tools/alertmanager" && go mod download)
+build alertmanager alertmanager github.com/prometheus/alertmanager/cmd/alertmanager
 
 # Kafka: the runtime class path of each pinned release, copied by Maven.
 command -v java >/dev/null || { log "ERROR: 'java' (17 or newer) is not on PATH; it runs the Kafka brokers"; exit 1; }

@@ -12,6 +12,7 @@ pub mod cruise_control;
 pub mod kafka;
 pub mod load;
 pub mod loss;
+pub mod monitoring;
 pub mod node;
 pub mod pki;
 pub mod process;

@@ -1,7 +1,11 @@
 //! Graceful scaling through the real Cruise Control, on real Kafka, through `kubectl` only:
 //! the operator deploys Cruise Control for a 3-broker KRaft cluster (the test node runs its
-//! Deployment's Pod as the real server, the brokers with its metrics reporter). A fourth broker
-//! added to the spec gets partitions through an `add_broker` CruiseControlOperation; removed
+//! Deployment's Pod as the real server, the brokers with its metrics reporter). A real
+//! Prometheus scrapes the brokers' JMX exporters and fires an `upScale` rule that a real
+//! Alertmanager posts to the operator's alert receiver: the fourth broker it adds gets
+//! partitions through an `add_broker` CruiseControlOperation, the repeated notifications add
+//! nothing, a rule beyond `upScaleLimit` is refused with an Event, and malformed alerts change
+//! nothing. Removed
 //! again while Cruise Control is stopped, it waits and nothing is deleted; with Cruise Control
 //! back it is drained by `remove_broker`, and Kafka's own metadata shows no replica left on it
 //! when its Pod goes. Kafka's verifiable producer (acks=all) and consumer run throughout: not
@@ -17,6 +21,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use koperator_e2e::cruise_control::{REPORTING_INTERVAL, TEST_REPORTING_INTERVAL_MS, TEST_SAMPLING};
 use koperator_e2e::loss::{LossOptions, LossRun};
+use koperator_e2e::monitoring::{Monitoring, Receiver, http};
 use koperator_e2e::node::Node;
 use koperator_e2e::shared;
 use koperator_e2e::tools::repo_root;
@@ -72,19 +77,119 @@ fn spec() -> Value {
     v["spec"]["cruiseControlConfig"]["capacityConfig"] = json!(
         r#"{"brokerCapacities":[{"brokerId":"-1","capacity":{"DISK":"10737","CPU":"100","NW_IN":"125000","NW_OUT":"125000"},"doc":"every broker"}]}"#
     );
-    v
-}
-
-fn with_broker(v: &Value, id: i32) -> Value {
-    let mut v = v.clone();
-    let brokers = v["spec"]["brokers"].as_array_mut().unwrap();
-    brokers.push(json!({"id": id, "brokerConfigGroup": "broker"}));
-    // Broker-only (roles are appended to the group's, so a group of its own): the quorum, and
-    // so every other broker's configuration, stays as it is.
+    // The group of the brokers the upScale alert adds: broker-only (roles are appended to the
+    // group's, so a group of its own), so the quorum, and every other broker's configuration,
+    // stays as it is.
     let mut group = v["spec"]["brokerConfigGroups"]["default"].clone();
     group["processRoles"] = json!(["broker"]);
     v["spec"]["brokerConfigGroups"]["broker"] = group;
+    v["spec"]["alertManagerConfig"] = json!({"upScaleLimit": 4});
     v
+}
+
+/// A Prometheus rule file with one alert.
+fn rule(alert: &str, expr: &str, annotations: Value) -> String {
+    json!({"groups": [{"name": "test", "rules": [{"alert": alert, "expr": expr, "annotations": annotations}]}]})
+        .to_string()
+}
+
+/// `koperator_alerts_total{outcome}` of the operator.
+fn alerts_counted(op: &Operator, outcome: &str) -> f64 {
+    let metrics = try_http_get(op.port, "/metrics").unwrap_or_default();
+    let series = format!("koperator_alerts_total{{outcome=\"{outcome}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&series)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+/// The notes of the Events with `reason` about the cluster.
+fn event_notes(cp: &koperator_e2e::ControlPlane, ns: &str, reason: &str) -> Vec<String> {
+    events(cp, ns)
+        .iter()
+        .filter(|e| e["reason"] == reason && e["regarding"]["name"] == CLUSTER)
+        .filter_map(|e| e["note"].as_str().map(String::from))
+        .collect()
+}
+
+/// Scale-up by a real alert: Prometheus scrapes the brokers (Kubernetes service discovery
+/// through the test API server), a rule with `command: upScale` fires while fewer than four
+/// brokers export metrics, Alertmanager posts it to the operator (again every few seconds),
+/// and the operator adds one broker in the `broker` group. Returns Prometheus and
+/// Alertmanager, still running.
+fn scale_up_by_alert(cp: &koperator_e2e::ControlPlane, ns: &str, op: &Operator, receiver: &str) -> Monitoring {
+    let brokers = format!("kafka_server_app_info_version{{namespace=\"{ns}\"}}");
+    let rules = rule(
+        "KafkaTestTooFewBrokers",
+        &format!("count by (namespace, kafka_cr) ({brokers}) < 4"),
+        json!({"command": "upScale", "brokerConfigGroup": "broker", "summary": "fewer than 4 brokers"}),
+    );
+    let mon =
+        Monitoring::start(&cp.dir.join("monitoring").join(ns), &cp.kubeconfig, ns, Receiver { url: receiver }, &rules)
+            .unwrap();
+    let scraped = Instant::now();
+    wait_for("Prometheus scrapes the three brokers' exporters", Duration::from_secs(120), op, || {
+        mon.query(&format!("count(kafka_server_replicamanager_partitioncount{{namespace=\"{ns}\"}})"))
+            .ok()
+            .and_then(|r| r.first()?["value"][1].as_str()?.parse::<f64>().ok())
+            == Some(3.0)
+    });
+    let versions = mon.query(&brokers).unwrap();
+    let releases: Vec<&str> = versions.iter().filter_map(|s| s["metric"]["version"].as_str()).collect();
+    eprintln!(
+        "FIGURE: Prometheus scraped kafka_server_* from 3 brokers {} s after it started; releases {releases:?}",
+        scraped.elapsed().as_secs()
+    );
+    assert_eq!(releases.len(), 3, "{versions:?}");
+    let kc = || get_json(cp, &["get", "kafkacluster", CLUSTER, "-n", ns]);
+    let fired = Instant::now();
+    wait_for("the upScale alert added broker 3", Duration::from_secs(120), op, || {
+        kc()["spec"]["brokers"].as_array().is_some_and(|b| b.len() == 4)
+    });
+    eprintln!("FIGURE: the upScale alert added broker 3 {} s after Prometheus scraped", fired.elapsed().as_secs());
+    let added = &kc()["spec"]["brokers"][3];
+    assert_eq!((added["id"].as_i64(), added["brokerConfigGroup"].as_str()), (Some(3), Some("broker")), "{added}");
+    assert!(
+        event_notes(cp, ns, "AlertCommand")
+            .iter()
+            .any(|n| n.contains("KafkaTestTooFewBrokers") && n.contains("added broker 3")),
+        "{:?}",
+        event_notes(cp, ns, "AlertCommand")
+    );
+    mon
+}
+
+/// Alerts that must change nothing: a rule beyond `upScaleLimit` (refused, with an Event), a
+/// body that is not an alert notification and an alert with an unknown command (both answered
+/// 400).
+fn alerts_that_change_nothing(
+    cp: &koperator_e2e::ControlPlane,
+    ns: &str,
+    op: &Operator,
+    mon: &Monitoring,
+    receiver: &str,
+) {
+    let kc = || get_json(cp, &["get", "kafkacluster", CLUSTER, "-n", ns]);
+    let spec_before = kc()["spec"].clone();
+    let beyond = rule(
+        "KafkaTestBeyondLimit",
+        &format!("count by (namespace, kafka_cr) (kafka_server_app_info_version{{namespace=\"{ns}\"}}) >= 4"),
+        json!({"command": "upScale", "brokerConfigGroup": "broker"}),
+    );
+    mon.set_rules(&beyond).unwrap();
+    wait_for("the alert beyond upScaleLimit refused with an Event", Duration::from_secs(120), op, || {
+        event_notes(cp, ns, "AlertRefused")
+            .iter()
+            .any(|n| n.contains("KafkaTestBeyondLimit") && n.contains("upScaleLimit is 4"))
+    });
+    let addr = receiver.trim_start_matches("http://").split('/').next().unwrap();
+    let (status, body) = http("POST", addr, "/alerts", Some("{\"alerts\": 42")).unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("expected a JSON array of alerts"), "{body}");
+    let unknown = json!([{"labels": {"alertname": "X", "kafka_cr": CLUSTER, "namespace": ns}, "annotations": {"command": "delete everything"}}]);
+    let (status, body) = http("POST", addr, "/api/v2/alerts", Some(&unknown.to_string())).unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("is not one of upScale, downScale, addPvc, resizePvc"), "{body}");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(kc()["spec"], spec_before, "an alert beyond the limit or a malformed one changed the spec");
+    assert!(alerts_counted(op, "invalid") >= 1.0 && alerts_counted(op, "refused") >= 1.0);
 }
 
 /// Partition replicas Kafka places on each broker.
@@ -198,12 +303,19 @@ fn disk_pvc(cp: &koperator_e2e::ControlPlane, ns: &str, id: i32, mount: &str) ->
     })
 }
 
-/// On the same cluster and Cruise Control: a second disk given to broker 0 gets partitions
-/// through a disk rebalance (`rebalance_disk=true`); taken out of the spec again, it stays
-/// mounted and in `log.dirs` while `remove_disks` moves its replicas to the other disk, and
-/// leaves the broker, its PVC deleted, only once Kafka reports it empty.
-fn disk_changes(cp: &koperator_e2e::ControlPlane, ns: &str, op: &Operator, admin: &Admin, base: &Value) {
-    const SECOND: &str = "/kafka-logs2";
+/// On the same cluster and Cruise Control: a second disk, given to broker 0 by an `addPvc`
+/// alert (Prometheus' rule names broker 0's PVC), gets partitions through a disk rebalance
+/// (`rebalance_disk=true`); taken out of the spec again, it stays mounted and in `log.dirs`
+/// while `remove_disks` moves its replicas to the other disk, and leaves the broker, its PVC
+/// deleted, only once Kafka reports it empty.
+fn disk_changes(
+    cp: &koperator_e2e::ControlPlane,
+    ns: &str,
+    op: &Operator,
+    admin: &Admin,
+    base: &Value,
+    receiver: &str,
+) {
     assert!(
         koperator_e2e::kafka::mount_namespaces(),
         "the disk scenario needs the test node's mount namespaces (root, unshare --mount) so that Kafka reports the log \
@@ -216,17 +328,44 @@ fn disk_changes(cp: &koperator_e2e::ControlPlane, ns: &str, op: &Operator, admin
     let mut one = base.clone();
     one["spec"]["cruiseControlConfig"].as_object_mut().unwrap().remove("capacityConfig");
     one["spec"]["brokers"][0]["brokerConfig"] = json!({"storageConfigs": [disk("/kafka-logs")]});
-    let mut two = one.clone();
-    two["spec"]["brokers"][0]["brokerConfig"] = json!({"storageConfigs": [disk("/kafka-logs"), disk(SECOND)]});
-
+    apply(&one);
+    let first = disk_pvc(cp, ns, 0, "/kafka-logs").expect("broker 0's PVC");
+    let rules = rule(
+        "KafkaTestDiskFull",
+        &format!(
+            "label_replace(kafka_server_app_info_version{{namespace=\"{ns}\", brokerId=\"0\"}}, \"persistentvolumeclaim\", \"{first}\", \"brokerId\", \".*\")"
+        ),
+        json!({"command": "addPvc", "mountPathPrefix": "/kafka-logs2", "diskSize": "10Gi"}),
+    );
     let added = Instant::now();
-    apply(&two);
-    wait_for("the new disk rebalanced onto", Duration::from_secs(600), op, || {
-        volume_state(&kc(), 0, SECOND) == "GracefulDiskRebalanceSucceeded"
-    });
-    let moved = replicas_on_disk(admin, 0, SECOND).unwrap_or(0);
+    let mon = Monitoring::start(
+        &cp.dir.join("monitoring-disk").join(ns),
+        &cp.kubeconfig,
+        ns,
+        Receiver { url: receiver },
+        &rules,
+    )
+    .unwrap();
+    let disks = || -> Vec<String> {
+        let storage = &kc()["spec"]["brokers"][0]["brokerConfig"]["storageConfigs"];
+        storage.as_array().into_iter().flatten().filter_map(|s| s["mountPath"].as_str().map(String::from)).collect()
+    };
+    wait_for("the addPvc alert added a disk to broker 0", Duration::from_secs(300), op, || disks().len() == 2);
+    let second = disks()[1].clone();
     eprintln!(
-        "FIGURE: disk {SECOND} added to broker 0: disk rebalance done {} s after kubectl apply, {moved} replicas on it",
+        "FIGURE: the addPvc alert added {second} to broker 0 {} s after Prometheus started",
+        added.elapsed().as_secs()
+    );
+    assert!(second.starts_with("/kafka-logs2-"), "{second}");
+    assert_eq!(disks()[0], "/kafka-logs", "the metadata log's disk stays first");
+    drop(mon);
+    let second = second.as_str();
+    wait_for("the new disk rebalanced onto", Duration::from_secs(600), op, || {
+        volume_state(&kc(), 0, second) == "GracefulDiskRebalanceSucceeded"
+    });
+    let moved = replicas_on_disk(admin, 0, second).unwrap_or(0);
+    eprintln!(
+        "FIGURE: disk {second} added to broker 0: disk rebalance done {} s after kubectl apply, {moved} replicas on it",
         added.elapsed().as_secs()
     );
     let ops = operations(cp, ns);
@@ -238,41 +377,44 @@ fn disk_changes(cp: &koperator_e2e::ControlPlane, ns: &str, op: &Operator, admin
     );
     assert!(moved > 0, "Cruise Control placed no replica on the new disk");
 
+    // The user takes the disk out of the spec again (a patch: `kubectl apply` of the same
+    // file would not remove what the alert added).
     let removed = Instant::now();
-    apply(&one);
-    let pvc = disk_pvc(cp, ns, 0, SECOND).expect("the new disk's PVC");
+    let only_first = json!([{"op": "replace", "path": "/spec/brokers/0/brokerConfig/storageConfigs", "value": [disk("/kafka-logs")]}]);
+    cp.kubectl(&["patch", "kafkacluster", CLUSTER, "-n", ns, "--type=json", "-p", &only_first.to_string()]).unwrap();
+    let pvc = disk_pvc(cp, ns, 0, second).expect("the new disk's PVC");
     let mut held_last = None;
     let mut seen = Vec::new();
     wait_for("the removed disk drained, out of log.dirs, its PVC deleted", Duration::from_secs(600), op, || {
         let kc = kc();
-        let state = volume_state(&kc, 0, SECOND);
+        let state = volume_state(&kc, 0, second);
         if seen.last() != Some(&state) {
             seen.push(state);
         }
-        let held = replicas_on_disk(admin, 0, SECOND);
+        let held = replicas_on_disk(admin, 0, second);
         if let Some(n) = held {
             // While Kafka stores replicas on it, the broker keeps it in its configuration.
             let cm = get_json(cp, &["get", "configmap", &format!("{CLUSTER}-config-0"), "-n", ns]);
             let config = cm["data"].as_object().unwrap().values().filter_map(Value::as_str).collect::<String>();
             assert!(
-                n == 0 || config.contains(&format!("{SECOND}/kafka")),
+                n == 0 || config.contains(&format!("{second}/kafka")),
                 "broker 0's log.dirs dropped the disk holding {n} replicas"
             );
             held_last = Some(n);
         }
-        disk_pvc(cp, ns, 0, SECOND).is_none()
+        disk_pvc(cp, ns, 0, second).is_none()
     });
     assert_eq!(held_last, Some(0), "Kafka showed the disk empty before its PVC went");
-    assert_eq!(replicas_on_disk(admin, 0, SECOND), None, "broker 0 runs without the disk");
+    assert_eq!(replicas_on_disk(admin, 0, second), None, "broker 0 runs without the disk");
     let ops = operations(cp, ns);
     assert!(
         ops.iter().any(|o| o["status"]["currentTask"]["operation"] == "remove_disks"
             && o["status"]["currentTask"]["state"] == "Completed"
-            && o["status"]["currentTask"]["parameters"]["brokerid_and_logdirs"] == format!("0-{SECOND}/kafka")),
+            && o["status"]["currentTask"]["parameters"]["brokerid_and_logdirs"] == format!("0-{second}/kafka")),
         "{ops:#?}"
     );
     eprintln!(
-        "FIGURE: disk {SECOND} removed from broker 0: drained, out of log.dirs and PVC {pvc} deleted {} s after kubectl apply; states {seen:?}",
+        "FIGURE: disk {second} removed from broker 0: drained, out of log.dirs and PVC {pvc} deleted {} s after kubectl apply; states {seen:?}",
         removed.elapsed().as_secs()
     );
 }
@@ -284,7 +426,10 @@ fn a_broker_joins_and_leaves_through_cruise_control_without_losing_a_message() {
     let ns = namespace.name.clone();
     let node = Node::start(&cp.kubeconfig, &ns).unwrap();
     let hosts = format!("--kafka-hosts-file={}", node.hosts_file.display());
-    let op = start_operator(cp, &ns, "scale", "scale-0", std::slice::from_ref(&hosts));
+    let receiver_port = koperator_e2e::process::free_port().unwrap();
+    let receiver = format!("http://127.0.0.1:{receiver_port}/alerts");
+    let op =
+        start_operator(cp, &ns, "scale", "scale-0", &[hosts, format!("--alerts-listen=127.0.0.1:{receiver_port}")]);
     let apply = |v: &Value| cp.kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], Some(&v.to_string())).unwrap();
     let kc = || get_json(cp, &["get", "kafkacluster", CLUSTER, "-n", &ns]);
     let base = spec();
@@ -319,17 +464,23 @@ fn a_broker_joins_and_leaves_through_cruise_control_without_losing_a_message() {
     .unwrap();
     run.wait_acknowledged(200, Duration::from_secs(60)).unwrap();
 
-    // Scale up: the new broker gets replicas through add_broker once it is Ready.
+    // Scale up by an alert: the new broker gets replicas through add_broker once it is Ready.
     let up = Instant::now();
-    apply(&with_broker(&base, NEW));
+    let mon = scale_up_by_alert(cp, &ns, &op, &receiver);
     wait_for("broker 3 joined through add_broker", Duration::from_secs(600), &op, || {
         graceful_state(&kc(), NEW) == "GracefulUpscaleSucceeded"
     });
     let on_new = replicas(&admin).unwrap_or_default().get(&NEW).copied().unwrap_or(0);
     eprintln!(
-        "FIGURE: broker {NEW} added: add_broker done {} s after kubectl apply, {on_new} replicas on it",
-        up.elapsed().as_secs()
+        "FIGURE: broker {NEW} added by the upScale alert: add_broker done {} s after Prometheus started, {on_new} replicas on it; {} repeated notifications changed nothing",
+        up.elapsed().as_secs(),
+        alerts_counted(&op, "repeated")
     );
+    assert_eq!(kc()["spec"]["brokers"].as_array().map(Vec::len), Some(4), "a repeated alert added another broker");
+    assert!(alerts_counted(&op, "repeated") >= 1.0, "Alertmanager did not repeat the notification: nothing tested");
+    alerts_that_change_nothing(cp, &ns, &op, &mon, &receiver);
+    // The rules would fire again once broker 3 is gone.
+    drop(mon);
     assert!(on_new > 0, "Cruise Control placed no replica on broker {NEW}");
     let add = operations(cp, &ns);
     assert!(
@@ -400,7 +551,7 @@ fn a_broker_joins_and_leaves_through_cruise_control_without_losing_a_message() {
     report.assert_lossless("scale 3→4→3 through Cruise Control");
 
     user_operations(cp, &ns, &op);
-    disk_changes(cp, &ns, &op, &admin, &base);
+    disk_changes(cp, &ns, &op, &admin, &base, &receiver);
     drop(op);
     drop(node);
 }
