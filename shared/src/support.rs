@@ -157,7 +157,7 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
     }
     let reporter = crate::render::cruise_control::configured_in(spec);
     let deployed = crate::render::cruise_control::deployed_in(spec);
-    let cluster_fields: [(&str, bool, &'static str); 9] = [
+    let cluster_fields: [(&str, bool, &'static str); 8] = [
         ("envoyConfig", set(&spec.envoy_config), "no Envoy is deployed"),
         ("contourIngressConfig", set(&spec.contour_ingress_config), "no Contour HTTPProxy is rendered"),
         (
@@ -169,7 +169,6 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
                     .is_some_and(|m| m.cc_jmx_exporter_config.as_deref().is_some_and(|c| !c.is_empty())),
             "no Cruise Control is deployed (spec.cruiseControlConfig asks for none, or names an external cruiseControlEndpoint), so no Cruise Control exporter runs (the brokers' exporter does)",
         ),
-        ("alertManagerConfig", set(&spec.alert_manager_config), "alerts do not scale the cluster"),
         ("rackAwareness", set(&spec.rack_awareness), "broker.rack is not set from node labels"),
         ("taintedBrokersSelector", set(&spec.tainted_brokers_selector), "tainted brokers are not drained"),
         ("propagateLabels", spec.propagate_labels == Some(true), "KafkaCluster labels are not copied to its objects"),
