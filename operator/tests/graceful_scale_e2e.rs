@@ -125,11 +125,11 @@ fn scale_up_by_alert(cp: &koperator_e2e::ControlPlane, ns: &str, op: &Operator, 
         Monitoring::start(&cp.dir.join("monitoring").join(ns), &cp.kubeconfig, ns, Receiver { url: receiver }, &rules)
             .unwrap();
     let scraped = Instant::now();
-    wait_for("Prometheus scrapes the three brokers' exporters", Duration::from_secs(120), op, || {
+    wait_for("Prometheus scrapes the brokers' exporters", Duration::from_secs(120), op, || {
         mon.query(&format!("count(kafka_server_replicamanager_partitioncount{{namespace=\"{ns}\"}})"))
             .ok()
             .and_then(|r| r.first()?["value"][1].as_str()?.parse::<f64>().ok())
-            == Some(3.0)
+            .is_some_and(|n| n >= 3.0)
     });
     let versions = mon.query(&brokers).unwrap();
     let releases: Vec<&str> = versions.iter().filter_map(|s| s["metric"]["version"].as_str()).collect();
@@ -137,7 +137,7 @@ fn scale_up_by_alert(cp: &koperator_e2e::ControlPlane, ns: &str, op: &Operator, 
         "FIGURE: Prometheus scraped kafka_server_* from 3 brokers {} s after it started; releases {releases:?}",
         scraped.elapsed().as_secs()
     );
-    assert_eq!(releases.len(), 3, "{versions:?}");
+    assert!(releases.len() >= 3 && releases.iter().all(|r| !r.is_empty()), "{versions:?}");
     let kc = || get_json(cp, &["get", "kafkacluster", CLUSTER, "-n", ns]);
     let fired = Instant::now();
     wait_for("the upScale alert added broker 3", Duration::from_secs(120), op, || {
@@ -178,6 +178,9 @@ fn alerts_that_change_nothing(
         event_notes(cp, ns, "AlertRefused")
             .iter()
             .any(|n| n.contains("KafkaTestBeyondLimit") && n.contains("upScaleLimit is 4"))
+    });
+    wait_for("status.alertCount counts the firing alert", Duration::from_secs(60), op, || {
+        kc()["status"]["alertCount"].as_i64().is_some_and(|n| n >= 1)
     });
     let addr = receiver.trim_start_matches("http://").split('/').next().unwrap();
     let (status, body) = http("POST", addr, "/alerts", Some("{\"alerts\": 42")).unwrap();

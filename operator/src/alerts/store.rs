@@ -21,7 +21,14 @@ struct Entry {
     cluster: Option<ClusterKey>,
     /// Handled (done or refused) rather than waiting.
     handled: bool,
+    /// The last notification of it.
+    seen: std::time::Instant,
 }
+
+/// How long an alert no notification repeats is held: longer than Alertmanager's default
+/// `repeat_interval` (4 h); a sender that went away without resolving its alerts leaves no
+/// count behind for longer.
+pub const FORGET_AFTER: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 /// The alerts the receiver holds, by fingerprint.
 pub struct Store {
@@ -57,9 +64,15 @@ impl Store {
         }
     }
 
-    /// Whether this firing of `alert` was handled already.
+    /// Whether this firing of `alert` was handled already (a notification of it: it is still
+    /// firing).
     pub fn handled(&self, alert: &Alert) -> bool {
-        self.entries().get(&alert.fingerprint()).is_some_and(|e| e.handled && e.key == alert.key())
+        let mut entries = self.entries();
+        let Some(e) = entries.get_mut(&alert.fingerprint()).filter(|e| e.key == alert.key()) else {
+            return false;
+        };
+        e.seen = std::time::Instant::now();
+        e.handled
     }
 
     /// Holds `alert` (a new firing replaces an older one of the same label set).
@@ -69,13 +82,15 @@ impl Store {
             Command::AddPvc { .. } | Command::ResizePvc { .. } => None,
         };
         let mut entries = self.entries();
-        let fresh = Entry { alert: alert.clone(), key: alert.key(), cluster, handled: false };
+        let fresh =
+            Entry { alert: alert.clone(), key: alert.key(), cluster, handled: false, seen: std::time::Instant::now() };
         let entry = entries.entry(alert.fingerprint()).or_insert(fresh);
         if entry.key != alert.key() {
             entry.key = alert.key();
             entry.handled = false;
         }
         entry.alert = alert.clone();
+        entry.seen = std::time::Instant::now();
     }
 
     /// Records what came of `alert`'s command; the cluster's count may have changed.
@@ -99,13 +114,14 @@ impl Store {
     }
 
     /// The alerts whose command waits, after forgetting those that stopped firing (Prometheus
-    /// sets an end time that passes when it stops sending an alert).
+    /// sets an end time that passes when it stops sending an alert) or were not notified for
+    /// [`FORGET_AFTER`].
     pub fn deferred(&self) -> Vec<Alert> {
         let now = Timestamp::now();
         let mut entries = self.entries();
         let mut ended = Vec::new();
         entries.retain(|_, e| {
-            let keep = !e.alert.resolved(now);
+            let keep = !e.alert.resolved(now) && e.seen.elapsed() < FORGET_AFTER;
             if !keep {
                 ended.extend(e.cluster.clone());
             }
