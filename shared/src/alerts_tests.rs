@@ -44,6 +44,16 @@ fn both_formats_parse_and_garbage_says_what_is_expected() {
     assert!(parse(&vec![b' '; MAX_BODY + 1]).unwrap_err().contains("at most"));
 }
 
+/// What Alertmanager 0.31.1's webhook posted (captured from the binary `make e2e-deps` builds).
+#[test]
+fn alertmanagers_own_webhook_message_parses() {
+    let body = br#"{"receiver":"koperator","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"A","kafka_cr":"kafka","namespace":"kafka"},"annotations":{"command":"upScale"},"startsAt":"2026-12-05T03:37:54.274Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://vm:19090/graph?g0.expr=vector%281%29+%3E+0\u0026g0.tab=1","fingerprint":"d2c6efc389df0927"}],"groupLabels":{"alertname":"A"},"commonLabels":{"alertname":"A"},"commonAnnotations":{"command":"upScale"},"externalURL":"http://vm:19093","version":"4","groupKey":"{}:{alertname=\"A\"}","truncatedAlerts":0}"#;
+    let alerts = parse(body).unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert!(!alerts[0].resolved("2026-12-05T04:00:00Z".parse().unwrap()), "the zero endsAt of a firing alert");
+    assert!(matches!(command(&alerts[0]), Ok(Some(Command::UpScale { .. }))));
+}
+
 #[test]
 fn the_fingerprint_is_the_label_set_and_the_key_adds_the_start() {
     let a = alert(json!({"a": "1", "b": "2"}), json!({"command": "upScale"}));
