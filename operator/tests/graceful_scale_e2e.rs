@@ -118,7 +118,8 @@ fn scale_up_by_alert(cp: &koperator_e2e::ControlPlane, ns: &str, op: &Operator, 
     let brokers = format!("kafka_server_app_info_version{{namespace=\"{ns}\"}}");
     let rules = rule(
         "KafkaTestTooFewBrokers",
-        &format!("count by (namespace, kafka_cr) ({brokers}) < 4"),
+        // Over a minute: a broker whose scrape once timed out does not make it fire again.
+        &format!("count by (namespace, kafka_cr) (max_over_time({brokers}[1m])) < 4"),
         json!({"command": "upScale", "brokerConfigGroup": "broker", "summary": "fewer than 4 brokers"}),
     );
     let mon =

@@ -220,6 +220,7 @@ fn same_status(a: &KafkaClusterStatus, b: &KafkaClusterStatus) -> bool {
         && a.dynamic_config_keys == b.dynamic_config_keys
         && a.certificates == b.certificates
         && a.cruise_control_topic_status == b.cruise_control_topic_status
+        && a.alert_count == b.alert_count
         && status::same_conditions(&a.conditions, &b.conditions)
 }
 

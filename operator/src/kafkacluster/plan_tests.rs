@@ -228,6 +228,16 @@ fn settled_cluster_plans_nothing() {
 }
 
 #[test]
+fn the_alert_count_reaches_the_status_and_only_the_status() {
+    let (v, mut live) = settled(&sample(COMBINED));
+    live.alerts = 2;
+    let p = plan(&validated(&v), &live);
+    assert_eq!(p.status.alert_count, 2);
+    assert!(p.status_changed, "a new count is written");
+    assert!(p.apply.is_empty() && p.restart.is_none() && p.delete.is_empty(), "{p:?}");
+}
+
+#[test]
 fn scale_up_creates_only_the_new_broker() {
     let (mut v, live) = settled(&sample(DEDICATED));
     v["spec"]["brokers"].as_array_mut().unwrap().push(json!({"id": 103, "brokerConfigGroup": "broker"}));
