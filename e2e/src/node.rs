@@ -113,6 +113,8 @@ struct Slot {
     node_id: Option<i32>,
     is_broker: bool,
     ready: bool,
+    /// Readiness checks failed in a row since the last that passed.
+    failed_checks: u32,
     restarts: i32,
     started_at: String,
     image: String,
@@ -151,6 +153,7 @@ impl Slot {
             node_id: None,
             is_broker: false,
             ready: false,
+            failed_checks: 0,
             restarts: 0,
             started_at: now_rfc3339(),
             image: container.image.clone().unwrap_or_default(),
@@ -453,8 +456,13 @@ impl NodeState {
             }
             let frozen = self.shared.frozen.lock().unwrap().contains(&name);
             if check && !frozen {
-                let ready = probe(&self.slots[&name], &self.hosts_file).await;
+                let passed = probe(&self.slots[&name], &self.hosts_file).await;
                 let slot = self.slots.get_mut(&name).expect("listed");
+                slot.failed_checks = if passed { 0 } else { slot.failed_checks + 1 };
+                // kubelet's readinessProbe defaults: Ready after one success, not Ready after
+                // failureThreshold (3) failures in a row (a machine busy for a second is no
+                // broker down).
+                let ready = passed || (slot.ready && slot.failed_checks < READINESS_FAILURE_THRESHOLD);
                 if ready != slot.ready {
                     slot.ready = ready;
                     self.event(if ready { NodeEvent::Ready(name.clone()) } else { NodeEvent::Down(name.clone()) });
@@ -661,6 +669,10 @@ impl NodeState {
 
 /// Ready: every listener answers ApiVersions; a broker also lists itself in the metadata it
 /// serves on its inter-broker listener.
+/// Readiness checks that fail in a row before a Ready Pod is not Ready (kubelet's default
+/// `failureThreshold`).
+const READINESS_FAILURE_THRESHOLD: u32 = 3;
+
 async fn probe(slot: &Slot, hosts: &Path) -> bool {
     if let Launch::CruiseControl { address, .. } = &slot.launch {
         let address = address.clone();
