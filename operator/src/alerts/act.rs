@@ -229,16 +229,12 @@ async fn attempt(
     }
 }
 
-/// Partition replicas per broker, from Kafka (downScale without a named broker).
+/// Partition replicas per broker, from Kafka (downScale without a named broker; a broker
+/// missing holds none).
 async fn replicas(ctx: &Context, kc: &KafkaCluster) -> Result<BTreeMap<i32, usize>, Outcome> {
     let cluster = ValidatedCluster::new(kc, &ctx.rules)
         .map_err(|e| Outcome::Refused(format!("the KafkaCluster is not valid: {e}")))?;
-    let admin = ctx.kafka.admin(&cluster).await.map_err(|e| Outcome::Deferred(format!("cannot reach Kafka: {e}")))?;
-    let meta =
-        admin.metadata(None).await.map_err(|e| Outcome::Deferred(format!("cannot read Kafka's metadata: {e}")))?;
-    let mut count: BTreeMap<i32, usize> = meta.brokers.keys().map(|id| (*id, 0)).collect();
-    for replica in meta.topics.iter().flat_map(|t| t.partitions.iter().flat_map(|p| &p.replicas)) {
-        *count.entry(*replica).or_default() += 1;
-    }
-    Ok(count)
+    crate::kafkacluster::dereference::read_replicas(&cluster, ctx)
+        .await
+        .ok_or_else(|| Outcome::Deferred("cannot read the partition replicas from Kafka".into()))
 }

@@ -245,7 +245,9 @@ async fn user_certificates(cluster: &ValidatedCluster, ctx: &Context) -> Result<
 
 /// How many partition replicas Kafka's metadata places on each node (`None` when it cannot be
 /// read: a removal then waits).
-async fn read_replicas(cluster: &ValidatedCluster, ctx: &Context) -> Option<BTreeMap<i32, usize>> {
+/// Partition replicas Kafka places on each node (a node with none is missing); `None` when
+/// Kafka did not answer.
+pub(crate) async fn read_replicas(cluster: &ValidatedCluster, ctx: &Context) -> Option<BTreeMap<i32, usize>> {
     let admin = ctx.kafka.admin(cluster).await.ok()?;
     let meta = admin.metadata(None).await.ok()?;
     let mut count = BTreeMap::new();
