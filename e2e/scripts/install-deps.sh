@@ -58,6 +58,8 @@ build helm helm helm.sh/helm/v3/cmd/helm
 # discovery alone (the cloud providers' SDKs would triple its build time).
 (cd "$repo/e2e/tools/prometheus" && go mod download)
 build prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus remove_all_sd,enable_kubernetes_sd
+# promtool checks the chart's PrometheusRule expressions (helm test).
+build prometheus promtool github.com/prometheus/prometheus/cmd/promtool remove_all_sd,enable_kubernetes_sd
 (cd "$repo/e2e/tools/alertmanager" && go mod download)
 build alertmanager alertmanager github.com/prometheus/alertmanager/cmd/alertmanager
 

@@ -21,11 +21,40 @@ fn helm(cp: &ControlPlane, args: &[&str]) -> Result<String, String> {
     cp.helm(args).map_err(|e| format!("{e:#}"))
 }
 
-const VALUE_SETS: [(&str, Option<&str>); 3] = [
+const VALUE_SETS: [(&str, Option<&str>); 4] = [
     ("default", None),
     ("ha-certmanager", Some("values-ha-certmanager.yaml")),
     ("single-namespace", Some("values-single-namespace.yaml")),
+    ("monitoring", Some("values-monitoring.yaml")),
 ];
+
+/// The chart's PrometheusRules (Kafka alerts, self-healing with either disk command) pass
+/// Prometheus' own `promtool check rules`: every expression parses, every template renders.
+#[test]
+fn shipped_prometheus_rules_pass_promtool() {
+    let cp = shared();
+    let promtool = tools::tool("promtool").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let values = chart().join("tests/values-monitoring.yaml").display().to_string();
+    for disk in ["resizePvc", "addPvc"] {
+        let set = format!("kafkaMonitoring.prometheusRule.selfHealing.diskCommand={disk}");
+        let chart_dir = chart().display().to_string();
+        let rendered = helm(cp, &["template", "koperator", &chart_dir, "-f", &values, "--set", &set]).unwrap();
+        let mut groups = Vec::new();
+        for doc in rendered.split("\n---").filter(|d| d.contains("kind: PrometheusRule")) {
+            let v: Value = serde_saphyr::from_str(doc).unwrap();
+            groups.extend(v["spec"]["groups"].as_array().cloned().unwrap_or_default());
+        }
+        let names: Vec<&str> = groups.iter().filter_map(|g| g["name"].as_str()).collect();
+        assert!(names.contains(&"kafka") && names.contains(&"kafka-self-healing"), "{names:?}");
+        let file = dir.path().join(format!("rules-{disk}.yaml"));
+        std::fs::write(&file, serde_json::json!({ "groups": groups }).to_string()).unwrap();
+        let out = std::process::Command::new(&promtool).args(["check", "rules"]).arg(&file).output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "promtool check rules ({disk}):\n{said}");
+        assert!(said.contains("SUCCESS: 8 rules found"), "six Kafka alerts and two self-healing rules:\n{said}");
+    }
+}
 
 #[test]
 fn lint_and_golden_templates() {
