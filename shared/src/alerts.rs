@@ -92,6 +92,11 @@ impl Alert {
         crate::hash::fnv1a64_hex(&bytes)
     }
 
+    /// Its `alertname` label, else its fingerprint (for logs, Events and answers).
+    pub fn name(&self) -> String {
+        self.labels.get("alertname").cloned().unwrap_or_else(|| self.fingerprint())
+    }
+
     /// Identifies one firing of the alert: its fingerprint and when it started.
     pub fn key(&self) -> String {
         format!("{}@{}", self.fingerprint(), self.starts_at.as_deref().unwrap_or_default())
@@ -206,6 +211,14 @@ pub enum Command {
 }
 
 impl Command {
+    /// The cluster it names; a PVC command names a PVC instead, whose labels name the cluster.
+    pub fn cluster(&self) -> Option<&ClusterKey> {
+        match self {
+            Command::UpScale { cluster, .. } | Command::DownScale { cluster, .. } => Some(cluster),
+            Command::AddPvc { .. } | Command::ResizePvc { .. } => None,
+        }
+    }
+
     /// Its `command` annotation value.
     pub fn name(&self) -> &'static str {
         match self {
@@ -284,35 +297,11 @@ pub fn command(alert: &Alert) -> Result<Option<Command>, String> {
     }))
 }
 
-/// Why an alert's command is not carried out.
+/// Why an alert's command is never carried out for this firing: a limit of
+/// `alertManagerConfig`, or a change that cannot apply to this cluster. Reported with a Warning
+/// Event.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// Never, for this alert: a limit of `alertManagerConfig`, or a command that cannot apply
-    /// to this cluster. Reported with a Warning Event.
-    Refused(String),
-    /// Not now: the cluster is busy (a graceful operation, a roll); tried again later.
-    Deferred(String),
-}
-
-/// Whether `kc` is in the middle of something an alert must not add to: a broker or disk
-/// operation of Cruise Control not finished yet (Koperator's rule).
-pub fn busy(kc: &KafkaCluster) -> Option<String> {
-    let pending =
-        |s: &str| ["Required", "Scheduled", "Running", "Paused", "CompletedWithError"].iter().any(|p| s.ends_with(p));
-    let states = kc.status.as_ref().and_then(|s| s.brokers_state.as_ref());
-    for (id, st) in states.into_iter().flatten() {
-        let g = &st.graceful_action_state;
-        if pending(&g.cruise_control_state) {
-            return Some(format!("broker {id} is {}", g.cruise_control_state));
-        }
-        for (path, v) in g.volume_states.iter().flatten() {
-            if pending(&v.cruise_control_volume_state) {
-                return Some(format!("disk {path} of broker {id} is {}", v.cruise_control_volume_state));
-            }
-        }
-    }
-    None
-}
+pub struct Refusal(pub String);
 
 fn limits(kc: &KafkaCluster) -> (Option<i32>, Option<i32>) {
     let c = kc.spec.alert_manager_config.as_ref();
@@ -336,13 +325,13 @@ fn pvc_spec(size: &str, storage_class: Option<&str>) -> PersistentVolumeClaimSpe
 /// else in the config group of the highest-id broker.
 pub fn up_scale(kc: &KafkaCluster, cmd: &Command) -> Result<Broker, Refusal> {
     let Command::UpScale { broker_config_group, disk, image, broker_annotations, .. } = cmd else {
-        return Err(Refusal::Refused(format!("{} is not upScale", cmd.name())));
+        return Err(Refusal(format!("{} is not upScale", cmd.name())));
     };
     let brokers = &kc.spec.brokers;
     if let (Some(limit), _) = limits(kc)
         && brokers.len() >= limit as usize
     {
-        return Err(Refusal::Refused(format!(
+        return Err(Refusal(format!(
             "the cluster has {} brokers and alertManagerConfig.upScaleLimit is {limit}: no broker added",
             brokers.len()
         )));
@@ -352,7 +341,7 @@ pub fn up_scale(kc: &KafkaCluster, cmd: &Command) -> Result<Broker, Refusal> {
     let mut broker = Broker { id, ..Default::default() };
     if let Some(group) = broker_config_group {
         if !groups.is_some_and(|g| g.contains_key(group)) {
-            return Err(Refusal::Refused(format!(
+            return Err(Refusal(format!(
                 "annotation brokerConfigGroup names {group:?}, which is not in spec.brokerConfigGroups"
             )));
         }
@@ -360,7 +349,7 @@ pub fn up_scale(kc: &KafkaCluster, cmd: &Command) -> Result<Broker, Refusal> {
     } else if disk.is_none() {
         let last = brokers.iter().max_by_key(|b| b.id).and_then(|b| b.broker_config_group.clone());
         let Some(group) = last else {
-            return Err(Refusal::Refused(
+            return Err(Refusal(
                 "the alert names no brokerConfigGroup and no disk (mountPath, diskSize), and the highest broker has no group to copy".into(),
             ));
         };
@@ -390,23 +379,23 @@ pub fn down_scale(kc: &KafkaCluster, broker: Option<i32>, replicas: &BTreeMap<i3
     if let (_, Some(limit)) = limits(kc)
         && brokers.len() <= limit as usize
     {
-        return Err(Refusal::Refused(format!(
+        return Err(Refusal(format!(
             "the cluster has {} brokers and alertManagerConfig.downScaleLimit is {limit}: no broker removed",
             brokers.len()
         )));
     }
     if brokers.len() <= 1 {
-        return Err(Refusal::Refused("the cluster has a single broker left: it is not removed".into()));
+        return Err(Refusal("the cluster has a single broker left: it is not removed".into()));
     }
     match broker {
         Some(id) if brokers.iter().any(|b| b.id == id) => Ok(id),
-        Some(id) => Err(Refusal::Refused(format!("broker {id} is not in spec.brokers"))),
+        Some(id) => Err(Refusal(format!("broker {id} is not in spec.brokers"))),
         None => brokers
             .iter()
             .filter(|b| b.effective_roles(&kc.spec).iter().all(|r| *r == ProcessRole::Broker))
             .min_by_key(|b| (replicas.get(&b.id).copied().unwrap_or(0), b.id))
             .map(|b| b.id)
-            .ok_or_else(|| Refusal::Refused("no broker-only node to remove".into())),
+            .ok_or_else(|| Refusal("no broker-only node to remove".into())),
     }
 }
 
@@ -416,7 +405,7 @@ fn broker_index(kc: &KafkaCluster, id: i32) -> Result<usize, Refusal> {
         .brokers
         .iter()
         .position(|b| b.id == id)
-        .ok_or_else(|| Refusal::Refused(format!("broker {id} of the PVC is not in spec.brokers")))
+        .ok_or_else(|| Refusal(format!("broker {id} of the PVC is not in spec.brokers")))
 }
 
 /// Adds the disk an addPvc alert asks for to broker `id` of `kc`, last in its own
@@ -426,7 +415,7 @@ fn broker_index(kc: &KafkaCluster, id: i32) -> Result<usize, Refusal> {
 /// firing never adds two disks. Returns the mount path.
 pub fn add_disk(kc: &mut KafkaCluster, id: i32, cmd: &Command, alert_key: &str) -> Result<String, Refusal> {
     let Command::AddPvc { mount_path_prefix, size, storage_class, .. } = cmd else {
-        return Err(Refusal::Refused(format!("{} is not addPvc", cmd.name())));
+        return Err(Refusal(format!("{} is not addPvc", cmd.name())));
     };
     let i = broker_index(kc, id)?;
     let suffix = &crate::hash::fnv1a64_hex(alert_key.as_bytes())[..6];
@@ -457,7 +446,7 @@ pub fn grow_disk(
     cmd: &Command,
 ) -> Result<String, Refusal> {
     let Command::ResizePvc { increment_by, .. } = cmd else {
-        return Err(Refusal::Refused(format!("{} is not resizePvc", cmd.name())));
+        return Err(Refusal(format!("{} is not resizePvc", cmd.name())));
     };
     let i = broker_index(kc, id)?;
     let disk = kc.spec.brokers[i]
@@ -465,13 +454,13 @@ pub fn grow_disk(
         .into_iter()
         .find(|s| s.mount_path.trim_end_matches('/') == mount_path.trim_end_matches('/'))
         .cloned()
-        .ok_or_else(|| Refusal::Refused(format!("broker {id} has no disk mounted at {mount_path}")))?;
+        .ok_or_else(|| Refusal(format!("broker {id} has no disk mounted at {mount_path}")))?;
     let Some(mut spec) = disk.pvc_spec.clone() else {
-        return Err(Refusal::Refused(format!("the disk at {mount_path} of broker {id} is not a PVC")));
+        return Err(Refusal(format!("the disk at {mount_path} of broker {id} is not a PVC")));
     };
     let bytes = |q: &str| quantity::parse(q).map(|q| q.0).filter(|b| *b > 0.0);
     let (Some(now), Some(more)) = (bytes(current), bytes(increment_by)) else {
-        return Err(Refusal::Refused(format!("cannot add {increment_by} to the PVC's request {current}")));
+        return Err(Refusal(format!("cannot add {increment_by} to the PVC's request {current}")));
     };
     let size = format!("{}", (now + more).ceil() as u64);
     spec.resources

@@ -41,11 +41,27 @@ impl Outcome {
 
 impl From<Refusal> for Outcome {
     fn from(r: Refusal) -> Self {
-        match r {
-            Refusal::Refused(m) => Outcome::Refused(m),
-            Refusal::Deferred(m) => Outcome::Deferred(m),
+        Outcome::Refused(r.0)
+    }
+}
+
+/// Whether `kc` is in the middle of something an alert must not add to: a broker or disk step
+/// of Cruise Control not finished yet (Koperator's rule), as the cluster controller tells them.
+fn busy(kc: &KafkaCluster) -> Option<String> {
+    use crate::kafkacluster::{graceful, graceful_disks};
+    let states = kc.status.as_ref().and_then(|s| s.brokers_state.as_ref());
+    for (id, st) in states.into_iter().flatten() {
+        let g = &st.graceful_action_state;
+        if graceful::in_progress(&g.cruise_control_state) {
+            return Some(format!("broker {id} is {}", g.cruise_control_state));
+        }
+        for (path, v) in g.volume_states.iter().flatten() {
+            if graceful_disks::in_progress(&v.cruise_control_volume_state) {
+                return Some(format!("disk {path} of broker {id} is {}", v.cruise_control_volume_state));
+            }
         }
     }
+    None
 }
 
 /// How many times a write that lost a race with another writer is redone.
@@ -88,10 +104,10 @@ pub async fn act(ctx: &Context, alert: &Alert, cmd: &Command) -> (Option<Cluster
         },
         _ => None,
     };
-    let cluster = match (cmd, &disk) {
-        (Command::UpScale { cluster, .. } | Command::DownScale { cluster, .. }, _) => cluster.clone(),
-        (_, Some(d)) => d.cluster.clone(),
-        (_, None) => unreachable!("PVC commands read their disk"),
+    let cluster = match (cmd.cluster(), &disk) {
+        (Some(cluster), _) => cluster.clone(),
+        (None, Some(d)) => d.cluster.clone(),
+        (None, None) => unreachable!("PVC commands read their disk"),
     };
     let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
     let mut outcome = Outcome::Deferred("the KafkaCluster kept changing".into());
@@ -124,8 +140,7 @@ pub async fn act(ctx: &Context, alert: &Alert, cmd: &Command) -> (Option<Cluster
 /// Logs the outcome and tells it in an Event on the KafkaCluster (none while deferred: the
 /// command is tried again every few seconds).
 async fn report(ctx: &Context, kc: &KafkaCluster, alert: &Alert, cmd: &Command, outcome: &Outcome) {
-    let name = alert.labels.get("alertname").cloned().unwrap_or_else(|| alert.fingerprint());
-    let note = format!("alert {name} ({}): {}", cmd.name(), outcome.message());
+    let note = format!("alert {} ({}): {}", alert.name(), cmd.name(), outcome.message());
     match outcome {
         Outcome::Done(_) => {
             info!(cluster = %kc.name_any(), %note, "alert command carried out");
@@ -155,11 +170,11 @@ async fn attempt(
     // Limits and impossible changes are refused at once, busy or not; the rest waits for a
     // quiet, running cluster.
     let quiet = || {
-        if let Some(why) = alerts::busy(kc) {
+        if let Some(why) = busy(kc) {
             return Err(Outcome::Deferred(format!("waiting: {why}")));
         }
         let state = kc.status.as_ref().map(|s| s.state.as_str()).unwrap_or_default();
-        if state != "ClusterRunning" {
+        if state != crate::status::state::RUNNING {
             return Err(Outcome::Deferred(format!("waiting for the cluster to run (it is {state:?})")));
         }
         Ok(())
@@ -237,4 +252,33 @@ async fn replicas(ctx: &Context, kc: &KafkaCluster) -> Result<BTreeMap<i32, usiz
     crate::kafkacluster::dereference::read_replicas(&cluster, ctx)
         .await
         .ok_or_else(|| Outcome::Deferred("cannot read the partition replicas from Kafka".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn busy_while_a_graceful_step_is_not_finished() {
+        let mut kc: KafkaCluster = serde_json::from_value(json!({
+            "apiVersion": "kafka.banzaicloud.io/v1beta1", "kind": "KafkaCluster",
+            "metadata": {"name": "kafka", "namespace": "kafka"},
+            "spec": {"listenersConfig": {"internalListeners": []}, "brokers": [{"id": 1}]},
+        }))
+        .unwrap();
+        assert_eq!(busy(&kc), None);
+        let state = |s: &str, disk: &str| json!({"brokersState": {"1": {"gracefulActionState": {"cruiseControlState": s, "volumeStates": {"/kafka-logs": {"cruiseControlVolumeState": disk}}}}}});
+        for (s, d, is_busy) in [
+            ("GracefulUpscaleSucceeded", "GracefulDiskRebalanceSucceeded", false),
+            ("", "", false),
+            ("GracefulUpscaleRunning", "", true),
+            ("GracefulDownscaleRequired", "", true),
+            ("GracefulDownscaleCompletedWithError", "", true),
+            ("GracefulUpscaleSucceeded", "GracefulDiskRemovalScheduled", true),
+        ] {
+            kc.status = Some(serde_json::from_value(state(s, d)).unwrap());
+            assert_eq!(busy(&kc).is_some(), is_busy, "{s} {d}");
+        }
+    }
 }

@@ -97,7 +97,7 @@ pub async fn handle(ctx: &Context, alerts: Vec<alerts::Alert>) -> Report {
     let mut report = Report::default();
     let now = k8s_openapi::jiff::Timestamp::now();
     for alert in alerts {
-        let name = alert.labels.get("alertname").cloned().unwrap_or_else(|| alert.fingerprint());
+        let name = alert.name();
         let cmd = match alerts::command(&alert) {
             Ok(None) => {
                 report.ignored += 1;

@@ -77,10 +77,7 @@ impl Store {
 
     /// Holds `alert` (a new firing replaces an older one of the same label set).
     pub fn hold(&self, alert: &Alert, cmd: &Command) {
-        let cluster = match cmd {
-            Command::UpScale { cluster, .. } | Command::DownScale { cluster, .. } => Some(cluster.clone()),
-            Command::AddPvc { .. } | Command::ResizePvc { .. } => None,
-        };
+        let cluster = cmd.cluster().cloned();
         let mut entries = self.entries();
         let fresh =
             Entry { alert: alert.clone(), key: alert.key(), cluster, handled: false, seen: std::time::Instant::now() };

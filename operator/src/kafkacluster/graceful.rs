@@ -367,7 +367,7 @@ pub fn moving(d: &Decision) -> Option<&str> {
 }
 
 /// Whether `s` is a step still under way.
-fn in_progress(s: &str) -> bool {
+pub(crate) fn in_progress(s: &str) -> bool {
     !s.is_empty() && s != UPSCALE_SUCCEEDED && s != DOWNSCALE_SUCCEEDED
 }
 

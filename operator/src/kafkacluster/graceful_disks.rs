@@ -424,7 +424,7 @@ fn reference(v: &VolumeState) -> Option<&String> {
     v.cruise_control_operation_reference.as_ref().map(|r| &r.name).filter(|n| !n.is_empty())
 }
 
-fn in_progress(s: &str) -> bool {
+pub(crate) fn in_progress(s: &str) -> bool {
     !s.is_empty() && s != REBALANCE_SUCCEEDED && s != REMOVAL_SUCCEEDED
 }
 
