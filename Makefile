@@ -59,8 +59,10 @@ e2e: e2e-deps
 	$(CARGO) build -p koperator-webhook -p koperator-operator
 	$(CARGO) test -p koperator-e2e --test helm --test least_privilege --test demo
 
-## bench: criterion (in process) + HTTPS load on the release webhook; tables go to docs/benchmarks.md
+## bench: criterion (in process) + HTTPS load on the release webhook, side by side with Koperator's
+## own manager built from ../shared/third_party/koperator; tables go to docs/benchmarks.md
 bench: e2e-deps
+	e2e/scripts/build-koperator.sh
 	$(CARGO) bench -p koperator-webhook --bench admission
 	$(CARGO) build --release -p koperator-webhook -p koperator-operator
 	$(CARGO) run --release -p koperator-e2e --bin bench-webhook

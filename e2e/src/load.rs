@@ -2,8 +2,10 @@
 //!
 //! Requests are scheduled at a fixed rate and each one's latency is measured from the moment it
 //! was *scheduled*, not sent, so a slow server cannot hide its backlog (no coordinated
-//! omission). Two modes: `KeepAlive` spreads requests over a few persistent HTTP/1.1
-//! connections; `NewConnection` opens a TCP + TLS connection per request (`Connection: close`).
+//! omission). Three modes: `KeepAlive` spreads requests over a few persistent HTTP/1.1
+//! connections; `H2` multiplexes them as concurrent streams over a few HTTP/2 connections (what
+//! the API server's Go client does when the webhook offers `h2` over ALPN); `NewConnection`
+//! opens a TCP + TLS connection per request (`Connection: close`).
 //! Latencies go into an HDR histogram (µs, 3 significant digits).
 
 use std::net::SocketAddr;
@@ -23,6 +25,9 @@ use tokio_rustls::client::TlsStream;
 pub enum Mode {
     /// Persistent connections, `connections` of them.
     KeepAlive { connections: usize },
+    /// Persistent HTTP/2 connections, `connections` of them; every request is a stream of its
+    /// own, sent when scheduled (as many in flight as the server's stream limit allows).
+    H2 { connections: usize },
     /// A new TCP + TLS connection per request.
     NewConnection,
 }
@@ -81,10 +86,45 @@ pub fn tls_trusting(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>> {
 type Conn = TlsStream<TcpStream>;
 
 async fn connect(t: &Target) -> Result<Conn> {
+    connect_with(t, t.tls.clone()).await
+}
+
+async fn connect_with(t: &Target, tls: Arc<rustls::ClientConfig>) -> Result<Conn> {
     let tcp = TcpStream::connect(t.addr).await?;
     tcp.set_nodelay(true)?;
     let name = rustls::pki_types::ServerName::try_from(t.server_name.clone())?;
-    Ok(TlsConnector::from(t.tls.clone()).connect(name, tcp).await?)
+    Ok(TlsConnector::from(tls).connect(name, tcp).await?)
+}
+
+type H2Sender = hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+/// An HTTP/2 connection to `t` (fails when the server does not choose `h2` over ALPN).
+pub async fn connect_h2(t: &Target) -> Result<H2Sender> {
+    let mut tls = (*t.tls).clone();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let conn = connect_with(t, Arc::new(tls)).await?;
+    if conn.get_ref().1.alpn_protocol() != Some(b"h2") {
+        bail!("the server did not choose h2 over ALPN");
+    }
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(conn))
+            .await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// Sends the review of `t` as one HTTP/2 stream; `Ok(status)` once the whole answer is read.
+pub async fn exchange_h2(sender: &mut H2Sender, t: &Target, body: bytes::Bytes) -> Result<u16> {
+    use http_body_util::BodyExt;
+    let request = hyper::Request::post(format!("https://{}{}?timeout=10s", t.server_name, t.path))
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(http_body_util::Full::new(body))?;
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    response.into_body().collect().await?;
+    Ok(status)
 }
 
 /// Sends one request on `conn` and reads the whole response; `Ok(status)`.
@@ -122,6 +162,17 @@ async fn exchange(conn: &mut Conn, t: &Target, close: bool, buf: &mut Vec<u8>) -
             return Ok(status);
         }
     }
+}
+
+/// One review over a new HTTP/1.1 connection: the status and the body of the answer (to check
+/// that a server under measurement really admits the review).
+pub async fn answer(t: &Target) -> Result<(u16, String)> {
+    let mut conn = connect(t).await?;
+    let mut buf = Vec::with_capacity(4096);
+    let status = exchange(&mut conn, t, true, &mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
 }
 
 /// Waits until `at` precisely: tokio's timer has a 1 ms granularity, which would add up to a
@@ -178,6 +229,33 @@ pub async fn run(t: &Target, rate: u64, duration: Duration, mode: Mode) -> Resul
                     if job_tx.send(at).is_err() {
                         break;
                     }
+                }
+            });
+        }
+        Mode::H2 { connections } => {
+            let mut senders = Vec::with_capacity(connections);
+            for _ in 0..connections.max(1) {
+                senders.push(connect_h2(t).await?);
+            }
+            let body = bytes::Bytes::from(t.body.as_ref().clone());
+            let (t, done) = (t.clone(), done_tx.clone());
+            tokio::spawn(async move {
+                for i in 0..total {
+                    let at = start + interval.mul_f64(i as f64);
+                    wait_until(at).await;
+                    let (mut sender, t, done, body) =
+                        (senders[i as usize % senders.len()].clone(), t.clone(), done.clone(), body.clone());
+                    tokio::spawn(async move {
+                        let result = async {
+                            let status = exchange_h2(&mut sender, &t, body).await?;
+                            if status != 200 {
+                                bail!("HTTP {status}");
+                            }
+                            Ok(())
+                        }
+                        .await;
+                        let _ = done.send(result.map(|()| at.elapsed()).map_err(|e: anyhow::Error| e.to_string()));
+                    });
                 }
             });
         }
@@ -266,6 +344,19 @@ pub fn pin_to_cpu(cpu: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Raises this process's soft limit of open files to the hard limit: a new-connection flood
+/// holds thousands of sockets at once.
+pub fn raise_open_files_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
+        }
+    }
 }
 
 /// Resident set size of `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).

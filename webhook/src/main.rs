@@ -180,6 +180,7 @@ async fn main() -> Result<()> {
         rules: args.common.rules.clone(),
     });
     let budget = koperator_webhook::limits::Budget::new(args.memory_budget).with_min_body_rate(args.min_body_rate);
+    let connections = metrics.connections.clone();
     let app = server::router(server::AppState { admission, metrics, certs: status.clone(), budget });
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
@@ -191,6 +192,7 @@ async fn main() -> Result<()> {
         args.max_connections,
         shutdown_signal(),
         args.shutdown_delay,
+        connections,
     )
     .await;
     info!("stopped");

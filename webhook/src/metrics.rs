@@ -53,6 +53,13 @@ pub struct CategoryLabels {
     pub category: &'static str,
 }
 
+/// Labels of a served connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabels {
+    /// The HTTP version chosen over ALPN: `h2` or `http/1.1`.
+    pub protocol: &'static str,
+}
+
 /// Labels of the latency histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModeLabels {
@@ -89,6 +96,8 @@ pub struct Metrics {
     /// Times a leaf from a brand-new CA was served at once after the shared state was lost,
     /// with no valid certificate to keep serving over the overlap window.
     pub new_ca_without_overlap: Counter,
+    /// Connections whose TLS handshake completed, by HTTP version.
+    pub connections: Family<ProtocolLabels, Counter>,
     /// The registry to encode.
     pub registry: Registry,
 }
@@ -114,6 +123,7 @@ impl Metrics {
         let cert_state_rejected = Family::<CategoryLabels, Counter>::default();
         let cert_maintenance_failures = Family::<CategoryLabels, Counter>::default();
         let new_ca_without_overlap = Counter::default();
+        let connections = Family::<ProtocolLabels, Counter>::default();
         registry.register("requests", "Admission requests", requests.clone());
         registry.register("request_duration_seconds", "Time to answer an admission request", latency.clone());
         registry.register("requests_in_flight", "Admission requests being handled", in_flight.clone());
@@ -155,6 +165,11 @@ impl Metrics {
             "Leaves from a brand-new CA served at once after the shared state was lost",
             new_ca_without_overlap.clone(),
         );
+        registry.register(
+            "connections",
+            "Connections served, by the HTTP version chosen over ALPN",
+            connections.clone(),
+        );
         Metrics {
             requests,
             latency,
@@ -169,6 +184,7 @@ impl Metrics {
             cert_state_rejected,
             cert_maintenance_failures,
             new_ca_without_overlap,
+            connections,
             registry,
         }
     }

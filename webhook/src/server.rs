@@ -1,5 +1,5 @@
-//! The HTTPS server: axum routes over tokio-rustls (HTTP/1.1 via ALPN), with the request
-//! limits of the AdmissionReview contract.
+//! The HTTPS server: axum routes over tokio-rustls (HTTP/2 or HTTP/1.1, chosen over ALPN), with
+//! the request limits of the AdmissionReview contract.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
@@ -22,7 +24,7 @@ use tracing::{debug, info, warn};
 use crate::admission::{Admission, Mode, Precheck, Route, result_label};
 use crate::certs::CertStatus;
 use crate::limits::{self, Budget, BudgetError, Held};
-use crate::metrics::{Metrics, ModeLabels, RefusedLabels, RequestLabels, operation_label};
+use crate::metrics::{Metrics, ModeLabels, ProtocolLabels, RefusedLabels, RequestLabels, operation_label};
 use crate::review;
 use koperator_shared::api::Kind;
 
@@ -47,6 +49,23 @@ pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 /// A connection still busy this long after [`MAX_CONNECTION_AGE`] (a client that does not
 /// read its answer) is dropped: every slot frees within the sum of the two.
 pub const CONNECTION_CLOSE_GRACE: Duration = Duration::from_secs(40);
+/// TLS handshakes in progress at once. Past it, new connections wait in the kernel's accept
+/// queue (no memory of ours) while connections already set up are served as usual: a
+/// new-connection flood can then hold no more than this many handshakes' buffers (about 30 KiB
+/// each) instead of one per connection slot. One core completes a handshake in about 0.2 ms,
+/// so this many keep it busy.
+pub const MAX_HANDSHAKES: usize = 64;
+/// Concurrent requests (streams) on one HTTP/2 connection. Go's HTTP/2 client (the API
+/// server's) opens another connection when a connection has no stream left.
+pub const H2_MAX_STREAMS: u32 = 64;
+/// Flow-control windows of HTTP/2: what a client may send ahead of what a handler has read
+/// (per stream, per connection). Bodies are charged to the memory budget as they are read, so
+/// these bound what sits unread in a connection's buffers.
+pub const H2_STREAM_WINDOW: u32 = 256 * 1024;
+/// See [`H2_STREAM_WINDOW`].
+pub const H2_CONNECTION_WINDOW: u32 = 512 * 1024;
+/// Largest request head (HTTP/1.1 buffer, HTTP/2 header list).
+const MAX_HEAD: usize = 64 * 1024;
 /// Default of `--memory-budget`: bodies and decoded objects of every request in flight. A
 /// quarter (12 MiB) is for bodies, one largest body and small ones beside it; the rest
 /// (36 MiB) one object at [`limits::MAX_DECODED_BYTES`] decoded [`limits::DECODED_COPIES`]
@@ -353,7 +372,7 @@ pub fn tls_config(certs: &CertStatus) -> Arc<rustls::ServerConfig> {
         .expect("ring supports the default protocol versions")
         .with_no_client_auth()
         .with_cert_resolver(certs.served.clone());
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Arc::new(cfg)
 }
 
@@ -364,17 +383,18 @@ pub fn tls_config(certs: &CertStatus) -> Arc<rustls::ServerConfig> {
 /// (SIGTERM), the API server may still dial this replica until its EndpointSlice drops it, and
 /// still holds kept-alive connections to it. So for `drain` the server keeps accepting and
 /// answering, `/readyz` answers 503 (the endpoint turns not-ready, as it would for a replica
-/// stopped without its Pod being deleted), and every answer carries `Connection: close`, so the
-/// API server moves its connections to the other replicas one answered request at a time
+/// stopped without its Pod being deleted), every HTTP/1.1 answer carries `Connection: close`,
+/// and every HTTP/2 connection gets a GOAWAY (streams already started are answered, new ones
+/// go to a new connection), so the API server moves its connections to the other replicas
 /// instead of racing a close of an idle connection it is about to reuse (a write into a closed
 /// connection fails the admission: HTTP clients do not resend a POST). Only then is the
 /// listener closed. The Pod's `terminationGracePeriodSeconds` must exceed `drain` plus
 /// [`IN_FLIGHT_GRACE`].
 ///
-/// At most `max_connections` connections are served at once; past that, new ones wait in the
-/// kernel's accept queue. Every slot frees within a bounded time: the TLS handshake within
-/// [`TLS_HANDSHAKE_TIMEOUT`], request headers (and idle keep-alive) within
-/// [`HEADER_READ_TIMEOUT`], a body within its deadline (at most [`MAX_DEADLINE`], and at most
+/// At most `max_connections` connections are served at once, and at most [`MAX_HANDSHAKES`] of
+/// them are in their TLS handshake; past that, new ones wait in the kernel's accept queue. Every slot frees within a bounded time: the TLS handshake within
+/// [`TLS_HANDSHAKE_TIMEOUT`], HTTP/1.1 request headers (and idle keep-alive) within
+/// [`HEADER_READ_TIMEOUT`] (an HTTP/2 peer that stops answering pings within it), a body within its deadline (at most [`MAX_DEADLINE`], and at most
 /// its size at `--min-body-rate` plus [`limits::BODY_GRACE`]), and a
 /// connection past [`MAX_CONNECTION_AGE`] is closed after its answer, or dropped
 /// [`CONNECTION_CLOSE_GRACE`] later.
@@ -385,28 +405,38 @@ pub async fn serve(
     max_connections: usize,
     shutdown: impl std::future::Future<Output = ()>,
     drain: Duration,
+    connections: Family<ProtocolLabels, Counter>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let draining = Arc::new(AtomicBool::new(false));
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let app = app.layer(axum::middleware::from_fn_with_state(draining.clone(), while_draining));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let max_connections = max_connections.max(1);
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::pin!(shutdown);
     // Set when the shutdown signal came: the end of the drain.
     let mut drained: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         let permit = tokio::select! {
             _ = &mut shutdown, if drained.is_none() => {
-                drained = Some(start_drain(&draining, drain));
+                drained = Some(start_drain(&draining, &drain_tx, drain));
                 continue;
             }
             _ = async { drained.as_mut().expect("guarded").await }, if drained.is_some() => break,
-            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            permits = async {
+                let slot = slots.clone().acquire_owned().await;
+                let handshake = handshakes.clone().acquire_owned().await;
+                (slot, handshake)
+            } => match permits {
+                (Ok(slot), Ok(handshake)) => (slot, handshake),
+                _ => unreachable!("the semaphores are never closed"),
+            },
         };
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown, if drained.is_none() => {
-                drained = Some(start_drain(&draining, drain));
+                drained = Some(start_drain(&draining, &drain_tx, drain));
                 continue;
             }
             _ = async { drained.as_mut().expect("guarded").await }, if drained.is_some() => break,
@@ -424,8 +454,10 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
         let stop = stop_rx.clone();
+        let drain_rx = drain_rx.clone();
+        let connections = connections.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let (_slot, handshake) = permit;
             let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -437,7 +469,12 @@ pub async fn serve(
                     return;
                 }
             };
-            serve_connection(tls, service, stop).await;
+            drop(handshake);
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            connections.get_or_create(&ProtocolLabels { protocol: if h2 { "h2" } else { "http/1.1" } }).inc();
+            // Boxed: a connection waiting for its handshake holds a small task, not the
+            // served connection's state (about 5 KiB) as well.
+            Box::pin(serve_connection(tls, h2, service, stop, drain_rx)).await;
         });
     }
     drop(listener);
@@ -450,8 +487,13 @@ pub async fn serve(
 /// How long open requests may take to finish once the listener is closed.
 pub const IN_FLIGHT_GRACE: Duration = Duration::from_secs(10);
 
-fn start_drain(draining: &AtomicBool, drain: Duration) -> std::pin::Pin<Box<tokio::time::Sleep>> {
+fn start_drain(
+    draining: &AtomicBool,
+    drain_tx: &tokio::sync::watch::Sender<bool>,
+    drain: Duration,
+) -> std::pin::Pin<Box<tokio::time::Sleep>> {
     draining.store(true, Ordering::SeqCst);
+    let _ = drain_tx.send(true);
     if !drain.is_zero() {
         info!(
             ?drain,
@@ -462,7 +504,8 @@ fn start_drain(draining: &AtomicBool, drain: Duration) -> std::pin::Pin<Box<toki
     Box::pin(tokio::time::sleep(drain))
 }
 
-/// While draining: `/readyz` is 503 and every answer closes its connection (see [`serve`]).
+/// While draining: `/readyz` is 503 and every HTTP/1.1 answer closes its connection (HTTP/2
+/// connections get a GOAWAY instead; see [`serve`]).
 async fn while_draining(
     State(draining): State<Arc<AtomicBool>>,
     request: axum::extract::Request,
@@ -471,29 +514,45 @@ async fn while_draining(
     if !draining.load(Ordering::Relaxed) {
         return next.run(request).await;
     }
+    let version = request.version();
     let mut response = if request.uri().path() == "/readyz" {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
     } else {
         next.run(request).await
     };
-    response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    if version != Version::HTTP_2 {
+        response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    }
     response
 }
 
-/// One HTTP/1.1 connection with its lifetime bounds (see [`serve`]).
+/// One connection (HTTP/2 when `h2` was chosen over ALPN, else HTTP/1.1) with its lifetime
+/// bounds (see [`serve`]).
 async fn serve_connection(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    h2: bool,
     service: TowerToHyperService<Router>,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    mut draining: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(64 * 1024)
+        .max_buf_size(MAX_HEAD)
         .keep_alive(true);
-    let builder = builder.http1_only();
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_header_list_size(MAX_HEAD as u32)
+        .keep_alive_interval(HEADER_READ_TIMEOUT)
+        .keep_alive_timeout(HEADER_READ_TIMEOUT);
+    // ALPN decided the version: no sniffing of the first bytes.
+    let builder = if h2 { builder.http2_only() } else { builder.http1_only() };
     let conn = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(conn);
     let aged = tokio::time::sleep(MAX_CONNECTION_AGE);
@@ -512,6 +571,11 @@ async fn serve_connection(
                 closing = Some(Box::pin(tokio::time::sleep(CONNECTION_CLOSE_GRACE)));
             }
             _ = stop.wait_for(|s| *s), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(Box::pin(tokio::time::sleep(IN_FLIGHT_GRACE)));
+            }
+            // HTTP/2 drains by GOAWAY; the connection ends once its streams are answered.
+            _ = draining.wait_for(|d| *d), if h2 && closing.is_none() => {
                 conn.as_mut().graceful_shutdown();
                 closing = Some(Box::pin(tokio::time::sleep(IN_FLIGHT_GRACE)));
             }
@@ -580,8 +644,9 @@ mod tests {
         (code, close, closed)
     }
 
-    #[tokio::test]
-    async fn on_shutdown_the_server_drains_not_ready_then_stops_accepting() {
+    /// A server configuration with a self-signed certificate for `localhost` offering `alpn`,
+    /// and the roots that trust it.
+    fn self_signed(alpn: &[&[u8]]) -> (rustls::ServerConfig, rustls::RootCertStore) {
         let rcgen::CertifiedKey { cert, signing_key } =
             rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         let mut roots = rustls::RootCertStore::empty();
@@ -593,7 +658,122 @@ mod tests {
             .with_no_client_auth()
             .with_single_cert(vec![cert.der().clone()], key)
             .unwrap();
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        (tls, roots)
+    }
+
+    type H2 = hyper::client::conn::http2::SendRequest<http_body_util::Empty<axum::body::Bytes>>;
+
+    /// An HTTP/2 client connection (ALPN `h2`) and the task driving it (it ends with the
+    /// connection).
+    async fn h2_connect(port: u16, roots: &rustls::RootCertStore) -> (H2, tokio::task::JoinHandle<()>) {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+        (
+            sender,
+            tokio::spawn(async move {
+                let _ = conn.await;
+            }),
+        )
+    }
+
+    /// `GET path` as one HTTP/2 stream: the status and whether the answer has a Connection header.
+    async fn h2_get(sender: &mut H2, path: &str) -> Result<(u16, bool), hyper::Error> {
+        let request = hyper::Request::get(format!("https://localhost{path}"))
+            .body(http_body_util::Empty::<axum::body::Bytes>::new())
+            .unwrap();
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        Ok((response.status().as_u16(), response.headers().contains_key(header::CONNECTION)))
+    }
+
+    #[tokio::test]
+    async fn http2_connections_get_a_goaway_when_the_drain_starts() {
+        let (tls, roots) = self_signed(&[b"h2", b"http/1.1"]);
+        let app = Router::new().route("/readyz", get(|| async { "ok" })).route("/healthz", get(|| async { "ok" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (signal, shutdown) = tokio::sync::oneshot::channel::<()>();
+        let drain = Duration::from_secs(3);
+        let connections = Family::<ProtocolLabels, Counter>::default();
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::new(tls),
+            app,
+            16,
+            async move {
+                let _ = shutdown.await;
+            },
+            drain,
+            connections.clone(),
+        ));
+        let (mut kept, driver) = h2_connect(port, &roots).await;
+        // Several streams at once on the one connection.
+        let answers = futures::future::join_all((0..8).map(|_| {
+            let mut s = kept.clone();
+            async move { h2_get(&mut s, "/healthz").await.unwrap() }
+        }))
+        .await;
+        assert!(answers.iter().all(|a| *a == (200, false)), "{answers:?}");
+
+        signal.send(()).unwrap();
+        let signalled = Instant::now();
+        // GOAWAY: the client's connection ends long before the drain does...
+        tokio::time::timeout(Duration::from_secs(1), driver).await.expect("no GOAWAY within 1 s").unwrap();
+        assert!(h2_get(&mut kept, "/healthz").await.is_err(), "a stream started after the GOAWAY");
+        // ...while new connections are still served (not ready), without HTTP/1.1's header.
+        let (mut new, _) = h2_connect(port, &roots).await;
+        assert_eq!(h2_get(&mut new, "/readyz").await.unwrap(), (503, false));
+        assert!(signalled.elapsed() < drain, "the checks took longer than the drain: make it longer");
+        assert_eq!(connections.get_or_create(&ProtocolLabels { protocol: "h2" }).get(), 2);
+        tokio::time::timeout(drain + Duration::from_secs(5), server).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn handshakes_in_progress_are_bounded_and_set_up_connections_still_served() {
+        let (tls, roots) = self_signed(&[b"http/1.1"]);
+        let app = Router::new().route("/healthz", get(|| async { "ok" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(serve(
+            listener,
+            Arc::new(tls),
+            app,
+            4096,
+            std::future::pending(),
+            Duration::ZERO,
+            Family::default(),
+        ));
+        let mut set_up = connect(port, &roots).await.unwrap();
+        // Clients that connect and never send their hello hold every handshake slot.
+        let mut silent = Vec::new();
+        for _ in 0..MAX_HANDSHAKES {
+            silent.push(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let waiting = tokio::spawn(async move { connect(port, &roots).await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!waiting.is_finished(), "a handshake past the bound went ahead");
+        // A connection set up before is served meanwhile.
+        assert_eq!(http_get(&mut set_up, "/healthz").await, (200, false, false));
+        // One slot frees: the waiting client's handshake completes.
+        drop(silent.pop());
+        tokio::time::timeout(Duration::from_secs(2), waiting).await.expect("still waiting").unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn on_shutdown_the_server_drains_not_ready_then_stops_accepting() {
+        let (tls, roots) = self_signed(&[b"http/1.1"]);
         let app = Router::new().route("/readyz", get(|| async { "ok" })).route("/healthz", get(|| async { "ok" }));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -608,6 +788,7 @@ mod tests {
                 let _ = shutdown.await;
             },
             drain,
+            Family::default(),
         ));
 
         // Before: ready, connections kept alive.
@@ -638,7 +819,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let tls = tls_config(&CertStatus::new());
-        serve(listener, tls, Router::new(), 4, async {}, Duration::ZERO).await;
+        serve(listener, tls, Router::new(), 4, async {}, Duration::ZERO, Family::default()).await;
         assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err());
     }
 

@@ -338,9 +338,13 @@ fn wiped_ca_bundle_is_repaired_within_seconds() {
     eprintln!("FIGURE: wiped caBundle repaired after {} ms", repaired.as_millis());
 }
 
-#[tokio::test]
-async fn serves_http11_over_tls_trusted_by_the_injected_bundle() {
-    let (cp, w) = tokio::task::spawn_blocking(webhook).await.unwrap();
+/// A TLS connection to the webhook offering `alpn`, trusting the bundle injected into its
+/// webhook configurations.
+async fn connect_trusting_the_bundle(
+    cp: &ControlPlane,
+    w: &WebhookUnderTest,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use base64::Engine;
     let bundle = base64::engine::general_purpose::STANDARD.decode(&injected_bundles(cp)[0]).unwrap();
     let mut roots = rustls::RootCertStore::empty();
@@ -353,20 +357,59 @@ async fn serves_http11_over_tls_trusted_by_the_injected_bundle() {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", w.port)).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect(name, tcp).await.unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect(name, tcp).await.unwrap()
+}
+
+/// `GET path` over HTTP/1.1; the whole answer.
+async fn http11_get(cp: &ControlPlane, w: &WebhookUnderTest, path: &str) -> String {
+    let mut tls = connect_trusting_the_bundle(cp, w, &[b"http/1.1"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    tls.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
     let mut resp = String::new();
     tls.read_to_string(&mut resp).await.unwrap();
+    resp
+}
+
+#[tokio::test]
+async fn serves_http11_over_tls_trusted_by_the_injected_bundle() {
+    let (cp, w) = tokio::task::spawn_blocking(webhook).await.unwrap();
+    let resp = http11_get(cp, w, "/readyz").await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
 
     let status = std::fs::read_to_string(format!("/proc/{}/status", w.component.pid())).unwrap();
     let rss = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default();
     eprintln!("FIGURE: webhook {rss}");
+}
+
+/// The API server's Go client takes HTTP/2 when the webhook offers it over ALPN.
+#[tokio::test]
+async fn the_api_server_reaches_the_webhook_over_http2() {
+    let (cp, w) = tokio::task::spawn_blocking(webhook).await.unwrap();
+    let h2_connections = |metrics: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("koperator_webhook_connections_total{protocol=\"h2\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let before = h2_connections(&http11_get(cp, w, "/metrics").await);
+    tokio::task::spawn_blocking(move || {
+        let ns = cp.namespace("h2").unwrap();
+        apply(cp, &ns.name, &sample("kafkacluster_kraft_combined.yaml"), &["--dry-run=server"]).unwrap();
+    })
+    .await
+    .unwrap();
+    let metrics = http11_get(cp, w, "/metrics").await;
+    let after = h2_connections(&metrics);
+    eprintln!("FIGURE: HTTP/2 connections from the API server: {before} before the admission, {after} after");
+    assert!(after >= 1.0, "no HTTP/2 connection was served:\n{metrics}");
+    // A client that offers only HTTP/1.1 still gets it (checked above), and one offering h2 gets h2.
+    let tls = connect_trusting_the_bundle(cp, w, &[b"h2", b"http/1.1"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
 }
 
 /// A KafkaCluster object named `name` whose single broker-facing listener is `port` on

@@ -4,7 +4,7 @@
 //! KafkaClusters. Prints markdown tables and writes them into `docs/benchmarks.md` between the
 //! `bench:criterion` and `bench:https` markers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -13,7 +13,8 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use koperator_e2e::load::{self, Mode, Report, Target};
 use koperator_e2e::process::{Component, free_port};
-use koperator_e2e::{ControlPlane, Options, pki, tools::repo_root};
+use koperator_e2e::tools::{cache_dir, repo_root};
+use koperator_e2e::{ControlPlane, Options, pki};
 use serde_json::{Value, json};
 
 /// Measure the admission webhook over HTTPS.
@@ -29,13 +30,21 @@ struct Args {
     /// when the file does not exist.
     #[arg(long, default_value = "target/release/koperator")]
     operator: PathBuf,
-    /// Another webhook to measure the same way, side by side (started with `--listen`,
-    /// `--tls-cert-file`, `--tls-key-file`; serving `/validate-kafkacluster`).
+    /// Koperator's manager binary (default: `<e2e cache>/bin/koperator-manager`, built by
+    /// `e2e/scripts/build-koperator.sh`); when missing, the table says why.
     #[arg(long)]
-    compare_webhook: Option<PathBuf>,
-    /// What `--compare-webhook` is, for the table.
-    #[arg(long, default_value = "comparison webhook")]
-    compare_label: String,
+    koperator: Option<PathBuf>,
+    /// KafkaClusters (× 3 brokers) of the operator scale run; 0 skips it.
+    #[arg(long, default_value_t = 1000)]
+    scale_clusters: usize,
+    /// Diagnosis only: offer this many new connections per second to our webhook for 10 s (0:
+    /// search the highest rate with p99 ≤ 5 ms), print its RSS peak, thread count and the
+    /// latency report, and write nothing.
+    #[arg(long)]
+    flood_only: Option<u64>,
+    /// Extra arguments of our webhook (diagnosis, e.g. `--webhook-arg=--max-connections=64`).
+    #[arg(long)]
+    webhook_arg: Vec<String>,
     /// File to write the table into (between `<!-- bench:https:start -->` and `...:end -->`).
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,
@@ -100,46 +109,68 @@ struct Rates {
     ka_max: u64,
     ka_report: Report,
     ka_80: Report,
+    /// HTTP/2 (None: the server does not offer h2).
+    h2: Option<(u64, Report)>,
     nc_max: u64,
     nc_report: Report,
     nc_80: Report,
     idle_kib: u64,
-    /// Peak RSS during the keep-alive runs.
+    /// Peak RSS during the keep-alive and HTTP/2 runs.
     load_kib: u64,
     /// Peak RSS during the new-connection runs (which overload it on purpose while searching).
     flood_kib: u64,
 }
 
-/// Keep-alive and new-connection maximum rates, latency at 80 % of each, RSS peak meanwhile.
+/// Runs `work` while sampling the RSS of `pid`; returns its result and the peak RSS (KiB).
+async fn with_peak_rss<T>(pid: u32, floor_kib: u64, work: impl std::future::Future<Output = T>) -> (T, u64) {
+    let (running, peak) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU64::new(floor_kib)));
+    let sampler = rss_sampler(pid, running.clone(), peak.clone());
+    let out = work.await;
+    running.store(false, Ordering::SeqCst);
+    let _ = sampler.join();
+    (out, peak.load(Ordering::SeqCst))
+}
+
+/// Keep-alive, HTTP/2 and new-connection maximum rates, latency at 80 % of the first and the
+/// last, RSS peak meanwhile.
 async fn measure_rates(target: &Target, pid: u32, idle_kib: u64, step: Duration) -> Result<Rates> {
-    let sampled = |running: &Arc<AtomicBool>, peak: &Arc<AtomicU64>| rss_sampler(pid, running.clone(), peak.clone());
     let keep_alive = Mode::KeepAlive { connections: 4 };
-    let (running, peak) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU64::new(idle_kib)));
-    let sampler = sampled(&running, &peak);
-    let ka = async {
+    let (ka, ka_kib) = with_peak_rss(pid, idle_kib, async {
         eprintln!("keep-alive: searching the highest rate with p99 ≤ 5 ms");
         let (ka_max, ka_report) = max_rate(target, keep_alive, 1000, step).await?;
         let ka_80 = load::run(target, ka_max * 8 / 10, step * 2, keep_alive).await?;
         anyhow::Ok((ka_max, ka_report, ka_80))
-    }
+    })
     .await;
-    running.store(false, Ordering::SeqCst);
-    let _ = sampler.join();
-    let load_kib = peak.load(Ordering::SeqCst);
-    let (running, peak) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU64::new(idle_kib)));
-    let sampler = sampled(&running, &peak);
-    let nc = async {
+    let (h2, h2_kib) = with_peak_rss(pid, idle_kib, async {
+        if let Err(e) = load::connect_h2(target).await {
+            eprintln!("HTTP/2: not offered ({e:#})");
+            return anyhow::Ok(None);
+        }
+        eprintln!("HTTP/2 (4 connections, a stream per request): searching");
+        Ok(Some(max_rate(target, Mode::H2 { connections: 4 }, 1000, step).await?))
+    })
+    .await;
+    let (nc, flood_kib) = with_peak_rss(pid, idle_kib, async {
         eprintln!("new connection per request: searching");
         let (nc_max, nc_report) = max_rate(target, Mode::NewConnection, 250, step).await?;
         let nc_80 = load::run(target, nc_max * 8 / 10, step * 2, Mode::NewConnection).await?;
         anyhow::Ok((nc_max, nc_report, nc_80))
-    }
+    })
     .await;
-    running.store(false, Ordering::SeqCst);
-    let _ = sampler.join();
-    let ((ka_max, ka_report, ka_80), (nc_max, nc_report, nc_80)) = (ka?, nc?);
-    let flood_kib = peak.load(Ordering::SeqCst);
-    Ok(Rates { ka_max, ka_report, ka_80, nc_max, nc_report, nc_80, idle_kib, load_kib, flood_kib })
+    let ((ka_max, ka_report, ka_80), h2, (nc_max, nc_report, nc_80)) = (ka?, h2?, nc?);
+    Ok(Rates {
+        ka_max,
+        ka_report,
+        ka_80,
+        h2,
+        nc_max,
+        nc_report,
+        nc_80,
+        idle_kib,
+        load_kib: ka_kib.max(h2_kib),
+        flood_kib,
+    })
 }
 
 /// Samples the RSS of `pid` every 100 ms while `running`; returns the peak (KiB).
@@ -228,12 +259,83 @@ fn put_section(doc: &str, key: &str, title: &str, body: &str) -> String {
     }
 }
 
-/// RSS of the release operator idle, then with 100 KafkaClusters of 10 brokers each (no
-/// kubelet: the brokers' objects are written, Pods stay Pending). Returns (idle, peak, settled)
-/// KiB and the seconds until every Pod existed.
-fn operator_memory(cp: &ControlPlane, binary: &std::path::Path) -> Result<(u64, u64, u64, f64)> {
-    let ns = "bench-operator";
-    cp.kubectl(&["create", "namespace", ns])?;
+/// `clusters` KafkaClusters of `brokers` brokers each (the 3-broker KRaft sample, its broker
+/// list replaced), one JSON document per line, for `kubectl apply -f -`.
+fn cluster_manifests(clusters: usize, brokers: u32) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(repo_root().join("config/samples/kafkacluster_kraft_combined.yaml"))?;
+    let mut obj: Value = serde_saphyr::from_str(&text)?;
+    obj["spec"]["brokers"] =
+        Value::Array((0..brokers).map(|id| json!({"id": id, "brokerConfigGroup": "default"})).collect());
+    (0..clusters)
+        .map(|i| {
+            obj["metadata"]["name"] = json!(format!("kafka-{i}"));
+            Ok(serde_json::to_string(&obj)?)
+        })
+        .collect()
+}
+
+/// Applies `manifests` into `ns`, 100 objects per `kubectl apply`.
+fn apply_all(cp: &ControlPlane, ns: &str, manifests: &[String]) -> Result<()> {
+    for chunk in manifests.chunks(100) {
+        cp.kubectl_stdin(&["apply", "-n", ns, "-f", "-"], Some(&chunk.join("\n")))?;
+    }
+    Ok(())
+}
+
+/// Number of `kind` objects in `ns`.
+fn count(cp: &ControlPlane, ns: &str, kind: &str) -> Result<usize> {
+    Ok(cp.kubectl(&["get", kind, "-n", ns, "--no-headers", "-o", "name"])?.lines().count())
+}
+
+/// What an operator wrote for a set of KafkaClusters and its memory meanwhile.
+#[derive(Clone, Debug, Default)]
+struct OperatorRun {
+    idle_kib: u64,
+    peak_kib: u64,
+    settled_kib: u64,
+    /// Pods that existed at the end, of `expected`.
+    pods: usize,
+    expected: usize,
+    /// Seconds from the apply until the last Pod existed (or until the wait gave up).
+    took: f64,
+}
+
+/// Applies `clusters` × `brokers` into `ns` while sampling the RSS of `pid` (the operator,
+/// already idle at `idle_kib`), waits up to `patience` for every broker Pod, then 10 s more.
+fn write_clusters(
+    cp: &ControlPlane,
+    ns: &str,
+    pid: u32,
+    idle_kib: u64,
+    clusters: usize,
+    brokers: u32,
+    patience: Duration,
+) -> Result<OperatorRun> {
+    let manifests = cluster_manifests(clusters, brokers)?;
+    let expected = clusters * brokers as usize;
+    let running = Arc::new(AtomicBool::new(true));
+    let peak = Arc::new(AtomicU64::new(idle_kib));
+    let sampler = rss_sampler(pid, running.clone(), peak.clone());
+    let started = Instant::now();
+    apply_all(cp, ns, &manifests)?;
+    let (mut pods, mut last_change, mut seen) = (0, started.elapsed(), 0);
+    while pods < expected && started.elapsed() < patience {
+        std::thread::sleep(Duration::from_secs(1));
+        pods = count(cp, ns, "pods")?;
+        if pods != seen {
+            (seen, last_change) = (pods, started.elapsed());
+        }
+    }
+    let took = if pods >= expected { started.elapsed() } else { last_change }.as_secs_f64();
+    std::thread::sleep(Duration::from_secs(10));
+    running.store(false, Ordering::SeqCst);
+    let _ = sampler.join();
+    let settled_kib = load::rss_kib(pid).context("operator RSS")?;
+    Ok(OperatorRun { idle_kib, peak_kib: peak.load(Ordering::SeqCst), settled_kib, pods, expected, took })
+}
+
+/// Our release operator, watching `ns` only, with its metrics on a free port.
+fn start_operator(cp: &ControlPlane, binary: &Path, ns: &str, log: &str) -> Result<(Component, u16)> {
     let kubeconfig = cp.service_account_kubeconfig("koperator", "koperator")?;
     let port = free_port()?;
     let op = Component::start_with_env(
@@ -241,43 +343,97 @@ fn operator_memory(cp: &ControlPlane, binary: &std::path::Path) -> Result<(u64, 
         binary,
         &[format!("--watch-namespace={ns}"), format!("--metrics-listen=127.0.0.1:{port}"), "--log-format=text".into()],
         &[("KUBECONFIG".into(), kubeconfig.display().to_string()), ("RUST_LOG".into(), "warn".into())],
-        cp.dir.join("logs/bench-operator.log"),
+        cp.dir.join("logs").join(log),
         false,
     )?;
     std::thread::sleep(Duration::from_secs(3));
-    let idle = load::rss_kib(op.pid()).context("operator RSS")?;
-    let text = std::fs::read_to_string(repo_root().join("config/samples/kafkacluster_kraft_combined.yaml"))?;
-    let mut obj: Value = serde_saphyr::from_str(&text)?;
-    obj["spec"]["brokers"] =
-        Value::Array((0..10).map(|id| json!({"id": id, "brokerConfigGroup": "default"})).collect());
-    let mut all = String::new();
-    for i in 0..100 {
-        obj["metadata"]["name"] = json!(format!("kafka-{i}"));
-        all.push_str(&serde_json::to_string(&obj)?);
-        all.push('\n');
+    if let Some(s) = op.exited() {
+        bail!("operator exited ({s}):\n{}", op.log_tail(20));
     }
-    let running = Arc::new(AtomicBool::new(true));
-    let peak = Arc::new(AtomicU64::new(idle));
-    let sampler = rss_sampler(op.pid(), running.clone(), peak.clone());
+    Ok((op, port))
+}
+
+/// The operator's memory with 100 KafkaClusters of 10 brokers each (no kubelet: the brokers'
+/// objects are written, Pods stay Pending).
+fn operator_memory(cp: &ControlPlane, binary: &Path) -> Result<OperatorRun> {
+    let ns = "bench-operator";
+    cp.kubectl(&["create", "namespace", ns])?;
+    let (op, _) = start_operator(cp, binary, ns, "bench-operator.log")?;
+    let idle = load::rss_kib(op.pid()).context("operator RSS")?;
+    let run = write_clusters(cp, ns, op.pid(), idle, 100, 10, Duration::from_secs(600))?;
+    op.stop(Duration::from_secs(5));
+    Ok(run)
+}
+
+/// The sum of the samples of `name` (a counter) whose labels contain `labels`, from a
+/// Prometheus text exposition.
+fn metric_sum(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `GET http://127.0.0.1:<port>/metrics`.
+fn scrape(port: u16) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// The operator at scale: `clusters` KafkaClusters × 3 brokers written from nothing, then a
+/// restart (every cluster reconciled again with nothing to change).
+struct Scale {
+    write: OperatorRun,
+    /// Seconds after the restart until every cluster was reconciled once, its API writes
+    /// meanwhile, the RSS peak.
+    resync_secs: f64,
+    resync_writes: f64,
+    resync_peak_kib: u64,
+    clusters: usize,
+}
+
+fn operator_scale(cp: &ControlPlane, binary: &Path, clusters: usize) -> Result<Scale> {
+    let ns = "bench-scale";
+    cp.kubectl(&["create", "namespace", ns])?;
+    let (op, _) = start_operator(cp, binary, ns, "bench-scale.log")?;
+    let idle = load::rss_kib(op.pid()).context("operator RSS")?;
+    let write = write_clusters(cp, ns, op.pid(), idle, clusters, 3, Duration::from_secs(900))?;
+    op.stop(Duration::from_secs(5));
+    eprintln!("operator: restarted over {clusters} clusters");
     let started = Instant::now();
-    cp.kubectl_stdin(&["apply", "-n", ns, "-f", "-"], Some(&all))?;
-    loop {
-        let pods = cp.kubectl(&["get", "pods", "-n", ns, "--no-headers", "-o", "name"])?;
-        if pods.lines().count() >= 1000 {
-            break;
+    let (op, port) = start_operator(cp, binary, ns, "bench-scale-restart.log")?;
+    let running = Arc::new(AtomicBool::new(true));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = rss_sampler(op.pid(), running.clone(), peak.clone());
+    let (secs, writes) = loop {
+        let text = scrape(port).unwrap_or_default();
+        let reconciled = metric_sum(&text, "koperator_reconciles_total", "controller=\"kafkacluster\"");
+        if reconciled >= clusters as f64 {
+            break (
+                started.elapsed().as_secs_f64(),
+                metric_sum(&text, "koperator_api_writes_total", "controller=\"kafkacluster\""),
+            );
         }
         if started.elapsed() > Duration::from_secs(600) {
-            bail!("only {} of 1000 Pods after 10 minutes", pods.lines().count());
+            bail!("only {reconciled} of {clusters} clusters reconciled 10 minutes after the restart");
         }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    let took = started.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(200));
+    };
     running.store(false, Ordering::SeqCst);
     let _ = sampler.join();
-    let settled = load::rss_kib(op.pid()).context("operator RSS")?;
     op.stop(Duration::from_secs(5));
-    Ok((idle, peak.load(Ordering::SeqCst), settled, took))
+    Ok(Scale {
+        write,
+        resync_secs: secs,
+        resync_writes: writes,
+        resync_peak_kib: peak.load(Ordering::SeqCst),
+        clusters,
+    })
 }
 
 fn register(cp: &ControlPlane, port: u16, ca_pem: &str) -> Result<()> {
@@ -294,63 +450,66 @@ fn register(cp: &ControlPlane, port: u16, ca_pem: &str) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
-    if !args.webhook.is_file() {
-        bail!("{} not found: build it with `cargo build --release -p koperator-webhook`", args.webhook.display());
-    }
-    let cp = ControlPlane::start(&Options::for_tests()?)?;
-    cp.install_crds()?;
-    let _ = cp.kubectl(&["create", "namespace", "koperator"]);
-    cp.kubectl(&["apply", "-k", &repo_root().join("config/rbac").display().to_string()])?;
+/// Everything measured of one project.
+struct Side {
+    rates: Rates,
+    /// `create --dry-run=server` p50/p99 (ms) without, then with its webhooks registered.
+    dry_run: ((f64, f64), (f64, f64)),
+    /// What its operator wrote for 100 KafkaClusters × 10 brokers.
+    operator: Option<OperatorRun>,
+}
 
-    let pki = pki::generate()?;
-    let dir = cp.dir.join("bench");
-    std::fs::create_dir_all(&dir)?;
-    let (cert, key, ca) = (dir.join("tls.crt"), dir.join("tls.key"), dir.join("ca.crt"));
-    std::fs::write(&cert, &pki.serving_cert)?;
-    std::fs::write(&key, &pki.serving_key)?;
-    std::fs::write(&ca, &pki.ca_cert)?;
-    let port = free_port()?;
-    let webhook_args: Vec<String> = vec![
-        "-c".into(),
-        "0".into(),
-        std::fs::canonicalize(&args.webhook)?.display().to_string(),
-        format!("--listen=127.0.0.1:{port}"),
-        format!("--tls-cert-file={}", cert.display()),
-        format!("--tls-key-file={}", key.display()),
-        "--log-format=text".into(),
-        // Stopped at the end of the run: no drain needed.
-        "--shutdown-delay=0s".into(),
-    ];
-    let webhook = Component::start_with_env(
-        "koperator-webhook",
-        "taskset".as_ref(),
-        &webhook_args,
-        &[("KUBECONFIG".into(), cp.kubeconfig.display().to_string()), ("RUST_LOG".into(), "warn".into())],
-        cp.dir.join("logs/bench-webhook.log"),
-        false,
-    )?;
-    std::thread::sleep(Duration::from_secs(3));
-    if let Some(s) = webhook.exited() {
-        bail!("webhook exited ({s}):\n{}", webhook.log_tail(20));
+/// Checks that `target` admits the review (HTTP 200, `"allowed":true`), so that both projects
+/// are measured doing the same work.
+async fn check_admits(target: &Target, who: &str) -> Result<()> {
+    let (status, body) = load::answer(target).await?;
+    let review: Value = serde_json::from_str(&body).with_context(|| format!("{who}: answer is not JSON: {body}"))?;
+    if status != 200 || review["response"]["allowed"] != json!(true) {
+        bail!("{who} does not admit the benchmark review (HTTP {status}): {body}");
     }
+    Ok(())
+}
+
+/// Our side: the release webhook pinned to CPU 0, then the release operator.
+fn measure_ours(args: &Args, rt: &tokio::runtime::Runtime) -> Result<(Side, Option<Scale>)> {
+    let cp = ControlPlane::start(&Options::for_tests()?)?;
+    let (webhook, port, pki) = start_our_webhook(args, &cp)?;
     let pid = webhook.pid();
     let idle_kib = load::rss_kib(pid).context("webhook RSS")?;
-
-    load::pin_to_cpu(1)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let target = Target {
-        addr: format!("127.0.0.1:{port}").parse()?,
-        server_name: "localhost".into(),
-        path: "/validate-kafkacluster".into(),
-        body: Arc::new(review_body()?),
-        tls: load::tls_trusting(&pki.ca_cert)?,
-    };
-    let ours = rt.block_on(measure_rates(&target, pid, idle_kib, args.step))?;
-
-    // End to end through the API server, without then with the webhook registered.
-    let (without, with) = rt.block_on(async {
+    let target = target(port, &pki, "/validate-kafkacluster")?;
+    rt.block_on(check_admits(&target, "our webhook"))?;
+    if let Some(rate) = args.flood_only {
+        let (report, peak) = rt.block_on(with_peak_rss(pid, idle_kib, async {
+            let threads = tokio::spawn(async move {
+                let mut most = 0;
+                for _ in 0..100 {
+                    let n = std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0);
+                    most = most.max(n);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                most
+            });
+            let report = if rate == 0 {
+                max_rate(&target, Mode::NewConnection, 250, args.step).await.map(|(_, r)| r)
+            } else {
+                load::run(&target, rate, Duration::from_secs(10), Mode::NewConnection).await
+            };
+            (report, threads.await.unwrap_or(0))
+        }));
+        let (report, threads) = report;
+        eprintln!(
+            "flood {rate}/s: RSS idle {:.1} MiB, peak {:.1} MiB, after {:.1} MiB; threads ≤ {threads}; {:?}",
+            mib(idle_kib),
+            mib(peak),
+            mib(load::rss_kib(pid).unwrap_or(0)),
+            report?
+        );
+        // Long enough for a wrapper (valgrind) to write its report.
+        webhook.stop(Duration::from_secs(60));
+        std::process::exit(0);
+    }
+    let rates = rt.block_on(measure_rates(&target, pid, idle_kib, args.step))?;
+    let dry_run = rt.block_on(async {
         let client = cp.client().await?;
         let without = dry_run_latency(&client, 200).await?;
         register(&cp, port, &pki.ca_cert)?;
@@ -359,115 +518,337 @@ fn main() -> Result<()> {
         anyhow::Ok((without, with))
     })?;
     webhook.stop(Duration::from_secs(5));
-    let compared = match &args.compare_webhook {
-        Some(binary) => {
-            eprintln!("comparison webhook {}", binary.display());
-            let port = free_port()?;
-            let other = Component::start(
-                "compare-webhook",
-                "taskset".as_ref(),
-                &[
-                    "-c".into(),
-                    "0".into(),
-                    binary.display().to_string(),
-                    format!("--listen=127.0.0.1:{port}"),
-                    format!("--tls-cert-file={}", cert.display()),
-                    format!("--tls-key-file={}", key.display()),
-                ],
-                cp.dir.join("logs/bench-compare-webhook.log"),
-                false,
-            )?;
-            std::thread::sleep(Duration::from_secs(3));
-            if let Some(s) = other.exited() {
-                bail!("comparison webhook exited ({s}):\n{}", other.log_tail(20));
-            }
-            let idle = load::rss_kib(other.pid()).context("comparison webhook RSS")?;
-            let t = Target { addr: format!("127.0.0.1:{port}").parse()?, ..target.clone() };
-            // Their latency at the rate that is 80 % of ours, for a like-for-like p50.
-            let mut r = rt.block_on(measure_rates(&t, other.pid(), idle, args.step))?;
-            r.ka_80 =
-                rt.block_on(load::run(&t, ours.ka_max * 8 / 10, args.step * 2, Mode::KeepAlive { connections: 4 }))?;
-            other.stop(Duration::from_secs(5));
-            Some(r)
-        }
-        None => None,
-    };
     // The webhooks stay registered (validating: Fail) but stopped: remove them before the
-    // operator run writes objects of ours.
+    // operator runs write objects.
     cp.kubectl(&["delete", "validatingwebhookconfiguration", "koperator-validating-webhook"])?;
     cp.kubectl(&["delete", "mutatingwebhookconfiguration", "koperator-mutating-webhook"])?;
-    let operator = if args.operator.is_file() {
-        eprintln!("operator: 100 KafkaClusters of 10 brokers");
-        Some(operator_memory(&cp, &args.operator)?)
+    if !args.operator.is_file() {
+        eprintln!("{} not found: operator figures skipped", args.operator.display());
+        return Ok((Side { rates, dry_run, operator: None }, None));
+    }
+    eprintln!("operator: 100 KafkaClusters of 10 brokers");
+    let operator = operator_memory(&cp, &args.operator)?;
+    let scale = if args.scale_clusters > 0 {
+        eprintln!("operator: {} KafkaClusters of 3 brokers", args.scale_clusters);
+        Some(operator_scale(&cp, &args.operator, args.scale_clusters)?)
     } else {
-        eprintln!("{} not found: operator memory skipped", args.operator.display());
         None
     };
+    cp.stop();
+    Ok((Side { rates, dry_run, operator: Some(operator) }, scale))
+}
 
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    let Rates { ka_max, ka_report, ka_80, nc_max, nc_report, nc_80, idle_kib, load_kib, flood_kib } = ours.clone();
+/// Our release webhook pinned to CPU 0, serving 127.0.0.1 with a certificate of its own.
+fn start_our_webhook(args: &Args, cp: &ControlPlane) -> Result<(Component, u16, pki::ControlPlanePki)> {
+    cp.install_crds()?;
+    let _ = cp.kubectl(&["create", "namespace", "koperator"]);
+    cp.kubectl(&["apply", "-k", &repo_root().join("config/rbac").display().to_string()])?;
+    let (dir, pki) = serving_pki(cp)?;
+    let port = free_port()?;
+    let webhook = Component::start_with_env(
+        "koperator-webhook",
+        "taskset".as_ref(),
+        &["-c".into(), "0".into()]
+            .into_iter()
+            // Diagnosis: a program to run the webhook under (`valgrind --tool=massif ...`).
+            .chain(std::env::var("KOP_BENCH_WEBHOOK_WRAPPER").unwrap_or_default().split_whitespace().map(String::from))
+            .chain([
+                std::fs::canonicalize(&args.webhook)?.display().to_string(),
+                format!("--listen=127.0.0.1:{port}"),
+                format!("--tls-cert-file={}", dir.join("tls.crt").display()),
+                format!("--tls-key-file={}", dir.join("tls.key").display()),
+                "--log-format=text".into(),
+                // Stopped at the end of the run: no drain needed.
+                "--shutdown-delay=0s".into(),
+            ])
+            .chain(args.webhook_arg.iter().cloned())
+            .collect::<Vec<_>>(),
+        &[("KUBECONFIG".into(), cp.kubeconfig.display().to_string()), ("RUST_LOG".into(), "warn".into())],
+        cp.dir.join("logs/bench-webhook.log"),
+        false,
+    )?;
+    std::thread::sleep(Duration::from_secs(3));
+    if let Some(s) = webhook.exited() {
+        bail!("webhook exited ({s}):\n{}", webhook.log_tail(20));
+    }
+    Ok((webhook, port, pki))
+}
+
+/// A serving certificate for 127.0.0.1/localhost in `<cp>/bench` (`tls.crt`, `tls.key`, `ca.crt`).
+fn serving_pki(cp: &ControlPlane) -> Result<(PathBuf, pki::ControlPlanePki)> {
+    let pki = pki::generate()?;
+    let dir = cp.dir.join("bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("tls.crt"), &pki.serving_cert)?;
+    std::fs::write(dir.join("tls.key"), &pki.serving_key)?;
+    std::fs::write(dir.join("ca.crt"), &pki.ca_cert)?;
+    Ok((dir, pki))
+}
+
+fn target(port: u16, pki: &pki::ControlPlanePki, path: &str) -> Result<Target> {
+    Ok(Target {
+        addr: format!("127.0.0.1:{port}").parse()?,
+        server_name: "localhost".into(),
+        path: path.into(),
+        body: Arc::new(review_body()?),
+        tls: load::tls_trusting(&pki.ca_cert)?,
+    })
+}
+
+/// Koperator's KafkaCluster validating webhook path (controller-runtime's naming).
+const KOPERATOR_KAFKACLUSTER_PATH: &str = "/validate-kafka-banzaicloud-io-v1beta1-kafkacluster";
+
+/// Koperator's side: its own manager (webhooks and controllers in one process, as its chart
+/// deploys it) pinned to CPU 0, on a control plane of its own with Koperator's CRDs.
+fn measure_koperator(args: &Args, binary: &Path, rt: &tokio::runtime::Runtime) -> Result<Side> {
+    let cp = ControlPlane::start(&Options::for_tests()?)?;
+    let crds = third_party_koperator().join("config/base/crds");
+    cp.kubectl(&["apply", "--server-side", "-f", &crds.display().to_string()])?;
+    for crd in ["kafkaclusters", "kafkatopics", "kafkausers", "cruisecontroloperations"] {
+        cp.wait_established(&format!("{crd}.kafka.banzaicloud.io"), Duration::from_secs(60))?;
+    }
+    let ns = "bench-operator";
+    cp.kubectl(&["create", "namespace", ns])?;
+    let (dir, pki) = serving_pki(&cp)?;
+    let (port, metrics, probes) = (free_port()?, free_port()?, free_port()?);
+    let manager = Component::start_with_env(
+        "koperator-manager",
+        "taskset".as_ref(),
+        &[
+            "-c".into(),
+            "0".into(),
+            std::fs::canonicalize(binary)?.display().to_string(),
+            format!("--webhook-server-port={port}"),
+            format!("--tls-cert-dir={}", dir.display()),
+            format!("--metrics-addr=127.0.0.1:{metrics}"),
+            format!("--health-probes-addr=127.0.0.1:{probes}"),
+            format!("--namespaces={ns}"),
+        ],
+        &[("KUBECONFIG".into(), cp.kubeconfig.display().to_string())],
+        cp.dir.join("logs/bench-koperator-manager.log"),
+        false,
+    )?;
+    let target = target(port, &pki, KOPERATOR_KAFKACLUSTER_PATH)?;
+    let started = Instant::now();
+    while rt.block_on(load::answer(&target)).is_err() {
+        if let Some(s) = manager.exited() {
+            bail!("Koperator's manager exited ({s}):\n{}", manager.log_tail(30));
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("Koperator's webhook did not answer within 60 s:\n{}", manager.log_tail(30));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = manager.pid();
+    let idle_kib = load::rss_kib(pid).context("Koperator RSS")?;
+    rt.block_on(check_admits(&target, "Koperator's webhook"))?;
+    let rates = rt.block_on(measure_rates(&target, pid, idle_kib, args.step))?;
+    let ca = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &pki.ca_cert);
+    let registration = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "kafka-operator-validating-webhook"},
+        "webhooks": [{
+            "name": "kafkaclusters.kafka.banzaicloud.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "failurePolicy": "Fail",
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}{KOPERATOR_KAFKACLUSTER_PATH}"), "caBundle": ca},
+            "rules": [{"apiGroups": ["kafka.banzaicloud.io"], "apiVersions": ["v1beta1"],
+                       "operations": ["CREATE", "UPDATE"], "resources": ["kafkaclusters"]}]
+        }]
+    });
+    let dry_run = rt.block_on(async {
+        let client = cp.client().await?;
+        let without = dry_run_latency(&client, 200).await?;
+        cp.kubectl_stdin(&["apply", "-f", "-"], Some(&registration.to_string()))?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let with = dry_run_latency(&client, 200).await?;
+        anyhow::Ok((without, with))
+    })?;
+    // As for ours: the controllers measured without admission in the way.
+    cp.kubectl(&["delete", "validatingwebhookconfiguration", "kafka-operator-validating-webhook"])?;
+    eprintln!("Koperator's manager: 100 KafkaClusters of 10 brokers");
+    let idle_now = load::rss_kib(pid).context("Koperator RSS")?;
+    let mut operator = write_clusters(&cp, ns, pid, idle_now, 100, 10, Duration::from_secs(300))?;
+    operator.idle_kib = idle_kib;
+    manager.stop(Duration::from_secs(5));
+    cp.stop();
+    Ok(Side { rates, dry_run, operator: Some(operator) })
+}
+
+/// `../shared/third_party/koperator` (or `$KOP_THIRD_PARTY/koperator`).
+fn third_party_koperator() -> PathBuf {
+    std::env::var_os("KOP_THIRD_PARTY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/third_party"))
+        .join("koperator")
+}
+
+/// Why there is no Koperator binary to measure.
+fn why_no_koperator(binary: &Path) -> String {
+    let snapshot = third_party_koperator();
+    if !snapshot.join("main.go").is_file() {
+        format!(
+            "Koperator was not measured: its source snapshot ({}) is missing, and the Go module proxy refuses Koperator's module, so its manager cannot be built here",
+            snapshot.display()
+        )
+    } else {
+        format!(
+            "Koperator was not measured: {} was not built (`e2e/scripts/build-koperator.sh` failed; see its output)",
+            binary.display()
+        )
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if a > 0.0 && b > 0.0 { format!("{:.1}×", a / b) } else { "-".into() }
+}
+
+fn rates_table(r: &Rates) -> String {
     let row = |what: &str, rate: u64, r: &Report| {
         format!(
             "| {what} | {rate} | {:.0} | {} | {} | {} | {} | {} | {} |\n",
             r.achieved_rate, r.p50, r.p90, r.p99, r.p999, r.max, r.errors
         )
     };
-    let mut table = String::new();
-    table.push_str(&format!(
-        "Webhook (release build) pinned to CPU 0 with `taskset`, the load tool (`e2e/src/load.rs`, open loop, HDR histogram) on CPU 1; AdmissionReview of the 3-broker KRaft KafkaCluster on `/validate-kafkacluster`; {} s per step.\n\n",
-        args.step.as_secs_f64()
+    let mut t = String::from(
+        "| run | offered req/s | achieved req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    t.push_str(&row("HTTP/1.1 keep-alive (4 connections): max rate with p99 ≤ 5 ms", r.ka_max, &r.ka_report));
+    t.push_str(&row("HTTP/1.1 keep-alive: 80 % of that", r.ka_max * 8 / 10, &r.ka_80));
+    if let Some((max, report)) = &r.h2 {
+        t.push_str(&row("HTTP/2 (4 connections, a stream per request): max rate with p99 ≤ 5 ms", *max, report));
+    }
+    t.push_str(&row("new TCP+TLS connection per request: max rate with p99 ≤ 5 ms", r.nc_max, &r.nc_report));
+    t.push_str(&row("new connection: 80 % of that", r.nc_max * 8 / 10, &r.nc_80));
+    t
+}
+
+fn side_by_side(ours: &Side, theirs: &Side, scale: Option<&Scale>) -> String {
+    let (o, k) = (&ours.rates, &theirs.rates);
+    let h2 = |r: &Rates| r.h2.as_ref().map(|(m, _)| *m).unwrap_or(0);
+    let mut t = String::from("| | ours | Koperator (Go) | ours ÷ Koperator |\n| --- | ---: | ---: | ---: |\n");
+    let mut rate_row = |what: &str, a: u64, b: u64| {
+        let show = |v: u64| if v == 0 { "not offered".to_string() } else { v.to_string() };
+        t.push_str(&format!("| {what} | {} | {} | {} |\n", show(a), show(b), ratio(a as f64, b as f64)));
+    };
+    rate_row("HTTP/1.1 keep-alive: max reviews/s at p99 ≤ 5 ms, one core", o.ka_max, k.ka_max);
+    rate_row("HTTP/2: max reviews/s at p99 ≤ 5 ms, one core", h2(o), h2(k));
+    rate_row("new connection per review: max reviews/s at p99 ≤ 5 ms", o.nc_max, k.nc_max);
+    let best = |r: &Rates| r.ka_max.max(h2(r));
+    rate_row("best of the two kept-connection modes", best(o), best(k));
+    let mut mem_row = |what: &str, a: u64, b: u64| {
+        t.push_str(&format!("| {what} | {:.1} MiB | {:.1} MiB | 1/{} |\n", mib(a), mib(b), ratio(b as f64, a as f64)));
+    };
+    mem_row("webhook RSS idle", o.idle_kib, k.idle_kib);
+    mem_row("webhook RSS peak under keep-alive and HTTP/2 load", o.load_kib, k.load_kib);
+    mem_row("webhook RSS peak under the new-connection flood", o.flood_kib, k.flood_kib);
+    let ms = |(a, b): (f64, f64)| format!("{a:.2} / {b:.2} ms");
+    t.push_str(&format!(
+        "| `create --dry-run=server` p50 / p99, webhook registered | {} | {} | |\n| the same, no webhook registered (the API server alone) | {} | {} | |\n| added by the webhook at p99 | {:.2} ms | {:.2} ms | |\n",
+        ms(ours.dry_run.1),
+        ms(theirs.dry_run.1),
+        ms(ours.dry_run.0),
+        ms(theirs.dry_run.0),
+        (ours.dry_run.1.1 - ours.dry_run.0.1).max(0.0),
+        (theirs.dry_run.1.1 - theirs.dry_run.0.1).max(0.0),
     ));
-    table
-        .push_str("| run | offered req/s | achieved req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors |\n");
-    table.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
-    table.push_str(&row("keep-alive (4 connections): max rate with p99 ≤ 5 ms", ka_max, &ka_report));
-    table.push_str(&row("keep-alive: 80 % of that", ka_max * 8 / 10, &ka_80));
-    table.push_str(&row("new TCP+TLS connection per request: max rate with p99 ≤ 5 ms", nc_max, &nc_report));
-    table.push_str(&row("new connection: 80 % of that", nc_max * 8 / 10, &nc_80));
-    table.push_str(&format!(
-        "\n| memory / end to end | figure |\n| --- | --- |\n| webhook RSS idle (caches synced) | {:.1} MiB |\n| webhook RSS peak under the keep-alive load above | {:.1} MiB |\n| webhook RSS peak while the new-connection search overloads it (2× past its maximum) | {:.1} MiB |\n| `create --dry-run=server` of the KafkaCluster through the API server, no webhook registered (p50 / p99) | {:.2} / {:.2} ms |\n| the same with our validating + mutating webhooks registered (p50 / p99) | {:.2} / {:.2} ms |\n",
-        mib(idle_kib),
-        mib(load_kib),
-        mib(flood_kib),
-        without.0,
-        without.1,
-        with.0,
-        with.1
-    ));
-    if let Some((idle, peak, settled, took)) = operator {
-        table.push_str(&format!(
-            "| operator RSS idle (leader, no KafkaCluster) | {:.1} MiB |\n| operator RSS peak while reconciling 100 KafkaClusters × 10 brokers (1000 Pods, ConfigMaps, PVCs written in {took:.0} s) | {:.1} MiB |\n| operator RSS settled with those 100 clusters | {:.1} MiB |\n",
-            mib(idle),
-            mib(peak),
-            mib(settled)
+    if let (Some(a), Some(b)) = (&ours.operator, &theirs.operator) {
+        t.push_str(&format!(
+            "| operator RSS idle (Koperator: its one process, webhooks included) | {:.1} MiB | {:.1} MiB | 1/{} |\n| operator RSS peak, 100 KafkaClusters × 10 brokers | {:.1} MiB | {:.1} MiB | 1/{} |\n| broker Pods written of 1000 | {} in {:.0} s | {} in {:.0} s | |\n",
+            mib(a.idle_kib),
+            mib(b.idle_kib),
+            ratio(b.idle_kib as f64, a.idle_kib as f64),
+            mib(a.peak_kib),
+            mib(b.peak_kib),
+            ratio(b.peak_kib as f64, a.peak_kib as f64),
+            a.pods,
+            a.took,
+            b.pods,
+            b.took,
         ));
     }
-    if let Some(theirs) = &compared {
-        table.push_str(&format!(
-            "\nSide by side, same machine, same run, same review and load tool: Koperator's own KafkaCluster validator ({}) served by controller-runtime's admission handler in a small Go harness, pinned to CPU 0 the same way.\n\n| | ours | Koperator (Go) | ratio |\n| --- | ---: | ---: | ---: |\n",
-            args.compare_label
+    if let Some(s) = scale {
+        t.push_str(&format!(
+            "| {} KafkaClusters × 3 brokers: RSS peak, time until every Pod was written | {:.1} MiB, {:.0} s | not run | |\n",
+            s.clusters,
+            mib(s.write.peak_kib),
+            s.write.took
         ));
-        let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.1}×", a / b) } else { "-".into() };
+    }
+    t
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if !args.webhook.is_file() {
+        bail!("{} not found: build it with `cargo build --release -p koperator-webhook`", args.webhook.display());
+    }
+    load::pin_to_cpu(1)?;
+    load::raise_open_files_limit();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (ours, scale) = measure_ours(&args, &rt)?;
+    let koperator = args.koperator.clone().unwrap_or_else(|| cache_dir().join("bin/koperator-manager"));
+    let theirs = if koperator.is_file() {
+        eprintln!("Koperator's manager {}", koperator.display());
+        Ok(measure_koperator(&args, &koperator, &rt)?)
+    } else {
+        Err(why_no_koperator(&koperator))
+    };
+
+    let mut table = format!(
+        "Webhook (release build) pinned to CPU 0 with `taskset`, the load tool (`e2e/src/load.rs`, open loop, HDR histogram) on CPU 1; AdmissionReview of the 3-broker KRaft KafkaCluster on `/validate-kafkacluster`; {} s per step.\n\n",
+        args.step.as_secs_f64()
+    );
+    table.push_str(&rates_table(&ours.rates));
+    let r = &ours.rates;
+    table.push_str(&format!(
+        "\n| memory / end to end | figure |\n| --- | --- |\n| webhook RSS idle (caches synced) | {:.1} MiB |\n| webhook RSS peak under the keep-alive and HTTP/2 loads above | {:.1} MiB |\n| webhook RSS peak while the new-connection search overloads it (2× past its maximum) | {:.1} MiB |\n| `create --dry-run=server` of the KafkaCluster through the API server, no webhook registered (p50 / p99) | {:.2} / {:.2} ms |\n| the same with our validating + mutating webhooks registered (p50 / p99) | {:.2} / {:.2} ms |\n",
+        mib(r.idle_kib),
+        mib(r.load_kib),
+        mib(r.flood_kib),
+        ours.dry_run.0.0,
+        ours.dry_run.0.1,
+        ours.dry_run.1.0,
+        ours.dry_run.1.1
+    ));
+    if let Some(op) = &ours.operator {
         table.push_str(&format!(
-            "| keep-alive max req/s at p99 ≤ 5 ms | {} | {} | {} |\n| new-connection max req/s at p99 ≤ 5 ms | {} | {} | {} |\n| p50 at 80 % of our keep-alive max, µs | {} | {} | |\n| RSS idle | {:.1} MiB | {:.1} MiB | {} |\n| RSS peak under keep-alive load | {:.1} MiB | {:.1} MiB | {} |\n| RSS peak under the new-connection overload | {:.1} MiB | {:.1} MiB | {} |\n",
-            ours.ka_max,
-            theirs.ka_max,
-            ratio(ours.ka_max as f64, theirs.ka_max as f64),
-            ours.nc_max,
-            theirs.nc_max,
-            ratio(ours.nc_max as f64, theirs.nc_max as f64),
-            ours.ka_80.p50,
-            theirs.ka_80.p50,
-            mib(ours.idle_kib),
-            mib(theirs.idle_kib),
-            ratio(mib(theirs.idle_kib), mib(ours.idle_kib)),
-            mib(ours.load_kib),
-            mib(theirs.load_kib),
-            ratio(mib(theirs.load_kib), mib(ours.load_kib)),
-            mib(ours.flood_kib),
-            mib(theirs.flood_kib),
-            ratio(mib(theirs.flood_kib), mib(ours.flood_kib)),
+            "| operator RSS idle (leader, no KafkaCluster) | {:.1} MiB |\n| operator RSS peak while reconciling 100 KafkaClusters × 10 brokers ({} Pods, their ConfigMaps, PVCs written in {:.0} s) | {:.1} MiB |\n| operator RSS settled with those 100 clusters | {:.1} MiB |\n",
+            mib(op.idle_kib),
+            op.pods,
+            op.took,
+            mib(op.peak_kib),
+            mib(op.settled_kib)
         ));
+    }
+    if let Some(s) = &scale {
+        table.push_str(&format!(
+            "\nOperator at scale: {} KafkaClusters × 3 brokers applied at once (no kubelet: Pods stay Pending).\n\n| figure | value |\n| --- | --- |\n| RSS idle → peak → settled | {:.1} → {:.1} → {:.1} MiB |\n| every broker Pod ({} of {}) and its ConfigMap and PVC written | {:.0} s |\n| restart: every cluster reconciled once (cache sync included) | {:.1} s, {} API writes, RSS peak {:.1} MiB |\n| RSS per cluster, settled (above idle) | {:.1} KiB |\n",
+            s.clusters,
+            mib(s.write.idle_kib),
+            mib(s.write.peak_kib),
+            mib(s.write.settled_kib),
+            s.write.pods,
+            s.write.expected,
+            s.write.took,
+            s.resync_secs,
+            s.resync_writes,
+            mib(s.resync_peak_kib),
+            s.write.settled_kib.saturating_sub(s.write.idle_kib) as f64 / s.clusters as f64,
+        ));
+    }
+    match &theirs {
+        Ok(k) => {
+            table.push_str("\nKoperator's own manager (`main.go` of the snapshot in `../shared/third_party/koperator`, built by `e2e/scripts/build-koperator.sh`), same machine, same run, same review and load tool, pinned to CPU 0 the same way, on a control plane of its own with Koperator's CRDs. Its webhooks and controllers share one process, as its chart deploys them.\n\n");
+            table.push_str(&rates_table(&k.rates));
+            table.push_str("\nSide by side:\n\n");
+            table.push_str(&side_by_side(&ours, k, scale.as_ref()));
+        }
+        Err(why) => table.push_str(&format!("\nSide by side: {why}.\n")),
     }
     let criterion = criterion_table(&repo_root().join("target/criterion"))?;
     println!("{criterion}\n{table}");
