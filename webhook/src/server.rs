@@ -50,11 +50,13 @@ pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 /// read its answer) is dropped: every slot frees within the sum of the two.
 pub const CONNECTION_CLOSE_GRACE: Duration = Duration::from_secs(40);
 /// TLS handshakes in progress at once. Past it, new connections wait in the kernel's accept
-/// queue (no memory of ours) while connections already set up are served as usual: a
-/// new-connection flood can then hold no more than this many handshakes' buffers (about 30 KiB
-/// each) instead of one per connection slot. One core completes a handshake in about 0.2 ms,
-/// so this many keep it busy.
-pub const MAX_HANDSHAKES: usize = 64;
+/// queue (no memory of ours) while connections already set up are served as usual. Under a
+/// new-connection flood the server accepts faster than it completes handshakes, and each
+/// accepted one held its buffers (about 20 KiB) until its turn came: with one per connection
+/// slot (4,096) that was 145 MiB. The bound must stay well above what slow clients can hold
+/// (a stalled handshake keeps its slot up to [`TLS_HANDSHAKE_TIMEOUT`]): at 512, the
+/// hostile-clients test's 333 stalled handshakes leave room for the API server's.
+pub const MAX_HANDSHAKES: usize = 512;
 /// Concurrent requests (streams) on one HTTP/2 connection. Go's HTTP/2 client (the API
 /// server's) opens another connection when a connection has no stream left.
 pub const H2_MAX_STREAMS: u32 = 64;
@@ -741,6 +743,16 @@ mod tests {
 
     #[tokio::test]
     async fn handshakes_in_progress_are_bounded_and_set_up_connections_still_served() {
+        // Both ends of every silent connection live in this process.
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+        unsafe {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            let want = (4 * MAX_HANDSHAKES as libc::rlim_t).min(lim.rlim_max);
+            if lim.rlim_cur < want {
+                libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: want, rlim_max: lim.rlim_max });
+            }
+        }
         let (tls, roots) = self_signed(&[b"http/1.1"]);
         let app = Router::new().route("/healthz", get(|| async { "ok" }));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
