@@ -51,7 +51,14 @@ pub struct Context {
     pub cruise_control: crate::cruise_control::ClientOptions,
     /// The firing alerts the alert receiver holds.
     pub alerts: crate::alerts::Store,
+    /// Reconciles of one controller running at once (`--max-concurrent-reconciles`).
+    pub concurrency: u16,
 }
+
+/// Default of `--max-concurrent-reconciles`: enough to overlap API round trips, few enough
+/// that a thousand objects reconciled at once do not swamp the API server (and the operator's
+/// own Lease renewals queued behind them).
+pub const DEFAULT_CONCURRENT_RECONCILES: u16 = 32;
 
 impl Context {
     /// A context for `client`; Events carry `identity` as their reporting instance.
@@ -75,6 +82,7 @@ impl Context {
             versions: Default::default(),
             cruise_control: Default::default(),
             alerts: Default::default(),
+            concurrency: DEFAULT_CONCURRENT_RECONCILES,
         }
     }
 
@@ -423,9 +431,11 @@ pub async fn run<K: Reconcile>(controller: Controller<K>, ctx: Arc<Context>) {
         .await;
 }
 
-/// A controller for `K` over the watched namespace.
+/// A controller for `K` over the watched namespace, running at most `ctx.concurrency`
+/// reconciles at once.
 pub fn controller<K: Reconcile>(ctx: &Context) -> Controller<K> {
     Controller::new(ctx.watched::<K>(), watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(ctx.concurrency))
 }
 
 #[cfg(test)]

@@ -43,6 +43,11 @@ struct Args {
     /// Lease duration.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     lease_duration: Duration,
+    /// Reconciles each controller runs at once (Koperator: 1 for KafkaClusters, 10 for
+    /// KafkaTopics). Each object is reconciled by one at a time whatever this is.
+    #[arg(long, default_value_t = koperator_operator::controller::DEFAULT_CONCURRENT_RECONCILES,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_reconciles: u16,
     /// Lifetime of a cluster CA the operator creates (`sslSecrets.create: true`).
     #[arg(long, default_value = "3650days", value_parser = humantime::parse_duration)]
     cluster_ca_validity: Duration,
@@ -78,9 +83,13 @@ async fn main() -> Result<()> {
             duration: args.lease_duration,
             renew_every: args.lease_duration / 5,
         };
-        leader::acquire(&client, &cfg).await;
+        // The Lease has a client (and connections) of its own: renewals never wait behind the
+        // controllers' requests in a shared client queue.
+        let lease_client =
+            kube::Client::try_default().await.context("connect to the Kubernetes API for the leader Lease")?;
+        leader::acquire(&lease_client, &cfg).await;
         m.leader.set(1);
-        let (c, cfg2) = (client.clone(), cfg.clone());
+        let (c, cfg2) = (lease_client, cfg.clone());
         let holder = tokio::spawn(async move {
             leader::hold(&c, &cfg2).await;
             error!("leadership lost; exiting so that only the new leader reconciles");
@@ -101,6 +110,7 @@ async fn main() -> Result<()> {
     ));
     let mut ctx = Context::new(client.clone(), identity, args.common.rules.clone(), m, kafka, args.watch_namespace);
     ctx.cruise_control.resolver = koperator_shared::kafka::Resolver::with_hosts_file(hosts_file);
+    ctx.concurrency = args.max_concurrent_reconciles;
     ctx.pki = PkiConfig { ca_validity: args.cluster_ca_validity, leaf_validity: args.cluster_cert_validity };
     let ctx = Arc::new(ctx);
     // Only the leader acts on alerts: the receiver listens once leadership is held.
@@ -124,4 +134,18 @@ async fn main() -> Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconcile_concurrency_is_bounded_and_at_least_one() {
+        let args = Args::try_parse_from(["koperator"]).unwrap();
+        assert_eq!(args.max_concurrent_reconciles, koperator_operator::controller::DEFAULT_CONCURRENT_RECONCILES);
+        let args = Args::try_parse_from(["koperator", "--max-concurrent-reconciles=1"]).unwrap();
+        assert_eq!(args.max_concurrent_reconciles, 1);
+        assert!(Args::try_parse_from(["koperator", "--max-concurrent-reconciles=0"]).is_err());
+    }
 }
