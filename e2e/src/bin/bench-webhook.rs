@@ -42,6 +42,23 @@ struct Args {
     /// latency report, and write nothing.
     #[arg(long)]
     flood_only: Option<u64>,
+    /// Only rewrite the criterion table of `--out` from `target/criterion` (after `cargo bench`).
+    #[arg(long)]
+    criterion_only: bool,
+    /// Only the operator scale run (`--scale-clusters`); print its table, write nothing.
+    #[arg(long)]
+    scale_only: bool,
+    /// Diagnosis only: measure our webhook's rates (all three modes), print them, write nothing.
+    #[arg(long)]
+    rates_only: bool,
+    /// Diagnosis only: record our webhook with `perf` (DWARF call graphs) for 8 s while it
+    /// answers this many keep-alive reviews per second, into `--profile-out`; write nothing
+    /// else (`e2e/scripts/profile-webhook.sh` turns it into a flame graph).
+    #[arg(long)]
+    profile_rate: Option<u64>,
+    /// Where `--profile-rate` writes perf's data.
+    #[arg(long, default_value = "perf.data")]
+    profile_out: PathBuf,
     /// Extra arguments of our webhook (diagnosis, e.g. `--webhook-arg=--max-connections=64`).
     #[arg(long)]
     webhook_arg: Vec<String>,
@@ -119,6 +136,24 @@ struct Rates {
     load_kib: u64,
     /// Peak RSS during the new-connection runs (which overload it on purpose while searching).
     flood_kib: u64,
+    /// The server's CPU time per review at [`CPU_RATE`] (keep-alive, HTTP/2 when offered).
+    cpu_us: (f64, Option<f64>),
+}
+
+/// Offered rate of the CPU-per-review runs: below every maximum measured, so neither server
+/// nor load tool is saturated and the figure is the server's own cost.
+const CPU_RATE: u64 = 4000;
+
+/// CPU µs the server `pid` spends per review while answering [`CPU_RATE`] reviews/s in `mode`
+/// for 5 s.
+async fn cpu_per_review(target: &Target, pid: u32, mode: Mode) -> Result<f64> {
+    let before = load::cpu_time(pid).context("server CPU time")?;
+    let report = load::run(target, CPU_RATE, Duration::from_secs(5), mode).await?;
+    let used = load::cpu_time(pid).context("server CPU time")?.saturating_sub(before);
+    if report.errors > 0 {
+        bail!("{mode:?} at {CPU_RATE}/s: {} errors ({:?})", report.errors, report.first_error);
+    }
+    Ok(used.as_secs_f64() * 1e6 / report.ok.max(1) as f64)
 }
 
 /// Runs `work` while sampling the RSS of `pid`; returns its result and the peak RSS (KiB).
@@ -159,6 +194,11 @@ async fn measure_rates(target: &Target, pid: u32, idle_kib: u64, step: Duration)
     })
     .await;
     let ((ka_max, ka_report, ka_80), h2, (nc_max, nc_report, nc_80)) = (ka?, h2?, nc?);
+    let cpu_ka = cpu_per_review(target, pid, keep_alive).await?;
+    let cpu_h2 = match h2 {
+        Some(_) => Some(cpu_per_review(target, pid, Mode::H2 { connections: 4 }).await?),
+        None => None,
+    };
     Ok(Rates {
         ka_max,
         ka_report,
@@ -170,6 +210,7 @@ async fn measure_rates(target: &Target, pid: u32, idle_kib: u64, step: Duration)
         idle_kib,
         load_kib: ka_kib.max(h2_kib),
         flood_kib,
+        cpu_us: (cpu_ka, cpu_h2),
     })
 }
 
@@ -274,10 +315,10 @@ fn cluster_manifests(clusters: usize, brokers: u32) -> Result<Vec<String>> {
         .collect()
 }
 
-/// Applies `manifests` into `ns`, 100 objects per `kubectl apply`.
-fn apply_all(cp: &ControlPlane, ns: &str, manifests: &[String]) -> Result<()> {
-    for chunk in manifests.chunks(100) {
-        cp.kubectl_stdin(&["apply", "-n", ns, "-f", "-"], Some(&chunk.join("\n")))?;
+/// Creates `manifests` in `ns`, 200 objects per `kubectl create`.
+fn create_all(cp: &ControlPlane, ns: &str, manifests: &[String]) -> Result<()> {
+    for chunk in manifests.chunks(200) {
+        cp.kubectl_stdin(&["create", "-n", ns, "-f", "-"], Some(&chunk.join("\n")))?;
     }
     Ok(())
 }
@@ -296,42 +337,65 @@ struct OperatorRun {
     /// Pods that existed at the end, of `expected`.
     pods: usize,
     expected: usize,
-    /// Seconds from the apply until the last Pod existed (or until the wait gave up).
+    /// Seconds from the start until the last Pod existed (or until the wait gave up).
     took: f64,
+    /// How the operator ended, when it exited during the run.
+    exited: Option<String>,
 }
 
-/// Applies `clusters` × `brokers` into `ns` while sampling the RSS of `pid` (the operator,
-/// already idle at `idle_kib`), waits up to `patience` for every broker Pod, then 10 s more.
+/// Waits up to `patience` until `expected` Pods exist in `ns` (counted every `every`) while
+/// sampling the RSS of `op`, then 10 s more; `started` is when the operator got the work.
+fn wait_for_pods(
+    cp: &ControlPlane,
+    ns: &str,
+    op: &Component,
+    idle_kib: u64,
+    expected: usize,
+    started: Instant,
+    patience: Duration,
+) -> Result<OperatorRun> {
+    let every = if expected > 1000 { Duration::from_secs(2) } else { Duration::from_secs(1) };
+    let running = Arc::new(AtomicBool::new(true));
+    let peak = Arc::new(AtomicU64::new(idle_kib));
+    let sampler = rss_sampler(op.pid(), running.clone(), peak.clone());
+    let (mut pods, mut last_change, mut exited) = (0, started.elapsed(), None);
+    while pods < expected && started.elapsed() < patience {
+        std::thread::sleep(every);
+        let now = count(cp, ns, "pods")?;
+        if now != pods {
+            (pods, last_change) = (now, started.elapsed());
+        }
+        if let Some(how) = op.exited() {
+            eprintln!("the operator exited ({how}) with {pods} of {expected} Pods:\n{}", op.log_tail(5));
+            exited = Some(how);
+            break;
+        }
+    }
+    let took = if pods >= expected { last_change } else { started.elapsed() }.as_secs_f64();
+    if exited.is_none() {
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    running.store(false, Ordering::SeqCst);
+    let _ = sampler.join();
+    let settled_kib = load::rss_kib(op.pid()).unwrap_or(0);
+    Ok(OperatorRun { idle_kib, peak_kib: peak.load(Ordering::SeqCst), settled_kib, pods, expected, took, exited })
+}
+
+/// Creates `clusters` × `brokers` in `ns` for the running operator `op` (idle at `idle_kib`)
+/// and waits up to `patience` for every broker Pod.
 fn write_clusters(
     cp: &ControlPlane,
     ns: &str,
-    pid: u32,
+    op: &Component,
     idle_kib: u64,
     clusters: usize,
     brokers: u32,
     patience: Duration,
 ) -> Result<OperatorRun> {
     let manifests = cluster_manifests(clusters, brokers)?;
-    let expected = clusters * brokers as usize;
-    let running = Arc::new(AtomicBool::new(true));
-    let peak = Arc::new(AtomicU64::new(idle_kib));
-    let sampler = rss_sampler(pid, running.clone(), peak.clone());
     let started = Instant::now();
-    apply_all(cp, ns, &manifests)?;
-    let (mut pods, mut last_change, mut seen) = (0, started.elapsed(), 0);
-    while pods < expected && started.elapsed() < patience {
-        std::thread::sleep(Duration::from_secs(1));
-        pods = count(cp, ns, "pods")?;
-        if pods != seen {
-            (seen, last_change) = (pods, started.elapsed());
-        }
-    }
-    let took = if pods >= expected { started.elapsed() } else { last_change }.as_secs_f64();
-    std::thread::sleep(Duration::from_secs(10));
-    running.store(false, Ordering::SeqCst);
-    let _ = sampler.join();
-    let settled_kib = load::rss_kib(pid).context("operator RSS")?;
-    Ok(OperatorRun { idle_kib, peak_kib: peak.load(Ordering::SeqCst), settled_kib, pods, expected, took })
+    create_all(cp, ns, &manifests)?;
+    wait_for_pods(cp, ns, op, idle_kib, clusters * brokers as usize, started, patience)
 }
 
 /// Our release operator, watching `ns` only, with its metrics on a free port.
@@ -360,7 +424,7 @@ fn operator_memory(cp: &ControlPlane, binary: &Path) -> Result<OperatorRun> {
     cp.kubectl(&["create", "namespace", ns])?;
     let (op, _) = start_operator(cp, binary, ns, "bench-operator.log")?;
     let idle = load::rss_kib(op.pid()).context("operator RSS")?;
-    let run = write_clusters(cp, ns, op.pid(), idle, 100, 10, Duration::from_secs(600))?;
+    let run = write_clusters(cp, ns, &op, idle, 100, 10, Duration::from_secs(600))?;
     op.stop(Duration::from_secs(5));
     Ok(run)
 }
@@ -385,55 +449,52 @@ fn scrape(port: u16) -> Result<String> {
     Ok(out)
 }
 
-/// The operator at scale: `clusters` KafkaClusters × 3 brokers written from nothing, then a
-/// restart (every cluster reconciled again with nothing to change).
+/// The operator at scale: `clusters` KafkaClusters × 3 brokers created while it is stopped,
+/// then written from nothing once it starts; then a restart (every cluster reconciled again
+/// with nothing to change).
 struct Scale {
     write: OperatorRun,
     /// Seconds after the restart until every cluster was reconciled once, its API writes
-    /// meanwhile, the RSS peak.
-    resync_secs: f64,
-    resync_writes: f64,
-    resync_peak_kib: u64,
+    /// meanwhile, the RSS peak (None: the restarted operator exited first).
+    resync: Option<(f64, f64, u64)>,
     clusters: usize,
 }
 
 fn operator_scale(cp: &ControlPlane, binary: &Path, clusters: usize) -> Result<Scale> {
     let ns = "bench-scale";
     cp.kubectl(&["create", "namespace", ns])?;
+    create_all(cp, ns, &cluster_manifests(clusters, 3)?)?;
+    let started = Instant::now();
     let (op, _) = start_operator(cp, binary, ns, "bench-scale.log")?;
     let idle = load::rss_kib(op.pid()).context("operator RSS")?;
-    let write = write_clusters(cp, ns, op.pid(), idle, clusters, 3, Duration::from_secs(900))?;
+    let write = wait_for_pods(cp, ns, &op, idle, clusters * 3, started, Duration::from_secs(600))?;
     op.stop(Duration::from_secs(5));
+    if write.exited.is_some() {
+        return Ok(Scale { write, resync: None, clusters });
+    }
     eprintln!("operator: restarted over {clusters} clusters");
     let started = Instant::now();
     let (op, port) = start_operator(cp, binary, ns, "bench-scale-restart.log")?;
     let running = Arc::new(AtomicBool::new(true));
     let peak = Arc::new(AtomicU64::new(0));
     let sampler = rss_sampler(op.pid(), running.clone(), peak.clone());
-    let (secs, writes) = loop {
+    let resync = loop {
         let text = scrape(port).unwrap_or_default();
         let reconciled = metric_sum(&text, "koperator_reconciles_total", "controller=\"kafkacluster\"");
         if reconciled >= clusters as f64 {
-            break (
-                started.elapsed().as_secs_f64(),
-                metric_sum(&text, "koperator_api_writes_total", "controller=\"kafkacluster\""),
-            );
+            let writes = metric_sum(&text, "koperator_api_writes_total", "controller=\"kafkacluster\"");
+            break Some((started.elapsed().as_secs_f64(), writes));
         }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("only {reconciled} of {clusters} clusters reconciled 10 minutes after the restart");
+        if op.exited().is_some() || started.elapsed() > Duration::from_secs(300) {
+            eprintln!("restart: only {reconciled} of {clusters} clusters reconciled:\n{}", op.log_tail(5));
+            break None;
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     running.store(false, Ordering::SeqCst);
     let _ = sampler.join();
     op.stop(Duration::from_secs(5));
-    Ok(Scale {
-        write,
-        resync_secs: secs,
-        resync_writes: writes,
-        resync_peak_kib: peak.load(Ordering::SeqCst),
-        clusters,
-    })
+    Ok(Scale { write, resync: resync.map(|(s, w)| (s, w, peak.load(Ordering::SeqCst))), clusters })
 }
 
 fn register(cp: &ControlPlane, port: u16, ca_pem: &str) -> Result<()> {
@@ -478,6 +539,21 @@ fn measure_ours(args: &Args, rt: &tokio::runtime::Runtime) -> Result<(Side, Opti
     let idle_kib = load::rss_kib(pid).context("webhook RSS")?;
     let target = target(port, &pki, "/validate-kafkacluster")?;
     rt.block_on(check_admits(&target, "our webhook"))?;
+    if let Some(rate) = args.profile_rate {
+        let perf = std::process::Command::new("perf")
+            .args(["record", "-F", "999", "--call-graph", "dwarf,32768", "-o"])
+            .arg(&args.profile_out)
+            .args(["-p", &pid.to_string(), "--", "sleep", "8"])
+            .spawn()
+            .context("perf (Debian package linux-perf)")?;
+        std::thread::sleep(Duration::from_millis(500));
+        let report =
+            rt.block_on(load::run(&target, rate, Duration::from_secs(7), Mode::KeepAlive { connections: 4 }))?;
+        let status = perf.wait_with_output()?.status;
+        eprintln!("profiled at {rate}/s: {report:?}; perf {status}");
+        webhook.stop(Duration::from_secs(5));
+        std::process::exit(if status.success() { 0 } else { 1 });
+    }
     if let Some(rate) = args.flood_only {
         let (report, peak) = rt.block_on(with_peak_rss(pid, idle_kib, async {
             let threads = tokio::spawn(async move {
@@ -509,6 +585,11 @@ fn measure_ours(args: &Args, rt: &tokio::runtime::Runtime) -> Result<(Side, Opti
         std::process::exit(0);
     }
     let rates = rt.block_on(measure_rates(&target, pid, idle_kib, args.step))?;
+    if args.rates_only {
+        eprint!("{}", rates_table(&rates));
+        webhook.stop(Duration::from_secs(5));
+        std::process::exit(0);
+    }
     let dry_run = rt.block_on(async {
         let client = cp.client().await?;
         let without = dry_run_latency(&client, 200).await?;
@@ -668,7 +749,7 @@ fn measure_koperator(args: &Args, binary: &Path, rt: &tokio::runtime::Runtime) -
     cp.kubectl(&["delete", "validatingwebhookconfiguration", "kafka-operator-validating-webhook"])?;
     eprintln!("Koperator's manager: 100 KafkaClusters of 10 brokers");
     let idle_now = load::rss_kib(pid).context("Koperator RSS")?;
-    let mut operator = write_clusters(&cp, ns, pid, idle_now, 100, 10, Duration::from_secs(300))?;
+    let mut operator = write_clusters(&cp, ns, &manager, idle_now, 100, 10, Duration::from_secs(300))?;
     operator.idle_kib = idle_kib;
     manager.stop(Duration::from_secs(5));
     cp.stop();
@@ -724,22 +805,40 @@ fn rates_table(r: &Rates) -> String {
     }
     t.push_str(&row("new TCP+TLS connection per request: max rate with p99 ≤ 5 ms", r.nc_max, &r.nc_report));
     t.push_str(&row("new connection: 80 % of that", r.nc_max * 8 / 10, &r.nc_80));
+    t.push_str(&format!(
+        "\nServer CPU per review at {CPU_RATE}/s: {:.1} µs keep-alive{} (so one core could answer {:.0}/s).\n",
+        r.cpu_us.0,
+        r.cpu_us.1.map(|c| format!(", {c:.1} µs HTTP/2")).unwrap_or_default(),
+        1e6 / r.cpu_us.0.min(r.cpu_us.1.unwrap_or(f64::MAX)).max(0.001),
+    ));
     t
+}
+
+fn cpu_pair(r: &Rates) -> String {
+    format!("{:.1} / {} µs", r.cpu_us.0, r.cpu_us.1.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()))
 }
 
 fn side_by_side(ours: &Side, theirs: &Side, scale: Option<&Scale>) -> String {
     let (o, k) = (&ours.rates, &theirs.rates);
     let h2 = |r: &Rates| r.h2.as_ref().map(|(m, _)| *m).unwrap_or(0);
     let mut t = String::from("| | ours | Koperator (Go) | ours ÷ Koperator |\n| --- | ---: | ---: | ---: |\n");
-    let mut rate_row = |what: &str, a: u64, b: u64| {
+    let rate_row = |t: &mut String, what: &str, a: u64, b: u64| {
         let show = |v: u64| if v == 0 { "not offered".to_string() } else { v.to_string() };
         t.push_str(&format!("| {what} | {} | {} | {} |\n", show(a), show(b), ratio(a as f64, b as f64)));
     };
-    rate_row("HTTP/1.1 keep-alive: max reviews/s at p99 ≤ 5 ms, one core", o.ka_max, k.ka_max);
-    rate_row("HTTP/2: max reviews/s at p99 ≤ 5 ms, one core", h2(o), h2(k));
-    rate_row("new connection per review: max reviews/s at p99 ≤ 5 ms", o.nc_max, k.nc_max);
+    rate_row(&mut t, "HTTP/1.1 keep-alive: max reviews/s at p99 ≤ 5 ms, one core", o.ka_max, k.ka_max);
+    rate_row(&mut t, "HTTP/2: max reviews/s at p99 ≤ 5 ms, one core", h2(o), h2(k));
+    rate_row(&mut t, "new connection per review: max reviews/s at p99 ≤ 5 ms", o.nc_max, k.nc_max);
     let best = |r: &Rates| r.ka_max.max(h2(r));
-    rate_row("best of the two kept-connection modes", best(o), best(k));
+    rate_row(&mut t, "best of the two kept-connection modes", best(o), best(k));
+    let per_core = |r: &Rates| (1e6 / r.cpu_us.0.min(r.cpu_us.1.unwrap_or(f64::MAX)).max(0.001)) as u64;
+    t.push_str(&format!(
+        "| server CPU per review at {CPU_RATE}/s, keep-alive / HTTP/2 | {} | {} | 1/{} |\n",
+        cpu_pair(o),
+        cpu_pair(k),
+        ratio(k.cpu_us.0, o.cpu_us.0)
+    ));
+    rate_row(&mut t, "reviews one core can answer (1 ÷ the lower CPU per review)", per_core(o), per_core(k));
     let mut mem_row = |what: &str, a: u64, b: u64| {
         t.push_str(&format!("| {what} | {:.1} MiB | {:.1} MiB | 1/{} |\n", mib(a), mib(b), ratio(b as f64, a as f64)));
     };
@@ -773,11 +872,37 @@ fn side_by_side(ours: &Side, theirs: &Side, scale: Option<&Scale>) -> String {
     }
     if let Some(s) = scale {
         t.push_str(&format!(
-            "| {} KafkaClusters × 3 brokers: RSS peak, time until every Pod was written | {:.1} MiB, {:.0} s | not run | |\n",
+            "| {} KafkaClusters × 3 brokers: RSS peak, time until every Pod was written | {:.1} MiB, {:.0} s | not run (its 100-cluster run above is the comparison) | |\n",
             s.clusters,
             mib(s.write.peak_kib),
             s.write.took
         ));
+    }
+    t
+}
+
+fn scale_table(s: &Scale) -> String {
+    let w = &s.write;
+    let mut t = format!(
+        "\nOperator at scale: {} KafkaClusters × 3 brokers created while the operator was stopped, then the operator started (no kubelet: Pods stay Pending; `--max-concurrent-reconciles` at its default).\n\n| figure | value |\n| --- | --- |\n| RSS idle → peak → settled | {:.1} → {:.1} → {:.1} MiB |\n| every broker Pod ({} of {}) and its ConfigMap and PVC written, from the operator's start | {:.0} s |\n",
+        s.clusters,
+        mib(w.idle_kib),
+        mib(w.peak_kib),
+        mib(w.settled_kib),
+        w.pods,
+        w.expected,
+        w.took,
+    );
+    if let Some(how) = &w.exited {
+        t.push_str(&format!("| the operator exited during the run | {how} |\n"));
+    }
+    match s.resync {
+        Some((secs, writes, peak)) => t.push_str(&format!(
+            "| restart: every cluster reconciled once (cache sync included), API writes meanwhile, RSS peak | {secs:.1} s, {writes} writes, {:.1} MiB |\n| RSS per cluster, settled (above idle) | {:.1} KiB |\n",
+            mib(peak),
+            w.settled_kib.saturating_sub(w.idle_kib) as f64 / s.clusters as f64,
+        )),
+        None => t.push_str("| restart | not measured (see above) |\n"),
     }
     t
 }
@@ -787,17 +912,37 @@ fn main() -> Result<()> {
     if !args.webhook.is_file() {
         bail!("{} not found: build it with `cargo build --release -p koperator-webhook`", args.webhook.display());
     }
+    if args.criterion_only {
+        let criterion = criterion_table(&repo_root().join("target/criterion"))?;
+        let doc = std::fs::read_to_string(&args.out).unwrap_or_default();
+        std::fs::write(&args.out, put_section(&doc, "criterion", "In process (`make bench`, criterion)", &criterion))?;
+        println!("{criterion}");
+        return Ok(());
+    }
+    if args.scale_only {
+        let cp = ControlPlane::start(&Options::for_tests()?)?;
+        cp.install_crds()?;
+        let _ = cp.kubectl(&["create", "namespace", "koperator"]);
+        cp.kubectl(&["apply", "-k", &repo_root().join("config/rbac").display().to_string()])?;
+        let scale = operator_scale(&cp, &args.operator, args.scale_clusters)?;
+        println!("{}", scale_table(&scale));
+        cp.stop();
+        return Ok(());
+    }
     load::pin_to_cpu(1)?;
     load::raise_open_files_limit();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (ours, scale) = measure_ours(&args, &rt)?;
+    // Koperator first: a failure there shows before the longer runs of ours.
     let koperator = args.koperator.clone().unwrap_or_else(|| cache_dir().join("bin/koperator-manager"));
-    let theirs = if koperator.is_file() {
+    let theirs = if args.flood_only.is_some() || args.profile_rate.is_some() || args.rates_only {
+        Err("not measured (diagnosis run)".to_string())
+    } else if koperator.is_file() {
         eprintln!("Koperator's manager {}", koperator.display());
         Ok(measure_koperator(&args, &koperator, &rt)?)
     } else {
         Err(why_no_koperator(&koperator))
     };
+    let (ours, scale) = measure_ours(&args, &rt)?;
 
     let mut table = format!(
         "Webhook (release build) pinned to CPU 0 with `taskset`, the load tool (`e2e/src/load.rs`, open loop, HDR histogram) on CPU 1; AdmissionReview of the 3-broker KRaft KafkaCluster on `/validate-kafkacluster`; {} s per step.\n\n",
@@ -826,20 +971,7 @@ fn main() -> Result<()> {
         ));
     }
     if let Some(s) = &scale {
-        table.push_str(&format!(
-            "\nOperator at scale: {} KafkaClusters × 3 brokers applied at once (no kubelet: Pods stay Pending).\n\n| figure | value |\n| --- | --- |\n| RSS idle → peak → settled | {:.1} → {:.1} → {:.1} MiB |\n| every broker Pod ({} of {}) and its ConfigMap and PVC written | {:.0} s |\n| restart: every cluster reconciled once (cache sync included) | {:.1} s, {} API writes, RSS peak {:.1} MiB |\n| RSS per cluster, settled (above idle) | {:.1} KiB |\n",
-            s.clusters,
-            mib(s.write.idle_kib),
-            mib(s.write.peak_kib),
-            mib(s.write.settled_kib),
-            s.write.pods,
-            s.write.expected,
-            s.write.took,
-            s.resync_secs,
-            s.resync_writes,
-            mib(s.resync_peak_kib),
-            s.write.settled_kib.saturating_sub(s.write.idle_kib) as f64 / s.clusters as f64,
-        ));
+        table.push_str(&scale_table(s));
     }
     match &theirs {
         Ok(k) => {
@@ -850,10 +982,18 @@ fn main() -> Result<()> {
         }
         Err(why) => table.push_str(&format!("\nSide by side: {why}.\n")),
     }
-    let criterion = criterion_table(&repo_root().join("target/criterion"))?;
+    // Without criterion's results (the bench binary run alone), the old table stays.
+    let criterion = criterion_table(&repo_root().join("target/criterion")).unwrap_or_else(|e| {
+        eprintln!("criterion table not rewritten: {e:#}");
+        String::new()
+    });
     println!("{criterion}\n{table}");
     let doc = std::fs::read_to_string(&args.out).unwrap_or_default();
-    let doc = put_section(&doc, "criterion", "In process (`make bench`, criterion)", &criterion);
+    let doc = if criterion.is_empty() {
+        doc
+    } else {
+        put_section(&doc, "criterion", "In process (`make bench`, criterion)", &criterion)
+    };
     let doc = put_section(&doc, "https", "HTTPS load (`make bench`)", &table);
     std::fs::write(&args.out, doc)?;
     eprintln!("written to {}", args.out.display());
