@@ -664,6 +664,37 @@ mod tests {
         (tls, roots)
     }
 
+    /// A server with `/readyz` and `/healthz` offering `alpn`, draining for `drain` once
+    /// `signal` is sent.
+    struct DrainingServer {
+        port: u16,
+        roots: rustls::RootCertStore,
+        signal: tokio::sync::oneshot::Sender<()>,
+        server: tokio::task::JoinHandle<()>,
+        connections: Family<ProtocolLabels, Counter>,
+    }
+
+    async fn draining_server(alpn: &[&[u8]], drain: Duration) -> DrainingServer {
+        let (tls, roots) = self_signed(alpn);
+        let app = Router::new().route("/readyz", get(|| async { "ok" })).route("/healthz", get(|| async { "ok" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (signal, shutdown) = tokio::sync::oneshot::channel::<()>();
+        let connections = Family::<ProtocolLabels, Counter>::default();
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::new(tls),
+            app,
+            16,
+            async move {
+                let _ = shutdown.await;
+            },
+            drain,
+            connections.clone(),
+        ));
+        DrainingServer { port, roots, signal, server, connections }
+    }
+
     type H2 = hyper::client::conn::http2::SendRequest<http_body_util::Empty<axum::body::Bytes>>;
 
     /// An HTTP/2 client connection (ALPN `h2`) and the task driving it (it ends with the
@@ -701,24 +732,9 @@ mod tests {
 
     #[tokio::test]
     async fn http2_connections_get_a_goaway_when_the_drain_starts() {
-        let (tls, roots) = self_signed(&[b"h2", b"http/1.1"]);
-        let app = Router::new().route("/readyz", get(|| async { "ok" })).route("/healthz", get(|| async { "ok" }));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (signal, shutdown) = tokio::sync::oneshot::channel::<()>();
         let drain = Duration::from_secs(3);
-        let connections = Family::<ProtocolLabels, Counter>::default();
-        let server = tokio::spawn(serve(
-            listener,
-            Arc::new(tls),
-            app,
-            16,
-            async move {
-                let _ = shutdown.await;
-            },
-            drain,
-            connections.clone(),
-        ));
+        let DrainingServer { port, roots, signal, server, connections } =
+            draining_server(&[b"h2", b"http/1.1"], drain).await;
         let (mut kept, driver) = h2_connect(port, &roots).await;
         // Several streams at once on the one connection.
         let answers = futures::future::join_all((0..8).map(|_| {
@@ -785,23 +801,8 @@ mod tests {
 
     #[tokio::test]
     async fn on_shutdown_the_server_drains_not_ready_then_stops_accepting() {
-        let (tls, roots) = self_signed(&[b"http/1.1"]);
-        let app = Router::new().route("/readyz", get(|| async { "ok" })).route("/healthz", get(|| async { "ok" }));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (signal, shutdown) = tokio::sync::oneshot::channel::<()>();
         let drain = Duration::from_secs(2);
-        let server = tokio::spawn(serve(
-            listener,
-            Arc::new(tls),
-            app,
-            16,
-            async move {
-                let _ = shutdown.await;
-            },
-            drain,
-            Family::default(),
-        ));
+        let DrainingServer { port, roots, signal, server, .. } = draining_server(&[b"http/1.1"], drain).await;
 
         // Before: ready, connections kept alive.
         let mut kept = connect(port, &roots).await.unwrap();
