@@ -760,15 +760,7 @@ mod tests {
     #[tokio::test]
     async fn handshakes_in_progress_are_bounded_and_set_up_connections_still_served() {
         // Both ends of every silent connection live in this process.
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
-        unsafe {
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-            let want = (4 * MAX_HANDSHAKES as libc::rlim_t).min(lim.rlim_max);
-            if lim.rlim_cur < want {
-                libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: want, rlim_max: lim.rlim_max });
-            }
-        }
+        koperator_e2e::load::raise_open_files_limit();
         let (tls, roots) = self_signed(&[b"http/1.1"]);
         let app = Router::new().route("/healthz", get(|| async { "ok" }));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
