@@ -24,19 +24,21 @@ pub fn patch(kind: Kind, obj: &Value, namespace: &str) -> json_patch::Patch {
     json_patch::diff(obj, &out)
 }
 
-/// Fills in the defaults of `obj` in place.
-pub fn apply(kind: Kind, obj: &mut Value, namespace: &str) {
+/// Fills in the defaults of `obj` in place; `true` when something was added (an object the
+/// mutating webhook has seen gets nothing).
+pub fn apply(kind: Kind, obj: &mut Value, namespace: &str) -> bool {
     let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
+        return false;
     };
     match kind {
         Kind::KafkaCluster => kafka_cluster(spec),
         Kind::KafkaTopic => cluster_ref(spec, namespace),
         Kind::KafkaUser => {
-            cluster_ref(spec, namespace);
+            let mut changed = cluster_ref(spec, namespace);
             for grant in array_items(spec, "topicGrants") {
-                set_absent(grant, "patternType", json!("literal"));
+                changed |= set_absent(grant, "patternType", json!("literal"));
             }
+            changed
         }
         Kind::CruiseControlOperation => set_absent(spec, "errorPolicy", json!("retry")),
     }
@@ -53,19 +55,19 @@ pub fn defaulted<K: Serialize + DeserializeOwned + kube::Resource<DynamicType = 
     serde_json::from_value(value)
 }
 
-fn kafka_cluster(spec: &mut Map<String, Value>) {
-    set_absent(spec, "kubernetesClusterDomain", json!(DEFAULT_CLUSTER_DOMAIN));
+fn kafka_cluster(spec: &mut Map<String, Value>) -> bool {
+    let mut changed = set_absent(spec, "kubernetesClusterDomain", json!(DEFAULT_CLUSTER_DOMAIN));
     if spec.get("kRaft") != Some(&Value::Bool(true)) {
-        set_absent(spec, "zkPath", json!(DEFAULT_ZK_PATH));
+        changed |= set_absent(spec, "zkPath", json!(DEFAULT_ZK_PATH));
     }
-    with_object(spec, "rollingUpgradeConfig", |rolling| {
-        set_absent(rolling, "failureThreshold", json!(1));
-        set_absent(rolling, "concurrentBrokerRestartCountPerRack", json!(1));
+    changed |= with_object(spec, "rollingUpgradeConfig", |rolling| {
+        set_absent(rolling, "failureThreshold", json!(1))
+            | set_absent(rolling, "concurrentBrokerRestartCountPerRack", json!(1))
     });
-    with_object(spec, "cruiseControlConfig", |cc| {
+    changed |= with_object(spec, "cruiseControlConfig", |cc| {
         with_object(cc, "cruiseControlTaskSpec", |task| {
-            set_absent(task, "RetryDurationMinutes", json!(DEFAULT_CC_TASK_RETRY_MINUTES));
-        });
+            set_absent(task, "RetryDurationMinutes", json!(DEFAULT_CC_TASK_RETRY_MINUTES))
+        })
     });
 
     let has_external = spec
@@ -75,66 +77,69 @@ fn kafka_cluster(spec: &mut Map<String, Value>) {
         .is_some_and(|a| !a.is_empty());
     if let Some(listeners) = spec.get_mut("listenersConfig").and_then(Value::as_object_mut) {
         for l in array_items(listeners, "internalListeners") {
-            ssl_client_auth(l);
+            changed |= ssl_client_auth(l);
         }
         for l in array_items(listeners, "externalListeners") {
-            ssl_client_auth(l);
-            set_absent(l, "accessMethod", json!("LoadBalancer"));
-            set_absent(l, "anyCastPort", json!(DEFAULT_ANY_CAST_PORT));
+            changed |= ssl_client_auth(l);
+            changed |= set_absent(l, "accessMethod", json!("LoadBalancer"));
+            changed |= set_absent(l, "anyCastPort", json!(DEFAULT_ANY_CAST_PORT));
             if l.get("accessMethod") == Some(&json!("LoadBalancer")) {
-                set_absent(l, "ingressControllerTargetPort", json!(DEFAULT_INGRESS_CONTROLLER_TARGET_PORT));
+                changed |= set_absent(l, "ingressControllerTargetPort", json!(DEFAULT_INGRESS_CONTROLLER_TARGET_PORT));
             }
         }
     }
     if has_external {
-        set_absent(spec, "ingressController", json!(DEFAULT_INGRESS_CONTROLLER));
+        changed |= set_absent(spec, "ingressController", json!(DEFAULT_INGRESS_CONTROLLER));
         if spec.get("ingressController") == Some(&json!("envoy")) {
-            with_object(spec, "envoyConfig", |envoy| {
-                set_absent(envoy, "adminPort", json!(DEFAULT_ENVOY_ADMIN_PORT));
-                set_absent(envoy, "healthCheckPort", json!(DEFAULT_ENVOY_HEALTH_CHECK_PORT));
+            changed |= with_object(spec, "envoyConfig", |envoy| {
+                set_absent(envoy, "adminPort", json!(DEFAULT_ENVOY_ADMIN_PORT))
+                    | set_absent(envoy, "healthCheckPort", json!(DEFAULT_ENVOY_HEALTH_CHECK_PORT))
             });
         }
     }
+    changed
 }
 
 /// `sslClientAuth: required` on SSL listeners only (it means nothing on plaintext ones).
-fn ssl_client_auth(listener: &mut Map<String, Value>) {
+fn ssl_client_auth(listener: &mut Map<String, Value>) -> bool {
     let ssl = matches!(listener.get("type").and_then(Value::as_str), Some("ssl" | "sasl_ssl"));
-    if ssl {
-        set_absent(listener, "sslClientAuth", json!("required"));
-    }
+    ssl && set_absent(listener, "sslClientAuth", json!("required"))
 }
 
-fn cluster_ref(spec: &mut Map<String, Value>, namespace: &str) {
+fn cluster_ref(spec: &mut Map<String, Value>, namespace: &str) -> bool {
     if namespace.is_empty() {
-        return;
+        return false;
     }
-    if let Some(r) = spec.get_mut("clusterRef").and_then(Value::as_object_mut) {
-        set_absent(r, "namespace", json!(namespace));
-    }
+    spec.get_mut("clusterRef")
+        .and_then(Value::as_object_mut)
+        .is_some_and(|r| set_absent(r, "namespace", json!(namespace)))
 }
 
-/// Sets `key` when it is absent or null; a present value of any type is left alone.
-fn set_absent(obj: &mut Map<String, Value>, key: &str, value: Value) {
+/// Sets `key` when it is absent or null (`true`); a present value of any type is left alone.
+fn set_absent(obj: &mut Map<String, Value>, key: &str, value: Value) -> bool {
     match obj.get(key) {
         None | Some(Value::Null) => {
             obj.insert(key.to_string(), value);
+            true
         }
-        Some(_) => {}
+        Some(_) => false,
     }
 }
 
-/// Runs `f` on the object at `key`, creating it when absent or null. When the user put
-/// something that is not an object there, nothing happens (validation reports the bad value).
-fn with_object(obj: &mut Map<String, Value>, key: &str, f: impl FnOnce(&mut Map<String, Value>)) {
+/// Runs `f` on the object at `key`, creating it when absent or null; `true` when `f` added
+/// something. When the user put something that is not an object there, nothing happens
+/// (validation reports the bad value).
+fn with_object(obj: &mut Map<String, Value>, key: &str, f: impl FnOnce(&mut Map<String, Value>) -> bool) -> bool {
     if matches!(obj.get(key), None | Some(Value::Null)) {
         let mut fresh = Map::new();
         f(&mut fresh);
-        if !fresh.is_empty() {
-            obj.insert(key.to_string(), Value::Object(fresh));
+        if fresh.is_empty() {
+            return false;
         }
-    } else if let Some(existing) = obj.get_mut(key).and_then(Value::as_object_mut) {
-        f(existing);
+        obj.insert(key.to_string(), Value::Object(fresh));
+        true
+    } else {
+        obj.get_mut(key).and_then(Value::as_object_mut).is_some_and(f)
     }
 }
 
@@ -217,8 +222,9 @@ mod tests {
             (Kind::CruiseControlOperation, json!({"spec": {}})),
         ] {
             let mut once = obj.clone();
-            apply(kind, &mut once, "team-a");
+            assert!(apply(kind, &mut once, "team-a"), "{kind:?}: first pass says it added something");
             assert_ne!(once, obj, "{kind:?}: first pass adds something");
+            assert!(!apply(kind, &mut once.clone(), "team-a"), "{kind:?}: second pass adds nothing");
             assert!(patch(kind, &once, "team-a").0.is_empty(), "{kind:?}: second pass must be empty");
         }
     }

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use koperator_shared::api::common::GROUP;
 use koperator_shared::api::cruisecontroloperation::KAFKA_CR_LABEL;
 use koperator_shared::api::kafkauser::uses_scram;
-use koperator_shared::api::{KafkaCluster, KafkaTopic, KafkaUser, Kind};
+use koperator_shared::api::{KafkaCluster, KafkaTopic, KafkaUser, Kind, Object};
 use koperator_shared::rules::kafkatopic::{self, ClusterLookup, ClusterRefOutcome};
 use koperator_shared::rules::{self, FieldError, Path, RuleConfig};
 use koperator_shared::rules::{kafkauser, namespaces};
 use koperator_shared::validated::ValidatedCluster;
 use koperator_shared::{defaults, support};
-use serde::Deserialize as _;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tracing::{debug, warn};
@@ -208,19 +207,28 @@ impl LookupOutcome {
 }
 
 /// One warning per field of `obj` (defaults applied, as the operator sees it) that is accepted
-/// but not acted on yet.
-fn unsupported_warnings(kind: Kind, obj: &Value, namespace: &str) -> Vec<String> {
+/// but not acted on yet. `raw` is the object's JSON: the defaults work on it, and only an
+/// object they change (one the mutating webhook has not seen) is decoded a second time.
+fn unsupported_warnings(obj: &Object, raw: &str, namespace: &str) -> Vec<String> {
+    let kind = obj.kind();
     if !matches!(kind, Kind::KafkaCluster | Kind::KafkaUser) {
         return Vec::new();
     }
-    let mut defaulted = obj.clone();
-    defaults::apply(kind, &mut defaulted, namespace);
-    let fields = match kind {
-        Kind::KafkaCluster => KafkaCluster::deserialize(&defaulted).map(|kc| support::kafkacluster(&kc.spec)),
-        _ => KafkaUser::deserialize(&defaulted).map(|u| support::kafkauser(&u, uses_scram(&u))),
+    let defaulted = serde_json::from_str::<Value>(raw).ok().and_then(|mut value| {
+        defaults::apply(kind, &mut value, namespace).then(|| Object::from_value(kind, &value).ok()).flatten()
+    });
+    let fields = match defaulted.as_ref().unwrap_or(obj) {
+        Object::KafkaCluster(kc) => support::kafkacluster(&kc.spec),
+        Object::KafkaUser(u) => support::kafkauser(u, uses_scram(u)),
+        _ => Vec::new(),
     };
-    // An object that does not decode is rejected by the rules already.
-    fields.unwrap_or_default().iter().map(support::Unsupported::warning).collect()
+    fields.iter().map(support::Unsupported::warning).collect()
+}
+
+/// Whether the object's JSON carries a `metadata.deletionTimestamp` (read without its type, for an
+/// object that does not decode).
+fn being_deleted(raw: &str) -> bool {
+    serde_json::from_str::<Value>(raw).is_ok_and(|v| !v["metadata"]["deletionTimestamp"].is_null())
 }
 
 impl Admission {
@@ -285,50 +293,57 @@ impl Admission {
         let Some(raw) = req.object.as_deref() else {
             return AdmissionResponse::internal(uid, "the request carries no object");
         };
-        let obj: Value = match serde_json::from_str(raw.get()) {
-            Ok(v) => v,
-            Err(e) => return AdmissionResponse::invalid(uid, &req.kind, name, &[undecodable(&e)]),
-        };
         let namespace = req.namespace.as_deref().unwrap_or_default();
         match route.mode {
-            Mode::Mutate => AdmissionResponse::allow_with_patch(uid, &defaults::patch(kind, &obj, namespace)),
-            Mode::Validate => {
-                let old = match self.old_object_used(route, req).map(|o| serde_json::from_str::<Value>(o.get())) {
-                    None => None,
-                    Some(Ok(v)) => Some(v),
-                    Some(Err(e)) => return AdmissionResponse::invalid(uid, &req.kind, name, &[undecodable(&e)]),
+            Mode::Mutate => {
+                let obj: Value = match serde_json::from_str(raw.get()) {
+                    Ok(v) => v,
+                    Err(e) => return AdmissionResponse::invalid(uid, &req.kind, name, &[undecodable(&e)]),
                 };
-                self.validate(kind, req, &obj, old.as_ref(), namespace)
+                AdmissionResponse::allow_with_patch(uid, &defaults::patch(kind, &obj, namespace))
+            }
+            Mode::Validate => {
+                let decoded = Object::from_json(kind, raw.get()).and_then(|obj| {
+                    let old = self.old_object_used(route, req).map(|o| Object::from_json(kind, o.get()));
+                    Ok((obj, old.transpose()?))
+                });
+                match decoded {
+                    Ok((obj, old)) => self.validate(req, &obj, old.as_ref(), raw.get(), namespace),
+                    // Never stand in the way of a deletion, even of an object stored before a
+                    // schema change (finalizers being removed).
+                    Err(_) if being_deleted(raw.get()) => AdmissionResponse::allow(uid),
+                    Err(e) => AdmissionResponse::invalid(uid, &req.kind, name, &[undecodable(&e)]),
+                }
             }
         }
     }
 
     fn validate(
         &self,
-        kind: Kind,
         req: &AdmissionRequest,
-        obj: &Value,
-        old: Option<&Value>,
+        obj: &Object,
+        old: Option<&Object>,
+        raw: &str,
         namespace: &str,
     ) -> AdmissionResponse {
         let uid = req.uid.as_str();
-        let name =
-            req.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| {
-                obj["metadata"]["generateName"].as_str().map(|g| format!("{g}*")).unwrap_or_default()
-            });
+        let kind = obj.kind();
+        let meta = obj.meta();
+        let name = req
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| meta.generate_name.as_deref().map(|g| format!("{g}*")).unwrap_or_default());
         // Never stand in the way of a deletion (finalizers being removed).
-        if !obj["metadata"]["deletionTimestamp"].is_null() {
+        if meta.deletion_timestamp.is_some() {
             return AdmissionResponse::allow(uid);
         }
-        let mut verdict = match rules::validate_value(kind, obj, old, &self.rules) {
-            Ok(v) => v,
-            Err(e) => return AdmissionResponse::invalid(uid, &req.kind, &name, &[undecodable(&e)]),
-        };
-        verdict.warnings.extend(unsupported_warnings(kind, obj, namespace));
+        let mut verdict = rules::validate(obj, old, &self.rules);
+        verdict.warnings.extend(unsupported_warnings(obj, raw, namespace));
         // The object's own field errors are answered even when a check that needs the API
         // server or Kafka cannot run: such a failure is an Internal error only for an object
         // without field errors (Koperator hides them behind it).
-        let failed: Option<CheckError> = match self.lookups(kind, obj, namespace) {
+        let failed: Option<CheckError> = match self.lookups(obj, namespace) {
             Err(e) => Some(e.into()),
             Ok(outcome) => {
                 verdict.errors.extend(outcome.errors);
@@ -361,20 +376,20 @@ impl Admission {
         }
     }
 
-    /// The checks that need the API server (cached), for `kind`.
-    fn lookups(&self, kind: Kind, obj: &Value, namespace: &str) -> Result<LookupOutcome, LookupError> {
-        match kind {
-            Kind::KafkaTopic => self.topic_lookups(obj, namespace),
-            Kind::KafkaUser => self.user_lookups(obj, namespace),
-            Kind::CruiseControlOperation => self
+    /// The checks that need the API server (cached), for the object's kind.
+    fn lookups(&self, obj: &Object, namespace: &str) -> Result<LookupOutcome, LookupError> {
+        match obj {
+            Object::KafkaTopic(topic) => self.topic_lookups(topic, namespace),
+            Object::KafkaUser(user) => self.user_lookups(user, namespace),
+            Object::CruiseControlOperation(op) => self
                 .cluster_must_exist(
                     namespace,
                     None,
-                    obj["metadata"]["labels"][KAFKA_CR_LABEL].as_str(),
+                    op.metadata.labels.as_ref().and_then(|l| l.get(KAFKA_CR_LABEL)).map(String::as_str),
                     Path::root("metadata").child("labels").key(KAFKA_CR_LABEL),
                 )
                 .map(LookupOutcome::errors),
-            Kind::KafkaCluster => Ok(LookupOutcome::default()),
+            Object::KafkaCluster(_) => Ok(LookupOutcome::default()),
         }
     }
 
@@ -399,30 +414,28 @@ impl Admission {
 
     /// A KafkaUser: its cluster exists and accepts the user's namespace, and no other
     /// KafkaUser on that cluster maps to the same principal.
-    fn user_lookups(&self, obj: &Value, namespace: &str) -> Result<LookupOutcome, LookupError> {
-        let cluster_ref = &obj["spec"]["clusterRef"];
-        let ref_ns = cluster_ref.as_object().and_then(|r| r.get("namespace")).and_then(Value::as_str);
-        let name = cluster_ref["name"].as_str();
+    fn user_lookups(&self, user: &KafkaUser, namespace: &str) -> Result<LookupOutcome, LookupError> {
+        let cluster_ref = &user.spec.cluster_ref;
         let path = Path::root("spec").child("clusterRef").child("name");
-        let mut errors = self.cluster_must_exist(namespace, ref_ns, name, path)?;
-        let Ok(user) = KafkaUser::deserialize(obj) else { return Ok(LookupOutcome::errors(errors)) };
-        if errors.is_empty() && !user.spec.cluster_ref.name.is_empty() {
-            let cluster_ns = user.spec.cluster_ref.namespace_or(namespace);
-            if let Some(kc) = self.lookups.cluster_object(cluster_ns, &user.spec.cluster_ref.name) {
+        let mut errors =
+            self.cluster_must_exist(namespace, cluster_ref.namespace.as_deref(), Some(&cluster_ref.name), path)?;
+        if errors.is_empty() && !cluster_ref.name.is_empty() {
+            let cluster_ns = cluster_ref.namespace_or(namespace);
+            if let Some(kc) = self.lookups.cluster_object(cluster_ns, &cluster_ref.name) {
                 errors.extend(namespaces::check_namespace_allowed("KafkaUser", namespace, &kc));
             }
-            errors.extend(kafkauser::check_duplicate_principal(&user, namespace, &self.lookups.users()?));
+            errors.extend(kafkauser::check_duplicate_principal(user, namespace, &self.lookups.users()?));
         }
         Ok(LookupOutcome::errors(errors))
     }
 
-    fn topic_lookups(&self, obj: &Value, namespace: &str) -> Result<LookupOutcome, LookupError> {
-        let Ok(mut topic) = KafkaTopic::deserialize(obj) else { return Ok(LookupOutcome::default()) };
-        // The request's namespace is the object's (the adoption rule compares them).
-        topic.metadata.namespace.get_or_insert_with(|| namespace.to_string());
+    fn topic_lookups(&self, topic: &KafkaTopic, namespace: &str) -> Result<LookupOutcome, LookupError> {
         if topic.spec.cluster_ref.name.is_empty() {
             return Ok(LookupOutcome::default());
         }
+        let mut topic = topic.clone();
+        // The request's namespace is the object's (the adoption rule compares them).
+        topic.metadata.namespace.get_or_insert_with(|| namespace.to_string());
         let cluster_ns = topic.spec.cluster_ref.namespace_or(namespace).to_string();
         let lookup = self.lookups.cluster(&cluster_ns, &topic.spec.cluster_ref.name)?;
         match kafkatopic::check_cluster_ref(&topic, namespace, lookup) {
@@ -611,6 +624,19 @@ mod tests {
     }
 
     #[test]
+    fn an_object_being_deleted_is_allowed_even_when_it_does_not_decode() {
+        let a = admission(with_kafka());
+        let mut t = topic(3);
+        t["spec"]["partitions"] = json!("three");
+        t["metadata"]["deletionTimestamp"] = json!("2026-12-05T10:00:00Z");
+        let r = a.handle(VALIDATE_TOPIC, &request("KafkaTopic", "v1alpha1", "UPDATE", t.clone()));
+        assert!(r.allowed, "{r:?}");
+        t["metadata"]["deletionTimestamp"] = Value::Null;
+        let r = a.handle(VALIDATE_TOPIC, &request("KafkaTopic", "v1alpha1", "UPDATE", t));
+        assert!(!r.allowed, "the same object not being deleted is denied");
+    }
+
+    #[test]
     fn user_and_operation_need_an_existing_cluster() {
         let a = admission(FakeLookups::default());
         let user = json!({"metadata": {"name": "u"}, "spec": {"secretName": "s", "clusterRef": {"name": "kafka"}}});
@@ -731,6 +757,8 @@ mod tests {
         let r = admission(with_kafka()).handle(VALIDATE_CLUSTER, &request("KafkaCluster", "v1beta1", "CREATE", obj));
         let fields = fields_warned(&r.warnings);
         assert!(fields.contains(&"spec.listenersConfig.externalListeners[0].accessMethod"), "{:?}", r.warnings);
+        // `envoyConfig` exists only once the defaults have added it.
+        assert!(fields.contains(&"spec.envoyConfig"), "{:?}", r.warnings);
     }
 
     #[test]

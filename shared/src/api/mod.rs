@@ -55,3 +55,61 @@ impl Kind {
         }
     }
 }
+
+/// An object of one of the four kinds, decoded into its type (boxed: a KafkaCluster is large).
+#[derive(Clone, Debug)]
+pub enum Object {
+    /// A `KafkaCluster`.
+    KafkaCluster(Box<KafkaCluster>),
+    /// A `KafkaTopic`.
+    KafkaTopic(Box<KafkaTopic>),
+    /// A `KafkaUser`.
+    KafkaUser(Box<KafkaUser>),
+    /// A `CruiseControlOperation`.
+    CruiseControlOperation(Box<CruiseControlOperation>),
+}
+
+impl Object {
+    /// Decodes the JSON text of an object of `kind` straight into its type (no `Value` tree).
+    pub fn from_json(kind: Kind, text: &str) -> Result<Object, serde_json::Error> {
+        Ok(match kind {
+            Kind::KafkaCluster => Object::KafkaCluster(serde_json::from_str(text)?),
+            Kind::KafkaTopic => Object::KafkaTopic(serde_json::from_str(text)?),
+            Kind::KafkaUser => Object::KafkaUser(serde_json::from_str(text)?),
+            Kind::CruiseControlOperation => Object::CruiseControlOperation(serde_json::from_str(text)?),
+        })
+    }
+
+    /// Decodes an object of `kind` from a JSON tree.
+    pub fn from_value(kind: Kind, value: &serde_json::Value) -> Result<Object, serde_json::Error> {
+        use serde::Deserialize as _;
+        Ok(match kind {
+            Kind::KafkaCluster => Object::KafkaCluster(Box::new(KafkaCluster::deserialize(value)?)),
+            Kind::KafkaTopic => Object::KafkaTopic(Box::new(KafkaTopic::deserialize(value)?)),
+            Kind::KafkaUser => Object::KafkaUser(Box::new(KafkaUser::deserialize(value)?)),
+            Kind::CruiseControlOperation => {
+                Object::CruiseControlOperation(Box::new(CruiseControlOperation::deserialize(value)?))
+            }
+        })
+    }
+
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::KafkaCluster(_) => Kind::KafkaCluster,
+            Object::KafkaTopic(_) => Kind::KafkaTopic,
+            Object::KafkaUser(_) => Kind::KafkaUser,
+            Object::CruiseControlOperation(_) => Kind::CruiseControlOperation,
+        }
+    }
+
+    /// The object's metadata.
+    pub fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        match self {
+            Object::KafkaCluster(o) => &o.metadata,
+            Object::KafkaTopic(o) => &o.metadata,
+            Object::KafkaUser(o) => &o.metadata,
+            Object::CruiseControlOperation(o) => &o.metadata,
+        }
+    }
+}

@@ -420,6 +420,7 @@ pub fn controlled_by(secret: &k8s_openapi::api::core::v1::Secret, cluster_uid: &
 /// `[ca.crt, tls.crt, tls.key]` of the operator's client certificate Secret
 /// ([`operator_secret`]); only from a Secret the KafkaCluster with `cluster_uid` controls
 /// (anything else of that name is someone else's and never used).
+#[cfg(feature = "pki")]
 fn issued_identity(secret: &k8s_openapi::api::core::v1::Secret, cluster_uid: &str) -> Result<[String; 3], String> {
     controlled_by(secret, cluster_uid)?;
     let data = secret.data.as_ref();

@@ -16,10 +16,9 @@ use std::fmt;
 use std::ops::RangeInclusive;
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::{CruiseControlOperation, KafkaCluster, KafkaTopic, KafkaUser, Kind};
+use crate::api::{Kind, Object};
 
 /// Kind of field error, as in `k8s.io/apimachinery/pkg/util/validation/field`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -64,19 +63,38 @@ impl Path {
     }
     /// The path of a child field.
     pub fn child(&self, name: &str) -> Self {
-        Path(format!("{}.{name}", self.0))
+        self.joined(&[".", name])
     }
     /// The path of a list element.
     pub fn index(&self, i: usize) -> Self {
-        Path(format!("{}[{i}]", self.0))
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = i;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.joined(&["[", std::str::from_utf8(&digits[at..]).unwrap_or_default(), "]"])
     }
     /// The path of a map entry.
     pub fn key(&self, k: &str) -> Self {
-        Path(format!("{}[{k}]", self.0))
+        self.joined(&["[", k, "]"])
     }
     /// The rendered path.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+    /// This path followed by `parts`, in one allocation (paths are built for every field
+    /// checked, so this is on the admission hot path).
+    fn joined(&self, parts: &[&str]) -> Self {
+        let mut out = String::with_capacity(self.0.len() + parts.iter().map(|p| p.len()).sum::<usize>());
+        out.push_str(&self.0);
+        parts.iter().for_each(|p| out.push_str(p));
+        Path(out)
     }
 }
 
@@ -234,37 +252,50 @@ pub fn validate_value(
     old: Option<&Value>,
     cfg: &RuleConfig,
 ) -> Result<Verdict, serde_json::Error> {
-    fn decode<T: DeserializeOwned>(v: &Value) -> Result<T, serde_json::Error> {
-        T::deserialize(v)
-    }
+    let new = Object::from_value(kind, obj)?;
+    let old = old.map(|o| Object::from_value(kind, o)).transpose()?;
+    Ok(validate(&new, old.as_ref(), cfg))
+}
+
+/// Validates a decoded object (with the stored `old` object on UPDATE; an `old` of another
+/// kind is not compared with): every rule that needs neither the API server nor Kafka.
+pub fn validate(new: &Object, old: Option<&Object>, cfg: &RuleConfig) -> Verdict {
     let mut verdict = Verdict::default();
-    match kind {
-        Kind::KafkaCluster => {
-            let new: KafkaCluster = decode(obj)?;
-            verdict = match old.map(decode::<KafkaCluster>).transpose()? {
-                Some(old) => kafkacluster::validate_update(&old.spec, &new.spec, cfg),
-                None => kafkacluster::validate(&new.spec, cfg),
+    match (new, old) {
+        (Object::KafkaCluster(new), old) => {
+            verdict = match old {
+                Some(Object::KafkaCluster(old)) => kafkacluster::validate_update(&old.spec, &new.spec, cfg),
+                _ => kafkacluster::validate(&new.spec, cfg),
             };
-            verdict.extend(names::kafka_cluster_name(&new));
+            verdict.extend(names::kafka_cluster_name(new));
         }
-        Kind::KafkaTopic => {
-            let new: KafkaTopic = decode(obj)?;
-            verdict.errors = match old.map(decode::<KafkaTopic>).transpose()? {
-                Some(old) => kafkatopic::validate_update(&old, &new),
-                None => kafkatopic::validate(&new),
+        (Object::KafkaTopic(new), old) => {
+            verdict.errors = match old {
+                Some(Object::KafkaTopic(old)) => kafkatopic::validate_update(old, new),
+                _ => kafkatopic::validate(new),
             };
         }
-        Kind::KafkaUser => {
-            let new: KafkaUser = decode(obj)?;
-            verdict.errors = match old.map(decode::<KafkaUser>).transpose()? {
-                Some(old) => kafkauser::validate_update(&old, &new),
-                None => kafkauser::validate(&new),
+        (Object::KafkaUser(new), old) => {
+            verdict.errors = match old {
+                Some(Object::KafkaUser(old)) => kafkauser::validate_update(old, new),
+                _ => kafkauser::validate(new),
             };
         }
-        Kind::CruiseControlOperation => {
-            let new: CruiseControlOperation = decode(obj)?;
-            verdict.errors = cruisecontroloperation::validate(&new);
-        }
+        (Object::CruiseControlOperation(new), _) => verdict.errors = cruisecontroloperation::validate(new),
     }
-    Ok(verdict)
+    verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_render_like_the_api_server() {
+        let spec = Path::root("spec");
+        assert_eq!(spec.child("brokers").index(0).child("id").as_str(), "spec.brokers[0].id");
+        assert_eq!(spec.child("brokers").index(102).as_str(), "spec.brokers[102]");
+        assert_eq!(spec.index(usize::MAX).as_str(), format!("spec[{}]", usize::MAX));
+        assert_eq!(spec.child("brokerConfigGroups").key("default").to_string(), "spec.brokerConfigGroups[default]");
+    }
 }
