@@ -211,6 +211,23 @@ fn new_cluster_creates_every_object_and_waits_for_the_pods() {
 }
 
 #[test]
+fn brokers_that_only_have_to_start_are_left_to_the_pod_watch() {
+    let v = sample(COMBINED);
+    let c = validated(&v);
+    let mut live = carried_out(&plan(&c, &empty()), empty());
+    for p in live.pods.values_mut() {
+        p.status = None;
+    }
+    let p = plan(&c, &live);
+    assert!(p.apply.is_empty(), "{:?}", kinds(&p));
+    assert_eq!(condition(&p, "Ready").1, "BrokersStarting");
+    assert_eq!(p.requeue, STARTING, "a Pod becoming Ready wakes the cluster; no 5 s polls");
+    // A broker Pod still to be written: looked at again soon.
+    live.pods.remove("kafka-combined-1");
+    assert_eq!(plan(&c, &live).requeue, BUSY);
+}
+
+#[test]
 fn settled_cluster_plans_nothing() {
     let (v, live) = settled(&sample(COMBINED));
     let c = validated(&v);
