@@ -454,6 +454,9 @@ fn scrape(port: u16) -> Result<String> {
 /// with nothing to change).
 struct Scale {
     write: OperatorRun,
+    /// Seconds from the operator's start until its API writes stopped (none for 15 s), and
+    /// the writes by then (None: they had not stopped within 3 minutes of the last Pod).
+    quiet: Option<(f64, f64)>,
     /// Seconds after the restart until every cluster was reconciled once, its API writes
     /// meanwhile, the RSS peak (None: the restarted operator exited first).
     resync: Option<(f64, f64, u64)>,
@@ -465,13 +468,30 @@ fn operator_scale(cp: &ControlPlane, binary: &Path, clusters: usize) -> Result<S
     cp.kubectl(&["create", "namespace", ns])?;
     create_all(cp, ns, &cluster_manifests(clusters, 3)?)?;
     let started = Instant::now();
-    let (op, _) = start_operator(cp, binary, ns, "bench-scale.log")?;
+    let (op, port) = start_operator(cp, binary, ns, "bench-scale.log")?;
     let idle = load::rss_kib(op.pid()).context("operator RSS")?;
     let write = wait_for_pods(cp, ns, &op, idle, clusters * 3, started, Duration::from_secs(600))?;
-    op.stop(Duration::from_secs(5));
     if write.exited.is_some() {
-        return Ok(Scale { write, resync: None, clusters });
+        op.stop(Duration::from_secs(5));
+        return Ok(Scale { write, quiet: None, resync: None, clusters });
     }
+    // The status writes that follow the objects: the restart below should find nothing to do.
+    let writes =
+        || metric_sum(&scrape(port).unwrap_or_default(), "koperator_api_writes_total", "controller=\"kafkacluster\"");
+    let (mut last, mut last_change, give_up) = (writes(), Instant::now(), Instant::now() + Duration::from_secs(180));
+    let quiet = loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = writes();
+        if now != last {
+            (last, last_change) = (now, Instant::now());
+        } else if last_change.elapsed() >= Duration::from_secs(15) {
+            break Some(((last_change - started).as_secs_f64(), last));
+        }
+        if Instant::now() > give_up || op.exited().is_some() {
+            break None;
+        }
+    };
+    op.stop(Duration::from_secs(5));
     eprintln!("operator: restarted over {clusters} clusters");
     let started = Instant::now();
     let (op, port) = start_operator(cp, binary, ns, "bench-scale-restart.log")?;
@@ -494,7 +514,7 @@ fn operator_scale(cp: &ControlPlane, binary: &Path, clusters: usize) -> Result<S
     running.store(false, Ordering::SeqCst);
     let _ = sampler.join();
     op.stop(Duration::from_secs(5));
-    Ok(Scale { write, resync: resync.map(|(s, w)| (s, w, peak.load(Ordering::SeqCst))), clusters })
+    Ok(Scale { write, quiet, resync: resync.map(|(s, w)| (s, w, peak.load(Ordering::SeqCst))), clusters })
 }
 
 fn register(cp: &ControlPlane, port: u16, ca_pem: &str) -> Result<()> {
@@ -896,9 +916,16 @@ fn scale_table(s: &Scale) -> String {
     if let Some(how) = &w.exited {
         t.push_str(&format!("| the operator exited during the run | {how} |\n"));
     }
+    match s.quiet {
+        Some((secs, writes)) => t.push_str(&format!(
+            "| the operator's API writes stopped (statuses included), from its start; writes by then | {secs:.0} s, {writes} |\n"
+        )),
+        None if w.exited.is_none() => t.push_str("| the operator's API writes stopped | not within 3 minutes of the last Pod |\n"),
+        None => {}
+    }
     match s.resync {
         Some((secs, writes, peak)) => t.push_str(&format!(
-            "| restart: every cluster reconciled once (cache sync included), API writes meanwhile, RSS peak | {secs:.1} s, {writes} writes, {:.1} MiB |\n| RSS per cluster, settled (above idle) | {:.1} KiB |\n",
+            "| no-op resync after a restart: every cluster reconciled once (cache sync included), API writes meanwhile, RSS peak | {secs:.1} s, {writes} writes, {:.1} MiB |\n| RSS per cluster, settled (above idle) | {:.1} KiB |\n",
             mib(peak),
             w.settled_kib.saturating_sub(w.idle_kib) as f64 / s.clusters as f64,
         )),
