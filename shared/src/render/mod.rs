@@ -2,6 +2,7 @@
 //! and `server.properties` the operator applies. No I/O; golden-tested.
 
 pub mod cruise_control;
+pub mod envoy;
 pub mod jmx;
 pub mod names;
 pub mod objects;

@@ -123,11 +123,13 @@ pub fn derived_names(c: &KafkaCluster) -> Vec<DerivedName> {
         out.push(d("ConfigMap", config_map(c, b.id), MAX_SUBDOMAIN));
         out.push(d("broker DNS name", broker_fqdn(c, b.id), MAX_SUBDOMAIN));
         for l in c.spec.listeners_config.external() {
-            if l.access_method_or_default() != crate::api::kafkacluster::AccessMethod::ClusterIp {
+            let method = l.access_method_or_default();
+            if method != crate::api::kafkacluster::AccessMethod::ClusterIp && !super::envoy::uses_envoy(&c.spec, l) {
                 out.push(d("external listener Service", external_service(c, b.id, &l.common.name), MAX_LABEL));
             }
         }
     }
+    out.extend(super::envoy::derived_names(c));
     out
 }
 

@@ -509,16 +509,17 @@ pub fn services(c: &ValidatedCluster) -> Vec<Service> {
     out
 }
 
-/// Per-broker Services of NodePort and LoadBalancer external listeners,
-/// `<cluster>-<id>-<listener>`: NodePort on `externalStartingPort + id` (Kubernetes picks the
-/// port when it is 0); LoadBalancer on the broker's external port. Envoy and Contour ingress
-/// objects are not rendered yet.
+/// Per-broker Services of NodePort external listeners, and of LoadBalancer ones Envoy does not
+/// serve (`ingressController: contour`), `<cluster>-<id>-<listener>`: NodePort on
+/// `externalStartingPort + id` (Kubernetes picks the port when it is 0); LoadBalancer on the
+/// broker's external port. Envoy's objects are [`super::envoy`]'s; Contour's are not rendered
+/// yet.
 pub fn external_services(c: &ValidatedCluster) -> Vec<Service> {
     use crate::api::kafkacluster::AccessMethod;
     let mut out = Vec::new();
     for l in c.spec.listeners_config.external() {
         let method = l.access_method_or_default();
-        if method == AccessMethod::ClusterIp {
+        if method == AccessMethod::ClusterIp || super::envoy::uses_envoy(&c.spec, l) {
             continue;
         }
         for b in brokers(c) {
@@ -555,11 +556,16 @@ pub fn external_services(c: &ValidatedCluster) -> Vec<Service> {
     out
 }
 
+/// A `disruptionBudget.budget` (`1` or `20%`; `1` when unset) as a PDB value.
+pub(crate) fn int_or_percent(budget: &Option<String>) -> IntOrString {
+    let budget = budget.clone().unwrap_or_else(|| "1".into());
+    budget.parse::<i32>().map(IntOrString::Int).unwrap_or(IntOrString::String(budget))
+}
+
 /// The PodDisruptionBudget from `disruptionBudget` (maxUnavailable = budget), if requested.
 pub fn pdb(c: &ValidatedCluster) -> Option<PodDisruptionBudget> {
     let db = c.spec.disruption_budget.as_ref().filter(|d| d.create == Some(true))?;
-    let budget = db.budget.clone().unwrap_or_else(|| "1".into());
-    let value = budget.parse::<i32>().map(IntOrString::Int).unwrap_or(IntOrString::String(budget));
+    let value = int_or_percent(&db.budget);
     Some(PodDisruptionBudget {
         metadata: meta(c, names::pdb(c), cluster_labels(c)),
         spec: Some(PodDisruptionBudgetSpec {

@@ -155,13 +155,25 @@ mod tests {
     fn external_services_of_big_broker_ids_shorten_the_limit() {
         use crate::api::kafkacluster::AccessMethod;
         let mut c = kc(&"k".repeat(45), "default");
-        let mut l = crate::rules::kafkacluster::fixtures::external("tcp-external-x", 9094, 19090);
-        l.access_method = Some(AccessMethod::LoadBalancer);
-        c.spec.listeners_config.external_listeners = Some(vec![l]);
+        let mut l = crate::rules::kafkacluster::fixtures::external("tcp-external-x", 9094, 30000);
+        l.access_method = Some(AccessMethod::NodePort);
+        c.spec.listeners_config.external_listeners = Some(vec![l.clone()]);
         let errs = kafka_cluster_name(&c);
         assert!(errs[0].message.contains("external listener Service \""), "{}", errs[0].message);
         assert!(errs[0].message.contains("at most 42 characters"), "{}", errs[0].message);
         c.metadata.name = Some("k".repeat(42));
+        assert_eq!(kafka_cluster_name(&c), vec![]);
+        // Behind Envoy (LoadBalancer, the default): `envoy-loadbalancer-tcp-external-x-<cluster>`.
+        l.access_method = Some(AccessMethod::LoadBalancer);
+        c.spec.listeners_config.external_listeners = Some(vec![l]);
+        let errs = kafka_cluster_name(&c);
+        assert!(
+            errs[0].message.contains("Service (Envoy) \"envoy-loadbalancer-tcp-external-x-"),
+            "{}",
+            errs[0].message
+        );
+        assert!(errs[0].message.contains("at most 29 characters"), "{}", errs[0].message);
+        c.metadata.name = Some("k".repeat(29));
         assert_eq!(kafka_cluster_name(&c), vec![]);
     }
 
