@@ -1,6 +1,7 @@
 //! The operator process against a real kube-apiserver, with the RBAC of config/rbac, for
 //! behaviour that needs no running Kafka: leader election and standby takeover, PVC deletion
-//! on opt-in, broker removal that waits for its annotation and touches no other broker. The
+//! on opt-in, broker removal that waits for its annotation and touches no other broker, the
+//! objects of Cruise Control and of Envoy. The
 //! test plays kubelet by marking Pods Ready. Everything that needs brokers runs on real Kafka
 //! in `kafka_e2e.rs`.
 
@@ -312,6 +313,63 @@ fn cruise_control_objects_come_with_its_config_and_go_with_it() {
     cp.kubectl_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&obj.to_string())).unwrap();
     wait_for("Cruise Control removed", Duration::from_secs(60), &op, || objects.iter().all(|(k, n)| !exists(k, n)));
     assert!(exists("kafkatopic", "kafka-cc-cruise-control-topic"), "the metrics topic is kept");
+    drop(kubelet);
+    op.stop(Duration::from_secs(5));
+}
+
+#[test]
+fn envoy_comes_with_an_external_load_balancer_listener_and_goes_only_when_asked() {
+    let cp = shared();
+    let ns = cp.namespace("envoy").unwrap();
+    let op = start_operator(cp, &ns.name, "envoy", "envoy", &[]);
+    let sample = std::fs::read_to_string(repo_root().join("config/samples/kafkacluster_kraft_combined.yaml")).unwrap();
+    let mut obj: Value = serde_saphyr::from_str(&sample).unwrap();
+    obj["spec"]["listenersConfig"]["externalListeners"] = json!([{
+        "type": "plaintext", "name": "external", "containerPort": 9094, "externalStartingPort": 19090,
+        "hostnameOverride": "kafka.example.com"
+    }]);
+    obj["spec"]["envoyConfig"] = json!({"replicas": 2, "disruptionBudget": {"create": true, "budget": "1"}});
+    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+    cp.kubectl_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&obj.to_string())).unwrap();
+    let kubelet = Kubelet::start(cp, ns.name.clone());
+    let exists = |kind: &str, n: &str| cp.kubectl(&["get", kind, n, "-n", &ns.name]).is_ok();
+    let objects = [
+        ("configmap", format!("envoy-config-external-{name}")),
+        ("deployment", format!("envoy-external-{name}")),
+        ("service", format!("envoy-loadbalancer-external-{name}")),
+        ("poddisruptionbudget", format!("envoy-external-{name}-pdb")),
+    ];
+    wait_for("Envoy applied", Duration::from_secs(90), &op, || objects.iter().all(|(k, n)| exists(k, n)));
+    for (kind, n) in &objects {
+        let o = get_json(cp, &["get", kind, n, "-n", &ns.name]);
+        assert_eq!(o["metadata"]["ownerReferences"][0]["name"], name.as_str(), "{kind}/{n}");
+        assert_eq!(o["metadata"]["labels"]["app"], "envoyingress", "{kind}/{n}");
+    }
+    let svc = get_json(cp, &["get", "service", &objects[2].1, "-n", &ns.name]);
+    assert_eq!(svc["spec"]["type"], "LoadBalancer");
+    let ports: Vec<(String, i64)> = svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap().to_string(), p["port"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(ports.len(), 5, "3 brokers, any-cast, health: {ports:?}");
+    let d = get_json(cp, &["get", "deployment", &objects[1].1, "-n", &ns.name]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert!(!exists("service", &format!("{name}-0-external")), "no per-broker LoadBalancer next to Envoy");
+    let cm = get_json(cp, &["get", "configmap", &objects[0].1, "-n", &ns.name]);
+    let config: Value = serde_json::from_str(cm["data"]["envoy.yaml"].as_str().unwrap()).unwrap();
+    assert_eq!(config["static_resources"]["clusters"][0]["name"], "broker-0");
+
+    // Moved to NodePort: Envoy stays until removeUnusedIngressResources says otherwise.
+    obj["spec"]["listenersConfig"]["externalListeners"][0]["accessMethod"] = json!("NodePort");
+    obj["spec"]["listenersConfig"]["externalListeners"][0]["externalStartingPort"] = json!(32000);
+    cp.kubectl_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&obj.to_string())).unwrap();
+    wait_for("NodePort Services", Duration::from_secs(60), &op, || exists("service", &format!("{name}-0-external")));
+    assert!(objects.iter().all(|(k, n)| exists(k, n)), "Envoy kept by default");
+    obj["spec"]["removeUnusedIngressResources"] = json!(true);
+    cp.kubectl_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&obj.to_string())).unwrap();
+    wait_for("Envoy removed", Duration::from_secs(60), &op, || objects.iter().all(|(k, n)| !exists(k, n)));
     drop(kubelet);
     op.stop(Duration::from_secs(5));
 }

@@ -56,10 +56,19 @@ fn set<T>(v: &Option<T>) -> bool {
     v.is_some()
 }
 
-/// Fields of a broker config (group or per broker) that rendering does not use. `reporter`:
-/// the brokers run the Cruise Control metrics reporter; `capacities`: the operator writes
-/// Cruise Control's `capacity.json`.
-fn broker_config(prefix: &str, c: &BrokerConfig, reporter: bool, capacities: bool, out: &mut Vec<Unsupported>) {
+/// What the cluster runs that gives some broker config fields their effect.
+struct Uses {
+    /// The brokers run the Cruise Control metrics reporter.
+    reporter: bool,
+    /// The operator writes Cruise Control's `capacity.json`.
+    capacities: bool,
+    /// An external listener is served by Envoy (which reads `brokerIngressMapping`).
+    envoy: bool,
+}
+
+/// Fields of a broker config (group or per broker) that rendering does not use.
+fn broker_config(prefix: &str, c: &BrokerConfig, uses: &Uses, out: &mut Vec<Unsupported>) {
+    let Uses { reporter, capacities, envoy } = *uses;
     let fields: [(&str, bool, &'static str); 6] = [
         ("log4jConfig", set(&c.log4j_config), "brokers use the log4j configuration of their image"),
         (
@@ -72,7 +81,11 @@ fn broker_config(prefix: &str, c: &BrokerConfig, reporter: bool, capacities: boo
             set(&c.metrics_reporter_image) && !reporter,
             "spec.cruiseControlConfig asks for no Cruise Control, so the brokers run no metrics reporter",
         ),
-        ("brokerIngressMapping", set(&c.broker_ingress_mapping), "Envoy/Contour ingress objects are not rendered"),
+        (
+            "brokerIngressMapping",
+            set(&c.broker_ingress_mapping) && !envoy,
+            "only Envoy (ingressController: envoy, accessMethod: LoadBalancer) uses it; no Contour HTTPProxy is rendered",
+        ),
         ("nodePortExternalIP", set(&c.node_port_external_ip), "NodePort addresses are not advertised"),
         ("nodePortNodeAddressType", set(&c.node_port_node_address_type), "NodePort addresses are not advertised"),
     ];
@@ -137,13 +150,10 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
             ));
         }
         match method {
+            AccessMethod::LoadBalancer if ingress == "envoy" => {}
             AccessMethod::LoadBalancer => out.push(Unsupported::ignored(
                 format!("{path}.accessMethod"),
-                if ingress == "contour" {
-                    "no Contour HTTPProxy is rendered; each broker gets a LoadBalancer Service instead"
-                } else {
-                    "no Envoy is deployed; each broker gets a LoadBalancer Service instead"
-                },
+                "no Contour HTTPProxy is rendered; each broker gets a LoadBalancer Service instead",
             )),
             AccessMethod::ClusterIp => out.push(Unsupported::ignored(
                 format!("{path}.accessMethod"),
@@ -151,14 +161,18 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
             )),
             AccessMethod::NodePort => {}
         }
-        if l.config.is_some() {
-            out.push(Unsupported::ignored(format!("{path}.config"), "Envoy/Contour ingress objects are not rendered"));
+        if l.config.is_some() && !(method == AccessMethod::LoadBalancer && ingress == "envoy") {
+            out.push(Unsupported::ignored(
+                format!("{path}.config"),
+                "only Envoy (ingressController: envoy, accessMethod: LoadBalancer) uses ingress configurations; no Contour HTTPProxy is rendered",
+            ));
         }
     }
     let reporter = crate::render::cruise_control::configured_in(spec);
     let deployed = crate::render::cruise_control::deployed_in(spec);
-    let cluster_fields: [(&str, bool, &'static str); 8] = [
-        ("envoyConfig", set(&spec.envoy_config), "no Envoy is deployed"),
+    let envoy = lc.external().iter().any(|l| crate::render::envoy::uses_envoy(spec, l));
+    let uses = Uses { reporter, capacities: deployed, envoy };
+    let cluster_fields: [(&str, bool, &'static str); 7] = [
         ("contourIngressConfig", set(&spec.contour_ingress_config), "no Contour HTTPProxy is rendered"),
         (
             "monitoringConfig.cCJMXExporterConfig",
@@ -191,11 +205,11 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
         ));
     }
     for (name, group) in spec.broker_config_groups.iter().flatten() {
-        broker_config(&format!("spec.brokerConfigGroups[{name}]"), group, reporter, deployed, &mut out);
+        broker_config(&format!("spec.brokerConfigGroups[{name}]"), group, &uses, &mut out);
     }
     for (i, b) in spec.brokers.iter().enumerate() {
         if let Some(c) = &b.broker_config {
-            broker_config(&format!("spec.brokers[{i}].brokerConfig"), c, reporter, deployed, &mut out);
+            broker_config(&format!("spec.brokers[{i}].brokerConfig"), c, &uses, &mut out);
         }
     }
     out

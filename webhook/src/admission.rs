@@ -745,20 +745,39 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_fields_are_decided_on_the_defaulted_object() {
-        // An external listener without accessMethod gets `LoadBalancer` from the defaults, whose
-        // Envoy is not deployed yet; the request does not carry it.
-        let obj = with(&sample_cluster(), |v| {
-            v["spec"]["listenersConfig"]["externalListeners"] = json!([{
-                "type": "plaintext", "name": "external", "externalStartingPort": 19090, "containerPort": 9094,
-                "hostnameOverride": "kafka.example.com"
-            }]);
-        });
-        let r = admission(with_kafka()).handle(VALIDATE_CLUSTER, &request("KafkaCluster", "v1beta1", "CREATE", obj));
-        let fields = fields_warned(&r.warnings);
-        assert!(fields.contains(&"spec.listenersConfig.externalListeners[0].accessMethod"), "{:?}", r.warnings);
-        // `envoyConfig` exists only once the defaults have added it.
-        assert!(fields.contains(&"spec.envoyConfig"), "{:?}", r.warnings);
+    fn an_external_listener_left_to_the_defaults_gets_envoy_and_no_warning_about_it() {
+        // No accessMethod: the defaults make it a LoadBalancer behind Envoy, which is built.
+        let listener = |host: Option<&str>| {
+            with(&sample_cluster(), |v| {
+                v["spec"]["listenersConfig"]["externalListeners"] = json!([{
+                    "type": "plaintext", "name": "external", "externalStartingPort": 19090, "containerPort": 9094,
+                    "config": {"defaultIngressConfig": "az1", "ingressConfig": {"az1": {}}}
+                }]);
+                if let Some(h) = host {
+                    v["spec"]["listenersConfig"]["externalListeners"][0]["hostnameOverride"] = json!(h);
+                }
+            })
+        };
+        let r = admission(with_kafka()).handle(
+            VALIDATE_CLUSTER,
+            &request("KafkaCluster", "v1beta1", "CREATE", listener(Some("kafka.example.com"))),
+        );
+        assert_eq!(fields_warned(&r.warnings), Vec::<&str>::new(), "{:?}", r.warnings);
+        // Without hostnameOverride the brokers do not advertise the listener yet: said so.
+        let r = admission(with_kafka())
+            .handle(VALIDATE_CLUSTER, &request("KafkaCluster", "v1beta1", "CREATE", listener(None)));
+        assert_eq!(fields_warned(&r.warnings), ["spec.listenersConfig.externalListeners[0].hostnameOverride"]);
+        // Contour is not built: its fields are named.
+        let contour = with(&listener(Some("kafka.example.com")), |v| v["spec"]["ingressController"] = json!("contour"));
+        let r =
+            admission(with_kafka()).handle(VALIDATE_CLUSTER, &request("KafkaCluster", "v1beta1", "CREATE", contour));
+        assert_eq!(
+            fields_warned(&r.warnings),
+            [
+                "spec.listenersConfig.externalListeners[0].accessMethod",
+                "spec.listenersConfig.externalListeners[0].config"
+            ]
+        );
     }
 
     #[test]

@@ -91,6 +91,22 @@ pub struct LiveState {
     pub log_dirs: Option<BTreeMap<i32, Vec<LogDir>>>,
     /// Firing alerts with a command for this cluster, as the alert receiver holds them.
     pub alerts: i32,
+    /// The Envoy ingress objects (labelled `app=envoyingress`, or named as wanted).
+    pub envoy: EnvoyLive,
+}
+
+/// The Envoy ingress objects of one KafkaCluster, by name. Read only when the cluster has an
+/// external listener or asks for unused ingress objects to be removed.
+#[derive(Debug, Default)]
+pub struct EnvoyLive {
+    /// `envoy-config-…` ConfigMaps.
+    pub config_maps: BTreeMap<String, ConfigMap>,
+    /// `envoy-…` Deployments.
+    pub deployments: BTreeMap<String, Deployment>,
+    /// `envoy-loadbalancer-…` Services.
+    pub services: BTreeMap<String, Service>,
+    /// `envoy-…-pdb` PodDisruptionBudgets.
+    pub pdbs: BTreeMap<String, PodDisruptionBudget>,
 }
 
 /// The objects of kind `K` labelled with `selector`, and those named in `wanted` (read one by
@@ -113,6 +129,26 @@ where
         }
     }
     Ok(found)
+}
+
+/// The cluster's Envoy ingress objects, when it may have any to apply or remove.
+async fn read_envoy(
+    cluster: &ValidatedCluster,
+    ctx: &Context,
+    ns: &str,
+    names: &plan::EnvoyNames,
+) -> Result<EnvoyLive, Error> {
+    let external = !cluster.spec.listeners_config.external().is_empty();
+    if !external && cluster.spec.remove_unused_ingress_resources != Some(true) {
+        return Ok(EnvoyLive::default());
+    }
+    let selector = format!("app=envoyingress,kafka_cr={}", cluster.name_any());
+    Ok(EnvoyLive {
+        config_maps: list(ctx, ns, &selector, &names.config_maps).await?,
+        deployments: list(ctx, ns, &selector, &names.deployments).await?,
+        services: list(ctx, ns, &selector, &names.services).await?,
+        pdbs: list(ctx, ns, &selector, &names.pdbs).await?,
+    })
 }
 
 /// Reads the live state of `cluster`.
@@ -149,6 +185,7 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
         replicas: None,
         log_dirs: None,
         alerts: ctx.alerts.count(ns, &cluster.name_any()),
+        envoy: read_envoy(cluster, ctx, ns, &names.envoy).await?,
     };
     let port = u16::try_from(render::jmx::METRICS_PORT).expect("a port");
     let uid = cluster.uid().unwrap_or_default();

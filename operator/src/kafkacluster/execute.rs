@@ -277,6 +277,7 @@ pub async fn execute(
             OwnedKind::Service => delete(api::<Service>(ctx, &ns), &d.name, &d.uid).await?,
             OwnedKind::Deployment => delete(api::<Deployment>(ctx, &ns), &d.name, &d.uid).await?,
             OwnedKind::Pvc => delete(api::<PersistentVolumeClaim>(ctx, &ns), &d.name, &d.uid).await?,
+            OwnedKind::Pdb => delete(api::<PodDisruptionBudget>(ctx, &ns), &d.name, &d.uid).await?,
             OwnedKind::CruiseControlOperation => {
                 delete(api::<CruiseControlOperation>(ctx, &ns), &d.name, &d.uid).await?
             }

@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use koperator_shared::api::common::PAUSE_ANNOTATION;
 use koperator_shared::api::kafkacluster::{BrokerState, GracefulActionState, KafkaClusterStatus, StorageConfig};
 use koperator_shared::api::{KafkaCluster, KafkaTopic};
-use koperator_shared::render::{self, cruise_control as cc, objects};
+use koperator_shared::render::{self, cruise_control as cc, envoy, objects};
 use koperator_shared::support;
 use koperator_shared::validated::{ValidatedCluster, ValidationError};
 
@@ -95,6 +95,8 @@ pub enum OwnedKind {
     Pvc,
     /// A CruiseControlOperation the cluster made (a join or drain no longer wanted).
     CruiseControlOperation,
+    /// An Envoy ingress PodDisruptionBudget no longer wanted.
+    Pdb,
 }
 
 /// An owned object to delete, checked against its UID.
@@ -392,6 +394,21 @@ pub struct DesiredNames {
     pub deployments: Vec<String>,
     /// The Cruise Control metrics topic's KafkaTopic.
     pub topics: Vec<String>,
+    /// The Envoy ingress objects.
+    pub envoy: EnvoyNames,
+}
+
+/// Names of the Envoy ingress objects the operator wants.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EnvoyNames {
+    /// `envoy-config-…`.
+    pub config_maps: Vec<String>,
+    /// `envoy-…`.
+    pub deployments: Vec<String>,
+    /// `envoy-loadbalancer-…`.
+    pub services: Vec<String>,
+    /// `envoy-…-pdb`.
+    pub pdbs: Vec<String>,
 }
 
 /// The names of what [`plan`] would apply for `cluster`.
@@ -409,6 +426,12 @@ pub fn desired_names(cluster: &ValidatedCluster) -> DesiredNames {
         names.services.push(o.service.name_any());
         names.deployments.push(o.deployment.name_any());
         names.topics.extend(o.topic.iter().map(ResourceExt::name_any));
+    }
+    for o in envoy::objects(cluster) {
+        names.envoy.config_maps.push(o.config_map.name_any());
+        names.envoy.deployments.push(o.deployment.name_any());
+        names.envoy.services.push(o.service.name_any());
+        names.envoy.pdbs.extend(o.pdb.iter().map(ResourceExt::name_any));
     }
     names
 }
@@ -607,8 +630,65 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     // ---- Cruise Control (see `cruise_control` below) ----
     let cruise_control = cruise_control(cluster, live, &owner, pods.all_ready, &mut wanted);
     wanted_services.extend(cruise_control.services.iter().cloned());
+    let envoy_delete = envoy_ingress(cluster, live, &owner, &mut wanted);
     st.cruise_control_topic_status = cruise_control.topic_status.clone();
     // ---- end of Cruise Control ----
+
+    /// Envoy in front of the external listeners it serves ([`envoy::objects`]): its objects are
+    /// applied; with `removeUnusedIngressResources` the cluster's Envoy objects nothing wants any
+    /// more are deleted (Koperator keeps them otherwise, and so do we).
+    fn envoy_ingress(
+        cluster: &ValidatedCluster,
+        live: &LiveState,
+        owner: &OwnerReference,
+        wanted: &mut Wanted<'_>,
+    ) -> Vec<Deletion> {
+        let mut keep = BTreeSet::new();
+        for o in envoy::objects(cluster) {
+            let envoy::EnvoyObjects { mut config_map, mut deployment, mut service, pdb } = o;
+            owned_by(&mut config_map, owner.clone());
+            owned_by(&mut deployment, owner.clone());
+            owned_by(&mut service, owner.clone());
+            keep.extend([config_map.name_any(), deployment.name_any(), service.name_any()]);
+            let live_config = live.envoy.config_maps.get(&config_map.name_any());
+            wanted.object(config_map, live_config, Object::ConfigMap);
+            let live_service = live.envoy.services.get(&service.name_any());
+            wanted.object(service, live_service, Object::Service);
+            let live_deployment = live.envoy.deployments.get(&deployment.name_any());
+            wanted.object(deployment, live_deployment, |d| Object::Deployment(Box::new(d)));
+            if let Some(mut pdb) = pdb {
+                owned_by(&mut pdb, owner.clone());
+                keep.insert(pdb.name_any());
+                let live_pdb = live.envoy.pdbs.get(&pdb.name_any());
+                wanted.object(pdb, live_pdb, Object::Pdb);
+            }
+        }
+        if cluster.spec.remove_unused_ingress_resources != Some(true) {
+            return Vec::new();
+        }
+        let uid = wanted.uid;
+        let e = &live.envoy;
+        let mut delete = unused(&e.config_maps, &keep, uid, OwnedKind::ConfigMap);
+        delete.extend(unused(&e.deployments, &keep, uid, OwnedKind::Deployment));
+        delete.extend(unused(&e.services, &keep, uid, OwnedKind::Service));
+        delete.extend(unused(&e.pdbs, &keep, uid, OwnedKind::Pdb));
+        delete
+    }
+
+    /// The objects of `live` the cluster with `uid` owns whose names are not in `keep`.
+    fn unused<K: Resource>(
+        live: &BTreeMap<String, K>,
+        keep: &BTreeSet<String>,
+        uid: &str,
+        kind: OwnedKind,
+    ) -> Vec<Deletion> {
+        live.iter()
+            .filter(|(name, o)| !keep.contains(*name) && owned_by_uid(*o, uid))
+            .map(|(name, o)| Deletion { kind, name: name.clone(), uid: o.uid().unwrap_or_default() })
+            .collect()
+    }
+
+    // ---- end of Envoy ----
     let Wanted { apply: out, foreign, .. } = wanted;
 
     // Brokers removed from the spec, and Services no longer wanted (ours only).
@@ -726,6 +806,7 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         }
     }
     delete.extend(cruise_control.delete);
+    delete.extend(envoy_delete);
 
     // Kafka-side state, once every broker is up: dynamic configs, then at most one restart.
     let mut dynamic = Vec::new();

@@ -102,6 +102,7 @@ fn empty() -> LiveState {
         replicas: None,
         log_dirs: None,
         alerts: 0,
+        envoy: Default::default(),
     }
 }
 
@@ -116,8 +117,27 @@ fn ready(mut p: Pod) -> Pod {
 
 /// What the API server holds after `plan` was carried out on `live` (Pods Ready).
 fn carried_out(plan: &Plan, mut live: LiveState) -> LiveState {
+    let envoy = |labels: Option<&BTreeMap<String, String>>| {
+        labels.is_some_and(|l| l.get("app").is_some_and(|a| a == "envoyingress"))
+    };
     for obj in plan.apply.clone() {
         match obj {
+            Object::ConfigMap(mut o) if envoy(o.metadata.labels.as_ref()) => {
+                o.metadata.uid = Some(format!("uid-{}", o.name_any()));
+                live.envoy.config_maps.insert(o.name_any(), o);
+            }
+            Object::Service(mut o) if envoy(o.metadata.labels.as_ref()) => {
+                o.metadata.uid = Some(format!("uid-{}", o.name_any()));
+                live.envoy.services.insert(o.name_any(), o);
+            }
+            Object::Deployment(mut o) if envoy(o.metadata.labels.as_ref()) => {
+                o.metadata.uid = Some(format!("uid-{}", o.name_any()));
+                live.envoy.deployments.insert(o.name_any(), *o);
+            }
+            Object::Pdb(mut o) if envoy(o.metadata.labels.as_ref()) => {
+                o.metadata.uid = Some(format!("uid-{}", o.name_any()));
+                live.envoy.pdbs.insert(o.name_any(), o);
+            }
             Object::ConfigMap(mut o) => {
                 o.metadata.uid = Some(format!("uid-{}", o.name_any()));
                 live.config_maps.insert(o.name_any(), o);
@@ -225,6 +245,63 @@ fn brokers_that_only_have_to_start_are_left_to_the_pod_watch() {
     // A broker Pod still to be written: looked at again soon.
     live.pods.remove("kafka-combined-1");
     assert_eq!(plan(&c, &live).requeue, BUSY);
+}
+
+/// The combined sample with an external LoadBalancer listener (Envoy, the default ingress).
+fn with_envoy() -> Value {
+    let mut v = sample(COMBINED);
+    v["spec"]["listenersConfig"]["externalListeners"] = json!([{
+        "type": "plaintext", "name": "external", "containerPort": 9094, "externalStartingPort": 19090,
+        "hostnameOverride": "kafka.example.com"
+    }]);
+    v["spec"]["envoyConfig"] = json!({"disruptionBudget": {"create": true, "budget": "1"}});
+    v
+}
+
+#[test]
+fn an_external_load_balancer_listener_gets_envoy_and_no_per_broker_load_balancers() {
+    let v = with_envoy();
+    let p = plan(&validated(&v), &empty());
+    let objects = kinds(&p);
+    for want in [
+        "ConfigMap/envoy-config-external-kafka-combined",
+        "Deployment/envoy-external-kafka-combined",
+        "Service/envoy-loadbalancer-external-kafka-combined",
+        "PodDisruptionBudget/envoy-external-kafka-combined-pdb",
+    ] {
+        assert!(objects.iter().any(|o| o == want), "{want} missing from {objects:?}");
+    }
+    assert!(!objects.iter().any(|o| o.starts_with("Service/kafka-combined-0-external")), "{objects:?}");
+    let p = plan(&validated(&v), &carried_out(&p, empty()));
+    assert!(!kinds(&p).iter().any(|o| o.contains("envoy")), "applied once: {:?}", kinds(&p));
+    assert!(!condition(&p, "Degraded").2.contains("envoy"), "Envoy is acted on: {:?}", condition(&p, "Degraded"));
+}
+
+#[test]
+fn unused_envoy_objects_go_only_when_the_spec_says_so() {
+    let v = with_envoy();
+    let (_, live) = settled(&v);
+    assert_eq!(live.envoy.deployments.len(), 1);
+    // The listener moves to NodePort: Envoy is no longer wanted.
+    let mut moved = v.clone();
+    moved["spec"]["listenersConfig"]["externalListeners"][0]["accessMethod"] = json!("NodePort");
+    moved["spec"]["listenersConfig"]["externalListeners"][0]["externalStartingPort"] = json!(32000);
+    let p = plan(&validated(&moved), &live);
+    assert!(!p.delete.iter().any(|d| d.name.contains("envoy")), "kept by default, as Koperator does: {:?}", p.delete);
+    moved["spec"]["removeUnusedIngressResources"] = json!(true);
+    let p = plan(&validated(&moved), &live);
+    let mut gone: Vec<(OwnedKind, &str)> = p.delete.iter().map(|d| (d.kind, d.name.as_str())).collect();
+    gone.sort_by_key(|(_, n)| *n);
+    assert_eq!(
+        gone,
+        [
+            (OwnedKind::ConfigMap, "envoy-config-external-kafka-combined"),
+            (OwnedKind::Deployment, "envoy-external-kafka-combined"),
+            (OwnedKind::Pdb, "envoy-external-kafka-combined-pdb"),
+            (OwnedKind::Service, "envoy-loadbalancer-external-kafka-combined"),
+        ]
+    );
+    assert!(p.delete.iter().all(|d| d.uid == format!("uid-{}", d.name)), "deleted with their UIDs");
 }
 
 #[test]
