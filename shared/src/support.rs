@@ -139,11 +139,21 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
             });
         }
     }
-    let ingress = spec.ingress_controller.as_deref().unwrap_or(crate::api::kafkacluster::DEFAULT_INGRESS_CONTROLLER);
+    let ingress = spec.ingress_controller_or_default();
     for (i, l) in lc.external().iter().enumerate() {
         let path = format!("spec.listenersConfig.externalListeners[{i}]");
         let method = l.access_method_or_default();
-        if l.service.hostname_override.as_deref().is_none_or(str::is_empty) {
+        let named = |s: &crate::api::kafkacluster::IngressServiceSettings| {
+            s.hostname_override.as_deref().is_some_and(|h| !h.is_empty())
+        };
+        // Behind Envoy each ingress configuration may name its own load balancer; in TLS mode
+        // brokerHostnameTemplate names the brokers (the rules require it).
+        let behind_envoy = crate::render::envoy::uses_envoy(spec, l);
+        let configs = l.config.as_ref().and_then(|c| c.ingress_config.as_ref()).filter(|m| !m.is_empty());
+        let advertised = named(&l.service)
+            || (behind_envoy && l.tls_enabled())
+            || (behind_envoy && configs.is_some_and(|m| m.values().all(|ic| named(&ic.service))));
+        if !advertised {
             out.push(Unsupported::ignored(
                 format!("{path}.hostnameOverride"),
                 "without it the external listener is left out of advertised.listeners",
@@ -172,7 +182,21 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
     let deployed = crate::render::cruise_control::deployed_in(spec);
     let envoy = lc.external().iter().any(|l| crate::render::envoy::uses_envoy(spec, l));
     let uses = Uses { reporter, capacities: deployed, envoy };
-    let cluster_fields: [(&str, bool, &'static str); 7] = [
+    let cluster_fields: [(&str, bool, &'static str); 8] = [
+        (
+            "envoyConfig",
+            // Its ports are defaulted for every cluster with an external listener.
+            !envoy
+                && spec.envoy_config.as_ref().is_some_and(|e| {
+                    let ports_only = crate::api::kafkacluster::EnvoyConfig {
+                        admin_port: e.admin_port,
+                        health_check_port: e.health_check_port,
+                        ..Default::default()
+                    };
+                    *e != ports_only
+                }),
+            "no external listener is served by Envoy (accessMethod LoadBalancer with ingressController envoy)",
+        ),
         ("contourIngressConfig", set(&spec.contour_ingress_config), "no Contour HTTPProxy is rendered"),
         (
             "monitoringConfig.cCJMXExporterConfig",

@@ -800,6 +800,15 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
             note: format!("{} of {what} through CruiseControlOperation {}", op.operation.as_str(), op.name),
         });
     }
+    // The per-broker LoadBalancers an earlier release made for a listener Envoy now serves
+    // keep their cloud load balancers (and addresses) until the spec asks for their removal.
+    if cluster.spec.remove_unused_ingress_resources != Some(true) {
+        for l in cluster.spec.listeners_config.external().iter().filter(|l| envoy::uses_envoy(&cluster.spec, l)) {
+            for b in &cluster.spec.brokers {
+                wanted_services.insert(render::names::external_service(cluster, b.id, &l.common.name));
+            }
+        }
+    }
     for (name, svc) in &live.services {
         if !wanted_services.contains(name) && owned_by_uid(svc, &uid) {
             delete.push(Deletion { kind: OwnedKind::Service, name: name.clone(), uid: svc.uid().unwrap_or_default() });

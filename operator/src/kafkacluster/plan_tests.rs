@@ -278,6 +278,24 @@ fn an_external_load_balancer_listener_gets_envoy_and_no_per_broker_load_balancer
 }
 
 #[test]
+fn per_broker_load_balancers_of_an_earlier_release_stay_until_the_spec_says_so() {
+    let v = with_envoy();
+    let (_, mut live) = settled(&v);
+    // What an earlier release made for this listener: one LoadBalancer Service per broker.
+    let mut old = live.services.values().next().unwrap().clone();
+    old.metadata.name = Some("kafka-combined-0-external".into());
+    old.metadata.uid = Some("uid-old-lb".into());
+    live.services.insert("kafka-combined-0-external".into(), old);
+    let p = plan(&validated(&v), &live);
+    assert!(p.delete.is_empty(), "its cloud load balancer is kept: {:?}", p.delete);
+    let mut asked = v.clone();
+    asked["spec"]["removeUnusedIngressResources"] = json!(true);
+    let p = plan(&validated(&asked), &live);
+    let gone: Vec<&str> = p.delete.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(gone, ["kafka-combined-0-external"]);
+}
+
+#[test]
 fn unused_envoy_objects_go_only_when_the_spec_says_so() {
     let v = with_envoy();
     let (_, live) = settled(&v);

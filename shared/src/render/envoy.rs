@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe,
-    SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, PodSpec, PodTemplateSpec, SecretVolumeSource, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -82,6 +82,11 @@ impl Ingress<'_> {
     pub fn any_cast_target_port(&self) -> i32 {
         self.listener.ingress_controller_target_port_or_default()
     }
+    /// The port Envoy listens on for broker `id`: `externalStartingPort + id`, or (TLS) the
+    /// any-cast target port, where every broker is told apart by its SNI name.
+    pub fn listen_port(&self, id: i32) -> i32 {
+        if self.tls() { self.any_cast_target_port() } else { self.listener.broker_port(id) }
+    }
     /// The TLS-terminating mode (`externalStartingPort: -1`).
     pub fn tls(&self) -> bool {
         self.listener.tls_enabled()
@@ -131,6 +136,20 @@ fn deployment_name_of(c: &KafkaCluster, label: &str) -> String {
 
 fn service_name_of(c: &KafkaCluster, label: &str) -> String {
     format!("envoy-loadbalancer-{label}-{}", cluster_name(c))
+}
+
+/// Where broker `id` is advertised on Envoy-served listener `l`: the `hostnameOverride` of the
+/// ingress configuration serving it (else the listener's) on `externalStartingPort + id`, or in
+/// TLS mode its `brokerHostnameTemplate` name on the any-cast port. `None` when the broker has
+/// no Envoy or no name to advertise.
+pub fn advertised(c: &ValidatedCluster, l: &ExternalListenerConfig, id: i32) -> Option<(String, i32)> {
+    let ingresses = ingresses(c);
+    let i = ingresses.iter().find(|i| std::ptr::eq(i.listener, l) && i.brokers.contains(&id))?;
+    if i.tls() {
+        return Some((i.broker_host(id)?, i.any_cast_port()));
+    }
+    let host = i.service.hostname_override.clone().filter(|h| !h.is_empty())?;
+    Some((host, l.broker_port(id)))
 }
 
 /// Whether external listener `l` of `spec` is served by Envoy.
@@ -406,7 +425,7 @@ pub fn config(c: &ValidatedCluster, i: &Ingress<'_>) -> Value {
     let mut by_port: BTreeMap<i32, Vec<Value>> = BTreeMap::new();
     for id in &i.brokers {
         let name = format!("broker-{id}");
-        by_port.entry(i.listener.broker_port(*id)).or_default().push(chain(
+        by_port.entry(i.listen_port(*id)).or_default().push(chain(
             i,
             &name,
             &format!("broker_tcp-{id}"),
@@ -419,7 +438,8 @@ pub fn config(c: &ValidatedCluster, i: &Ingress<'_>) -> Value {
         by_port.into_iter().map(|(port, chains)| listener(format!("listener-{port}"), port, chains, i.tls())).collect();
     listeners.push(health_listener(i));
     json!({
-        "admin": {"address": socket("0.0.0.0", i.envoy.admin_port_or_default())},
+        // Inside the Pod only: Envoy's admin API can reconfigure and stop it.
+        "admin": {"address": socket("127.0.0.1", i.envoy.admin_port_or_default())},
         "static_resources": {"listeners": listeners, "clusters": clusters}
     })
 }
@@ -482,16 +502,6 @@ fn deployment(c: &ValidatedCluster, i: &Ingress<'_>, config_hash: &str) -> Deplo
         ports: Some(ports),
         volume_mounts: Some(mounts),
         resources: e.resources.clone(),
-        // Ready once Envoy runs and at least one broker behind it is healthy.
-        readiness_probe: Some(Probe {
-            http_get: Some(HTTPGetAction {
-                path: Some(HEALTH_PATH.into()),
-                port: IntOrString::String("tcp-health".into()),
-                ..Default::default()
-            }),
-            period_seconds: Some(5),
-            ..Default::default()
-        }),
         ..Default::default()
     };
     Deployment {
@@ -770,6 +780,64 @@ mod tests {
     }
 
     #[test]
+    fn every_upstream_is_a_port_of_the_service_it_names() {
+        use crate::render::objects;
+        for headless in [false, true] {
+            let c = cluster(|s| s.headless_service_enabled = headless);
+            let services = objects::services(&c);
+            let cfg = config(&c, &ingresses(&c)[0]);
+            for cl in cfg["static_resources"]["clusters"].as_array().unwrap() {
+                let endpoint = &cl["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"];
+                let host = endpoint["address"]["socket_address"]["address"].as_str().unwrap();
+                let mut ports = vec![endpoint["address"]["socket_address"]["port_value"].as_i64().unwrap()];
+                ports.extend(endpoint["health_check_config"]["port_value"].as_i64());
+                // `<service>.<ns>.svc…`, or with the headless Service `<pod>.<service>.<ns>.svc…`.
+                let svc = host
+                    .split('.')
+                    .take(2)
+                    .find_map(|label| services.iter().find(|s| s.metadata.name.as_deref() == Some(label)));
+                let svc = svc.unwrap_or_else(|| panic!("no Service for {host}"));
+                let service = svc.metadata.name.clone().unwrap();
+                let spec = svc.spec.as_ref().unwrap();
+                if spec.cluster_ip.as_deref() == Some("None") {
+                    continue; // a headless Service resolves to the Pods: every port is reachable
+                }
+                let served: Vec<i64> = spec.ports.iter().flatten().map(|p| i64::from(p.port)).collect();
+                for port in ports {
+                    assert!(served.contains(&port), "{host}:{port} is not a port of Service {service}: {served:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn brokers_are_advertised_with_the_name_of_the_envoy_serving_them() {
+        let c = cluster(|s| {
+            let l = &mut s.listeners_config.external_listeners.as_mut().unwrap()[0];
+            l.service.hostname_override = Some("kafka.example.com".into());
+            let named = |host: &str| IngressConfig {
+                service: IngressServiceSettings { hostname_override: Some(host.into()), ..Default::default() },
+                ..Default::default()
+            };
+            l.config = Some(IngressConfigSet {
+                default_ingress_config: "az1".into(),
+                ingress_config: Some(BTreeMap::from([
+                    ("az1".to_string(), IngressConfig::default()),
+                    ("az2".to_string(), named("az2.example.com")),
+                ])),
+            });
+            s.brokers[2].broker_config =
+                Some(BrokerConfig { broker_ingress_mapping: Some(vec!["az2".into()]), ..Default::default() });
+        });
+        let l = &c.spec.listeners_config.external()[0];
+        assert_eq!(advertised(&c, l, 0), Some(("kafka.example.com".to_string(), 19090)), "the listener's name");
+        assert_eq!(advertised(&c, l, 2), Some(("az2.example.com".to_string(), 19092)), "its ingress config's");
+        assert_eq!(advertised(&c, l, 7), None, "no such broker");
+        let props = crate::render::properties::server_properties(&c, 2).unwrap();
+        assert!(props.contains("EXTERNAL://az2.example.com:19092"), "{props}");
+    }
+
+    #[test]
     fn tls_mode_routes_by_sni_on_the_any_cast_port_and_mounts_the_certificate() {
         let c = cluster(|s| {
             let l = &mut s.listeners_config.external_listeners.as_mut().unwrap()[0];
@@ -795,5 +863,43 @@ mod tests {
         assert_eq!(sni, ["broker-0.example.com", "broker-1.example.com", "broker-2.example.com", "kafka.example.com"]);
         let pod = o.deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
         assert_eq!(pod.volumes.as_ref().unwrap()[1].secret.as_ref().unwrap().secret_name.as_deref(), Some("envoy-tls"));
+        // Brokers are advertised by their SNI name on the any-cast port.
+        let l = &c.spec.listeners_config.external()[0];
+        assert_eq!(advertised(&c, l, 1), Some(("broker-1.example.com".to_string(), 29092)));
+    }
+
+    #[test]
+    fn tls_mode_listens_where_the_service_sends_the_any_cast_port() {
+        let c = cluster(|s| {
+            let l = &mut s.listeners_config.external_listeners.as_mut().unwrap()[0];
+            l.external_starting_port = -1;
+            l.any_cast_port = Some(443);
+            l.ingress_controller_target_port = Some(8443);
+            l.tls_secret_name = Some("envoy-tls".into());
+            s.envoy_config = Some(EnvoyConfig {
+                broker_hostname_template: Some("broker-%id.example.com".into()),
+                ..Default::default()
+            });
+        });
+        let o = &objects(&c)[0];
+        let any = o.service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].clone();
+        assert_eq!((any.port, any.target_port), (443, Some(IntOrString::String(ANY_CAST_PORT_NAME.into()))));
+        let container = &o.deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+        let named = container.ports.as_ref().unwrap().iter().find(|p| p.name.as_deref() == Some(ANY_CAST_PORT_NAME));
+        assert_eq!(named.unwrap().container_port, 8443);
+        let cfg = config(&c, &ingresses(&c)[0]);
+        let ports: Vec<i64> = cfg["static_resources"]["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["address"]["socket_address"]["port_value"].as_i64().unwrap())
+            .collect();
+        assert_eq!(ports, [8443, 8080], "every SNI chain on the target port, then the health check");
+        let l = &c.spec.listeners_config.external()[0];
+        assert_eq!(
+            advertised(&c, l, 0),
+            Some(("broker-0.example.com".to_string(), 443)),
+            "clients use the Service's port"
+        );
     }
 }

@@ -453,26 +453,29 @@ fn affinity(c: &ValidatedCluster, b: &BrokerView<'_>) -> Affinity {
     Affinity { pod_anti_affinity: Some(anti), ..Default::default() }
 }
 
+/// The ports of the cluster Services: every internal listener, and with Envoy in front of an
+/// external listener that listener's port and the brokers' metrics port (Envoy's upstreams and
+/// health checks go through these Services when they are not headless), as Koperator does.
 fn listener_ports(c: &ValidatedCluster) -> Vec<ServicePort> {
-    c.spec
-        .listeners_config
-        .internal_listeners
-        .iter()
-        .map(|l| {
-            let name = if l.common.name.starts_with("tcp-") {
-                l.common.name.clone()
-            } else {
-                format!("tcp-{}", l.common.name)
-            };
-            ServicePort {
-                name: Some(name),
-                port: l.common.container_port,
-                target_port: Some(IntOrString::Int(l.common.container_port)),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }
-        })
-        .collect()
+    let port = |name: &str, port: i32| {
+        let name = if name.starts_with("tcp-") { name.to_string() } else { format!("tcp-{name}") };
+        ServicePort {
+            name: Some(name),
+            port,
+            target_port: Some(IntOrString::Int(port)),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }
+    };
+    let lc = &c.spec.listeners_config;
+    let mut out: Vec<ServicePort> =
+        lc.internal_listeners.iter().map(|l| port(&l.common.name, l.common.container_port)).collect();
+    let behind_envoy: Vec<_> = lc.external().iter().filter(|l| super::envoy::uses_envoy(&c.spec, l)).collect();
+    out.extend(behind_envoy.iter().map(|l| port(&l.common.name, l.common.container_port)));
+    if !behind_envoy.is_empty() {
+        out.push(port(super::jmx::METRICS_PORT_NAME, super::jmx::METRICS_PORT));
+    }
+    out
 }
 
 /// Cluster Services: the headless Service, or the all-broker Service plus one per broker.

@@ -244,10 +244,16 @@ fn static_properties(
             .map(|l| format!("{}://{fqdn}:{}", listener_name(&l.common), l.common.container_port))
             .collect();
         // External listeners are advertised once their address is known; with hostnameOverride
-        // it is known from the spec (LoadBalancer: the name itself; NodePort: a suffix).
+        // it is known from the spec (behind Envoy: the name of the ingress configuration
+        // serving the broker, or in TLS mode its brokerHostnameTemplate name; NodePort: a suffix).
         for l in lc.external() {
-            let Some(host) = super::tls::external_host(cluster, l, id) else { continue };
-            advertised.push(format!("{}://{host}:{}", listener_name(&l.common), l.broker_port(id)));
+            let address = if super::envoy::uses_envoy(spec, l) {
+                super::envoy::advertised(cluster, l, id)
+            } else {
+                super::tls::external_host(cluster, l, id).map(|host| (host, l.broker_port(id)))
+            };
+            let Some((host, port)) = address else { continue };
+            advertised.push(format!("{}://{host}:{port}", listener_name(&l.common)));
         }
         out.push(("advertised.listeners", advertised.join(",")));
     }

@@ -150,6 +150,9 @@ pub fn access(spec: &KafkaClusterSpec, cfg: &RuleConfig) -> Vec<FieldError> {
         if controller == "contour" && method == AccessMethod::ClusterIp {
             errs.extend(contour_config(spec, l, &path));
         }
+        if controller == "envoy" && method == AccessMethod::LoadBalancer && l.tls_enabled() {
+            errs.extend(envoy_tls(spec, l, &path));
+        }
         if let Some(set) = &l.config {
             let map = set.ingress_config.as_ref();
             if let Some(map) = map {
@@ -305,6 +308,33 @@ fn contour_config(spec: &KafkaClusterSpec, l: &ExternalListenerConfig, path: &cr
 }
 
 /// A host name template must be a valid DNS name once `%id` is replaced.
+/// `externalStartingPort: -1` behind Envoy: Envoy terminates TLS with `tlsSecretName` and routes
+/// each broker by the SNI name `brokerHostnameTemplate` gives it (in `spec.envoyConfig` or in
+/// every ingress configuration's), so both must be there.
+fn envoy_tls(spec: &KafkaClusterSpec, l: &ExternalListenerConfig, path: &crate::rules::Path) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if l.tls_secret_name.as_deref().is_none_or(str::is_empty) {
+        errs.push(FieldError::required(
+            &path.child("tlsSecretName"),
+            "externalStartingPort -1 makes Envoy terminate TLS: name the Secret (tls.crt, tls.key) it serves",
+        ));
+    }
+    let has = |e: Option<&crate::api::kafkacluster::EnvoyConfig>| {
+        e.and_then(|e| e.broker_hostname_template.as_deref()).is_some_and(|t| !t.is_empty())
+    };
+    let configs = l.config.as_ref().and_then(|c| c.ingress_config.as_ref()).filter(|m| !m.is_empty());
+    let covered =
+        has(spec.envoy_config.as_ref()) || configs.is_some_and(|m| m.values().all(|ic| has(ic.envoy_config.as_ref())));
+    if !covered {
+        errs.push(FieldError::required(
+            &spec_path().child("envoyConfig").child("brokerHostnameTemplate"),
+            "externalStartingPort -1 makes Envoy route each broker by its TLS server name: set a template such as \
+             broker-%id.kafka.example.com (and point those names at the load balancer)",
+        ));
+    }
+    errs
+}
+
 fn template(t: &str, path: &crate::rules::Path) -> Option<FieldError> {
     let host = t.replace("%id", "0");
     (!names::is_wildcard_dns_subdomain(&host)).then(|| {
@@ -422,6 +452,28 @@ mod tests {
                 .collect(),
         );
         spec
+    }
+
+    #[test]
+    fn tls_mode_behind_envoy_needs_a_secret_and_a_broker_hostname_template() {
+        let mut spec = envoy_spec(None, None, &[(None, None)]);
+        spec.listeners_config.external_listeners.as_mut().unwrap()[0].external_starting_port = -1;
+        let errs = access(&spec, &RuleConfig::default());
+        assert_eq!(
+            paths_and_types(&errs),
+            vec![
+                ("spec.listenersConfig.externalListeners[0].tlsSecretName".into(), ErrorType::Required),
+                ("spec.envoyConfig.brokerHostnameTemplate".into(), ErrorType::Required),
+            ]
+        );
+        let l = &mut spec.listeners_config.external_listeners.as_mut().unwrap()[0];
+        l.tls_secret_name = Some("envoy-tls".into());
+        spec.envoy_config.as_mut().unwrap().broker_hostname_template = Some("broker-%id.example.com".into());
+        assert_eq!(access(&spec, &RuleConfig::default()), vec![]);
+        // Behind Contour (or on NodePort) Envoy is not involved.
+        spec.envoy_config = None;
+        spec.ingress_controller = Some("contour".into());
+        assert!(!access(&spec, &RuleConfig::default()).iter().any(|e| e.path.contains("brokerHostnameTemplate")));
     }
 
     // Koperator TestCheckTargetPortsCollisionForEnvoy
