@@ -360,6 +360,10 @@ fn envoy_comes_with_an_external_load_balancer_listener_and_goes_only_when_asked(
     let cm = get_json(cp, &["get", "configmap", &objects[0].1, "-n", &ns.name]);
     let config: Value = serde_json::from_str(cm["data"]["envoy.yaml"].as_str().unwrap()).unwrap();
     assert_eq!(config["static_resources"]["clusters"][0]["name"], "broker-0");
+    // A deleted Envoy Deployment is put back (its watch wakes the cluster).
+    cp.kubectl(&["delete", "deployment", &objects[1].1, "-n", &ns.name, "--wait=false"]).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    wait_for("Envoy Deployment put back", Duration::from_secs(30), &op, || exists("deployment", &objects[1].1));
 
     // Moved to NodePort: Envoy stays until removeUnusedIngressResources says otherwise.
     obj["spec"]["listenersConfig"]["externalListeners"][0]["accessMethod"] = json!("NodePort");

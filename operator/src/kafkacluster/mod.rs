@@ -99,15 +99,17 @@ impl Reconcile for KafkaCluster {
     }
 }
 
-/// Runs the KafkaCluster controller (owning broker Pods, ConfigMaps, Services, Cruise Control's
-/// Deployment and the CruiseControlOperations it creates).
+/// Runs the KafkaCluster controller (owning broker Pods, ConfigMaps, Services, the Deployments
+/// of Cruise Control and Envoy, and the CruiseControlOperations it creates).
 pub async fn run(ctx: Arc<Context>) {
     let labels = watcher::Config::default().labels("app=kafka");
     // Broker ConfigMaps are `app=kafka`, the JMX exporter's `app=kafka-jmx`, Cruise Control's
-    // `app=cruisecontrol` and its exporter's `app=cruisecontrol-jmx` (Koperator's labels).
-    let config_maps = watcher::Config::default().labels("app in (kafka,kafka-jmx,cruisecontrol,cruisecontrol-jmx)");
-    let services = watcher::Config::default().labels("app in (kafka,cruisecontrol)");
-    let deployments = watcher::Config::default().labels("app=cruisecontrol");
+    // `app=cruisecontrol` and its exporter's `app=cruisecontrol-jmx`, Envoy's objects
+    // `app=envoyingress` (Koperator's labels): a changed or deleted one is put back at once.
+    let config_maps =
+        watcher::Config::default().labels("app in (kafka,kafka-jmx,cruisecontrol,cruisecontrol-jmx,envoyingress)");
+    let services = watcher::Config::default().labels("app in (kafka,cruisecontrol,envoyingress)");
+    let deployments = watcher::Config::default().labels("app in (cruisecontrol,envoyingress)");
     let c = controller::controller::<KafkaCluster>(&ctx)
         .owns(ctx.watched::<Pod>(), labels)
         .owns(ctx.watched::<ConfigMap>(), config_maps)
