@@ -242,6 +242,21 @@ fn brokers_that_only_have_to_start_are_left_to_the_pod_watch() {
     assert!(p.apply.is_empty(), "{:?}", kinds(&p));
     assert_eq!(condition(&p, "Ready").1, "BrokersStarting");
     assert_eq!(p.requeue, STARTING, "a Pod becoming Ready wakes the cluster; no 5 s polls");
+    // A broker that keeps failing is Degraded and looked at again soon.
+    let crashed: PodStatus = serde_json::from_value(json!({"containerStatuses": [{
+        "name": "kafka", "image": "i", "imageID": "", "ready": false, "restartCount": 1,
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 1, "message": "ERROR fatal"}},
+    }]}))
+    .unwrap();
+    let mut failed = carried_out(&plan(&c, &empty()), empty());
+    for p in failed.pods.values_mut() {
+        p.status = None;
+    }
+    failed.pods.get_mut("kafka-combined-2").unwrap().status = Some(crashed);
+    let p = plan(&c, &failed);
+    assert_eq!(condition(&p, "Degraded").1, "BrokerFailed");
+    assert_eq!(p.requeue, BUSY);
     // A broker Pod still to be written: looked at again soon.
     live.pods.remove("kafka-combined-1");
     assert_eq!(plan(&c, &live).requeue, BUSY);
