@@ -144,7 +144,7 @@ fn service_name_of(c: &KafkaCluster, label: &str) -> String {
 /// no Envoy or no name to advertise.
 pub fn advertised(c: &ValidatedCluster, l: &ExternalListenerConfig, id: i32) -> Option<(String, i32)> {
     let ingresses = ingresses(c);
-    let i = ingresses.iter().find(|i| std::ptr::eq(i.listener, l) && i.brokers.contains(&id))?;
+    let i = ingresses.iter().find(|i| i.listener.common.name == l.common.name && i.brokers.contains(&id))?;
     if i.tls() {
         return Some((i.broker_host(id)?, i.any_cast_port()));
     }
