@@ -427,11 +427,14 @@ pub fn desired_names(cluster: &ValidatedCluster) -> DesiredNames {
         names.deployments.push(o.deployment.name_any());
         names.topics.extend(o.topic.iter().map(ResourceExt::name_any));
     }
-    for o in envoy::objects(cluster) {
-        names.envoy.config_maps.push(o.config_map.name_any());
-        names.envoy.deployments.push(o.deployment.name_any());
-        names.envoy.services.push(o.service.name_any());
-        names.envoy.pdbs.extend(o.pdb.iter().map(ResourceExt::name_any));
+    // Names only: the configuration itself is rendered once, by the plan.
+    for i in envoy::ingresses(cluster) {
+        names.envoy.config_maps.push(envoy::config_map_name(cluster, &i));
+        names.envoy.deployments.push(envoy::deployment_name(cluster, &i));
+        names.envoy.services.push(envoy::service_name(cluster, &i));
+        if envoy::wants_pdb(&i) {
+            names.envoy.pdbs.push(envoy::pdb_name(cluster, &i));
+        }
     }
     names
 }

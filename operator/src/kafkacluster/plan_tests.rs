@@ -287,6 +287,18 @@ fn an_external_load_balancer_listener_gets_envoy_and_no_per_broker_load_balancer
         assert!(objects.iter().any(|o| o == want), "{want} missing from {objects:?}");
     }
     assert!(!objects.iter().any(|o| o.starts_with("Service/kafka-combined-0-external")), "{objects:?}");
+    // The dereference step reads exactly the names the plan applies.
+    let n = desired_names(&validated(&v)).envoy;
+    let named: Vec<String> = [
+        n.config_maps.iter().map(|x| format!("ConfigMap/{x}")).collect::<Vec<_>>(),
+        n.deployments.iter().map(|x| format!("Deployment/{x}")).collect(),
+        n.services.iter().map(|x| format!("Service/{x}")).collect(),
+        n.pdbs.iter().map(|x| format!("PodDisruptionBudget/{x}")).collect(),
+    ]
+    .concat();
+    let applied: Vec<&String> = objects.iter().filter(|o| o.contains("envoy")).collect();
+    assert_eq!(named.len(), applied.len(), "{named:?} vs {applied:?}");
+    assert!(named.iter().all(|x| objects.contains(x)), "{named:?} vs {objects:?}");
     let p = plan(&validated(&v), &carried_out(&p, empty()));
     assert!(!kinds(&p).iter().any(|o| o.contains("envoy")), "applied once: {:?}", kinds(&p));
     assert!(!condition(&p, "Degraded").2.contains("envoy"), "Envoy is acted on: {:?}", condition(&p, "Degraded"));

@@ -579,8 +579,13 @@ fn service(c: &ValidatedCluster, i: &Ingress<'_>) -> Service {
     }
 }
 
+/// Whether `envoyConfig.disruptionBudget` asks for a PodDisruptionBudget of this Envoy.
+pub fn wants_pdb(i: &Ingress<'_>) -> bool {
+    i.envoy.disruption_budget.as_ref().is_some_and(|d| d.create == Some(true))
+}
+
 fn pdb(c: &ValidatedCluster, i: &Ingress<'_>) -> Option<PodDisruptionBudget> {
-    let db = i.envoy.disruption_budget.as_ref().filter(|d| d.create == Some(true))?;
+    let db = i.envoy.disruption_budget.as_ref().filter(|_| wants_pdb(i))?;
     let budget = super::objects::int_or_percent(&db.budget);
     let (min_available, max_unavailable) = match db.strategy {
         Some(PdbStrategy::MaxUnavailable) => (None, Some(budget)),
