@@ -6,6 +6,7 @@ use std::ops::Deref;
 
 use crate::api::KafkaCluster;
 use crate::api::kafkacluster::StorageConfig;
+use crate::render::external::ExternalFacts;
 use crate::rules::{self, RuleConfig, Verdict};
 use crate::support::{self, Unsupported};
 
@@ -43,6 +44,7 @@ pub struct ValidatedCluster {
     warnings: Vec<String>,
     unsupported: Vec<Unsupported>,
     principals: Vec<String>,
+    external: ExternalFacts,
 }
 
 impl ValidatedCluster {
@@ -55,7 +57,13 @@ impl ValidatedCluster {
             return Err(ValidationError::Invalid(verdict));
         }
         let unsupported = support::kafkacluster(&cluster.spec);
-        Ok(ValidatedCluster { cluster, warnings: verdict.warnings, unsupported, principals: Vec::new() })
+        Ok(ValidatedCluster {
+            cluster,
+            warnings: verdict.warnings,
+            unsupported,
+            principals: Vec::new(),
+            external: ExternalFacts::default(),
+        })
     }
 
     /// The rules' warnings (accepted anyway).
@@ -86,6 +94,19 @@ impl ValidatedCluster {
             }
         }
         self
+    }
+
+    /// The cluster with what Kubernetes decided for its external listeners (load balancer
+    /// addresses, node ports, the brokers' nodes), read by the operator; see
+    /// `render::external`.
+    pub fn with_external(mut self, facts: ExternalFacts) -> Self {
+        self.external = facts;
+        self
+    }
+
+    /// The facts set by [`ValidatedCluster::with_external`] (none by default).
+    pub fn external(&self) -> &ExternalFacts {
+        &self.external
     }
 
     /// The principals set by [`ValidatedCluster::with_principals`].

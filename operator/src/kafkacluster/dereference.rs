@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::ListParams;
 use kube::{Api, Resource, ResourceExt};
@@ -93,6 +93,9 @@ pub struct LiveState {
     pub alerts: i32,
     /// The Envoy ingress objects (labelled `app=envoyingress`, or named as wanted).
     pub envoy: EnvoyLive,
+    /// Addresses of the Nodes the broker Pods run on, by Node name (read only when a NodePort
+    /// listener advertises them).
+    pub nodes: BTreeMap<String, Vec<(String, String)>>,
 }
 
 /// The Envoy ingress objects of one KafkaCluster, by name. Read only when the cluster has an
@@ -129,6 +132,27 @@ where
         }
     }
     Ok(found)
+}
+
+/// The addresses of the Nodes `pods` run on. A Node that cannot be read (gone, or the operator
+/// may not read Nodes) is left out: its brokers do not advertise a node address until it is.
+async fn read_nodes(ctx: &Context, pods: &BTreeMap<String, Pod>) -> BTreeMap<String, Vec<(String, String)>> {
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    let names: std::collections::BTreeSet<&String> =
+        pods.values().filter_map(|p| p.spec.as_ref()?.node_name.as_ref()).collect();
+    let mut out = BTreeMap::new();
+    for name in names {
+        match api.get_opt(name).await {
+            Ok(Some(node)) => {
+                out.insert(name.clone(), super::external_facts::node_addresses(&node));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(node = %name, error = %e, "cannot read the Node's addresses (the operator needs `get` on nodes)")
+            }
+        }
+    }
+    out
 }
 
 /// The cluster's Envoy ingress objects, when it may have any to apply or remove.
@@ -186,7 +210,11 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
         log_dirs: None,
         alerts: ctx.alerts.count(ns, &cluster.name_any()),
         envoy: read_envoy(cluster, ctx, ns, &names.envoy).await?,
+        nodes: BTreeMap::new(),
     };
+    if render::external::advertises_node_addresses(cluster) {
+        live.nodes = read_nodes(ctx, &live.pods).await;
+    }
     let port = u16::try_from(render::jmx::METRICS_PORT).expect("a port");
     let uid = cluster.uid().unwrap_or_default();
     live.versions = ctx.versions.read(&uid, &exporter_targets(&live.pods, &uid), port).await;

@@ -14,6 +14,7 @@ pub mod broker_failure;
 pub mod certificates;
 pub mod dereference;
 pub mod execute;
+pub mod external_facts;
 pub mod graceful;
 pub mod graceful_disks;
 #[cfg(test)]

@@ -492,10 +492,12 @@ pub struct KafkaWants {
 }
 
 /// `cluster` with the principals of the certificates of the user's own its brokers trust as
-/// super users, and what was made of those certificates.
+/// super users and with what Kubernetes decided for its external listeners, and what was made
+/// of those certificates.
 fn with_own_certificates(cluster: &ValidatedCluster, live: &LiveState) -> (ValidatedCluster, OwnCertificates) {
     let own = own_certificates::check(cluster, &live.secrets);
-    (cluster.clone().with_principals(own.principals.clone()), own)
+    let facts = super::external_facts::external_facts(cluster, live);
+    (cluster.clone().with_principals(own.principals.clone()).with_external(facts), own)
 }
 
 /// Which Kafka facts the plan needs, given the Kubernetes side of `live`: none until every
@@ -896,6 +898,7 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     }
 
     st.brokers_state = Some(brokers_state);
+    st.listener_statuses = Some(render::external::listener_statuses(cluster));
     let n = out_of_date.len();
     let (state, ready, reason, message) = if let Some(why) = &roll_blocked {
         (

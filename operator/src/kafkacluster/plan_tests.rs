@@ -103,6 +103,7 @@ fn empty() -> LiveState {
         log_dirs: None,
         alerts: 0,
         envoy: Default::default(),
+        nodes: BTreeMap::new(),
     }
 }
 
@@ -1644,4 +1645,74 @@ fn a_removed_middle_disk_is_kept_where_it_was() {
     live.log_dirs = log_dirs_of(0..3, &[("/kafka-logs", 5), ("/kafka-logs-2", 2), ("/kafka-logs-3", 1)]);
     let p = plan(&validated(&v), &live);
     assert!(p.restart.is_none() && p.apply.is_empty(), "kept in its place, nothing changes: {:?}", kinds(&p));
+}
+
+#[test]
+fn brokers_advertise_the_load_balancers_address_once_kubernetes_gives_it() {
+    let mut v = with_envoy();
+    v["spec"]["listenersConfig"]["externalListeners"][0].as_object_mut().unwrap().remove("hostnameOverride");
+    let (v, mut live) = settled(&v);
+    let external = |st: &KafkaClusterStatus| {
+        st.listener_statuses.as_ref().unwrap().external_listeners.as_ref().unwrap()["external"].clone()
+    };
+    let stored: KafkaClusterStatus = serde_json::from_value(v["status"].clone()).unwrap();
+    assert!(external(&stored).is_empty(), "no address yet: {:?}", external(&stored));
+    let internal = stored.listener_statuses.as_ref().unwrap().internal_listeners.clone().unwrap();
+    assert!(internal["internal"].iter().any(|s| s.name == "headless"), "{internal:?}");
+    assert!(internal["internal"].iter().any(|s| s.name == "broker-2"), "{internal:?}");
+
+    let lb = live.envoy.services.get_mut("envoy-loadbalancer-external-kafka-combined").unwrap();
+    lb.status = Some(k8s_openapi::api::core::v1::ServiceStatus {
+        load_balancer: Some(k8s_openapi::api::core::v1::LoadBalancerStatus {
+            ingress: Some(vec![k8s_openapi::api::core::v1::LoadBalancerIngress {
+                ip: Some("203.0.113.9".into()),
+                ..Default::default()
+            }]),
+        }),
+        ..Default::default()
+    });
+    let p = plan(&validated(&v), &live);
+    let addresses: Vec<(String, String)> = external(&p.status).into_iter().map(|s| (s.name, s.address)).collect();
+    assert_eq!(addresses[0], ("any-broker".to_string(), "203.0.113.9:29092".to_string()), "{addresses:?}");
+    assert_eq!(addresses[1], ("broker-0".to_string(), "203.0.113.9:19090".to_string()), "{addresses:?}");
+    let configs: Vec<String> = p
+        .apply
+        .iter()
+        .filter_map(|o| match o {
+            Object::ConfigMap(cm) => cm.data.as_ref()?.get("broker-config").cloned(),
+            _ => None,
+        })
+        .collect();
+    assert!(!configs.is_empty(), "the brokers' configurations change: {:?}", kinds(&p));
+    assert!(configs.iter().all(|c| c.contains("EXTERNAL://203.0.113.9:190")), "{configs:?}");
+}
+
+#[test]
+fn node_port_brokers_advertise_their_nodes_address_and_the_port_kubernetes_picked() {
+    let mut v = sample(COMBINED);
+    v["spec"]["listenersConfig"]["externalListeners"] = json!([{
+        "type": "plaintext", "name": "external", "containerPort": 9094, "externalStartingPort": -1,
+        "accessMethod": "NodePort"
+    }]);
+    let (v, mut live) = settled(&v);
+    for (i, pod) in live.pods.values_mut().enumerate() {
+        pod.spec.as_mut().unwrap().node_name = Some(format!("node-{i}"));
+    }
+    for i in 0..live.pods.len() {
+        let address =
+            k8s_openapi::api::core::v1::NodeAddress { type_: "InternalIP".into(), address: format!("10.0.0.{i}") };
+        live.nodes.insert(format!("node-{i}"), vec![(address.type_, address.address)]);
+    }
+    for s in live.services.values_mut().filter(|s| s.name_any().ends_with("-external")) {
+        for p in s.spec.as_mut().unwrap().ports.as_mut().unwrap() {
+            assert_eq!(p.node_port, None, "left to Kubernetes");
+            p.node_port =
+                Some(31000 + p.name.as_deref().unwrap().trim_start_matches("broker-").parse::<i32>().unwrap());
+        }
+    }
+    let p = plan(&validated(&v), &live);
+    let st = p.status.listener_statuses.clone().unwrap();
+    let external: Vec<String> = st.external_listeners.unwrap()["external"].iter().map(|s| s.address.clone()).collect();
+    assert_eq!(external.len(), 3, "{external:?}");
+    assert!(external.iter().all(|a| a.starts_with("10.0.0.") && a.contains(":3100")), "{external:?}");
 }

@@ -148,7 +148,8 @@ pub fn advertised(c: &ValidatedCluster, l: &ExternalListenerConfig, id: i32) -> 
     if i.tls() {
         return Some((i.broker_host(id)?, i.any_cast_port()));
     }
-    let host = i.service.hostname_override.clone().filter(|h| !h.is_empty())?;
+    let host = i.service.hostname_override.clone().filter(|h| !h.is_empty());
+    let host = host.or_else(|| c.external().load_balancers.get(&service_name(c, i)).cloned())?;
     Some((host, l.broker_port(id)))
 }
 

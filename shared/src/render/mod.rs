@@ -3,6 +3,7 @@
 
 pub mod cruise_control;
 pub mod envoy;
+pub mod external;
 pub mod jmx;
 pub mod names;
 pub mod objects;

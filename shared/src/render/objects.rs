@@ -513,10 +513,11 @@ pub fn services(c: &ValidatedCluster) -> Vec<Service> {
 }
 
 /// Per-broker Services of NodePort external listeners, and of LoadBalancer ones Envoy does not
-/// serve (`ingressController: contour`), `<cluster>-<id>-<listener>`: NodePort on
-/// `externalStartingPort + id` (Kubernetes picks the port when it is 0); LoadBalancer on the
-/// broker's external port. Envoy's objects are [`super::envoy`]'s; Contour's are not rendered
-/// yet.
+/// serve (`ingressController: contour`), `<cluster>-<id>-<listener>` with one port
+/// `broker-<id>` (Koperator's names): NodePort on `externalStartingPort + id` (Kubernetes picks
+/// the port when it is 0 or -1), the broker's `nodePortExternalIP` as the Service's external
+/// IP; LoadBalancer on the broker's external port. Envoy's objects are [`super::envoy`]'s;
+/// Contour's are not rendered yet.
 pub fn external_services(c: &ValidatedCluster) -> Vec<Service> {
     use crate::api::kafkacluster::AccessMethod;
     let mut out = Vec::new();
@@ -533,17 +534,22 @@ pub fn external_services(c: &ValidatedCluster) -> Vec<Service> {
             labels.insert("brokerId".into(), id.to_string());
             let mut m = meta(c, names::external_service(c, id, &l.common.name), labels);
             m.annotations = l.service.service_annotations.clone();
-            let node_port = (method == AccessMethod::NodePort && l.external_starting_port > 0)
+            let node_port = (method == AccessMethod::NodePort && !super::external::node_ports_assigned(l))
                 .then(|| l.external_starting_port + id);
             let port = if method == AccessMethod::NodePort { l.common.container_port } else { l.broker_port(id) };
+            let external_ips = (method == AccessMethod::NodePort)
+                .then(|| super::external::node_port_external_ip(c, id, &l.common.name))
+                .flatten()
+                .map(|ip| vec![ip]);
             out.push(Service {
                 metadata: m,
                 spec: Some(ServiceSpec {
                     selector: Some(sel),
                     type_: Some(method.as_str().into()),
                     external_traffic_policy: l.service.external_traffic_policy.clone(),
+                    external_ips,
                     ports: Some(vec![ServicePort {
-                        name: Some(format!("tcp-{}", l.common.name)),
+                        name: Some(super::external::broker_port_name(id)),
                         port,
                         target_port: Some(IntOrString::Int(l.common.container_port)),
                         node_port,

@@ -243,16 +243,10 @@ fn static_properties(
             .filter(|l| !is_ctrl_listener(&l.common))
             .map(|l| format!("{}://{fqdn}:{}", listener_name(&l.common), l.common.container_port))
             .collect();
-        // External listeners are advertised once their address is known; with hostnameOverride
-        // it is known from the spec (behind Envoy: the name of the ingress configuration
-        // serving the broker, or in TLS mode its brokerHostnameTemplate name; NodePort: a suffix).
+        // External listeners are advertised once their address is known (render::external):
+        // from the spec, or from what Kubernetes decided (load balancer, node, node port).
         for l in lc.external() {
-            let address = if super::envoy::uses_envoy(spec, l) {
-                super::envoy::advertised(cluster, l, id)
-            } else {
-                super::tls::external_host(cluster, l, id).map(|host| (host, l.broker_port(id)))
-            };
-            let Some((host, port)) = address else { continue };
+            let Some((host, port)) = super::external::broker_address(cluster, l, id) else { continue };
             advertised.push(format!("{}://{host}:{port}", listener_name(&l.common)));
         }
         out.push(("advertised.listeners", advertised.join(",")));

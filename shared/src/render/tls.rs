@@ -187,8 +187,8 @@ pub fn broker_dns_names(c: &KafkaCluster, id: i32) -> Vec<String> {
 }
 
 /// The host an external listener advertises for broker `id`, when the spec says it
-/// (`hostnameOverride`: the name itself for LoadBalancer, `<cluster>-<id>.<ns><suffix>` for
-/// NodePort).
+/// (`hostnameOverride`: the name itself for LoadBalancer, `<cluster>-<id>-<listener>.<ns><suffix>`
+/// for NodePort, as Koperator names it).
 pub fn external_host(
     c: &KafkaCluster,
     l: &crate::api::kafkacluster::ExternalListenerConfig,
@@ -197,7 +197,8 @@ pub fn external_host(
     let host = l.service.hostname_override.as_deref().filter(|h| !h.is_empty())?;
     Some(match l.access_method_or_default() {
         AccessMethod::NodePort => {
-            format!("{}.{}{host}", names::broker(c, id), c.metadata.namespace.as_deref().unwrap_or("default"))
+            let service = names::external_service(c, id, &l.common.name);
+            format!("{service}.{}{host}", c.metadata.namespace.as_deref().unwrap_or("default"))
         }
         _ => host.to_string(),
     })
