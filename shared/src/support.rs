@@ -69,7 +69,7 @@ struct Uses {
 /// Fields of a broker config (group or per broker) that rendering does not use.
 fn broker_config(prefix: &str, c: &BrokerConfig, uses: &Uses, out: &mut Vec<Unsupported>) {
     let Uses { reporter, capacities, envoy } = *uses;
-    let fields: [(&str, bool, &'static str); 6] = [
+    let fields: [(&str, bool, &'static str); 4] = [
         ("log4jConfig", set(&c.log4j_config), "brokers use the log4j configuration of their image"),
         (
             "networkConfig",
@@ -86,8 +86,6 @@ fn broker_config(prefix: &str, c: &BrokerConfig, uses: &Uses, out: &mut Vec<Unsu
             set(&c.broker_ingress_mapping) && !envoy,
             "only Envoy (ingressController: envoy, accessMethod: LoadBalancer) uses it; no Contour HTTPProxy is rendered",
         ),
-        ("nodePortExternalIP", set(&c.node_port_external_ip), "NodePort addresses are not advertised"),
-        ("nodePortNodeAddressType", set(&c.node_port_node_address_type), "NodePort addresses are not advertised"),
     ];
     for (field, is_set, note) in fields {
         if is_set {
@@ -143,22 +141,6 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
     for (i, l) in lc.external().iter().enumerate() {
         let path = format!("spec.listenersConfig.externalListeners[{i}]");
         let method = l.access_method_or_default();
-        let named = |s: &crate::api::kafkacluster::IngressServiceSettings| {
-            s.hostname_override.as_deref().is_some_and(|h| !h.is_empty())
-        };
-        // Behind Envoy each ingress configuration may name its own load balancer; in TLS mode
-        // brokerHostnameTemplate names the brokers (the rules require it).
-        let behind_envoy = crate::render::envoy::uses_envoy(spec, l);
-        let configs = l.config.as_ref().and_then(|c| c.ingress_config.as_ref()).filter(|m| !m.is_empty());
-        let advertised = named(&l.service)
-            || (behind_envoy && l.tls_enabled())
-            || (behind_envoy && configs.is_some_and(|m| m.values().all(|ic| named(&ic.service))));
-        if !advertised {
-            out.push(Unsupported::ignored(
-                format!("{path}.hostnameOverride"),
-                "without it the external listener is left out of advertised.listeners",
-            ));
-        }
         match method {
             AccessMethod::LoadBalancer if ingress == "envoy" => {}
             AccessMethod::LoadBalancer => out.push(Unsupported::ignored(

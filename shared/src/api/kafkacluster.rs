@@ -794,7 +794,7 @@ pub struct AlertManagerConfig {
 #[serde(rename_all = "camelCase")]
 pub struct IngressServiceSettings {
     /// Address advertised instead of the load balancer's IP (LoadBalancer) or suffix of
-    /// `<cluster>-<id>.<namespace>` (NodePort).
+    /// `<cluster>-<id>-<listener>.<namespace>` (NodePort).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname_override: Option<String>,
     /// Annotations of the Services created for this listener.

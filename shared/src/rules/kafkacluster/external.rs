@@ -10,9 +10,10 @@ use crate::rules::{FieldError, RuleConfig, go_list, names};
 const SUPPORTED_INGRESS_CONTROLLERS: &[&str] = &["envoy", "contour"];
 
 /// True when brokers of this listener get no port of their own: TLS mode (`-1`, hostname
-/// routing on the any-cast port) or NodePort with `0` (Kubernetes assigns the node ports).
+/// routing on the any-cast port) or NodePort with `0` or `-1` (Kubernetes assigns the node
+/// ports).
 fn ports_auto_assigned(l: &ExternalListenerConfig) -> bool {
-    l.tls_enabled() || (l.external_starting_port == 0 && l.access_method_or_default() == AccessMethod::NodePort)
+    l.tls_enabled() || crate::render::external::node_ports_assigned(l)
 }
 
 /// Rules 2 and 3 (Koperator): `externalStartingPort + brokerId` is within 1..65535 for every
@@ -169,13 +170,17 @@ pub fn access(spec: &KafkaClusterSpec, cfg: &RuleConfig) -> Vec<FieldError> {
             }
         }
         if let Some(host) = l.service.hostname_override.as_deref().filter(|h| !h.is_empty()) {
-            let full = if method == AccessMethod::NodePort { format!("cluster-0.ns{host}") } else { host.to_string() };
+            let full = if method == AccessMethod::NodePort {
+                format!("cluster-0-listener.ns{host}")
+            } else {
+                host.to_string()
+            };
             if !names::is_wildcard_dns_subdomain(&full) && !names::is_ip(host) {
                 errs.push(FieldError::invalid(
                     &path.child("hostnameOverride"),
                     host,
                     if method == AccessMethod::NodePort {
-                        "with NodePort the broker advertises <cluster>-<id>.<namespace><hostnameOverride>, which must be a valid \
+                        "with NodePort the broker advertises <cluster>-<id>-<listener>.<namespace><hostnameOverride>, which must be a valid \
                          DNS name: use a suffix like .example.com"
                     } else {
                         "hostnameOverride must be a valid lowercase DNS name or an IP address"
