@@ -14,6 +14,7 @@ pub mod load;
 pub mod loss;
 pub mod monitoring;
 pub mod node;
+mod node_object;
 pub mod pki;
 pub mod process;
 pub mod tools;
