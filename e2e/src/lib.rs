@@ -16,6 +16,7 @@ pub mod loss;
 pub mod monitoring;
 pub mod node;
 mod node_object;
+pub mod node_port;
 pub mod pki;
 pub mod process;
 pub mod tools;
