@@ -10,6 +10,7 @@ pub mod binary_node;
 pub mod controlplane;
 pub mod cruise_control;
 pub mod dns;
+pub mod envoy_pod;
 pub mod kafka;
 pub mod load;
 pub mod loss;
