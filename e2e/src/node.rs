@@ -51,7 +51,9 @@
 //! `ExternalIP` when given), keeps it Ready and renews its Lease, binds every Pod it runs to
 //! it, finishes the deletion of its Pods once their process has stopped, and serves the node
 //! ports of the namespace's NodePort and LoadBalancer Services on its addresses
-//! ([`crate::node_port`]).
+//! ([`crate::node_port`]). With [`NodeOptions::load_balancer`] (off by default) it also plays a
+//! cloud's load balancer controller: each LoadBalancer Service gets an address of its own
+//! (`127.x.251.y`) in `status.loadBalancer.ingress`, whose ports forward to its Ready Pods.
 //!
 //! Pod status (phase, podIP, Ready) follows the program: a Kafka Pod is Ready once every
 //! listener answers ApiVersions and, for a broker, the broker lists itself in its metadata; a
@@ -213,12 +215,16 @@ pub struct NodeOptions {
     /// An `ExternalIP` of the Node object besides its `InternalIP` (a local address such as
     /// `127.0.251.1`); node ports listen on it too.
     pub external_ip: Option<String>,
+    /// Play a cloud's load balancer controller: each LoadBalancer Service of the namespace
+    /// gets an address of its own (`127.x.251.y`) in `status.loadBalancer.ingress`, where its
+    /// ports forward to its Ready Pods.
+    pub load_balancer: bool,
 }
 
 impl NodeOptions {
     /// A node with a Node object named `name`.
     pub fn node_object(name: impl Into<String>) -> NodeOptions {
-        NodeOptions { node_name: Some(name.into()), external_ip: None }
+        NodeOptions { node_name: Some(name.into()), ..NodeOptions::default() }
     }
 }
 
@@ -247,7 +253,8 @@ impl Node {
             .build()?;
         let dns = DnsServer::start(net.handle())?;
         let node = options.node_name.map(|name| {
-            let mut addresses = vec![("InternalIP".to_string(), node_ip()), ("Hostname".to_string(), name.clone())];
+            let mut addresses =
+                vec![("InternalIP".to_string(), next_address(NODE_BLOCK)), ("Hostname".to_string(), name.clone())];
             addresses.extend(options.external_ip.map(|ip| ("ExternalIP".to_string(), ip)));
             NodeObject::new(name, addresses, "koperator-e2e://kafka-node")
         });
@@ -255,6 +262,7 @@ impl Node {
             node.as_ref().map(|n| (n.name.clone(), n.address("InternalIP").unwrap_or_default().to_string()));
         let mut state = NodeState {
             node,
+            load_balancer: options.load_balancer.then(BTreeMap::new),
             dns: dns.records.clone(),
             dns_address: dns.address,
             node_ports: NodePorts::new(net.handle().clone()),
@@ -438,6 +446,8 @@ struct NodeState {
     /// What the node's DNS server answers.
     dns: Arc<RwLock<Records>>,
     dns_address: SocketAddr,
+    /// With [`NodeOptions::load_balancer`]: the addresses given to LoadBalancer Services.
+    load_balancer: Option<BTreeMap<String, IpAddr>>,
     node_ports: NodePorts,
     /// The runtime of the DNS server, the node ports and the Node object's heartbeat.
     net: tokio::runtime::Handle,
@@ -626,7 +636,7 @@ impl NodeState {
             }
         }
         // After the readiness checks, so that a Pod reported Ready gets connections.
-        self.serve_node_ports(&pods, &services);
+        self.serve_ports(&svcs, &pods, &services).await;
         Ok(())
     }
 
@@ -635,12 +645,38 @@ impl NodeState {
         self.node.as_ref().and_then(|n| n.address("InternalIP")).unwrap_or("127.0.0.1").to_string()
     }
 
-    /// Node ports of the namespace's Services on the Node object's addresses, to the Pods'
-    /// Ready processes.
-    fn serve_node_ports(&mut self, pods: &BTreeMap<String, Pod>, services: &[Service]) {
-        let Some(node) = &self.node else { return };
-        let ips: Vec<IpAddr> =
-            node.addresses.iter().filter(|(k, _)| k.ends_with("IP")).filter_map(|(_, a)| a.parse().ok()).collect();
+    /// Node ports of the namespace's Services on the Node object's addresses, and the
+    /// LoadBalancer Services' own addresses, to the Pods' Ready processes.
+    async fn serve_ports(&mut self, svcs: &Api<Service>, pods: &BTreeMap<String, Pod>, services: &[Service]) {
+        if let Some(given) = self.load_balancer.as_mut() {
+            let balanced: Vec<&Service> = services
+                .iter()
+                .filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"))
+                .collect();
+            given.retain(|name, _| balanced.iter().any(|s| s.name_any() == *name));
+            for svc in balanced {
+                let ip = *given
+                    .entry(svc.name_any())
+                    .or_insert_with(|| next_address(LOAD_BALANCER_BLOCK).parse().expect("an IP"));
+                let ingress =
+                    svc.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|l| l.ingress.as_ref());
+                if !ingress.into_iter().flatten().any(|i| i.ip.as_deref() == Some(&ip.to_string())) {
+                    let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": ip.to_string()}]}}});
+                    if let Err(e) =
+                        svcs.patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(status)).await
+                    {
+                        eprintln!("[node {}] load balancer address of {}: {e}", self.ns, svc.name_any());
+                    }
+                }
+            }
+        }
+        let ips: Vec<IpAddr> = self
+            .node
+            .iter()
+            .flat_map(|n| &n.addresses)
+            .filter(|(k, _)| k.ends_with("IP"))
+            .filter_map(|(_, a)| a.parse().ok())
+            .collect();
         let backends: Vec<Backend> = pods
             .iter()
             .filter_map(|(name, pod)| {
@@ -648,7 +684,11 @@ impl NodeState {
                 Some(Backend { pod, ip: slot.ip.parse().ok()?, ready: slot.ready })
             })
             .collect();
-        self.node_ports.update(&crate::node_port::routes(&ips, services, &backends));
+        let mut routes = crate::node_port::routes(&ips, services, &backends);
+        if let Some(given) = &self.load_balancer {
+            routes.extend(crate::node_port::load_balancer_routes(given, services, &backends));
+        }
+        self.node_ports.update(&routes);
     }
 
     /// Writes the Secret and ConfigMap volumes `container` mounts into `dir` (`secrets/<volume>`,
@@ -978,12 +1018,17 @@ pub(crate) fn next_ip() -> String {
     format!("127.{}.{}.{}", 1 + std::process::id() % 250, n / 250, n % 250 + 1)
 }
 
-/// A Node object's `InternalIP`: a loopback address apart from the Pods' (third octet 250) and,
-/// like theirs, unique across test processes through the second octet.
-fn node_ip() -> String {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::SeqCst);
-    format!("127.{}.250.{}", 1 + std::process::id() % 250, n % 250 + 1)
+/// Third octets of the loopback addresses of Node objects (`InternalIP`) and of load
+/// balancers, apart from the Pods'.
+const NODE_BLOCK: u8 = 250;
+const LOAD_BALANCER_BLOCK: u8 = 251;
+
+/// A loopback address in `block` ([`NODE_BLOCK`] or [`LOAD_BALANCER_BLOCK`]) that, like the
+/// Pods', is unique across test processes through the second octet.
+fn next_address(block: u8) -> String {
+    static NEXT: [std::sync::atomic::AtomicU32; 2] = [const { std::sync::atomic::AtomicU32::new(0) }; 2];
+    let n = NEXT[usize::from(block == LOAD_BALANCER_BLOCK)].fetch_add(1, Ordering::SeqCst);
+    format!("127.{}.{block}.{}", 1 + std::process::id() % 250, n % 250 + 1)
 }
 
 /// The rendered properties with the node's substitutions: listeners bound to `ip`, log dirs

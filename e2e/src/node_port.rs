@@ -2,7 +2,8 @@
 //! `nodePort` listens on each IP address of the Node object and forwards TCP to a Ready Pod
 //! the Service selects, at the port's `targetPort` (a number, or a container port's name;
 //! none: the Service port). Pods are taken in turn; with none Ready a connection is closed.
-//! UDP and SCTP ports are not served.
+//! UDP and SCTP ports are not served. Likewise, as a cloud's load balancer, a LoadBalancer
+//! Service's address (given by the node) listens on the Service's ports.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
@@ -29,9 +30,42 @@ pub fn routes(
     backends: &[Backend<'_>],
 ) -> BTreeMap<SocketAddr, Vec<SocketAddr>> {
     let mut out = BTreeMap::new();
+    each_port(services, backends, &["NodePort", "LoadBalancer"], |_, port, targets| {
+        let Some(node_port) = port.node_port.filter(|p| *p > 0) else { return };
+        for ip in node_ips {
+            out.insert(SocketAddr::new(*ip, node_port as u16), targets.clone());
+        }
+    });
+    out
+}
+
+/// `<address>:<port>` → the Ready Pods' addresses, for every TCP port of the LoadBalancer
+/// Services that have an address in `addresses` (by Service name).
+pub fn load_balancer_routes(
+    addresses: &BTreeMap<String, IpAddr>,
+    services: &[Service],
+    backends: &[Backend<'_>],
+) -> BTreeMap<SocketAddr, Vec<SocketAddr>> {
+    let mut out = BTreeMap::new();
+    each_port(services, backends, &["LoadBalancer"], |svc, port, targets| {
+        if let (Some(ip), Ok(p)) = (addresses.get(&svc.name_any()), u16::try_from(port.port)) {
+            out.insert(SocketAddr::new(*ip, p), targets);
+        }
+    });
+    out
+}
+
+/// Calls `f` with each TCP port of the `kinds` of Services that select Pods, and the
+/// addresses of its Ready Pods at its target port.
+fn each_port(
+    services: &[Service],
+    backends: &[Backend<'_>],
+    kinds: &[&str],
+    mut f: impl FnMut(&Service, &ServicePort, Vec<SocketAddr>),
+) {
     for svc in services {
         let Some(spec) = svc.spec.as_ref() else { continue };
-        if !matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer")) {
+        if !spec.type_.as_deref().is_some_and(|t| kinds.contains(&t)) {
             continue;
         }
         let Some(selector) = spec.selector.as_ref().filter(|s| !s.is_empty()) else { continue };
@@ -40,7 +74,6 @@ pub fn routes(
             .filter(|b| b.ready && selector.iter().all(|(k, v)| b.pod.labels().get(k) == Some(v)))
             .collect();
         for port in spec.ports.iter().flatten() {
-            let Some(node_port) = port.node_port.filter(|p| *p > 0) else { continue };
             if port.protocol.as_deref().is_some_and(|p| p != "TCP") {
                 continue;
             }
@@ -55,12 +88,9 @@ pub fn routes(
                     Some(SocketAddr::new(b.ip, u16::try_from(target).ok()?))
                 })
                 .collect();
-            for ip in node_ips {
-                out.insert(SocketAddr::new(*ip, node_port as u16), targets.clone());
-            }
+            f(svc, port, targets);
         }
     }
-    out
 }
 
 /// The number of the container port named `name`.
@@ -202,5 +232,14 @@ mod tests {
         .map(|(k, v)| (sa(k), v))
         .collect();
         assert_eq!(r, expect);
+        let lb: BTreeMap<String, IpAddr> = [("s".to_string(), ip("127.0.251.1"))].into();
+        let r = load_balancer_routes(&lb, &services[..1], &backends);
+        let expect: BTreeMap<SocketAddr, Vec<SocketAddr>> = [
+            (sa("127.0.251.1:29092"), vec![sa("127.0.0.2:29092")]),
+            (sa("127.0.251.1:8080"), vec![sa("127.0.0.2:8080")]),
+        ]
+        .into();
+        assert_eq!(r, expect);
+        assert!(load_balancer_routes(&BTreeMap::new(), &services, &backends).is_empty());
     }
 }

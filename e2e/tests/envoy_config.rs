@@ -4,7 +4,8 @@
 //! proxies TCP to a broker's port and from the any-cast port. On a real control plane, the
 //! test node runs the operator's Envoy Deployment (its Pod made by kube-controller-manager)
 //! as the real Envoy, resolving the brokers' Service names through the node's DNS, and serves
-//! node ports on its Node object's address.
+//! node ports on its Node object's address and the Envoy Service's ports on its load balancer
+//! address.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -304,7 +305,8 @@ fn the_test_node_runs_envoy_pods_that_resolve_through_its_dns_and_serves_node_po
     let cp = koperator_e2e::shared();
     let namespace = cp.namespace("envoy-node")?;
     let ns = namespace.name.clone();
-    let node = TestNode::start_with(&cp.kubeconfig, &ns, NodeOptions::node_object(format!("kafka-node-{ns}")))?;
+    let options = NodeOptions { load_balancer: true, ..NodeOptions::node_object(format!("kafka-node-{ns}")) };
+    let node = TestNode::start_with(&cp.kubeconfig, &ns, options)?;
     let node_name = node.node_name().unwrap().to_string();
     let node_ip = node.internal_ip().unwrap().to_string();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -416,6 +418,19 @@ fn the_test_node_runs_envoy_pods_that_resolve_through_its_dns_and_serves_node_po
         Ok(said(&format!("{node_ip}:{lb_port}")).ok().filter(|s| !s.is_empty()))
     })?;
     assert!(through_lb == "a\n" || through_lb == "b\n", "{through_lb:?}");
+    // The load balancer's own address (status.loadBalancer.ingress) at the Service's ports.
+    let lb_ip = eventually("the LoadBalancer's address", Duration::from_secs(10), || {
+        let svc = rt.block_on(svcs.get(&envoy::service_name(&c, ing)))?;
+        let ingress = svc.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).unwrap_or_default();
+        Ok(ingress.first().and_then(|i| i.ip.clone()))
+    })?;
+    let broker_0 = format!("{lb_ip}:{}", ing.listener.broker_port(ing.brokers[0]));
+    assert_eq!(
+        eventually("broker 0 at the load balancer", Duration::from_secs(10), || Ok(said(&broker_0).ok()))?,
+        "a\n"
+    );
+    let at_lb = said(&format!("{lb_ip}:{}", ing.any_cast_port()))?;
+    assert!(at_lb == "a\n" || at_lb == "b\n", "{at_lb:?}");
 
     // A stand-in goes (its deletion completes once Envoy has stopped) and another comes:
     // Envoy re-resolves the any-cast name and sends to the new one, never to the old.
