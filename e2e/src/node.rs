@@ -1340,6 +1340,30 @@ mod tests {
     }
 
     #[test]
+    fn the_hosts_file_names_each_pod_and_a_service_by_its_first_pod() {
+        let pod = |name: &str, host: Option<&str>| -> (String, Pod) {
+            let mut v = json!({"metadata": {"name": name, "labels": {"app": "kafka"}}, "spec": {"containers": []}});
+            if let Some(h) = host {
+                v["spec"]["hostname"] = json!(h);
+                v["spec"]["subdomain"] = json!("kafka-headless");
+            }
+            (name.to_string(), serde_json::from_value(v).unwrap())
+        };
+        let pods: BTreeMap<String, Pod> = [pod("kafka-0-a", Some("kafka-0")), pod("kafka-1-b", None)].into();
+        let ips: HashMap<String, String> =
+            [("kafka-0-a", "127.0.0.2"), ("kafka-1-b", "127.0.0.3")].map(|(a, b)| (a.into(), b.into())).into();
+        let svc: Service = serde_json::from_value(
+            json!({"metadata": {"name": "kafka-all-broker"}, "spec": {"selector": {"app": "kafka"}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            hosts_file("ns", &pods, &[svc], &ips),
+            "127.0.0.2 kafka-0.kafka-headless.ns.svc.cluster.local kafka-0.kafka-headless.ns.svc\n\
+             127.0.0.2 kafka-all-broker.ns.svc.cluster.local kafka-all-broker.ns.svc\n"
+        );
+    }
+
+    #[test]
     fn a_termination_message_is_the_logs_last_2048_bytes() {
         let tail: String = (0..100).map(|i| format!("line {i} é, and some more text\n")).collect();
         let message = termination_message(&tail);
