@@ -46,7 +46,7 @@
 //! the same volume, so a broker is Ready only when its TLS setup works.
 //!
 //! With [`NodeOptions::node_object`] (off by default) the node also does what a kubelet and
-//! kube-proxy do for a Node ([`crate::node_object`]): it registers a Node object whose
+//! kube-proxy do for a Node (`node_object.rs`): it registers a Node object whose
 //! `InternalIP` is a loopback address of its own (`127.x.250.y`; `Hostname` its name, and an
 //! `ExternalIP` when given), keeps it Ready and renews its Lease, binds every Pod it runs to
 //! it, finishes the deletion of its Pods once their process has stopped, and serves the node
