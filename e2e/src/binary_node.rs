@@ -40,14 +40,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Probe, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
+use crate::node_object::NodeObject;
 use crate::process::{Component, tail};
 
-/// Lease renewal and Node heartbeat period.
-const HEARTBEAT: Duration = Duration::from_secs(10);
 /// Volumes are re-read this often (the kubelet's sync period is about a minute).
 const VOLUME_SYNC: Duration = Duration::from_secs(5);
 
@@ -118,13 +117,16 @@ impl BinaryNode {
         let pids = Arc::new(Mutex::new(HashMap::new()));
         let mut state = State {
             opts,
-            node: name.clone(),
+            node: NodeObject::new(
+                name.clone(),
+                vec![("InternalIP".into(), "127.0.0.1".into()), ("Hostname".into(), name.clone())],
+                "koperator-e2e://local-binaries",
+            ),
             dir: dir.to_path_buf(),
             slots: BTreeMap::new(),
             logs: logs.clone(),
             pids: pids.clone(),
             stopping: BTreeMap::new(),
-            last_beat: None,
             last_volume_sync: Instant::now(),
         };
         let s = stop.clone();
@@ -236,7 +238,7 @@ impl Launch {
 
 struct State {
     opts: Options,
-    node: String,
+    node: NodeObject,
     dir: PathBuf,
     slots: BTreeMap<String, Slot>,
     logs: Arc<Mutex<HashMap<String, PathBuf>>>,
@@ -246,61 +248,13 @@ struct State {
     /// thread of its own as the kubelet stops containers: one Pod's graceful shutdown holds
     /// up neither the others nor the node. Its deletion is finished once the thread ends.
     stopping: BTreeMap<String, std::thread::JoinHandle<()>>,
-    last_beat: Option<Instant>,
     last_volume_sync: Instant,
 }
 
 impl State {
     /// Creates or refreshes the Node object and renews its Lease.
     async fn heartbeat(&mut self, client: &kube::Client) -> Result<()> {
-        if self.last_beat.is_some_and(|t| t.elapsed() < HEARTBEAT) {
-            return Ok(());
-        }
-        let now = crate::node::now_rfc3339();
-        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
-        let ssa = PatchParams::apply("koperator-e2e-node").force();
-        nodes
-            .patch(
-                &self.node,
-                &ssa,
-                &Patch::Apply(json!({
-                    "apiVersion": "v1", "kind": "Node",
-                    "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node}},
-                })),
-            )
-            .await?;
-        let status = json!({
-            "status": {
-                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": self.node}],
-                "capacity": {"cpu": "2", "memory": "24Gi", "pods": "110"},
-                "allocatable": {"cpu": "2", "memory": "24Gi", "pods": "110"},
-                "conditions": [{
-                    "type": "Ready", "status": "True", "reason": "KubeletReady",
-                    "message": "koperator e2e binary node", "lastHeartbeatTime": now, "lastTransitionTime": now,
-                }],
-                "nodeInfo": {
-                    "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "", "osImage": "",
-                    "containerRuntimeVersion": "koperator-e2e://local-binaries", "kubeletVersion": "v1.34.4",
-                    "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64",
-                },
-            }
-        });
-        nodes.patch_status(&self.node, &PatchParams::default(), &Patch::Merge(status)).await?;
-        let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-        let micro = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-        leases
-            .patch(
-                &self.node,
-                &ssa,
-                &Patch::Apply(json!({
-                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": self.node},
-                    "spec": {"holderIdentity": self.node, "leaseDurationSeconds": 40, "renewTime": micro},
-                })),
-            )
-            .await?;
-        self.last_beat = Some(Instant::now());
-        Ok(())
+        self.node.heartbeat(client).await
     }
 
     async fn step(&mut self, client: &kube::Client) -> Result<()> {
@@ -311,7 +265,7 @@ impl State {
             .await?
             .into_iter()
             .filter(|p| self.binary_of(p).is_some())
-            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_none_or(|n| n == self.node))
+            .filter(|p| self.node.may_run(p))
             .map(|p| (p.name_any(), p))
             .collect();
 
@@ -345,12 +299,9 @@ impl State {
             if pod.metadata.deletion_timestamp.is_some()
                 && !self.slots.contains_key(name)
                 && !self.stopping.contains_key(name)
+                && let Err(e) = crate::node_object::finish_deletion(&pods_api, pod).await
             {
-                let dp = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() }
-                    .preconditions(kube::api::Preconditions { uid: pod.metadata.uid.clone(), resource_version: None });
-                if let Err(e) = pods_api.delete(name, &dp).await {
-                    eprintln!("[binary node {}] finish deletion of {name}: {e}", self.opts.namespace);
-                }
+                eprintln!("[binary node {}] {e:#}", self.opts.namespace);
             }
         }
 
@@ -461,15 +412,7 @@ impl State {
         let program = self.binary_of(pod).expect("filtered");
         let pods_api: Api<Pod> = Api::namespaced(client.clone(), ns);
         if spec.node_name.is_none() {
-            let binding = json!({
-                "apiVersion": "v1", "kind": "Binding",
-                "metadata": {"name": name},
-                "target": {"apiVersion": "v1", "kind": "Node", "name": self.node},
-            });
-            pods_api
-                .create_subresource::<Value, Value>("binding", &name, &PostParams::default(), &binding)
-                .await
-                .with_context(|| format!("bind {name} to {}", self.node))?;
+            self.node.bind(&pods_api, &name).await?;
         }
         let address = PodAddress::add()?;
         let ip = address.0.clone();
@@ -495,7 +438,7 @@ impl State {
             ("metadata.name", name.clone()),
             ("metadata.namespace", ns.clone()),
             ("metadata.uid", uid.clone()),
-            ("spec.nodeName", self.node.clone()),
+            ("spec.nodeName", self.node.name.clone()),
             ("spec.serviceAccountName", sa.clone()),
             ("status.podIP", ip.clone()),
             ("status.hostIP", "127.0.0.1".into()),
@@ -573,10 +516,7 @@ impl State {
         for t in stoppers {
             let _ = t.join();
         }
-        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
-        let _ = nodes.delete(&self.node, &DeleteParams::default()).await;
-        let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-        let _ = leases.delete(&self.node, &DeleteParams::default()).await;
+        self.node.remove(client).await;
     }
 }
 
@@ -781,7 +721,7 @@ async fn probe(p: &Probe, container: &Container, ip: &str) -> bool {
 }
 
 /// The status code of `GET path` on `ip:port`.
-async fn http_get(ip: &str, port: u16, https: bool, path: &str) -> Result<u16> {
+pub(crate) async fn http_get(ip: &str, port: u16, https: bool, path: &str) -> Result<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let tcp = tokio::net::TcpStream::connect((ip, port)).await?;
     let request =

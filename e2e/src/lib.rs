@@ -9,11 +9,15 @@
 pub mod binary_node;
 pub mod controlplane;
 pub mod cruise_control;
+pub mod dns;
+pub mod envoy_pod;
 pub mod kafka;
 pub mod load;
 pub mod loss;
 pub mod monitoring;
 pub mod node;
+mod node_object;
+pub mod node_port;
 pub mod pki;
 pub mod process;
 pub mod tools;

@@ -1,7 +1,8 @@
-//! A test node that plays kubelet for broker and Cruise Control Pods: every broker Pod
-//! (`app=kafka`) the operator creates runs as a real Kafka process on this machine, and every
+//! A test node that plays kubelet for broker, Cruise Control and Envoy Pods: every broker Pod
+//! (`app=kafka`) the operator creates runs as a real Kafka process on this machine, every
 //! Cruise Control Pod (`app=cruisecontrol`, Koperator's `<cluster>-cruisecontrol` Deployment)
-//! as the real Cruise Control server, each from the Pod's own ConfigMaps.
+//! as the real Cruise Control server, and every Envoy Pod (`app=envoyingress`) as the real
+//! Envoy ([`crate::envoy_pod`] lists its substitutions), each from the Pod's own ConfigMaps.
 //!
 //! Substitutions (the only ones; everything else runs as rendered):
 //! - each Pod gets its own loopback address (`127.x.y.z`, stable per Pod name) and listeners
@@ -10,7 +11,9 @@
 //!   Pod restart exactly as long as the PVC would;
 //! - the Pod's DNS names (`<hostname>.<subdomain>.<ns>.svc.cluster.local` and the names of the
 //!   Services that select it) go to a hosts file that the brokers read through
-//!   `-Djdk.net.hosts.file` and the operator through `--kafka-hosts-file`;
+//!   `-Djdk.net.hosts.file` and the operator through `--kafka-hosts-file` (a Service's name
+//!   there has the first Pod it selects), and to the node's DNS server ([`crate::dns`], every
+//!   Pod a Service selects) that Envoy resolves through;
 //! - the container image is not pulled: a KRaft Pod runs the release its image tag names when
 //!   the node has it (`…:2.13-4.0.0` runs `e2e/tools/kafka-previous/pom.xml`), else the
 //!   release pinned in `e2e/tools/kafka/pom.xml`; a ZooKeeper-mode Pod the one in
@@ -42,10 +45,21 @@
 //! (the one it presents to other brokers) and verifies the broker's name against the CA in
 //! the same volume, so a broker is Ready only when its TLS setup works.
 //!
+//! With [`NodeOptions::node_object`] (off by default) the node also does what a kubelet and
+//! kube-proxy do for a Node (`node_object.rs`): it registers a Node object whose
+//! `InternalIP` is a loopback address of its own (`127.x.250.y`; `Hostname` its name, and an
+//! `ExternalIP` when given), keeps it Ready and renews its Lease, binds every Pod it runs to
+//! it, finishes the deletion of its Pods once their process has stopped, and serves the node
+//! ports of the namespace's NodePort and LoadBalancer Services on its addresses
+//! ([`crate::node_port`]). With [`NodeOptions::load_balancer`] (off by default) it also plays a
+//! cloud's load balancer controller: each LoadBalancer Service gets an address of its own
+//! (`127.x.251.y`) in `status.loadBalancer.ingress`, whose ports forward to its Ready Pods.
+//!
 //! Pod status (phase, podIP, Ready) follows the program: a Kafka Pod is Ready once every
 //! listener answers ApiVersions and, for a broker, the broker lists itself in its metadata; a
 //! Cruise Control Pod once `GET /kafkacruisecontrol/state?json=true` answers 200 on its
-//! address (Koperator's probe only checks the TCP port). A deleted Pod's process gets SIGTERM
+//! address (Koperator's probe only checks the TCP port); an Envoy Pod once its admin
+//! `GET /ready` answers 200. A deleted Pod's process gets SIGTERM
 //! (Kafka's controlled shutdown) and its grace period; an exited process
 //! is restarted like `restartPolicy: Always` (at once, then with kubelet's back-off, the
 //! container `waiting` in `CrashLoopBackOff`), and reported in `lastState.terminated` with its
@@ -53,9 +67,10 @@
 //! the last 80 lines of its log, at most 2048 bytes.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -65,7 +80,11 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::cruise_control::{CruiseControlLaunch, IMAGE_WORKDIR};
+use crate::dns::{DnsServer, Records};
+use crate::envoy_pod::EnvoyLaunch;
 use crate::kafka::{BrokerLaunch, Dist};
+use crate::node_object::NodeObject;
+use crate::node_port::{Backend, NodePorts};
 use crate::process::Component;
 use koperator_shared::kafka::{Admin, ConnectOptions, Connection, Resolver};
 
@@ -86,6 +105,8 @@ enum Launch {
     Kafka(BrokerLaunch),
     /// Cruise Control (`app=cruisecontrol`), its REST API at `address` (`<pod ip>:<port>`).
     CruiseControl { launch: CruiseControlLaunch, address: String },
+    /// Envoy (`app=envoyingress`).
+    Envoy(EnvoyLaunch),
 }
 
 impl Launch {
@@ -93,6 +114,7 @@ impl Launch {
         match self {
             Launch::Kafka(l) => l.start(),
             Launch::CruiseControl { launch, .. } => launch.start(),
+            Launch::Envoy(l) => l.start(),
         }
     }
 }
@@ -176,13 +198,46 @@ pub struct Node {
     events: Arc<Mutex<Vec<(Instant, NodeEvent)>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    node_object: Option<(String, String)>,
+    dns: SocketAddr,
+    /// Runs the DNS server and the node ports, apart from the node's own loop (which blocks
+    /// while a process stops).
+    net: Option<tokio::runtime::Runtime>,
     _tmp: tempfile::TempDir,
 }
 
+/// How to start a [`Node`]; the default is what [`Node::start`] does.
+#[derive(Clone, Debug, Default)]
+pub struct NodeOptions {
+    /// Register a Node object of this name, bind the Pods to it and serve node ports on its
+    /// addresses. `None` (the default): no Node object, Pods stay unbound, no node ports.
+    pub node_name: Option<String>,
+    /// An `ExternalIP` of the Node object besides its `InternalIP` (a local address such as
+    /// `127.0.251.1`); node ports listen on it too.
+    pub external_ip: Option<String>,
+    /// Play a cloud's load balancer controller: each LoadBalancer Service of the namespace
+    /// gets an address of its own (`127.x.251.y`) in `status.loadBalancer.ingress`, where its
+    /// ports forward to its Ready Pods.
+    pub load_balancer: bool,
+}
+
+impl NodeOptions {
+    /// A node with a Node object named `name`.
+    pub fn node_object(name: impl Into<String>) -> NodeOptions {
+        NodeOptions { node_name: Some(name.into()), ..NodeOptions::default() }
+    }
+}
+
 impl Node {
-    /// Starts a node that runs the broker Pods (`app=kafka`) and Cruise Control Pods
-    /// (`app=cruisecontrol`) of `namespace`, using `kubeconfig`.
+    /// Starts a node that runs the broker Pods (`app=kafka`), Cruise Control Pods
+    /// (`app=cruisecontrol`) and Envoy Pods (`app=envoyingress`) of `namespace`, using
+    /// `kubeconfig`, without a Node object.
     pub fn start(kubeconfig: &Path, namespace: &str) -> Result<Node> {
+        Node::start_with(kubeconfig, namespace, NodeOptions::default())
+    }
+
+    /// Like [`Node::start`], with `options`. With a Node object, returns once it is registered.
+    pub fn start_with(kubeconfig: &Path, namespace: &str, options: NodeOptions) -> Result<Node> {
         crate::kafka::libs()?;
         let tmp = tempfile::Builder::new().prefix("kop-node-").tempdir()?;
         let dir = tmp.path().to_path_buf();
@@ -191,7 +246,27 @@ impl Node {
         let events = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared::default());
+        let net = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("node-net-{namespace}"))
+            .enable_all()
+            .build()?;
+        let dns = DnsServer::start(net.handle())?;
+        let node = options.node_name.map(|name| {
+            let mut addresses =
+                vec![("InternalIP".to_string(), next_address(NODE_BLOCK)), ("Hostname".to_string(), name.clone())];
+            addresses.extend(options.external_ip.map(|ip| ("ExternalIP".to_string(), ip)));
+            NodeObject::new(name, addresses, "koperator-e2e://kafka-node")
+        });
+        let node_object =
+            node.as_ref().map(|n| (n.name.clone(), n.address("InternalIP").unwrap_or_default().to_string()));
         let mut state = NodeState {
+            node,
+            load_balancer: options.load_balancer.then(BTreeMap::new),
+            dns: dns.records.clone(),
+            dns_address: dns.address,
+            node_ports: NodePorts::new(net.handle().clone()),
+            net: net.handle().clone(),
             shared: shared.clone(),
             ns: namespace.to_string(),
             dir: dir.clone(),
@@ -203,10 +278,19 @@ impl Node {
         };
         let kubeconfig = kubeconfig.to_path_buf();
         let s = stop.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new().name(format!("node-{namespace}")).spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
                 let client = client(&kubeconfig).await.expect("node kube client");
+                if let Some(node) = state.node.as_mut()
+                    && let Err(e) = node.heartbeat(&client).await
+                {
+                    let _ = ready_tx.send(Err(e.context("register the Node object")));
+                    return;
+                }
+                let _ = ready_tx.send(Ok(()));
+                let heartbeat = state.node.as_ref().map(|n| n.keep_alive(kubeconfig.clone(), &state.net));
                 while !s.load(Ordering::SeqCst) {
                     if let Err(e) = state.step(&client).await {
                         eprintln!("[node {}] {e:#}", state.ns);
@@ -214,9 +298,42 @@ impl Node {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
                 state.stop_all();
+                if let (Some(node), Some(heartbeat)) = (&state.node, heartbeat) {
+                    heartbeat.abort();
+                    let _ = heartbeat.await;
+                    node.remove(&client).await;
+                }
             });
         })?;
-        Ok(Node { shared, hosts_file, dir, events, stop, thread: Some(thread), _tmp: tmp })
+        ready_rx.recv().map_err(|_| anyhow!("node thread died"))??;
+        Ok(Node {
+            shared,
+            hosts_file,
+            dir,
+            events,
+            stop,
+            thread: Some(thread),
+            node_object,
+            dns: dns.address,
+            net: Some(net),
+            _tmp: tmp,
+        })
+    }
+
+    /// The name of the node's Node object, if it has one ([`NodeOptions::node_name`]).
+    pub fn node_name(&self) -> Option<&str> {
+        self.node_object.as_ref().map(|(name, _)| name.as_str())
+    }
+
+    /// The `InternalIP` of the node's Node object (a loopback address of its own), where its
+    /// node ports listen.
+    pub fn internal_ip(&self) -> Option<&str> {
+        self.node_object.as_ref().map(|(_, ip)| ip.as_str())
+    }
+
+    /// The node's DNS server (UDP), which answers for the Pods' and Services' names.
+    pub fn dns_address(&self) -> SocketAddr {
+        self.dns
     }
 
     /// Freezes a broker: SIGSTOP to its process while its Pod keeps reporting Ready, the way a
@@ -275,14 +392,14 @@ impl Node {
     }
 
     /// The log of a Pod's current process: `kafka.log` of a broker, `cruise-control.log` of
-    /// Cruise Control.
+    /// Cruise Control, `envoy.log` of Envoy.
     pub fn broker_log(&self, pod: &str) -> Option<PathBuf> {
         let mut logs: Vec<PathBuf> = std::fs::read_dir(self.dir.join("pods"))
             .ok()?
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{pod}-"))))
-            .flat_map(|p| [p.join("kafka.log"), p.join("cruise-control.log")])
+            .flat_map(|p| [p.join("kafka.log"), p.join("cruise-control.log"), p.join("envoy.log")])
             .filter(|p| p.exists())
             .collect();
         logs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
@@ -295,6 +412,9 @@ impl Drop for Node {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        if let Some(net) = self.net.take() {
+            net.shutdown_background();
         }
     }
 }
@@ -314,12 +434,23 @@ struct Shared {
     frozen: Mutex<std::collections::HashSet<String>>,
 }
 
-/// The Pods the node runs: brokers, and Cruise Control (Koperator's
-/// `<cluster>-cruisecontrol` Deployment).
+/// The Pods the node runs: brokers, Cruise Control (Koperator's `<cluster>-cruisecontrol`
+/// Deployment) and Envoy.
 const KAFKA_PODS: &str = "app=kafka";
 const CRUISE_CONTROL_PODS: &str = "app=cruisecontrol";
+const ENVOY_PODS: &str = "app=envoyingress";
 
 struct NodeState {
+    /// The Node object, when the node has one.
+    node: Option<NodeObject>,
+    /// What the node's DNS server answers.
+    dns: Arc<RwLock<Records>>,
+    dns_address: SocketAddr,
+    /// With [`NodeOptions::load_balancer`]: the addresses given to LoadBalancer Services.
+    load_balancer: Option<BTreeMap<String, IpAddr>>,
+    node_ports: NodePorts,
+    /// The runtime of the DNS server, the node ports and the Node object's heartbeat.
+    net: tokio::runtime::Handle,
     shared: Arc<Shared>,
     ns: String,
     dir: PathBuf,
@@ -342,11 +473,17 @@ impl NodeState {
     async fn step(&mut self, client: &kube::Client) -> Result<()> {
         let pods_api: Api<Pod> = Api::namespaced(client.clone(), &self.ns);
         let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
-        for selector in [KAFKA_PODS, CRUISE_CONTROL_PODS] {
+        let mut deleting: Vec<Pod> = Vec::new();
+        for selector in [KAFKA_PODS, CRUISE_CONTROL_PODS, ENVOY_PODS] {
             let listed = pods_api.list(&ListParams::default().labels(selector)).await?;
-            pods.extend(
-                listed.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(|p| (p.name_any(), p)),
-            );
+            for p in listed.into_iter().filter(|p| self.node.as_ref().is_none_or(|n| n.may_run(p))) {
+                match p.metadata.deletion_timestamp {
+                    Some(_) => deleting.push(p),
+                    None => {
+                        pods.insert(p.name_any(), p);
+                    }
+                }
+            }
         }
         // Stop what no longer has its Pod.
         let gone: Vec<String> = self
@@ -365,11 +502,28 @@ impl NodeState {
             slot.process.stop(slot.grace);
             self.shared.pids.lock().unwrap().remove(&name);
         }
+        // A Pod bound to the node is deleted once its process has stopped.
+        if let Some(node) = &self.node {
+            for pod in
+                deleting.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()) == Some(&node.name))
+            {
+                if let Err(e) = crate::node_object::finish_deletion(&pods_api, pod).await {
+                    eprintln!("[node {}] {e:#}", self.ns);
+                }
+            }
+        }
         // Start new Pods.
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &self.ns);
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &self.ns);
         for (name, pod) in &pods {
             if self.slots.contains_key(name) {
+                continue;
+            }
+            if let Some(node) = &self.node
+                && pod.spec.as_ref().is_some_and(|s| s.node_name.is_none())
+                && let Err(e) = node.bind(&pods_api, name).await
+            {
+                eprintln!("[node {}] {e:#}", self.ns);
                 continue;
             }
             let ip = self.ip_for(name);
@@ -385,7 +539,9 @@ impl NodeState {
         let svcs: Api<Service> = Api::namespaced(client.clone(), &self.ns);
         let services = svcs.list(&ListParams::default()).await?.items;
         // Replace the file atomically: brokers and the operator read it at any moment.
-        let text = hosts_file(&self.ns, &pods, &services, &self.ips);
+        let entries = crate::dns::entries(&self.ns, &pods, &services, &self.ips);
+        *self.dns.write().unwrap() = crate::dns::records(&entries);
+        let text = hosts_text(&entries);
         if std::fs::read_to_string(&self.hosts_file).ok().as_deref() != Some(text.as_str()) {
             let tmp = self.hosts_file.with_extension("tmp");
             std::fs::write(&tmp, text)?;
@@ -397,6 +553,7 @@ impl NodeState {
         if check {
             self.last_check = Instant::now();
         }
+        let host_ip = self.host_ip();
         let names: Vec<String> = self.slots.keys().cloned().collect();
         for name in names {
             let exited = self.slots[&name].process.exited();
@@ -444,7 +601,7 @@ impl NodeState {
                     self.event(NodeEvent::Down(name.clone()));
                 }
                 let slot = self.slots.get_mut(&name).expect("listed");
-                let status = pod_status(slot);
+                let status = pod_status(slot, &host_ip);
                 if slot.reported.as_ref() != Some(&status) {
                     pods_api
                         .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
@@ -469,7 +626,7 @@ impl NodeState {
                 }
             }
             let slot = self.slots.get_mut(&name).expect("listed");
-            let status = pod_status(slot);
+            let status = pod_status(slot, &host_ip);
             if slot.reported.as_ref() != Some(&status) {
                 pods_api
                     .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status.clone()})))
@@ -478,7 +635,60 @@ impl NodeState {
                 slot.reported = Some(status);
             }
         }
+        // After the readiness checks, so that a Pod reported Ready gets connections.
+        self.serve_ports(&svcs, &pods, &services).await;
         Ok(())
+    }
+
+    /// The Pods' `hostIP`: the Node object's `InternalIP`, else 127.0.0.1.
+    fn host_ip(&self) -> String {
+        self.node.as_ref().and_then(|n| n.address("InternalIP")).unwrap_or("127.0.0.1").to_string()
+    }
+
+    /// Node ports of the namespace's Services on the Node object's addresses, and the
+    /// LoadBalancer Services' own addresses, to the Pods' Ready processes.
+    async fn serve_ports(&mut self, svcs: &Api<Service>, pods: &BTreeMap<String, Pod>, services: &[Service]) {
+        if let Some(given) = self.load_balancer.as_mut() {
+            let balanced: Vec<&Service> = services
+                .iter()
+                .filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"))
+                .collect();
+            given.retain(|name, _| balanced.iter().any(|s| s.name_any() == *name));
+            for svc in balanced {
+                let ip = *given
+                    .entry(svc.name_any())
+                    .or_insert_with(|| next_address(LOAD_BALANCER_BLOCK).parse().expect("an IP"));
+                let ingress =
+                    svc.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|l| l.ingress.as_ref());
+                if !ingress.into_iter().flatten().any(|i| i.ip.as_deref() == Some(&ip.to_string())) {
+                    let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": ip.to_string()}]}}});
+                    if let Err(e) =
+                        svcs.patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(status)).await
+                    {
+                        eprintln!("[node {}] load balancer address of {}: {e}", self.ns, svc.name_any());
+                    }
+                }
+            }
+        }
+        let ips: Vec<IpAddr> = self
+            .node
+            .iter()
+            .flat_map(|n| &n.addresses)
+            .filter(|(k, _)| k.ends_with("IP"))
+            .filter_map(|(_, a)| a.parse().ok())
+            .collect();
+        let backends: Vec<Backend> = pods
+            .iter()
+            .filter_map(|(name, pod)| {
+                let slot = self.slots.get(name)?;
+                Some(Backend { pod, ip: slot.ip.parse().ok()?, ready: slot.ready })
+            })
+            .collect();
+        let mut routes = crate::node_port::routes(&ips, services, &backends);
+        if let Some(given) = &self.load_balancer {
+            routes.extend(crate::node_port::load_balancer_routes(given, services, &backends));
+        }
+        self.node_ports.update(&routes);
     }
 
     /// Writes the Secret and ConfigMap volumes `container` mounts into `dir` (`secrets/<volume>`,
@@ -528,8 +738,10 @@ impl NodeState {
     }
 
     async fn launch(&self, cms: &Api<ConfigMap>, secrets: &Api<Secret>, pod: &Pod, ip: &str) -> Result<Slot> {
-        if pod.labels().get("app").map(String::as_str) == Some("cruisecontrol") {
-            return self.launch_cruise_control(cms, secrets, pod, ip).await;
+        match pod.labels().get("app").map(String::as_str) {
+            Some("cruisecontrol") => return self.launch_cruise_control(cms, secrets, pod, ip).await,
+            Some(crate::envoy_pod::APP) => return self.launch_envoy(cms, secrets, pod, ip).await,
+            _ => {}
         }
         let name = pod.name_any();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -660,6 +872,21 @@ impl NodeState {
         Ok(Slot::started(uid, ip, process, launch, container, spec))
     }
 
+    /// An Envoy Pod: the real Envoy on the Pod's own configuration ([`crate::envoy_pod`]).
+    async fn launch_envoy(&self, cms: &Api<ConfigMap>, secrets: &Api<Secret>, pod: &Pod, ip: &str) -> Result<Slot> {
+        let name = pod.name_any();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let spec = pod.spec.as_ref().ok_or_else(|| anyhow!("pod without spec"))?;
+        let container = spec.containers.iter().find(|c| c.name == "envoy").or(spec.containers.first());
+        let container = container.ok_or_else(|| anyhow!("{name} has no container"))?;
+        let dir = self.dir.join("pods").join(format!("{name}-{}", &uid[..8.min(uid.len())]));
+        std::fs::create_dir_all(&dir)?;
+        let mounts = self.write_volumes(cms, secrets, spec, container, &dir).await?;
+        let launch = Launch::Envoy(EnvoyLaunch::prepare(&name, &dir, container, ip, self.dns_address, &mounts)?);
+        let process = launch.start()?;
+        Ok(Slot::started(uid, ip, process, launch, container, spec))
+    }
+
     fn stop_all(&mut self) {
         for (_, slot) in std::mem::take(&mut self.slots) {
             slot.process.stop(Duration::from_secs(5));
@@ -674,11 +901,16 @@ impl NodeState {
 const READINESS_FAILURE_THRESHOLD: u32 = 3;
 
 async fn probe(slot: &Slot, hosts: &Path) -> bool {
-    if let Launch::CruiseControl { address, .. } = &slot.launch {
-        let address = address.clone();
-        let answers =
-            tokio::task::spawn_blocking(move || crate::cruise_control::state_answers(&address, Duration::from_secs(2)));
-        return answers.await.unwrap_or(false);
+    match &slot.launch {
+        Launch::CruiseControl { address, .. } => {
+            let address = address.clone();
+            let answers = tokio::task::spawn_blocking(move || {
+                crate::cruise_control::state_answers(&address, Duration::from_secs(2))
+            });
+            return answers.await.unwrap_or(false);
+        }
+        Launch::Envoy(envoy) => return tokio::time::timeout(Duration::from_secs(2), envoy.ready()).await == Ok(true),
+        Launch::Kafka(_) => {}
     }
     let opts = ConnectOptions {
         connect_timeout: Duration::from_millis(800),
@@ -732,7 +964,7 @@ fn termination_message(tail: &str) -> String {
     tail[start..].to_string()
 }
 
-fn pod_status(slot: &Slot) -> serde_json::Value {
+fn pod_status(slot: &Slot, host_ip: &str) -> serde_json::Value {
     let ready = if slot.ready { "True" } else { "False" };
     let state = match slot.restart_at {
         Some(_) => {
@@ -744,7 +976,7 @@ fn pod_status(slot: &Slot) -> serde_json::Value {
     let last_state = slot.last_terminated.as_ref().map(|t| json!({"terminated": t})).unwrap_or_else(|| json!({}));
     json!({
         "phase": "Running",
-        "hostIP": "127.0.0.1",
+        "hostIP": host_ip,
         "podIP": slot.ip,
         "podIPs": [{"ip": slot.ip}],
         "startTime": slot.started_at,
@@ -761,6 +993,7 @@ fn pod_status(slot: &Slot) -> serde_json::Value {
             "imageID": match slot.launch {
                 Launch::Kafka(_) => "koperator-e2e-node://apache-kafka",
                 Launch::CruiseControl { .. } => "koperator-e2e-node://cruise-control",
+                Launch::Envoy(_) => "koperator-e2e-node://envoy",
             },
             "state": state,
             "lastState": last_state,
@@ -783,6 +1016,19 @@ pub(crate) fn next_ip() -> String {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::SeqCst);
     format!("127.{}.{}.{}", 1 + std::process::id() % 250, n / 250, n % 250 + 1)
+}
+
+/// Third octets of the loopback addresses of Node objects (`InternalIP`) and of load
+/// balancers, apart from the Pods'.
+const NODE_BLOCK: u8 = 250;
+const LOAD_BALANCER_BLOCK: u8 = 251;
+
+/// A loopback address in `block` ([`NODE_BLOCK`] or [`LOAD_BALANCER_BLOCK`]) that, like the
+/// Pods', is unique across test processes through the second octet.
+fn next_address(block: u8) -> String {
+    static NEXT: [std::sync::atomic::AtomicU32; 2] = [const { std::sync::atomic::AtomicU32::new(0) }; 2];
+    let n = NEXT[usize::from(block == LOAD_BALANCER_BLOCK)].fetch_add(1, Ordering::SeqCst);
+    format!("127.{}.{block}.{}", 1 + std::process::id() % 250, n % 250 + 1)
 }
 
 /// The rendered properties with the node's substitutions: listeners bound to `ip`, log dirs
@@ -842,9 +1088,7 @@ pub fn cruise_control_properties(rendered: &str, ip: &str, mounts: &[(String, Pa
 /// node wrote that Secret to: values that are such paths, and such paths inside values (lists,
 /// config provider references such as `${dir:<mount>:password}`).
 pub fn with_secret_paths(properties: &str, secret_dirs: &[(String, PathBuf)]) -> String {
-    let mut mounts: Vec<(&str, String)> =
-        secret_dirs.iter().map(|(m, local)| (m.trim_end_matches('/'), local.display().to_string())).collect();
-    mounts.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
+    let mounts = longest_first(secret_dirs);
     let mut out = String::new();
     for line in properties.lines() {
         match line.split_once('=') {
@@ -858,6 +1102,19 @@ pub fn with_secret_paths(properties: &str, secret_dirs: &[(String, PathBuf)]) ->
         out.push('\n');
     }
     out
+}
+
+/// `value` with every path under a volume's mount path moved to the node's copy of the volume.
+pub(crate) fn move_mounted(value: &str, dirs: &[(String, PathBuf)]) -> String {
+    move_paths(value, &longest_first(dirs))
+}
+
+/// `(mount path, local directory)` without trailing slashes, longer mount paths first.
+fn longest_first(dirs: &[(String, PathBuf)]) -> Vec<(&str, String)> {
+    let mut mounts: Vec<(&str, String)> =
+        dirs.iter().map(|(m, local)| (m.trim_end_matches('/'), local.display().to_string())).collect();
+    mounts.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
+    mounts
 }
 
 /// `value` with each occurrence of a mount path (followed by `/`, `:`, `,`, `}` or the end)
@@ -908,9 +1165,8 @@ fn format_arguments(command: &[String], secret_dirs: &[(String, PathBuf)]) -> Re
         let Some((value, tail)) = quoted else { bail!("--add-scram without a quoted value in: {script}") };
         let Some((head, file)) = value.split_once("$(cat ") else { bail!("--add-scram without $(cat FILE): {value}") };
         let Some((file, end)) = file.split_once(')') else { bail!("unterminated $(cat ...) in {value}") };
-        let local = with_secret_paths(&format!("x={file}"), secret_dirs);
-        let local = local.trim_end().trim_start_matches("x=");
-        let password = std::fs::read_to_string(local).with_context(|| format!("read {local} (--add-scram)"))?;
+        let local = move_mounted(file, secret_dirs);
+        let password = std::fs::read_to_string(&local).with_context(|| format!("read {local} (--add-scram)"))?;
         out.push("--add-scram".to_string());
         out.push(format!("{head}{}{end}", password.trim_end()));
         rest = tail;
@@ -924,7 +1180,7 @@ fn format_arguments(command: &[String], secret_dirs: &[(String, PathBuf)]) -> Re
 /// `make e2e-deps` installed (what the `jmxImage` init container delivers in a cluster),
 /// listening on the Pod's own address. Any other java agent is an error.
 fn kafka_opts(value: &str, ip: &str, dirs: &[(String, PathBuf)]) -> Result<Vec<String>> {
-    let moved = |v: &str| with_secret_paths(&format!("x={v}"), dirs).trim_end().trim_start_matches("x=").to_string();
+    let moved = |v: &str| move_mounted(v, dirs);
     let mut out = Vec::new();
     for opt in value.split_whitespace() {
         let Some(agent) = opt.strip_prefix("-javaagent:") else {
@@ -1006,27 +1262,12 @@ pub fn hosts_file(
     services: &[Service],
     ips: &HashMap<String, String>,
 ) -> String {
-    let mut out = String::new();
-    for (name, pod) in pods {
-        let Some(ip) = ips.get(name) else { continue };
-        let spec = pod.spec.as_ref();
-        if let (Some(host), Some(sub)) =
-            (spec.and_then(|s| s.hostname.as_ref()), spec.and_then(|s| s.subdomain.as_ref()))
-        {
-            out.push_str(&format!("{ip} {host}.{sub}.{ns}.svc.cluster.local {host}.{sub}.{ns}.svc\n"));
-        }
-    }
-    for svc in services {
-        let Some(selector) = svc.spec.as_ref().and_then(|s| s.selector.as_ref()) else { continue };
-        let selected = pods
-            .iter()
-            .find(|(name, p)| ips.contains_key(*name) && selector.iter().all(|(k, v)| p.labels().get(k) == Some(v)));
-        if let Some((name, _)) = selected {
-            let svc_name = svc.name_any();
-            out.push_str(&format!("{} {svc_name}.{ns}.svc.cluster.local {svc_name}.{ns}.svc\n", ips[name]));
-        }
-    }
-    out
+    hosts_text(&crate::dns::entries(ns, pods, services, ips))
+}
+
+/// One hosts file line per entry, with its first address.
+fn hosts_text(entries: &[crate::dns::Entry]) -> String {
+    entries.iter().map(|e| format!("{} {}\n", e.ips[0], e.names.join(" "))).collect()
 }
 
 #[cfg(test)]
@@ -1096,6 +1337,30 @@ mod tests {
             (Err(e), Err(_)) => assert!(e.to_string().contains("make e2e-deps"), "{e}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_hosts_file_names_each_pod_and_a_service_by_its_first_pod() {
+        let pod = |name: &str, host: Option<&str>| -> (String, Pod) {
+            let mut v = json!({"metadata": {"name": name, "labels": {"app": "kafka"}}, "spec": {"containers": []}});
+            if let Some(h) = host {
+                v["spec"]["hostname"] = json!(h);
+                v["spec"]["subdomain"] = json!("kafka-headless");
+            }
+            (name.to_string(), serde_json::from_value(v).unwrap())
+        };
+        let pods: BTreeMap<String, Pod> = [pod("kafka-0-a", Some("kafka-0")), pod("kafka-1-b", None)].into();
+        let ips: HashMap<String, String> =
+            [("kafka-0-a", "127.0.0.2"), ("kafka-1-b", "127.0.0.3")].map(|(a, b)| (a.into(), b.into())).into();
+        let svc: Service = serde_json::from_value(
+            json!({"metadata": {"name": "kafka-all-broker"}, "spec": {"selector": {"app": "kafka"}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            hosts_file("ns", &pods, &[svc], &ips),
+            "127.0.0.2 kafka-0.kafka-headless.ns.svc.cluster.local kafka-0.kafka-headless.ns.svc\n\
+             127.0.0.2 kafka-all-broker.ns.svc.cluster.local kafka-all-broker.ns.svc\n"
+        );
     }
 
     #[test]

