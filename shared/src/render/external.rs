@@ -87,7 +87,9 @@ pub fn broker_address(c: &ValidatedCluster, l: &ExternalListenerConfig, id: i32)
             let host = match (super::tls::external_host(c, l, id), external_ip) {
                 (Some(host), _) => host,
                 (None, Some(ip)) => ip,
-                (None, None) => node_address(c, id)?,
+                // A restarted broker's new Pod is not on a node yet: it keeps the address it had
+                // (else every restart would change its configuration, and restart it again).
+                (None, None) => node_address(c, id).or_else(|| last_host(c, l, id))?,
             };
             Some((host, port))
         }
@@ -112,6 +114,15 @@ pub fn advertises_node_addresses(c: &ValidatedCluster) -> bool {
     node_port
         .into_iter()
         .any(|l| super::broker_role_ids(c).into_iter().any(|id| node_port_external_ip(c, id, &l.common.name).is_none()))
+}
+
+/// The host broker `id` was last reported at on listener `l` (`status.listenerStatuses`).
+fn last_host(c: &ValidatedCluster, l: &ExternalListenerConfig, id: i32) -> Option<String> {
+    let statuses = c.status.as_ref()?.listener_statuses.as_ref()?.external_listeners.as_ref()?;
+    let name = format!("broker-{id}");
+    let address = &statuses.get(&l.common.name)?.iter().find(|s| s.name == name)?.address;
+    let (host, _) = address.rsplit_once(':')?;
+    Some(host.to_string()).filter(|h| !h.is_empty())
 }
 
 /// The address of broker `id`'s node of the type its config asks for (`nodePortNodeAddressType`;
@@ -262,6 +273,27 @@ mod tests {
             [("broker-0", "203.0.113.1:30090"), ("broker-1", "10.0.0.2:30091")].map(|(a, b)| (a.into(), b.into())),
             "no any-cast entry for NodePort; broker 2's node is unknown"
         );
+    }
+
+    #[test]
+    fn a_broker_whose_new_pod_is_not_on_a_node_yet_keeps_its_last_address() {
+        let mut kc: KafkaCluster = (*cluster(AccessMethod::NodePort, 30090, |_| {})).clone();
+        let listed = vec![ListenerStatus { name: "broker-1".into(), address: "10.0.0.2:30091".into() }];
+        let statuses = ListenerStatuses {
+            external_listeners: Some([("external".to_string(), listed)].into()),
+            ..Default::default()
+        };
+        kc.status = Some(crate::api::kafkacluster::KafkaClusterStatus {
+            listener_statuses: Some(statuses),
+            ..Default::default()
+        });
+        let c = must(&kc);
+        let l = &c.spec.listeners_config.external()[0];
+        assert_eq!(broker_address(&c, l, 1), Some(("10.0.0.2".into(), 30091)));
+        assert_eq!(broker_address(&c, l, 0), None, "never placed");
+        let c = with(c, |f| f.node_addresses.extend([node(1, "10.0.0.9", None)]));
+        let l = &c.spec.listeners_config.external()[0];
+        assert_eq!(broker_address(&c, l, 1), Some(("10.0.0.9".into(), 30091)), "moved to another node");
     }
 
     #[test]
