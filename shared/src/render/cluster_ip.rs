@@ -188,6 +188,24 @@ impl Objects {
     }
 }
 
+/// Every host name broker `id` may be reached by through ClusterIP listener `l` of `c`: the
+/// `brokerFQDNTemplate` names of the global and every ingress configuration's settings, for the
+/// broker's certificate (with TLS passthrough the broker itself answers for them).
+pub fn broker_hosts(c: &KafkaCluster, l: &ExternalListenerConfig, id: i32) -> Vec<String> {
+    let spec = &c.spec;
+    let ics = l.config.iter().flat_map(|s| s.ingress_config.iter().flatten()).map(|(_, ic)| ic);
+    let templates: Vec<Option<&str>> = if Controller::Contour.serves(spec, l) {
+        let own = ics.filter_map(|ic| ic.contour_ingress_config.as_ref());
+        spec.contour_ingress_config.iter().chain(own).map(|c| Some(c.broker_fqdn_template.as_str())).collect()
+    } else if Controller::GatewayApi.serves(spec, l) {
+        let own = ics.filter_map(|ic| ic.gateway_ingress_config.as_ref());
+        spec.gateway_ingress_config.iter().chain(own).map(|g| g.broker_fqdn_template.as_deref()).collect()
+    } else {
+        Vec::new()
+    };
+    templates.into_iter().flatten().filter(|t| !t.is_empty()).map(|t| super::ingress::host(t, id)).collect()
+}
+
 /// Every name derived from the cluster's name that the Services of `c`'s ClusterIP listeners may
 /// take (DNS labels), for the cluster-name rule.
 pub fn derived_names(c: &KafkaCluster) -> Vec<DerivedName> {

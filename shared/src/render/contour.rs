@@ -65,6 +65,17 @@ pub fn ingresses(c: &ValidatedCluster) -> Vec<ContourIngress<'_>> {
         .collect()
 }
 
+/// Where broker `id` is advertised on Contour-served listener `l`: its host name from the
+/// ingress configuration serving it, on `externalStartingPort + id` or (`-1`) the any-cast port,
+/// as Koperator advertises it. `None` when no configuration serves the broker.
+pub fn advertised(c: &ValidatedCluster, l: &ExternalListenerConfig, id: i32) -> Option<(String, i32)> {
+    let ingresses = ingresses(c);
+    let i = ingresses
+        .iter()
+        .find(|i| i.exposure.listener() == l.common.name && i.exposure.selected.brokers.contains(&id))?;
+    Some((i.broker_host(id)?, l.broker_port(id)))
+}
+
 /// The HTTPProxy routing `fqdn` to port `port` of Service `service` (named `fqdn`, as Koperator
 /// names it).
 pub fn http_proxy(c: &ValidatedCluster, i: &ContourIngress<'_>, fqdn: &str, service: &str, port: i32) -> DynamicObject {
@@ -330,6 +341,21 @@ mod tests {
             l.external_starting_port = 19090;
         });
         assert!(objects(&lb).services.is_empty() && objects(&lb).routes.is_empty(), "Envoy serves it");
+    }
+
+    #[test]
+    fn brokers_advertise_and_certify_their_own_host_name() {
+        let c = cluster(|_| {});
+        let l = &c.spec.listeners_config.external()[0];
+        assert_eq!(advertised(&c, l, 1), Some(("broker-1.kafka.example.com".to_string(), 29092)));
+        let props = crate::render::properties::server_properties(&c, 1).unwrap();
+        assert!(props.contains("EXTERNAL://broker-1.kafka.example.com:29092"), "{props}");
+        // Passthrough: the broker answers for its own name and for the any-cast host.
+        let sans = crate::render::tls::broker_dns_names(&c, 1);
+        for host in ["broker-1.kafka.example.com", "kafka.example.com"] {
+            assert!(sans.contains(&host.to_string()), "{host} not in {sans:?}");
+        }
+        assert!(!sans.contains(&"broker-0.kafka.example.com".to_string()));
     }
 
     #[test]

@@ -61,6 +61,17 @@ pub fn ingresses(c: &ValidatedCluster) -> Vec<GatewayIngress<'_>> {
         .collect()
 }
 
+/// Where broker `id` is advertised on Gateway-served listener `l`: its host name from the
+/// ingress configuration serving it, on `externalStartingPort + id` or (`-1`) the any-cast port.
+/// `None` when no configuration serves the broker.
+pub fn advertised(c: &ValidatedCluster, l: &ExternalListenerConfig, id: i32) -> Option<(String, i32)> {
+    let ingresses = ingresses(c);
+    let i = ingresses
+        .iter()
+        .find(|i| i.exposure.listener() == l.common.name && i.exposure.selected.brokers.contains(&id))?;
+    Some((i.broker_host(id)?, l.broker_port(id)))
+}
+
 /// The TLSRoute sending `hostname` to port `port` of Service `service`, named `hostname`; `None`
 /// without a `gatewayName` (the admission rules require one).
 pub fn tls_route(

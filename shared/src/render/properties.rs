@@ -245,10 +245,15 @@ fn static_properties(
             .collect();
         // External listeners are advertised once their address is known; with hostnameOverride
         // it is known from the spec (behind Envoy: the name of the ingress configuration
-        // serving the broker, or in TLS mode its brokerHostnameTemplate name; NodePort: a suffix).
+        // serving the broker, or in TLS mode its brokerHostnameTemplate name; behind Contour or
+        // Gateway API its brokerFQDNTemplate name; NodePort: a suffix).
         for l in lc.external() {
             let address = if super::envoy::uses_envoy(spec, l) {
                 super::envoy::advertised(cluster, l, id)
+            } else if super::contour::uses_contour(spec, l) {
+                super::contour::advertised(cluster, l, id)
+            } else if super::gateway::uses_gateway(spec, l) {
+                super::gateway::advertised(cluster, l, id)
             } else {
                 super::tls::external_host(cluster, l, id).map(|host| (host, l.broker_port(id)))
             };
