@@ -256,6 +256,9 @@ mod tests {
 
     const L: &str = "spec.listenersConfig.externalListeners[0]";
 
+    /// What a case is, its spec, the errors it gets (path and type).
+    type Case = (&'static str, KafkaClusterSpec, Vec<(String, ErrorType)>);
+
     /// A KRaft spec with one ClusterIP listener of `kind` behind `controller`, host name set.
     fn spec(controller: &str, kind: SecurityProtocol, f: impl FnOnce(&mut KafkaClusterSpec)) -> KafkaClusterSpec {
         let mut spec = valid_kraft_spec();
@@ -307,7 +310,7 @@ mod tests {
         let no_host = |s: &mut KafkaClusterSpec| {
             s.listeners_config.external_listeners.as_mut().unwrap()[0].service = Default::default()
         };
-        let cases: Vec<(&str, KafkaClusterSpec, Vec<(String, ErrorType)>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "terminating, complete",
                 spec("contour", Plaintext, |s| s.contour_ingress_config = contour("tls", "b-%id.example.com")),
@@ -389,7 +392,7 @@ mod tests {
         use SecurityProtocol::{Plaintext, SaslSsl, Ssl};
         let complete =
             |s: &mut KafkaClusterSpec| s.gateway_ingress_config = gateway(Some("kafka-gw"), Some("b-%id.example.com"));
-        let cases: Vec<(&str, KafkaClusterSpec, Vec<(String, ErrorType)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("complete", spec("gateway-api", Ssl, complete), vec![]),
             ("complete, sasl_ssl", spec("gateway-api", SaslSsl, complete), vec![]),
             ("plaintext brokers", spec("gateway-api", Plaintext, complete), vec![err(&format!("{L}.type"), Invalid)]),
