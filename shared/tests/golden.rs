@@ -1,5 +1,6 @@
 //! Golden files of rendered `server.properties` for every KafkaCluster sample and broker, and of
-//! the objects around them (the first broker's, Cruise Control's, Envoy's).
+//! the objects around them (the first broker's, Cruise Control's, Envoy's, Contour's and Gateway
+//! API's).
 //! Regenerate with `make golden` (UPDATE_GOLDEN=1) and review the diff. A sample whose brokers
 //! could not start (`support::Effect::CannotStart`, e.g. a SASL_SSL listener without a JAAS configuration)
 //! has no golden files: the operator renders nothing for it, and a golden file must never
@@ -37,6 +38,7 @@ fn server_properties_match_golden_files() {
     let mut blocked = Vec::new();
     let mut with_cruise_control = 0;
     let mut with_envoy = 0;
+    let mut with_routes = 0;
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&samples).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
     for path in entries {
@@ -114,8 +116,28 @@ fn server_properties_match_golden_files() {
             check(&envoy_file, &serde_saphyr::to_string(&objects).unwrap(), update);
             with_envoy += 1;
         }
+        // Contour's HTTPProxies and Gateway API's TLSRoutes with their Services (the real CRD
+        // schemas accept them: e2e/tests/ingress_crds.rs).
+        let routed = [
+            ("contour.yaml", koperator_shared::render::contour::objects(&cluster)),
+            ("gateway-api.yaml", koperator_shared::render::gateway::objects(&cluster)),
+        ];
+        for (name, objects) in routed {
+            let file = golden.join(&stem).join(name);
+            if objects.services.is_empty() && objects.routes.is_empty() {
+                if update {
+                    let _ = std::fs::remove_file(&file);
+                }
+                assert!(!file.exists(), "{stem}: a {name} golden file for a cluster without such routes");
+                continue;
+            }
+            let value = serde_json::json!({"services": objects.services, "routes": objects.routes});
+            check(&file, &serde_saphyr::to_string(&value).unwrap(), update);
+            with_routes += 1;
+        }
     }
     assert!(checked >= 20, "only {checked} brokers rendered");
+    assert!(with_routes >= 3, "only {with_routes} samples route through Contour or Gateway API");
     assert!(with_envoy >= 1, "no sample deploys Envoy");
     assert!(blocked.is_empty(), "samples that cannot start: {blocked:?}");
     assert!(with_cruise_control >= 2, "only {with_cruise_control} samples deploy Cruise Control");

@@ -137,8 +137,10 @@ pub struct KafkaClusterSpec {
     /// Selector for broker pods that need to be recycled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tainted_brokers_selector: Option<LabelSelector>,
-    /// Ingress controller used for external listeners: `envoy` (default) or `contour`.
-    /// (`istioingress` from banzaicloud Koperator is not supported and is rejected.)
+    /// Ingress controller used for external listeners: `envoy` (default), `contour`, or
+    /// `gateway-api` (our extension: Gateway API TLSRoutes to a Gateway of the user's, see
+    /// `gatewayIngressConfig`). (`istioingress` from banzaicloud Koperator is not supported and
+    /// is rejected.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress_controller: Option<String>,
     /// Place each broker on a different node unless a custom affinity overrides it.
@@ -159,6 +161,10 @@ pub struct KafkaClusterSpec {
     /// Contour ingress settings used by external listeners.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contour_ingress_config: Option<ContourIngressConfig>,
+    /// Gateway API settings used by external listeners with `ingressController: gateway-api`
+    /// (our extension, not in Koperator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_ingress_config: Option<GatewayIngressConfig>,
     /// JMX exporter settings for Kafka and Cruise Control.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitoring_config: Option<MonitoringConfig>,
@@ -983,18 +989,43 @@ pub struct IngressConfig {
     /// Contour settings overriding `spec.contourIngressConfig`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contour_ingress_config: Option<ContourIngressConfig>,
+    /// Gateway API settings overriding `spec.gatewayIngressConfig` field by field (our extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_ingress_config: Option<GatewayIngressConfig>,
 }
 
 /// Contour ingress settings.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContourIngressConfig {
-    /// TLS secret of the Contour HTTPProxy.
+    /// TLS secret of the Contour HTTPProxies: Contour terminates TLS with it. Empty: TLS
+    /// passthrough, the brokers terminate TLS (their external listener is `ssl` or `sasl_ssl`).
     #[serde(default)]
     pub tls_secret_name: String,
     /// Broker FQDN template; `%id` is replaced by the broker id.
     #[serde(default, rename = "brokerFQDNTemplate")]
     pub broker_fqdn_template: String,
+}
+
+/// Gateway API ingress settings (our extension): the brokers are reached through TLSRoutes
+/// attached to a Gateway the user runs, whose listener must be TLS `Passthrough` (the brokers
+/// terminate TLS, so their external listener is `ssl` or `sasl_ssl`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayIngressConfig {
+    /// Name of the Gateway the TLSRoutes attach to (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_name: Option<String>,
+    /// Namespace of the Gateway; defaults to the KafkaCluster's. Its listener must allow routes
+    /// from the KafkaCluster's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_namespace: Option<String>,
+    /// The Gateway listener to attach to (`parentRefs[].sectionName`); all when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+    /// Broker host name template (required); `%id` is replaced by the broker id.
+    #[serde(default, rename = "brokerFQDNTemplate", skip_serializing_if = "Option::is_none")]
+    pub broker_fqdn_template: Option<String>,
 }
 
 /// A listener inside the Kubernetes cluster.

@@ -26,7 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
-use super::brokers;
+use super::ingress::{label_name, overlay};
 use super::names::{self, cluster_name};
 use crate::api::KafkaCluster;
 use crate::api::kafkacluster::{
@@ -98,15 +98,6 @@ impl Ingress<'_> {
     }
 }
 
-/// `<listener>` or `<listener>-<config>` (Koperator's `eListenerName`).
-fn label_name(listener: &str, config: Option<&str>) -> String {
-    let listener = listener.replace('_', "-");
-    match config {
-        Some(config) => format!("{listener}-{config}"),
-        None => listener,
-    }
-}
-
 /// Every name derived from the cluster's name that the Envoy objects of `c` may take, with its
 /// length limit (for the cluster-name rule): per Envoy-served listener and ingress
 /// configuration, the Service (a DNS label), the Deployment, ConfigMap and PDB.
@@ -162,59 +153,17 @@ pub fn uses_envoy(spec: &KafkaClusterSpec, l: &ExternalListenerConfig) -> bool {
 /// by the ingress configurations its `brokerIngressMapping` names, else by the listener's
 /// `defaultIngressConfig`; an ingress configuration no broker uses gets no Envoy.
 pub fn ingresses(c: &ValidatedCluster) -> Vec<Ingress<'_>> {
-    let spec = &c.spec;
-    let nodes: Vec<(i32, Vec<&str>)> = brokers(c)
+    let global = c.spec.envoy_config.clone().unwrap_or_default();
+    super::ingress::select(c, |l| uses_envoy(&c.spec, l))
         .into_iter()
-        .filter(|b| b.is_broker(spec.kraft))
-        .map(|b| (b.broker.id, b.broker.effective_ingress_mapping(spec)))
-        .collect();
-    let global = spec.envoy_config.clone().unwrap_or_default();
-    let mut out = Vec::new();
-    for l in spec.listeners_config.external().iter().filter(|l| uses_envoy(spec, l)) {
-        let configs = l.config.as_ref().and_then(|s| s.ingress_config.as_ref()).filter(|m| !m.is_empty());
-        let Some(configs) = configs else {
-            let ids = nodes.iter().map(|(id, _)| *id).collect();
-            out.push(Ingress {
-                listener: l,
-                config: None,
-                envoy: global.clone(),
-                service: l.service.clone(),
-                brokers: ids,
-            });
-            continue;
-        };
-        let default = l.config.as_ref().map(|s| s.default_ingress_config.as_str()).unwrap_or_default();
-        for (name, ic) in configs {
-            let ids: Vec<i32> = nodes
-                .iter()
-                .filter(|(_, mapping)| mapping.contains(&name.as_str()) || (mapping.is_empty() && name == default))
-                .map(|(id, _)| *id)
-                .collect();
-            if ids.is_empty() {
-                continue;
-            }
-            out.push(Ingress {
-                listener: l,
-                config: Some(name),
-                envoy: overlay(&global, ic.envoy_config.as_ref()),
-                service: overlay(&l.service, Some(&ic.service)),
-                brokers: ids,
-            });
-        }
-    }
-    out
-}
-
-/// `base` with every field `top` sets put over it (Koperator merges ingress configs the same way).
-fn overlay<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(base: &T, top: Option<&T>) -> T {
-    let Some(top) = top else { return base.clone() };
-    let (Ok(Value::Object(mut merged)), Ok(Value::Object(over))) =
-        (serde_json::to_value(base), serde_json::to_value(top))
-    else {
-        return base.clone();
-    };
-    merged.extend(over.into_iter().filter(|(_, v)| !v.is_null()));
-    serde_json::from_value(Value::Object(merged)).unwrap_or_else(|_| base.clone())
+        .map(|s| Ingress {
+            listener: s.listener,
+            config: s.config,
+            envoy: overlay(&global, s.ingress.and_then(|ic| ic.envoy_config.as_ref())),
+            service: overlay(&s.listener.service, s.ingress.map(|ic| &ic.service)),
+            brokers: s.brokers,
+        })
+        .collect()
 }
 
 /// `envoy-config-<listener>[-<config>]-<cluster>`.

@@ -71,6 +71,12 @@ pub fn broker_address(c: &ValidatedCluster, l: &ExternalListenerConfig, id: i32)
     if super::envoy::uses_envoy(&c.spec, l) {
         return super::envoy::advertised(c, l, id);
     }
+    if super::contour::uses_contour(&c.spec, l) {
+        return super::contour::advertised(c, l, id);
+    }
+    if super::gateway::uses_gateway(&c.spec, l) {
+        return super::gateway::advertised(c, l, id);
+    }
     let facts = c.external();
     let service = names::external_service(c, id, &l.common.name);
     match l.access_method_or_default() {
@@ -97,11 +103,8 @@ pub fn broker_address(c: &ValidatedCluster, l: &ExternalListenerConfig, id: i32)
             let host = super::tls::external_host(c, l, id).or_else(|| facts.load_balancers.get(&service).cloned())?;
             Some((host, l.broker_port(id)))
         }
-        AccessMethod::ClusterIp => {
-            let template = c.spec.contour_ingress_config.as_ref().map(|cc| cc.broker_fqdn_template.as_str());
-            let host = template.filter(|t| !t.is_empty())?.replace("%id", &id.to_string());
-            Some((host, l.broker_port(id)))
-        }
+        // Only behind Contour or a Gateway (above); the rules refuse it otherwise.
+        AccessMethod::ClusterIp => None,
     }
 }
 
@@ -182,8 +185,8 @@ pub fn listener_statuses(c: &ValidatedCluster) -> ListenerStatuses {
 }
 
 /// The any-cast entries of listener `l`: one per Envoy ingress (its `hostnameOverride`, else
-/// its load balancer's address, on the any-cast port), Contour's `hostnameOverride`; none for
-/// NodePort or per-broker load balancers.
+/// its load balancer's address, on the any-cast port), each Contour or Gateway API ingress
+/// configuration's `hostnameOverride`; none for NodePort or per-broker load balancers.
 fn any_cast(c: &ValidatedCluster, l: &ExternalListenerConfig) -> Vec<ListenerStatus> {
     let name = |config: Option<&str>| match config {
         Some(ic) => format!("any-broker-{ic}"),
@@ -204,13 +207,16 @@ fn any_cast(c: &ValidatedCluster, l: &ExternalListenerConfig) -> Vec<ListenerSta
             })
             .collect();
     }
-    let host = l.service.hostname_override.as_deref().filter(|h| !h.is_empty());
-    match (l.access_method_or_default(), host) {
-        (AccessMethod::ClusterIp, Some(host)) => {
-            vec![status(&name(None), format!("{host}:{}", l.any_cast_port_or_default()))]
-        }
-        _ => Vec::new(),
-    }
+    use super::cluster_ip::{self, Controller};
+    let Some(controller) = [Controller::Contour, Controller::GatewayApi].into_iter().find(|k| k.serves(&c.spec, l))
+    else {
+        return Vec::new();
+    };
+    cluster_ip::exposures(c, controller)
+        .iter()
+        .filter(|e| e.listener() == l.common.name)
+        .filter_map(|e| Some(status(&name(e.selected.config), format!("{}:{}", e.any_cast_host()?, e.port()))))
+        .collect()
 }
 
 fn status(name: &str, address: String) -> ListenerStatus {

@@ -1,9 +1,13 @@
 //! Rendering (DESIGN §8): pure functions from a validated, defaulted KafkaCluster to the objects
 //! and `server.properties` the operator applies. No I/O; golden-tested.
 
+pub mod cluster_ip;
+pub mod contour;
 pub mod cruise_control;
 pub mod envoy;
 pub mod external;
+pub mod gateway;
+pub mod ingress;
 pub mod jmx;
 pub mod names;
 pub mod objects;

@@ -130,6 +130,7 @@ pub fn derived_names(c: &KafkaCluster) -> Vec<DerivedName> {
         }
     }
     out.extend(super::envoy::derived_names(c));
+    out.extend(super::cluster_ip::derived_names(c));
     out
 }
 

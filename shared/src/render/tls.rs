@@ -180,6 +180,7 @@ pub fn broker_dns_names(c: &KafkaCluster, id: i32) -> Vec<String> {
         if let Some(host) = external_host(c, l, id) {
             out.push(host);
         }
+        out.extend(super::cluster_ip::broker_hosts(c, l, id));
     }
     out.sort();
     out.dedup();

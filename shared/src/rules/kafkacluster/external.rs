@@ -5,9 +5,10 @@ use super::{
     spec_path,
 };
 use crate::api::kafkacluster::{AccessMethod, ExternalListenerConfig, KafkaClusterSpec};
+use crate::render::cluster_ip::Controller;
 use crate::rules::{FieldError, RuleConfig, go_list, names};
 
-const SUPPORTED_INGRESS_CONTROLLERS: &[&str] = &["envoy", "contour"];
+const SUPPORTED_INGRESS_CONTROLLERS: &[&str] = &["envoy", "contour", "gateway-api"];
 
 /// True when brokers of this listener get no port of their own: TLS mode (`-1`, hostname
 /// routing on the any-cast port) or NodePort with `0` or `-1` (Kubernetes assigns the node
@@ -141,15 +142,16 @@ pub fn access(spec: &KafkaClusterSpec, cfg: &RuleConfig) -> Vec<FieldError> {
     for (i, l) in spec.listeners_config.external().iter().enumerate() {
         let path = external_path(i);
         let method = l.access_method_or_default();
-        if method == AccessMethod::ClusterIp && controller != "contour" {
-            errs.push(FieldError::invalid(
-                &path.child("accessMethod"),
-                "ClusterIP",
-                "accessMethod ClusterIP works only behind Contour; set spec.ingressController: contour or use LoadBalancer/NodePort",
-            ));
-        }
-        if controller == "contour" && method == AccessMethod::ClusterIp {
-            errs.extend(contour_config(spec, l, &path));
+        if method == AccessMethod::ClusterIp {
+            match [Controller::Contour, Controller::GatewayApi].into_iter().find(|c| c.name() == controller) {
+                Some(c) => errs.extend(super::routes::check(spec, l, &path, c)),
+                None => errs.push(FieldError::invalid(
+                    &path.child("accessMethod"),
+                    "ClusterIP",
+                    "accessMethod ClusterIP works only behind Contour or Gateway API; set spec.ingressController: contour \
+                     (or gateway-api) or use LoadBalancer/NodePort",
+                )),
+            }
         }
         if controller == "envoy" && method == AccessMethod::LoadBalancer && l.tls_enabled() {
             errs.extend(envoy_tls(spec, l, &path));
@@ -255,64 +257,6 @@ pub fn access(spec: &KafkaClusterSpec, cfg: &RuleConfig) -> Vec<FieldError> {
     errs
 }
 
-/// Contour needs a TLS secret and a broker FQDN template with `%id`, from the listener's
-/// ingress configs or `spec.contourIngressConfig`.
-fn contour_config(spec: &KafkaClusterSpec, l: &ExternalListenerConfig, path: &crate::rules::Path) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    let per_listener: Vec<(String, &crate::api::kafkacluster::ContourIngressConfig)> = l
-        .config
-        .iter()
-        .flat_map(|c| c.ingress_config.iter().flatten())
-        .filter_map(|(name, ic)| ic.contour_ingress_config.as_ref().map(|c| (name.clone(), c)))
-        .collect();
-    let configs: Vec<(crate::rules::Path, &crate::api::kafkacluster::ContourIngressConfig)> = if per_listener.is_empty()
-    {
-        match &spec.contour_ingress_config {
-            Some(c) => vec![(spec_path().child("contourIngressConfig"), c)],
-            None => {
-                errs.push(FieldError::required(
-                    &spec_path().child("contourIngressConfig"),
-                    format!(
-                        "external listener '{}' is exposed through Contour: set spec.contourIngressConfig (tlsSecretName and \
-                         brokerFQDNTemplate) or a contourIngressConfig in the listener's config.ingressConfig",
-                        l.common.name
-                    ),
-                ));
-                vec![]
-            }
-        }
-    } else {
-        per_listener
-            .into_iter()
-            .map(|(name, c)| (path.child("config").child("ingressConfig").key(&name).child("contourIngressConfig"), c))
-            .collect()
-    };
-    for (p, c) in configs {
-        if c.tls_secret_name.is_empty() {
-            errs.push(FieldError::required(
-                &p.child("tlsSecretName"),
-                "Contour needs the name of the TLS secret it serves",
-            ));
-        }
-        if c.broker_fqdn_template.is_empty() {
-            errs.push(FieldError::required(
-                &p.child("brokerFQDNTemplate"),
-                "set a broker host name template such as kafka-%id.example.com",
-            ));
-        } else if !c.broker_fqdn_template.contains("%id") {
-            errs.push(FieldError::invalid(
-                &p.child("brokerFQDNTemplate"),
-                &c.broker_fqdn_template,
-                "the template must contain %id so that every broker gets its own host name",
-            ));
-        } else {
-            errs.extend(template(&c.broker_fqdn_template, &p.child("brokerFQDNTemplate")));
-        }
-    }
-    errs
-}
-
-/// A host name template must be a valid DNS name once `%id` is replaced.
 /// `externalStartingPort: -1` behind Envoy: Envoy terminates TLS with `tlsSecretName` and routes
 /// each broker by the SNI name `brokerHostnameTemplate` gives it (in `spec.envoyConfig` or in
 /// every ingress configuration's), so both must be there.
@@ -340,6 +284,7 @@ fn envoy_tls(spec: &KafkaClusterSpec, l: &ExternalListenerConfig, path: &crate::
     errs
 }
 
+/// A host name template must be a valid DNS name once `%id` is replaced.
 fn template(t: &str, path: &crate::rules::Path) -> Option<FieldError> {
     let host = t.replace("%id", "0");
     (!names::is_wildcard_dns_subdomain(&host)).then(|| {
@@ -350,7 +295,7 @@ fn template(t: &str, path: &crate::rules::Path) -> Option<FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::kafkacluster::{ContourIngressConfig, EnvoyConfig, IngressConfig, IngressConfigSet};
+    use crate::api::kafkacluster::{EnvoyConfig, IngressConfig, IngressConfigSet};
     use crate::rules::ErrorType;
     use crate::rules::kafkacluster::fixtures::*;
     use std::collections::BTreeMap;
@@ -571,33 +516,6 @@ mod tests {
             paths_and_types(&errs),
             vec![("spec.listenersConfig.externalListeners[0].accessMethod".into(), ErrorType::Invalid)]
         );
-    }
-
-    #[test]
-    fn contour_needs_its_config() {
-        let mut l = external("external", 9094, 19090);
-        l.access_method = Some(AccessMethod::ClusterIp);
-        let mut spec = with_external(valid_kraft_spec(), l);
-        spec.ingress_controller = Some("contour".into());
-        let errs = access(&spec, &RuleConfig::default());
-        assert_eq!(paths_and_types(&errs), vec![("spec.contourIngressConfig".into(), ErrorType::Required)]);
-
-        spec.contour_ingress_config =
-            Some(ContourIngressConfig { tls_secret_name: "".into(), broker_fqdn_template: "kafka.example.com".into() });
-        let errs = access(&spec, &RuleConfig::default());
-        assert_eq!(
-            paths_and_types(&errs),
-            vec![
-                ("spec.contourIngressConfig.tlsSecretName".into(), ErrorType::Required),
-                ("spec.contourIngressConfig.brokerFQDNTemplate".into(), ErrorType::Invalid),
-            ]
-        );
-
-        spec.contour_ingress_config = Some(ContourIngressConfig {
-            tls_secret_name: "tls".into(),
-            broker_fqdn_template: "kafka-%id.example.com".into(),
-        });
-        assert_eq!(access(&spec, &RuleConfig::default()), vec![]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod cruise_control;
 pub mod external;
 pub mod kraft;
 pub mod listeners;
+pub mod routes;
 pub mod ssl;
 pub mod update;
 
