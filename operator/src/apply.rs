@@ -60,6 +60,17 @@ pub fn is_ours<K: Resource>(live: &K, owner_uid: &str) -> bool {
             && live.annotations().get(OWNER_UID).is_some_and(|u| u == owner_uid))
 }
 
+/// Server-side applies a custom resource of another project (`desired` carries its
+/// apiVersion and kind).
+pub async fn apply_dynamic(
+    api: &Api<kube::api::DynamicObject>,
+    desired: &kube::api::DynamicObject,
+) -> kube::Result<()> {
+    let value = serde_json::to_value(desired).expect("desired objects serialize");
+    api.patch(&desired.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(value)).await?;
+    Ok(())
+}
+
 /// Server-side applies `desired` (forcing our field manager's ownership of its fields).
 pub async fn apply<K>(api: &Api<K>, desired: &K) -> kube::Result<()>
 where

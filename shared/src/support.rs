@@ -62,13 +62,14 @@ struct Uses {
     reporter: bool,
     /// The operator writes Cruise Control's `capacity.json`.
     capacities: bool,
-    /// An external listener is served by Envoy (which reads `brokerIngressMapping`).
-    envoy: bool,
+    /// An external listener is served by an ingress controller (Envoy, Contour or a Gateway),
+    /// which reads `brokerIngressMapping`.
+    ingress: bool,
 }
 
 /// Fields of a broker config (group or per broker) that rendering does not use.
 fn broker_config(prefix: &str, c: &BrokerConfig, uses: &Uses, out: &mut Vec<Unsupported>) {
-    let Uses { reporter, capacities, envoy } = *uses;
+    let Uses { reporter, capacities, ingress } = *uses;
     let fields: [(&str, bool, &'static str); 4] = [
         ("log4jConfig", set(&c.log4j_config), "brokers use the log4j configuration of their image"),
         (
@@ -83,8 +84,8 @@ fn broker_config(prefix: &str, c: &BrokerConfig, uses: &Uses, out: &mut Vec<Unsu
         ),
         (
             "brokerIngressMapping",
-            set(&c.broker_ingress_mapping) && !envoy,
-            "only Envoy (ingressController: envoy, accessMethod: LoadBalancer) uses it; no Contour HTTPProxy or Gateway API TLSRoute is applied yet",
+            set(&c.broker_ingress_mapping) && !ingress,
+            "no external listener is served by an ingress controller (Envoy for LoadBalancer, Contour or gateway-api for ClusterIP)",
         ),
     ];
     for (field, is_set, note) in fields {
@@ -92,6 +93,13 @@ fn broker_config(prefix: &str, c: &BrokerConfig, uses: &Uses, out: &mut Vec<Unsu
             out.push(Unsupported::ignored(format!("{prefix}.{field}"), note));
         }
     }
+}
+
+/// External listener `l` is served by an ingress controller: Envoy, Contour or a Gateway.
+fn served_by_ingress(spec: &KafkaClusterSpec, l: &crate::api::kafkacluster::ExternalListenerConfig) -> bool {
+    crate::render::envoy::uses_envoy(spec, l)
+        || crate::render::contour::uses_contour(spec, l)
+        || crate::render::gateway::uses_gateway(spec, l)
 }
 
 /// Every field of `spec` that the operator accepts but does not act on yet.
@@ -141,29 +149,26 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
     for (i, l) in lc.external().iter().enumerate() {
         let path = format!("spec.listenersConfig.externalListeners[{i}]");
         let method = l.access_method_or_default();
-        match method {
-            AccessMethod::LoadBalancer if ingress == "envoy" => {}
-            AccessMethod::LoadBalancer => out.push(Unsupported::ignored(
+        if method == AccessMethod::LoadBalancer && ingress != "envoy" {
+            out.push(Unsupported::ignored(
                 format!("{path}.accessMethod"),
                 "only Envoy serves a LoadBalancer listener through an ingress controller; each broker gets a LoadBalancer Service instead",
-            )),
-            AccessMethod::ClusterIp => out.push(Unsupported::ignored(
-                format!("{path}.accessMethod"),
-                "no Contour HTTPProxy or Gateway API TLSRoute is applied yet, so the listener is not reachable from outside",
-            )),
-            AccessMethod::NodePort => {}
+            ));
         }
-        if l.config.is_some() && !(method == AccessMethod::LoadBalancer && ingress == "envoy") {
+        if l.config.is_some() && !served_by_ingress(spec, l) {
             out.push(Unsupported::ignored(
                 format!("{path}.config"),
-                "only Envoy (ingressController: envoy, accessMethod: LoadBalancer) uses ingress configurations; no Contour HTTPProxy or Gateway API TLSRoute is applied yet",
+                "only ingress controllers (Envoy for LoadBalancer, Contour or gateway-api for ClusterIP) use ingress configurations",
             ));
         }
     }
     let reporter = crate::render::cruise_control::configured_in(spec);
     let deployed = crate::render::cruise_control::deployed_in(spec);
     let envoy = lc.external().iter().any(|l| crate::render::envoy::uses_envoy(spec, l));
-    let uses = Uses { reporter, capacities: deployed, envoy };
+    let contour = lc.external().iter().any(|l| crate::render::contour::uses_contour(spec, l));
+    let gateway = lc.external().iter().any(|l| crate::render::gateway::uses_gateway(spec, l));
+    let uses =
+        Uses { reporter, capacities: deployed, ingress: lc.external().iter().any(|l| served_by_ingress(spec, l)) };
     let cluster_fields: [(&str, bool, &'static str); 9] = [
         (
             "envoyConfig",
@@ -179,8 +184,16 @@ pub fn kafkacluster(spec: &KafkaClusterSpec) -> Vec<Unsupported> {
                 }),
             "no external listener is served by Envoy (accessMethod LoadBalancer with ingressController envoy)",
         ),
-        ("contourIngressConfig", set(&spec.contour_ingress_config), "no Contour HTTPProxy is applied yet"),
-        ("gatewayIngressConfig", set(&spec.gateway_ingress_config), "no Gateway API TLSRoute is applied yet"),
+        (
+            "contourIngressConfig",
+            set(&spec.contour_ingress_config) && !contour,
+            "no external listener is served by Contour (accessMethod ClusterIP with ingressController contour)",
+        ),
+        (
+            "gatewayIngressConfig",
+            set(&spec.gateway_ingress_config) && !gateway,
+            "no external listener is served by a Gateway (accessMethod ClusterIP with ingressController gateway-api)",
+        ),
         (
             "monitoringConfig.cCJMXExporterConfig",
             !deployed
@@ -416,26 +429,25 @@ mod tests {
     }
 
     #[test]
-    fn contour_and_gateway_api_clusters_are_told_their_routes_are_not_applied_yet() {
-        use crate::api::kafkacluster::{ContourIngressConfig, GatewayIngressConfig};
+    fn contour_and_gateway_api_settings_are_acted_on_only_by_a_listener_they_serve() {
+        use crate::api::kafkacluster::{ContourIngressConfig, GatewayIngressConfig, IngressConfigSet};
         for controller in ["contour", "gateway-api"] {
             let mut spec = valid_kraft_spec();
             spec.ingress_controller = Some(controller.into());
             let mut l = crate::rules::kafkacluster::fixtures::external("external", 9094, 19090);
             l.access_method = Some(AccessMethod::ClusterIp);
             l.service.hostname_override = Some("kafka.example.com".into());
+            l.config = Some(IngressConfigSet::default());
             spec.listeners_config.external_listeners = Some(vec![l]);
-            if controller == "contour" {
-                spec.contour_ingress_config = Some(ContourIngressConfig::default());
-            } else {
-                spec.gateway_ingress_config = Some(GatewayIngressConfig::default());
-            }
-            let found = kafkacluster(&spec);
-            let access = found.iter().find(|u| u.path == "spec.listenersConfig.externalListeners[0].accessMethod");
-            assert!(access.is_some_and(|u| u.note.contains("not reachable from outside")), "{controller}: {found:?}");
-            let config =
-                if controller == "contour" { "spec.contourIngressConfig" } else { "spec.gatewayIngressConfig" };
-            assert!(found.iter().any(|u| u.path == config), "{controller}: {found:?}");
+            spec.contour_ingress_config = Some(ContourIngressConfig::default());
+            spec.gateway_ingress_config = Some(GatewayIngressConfig::default());
+            let found: Vec<String> = kafkacluster(&spec).into_iter().map(|u| u.path).collect();
+            let other = if controller == "contour" { "spec.gatewayIngressConfig" } else { "spec.contourIngressConfig" };
+            assert_eq!(found, [other], "{controller}: only the other controller's settings are not acted on");
+            spec.listeners_config.external_listeners.as_mut().unwrap()[0].access_method = Some(AccessMethod::NodePort);
+            let found: Vec<String> = kafkacluster(&spec).into_iter().map(|u| u.path).collect();
+            assert!(found.contains(&"spec.listenersConfig.externalListeners[0].config".to_string()), "{found:?}");
+            assert!(found.contains(&"spec.contourIngressConfig".to_string()), "{found:?}");
         }
     }
 

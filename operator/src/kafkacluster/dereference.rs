@@ -96,6 +96,8 @@ pub struct LiveState {
     /// Addresses of the Nodes the broker Pods run on, by Node name (read only when a NodePort
     /// listener advertises them).
     pub nodes: BTreeMap<String, Vec<(String, String)>>,
+    /// Contour's and the Gateway API's Services and routes.
+    pub routes: super::routes::RoutesLive,
 }
 
 /// The Envoy ingress objects of one KafkaCluster, by name. Read only when the cluster has an
@@ -211,6 +213,7 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
         alerts: ctx.alerts.count(ns, &cluster.name_any()),
         envoy: read_envoy(cluster, ctx, ns, &names.envoy).await?,
         nodes: BTreeMap::new(),
+        routes: super::routes::read(cluster, ctx, ns).await?,
     };
     if render::external::advertises_node_addresses(cluster) {
         live.nodes = read_nodes(ctx, &live.pods).await;

@@ -233,6 +233,13 @@ pub async fn execute(
             Object::Pdb(o) => apply(&api::<PodDisruptionBudget>(ctx, &ns), o).await,
             Object::Deployment(o) => apply(&api::<Deployment>(ctx, &ns), o.as_ref()).await,
             Object::Topic(o) => apply(&api::<KafkaTopic>(ctx, &ns), o.as_ref()).await,
+            Object::Route(o) => match super::routes::controller_of(o) {
+                Some(c) => {
+                    let ar = super::routes::api_resource(c);
+                    crate::apply::apply_dynamic(&Api::namespaced_with(ctx.client.clone(), &ns, &ar), o).await
+                }
+                None => Ok(()),
+            },
         };
         done.map_err(kube_err("apply", obj.describe()))?;
         writes.count(true);
@@ -278,6 +285,14 @@ pub async fn execute(
             OwnedKind::Deployment => delete(api::<Deployment>(ctx, &ns), &d.name, &d.uid).await?,
             OwnedKind::Pvc => delete(api::<PersistentVolumeClaim>(ctx, &ns), &d.name, &d.uid).await?,
             OwnedKind::Pdb => delete(api::<PodDisruptionBudget>(ctx, &ns), &d.name, &d.uid).await?,
+            OwnedKind::Route(c) => {
+                let ar = super::routes::api_resource(c);
+                let api = Api::<kube::api::DynamicObject>::namespaced_with(ctx.client.clone(), &ns, &ar);
+                match api.delete(&d.name, &precondition(&d.uid)).await {
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    other => other.map(|_| ()).map_err(kube_err("delete", ar.kind.clone()))?,
+                }
+            }
             OwnedKind::CruiseControlOperation => {
                 delete(api::<CruiseControlOperation>(ctx, &ns), &d.name, &d.uid).await?
             }

@@ -24,6 +24,7 @@ mod graceful_tests;
 pub mod own_certificates;
 pub mod pki_status;
 pub mod plan;
+pub mod routes;
 
 use std::sync::Arc;
 
@@ -106,10 +107,13 @@ pub async fn run(ctx: Arc<Context>) {
     let labels = watcher::Config::default().labels("app=kafka");
     // Broker ConfigMaps are `app=kafka`, the JMX exporter's `app=kafka-jmx`, Cruise Control's
     // `app=cruisecontrol` and its exporter's `app=cruisecontrol-jmx`, Envoy's objects
-    // `app=envoyingress` (Koperator's labels): a changed or deleted one is put back at once.
+    // `app=envoyingress`, Contour's and the Gateway API's Services `app=contouringress` and
+    // `app=gatewayingress` (Koperator's labels): a changed or deleted one is put back at once
+    // (their routes, custom resources that may not be installed, at the next reconcile).
     let config_maps =
         watcher::Config::default().labels("app in (kafka,kafka-jmx,cruisecontrol,cruisecontrol-jmx,envoyingress)");
-    let services = watcher::Config::default().labels("app in (kafka,cruisecontrol,envoyingress)");
+    let services =
+        watcher::Config::default().labels("app in (kafka,cruisecontrol,envoyingress,contouringress,gatewayingress)");
     let deployments = watcher::Config::default().labels("app in (cruisecontrol,envoyingress)");
     let c = controller::controller::<KafkaCluster>(&ctx)
         .owns(ctx.watched::<Pod>(), labels)

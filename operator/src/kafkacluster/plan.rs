@@ -63,6 +63,8 @@ pub enum Object {
     Deployment(Box<Deployment>),
     /// The Cruise Control metrics topic's KafkaTopic.
     Topic(Box<KafkaTopic>),
+    /// A Contour HTTPProxy or a Gateway API TLSRoute (boxed: large).
+    Route(Box<kube::api::DynamicObject>),
 }
 
 impl Object {
@@ -76,6 +78,9 @@ impl Object {
             Object::Pdb(o) => format!("PodDisruptionBudget/{}", o.name_any()),
             Object::Deployment(o) => format!("Deployment/{}", o.name_any()),
             Object::Topic(o) => format!("KafkaTopic/{}", o.name_any()),
+            Object::Route(o) => {
+                format!("{}/{}", o.types.as_ref().map(|t| t.kind.as_str()).unwrap_or("Route"), o.name_any())
+            }
         }
     }
 }
@@ -97,6 +102,8 @@ pub enum OwnedKind {
     CruiseControlOperation,
     /// An Envoy ingress PodDisruptionBudget no longer wanted.
     Pdb,
+    /// A Contour HTTPProxy or Gateway API TLSRoute no longer wanted.
+    Route(koperator_shared::render::cluster_ip::Controller),
 }
 
 /// An owned object to delete, checked against its UID.
@@ -355,9 +362,9 @@ fn certificate_plan(cluster: &ValidatedCluster, live: &LiveState) -> CertPlan {
 }
 
 /// The objects one reconcile applies, and the same-named live objects it must not touch.
-struct Wanted<'a> {
+pub(super) struct Wanted<'a> {
     /// UID of the KafkaCluster.
-    uid: &'a str,
+    pub(super) uid: &'a str,
     /// Objects to apply, in order.
     apply: Vec<Object>,
     /// `Kind/name` of live objects with a wanted name that are not ours.
@@ -369,7 +376,12 @@ impl Wanted<'_> {
     /// carries it; when `live` exists and is not ours (another controlling owner, or none and
     /// no owner-UID annotation: a same-named object someone else made), it is left alone and
     /// named instead — server-side apply with `force` would otherwise take it over.
-    fn object<K: Resource + serde::Serialize>(&mut self, desired: K, live: Option<&K>, wrap: fn(K) -> Object) {
+    pub(super) fn object<K: Resource + serde::Serialize>(
+        &mut self,
+        desired: K,
+        live: Option<&K>,
+        wrap: fn(K) -> Object,
+    ) {
         if live.is_some_and(|l| !is_ours(l, self.uid)) {
             self.foreign.push(wrap(desired).describe());
         } else if let Some(obj) = unless_applied(desired, live) {
@@ -636,6 +648,8 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     let cruise_control = cruise_control(cluster, live, &owner, pods.all_ready, &mut wanted);
     wanted_services.extend(cruise_control.services.iter().cloned());
     let envoy_delete = envoy_ingress(cluster, live, &owner, &mut wanted);
+    let routes = super::routes::plan(cluster, &live.routes, &owner, &mut wanted);
+    wanted_services.extend(routes.services.iter().cloned());
     st.cruise_control_topic_status = cruise_control.topic_status.clone();
     // ---- end of Cruise Control ----
 
@@ -821,6 +835,7 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     }
     delete.extend(cruise_control.delete);
     delete.extend(envoy_delete);
+    delete.extend(routes.unused);
 
     // Kafka-side state, once every broker is up: dynamic configs, then at most one restart.
     let mut dynamic = Vec::new();
@@ -936,6 +951,9 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     let cert_problems: Vec<&String> = certs.problems.iter().chain(own.all_problems()).chain(&admin_problem).collect();
     if !cert_problems.is_empty() {
         degraded.push(("CertificateError", cert_problems.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("; ")));
+    }
+    if !routes.problems.is_empty() {
+        degraded.push(("IngressNotReady", routes.problems.join("; ")));
     }
     if !foreign.is_empty() {
         degraded.push((

@@ -104,6 +104,7 @@ fn empty() -> LiveState {
         alerts: 0,
         envoy: Default::default(),
         nodes: BTreeMap::new(),
+        routes: Default::default(),
     }
 }
 
@@ -120,6 +121,9 @@ fn ready(mut p: Pod) -> Pod {
 fn carried_out(plan: &Plan, mut live: LiveState) -> LiveState {
     let envoy = |labels: Option<&BTreeMap<String, String>>| {
         labels.is_some_and(|l| l.get("app").is_some_and(|a| a == "envoyingress"))
+    };
+    let routed = |labels: Option<&BTreeMap<String, String>>| {
+        labels.is_some_and(|l| l.get("app").is_some_and(|a| a == "contouringress" || a == "gatewayingress"))
     };
     for obj in plan.apply.clone() {
         match obj {
@@ -138,6 +142,15 @@ fn carried_out(plan: &Plan, mut live: LiveState) -> LiveState {
             Object::Pdb(mut o) if envoy(o.metadata.labels.as_ref()) => {
                 o.metadata.uid = Some(format!("uid-{}", o.name_any()));
                 live.envoy.pdbs.insert(o.name_any(), o);
+            }
+            Object::Service(mut o) if routed(o.metadata.labels.as_ref()) => {
+                o.metadata.uid = Some(format!("uid-{}", o.name_any()));
+                live.routes.services.insert(o.name_any(), o);
+            }
+            Object::Route(mut o) => {
+                o.metadata.uid = Some(format!("uid-{}", o.name_any()));
+                let kind = o.types.as_ref().unwrap().kind.clone();
+                live.routes.routes.insert((kind, o.name_any()), *o);
             }
             Object::ConfigMap(mut o) => {
                 o.metadata.uid = Some(format!("uid-{}", o.name_any()));
@@ -1167,6 +1180,7 @@ fn same_named_objects_someone_else_made_are_never_taken_over() {
             Object::Pdb(o) => live.pdb = Some(theirs(o)),
             Object::Deployment(o) => drop(live.deployments.insert(o.name_any(), theirs(*o))),
             Object::Topic(o) => drop(live.topics.insert(o.name_any(), theirs(*o))),
+            Object::Route(_) => unreachable!("the sample has no route"),
         }
     }
     for kind in ["ConfigMap", "PersistentVolumeClaim", "Pod", "Service"] {
@@ -1317,6 +1331,7 @@ fn desired_names_cover_every_applied_object() {
             Object::Pdb(_) => true, // read by name already
             Object::Deployment(o) => names.deployments.contains(&o.name_any()),
             Object::Topic(o) => names.topics.contains(&o.name_any()),
+            Object::Route(_) => true, // read by the routes module, by label and by name
         };
         assert!(listed, "{} is not read by name", obj.describe());
     }
@@ -1715,4 +1730,50 @@ fn node_port_brokers_advertise_their_nodes_address_and_the_port_kubernetes_picke
     let external: Vec<String> = st.external_listeners.unwrap()["external"].iter().map(|s| s.address.clone()).collect();
     assert_eq!(external.len(), 3, "{external:?}");
     assert!(external.iter().all(|a| a.starts_with("10.0.0.") && a.contains(":3100")), "{external:?}");
+}
+
+const CONTOUR: &str = include_str!("../../../config/samples/kafkacluster_contour_passthrough.yaml");
+const GATEWAY: &str = include_str!("../../../config/samples/kafkacluster_gateway_api.yaml");
+
+#[test]
+fn contour_and_gateway_routes_are_applied_once_and_go_only_when_the_spec_says_so() {
+    for (text, kind) in [(CONTOUR, "HTTPProxy"), (GATEWAY, "TLSRoute")] {
+        let mut v = sample(text);
+        let p = plan(&validated(&v), &empty());
+        let routes: Vec<String> = kinds(&p).into_iter().filter(|k| k.starts_with(kind)).collect();
+        assert!(routes.len() >= 4, "{kind}: an any-cast route and one per broker: {:?}", kinds(&p));
+        assert!(!condition(&p, "Degraded").2.contains("not acted on"), "{kind}: {:?}", condition(&p, "Degraded"));
+        let live = carried_out(&p, empty());
+        let again = plan(&validated(&v), &live);
+        assert!(!kinds(&again).iter().any(|k| k.starts_with(kind)), "{kind}: applied once: {:?}", kinds(&again));
+        assert!(!again.delete.iter().any(|d| matches!(d.kind, OwnedKind::Route(_))), "{kind}");
+
+        // The listener moves to NodePort: its routes stay until removeUnusedIngressResources.
+        v["spec"]["listenersConfig"]["externalListeners"][0]["accessMethod"] = json!("NodePort");
+        v["spec"]["listenersConfig"]["externalListeners"][0].as_object_mut().unwrap().remove("config");
+        for b in v["spec"]["brokers"].as_array_mut().unwrap() {
+            b.as_object_mut().unwrap().remove("brokerConfig");
+        }
+        let kept = plan(&validated(&v), &live);
+        assert!(!kept.delete.iter().any(|d| matches!(d.kind, OwnedKind::Route(_))), "{kind}: {:?}", kept.delete);
+        v["spec"]["removeUnusedIngressResources"] = json!(true);
+        let gone = plan(&validated(&v), &live);
+        let deleted = gone.delete.iter().filter(|d| matches!(d.kind, OwnedKind::Route(_))).count();
+        assert_eq!(deleted, routes.len(), "{kind}: every route of the listener: {:?}", gone.delete);
+    }
+}
+
+#[test]
+fn a_missing_route_crd_is_reported_and_nothing_else_waits_for_it() {
+    let v = sample(CONTOUR);
+    let mut live = empty();
+    live.routes.unreadable.insert("HTTPProxy".into(), "the httpproxies.projectcontour.io CRD is not installed".into());
+    let p = plan(&validated(&v), &live);
+    assert!(!kinds(&p).iter().any(|k| k.starts_with("HTTPProxy")), "{:?}", kinds(&p));
+    let applied = kinds(&p);
+    assert!(applied.contains(&"ConfigMap/kafka-contour-pt-config-0".to_string()), "brokers go on: {applied:?}");
+    assert!(applied.iter().any(|k| k.starts_with("Service/countour-svc-external-az1")), "{applied:?}");
+    let (status, reason, message) = condition(&p, "Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "IngressNotReady"), "{message}");
+    assert!(message.contains("httpproxies.projectcontour.io CRD is not installed"), "{message}");
 }
