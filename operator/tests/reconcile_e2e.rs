@@ -377,3 +377,84 @@ fn envoy_comes_with_an_external_load_balancer_listener_and_goes_only_when_asked(
     drop(kubelet);
     op.stop(Duration::from_secs(5));
 }
+
+/// The routes of ClusterIP listeners against the real Contour and Gateway API CRDs: before the
+/// CRDs are installed the cluster says so (Degraded/IngressNotReady) and everything else goes
+/// on; once they are, the HTTPProxies (TLS passthrough) and TLSRoutes are created, owned by
+/// their cluster, and the condition clears.
+#[test]
+fn contour_and_gateway_routes_wait_for_their_crds_then_are_applied() {
+    let cp = shared();
+    let ns = cp.namespace("routes").unwrap();
+    let op = start_operator(cp, &ns.name, "routes", "routes", &[]);
+    let kubelet = Kubelet::start(cp, ns.name.clone());
+    let sample = |file: &str| -> Value {
+        let text = std::fs::read_to_string(repo_root().join("config/samples").join(file)).unwrap();
+        serde_saphyr::from_str(&text).unwrap()
+    };
+    let contour = sample("kafkacluster_contour_passthrough.yaml");
+    cp.kubectl_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&contour.to_string())).unwrap();
+    let get = |kind: &str, name: &str| cp.kubectl(&["get", kind, name, "-n", &ns.name, "-o", "json"]).ok();
+    let degraded = |name: &str| {
+        let kc: Value = serde_json::from_str(&get("kafkacluster", name).unwrap_or_default()).unwrap_or_default();
+        condition(&kc, "Degraded").filter(|c| c.0 == "True").map(|c| c.1)
+    };
+    let not_installed = || {
+        let kc: Value =
+            serde_json::from_str(&get("kafkacluster", "kafka-contour-pt").unwrap_or_default()).unwrap_or_default();
+        let c = kc["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        c.iter().any(|c| {
+            c["type"] == "Degraded"
+                && c["reason"] == "IngressNotReady"
+                && c["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("httpproxies.projectcontour.io CRD is not installed"))
+        })
+    };
+    wait_for("the missing HTTPProxy CRD reported", Duration::from_secs(90), &op, not_installed);
+    assert!(get("service", "countour-svc-external-az1-kafka-contour-pt").is_some(), "the Services go on meanwhile");
+
+    let crds = koperator_e2e::tools::cache_dir().join("ingress-crds");
+    for sub in ["contour", "gateway-api"] {
+        cp.kubectl(&["apply", "--server-side", "-f", &crds.join(sub).display().to_string()]).unwrap();
+    }
+    for crd in ["httpproxies.projectcontour.io", "tlsroutes.gateway.networking.k8s.io"] {
+        cp.wait_established(crd, Duration::from_secs(60)).unwrap();
+    }
+    let gateway = sample("kafkacluster_gateway_api.yaml");
+    cp.kubectl_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&gateway.to_string())).unwrap();
+    let proxies = [
+        "kafka-az1.example.com",
+        "kafka-az2.example.com",
+        "broker-0.kafka.example.com",
+        "broker-1.kafka.example.com",
+        "az2-broker-2.kafka.example.com",
+    ];
+    wait_for("the HTTPProxies", Duration::from_secs(90), &op, || {
+        proxies.iter().all(|p| get("httpproxies.projectcontour.io", p).is_some())
+    });
+    for p in proxies {
+        let proxy: Value = serde_json::from_str(&get("httpproxies.projectcontour.io", p).unwrap()).unwrap();
+        assert_eq!(proxy["spec"]["virtualhost"]["fqdn"], p, "{proxy}");
+        assert_eq!(proxy["spec"]["virtualhost"]["tls"]["passthrough"], true, "{proxy}");
+        assert_eq!(proxy["metadata"]["ownerReferences"][0]["name"], "kafka-contour-pt", "{proxy}");
+        let service = proxy["spec"]["tcpproxy"]["services"][0]["name"].as_str().unwrap().to_string();
+        assert!(get("service", &service).is_some(), "{p} routes to Service {service}, which exists");
+    }
+    wait_for("the TLSRoutes", Duration::from_secs(90), &op, || {
+        let out = cp.kubectl(&["get", "tlsroutes.gateway.networking.k8s.io", "-n", &ns.name, "-o", "json"]).unwrap();
+        let routes: Value = serde_json::from_str(&out).unwrap();
+        routes["items"].as_array().is_some_and(|r| r.len() == 4)
+    });
+    let out = cp.kubectl(&["get", "tlsroutes.gateway.networking.k8s.io", "-n", &ns.name, "-o", "json"]).unwrap();
+    let routes: Value = serde_json::from_str(&out).unwrap();
+    for r in routes["items"].as_array().unwrap() {
+        assert_eq!(r["spec"]["parentRefs"][0]["name"], "kafka-gateway", "{r}");
+        assert_eq!(r["metadata"]["ownerReferences"][0]["name"], "kafka-gateway", "{r}");
+    }
+    wait_for("the Degraded condition cleared", Duration::from_secs(60), &op, || {
+        degraded("kafka-contour-pt").is_none_or(|r| r != "IngressNotReady")
+    });
+    drop(kubelet);
+    op.stop(Duration::from_secs(5));
+}
