@@ -165,6 +165,8 @@ fn outside_clients_reach_the_brokers_through_envoy_and_node_ports() {
     });
     eprintln!("cluster Running on its external addresses {:.1}s after kubectl apply", started.elapsed().as_secs_f64());
     let kc = get();
+    // From here on nothing restarts: the addresses Kubernetes decided stay put.
+    let pods = pod_uids(cp, &ns);
     let envoy = external_statuses(&kc, "envoy");
     assert_eq!(envoy[0], ("any-broker".into(), format!("{envoy_ip}:29092")), "{envoy:?}");
     for id in 0..3 {
@@ -256,5 +258,7 @@ fn outside_clients_reach_the_brokers_through_envoy_and_node_ports() {
         untrusted,
     );
     assert!(out.contains("SSL handshake failed") || out.contains("SslAuthenticationException"), "{out}");
+    assert_eq!(pod_uids(cp, &ns), pods, "no Pod was replaced while the clients ran");
+    assert!(settled(&get()), "still settled");
     drop(op);
 }

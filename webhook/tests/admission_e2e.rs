@@ -174,6 +174,8 @@ fn samples_are_accepted_with_defaults_pinned() {
         "simplekafkacluster-with-nodeport-external.yaml",
         "kafkacluster_with_loadbalancer_external.yaml",
         "simplekafkacluster_with_contour.yaml",
+        "kafkacluster_contour_passthrough.yaml",
+        "kafkacluster_gateway_api.yaml",
     ] {
         let mut obj = sample(file);
         // Clusters are referred to as "kafka" by the topic/user/operation samples.

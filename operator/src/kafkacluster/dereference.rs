@@ -96,6 +96,8 @@ pub struct LiveState {
     /// Addresses of the Nodes the broker Pods run on, by Node name (read only when a NodePort
     /// listener advertises them).
     pub nodes: BTreeMap<String, Vec<(String, String)>>,
+    /// Why Nodes could not be read.
+    pub node_errors: Vec<String>,
     /// Contour's and the Gateway API's Services and routes.
     pub routes: super::routes::RoutesLive,
 }
@@ -136,25 +138,27 @@ where
     Ok(found)
 }
 
-/// The addresses of the Nodes `pods` run on. A Node that cannot be read (gone, or the operator
-/// may not read Nodes) is left out: its brokers do not advertise a node address until it is.
-async fn read_nodes(ctx: &Context, pods: &BTreeMap<String, Pod>) -> BTreeMap<String, Vec<(String, String)>> {
+/// Node name → its addresses as (type, address).
+type NodeAddresses = BTreeMap<String, Vec<(String, String)>>;
+
+/// The addresses of the Nodes `pods` run on, and why some could not be read (the operator may
+/// not read Nodes). A Node that is gone or cannot be read is left out: its brokers do not
+/// advertise a node address until it is.
+async fn read_nodes(ctx: &Context, pods: &BTreeMap<String, Pod>) -> (NodeAddresses, Vec<String>) {
     let api: Api<Node> = Api::all(ctx.client.clone());
     let names: std::collections::BTreeSet<&String> =
         pods.values().filter_map(|p| p.spec.as_ref()?.node_name.as_ref()).collect();
-    let mut out = BTreeMap::new();
+    let (mut out, mut errors) = (BTreeMap::new(), Vec::new());
     for name in names {
         match api.get_opt(name).await {
             Ok(Some(node)) => {
                 out.insert(name.clone(), super::external_facts::node_addresses(&node));
             }
             Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(node = %name, error = %e, "cannot read the Node's addresses (the operator needs `get` on nodes)")
-            }
+            Err(e) => errors.push(format!("Node {name}: {e}")),
         }
     }
-    out
+    (out, errors)
 }
 
 /// The cluster's Envoy ingress objects, when it may have any to apply or remove.
@@ -213,10 +217,11 @@ pub async fn dereference(cluster: &ValidatedCluster, ctx: &Context) -> Result<Li
         alerts: ctx.alerts.count(ns, &cluster.name_any()),
         envoy: read_envoy(cluster, ctx, ns, &names.envoy).await?,
         nodes: BTreeMap::new(),
+        node_errors: Vec::new(),
         routes: super::routes::read(cluster, ctx, ns).await?,
     };
     if render::external::advertises_node_addresses(cluster) {
-        live.nodes = read_nodes(ctx, &live.pods).await;
+        (live.nodes, live.node_errors) = read_nodes(ctx, &live.pods).await;
     }
     let port = u16::try_from(render::jmx::METRICS_PORT).expect("a port");
     let uid = cluster.uid().unwrap_or_default();

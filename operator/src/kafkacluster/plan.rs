@@ -835,7 +835,10 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     }
     delete.extend(cruise_control.delete);
     delete.extend(envoy_delete);
-    delete.extend(routes.unused);
+    // A Service Contour had under a name the brokers' own Services take over (the listener
+    // moved to NodePort or LoadBalancer) is applied again, not deleted.
+    let taken = |d: &Deletion| d.kind == OwnedKind::Service && wanted_services.contains(&d.name);
+    delete.extend(routes.unused.into_iter().filter(|d| !taken(d)));
 
     // Kafka-side state, once every broker is up: dynamic configs, then at most one restart.
     let mut dynamic = Vec::new();
@@ -951,6 +954,16 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
     let cert_problems: Vec<&String> = certs.problems.iter().chain(own.all_problems()).chain(&admin_problem).collect();
     if !cert_problems.is_empty() {
         degraded.push(("CertificateError", cert_problems.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("; ")));
+    }
+    if !live.node_errors.is_empty() {
+        degraded.push((
+            "NodeAddressUnavailable",
+            format!(
+                "brokers on NodePort listeners advertise their Node's address, which cannot be read ({}): grant the \
+                 operator `get` on nodes, or set hostnameOverride or nodePortExternalIP",
+                live.node_errors.join("; ")
+            ),
+        ));
     }
     if !routes.problems.is_empty() {
         degraded.push(("IngressNotReady", routes.problems.join("; ")));

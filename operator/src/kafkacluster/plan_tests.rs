@@ -104,6 +104,7 @@ fn empty() -> LiveState {
         alerts: 0,
         envoy: Default::default(),
         nodes: BTreeMap::new(),
+        node_errors: Vec::new(),
         routes: Default::default(),
     }
 }
@@ -1760,6 +1761,11 @@ fn contour_and_gateway_routes_are_applied_once_and_go_only_when_the_spec_says_so
         let gone = plan(&validated(&v), &live);
         let deleted = gone.delete.iter().filter(|d| matches!(d.kind, OwnedKind::Route(_))).count();
         assert_eq!(deleted, routes.len(), "{kind}: every route of the listener: {:?}", gone.delete);
+        // The per-broker Services keep their names as NodePort Services: applied, not deleted.
+        let name = v["metadata"]["name"].as_str().unwrap();
+        let broker_service = format!("{name}-0-external");
+        assert!(kinds(&gone).contains(&format!("Service/{broker_service}")), "{kind}: {:?}", kinds(&gone));
+        assert!(!gone.delete.iter().any(|d| d.name == broker_service), "{kind}: {:?}", gone.delete);
     }
 }
 
@@ -1776,4 +1782,18 @@ fn a_missing_route_crd_is_reported_and_nothing_else_waits_for_it() {
     let (status, reason, message) = condition(&p, "Degraded");
     assert_eq!((status.as_str(), reason.as_str()), ("True", "IngressNotReady"), "{message}");
     assert!(message.contains("httpproxies.projectcontour.io CRD is not installed"), "{message}");
+}
+
+#[test]
+fn nodes_the_operator_may_not_read_are_reported() {
+    let mut v = sample(COMBINED);
+    v["spec"]["listenersConfig"]["externalListeners"] = json!([{
+        "type": "plaintext", "name": "external", "containerPort": 9094, "externalStartingPort": 30090,
+        "accessMethod": "NodePort"
+    }]);
+    let (v, mut live) = settled(&v);
+    live.node_errors.push("Node node-0: nodes \"node-0\" is forbidden".into());
+    let (status, reason, message) = condition(&plan(&validated(&v), &live), "Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "NodeAddressUnavailable"), "{message}");
+    assert!(message.contains("grant the operator `get` on nodes"), "{message}");
 }

@@ -126,6 +126,8 @@ pub(super) fn plan(
 ) -> RoutesPlan {
     let mut out = RoutesPlan::default();
     let mut keep_routes = BTreeSet::new();
+    // Contour settings Koperator accepts but that leave a route out (admission warned).
+    out.problems.extend(koperator_shared::rules::kafkacluster::external::route_warnings(&cluster.spec));
     for controller in CONTROLLERS {
         let ar = api_resource(controller);
         let objects = objects(cluster, controller);

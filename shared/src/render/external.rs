@@ -93,9 +93,7 @@ pub fn broker_address(c: &ValidatedCluster, l: &ExternalListenerConfig, id: i32)
             let host = match (super::tls::external_host(c, l, id), external_ip) {
                 (Some(host), _) => host,
                 (None, Some(ip)) => ip,
-                // A restarted broker's new Pod is not on a node yet: it keeps the address it had
-                // (else every restart would change its configuration, and restart it again).
-                (None, None) => node_address(c, id).or_else(|| last_host(c, l, id))?,
+                (None, None) => node_host(c, l, id)?,
             };
             Some((host, port))
         }
@@ -117,6 +115,23 @@ pub fn advertises_node_addresses(c: &ValidatedCluster) -> bool {
     node_port
         .into_iter()
         .any(|l| super::broker_role_ids(c).into_iter().any(|id| node_port_external_ip(c, id, &l.common.name).is_none()))
+}
+
+/// The node address broker `id` advertises on NodePort listener `l`. A restarted broker's new
+/// Pod that is not on a node yet keeps the address it had (else every restart would change its
+/// configuration, and restart it again). With `externalTrafficPolicy: Cluster` (the default)
+/// every node forwards the node port, so a broker whose Pod moved to another node keeps it too,
+/// unless it is an address of the Pod's node under another type (the type asked for changed);
+/// with `Local` it follows its Pod.
+fn node_host(c: &ValidatedCluster, l: &ExternalListenerConfig, id: i32) -> Option<String> {
+    let last = last_host(c, l, id);
+    let Some(addresses) = c.external().node_addresses.get(&id) else { return last };
+    let current = node_address(c, id)?;
+    let local = l.service.external_traffic_policy.as_deref() == Some("Local");
+    match last {
+        Some(last) if last != current && !local && !addresses.iter().any(|(_, a)| *a == last) => Some(last),
+        _ => Some(current),
+    }
 }
 
 /// The host broker `id` was last reported at on listener `l` (`status.listenerStatuses`).
@@ -141,30 +156,27 @@ fn node_address(c: &ValidatedCluster, id: i32) -> Option<String> {
     }
 }
 
-/// `status.listenerStatuses`: for every internal listener the cluster Service (`any-broker`,
-/// or `headless`) and each broker's own name; for every external listener the any-cast address
-/// of each ingress (`any-broker`, `any-broker-<ingress config>`; none for NodePort) and each
-/// broker's external address. Entries whose address is not known yet are left out; each list
-/// is sorted by name.
+/// `status.listenerStatuses`, as Koperator fills it: for every internal listener but the
+/// controllers' the cluster Service (`any-broker`, or `headless`) then each broker's own name in
+/// spec order; for every external listener the any-cast address of each ingress (`any-broker`,
+/// `any-broker-<ingress config>`; none for NodePort) and each broker's external address, sorted
+/// by name. Entries whose address is not known yet are left out (Koperator lists controller-only
+/// KRaft nodes on external listeners too, though they serve no clients; we do not).
 pub fn listener_statuses(c: &ValidatedCluster) -> ListenerStatuses {
     let spec = &c.spec;
     let kraft = spec.kraft;
     let nodes = super::brokers(c);
     let mut internal = BTreeMap::new();
-    for l in &spec.listeners_config.internal_listeners {
+    // The controller listener is not listed (Koperator keeps its addresses for the quorum).
+    for l in spec.listeners_config.internal_listeners.iter().filter(|l| !l.used_for_controller_communication) {
         let port = l.common.container_port;
-        let controller = kraft && l.used_for_controller_communication;
         let any_name = if spec.headless_service_enabled { "headless" } else { "any-broker" };
         let mut list =
             vec![status(any_name, format!("{}.{}:{port}", names::cluster_service(c), names::service_domain(c)))];
-        for b in &nodes {
-            let serves = if controller { b.is_controller(kraft) } else { b.is_broker(kraft) };
-            if serves {
-                let id = b.broker.id;
-                list.push(status(&format!("broker-{id}"), format!("{}:{port}", names::broker_fqdn(c, id))));
-            }
+        for b in nodes.iter().filter(|b| b.is_broker(kraft)) {
+            let id = b.broker.id;
+            list.push(status(&format!("broker-{id}"), format!("{}:{port}", names::broker_fqdn(c, id))));
         }
-        sort(&mut list);
         internal.insert(l.common.name.clone(), list);
     }
     let mut external = BTreeMap::new();
@@ -297,9 +309,23 @@ mod tests {
         let l = &c.spec.listeners_config.external()[0];
         assert_eq!(broker_address(&c, l, 1), Some(("10.0.0.2".into(), 30091)));
         assert_eq!(broker_address(&c, l, 0), None, "never placed");
-        let c = with(c, |f| f.node_addresses.extend([node(1, "10.0.0.9", None)]));
+        let moved = with(c.clone(), |f| f.node_addresses.extend([node(1, "10.0.0.9", None)]));
         let l = &c.spec.listeners_config.external()[0];
-        assert_eq!(broker_address(&c, l, 1), Some(("10.0.0.9".into(), 30091)), "moved to another node");
+        assert_eq!(broker_address(&moved, l, 1), Some(("10.0.0.2".into(), 30091)), "every node forwards the port");
+        // With externalTrafficPolicy Local only its own node does.
+        let mut local: KafkaCluster = (*c).clone();
+        local.spec.listeners_config.external_listeners.as_mut().unwrap()[0].service.external_traffic_policy =
+            Some("Local".into());
+        let local = with(must(&local), |f| f.node_addresses.extend([node(1, "10.0.0.9", None)]));
+        let l = &local.spec.listeners_config.external()[0];
+        assert_eq!(broker_address(&local, l, 1), Some(("10.0.0.9".into(), 30091)), "follows its Pod");
+        // The same node, another address type asked for: the new one.
+        let mut hostname: KafkaCluster = (*c).clone();
+        hostname.spec.brokers[1].broker_config =
+            Some(BrokerConfig { node_port_node_address_type: Some(NodeAddressType::Hostname), ..Default::default() });
+        let hostname = with(must(&hostname), |f| f.node_addresses.extend([node(1, "10.0.0.2", None)]));
+        let l = &hostname.spec.listeners_config.external()[0];
+        assert_eq!(broker_address(&hostname, l, 1), Some(("node-1".into(), 30091)));
     }
 
     #[test]
@@ -389,6 +415,6 @@ mod tests {
                 ("broker-2", "kafka-2.team-a.svc.cluster.local:29092"),
             ]
         );
-        assert!(st.contains_key("controller"));
+        assert!(!st.contains_key("controller"), "the controller listener is not listed");
     }
 }

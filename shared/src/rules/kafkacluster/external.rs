@@ -115,9 +115,24 @@ pub fn target_port_collisions_for_envoy(spec: &KafkaClusterSpec) -> Vec<FieldErr
     errs
 }
 
+/// What Contour-served listeners lack for their HTTPProxies (the rules of
+/// [`super::routes::check`]), as warnings: such a cluster is accepted, as Koperator accepts it,
+/// and reports `Degraded/IngressNotReady` until it is fixed.
+pub fn route_warnings(spec: &KafkaClusterSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, l) in spec.listeners_config.external().iter().enumerate() {
+        if Controller::Contour.serves(spec, l) {
+            let problems = super::routes::check(spec, l, &external_path(i), Controller::Contour);
+            out.extend(problems.iter().map(|e| format!("{e} (no HTTPProxy is created for it until then)")));
+        }
+    }
+    out
+}
+
 /// Rule 9: the ingress controller is supported and consistent with each listener's access
-/// method; Contour has what it needs; ingress config names resolve; host names are valid;
-/// fixed node ports are in the node-port range; any-cast ports do not collide.
+/// method; a Gateway has what it needs (Contour: [`route_warnings`]); ingress config names
+/// resolve; host names are valid; fixed node ports are in the node-port range; any-cast ports
+/// do not collide.
 pub fn access(spec: &KafkaClusterSpec, cfg: &RuleConfig) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let controller = spec.ingress_controller_or_default();
@@ -144,6 +159,9 @@ pub fn access(spec: &KafkaClusterSpec, cfg: &RuleConfig) -> Vec<FieldError> {
         let method = l.access_method_or_default();
         if method == AccessMethod::ClusterIp {
             match [Controller::Contour, Controller::GatewayApi].into_iter().find(|c| c.name() == controller) {
+                // Koperator accepts incomplete Contour settings (and clusters stored by an
+                // earlier release may have them): warnings, see `route_warnings`.
+                Some(Controller::Contour) => {}
                 Some(c) => errs.extend(super::routes::check(spec, l, &path, c)),
                 None => errs.push(FieldError::invalid(
                     &path.child("accessMethod"),

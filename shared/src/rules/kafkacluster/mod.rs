@@ -30,6 +30,7 @@ pub fn validate(spec: &KafkaClusterSpec, cfg: &RuleConfig) -> Verdict {
     v.extend(external::starting_ports(spec));
     v.extend(external::target_port_collisions_for_envoy(spec));
     v.extend(external::access(spec, cfg));
+    v.warnings.extend(external::route_warnings(spec));
     v.extend(brokers::ids(spec));
     v.extend(brokers::groups_and_storage(spec));
     v.extend(brokers::config_strings(spec));

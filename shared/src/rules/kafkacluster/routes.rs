@@ -193,6 +193,14 @@ fn gateway(spec: &KafkaClusterSpec, l: &ExternalListenerConfig, path: &Path, ent
             ),
         ));
     }
+    if l.external_starting_port != -1 {
+        errs.push(FieldError::invalid(
+            &path.child("externalStartingPort"),
+            l.external_starting_port.to_string(),
+            "a Gateway's TLS passthrough listener has a single port: set externalStartingPort to -1 so that every broker is \
+             advertised on anyCastPort, and set anyCastPort to the Gateway listener's port",
+        ));
+    }
     if global.is_none() && entries.iter().all(|e| e.gateway.is_none()) {
         errs.push(FieldError::required(
             &global_at,
@@ -295,8 +303,19 @@ mod tests {
             Some(BrokerConfig { broker_ingress_mapping: Some(vec!["az2".into()]), ..Default::default() });
     }
 
+    /// The listener's errors: for Contour what `route_warnings` turns into warnings.
     fn errors(spec: &KafkaClusterSpec) -> Vec<(String, ErrorType)> {
-        paths_and_types(&access(spec, &RuleConfig::default()))
+        let mut errs = access(spec, &RuleConfig::default());
+        if spec.ingress_controller.as_deref() == Some("contour") {
+            let l = &spec.listeners_config.external()[0];
+            errs.extend(check(
+                spec,
+                l,
+                &Path::root("spec").child("listenersConfig").child("externalListeners").index(0),
+                Controller::Contour,
+            ));
+        }
+        paths_and_types(&errs)
     }
 
     fn err(path: &str, t: ErrorType) -> (String, ErrorType) {
@@ -398,6 +417,14 @@ mod tests {
             ("plaintext brokers", spec("gateway-api", Plaintext, complete), vec![err(&format!("{L}.type"), Invalid)]),
             ("no config", spec("gateway-api", Ssl, |_| {}), vec![err("spec.gatewayIngressConfig", Required)]),
             (
+                "a port per broker",
+                spec("gateway-api", Ssl, |s| {
+                    complete(s);
+                    s.listeners_config.external_listeners.as_mut().unwrap()[0].external_starting_port = 19090;
+                }),
+                vec![err(&format!("{L}.externalStartingPort"), Invalid)],
+            ),
+            (
                 "empty config",
                 spec("gateway-api", Ssl, |s| s.gateway_ingress_config = gateway(None, None)),
                 vec![
@@ -456,7 +483,14 @@ mod tests {
         let spec = super::tests::spec("contour", SecurityProtocol::Plaintext, |s| {
             s.contour_ingress_config = contour("", "b-%id.example.com")
         });
-        let msg = &access(&spec, &RuleConfig::default())[0].message;
+        assert!(
+            access(&spec, &RuleConfig::default()).is_empty(),
+            "Contour's gaps are not errors (Koperator accepts them)"
+        );
+        let warnings = crate::rules::kafkacluster::external::route_warnings(&spec);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let msg = &warnings[0];
         assert!(msg.contains("set tlsSecretName") && msg.contains("make the listener ssl"), "{msg}");
+        assert!(msg.starts_with("spec.contourIngressConfig.tlsSecretName") && msg.contains("no HTTPProxy"), "{msg}");
     }
 }
