@@ -693,13 +693,14 @@ fn outside_clients_reach_the_brokers_through_contour_by_sni_passthrough() {
     for r in ["alpha", "beta", "gamma"] {
         assert!(out.lines().any(|l| l == r), "{r} read back through Contour's Envoy:\n{out}");
     }
-    // Envoy passed connections to both Services: the any-cast one (bootstrap) and the broker's.
+    // Envoy passed connections to both Services: the any-cast one (bootstrap) and the broker's
+    // (its clusters' stat names are `<ns>_<service>_<port>`).
     let (_, stats) = http_get(contour.stats, "/stats?filter=upstream_cx_total").expect("Envoy's stats");
     for svc in
         [format!("contour-svc-{CONTOUR_LISTENER}-{CONTOUR_CLUSTER}"), format!("{CONTOUR_CLUSTER}-0-{CONTOUR_LISTENER}")]
     {
         let used = stats.lines().any(|l| {
-            l.contains(&format!("/{svc}/")) && l.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) > 0
+            l.contains(&format!("_{svc}_")) && l.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) > 0
         });
         assert!(used, "no connection through Envoy to Service {svc}:\n{stats}");
     }
