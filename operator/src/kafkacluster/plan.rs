@@ -881,6 +881,20 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
             .collect();
         roll_blocked = Some(format!("broker(s) {} are not Ready on their current spec", down.join(",")));
     }
+    // A broker whose Pod is being deleted is restarting: Kafka may not see it stop yet (its
+    // controlled shutdown starts when the kubelet gets to it), so its health says nothing about
+    // restarting another one. One at a time: wait until it is back.
+    let restarting: Vec<String> = desired
+        .iter()
+        .filter(|b| {
+            live.pods.get(&b.pod.name_any()).is_some_and(|p| is_ours(p, &uid) && p.meta().deletion_timestamp.is_some())
+        })
+        .map(|b| b.id.to_string())
+        .collect();
+    if !out_of_date.is_empty() && roll_blocked.is_none() && !restarting.is_empty() {
+        roll_blocked =
+            Some(format!("broker(s) {} are restarting (their Pods are being deleted)", restarting.join(",")));
+    }
     // Cruise Control moving partitions: a restart would fail the reassignment.
     let moving = graceful::moving(&graceful).or(disks.moving());
     if let Some(op) = moving.filter(|_| !out_of_date.is_empty() && roll_blocked.is_none()) {

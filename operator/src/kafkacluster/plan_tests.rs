@@ -1797,3 +1797,23 @@ fn nodes_the_operator_may_not_read_are_reported() {
     assert_eq!((status.as_str(), reason.as_str()), ("True", "NodeAddressUnavailable"), "{message}");
     assert!(message.contains("grant the operator `get` on nodes"), "{message}");
 }
+
+/// Kafka still reports a broker whose Pod was just deleted as healthy (its controlled shutdown
+/// has not started): no second broker restarts until the first is back.
+#[test]
+fn no_broker_restarts_while_another_ones_pod_is_being_deleted() {
+    let (mut v, live) = settled(&sample(COMBINED));
+    v["spec"]["readOnlyConfig"] = json!("num.io.threads=9\n");
+    bump(&mut v);
+    let c = validated(&v);
+    let p = plan(&c, &live);
+    let mut live = carried_out(&p, live_with_health(&c, live));
+    let first = plan(&c, &live).restart.expect("one broker restarts");
+    let pod = live.pods.get_mut(&first.pod).unwrap();
+    pod.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    let p = plan(&c, &live);
+    assert!(p.restart.is_none(), "{:?} restarts while broker {} is restarting", p.restart, first.broker);
+    let (_, reason, message) = condition(&p, "Ready");
+    assert!(message.contains("restarting (their Pods are being deleted)"), "{reason}: {message}");
+}
