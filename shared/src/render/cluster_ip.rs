@@ -186,6 +186,32 @@ impl Objects {
             self.services.push(s);
         }
     }
+
+    /// Adds what exposure `e` needs: its any-cast Service and the route of its any-cast host,
+    /// and per broker it serves the broker's Service and the route of `broker_host(id)`.
+    /// `route(host, service, port)` makes a route (`None`: it cannot, its settings are missing);
+    /// a host that is not set gets no route.
+    pub(crate) fn add_exposure(
+        &mut self,
+        c: &ValidatedCluster,
+        controller: Controller,
+        e: &Exposure<'_>,
+        broker_host: impl Fn(i32) -> Option<String>,
+        route: impl Fn(&str, &str, i32) -> Option<DynamicObject>,
+    ) {
+        let any = any_cast_service(c, controller, e);
+        if let (Some(host), Some(name)) = (e.any_cast_host(), any.metadata.name.as_deref()) {
+            self.routes.extend(route(host, name, e.port()));
+        }
+        self.push_service(any);
+        for id in &e.selected.brokers {
+            let svc = broker_service(c, controller, e, *id);
+            if let (Some(host), Some(name)) = (broker_host(*id), svc.metadata.name.as_deref()) {
+                self.routes.extend(route(&host, name, e.port()));
+            }
+            self.push_service(svc);
+        }
+    }
 }
 
 /// Every host name broker `id` may be reached by through ClusterIP listener `l` of `c`: the

@@ -103,19 +103,8 @@ pub fn http_proxy(c: &ValidatedCluster, i: &ContourIngress<'_>, fqdn: &str, serv
 pub fn objects(c: &ValidatedCluster) -> Objects {
     let mut out = Objects::default();
     for i in ingresses(c) {
-        let e = &i.exposure;
-        let any = cluster_ip::any_cast_service(c, Controller::Contour, e);
-        if let (Some(fqdn), Some(name)) = (e.any_cast_host(), any.metadata.name.as_deref()) {
-            out.routes.push(http_proxy(c, &i, fqdn, name, e.port()));
-        }
-        out.push_service(any);
-        for id in &e.selected.brokers {
-            let svc = cluster_ip::broker_service(c, Controller::Contour, e, *id);
-            if let (Some(fqdn), Some(name)) = (i.broker_host(*id), svc.metadata.name.as_deref()) {
-                out.routes.push(http_proxy(c, &i, &fqdn, name, e.port()));
-            }
-            out.push_service(svc);
-        }
+        let route = |host: &str, service: &str, port: i32| Some(http_proxy(c, &i, host, service, port));
+        out.add_exposure(c, Controller::Contour, &i.exposure, |id| i.broker_host(id), route);
     }
     out
 }

@@ -105,19 +105,8 @@ pub fn tls_route(
 pub fn objects(c: &ValidatedCluster) -> Objects {
     let mut out = Objects::default();
     for i in ingresses(c) {
-        let e = &i.exposure;
-        let any = cluster_ip::any_cast_service(c, Controller::GatewayApi, e);
-        if let (Some(h), Some(name)) = (e.any_cast_host(), any.metadata.name.as_deref()) {
-            out.routes.extend(tls_route(c, &i, h, name, e.port()));
-        }
-        out.push_service(any);
-        for id in &e.selected.brokers {
-            let svc = cluster_ip::broker_service(c, Controller::GatewayApi, e, *id);
-            if let (Some(h), Some(name)) = (i.broker_host(*id), svc.metadata.name.as_deref()) {
-                out.routes.extend(tls_route(c, &i, &h, name, e.port()));
-            }
-            out.push_service(svc);
-        }
+        let route = |host: &str, service: &str, port: i32| tls_route(c, &i, host, service, port);
+        out.add_exposure(c, Controller::GatewayApi, &i.exposure, |id| i.broker_host(id), route);
     }
     out
 }
