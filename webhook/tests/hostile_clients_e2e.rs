@@ -191,8 +191,10 @@ fn concurrent_large_bodies_wait_for_the_memory_budget() {
     let (_, w) = webhook();
     let pid = w.component.pid();
     let rt = runtime();
-    // 24 topics of 6 MiB each (one large annotation): without a budget 24 bodies, their raw
-    // copies and decoded trees would be held at once (> 400 MiB).
+    // 16 topics of 6 MiB each (one large annotation): without a budget 16 bodies, their raw
+    // copies and decoded trees would be held at once (> 250 MiB; the budget is 48 MiB). (24
+    // starved this 2-core machine enough that an admitted body could not be read at the
+    // minimum rate, a 408 of the rate rule, not of the budget.)
     let mut topic = json!({"apiVersion": "kafka.banzaicloud.io/v1alpha1", "kind": "KafkaTopic",
         "metadata": {"name": "big", "namespace": "default", "annotations": {"x": "y".repeat(6 * MIB as usize)}},
         "spec": {"name": "big", "partitions": 1, "replicationFactor": 1, "clusterRef": {"name": "kafka"}}});
@@ -202,7 +204,7 @@ fn concurrent_large_bodies_wait_for_the_memory_budget() {
     let (before, _) = rss(pid);
     let started = Instant::now();
     let statuses: Vec<(u16, Value)> = rt.block_on(async {
-        let all = (0..24).map(|_| async {
+        let all = (0..16).map(|_| async {
             let (status, text) = post(w, "/mutate-kafkatopic?timeout=30s", &body).await;
             let answer = match status {
                 200 => serde_json::from_slice(&text).unwrap(),
@@ -224,7 +226,7 @@ fn concurrent_large_bodies_wait_for_the_memory_budget() {
         }
     }
     eprintln!(
-        "24 concurrent 6 MiB reviews: {answered} answered, {busy} refused as busy in {elapsed:?}; webhook RSS {:.1} MiB before, peak {:.1} MiB",
+        "16 concurrent 6 MiB reviews: {answered} answered, {busy} refused as busy in {elapsed:?}; webhook RSS {:.1} MiB before, peak {:.1} MiB",
         mib(before),
         mib(peak)
     );
