@@ -653,7 +653,10 @@ fn ssl_only_clusters_with_mtls() {
     });
     apply(cp, &ns, &user);
     wait_for("the SCRAM KafkaUser's Secret", Duration::from_secs(60), &op, || {
-        get_json(cp, &["get", "secret", "sasl-app-credentials", "-n", &ns])["data"]["sasl.jaas.config"].is_string()
+        // Not found until the operator has made it.
+        let secret = cp.kubectl(&["get", "secret", "sasl-app-credentials", "-n", &ns, "-o", "json"]).ok();
+        let secret: Value = secret.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+        secret["data"]["sasl.jaas.config"].is_string()
     });
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), &sasl_ca).unwrap();
