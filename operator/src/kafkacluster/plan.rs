@@ -901,7 +901,16 @@ pub fn plan(cluster: &ValidatedCluster, live: &LiveState) -> Plan {
         roll_blocked = Some(format!("Cruise Control is moving partitions (CruiseControlOperation {op})"));
     }
     if !out_of_date.is_empty() && pods.may_roll && roll_blocked.is_none() && certs.orders.is_empty() && own.complete() {
-        let ids: Vec<i32> = out_of_date.iter().map(|(id, _, _)| *id).collect();
+        // While a broker is down (not Ready, on an old spec), only such brokers may restart:
+        // restarting one that is down costs nothing, but Kafka may still count it alive (its
+        // Pod was just replaced) and let a healthy one go down too.
+        let down: BTreeSet<i32> = desired
+            .iter()
+            .filter(|b| live.pods.get(&b.pod.name_any()).is_none_or(|p| !pod_ready(p)))
+            .map(|b| b.id)
+            .collect();
+        let ids: Vec<i32> =
+            out_of_date.iter().map(|(id, _, _)| *id).filter(|id| down.is_empty() || down.contains(id)).collect();
         let expected = render::broker_role_ids(cluster);
         let threshold = cluster.spec.rolling_upgrade_config.failure_threshold.unwrap_or(1);
         let decision = match &live.kafka {
