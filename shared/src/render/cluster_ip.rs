@@ -64,6 +64,10 @@ impl Exposure<'_> {
     pub fn any_cast_host(&self) -> Option<&str> {
         self.service.hostname_override.as_deref().filter(|h| !h.is_empty())
     }
+    /// Whether this exposure serves broker `id` on listener `l`.
+    pub fn serves(&self, l: &ExternalListenerConfig, id: i32) -> bool {
+        self.listener() == l.common.name && self.selected.brokers.contains(&id)
+    }
     /// The listener's name.
     pub fn listener(&self) -> &str {
         &self.selected.listener.common.name

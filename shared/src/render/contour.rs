@@ -69,11 +69,8 @@ pub fn ingresses(c: &ValidatedCluster) -> Vec<ContourIngress<'_>> {
 /// ingress configuration serving it, on `externalStartingPort + id` or (`-1`) the any-cast port,
 /// as Koperator advertises it. `None` when no configuration serves the broker.
 pub fn advertised(c: &ValidatedCluster, l: &ExternalListenerConfig, id: i32) -> Option<(String, i32)> {
-    let ingresses = ingresses(c);
-    let i = ingresses
-        .iter()
-        .find(|i| i.exposure.listener() == l.common.name && i.exposure.selected.brokers.contains(&id))?;
-    Some((i.broker_host(id)?, l.broker_port(id)))
+    let host = ingresses(c).iter().find(|i| i.exposure.serves(l, id))?.broker_host(id)?;
+    Some((host, l.broker_port(id)))
 }
 
 /// The HTTPProxy routing `fqdn` to port `port` of Service `service` (named `fqdn`, as Koperator
